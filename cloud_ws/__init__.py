@@ -1,0 +1,1 @@
+"""cloud-ws cloud_ws."""

@@ -1,0 +1,160 @@
+"""The broadcaster: EventBridge delivers a deployment event; every subscriber receives it.
+
+1. Validate the envelope (``detail-type`` is the message type, ``detail`` carries
+   ``deployment_id``, ``event_id``, ``data``, ``timestamp``).
+2. Store it with the deployment's next ``seq``, exactly once per event identity
+   (``event_id``, else EventBridge's ``id``): a redelivery of an event whose
+   fan-out completed changes nothing and sends nothing.
+3. Query the deployment's subscribers (paginated, consistent) and post to them
+   concurrently over a bounded pool; a 410 Gone deletes that connection and the
+   fan-out carries on.
+
+Errors that a retry can fix (DynamoDB unavailable) are raised, so Lambda's
+asynchronous retries and the rule's dead-letter queue apply; an event that can
+never be valid is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handlers import protocol, spec
+from handlers.log import get_logger
+from handlers.runtime import Runtime, get_runtime
+from handlers.store import Store, StoredEvent, SubscriberPage
+
+log = get_logger("broadcaster")
+
+MAX_EVENT_ID_LENGTH = 128
+
+
+class InvalidEventError(ValueError):
+    """The EventBridge event is not a cloud-ws deployment event."""
+
+
+@dataclass(frozen=True)
+class DeploymentEvent:
+    """A validated deployment event, before it has a ``seq``."""
+
+    type: str
+    deployment_id: str
+    event_id: str
+    """The producer's ``event_id``, else EventBridge's ``id``."""
+    data: dict[str, Any]
+    timestamp: str
+
+    @property
+    def identity(self) -> str:
+        """The key that makes a second delivery a no-op."""
+        return f"{self.deployment_id}/{self.event_id}"
+
+    def render(self, seq: int) -> str:
+        """The wire message for ``seq``; oversize data is replaced by a marker, never split."""
+        message = {
+            "type": self.type,
+            "deployment_id": self.deployment_id,
+            "seq": seq,
+            "event_id": self.event_id,
+            "data": self.data,
+            "timestamp": self.timestamp,
+        }
+        encoded = protocol.encode(message)
+        if len(encoded) > spec.API_GATEWAY_LIMITS.message_bytes - 1024:
+            message["data"] = {"truncated": True, "original_bytes": len(encoded)}
+            encoded = protocol.encode(message)
+        return encoded.decode("utf-8")
+
+
+def parse_event(event: Mapping[str, Any]) -> DeploymentEvent:
+    """Validate an EventBridge event carrying the cloud-ws envelope."""
+    detail_type = event.get("detail-type")
+    if not protocol.is_valid_event_type(detail_type):
+        raise InvalidEventError(f"detail-type must be a domain.verb event type, got {detail_type!r}")
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise InvalidEventError("detail must be a JSON object")
+    deployment_id = detail.get("deployment_id")
+    if not protocol.is_valid_deployment_id(deployment_id):
+        raise InvalidEventError(f"detail.deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}")
+    data = detail.get("data", {})
+    if not isinstance(data, dict):
+        raise InvalidEventError("detail.data must be a JSON object")
+    event_id = detail.get("event_id")
+    if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH):
+        event_id = event.get("id")
+        if not isinstance(event_id, str) or not event_id:
+            raise InvalidEventError("the event has neither detail.event_id nor an EventBridge id")
+        event_id = f"eb:{event_id}"
+    timestamp = detail.get("timestamp")
+    if not isinstance(timestamp, str) or not timestamp:
+        timestamp = event.get("time") if isinstance(event.get("time"), str) else protocol.now_iso()
+    return DeploymentEvent(str(detail_type), str(deployment_id), event_id, data, str(timestamp))
+
+
+def _subscriber_ids(pages: Iterator[SubscriberPage], counter: dict[str, int]) -> Iterator[str]:
+    for page in pages:
+        counter["items_read"] += page.items_read
+        for subscriber in page.subscribers:
+            counter["recipients"] += 1
+            yield subscriber.connection_id
+
+
+def _remove_gone(store: Store, connection_id: str) -> None:
+    """A 410 means API Gateway has no such connection: forget it and its subscriptions."""
+    removed = store.delete_connection(connection_id)
+    log.info("gone connection removed", extra={"connection_id": connection_id, "subscriptions": removed})
+
+
+def broadcast(runtime: Runtime, event: DeploymentEvent) -> dict[str, Any]:
+    """Store ``event`` and fan it out; returns what happened (also logged)."""
+    store, config = runtime.store, runtime.config
+    fields: dict[str, Any] = {"deployment_id": event.deployment_id, "event_id": event.event_id}
+
+    stored: StoredEvent | None = store.find_event(event.identity)
+    if stored is not None and stored.sent:
+        log.info("duplicate event ignored", extra={**fields, "seq": stored.seq})
+        return {"status": "duplicate", "seq": stored.seq}
+    status = "resent"  # stored by an earlier delivery whose fan-out did not complete
+    if stored is None:
+        status = "sent"
+        stored = store.append_event(event.deployment_id, event.identity, event.event_id, event.render)
+        if stored is None:
+            log.info("duplicate event ignored (concurrent delivery)", extra=fields)
+            return {"status": "duplicate"}
+
+    if config.management_endpoint is None:
+        raise RuntimeError("MANAGEMENT_ENDPOINT is not set: the broadcaster cannot reach connections")
+    api = runtime.management(config.management_endpoint)
+    counter = {"items_read": 0, "recipients": 0}
+    result = api.fan_out(
+        _subscriber_ids(store.subscriber_pages(event.deployment_id, config.subscriber_page_size), counter),
+        stored.message.encode("utf-8"),
+        on_gone=functools.partial(_remove_gone, store),
+    )
+    store.mark_sent(event.identity)
+    summary = {
+        "status": status,
+        "seq": stored.seq,
+        "recipients": counter["recipients"],
+        "items_read": counter["items_read"],
+        "delivered": result.delivered,
+        "gone": len(result.gone),
+        "failed": len(result.failed),
+        "retries": result.retries,
+    }
+    log.info("event broadcast", extra={**fields, **summary, "type": event.type})
+    return summary
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """EventBridge target: broadcast one deployment event."""
+    try:
+        parsed = parse_event(event)
+    except InvalidEventError as exc:
+        # Retrying cannot fix a malformed event: log it and let it go.
+        log.warning("event rejected", extra={"reason": str(exc), "event_id": event.get("id")})
+        return {"status": "rejected", "reason": str(exc)}
+    return broadcast(get_runtime(), parsed)

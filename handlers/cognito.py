@@ -1,0 +1,207 @@
+"""Cognito JWT verification at the WebSocket handshake, to aws-jwt-verify's standard.
+
+- RS256 only: ``alg: none``, HS256 (including the "HMAC keyed with the public
+  key" confusion) and every other algorithm are refused before any key is used.
+- The key is chosen by ``kid`` from the pool's JWKS, cached per container. An
+  unknown ``kid`` triggers one refetch (keys rotate); if the refetch does not
+  know it either, further unknown ``kid`` refetches wait in a penalty box so a
+  stream of garbage tokens cannot hammer Cognito.
+- ``iss`` must equal the pool's issuer exactly; ``token_use`` must be an
+  accepted one; ID tokens must carry an accepted ``aud``, access tokens an
+  accepted ``client_id``; ``exp`` is required, ``nbf`` honoured, both with a
+  small leeway.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jose import JWTError, jwk, jwt
+from jose.backends.base import Key
+
+from handlers.config import AuthConfig
+
+ALGORITHM = "RS256"
+
+
+class TokenError(Exception):
+    """The token is not acceptable; the handshake is refused with 401."""
+
+
+class JwksUnavailableError(Exception):
+    """The JWKS could not be fetched: a server-side failure, not the client's fault."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The verified caller."""
+
+    user_id: str
+    """The token's ``sub``."""
+    username: str
+    email: str | None
+    groups: tuple[str, ...]
+    token_use: str
+    client_id: str
+    expires_at: int
+    """The token's ``exp`` (epoch seconds)."""
+
+
+def fetch_jwks(url: str, timeout: float = 5.0) -> Mapping[str, Any]:
+    """GET a JWKS document; ``JwksUnavailableError`` on any network or format failure."""
+    import requests  # noqa: PLC0415 - only needed on a cache miss; keeps cold start lean
+
+    try:
+        reply = requests.get(url, timeout=timeout)
+        reply.raise_for_status()
+        document = reply.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise JwksUnavailableError(f"could not fetch JWKS from {url}: {exc}") from exc
+    if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
+        raise JwksUnavailableError(f"JWKS at {url} has no 'keys' list")
+    return document
+
+
+class JwksCache:
+    """Public keys of one user pool, by ``kid``, with a penalty box for unknown ``kid``s."""
+
+    def __init__(
+        self,
+        url: str,
+        penalty_seconds: float = 10.0,
+        fetch: Callable[[str], Mapping[str, Any]] = fetch_jwks,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = url
+        self._penalty_seconds = penalty_seconds
+        self._fetch = fetch
+        self._clock = clock
+        self._keys: dict[str, Key] = {}
+        self._penalty_until: float | None = None
+        self._lock = threading.Lock()
+        self.fetches = 0
+        """How many times the JWKS was fetched (observable, for tests and metrics)."""
+
+    def key_for(self, kid: str) -> Key:
+        """The verification key for ``kid``; ``TokenError`` if the pool has none."""
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        with self._lock:
+            key = self._keys.get(kid)
+            if key is not None:  # another thread refreshed while we waited
+                return key
+            now = self._clock()
+            if self._penalty_until is not None and now < self._penalty_until:
+                raise TokenError("token signed with an unknown key")
+            self._keys = self._load(self._fetch(self._url))
+            self.fetches += 1
+            key = self._keys.get(kid)
+            if key is None:
+                self._penalty_until = now + self._penalty_seconds
+                raise TokenError("token signed with an unknown key")
+            return key
+
+    @staticmethod
+    def _load(document: Mapping[str, Any]) -> dict[str, Key]:
+        keys: dict[str, Key] = {}
+        for entry in document.get("keys", []):
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("kid"), str):
+                continue
+            # Only RSA signing keys for RS256 can verify our tokens; anything else
+            # in the set is skipped so it can never be selected by a crafted header.
+            if entry.get("kty") != "RSA" or entry.get("alg", ALGORITHM) != ALGORITHM:
+                continue
+            if entry.get("use", "sig") != "sig":
+                continue
+            try:
+                keys[entry["kid"]] = jwk.construct(dict(entry), algorithm=ALGORITHM)
+            except JWTError:
+                continue
+        return keys
+
+
+class CognitoJwtVerifier:
+    """Verifies Cognito ID and access tokens for one user pool."""
+
+    def __init__(self, config: AuthConfig, jwks: JwksCache | None = None) -> None:
+        self._config = config
+        self.jwks = jwks or JwksCache(config.jwks_url, config.jwks_penalty_seconds)
+
+    def verify(self, token: str) -> Identity:
+        """Verify ``token`` and return who it identifies.
+
+        Raises:
+            TokenError: the token is malformed, forged, expired or not for us.
+            JwksUnavailableError: the pool's keys could not be fetched.
+        """
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise TokenError("token is not a JWT")
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError:
+            raise TokenError("token header is malformed") from None
+        if header.get("alg") != ALGORITHM:
+            raise TokenError(f"token algorithm must be {ALGORITHM}")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenError("token header has no kid")
+        key = self.jwks.key_for(kid)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self._config.issuer,
+                options={
+                    "verify_aud": False,  # checked below: aud for ID tokens, client_id for access tokens
+                    "verify_at_hash": False,  # ID tokens may carry at_hash; we never see the access token
+                    "require_exp": True,
+                    "require_iss": True,
+                    "require_sub": True,
+                    "leeway": self._config.leeway_seconds,
+                },
+            )
+        except JWTError as exc:
+            raise TokenError(_describe(exc)) from None
+        return self._identity(claims)
+
+    def _identity(self, claims: Mapping[str, Any]) -> Identity:
+        token_use = claims.get("token_use")
+        if token_use not in self._config.token_uses:
+            raise TokenError(f"token_use must be one of {sorted(self._config.token_uses)}")
+        client_id = claims.get("aud") if token_use == "id" else claims.get("client_id")
+        if client_id not in self._config.client_ids:
+            raise TokenError("token was issued for another app client")
+        groups = claims.get("cognito:groups", [])
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise TokenError("cognito:groups must be a list of strings")
+        sub = str(claims["sub"])
+        username = claims.get("cognito:username") or claims.get("username") or sub
+        email = claims.get("email")
+        return Identity(
+            user_id=sub,
+            username=str(username),
+            email=email if isinstance(email, str) else None,
+            groups=tuple(groups),
+            token_use=str(token_use),
+            client_id=str(client_id),
+            expires_at=int(claims["exp"]),
+        )
+
+
+def _describe(exc: JWTError) -> str:
+    text = str(exc).lower()
+    if "expired" in text:
+        return "token has expired"
+    if "not yet valid" in text or "nbf" in text:
+        return "token is not yet valid"
+    if "issuer" in text:
+        return "token was issued by another user pool"
+    if "signature" in text:
+        return "token signature is invalid"
+    return "token is invalid"

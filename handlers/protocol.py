@@ -1,0 +1,197 @@
+"""The wire protocol: client frames in, server messages out (see docs/protocol.md).
+
+Pure functions, no I/O: every route handler parses its frame here, and every
+refusal is a ``ProtocolError`` with a stable ``code`` and a sentence a person
+can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_DEPLOYMENT_ID_RE = re.compile(DEPLOYMENT_ID_PATTERN)
+
+#: Event types are ``domain.verb`` (``deployment.status``, ``stack.failed``, ``log.created``...).
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}(\.[a-z][a-z0-9_]{0,31}){1,3}$"
+_EVENT_TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
+
+#: Statuses of ``deployment.status`` after which nothing more happens.
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+DEPLOYMENT_STATUSES = frozenset({"pending", "deploying"}) | TERMINAL_STATUSES
+
+
+class ErrorCode:
+    """Stable ``error.code`` values; clients branch on these, so never rename one."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    MESSAGE_TOO_DEEP = "message_too_deep"
+    UNKNOWN_ACTION = "unknown_action"
+    INVALID_DEPLOYMENT_ID = "invalid_deployment_id"
+    INVALID_SINCE = "invalid_since"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    FORBIDDEN = "forbidden"
+    TOKEN_EXPIRED = "token_expired"
+    UNKNOWN_CONNECTION = "unknown_connection"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ProtocolError(Exception):
+    """A frame was refused; becomes an ``error`` message to the sender."""
+
+    def __init__(self, code: str, message: str, action: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.action = action
+
+    def to_message(self) -> dict[str, Any]:
+        """The ``error`` message sent to the client."""
+        msg: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.action is not None:
+            msg["action"] = self.action
+        return msg
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A parsed client frame: a JSON object with a string ``action``."""
+
+    action: str
+    body: dict[str, Any]
+
+
+def parse_frame(raw: str | None, *, max_bytes: int, max_depth: int) -> Frame:
+    """Parse one client frame, enforcing size, JSON, object shape and nesting depth.
+
+    Raises:
+        ProtocolError: ``message_too_large``, ``invalid_json``, ``message_too_deep``
+            or ``invalid_message``.
+    """
+    raw = raw or ""
+    size = len(raw.encode("utf-8"))
+    if size > max_bytes:
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_LARGE, f"frames are limited to {max_bytes} bytes; this one has {size}"
+        )
+    # Depth is checked on the text before parsing, so a hostile "[[[[..." never
+    # reaches the recursive parser.
+    if _max_nesting(raw) > max_depth:
+        raise ProtocolError(
+            ErrorCode.MESSAGE_TOO_DEEP, f"frames may nest objects and arrays at most {max_depth} levels deep"
+        )
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise ProtocolError(
+            ErrorCode.INVALID_JSON,
+            'frames must be JSON text, e.g. {"action": "subscribe", "deployment_id": "D1"}',
+        ) from None
+    if not isinstance(body, dict):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"a frame must be a JSON object, not a {_json_type(body)}"
+        )
+    action = body.get("action")
+    if not isinstance(action, str) or not action:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE,
+            'a frame must name its "action": one of subscribe, unsubscribe, ping',
+        )
+    return Frame(action=action, body=body)
+
+
+def _max_nesting(text: str) -> int:
+    """Deepest ``{``/``[`` nesting in JSON text, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return "null"
+
+
+def validate_deployment_id(value: Any, action: str | None = None) -> str:
+    """Return ``value`` if it is a valid deployment id, else raise ``invalid_deployment_id``."""
+    if isinstance(value, str) and _DEPLOYMENT_ID_RE.match(value):
+        return value
+    raise ProtocolError(
+        ErrorCode.INVALID_DEPLOYMENT_ID, f"deployment_id must match {DEPLOYMENT_ID_PATTERN}", action
+    )
+
+
+def is_valid_deployment_id(value: Any) -> bool:
+    """True for a string that matches :data:`DEPLOYMENT_ID_PATTERN`."""
+    return isinstance(value, str) and bool(_DEPLOYMENT_ID_RE.match(value))
+
+
+def is_valid_event_type(value: Any) -> bool:
+    """True for a ``domain.verb`` event type."""
+    return isinstance(value, str) and bool(_EVENT_TYPE_RE.match(value))
+
+
+def validate_since(value: Any, action: str | None = None) -> int | None:
+    """``since`` is absent/null or a non-negative integer (booleans and floats are refused)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53:
+        return value
+    raise ProtocolError(
+        ErrorCode.INVALID_SINCE,
+        "since must be a non-negative integer: the last seq you received for this deployment",
+        action,
+    )
+
+
+def now_iso() -> str:
+    """Current UTC time as an ISO 8601 string with a ``Z`` suffix."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """Serialize a server message the way it goes on the wire (compact UTF-8 JSON)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def subscribed(deployment_id: str, seq: int, replay: int) -> dict[str, Any]:
+    """Acknowledges a subscription: ``seq`` is the latest stored event, ``replay`` how many follow."""
+    return {"type": "subscribed", "deployment_id": deployment_id, "seq": seq, "replay": replay}
+
+
+def unsubscribed(deployment_id: str) -> dict[str, Any]:
+    """Acknowledges an unsubscription."""
+    return {"type": "unsubscribed", "deployment_id": deployment_id}
+
+
+def pong() -> dict[str, Any]:
+    """Answer to ``ping``."""
+    return {"type": "pong", "timestamp": now_iso()}

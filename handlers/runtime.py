@@ -1,0 +1,115 @@
+"""Per-container state: configuration, AWS clients and the JWKS cache, created lazily once.
+
+A Lambda container serves many invocations; clients and caches built on the
+first one are reused by the next. Creation is locked because the local stack
+invokes handlers from several threads, and boto3's session setup is not
+thread-safe.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from handlers.apigw import LambdaResponse, response
+from handlers.config import Config, load_config
+from handlers.log import get_logger
+from handlers.management import ManagementApi, make_client
+from handlers.store import Store
+
+if TYPE_CHECKING:
+    from handlers.cognito import CognitoJwtVerifier
+
+log = get_logger("runtime")
+
+
+@dataclass
+class Runtime:
+    """What one container keeps between invocations."""
+
+    config: Config
+    store: Store
+    _verifier: CognitoJwtVerifier | None = None
+    _management: dict[str, ManagementApi] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def verifier(self) -> CognitoJwtVerifier:
+        """The JWT verifier (imported on first use: only ``$connect`` needs python-jose)."""
+        with self._lock:
+            if self._verifier is None:
+                from handlers.cognito import CognitoJwtVerifier  # noqa: PLC0415 - cold start
+
+                self._verifier = CognitoJwtVerifier(self.config.auth)
+            return self._verifier
+
+    def management(self, endpoint: str) -> ManagementApi:
+        """The Management API for ``endpoint`` (one client per endpoint, pool sized to the fan-out)."""
+        with self._lock:
+            api = self._management.get(endpoint)
+            if api is None:
+                cfg = self.config
+                client = make_client(endpoint, cfg.region, cfg.broadcast_concurrency, cfg.post_max_attempts)
+                api = ManagementApi(client, cfg.broadcast_concurrency)
+                self._management[endpoint] = api
+            return api
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The container's runtime, built from the environment on first use."""
+    global _runtime  # noqa: PLW0603 - one per container, by design
+    with _lock:
+        if _runtime is None:
+            import boto3  # noqa: PLC0415 - imported with the first invocation, not at module import
+            from botocore.config import Config as BotoConfig  # noqa: PLC0415
+
+            config = load_config()
+            dynamodb = boto3.session.Session().client(
+                "dynamodb",
+                region_name=config.region,
+                # Gone-connection cleanup runs in every fan-out worker.
+                config=BotoConfig(max_pool_connections=max(10, config.broadcast_concurrency)),
+            )
+            _runtime = Runtime(config, Store(dynamodb, config.tables, config.history_ttl_seconds))
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the container's runtime so the next invocation rebuilds it from the environment."""
+    global _runtime  # noqa: PLW0603
+    with _lock:
+        _runtime = None
+
+
+F = TypeVar("F", bound=Callable[..., LambdaResponse])
+
+
+def lambda_entry(route: str) -> Callable[[F], F]:
+    """Wrap a handler so no exception ever reaches the caller.
+
+    An unexpected error becomes a bare 500 and one structured log line (with the
+    traceback, never the request body); API Gateway then answers the client
+    with a generic error, as it does for any failed integration.
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(event: Mapping[str, Any], context: Any = None) -> LambdaResponse:
+            try:
+                return fn(event, context)
+            except Exception:
+                ctx = event.get("requestContext") if isinstance(event, Mapping) else None
+                connection_id = ctx.get("connectionId") if isinstance(ctx, Mapping) else None
+                log.exception("handler failed", extra={"route": route, "connection_id": connection_id})
+                return response(500)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

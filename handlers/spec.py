@@ -1,0 +1,233 @@
+"""What the cloud stack and the local stack both build, in one dependency-free place.
+
+The Pulumi component, the `cloud-ws local` emulator and the tests all read
+routes, tables and the event pattern from here, so the local stack cannot drift
+from the deployed one. Nothing here imports boto3, Pulumi or moto.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AttributeType = Literal["S", "N", "B"]
+
+#: EventBridge ``source`` the plugin emits with and the rule matches by default.
+DEFAULT_EVENT_SOURCE = "cloud.orchestrator"
+
+#: API Gateway's route selection expression for every cloud-ws API.
+ROUTE_SELECTION_EXPRESSION = "$request.body.action"
+
+#: Attribute DynamoDB's TTL sweeper reads on every table (epoch seconds).
+TTL_ATTRIBUTE = "ttl"
+
+
+@dataclass(frozen=True)
+class KeyAttribute:
+    """One key attribute of a table or index."""
+
+    name: str
+    type: AttributeType
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """A global secondary index (keys-only projections keep writes cheap)."""
+
+    name: str
+    hash_key: KeyAttribute
+    range_key: KeyAttribute | None = None
+    projection: Literal["KEYS_ONLY", "ALL"] = "KEYS_ONLY"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One DynamoDB table: keys, indexes, TTL, and the env var handlers read its name from."""
+
+    role: str
+    """Short name used in resource names (``connections``, ``subscriptions``, ...)."""
+    env_var: str
+    """Environment variable that carries the physical table name to the handlers."""
+    hash_key: KeyAttribute
+    range_key: KeyAttribute | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str = TTL_ATTRIBUTE
+
+    @property
+    def attributes(self) -> tuple[KeyAttribute, ...]:
+        """Every attribute that appears in a key of the table or one of its indexes, once."""
+        seen: dict[str, KeyAttribute] = {}
+        for attr in (self.hash_key, self.range_key, *self._index_keys()):
+            if attr is not None:
+                seen.setdefault(attr.name, attr)
+        return tuple(seen.values())
+
+    def _index_keys(self) -> list[KeyAttribute | None]:
+        keys: list[KeyAttribute | None] = []
+        for index in self.indexes:
+            keys += [index.hash_key, index.range_key]
+        return keys
+
+    def create_table_kwargs(self, table_name: str) -> dict[str, Any]:
+        """Arguments for DynamoDB ``CreateTable`` (on-demand billing), as boto3 takes them."""
+        kwargs: dict[str, Any] = {
+            "TableName": table_name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": a.name, "AttributeType": a.type} for a in self.attributes
+            ],
+            "KeySchema": _key_schema(self.hash_key, self.range_key),
+        }
+        if self.indexes:
+            kwargs["GlobalSecondaryIndexes"] = [
+                {
+                    "IndexName": index.name,
+                    "KeySchema": _key_schema(index.hash_key, index.range_key),
+                    "Projection": {"ProjectionType": index.projection},
+                }
+                for index in self.indexes
+            ]
+        return kwargs
+
+
+def _key_schema(hash_key: KeyAttribute, range_key: KeyAttribute | None) -> list[dict[str, str]]:
+    schema = [{"AttributeName": hash_key.name, "KeyType": "HASH"}]
+    if range_key is not None:
+        schema.append({"AttributeName": range_key.name, "KeyType": "RANGE"})
+    return schema
+
+
+CONNECTION_ID = KeyAttribute("connectionId", "S")
+DEPLOYMENT_ID = KeyAttribute("deploymentId", "S")
+
+#: One item per open connection: who it is, when its token and its row expire.
+CONNECTIONS = TableSpec(role="connections", env_var="CONNECTIONS_TABLE", hash_key=CONNECTION_ID)
+
+#: Name of the subscriptions index that finds a connection's subscriptions on disconnect.
+SUBSCRIPTIONS_BY_CONNECTION_INDEX = "byConnection"
+
+#: One item per (deployment, connection): the broadcaster Queries a deployment's
+#: subscribers by hash key, so its reads grow with subscribers, never with all connections.
+SUBSCRIPTIONS = TableSpec(
+    role="subscriptions",
+    env_var="SUBSCRIPTIONS_TABLE",
+    hash_key=DEPLOYMENT_ID,
+    range_key=CONNECTION_ID,
+    indexes=(IndexSpec(SUBSCRIPTIONS_BY_CONNECTION_INDEX, CONNECTION_ID, DEPLOYMENT_ID),),
+)
+
+#: Event history, one item per (deployment, seq). The item at ``seq = 0`` is the
+#: deployment's counter (``last_seq``); replays read ``seq > since`` and never see it.
+EVENTS = TableSpec(
+    role="events", env_var="EVENTS_TABLE", hash_key=DEPLOYMENT_ID, range_key=KeyAttribute("seq", "N")
+)
+
+#: One item per event identity (``{deployment_id}/{event_id}``): makes a second
+#: delivery of the same event a no-op.
+EVENT_IDS = TableSpec(role="event-ids", env_var="EVENT_IDS_TABLE", hash_key=KeyAttribute("eventKey", "S"))
+
+TABLES: tuple[TableSpec, ...] = (CONNECTIONS, SUBSCRIPTIONS, EVENTS, EVENT_IDS)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """An API Gateway WebSocket route and the handler module that serves it."""
+
+    route_key: str
+    module: str
+    """Module under ``handlers`` whose ``handler`` function serves the route."""
+    function: str
+    """Short name of the Lambda function (one function per route)."""
+    tables: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Table role → DynamoDB actions the handler uses (drives least-privilege IAM)."""
+    management_methods: tuple[str, ...] = ("POST",)
+    """@connections methods the handler calls (``execute-api:ManageConnections``)."""
+
+    @property
+    def handler(self) -> str:
+        """Lambda handler string, e.g. ``handlers.connect.handler``."""
+        return f"handlers.{self.module}.handler"
+
+
+_CONNECTION_READ = ("dynamodb:GetItem",)
+_SUBSCRIPTION_CLEANUP = ("dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem")
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec(
+        "$connect",
+        "connect",
+        "connect",
+        tables={"connections": ("dynamodb:PutItem",)},
+        management_methods=(),
+    ),
+    RouteSpec(
+        "$disconnect",
+        "disconnect",
+        "disconnect",
+        tables={"connections": ("dynamodb:DeleteItem",), "subscriptions": _SUBSCRIPTION_CLEANUP},
+        management_methods=(),
+    ),
+    RouteSpec("$default", "default", "default"),
+    RouteSpec(
+        "subscribe",
+        "subscribe",
+        "subscribe",
+        tables={
+            "connections": _CONNECTION_READ,
+            "subscriptions": ("dynamodb:PutItem", "dynamodb:Query"),
+            "events": ("dynamodb:GetItem", "dynamodb:Query"),
+        },
+    ),
+    RouteSpec(
+        "unsubscribe",
+        "unsubscribe",
+        "unsubscribe",
+        tables={"subscriptions": ("dynamodb:DeleteItem",)},
+    ),
+    RouteSpec("ping", "ping", "ping", tables={"connections": ("dynamodb:UpdateItem",)}),
+)
+
+#: The broadcaster: EventBridge target, not an API route.
+BROADCASTER = RouteSpec(
+    "",
+    "broadcaster",
+    "broadcaster",
+    tables={
+        "connections": ("dynamodb:DeleteItem",),
+        "subscriptions": _SUBSCRIPTION_CLEANUP,
+        "events": ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+        "event-ids": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+    },
+    management_methods=("POST",),
+)
+
+
+def route_for(route_key: str) -> RouteSpec:
+    """The route spec for an API Gateway route key (``KeyError`` if there is none)."""
+    for route in ROUTES:
+        if route.route_key == route_key:
+            return route
+    raise KeyError(route_key)
+
+
+def event_pattern(source: str = DEFAULT_EVENT_SOURCE) -> dict[str, Any]:
+    """The EventBridge rule pattern that routes deployment events to the broadcaster.
+
+    It matches the plugin's envelope: the configured ``source`` and a ``detail``
+    that names a deployment, so unrelated events on a shared bus never wake the
+    broadcaster.
+    """
+    return {"source": [source], "detail": {"deployment_id": [{"exists": True}]}}
+
+
+@dataclass(frozen=True)
+class ApiGatewayLimits:
+    """API Gateway WebSocket quotas the emulator enforces and the clients respect."""
+
+    frame_bytes: int = 32 * 1024
+    message_bytes: int = 128 * 1024
+    idle_timeout_seconds: float = 10 * 60
+    max_connection_seconds: float = 2 * 60 * 60
+
+
+API_GATEWAY_LIMITS = ApiGatewayLimits()

@@ -1,0 +1,20 @@
+"""``unsubscribe``: stop receiving a deployment's events (idempotent)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from handlers import protocol
+from handlers.messages import Request, message_handler
+
+ACTION = "unsubscribe"
+
+
+def act(request: Request) -> Iterator[bytes]:
+    """Delete the subscription, if any, and acknowledge."""
+    deployment_id = protocol.validate_deployment_id(request.frame.body.get("deployment_id"), ACTION)
+    request.runtime.store.delete_subscription(deployment_id, request.connection_id)
+    yield protocol.encode(protocol.unsubscribed(deployment_id))
+
+
+handler = message_handler(ACTION, act)

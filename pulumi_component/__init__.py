@@ -1,0 +1,1 @@
+"""cloud-ws pulumi_component."""
