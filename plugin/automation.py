@@ -1,0 +1,320 @@
+"""Pulumi Automation API adapter: engine events in, stack/log/progress events out.
+
+An orchestrator that deploys with ``pulumi.automation`` passes one adapter as
+``on_event``::
+
+    stack.up(on_event=plugin.automation("D1BRV40", "network", layer=1))
+
+and the stack's start, progress (resources done), diagnostics (as log lines),
+failures (with their diagnostic messages) and result (duration, resource
+count) reach the dashboard with no other code.
+
+Pulumi is *not* imported here: the plugin installs without it, and the engine
+events are read by attribute, as ``pulumi.automation.events`` defines them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from plugin.hooks import LifecycleHooks
+from plugin.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from pulumi.automation import (
+        DiagnosticEvent,
+        EngineEvent,
+        PolicyEvent,
+        ResOpFailedEvent,
+        ResourcePreEvent,
+        ResOutputsEvent,
+        StdoutEngineEvent,
+        SummaryEvent,
+    )
+
+log = logging.getLogger("cloud_ws.plugin")
+
+#: Diagnostic severity → log level.
+SEVERITY_LEVELS: Mapping[str, str] = {
+    "debug": "debug",
+    "info": "info",
+    "info#err": "info",  # an info message the program wrote to stderr
+    "warning": "warning",
+    "error": "error",
+}
+
+#: Step operations after which the resource exists in the stack (counted in ``resource_count``).
+EXISTING_OPS = frozenset(
+    {"same", "create", "update", "replace", "create-replacement", "read", "refresh", "import"}
+)
+
+# ANSI escapes and Pulumi's own colour markup (``<{%fg 1%}>``, ``<{%reset%}>``).
+_COLOUR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|<\{%[^%]*%\}>")
+
+
+class AutomationAdapter:
+    """Callable passed as ``on_event``; one per ``stack.up()`` (one stack of one deployment).
+
+    It never raises into Pulumi's event thread. :meth:`finish` sends a terminal
+    stack event if the engine stopped before its summary (e.g. the CLI crashed).
+    """
+
+    def __init__(
+        self,
+        hooks: LifecycleHooks,
+        deployment_id: str,
+        stack_name: str,
+        *,
+        environment: str | None = None,
+        layer: int | None = None,
+        progress_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Args:
+        hooks: The plugin (or any :class:`LifecycleHooks`).
+        deployment_id: The deployment this stack belongs to.
+        stack_name: The stack's name in events (``network``, ``database-rds``...).
+        environment: Its environment; the plugin's default when omitted.
+        layer: The layer it deploys in, if the orchestrator has layers.
+        progress_interval: At most one ``stack.progress`` per this many seconds
+            (0 sends one per finished resource).
+        clock: Monotonic seconds; tests pass a fake.
+        """
+        self.hooks = hooks
+        self.deployment_id = deployment_id
+        self.stack_name = stack_name
+        self.environment = environment
+        self.layer = layer
+        self.progress_interval = progress_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._started = False
+        self._finished = False
+        self._started_at: float | None = None
+        self._in_progress: set[str] = set()
+        self._done = 0
+        self._progress_sent_at: float | None = None
+        self._progress_pending = False
+        self._failed_urns: list[str] = []
+        self._errors: list[tuple[str | None, str]] = []  # (urn, message) of error diagnostics
+        self._error_log = RateLimitedLog(log, interval=30.0)
+
+    @property
+    def finished(self) -> bool:
+        """True once a terminal stack event (deployed or failed) was sent."""
+        return self._finished
+
+    def __call__(self, event: EngineEvent) -> None:
+        """Handle one engine event; never raises."""
+        try:
+            with self._lock:
+                self._handle(event)
+        except Exception as exc:  # noqa: BLE001 - raising would kill Pulumi's event thread
+            self._error_log.warning("cannot map a Pulumi engine event: %s: %s", type(exc).__name__, exc)
+
+    def finish(self, error: BaseException | str | None = None) -> None:
+        """Send the stack's terminal event if the engine's summary never came; never raises.
+
+        Call it after ``stack.up()`` returns or raises (``finally``). With
+        ``error``, or when error diagnostics were seen, the stack failed.
+        """
+        try:
+            with self._lock:
+                if self._finished:
+                    return
+                if error is not None:
+                    self._errors.append((None, _as_text(error)))
+                self._terminal(duration=None, resource_count=self._done, changes=None)
+        except Exception as exc:  # noqa: BLE001 - called from the orchestrator's finally
+            self._error_log.warning("cannot finish the Pulumi stack event: %s: %s", type(exc).__name__, exc)
+
+    # -- mapping --------------------------------------------------------------------
+
+    def _handle(self, event: EngineEvent) -> None:
+        if event.prelude_event is not None:
+            self._ensure_started()
+        elif event.resource_pre_event is not None:
+            self._resource_pre(event.resource_pre_event)
+        elif event.res_outputs_event is not None:
+            self._resource_done(event.res_outputs_event)
+        elif event.res_op_failed_event is not None:
+            self._resource_failed(event.res_op_failed_event)
+        elif event.diagnostic_event is not None:
+            self._diagnostic(event.diagnostic_event)
+        elif event.stdout_event is not None:
+            self._stdout(event.stdout_event)
+        elif event.policy_event is not None:
+            self._policy(event.policy_event)
+        elif event.summary_event is not None:
+            self._summary(event.summary_event)
+        # cancel_event (also sent on normal completion) and debugging events carry nothing to show.
+
+    def _ensure_started(self) -> None:
+        if not self._started:
+            self._started = True
+            self._started_at = self._clock()
+            self.hooks.stack_started(self.deployment_id, self.stack_name, **self._where())
+
+    def _resource_pre(self, event: ResourcePreEvent) -> None:
+        if event.planning:
+            return
+        self._ensure_started()
+        self._in_progress.add(event.metadata.urn)
+
+    def _resource_done(self, event: ResOutputsEvent) -> None:
+        if event.planning:
+            return
+        self._ensure_started()
+        self._in_progress.discard(event.metadata.urn)
+        self._done += 1
+        now = self._clock()
+        if self._progress_sent_at is not None and now - self._progress_sent_at < self.progress_interval:
+            return
+        self._progress_sent_at = now
+        name, type_ = _split_urn(event.metadata.urn)
+        self.hooks.stack_progress(
+            self.deployment_id,
+            self.stack_name,
+            resources_done=self._done,
+            resources_in_progress=len(self._in_progress),
+            resource=name,
+            resource_type=type_ or event.metadata.type,
+            operation=_op(event.metadata.op),
+            **self._where(),
+        )
+
+    def _resource_failed(self, event: ResOpFailedEvent) -> None:
+        self._ensure_started()
+        urn = event.metadata.urn
+        self._in_progress.discard(urn)
+        self._failed_urns.append(urn)
+
+    def _diagnostic(self, event: DiagnosticEvent) -> None:
+        if event.ephemeral:
+            return  # progress-display chatter, not meant to be kept
+        message = _clean(event.message)
+        if not message:
+            return
+        level = SEVERITY_LEVELS.get(event.severity, "info")
+        if level == "error":
+            self._errors.append((event.urn, message))
+        extra: dict[str, Any] = {}
+        if event.urn:
+            extra["resource"], extra["resource_type"] = _split_urn(event.urn)
+        self.hooks.log(
+            self.deployment_id,
+            message,
+            level=level,
+            stack_name=self.stack_name,
+            environment=self.environment,
+            **extra,
+        )
+
+    def _stdout(self, event: StdoutEngineEvent) -> None:
+        message = _clean(event.message)
+        if message:
+            self.hooks.log(
+                self.deployment_id,
+                message,
+                level="info",
+                stack_name=self.stack_name,
+                environment=self.environment,
+            )
+
+    def _policy(self, event: PolicyEvent) -> None:
+        level = "error" if event.enforcement_level == "mandatory" else "warning"
+        message = f"policy {event.policy_pack_name}/{event.policy_name}: {_clean(event.message)}"
+        if level == "error":
+            self._errors.append((event.resource_urn, message))
+        self.hooks.log(
+            self.deployment_id, message, level=level, stack_name=self.stack_name, environment=self.environment
+        )
+
+    def _summary(self, event: SummaryEvent) -> None:
+        if self._finished:
+            return
+        self._ensure_started()
+        changes = {_op(op): int(count) for op, count in (event.resource_changes or {}).items()}
+        if event.maybe_corrupt:
+            self.hooks.log(
+                self.deployment_id,
+                "Pulumi reports the stack's state may be corrupt",
+                level="warning",
+                stack_name=self.stack_name,
+                environment=self.environment,
+            )
+        resource_count = sum(count for op, count in changes.items() if op in EXISTING_OPS)
+        self._terminal(duration=event.duration_seconds, resource_count=resource_count, changes=changes)
+
+    def _terminal(
+        self, *, duration: float | None, resource_count: int, changes: dict[str, int] | None
+    ) -> None:
+        self._ensure_started()
+        self._finished = True
+        if duration is None and self._started_at is not None:
+            duration = self._clock() - self._started_at
+        extra: dict[str, Any] = {} if changes is None else {"changes": changes}
+        if self._failed_urns or self._errors:
+            self.hooks.stack_failed(
+                self.deployment_id,
+                self.stack_name,
+                self._error_message(),
+                duration_seconds=duration,
+                failed_resources=[_split_urn(urn)[0] for urn in self._failed_urns] or None,
+                **self._where(),
+                **extra,
+            )
+        else:
+            self.hooks.stack_deployed(
+                self.deployment_id,
+                self.stack_name,
+                duration_seconds=duration,
+                resource_count=resource_count,
+                **self._where(),
+                **extra,
+            )
+
+    def _error_message(self) -> str:
+        """The failed resources' diagnostics first (the cause), then any other errors."""
+        failed = set(self._failed_urns)
+        causes = [message for urn, message in self._errors if urn in failed]
+        others = [message for urn, message in self._errors if urn not in failed]
+        messages = list(dict.fromkeys(causes + others))  # unique, in order
+        if messages:
+            return "\n".join(messages)
+        names = ", ".join(_split_urn(urn)[0] for urn in self._failed_urns)
+        return f"resource operations failed: {names}"
+
+    def _where(self) -> dict[str, Any]:
+        return {"environment": self.environment, "layer": self.layer}
+
+    def _log_where(self) -> dict[str, Any]:
+        return {"stack_name": self.stack_name, "environment": self.environment}
+
+
+def _split_urn(urn: str | None) -> tuple[str, str]:
+    """``urn:pulumi:dev::proj::aws:ec2/vpc:Vpc::main`` → (``main``, ``aws:ec2/vpc:Vpc``)."""
+    if not urn:
+        return "", ""
+    parts = urn.split("::")
+    if len(parts) < 4:
+        return urn, ""
+    return parts[-1], parts[-2].rsplit("$", 1)[-1]
+
+
+def _op(op: Any) -> str:
+    """``OpType.CREATE`` or ``"create"`` → ``"create"``."""
+    return str(getattr(op, "value", op))
+
+
+def _clean(message: str | None) -> str:
+    return _COLOUR.sub("", message or "").strip()
+
+
+def _as_text(error: BaseException | str) -> str:
+    return error if isinstance(error, str) else f"{type(error).__name__}: {error}"

@@ -1,0 +1,214 @@
+"""The DESIGN.md event envelope, built once per hook call.
+
+An event is serialized the moment the hook is called: the caller may mutate its
+dicts afterwards, and a retry must resend the very same bytes (same
+``event_id``) so the broadcaster recognises a second delivery. Everything here
+is pure and cheap; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from handlers import protocol, spec
+
+#: One API Gateway WebSocket frame.
+FRAME_BYTES = spec.API_GATEWAY_LIMITS.frame_bytes
+
+#: What the broadcaster wraps around ``data`` (type, deployment_id, seq,
+#: event_id, timestamp) is about 200 bytes; 2 KiB leaves room for the longest
+#: deployment id and event id and for a future field, so a capped event is
+#: always *well* inside one frame.
+ENVELOPE_RESERVE_BYTES = 2048
+
+#: The largest encoded ``data`` of a capped event (``log.created``, ``stack.failed``).
+FRAME_DATA_BUDGET = FRAME_BYTES - ENVELOPE_RESERVE_BYTES
+
+#: A ``Detail`` larger than this gets its ``data`` replaced by a marker, as the
+#: broadcaster would do anyway (it cannot send more than one 128 KiB message);
+#: doing it here keeps every PutEvents entry far below EventBridge's 256 KiB.
+MAX_DETAIL_BYTES = spec.API_GATEWAY_LIMITS.message_bytes - 4096
+
+#: Appended to a text cut to fit a frame; ``{total}`` is the original size in bytes.
+TRUNCATION_MARKER = " … [truncated by cloud-ws: {total} bytes in all]"
+
+#: Event type → the free-text field that is cut so the event fits one frame.
+CAPPED_TEXT_FIELDS: Mapping[str, str] = {"log.created": "message", "stack.failed": "error_message"}
+
+
+class EnvelopeError(ValueError):
+    """The hook's arguments cannot make a valid event; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One serialized event, ready to become a PutEvents entry."""
+
+    type: str
+    """``DetailType``: the message type (``deployment.status``, ``log.created``...)."""
+    deployment_id: str
+    event_id: str
+    """Unique per event, identical on every retry: the broadcaster's duplicate key."""
+    detail: str
+    """``Detail`` as JSON text, serialized once."""
+
+    def entry(self, event_bus_name: str, source: str) -> dict[str, str]:
+        """The PutEvents request entry for this event."""
+        return {
+            "EventBusName": event_bus_name,
+            "Source": source,
+            "DetailType": self.type,
+            "Detail": self.detail,
+        }
+
+    def size(self, event_bus_name: str, source: str) -> int:
+        """Bytes this entry counts toward PutEvents' 256 KiB request limit.
+
+        AWS counts Source, DetailType and Detail (plus Time and Resources, which
+        we do not send); the bus name and a fixed slack are added so the estimate
+        never falls short of what the service computes.
+        """
+        return (
+            len(self.detail.encode("utf-8"))
+            + len(self.type)
+            + len(source.encode("utf-8"))
+            + len(event_bus_name.encode("utf-8"))
+            + 64
+        )
+
+
+def build_envelope(
+    event_type: Any, deployment_id: Any, data: Any = None, *, timestamp: str | None = None
+) -> Envelope:
+    """Validate a hook's arguments and serialize them into an :class:`Envelope`.
+
+    The broadcaster drops events whose type or deployment id are invalid, so
+    they are refused here, where the orchestrator's log can say which call was
+    wrong. Values JSON cannot represent (datetimes, paths, enums) become strings.
+
+    Raises:
+        EnvelopeError: invalid type, deployment id or data.
+    """
+    if not protocol.is_valid_event_type(event_type):
+        raise EnvelopeError(f"event type must be a domain.verb like 'stack.deployed', got {event_type!r:.80}")
+    if not protocol.is_valid_deployment_id(deployment_id):
+        raise EnvelopeError(
+            f"deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}, got {deployment_id!r:.80}"
+        )
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise EnvelopeError(f"data must be a mapping, got {type(data).__name__}")
+    data_json = _fit(str(event_type), _to_json(data))
+    if len(data_json.encode("utf-8")) > MAX_DETAIL_BYTES - 512:
+        data_json = _dumps({"truncated": True, "original_bytes": len(data_json.encode("utf-8"))})
+    event_id = str(uuid.uuid4())
+    # Concatenation rather than a second json.dumps: ``data`` is serialized once.
+    detail = (
+        f'{{"deployment_id":{_quote(deployment_id)},"event_id":"{event_id}",'
+        f'"data":{data_json},"timestamp":{_quote(timestamp or protocol.now_iso())}}}'
+    )
+    return Envelope(str(event_type), str(deployment_id), event_id, detail)
+
+
+def fit_text(text: str, budget: int) -> str:
+    """``text`` cut so its JSON string encoding (quotes included) takes at most ``budget`` bytes.
+
+    The cut falls on a character boundary and ends with :data:`TRUNCATION_MARKER`;
+    a text that already fits is returned as it is.
+    """
+    if _json_string_bytes(text) <= budget:
+        return text
+    marker = TRUNCATION_MARKER.format(total=len(text.encode("utf-8", "replace")))
+    room = budget - _json_string_bytes(marker)  # includes both quotes already
+    kept = 0
+    used = 0
+    for char in text:
+        cost = _char_cost(char)
+        if used + cost > room:
+            break
+        used += cost
+        kept += 1
+    return text[:kept] + marker
+
+
+def _fit(event_type: str, data_json: str) -> str:
+    """Cut the free text of a log line or failure so the whole ``data`` fits one frame."""
+    field = CAPPED_TEXT_FIELDS.get(event_type)
+    if field is None or len(data_json.encode("utf-8")) <= FRAME_DATA_BUDGET:
+        return data_json
+    data: dict[str, Any] = json.loads(data_json)
+    value = data.get(field)
+    text = value if isinstance(value, str) else "" if value is None else _dumps(value)
+    data[field] = ""
+    data["truncated"] = True
+    fixed = len(_dumps(data).encode("utf-8"))
+    if fixed > FRAME_DATA_BUDGET // 2:
+        # The other fields alone are huge (garbage from the caller): keep only the text.
+        data = {field: "", "truncated": True}
+        fixed = len(_dumps(data).encode("utf-8"))
+    # ``fixed`` already counts the two quotes of the empty string.
+    data[field] = fit_text(text, FRAME_DATA_BUDGET - fixed + 2)
+    return _dumps(data)
+
+
+def _to_json(data: Mapping[Any, Any]) -> str:
+    try:
+        text = _dumps(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EnvelopeError(f"data is not JSON-serializable: {exc}") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates (e.g. bytes decoded with surrogateescape) cannot be sent
+        # as UTF-8; replace them rather than lose the event.
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _dumps(value: Any) -> str:
+    # Compact and not ASCII-escaped: the same bytes the broadcaster sends (protocol.encode).
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def _json_string_bytes(text: str) -> int:
+    return 2 + sum(_char_cost(char) for char in text)
+
+
+_SHORT_ESCAPES = frozenset('"\\\n\r\t\b\f')
+
+
+def _char_cost(char: str) -> int:
+    """Bytes ``char`` takes inside a JSON string written with ``ensure_ascii=False``."""
+    if char in _SHORT_ESCAPES:
+        return 2
+    point = ord(char)
+    if point < 0x20:
+        return 6  # \u00XX
+    if point < 0x80:
+        return 1
+    if point < 0x800:
+        return 2
+    if 0xD800 <= point <= 0xDFFF:
+        return 1  # a lone surrogate is sent as "?"
+    return 3 if point < 0x10000 else 4

@@ -1,0 +1,417 @@
+"""The background sender: one thread that moves events from the buffer to EventBridge.
+
+Guarantees (see docs/plugin.md):
+
+* **Never in the way.** :meth:`Sender.offer` takes a lock, appends to a bounded
+  buffer and returns; it never blocks on the network and never raises.
+* **Order.** Events are submitted in the order they were accepted. A request
+  holds the oldest events; when some of its entries fail, *only those* are
+  retried, alone, before anything newer is sent, so a retry never lets a later
+  event overtake an earlier one across requests.
+* **Persistence.** A request that fails as a whole (bus unreachable, throttled,
+  5xx) is retried with exponential backoff and full jitter until it succeeds or
+  the plugin is closed past its deadline. An entry EventBridge rejects is
+  retried up to ``max_entry_attempts`` times, unless retrying cannot help
+  (malformed entry), then counted as ``failed``.
+* **Accounting.** Every accepted event ends up counted exactly once in
+  :class:`DeliveryStats` as sent, dropped, failed or abandoned.
+
+PutEvents partial failures come back as HTTP 200 with ``FailedEntryCount``, so
+botocore's own retries never see them: the client is built with botocore
+retries off and all retrying happens here.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError, ParamValidationError
+
+from plugin.buffer import EventBuffer, Pending
+from plugin.envelope import Envelope
+from plugin.ratelog import RateLimitedLog
+
+log = logging.getLogger("cloud_ws.plugin")
+
+#: PutEvents' own limits.
+PUT_EVENTS_MAX_ENTRIES = 10
+PUT_EVENTS_MAX_BYTES = 256 * 1024
+
+#: Per-entry error codes a retry cannot fix: the entry is dropped at once.
+POISON_ENTRY_CODES = frozenset({"InvalidArgument", "MalformedDetail", "ValidationException"})
+
+#: Whole-request errors caused by the request itself: split it to find the bad entry.
+POISON_REQUEST_CODES = frozenset({"ValidationException", "InvalidArgument", "MalformedDetail"})
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """How the plugin buffers and retries. The defaults suit a production orchestrator."""
+
+    max_queue_events: int = 10_000
+    """Events kept in memory while the bus is unreachable; past it, the oldest logs go first."""
+    max_queue_bytes: int = 32 * 1024 * 1024
+    """The same bound in bytes, so a flood of large events cannot exhaust memory."""
+    max_batch_entries: int = PUT_EVENTS_MAX_ENTRIES
+    """Entries per PutEvents request (EventBridge allows at most 10)."""
+    max_batch_bytes: int = PUT_EVENTS_MAX_BYTES
+    """Bytes per PutEvents request (EventBridge allows at most 256 KiB)."""
+    backoff_base: float = 0.05
+    """First retry waits up to this many seconds; each further failure doubles the ceiling."""
+    backoff_max: float = 5.0
+    """Ceiling of the backoff, so a bus that comes back is used within seconds."""
+    max_entry_attempts: int = 10
+    """Tries for an entry EventBridge keeps rejecting before it is counted as failed."""
+    close_timeout: float = 5.0
+    """Deadline of ``close()`` from the context manager and at interpreter exit."""
+    connect_timeout: float = 2.0
+    """Socket connect timeout of the EventBridge client."""
+    read_timeout: float = 5.0
+    """Socket read timeout of the EventBridge client."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_batch_entries <= PUT_EVENTS_MAX_ENTRIES:
+            raise ValueError(f"max_batch_entries must be within 1..{PUT_EVENTS_MAX_ENTRIES}")
+        if not 1 <= self.max_batch_bytes <= PUT_EVENTS_MAX_BYTES:
+            raise ValueError(f"max_batch_bytes must be within 1..{PUT_EVENTS_MAX_BYTES}")
+        if self.max_queue_events < 1 or self.max_queue_bytes < 1 or self.max_entry_attempts < 1:
+            raise ValueError("max_queue_events, max_queue_bytes and max_entry_attempts must be positive")
+        if self.backoff_base < 0 or self.backoff_max < 0:
+            raise ValueError("backoff_base and backoff_max must not be negative")
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    """A snapshot of what happened to the events the hooks accepted."""
+
+    accepted: int
+    """Events the hooks queued."""
+    sent: int
+    """Accepted by EventBridge."""
+    dropped: int
+    """Shed because the queue was full (oldest logs first), or offered after ``close()``."""
+    failed: int
+    """Rejected by EventBridge for good (malformed, or still failing after every attempt)."""
+    abandoned: int
+    """Still undelivered when ``close()`` reached its deadline."""
+    refused: int
+    """Hook calls whose arguments could not make a valid event (never queued)."""
+    queued: int
+    """Waiting in the buffer now."""
+    in_flight: int
+    """In the request being sent or retried now."""
+    put_calls: int
+    """PutEvents requests made, including failed ones."""
+    retried_entries: int
+    """Entries sent again after a failure."""
+    last_error: str | None
+    """The most recent delivery error, for a person to read."""
+
+    @property
+    def undelivered(self) -> int:
+        """Accepted events that did not reach the bus and never will."""
+        return self.dropped + self.failed + self.abandoned
+
+
+class Sender:
+    """A bounded buffer drained by one daemon thread that calls PutEvents."""
+
+    def __init__(
+        self,
+        event_bus_name: str,
+        source: str,
+        client_factory: Callable[[], Any],
+        options: DeliveryOptions | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.event_bus_name = event_bus_name
+        self.source = source
+        self.options = options or DeliveryOptions()
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._rng = rng or random.Random()
+        self._lock = threading.Lock()
+        self._has_work = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        self._buffer = EventBuffer(self.options.max_queue_events, self.options.max_queue_bytes)
+        self._inflight: dict[int, Pending] = {}
+        self._next_seq = 0
+        self._closed = False  # no more offers
+        self._stopping = False  # drain, then exit
+        self._stop_now = False  # close deadline passed: exit as soon as possible
+        self._thread: threading.Thread | None = None
+        self._counts = dict.fromkeys(
+            ("accepted", "sent", "dropped", "failed", "abandoned", "refused", "put_calls", "retried"), 0
+        )
+        self._last_error: str | None = None
+        self._outage_log = RateLimitedLog(log, interval=30.0)
+        self._drop_log = RateLimitedLog(log, interval=30.0)
+        _LIVE.add(self)
+
+    # -- the orchestrator's side ------------------------------------------------
+
+    def offer(self, envelope: Envelope) -> bool:
+        """Queue ``envelope``; False if it was dropped at once (closed, or larger than the bound)."""
+        size = envelope.size(self.event_bus_name, self.source)
+        with self._lock:
+            if self._closed:
+                self._counts["dropped"] += 1
+                shed = [Pending(0, envelope, size)]
+            else:
+                self._next_seq += 1
+                item = Pending(self._next_seq, envelope, size)
+                self._counts["accepted"] += 1
+                shed = self._buffer.push(item)
+                self._counts["dropped"] += len(shed)
+                if shed:
+                    self._progress.notify_all()  # shedding may complete a flush
+                self._has_work.notify()
+        if shed:
+            self._drop_log.warning(
+                "event queue full or closed: dropped %s (%s) for deployment %s",
+                shed[-1].envelope.type,
+                shed[-1].envelope.event_id,
+                shed[-1].envelope.deployment_id,
+                count=len(shed),
+            )
+        return not any(item.envelope is envelope for item in shed)
+
+    def count_refused(self) -> None:
+        """Record a hook call that could not make an event."""
+        with self._lock:
+            self._counts["refused"] += 1
+
+    def start(self) -> None:
+        """Start the sending thread (idempotent)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cloud-ws-plugin-sender", daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event accepted before this call is settled; False on timeout."""
+        self.start()
+        with self._lock:
+            target = self._next_seq
+            return self._progress.wait_for(lambda: self._low_water() > target, timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop accepting, deliver what is queued until ``timeout``, stop the thread.
+
+        Returns True when everything accepted was settled (sent, or counted as
+        dropped or failed) before the deadline. Idempotent.
+        """
+        timeout = self.options.close_timeout if timeout is None else timeout
+        with self._lock:
+            self._closed = True
+            self._stopping = True
+            self._has_work.notify_all()
+            started = self._thread is not None
+        if not started and self._buffer_is_empty():
+            return True
+        self.start()
+        thread = self._thread
+        assert thread is not None
+        thread.join(max(timeout, 0.0))
+        if thread.is_alive():
+            with self._lock:
+                self._stop_now = True
+                self._has_work.notify_all()
+            # The thread may be inside a PutEvents call; it exits when the call
+            # returns (bounded by the client's timeouts), not worth waiting for here.
+            thread.join(0.05)
+        with self._lock:
+            undelivered = len(self._buffer) + len(self._inflight) + self._counts["abandoned"]
+        _LIVE.discard(self)
+        return undelivered == 0 and not thread.is_alive()
+
+    def stats(self) -> DeliveryStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            c = self._counts
+            return DeliveryStats(
+                accepted=c["accepted"],
+                sent=c["sent"],
+                dropped=c["dropped"],
+                failed=c["failed"],
+                abandoned=c["abandoned"],
+                refused=c["refused"],
+                queued=len(self._buffer),
+                in_flight=len(self._inflight),
+                put_calls=c["put_calls"],
+                retried_entries=c["retried"],
+                last_error=self._last_error,
+            )
+
+    # -- the sending thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    self._has_work.wait_for(lambda: bool(self._buffer) or self._stopping)
+                    if self._stop_now or not self._buffer:
+                        break
+                    batch = self._buffer.pop_batch(
+                        self.options.max_batch_entries, self.options.max_batch_bytes
+                    )
+                    self._inflight.update((item.seq, item) for item in batch)
+                self._deliver(batch)
+        except Exception:  # a bug here must not leave flush() waiting forever
+            log.exception("event sender stopped unexpectedly")
+        finally:
+            with self._lock:
+                left = self._buffer.drain() + list(self._inflight.values())
+                self._inflight.clear()
+                self._counts["abandoned"] += len(left)
+                self._progress.notify_all()
+            if left:
+                log.warning("event sender stopped with %d events undelivered", len(left))
+
+    def _deliver(self, batch: list[Pending]) -> None:
+        """Send ``batch`` until every entry is settled, or the close deadline passes."""
+        pending = batch
+        failures = 0
+        while pending and not self._stop_now:
+            try:
+                response = self._put(pending)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the bus is unreachable to us
+                if _is_poison_request(exc):
+                    if len(pending) == 1:
+                        self._settle_failed(pending[0], _describe(exc))
+                        return
+                    # One bad entry must not sink its batch-mates: send them one by one.
+                    for item in pending:
+                        self._deliver([item])
+                    return
+                failures += 1
+                self._note_outage(exc, failures)
+                self._backoff(failures)
+                continue
+            if failures:
+                log.info("event bus reachable again after %d failed attempts", failures)
+                failures = 0
+            pending = self._settle(pending, response)
+            if pending:
+                failures += 1
+                with self._lock:
+                    self._counts["retried"] += len(pending)
+                self._backoff(failures)
+
+    def _put(self, pending: list[Pending]) -> Mapping[str, Any]:
+        with self._lock:
+            self._counts["put_calls"] += 1
+        if self._client is None:
+            self._client = self._client_factory()
+        entries = [item.envelope.entry(self.event_bus_name, self.source) for item in pending]
+        response: Mapping[str, Any] = self._client.put_events(Entries=entries)
+        return response
+
+    def _settle(self, pending: list[Pending], response: Mapping[str, Any]) -> list[Pending]:
+        """Count what EventBridge accepted and rejected; returns the entries to retry, in order."""
+        results = response.get("Entries") or []
+        retry: list[Pending] = []
+        with self._lock:
+            for index, item in enumerate(pending):
+                result = results[index] if index < len(results) else {"ErrorCode": "MissingResult"}
+                code = result.get("ErrorCode")
+                if not code:
+                    self._counts["sent"] += 1
+                    del self._inflight[item.seq]
+                    continue
+                item.attempts += 1
+                reason = f"{code}: {result.get('ErrorMessage', '')}".rstrip(": ")
+                self._last_error = reason
+                if code in POISON_ENTRY_CODES or item.attempts >= self.options.max_entry_attempts:
+                    self._counts["failed"] += 1
+                    del self._inflight[item.seq]
+                    log.warning(
+                        "event %s (%s, deployment %s) rejected by EventBridge after %d attempts: %s",
+                        item.envelope.event_id,
+                        item.envelope.type,
+                        item.envelope.deployment_id,
+                        item.attempts,
+                        reason,
+                    )
+                else:
+                    retry.append(item)
+            self._progress.notify_all()
+        return retry
+
+    def _settle_failed(self, item: Pending, reason: str) -> None:
+        with self._lock:
+            self._counts["failed"] += 1
+            self._inflight.pop(item.seq, None)
+            self._last_error = reason
+            self._progress.notify_all()
+        log.warning(
+            "event %s (%s, deployment %s) refused by EventBridge: %s",
+            item.envelope.event_id,
+            item.envelope.type,
+            item.envelope.deployment_id,
+            reason,
+        )
+
+    def _note_outage(self, exc: Exception, failures: int) -> None:
+        reason = _describe(exc)
+        with self._lock:
+            self._last_error = reason
+            queued = len(self._buffer) + len(self._inflight)
+        self._outage_log.warning(
+            "event bus %s unreachable (attempt %d, %d events waiting), retrying: %s",
+            self.event_bus_name,
+            failures,
+            queued,
+            reason,
+        )
+
+    def _backoff(self, failures: int) -> None:
+        """Full jitter: a uniform wait below an exponentially growing ceiling (AWS's advice)."""
+        ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** min(failures - 1, 30))
+        delay = self._rng.uniform(0.0, ceiling)
+        with self._lock:
+            self._has_work.wait_for(lambda: self._stop_now, timeout=delay)
+
+    def _low_water(self) -> int:
+        """The oldest unsettled seq (next_seq + 1 when everything is settled). Lock held."""
+        if self._inflight:
+            return min(self._inflight)
+        first = self._buffer.first_seq()
+        return first if first is not None else self._next_seq + 1
+
+    def _buffer_is_empty(self) -> bool:
+        with self._lock:
+            return not self._buffer
+
+
+def _is_poison_request(exc: Exception) -> bool:
+    if isinstance(exc, ParamValidationError):
+        return True
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") in POISON_REQUEST_CODES
+    return False
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+#: Senders not closed yet; closed at interpreter exit so queued events are not lost silently.
+_LIVE: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_at_exit() -> None:
+    senders = list(_LIVE)
+    deadline = time.monotonic() + max((s.options.close_timeout for s in senders), default=0.0)
+    for sender in senders:
+        sender.close(max(deadline - time.monotonic(), 0.0))
