@@ -1,1 +1,1 @@
-"""cloud-ws cloud_ws."""
+"""The ``cloud-ws`` command line and what its commands share (the outputs file)."""

@@ -113,6 +113,8 @@ def broadcast(runtime: Runtime, event: DeploymentEvent) -> dict[str, Any]:
     store, config = runtime.store, runtime.config
     fields: dict[str, Any] = {"deployment_id": event.deployment_id, "event_id": event.event_id}
 
+    if config.management_endpoint is None:
+        raise RuntimeError("MANAGEMENT_ENDPOINT is not set: the broadcaster cannot reach connections")
     stored: StoredEvent | None = store.find_event(event.identity)
     if stored is not None and stored.sent:
         log.info("duplicate event ignored", extra={**fields, "seq": stored.seq})
@@ -125,8 +127,6 @@ def broadcast(runtime: Runtime, event: DeploymentEvent) -> dict[str, Any]:
             log.info("duplicate event ignored (concurrent delivery)", extra=fields)
             return {"status": "duplicate"}
 
-    if config.management_endpoint is None:
-        raise RuntimeError("MANAGEMENT_ENDPOINT is not set: the broadcaster cannot reach connections")
     api = runtime.management(config.management_endpoint)
     counter = {"items_read": 0, "recipients": 0}
     result = api.fan_out(

@@ -22,6 +22,7 @@ from typing import Any
 
 from jose import JWTError, jwk, jwt
 from jose.backends.base import Key
+from jose.exceptions import JOSEError
 
 from handlers.config import AuthConfig
 
@@ -120,8 +121,8 @@ class JwksCache:
                 continue
             try:
                 keys[entry["kid"]] = jwk.construct(dict(entry), algorithm=ALGORITHM)
-            except JWTError:
-                continue
+            except (JOSEError, ValueError, TypeError, KeyError):
+                continue  # one malformed key must not take the pool's other keys down with it
         return keys
 
 

@@ -56,7 +56,7 @@ def make_client(
     """A Management API client whose HTTP pool matches the fan-out concurrency."""
     config = BotoConfig(
         max_pool_connections=pool_size,
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=3,
         read_timeout=10,
         tcp_keepalive=True,

@@ -142,7 +142,7 @@ def _json_type(value: Any) -> str:
 
 def validate_deployment_id(value: Any, action: str | None = None) -> str:
     """Return ``value`` if it is a valid deployment id, else raise ``invalid_deployment_id``."""
-    if isinstance(value, str) and _DEPLOYMENT_ID_RE.match(value):
+    if isinstance(value, str) and _DEPLOYMENT_ID_RE.fullmatch(value):
         return value
     raise ProtocolError(
         ErrorCode.INVALID_DEPLOYMENT_ID, f"deployment_id must match {DEPLOYMENT_ID_PATTERN}", action
@@ -151,12 +151,12 @@ def validate_deployment_id(value: Any, action: str | None = None) -> str:
 
 def is_valid_deployment_id(value: Any) -> bool:
     """True for a string that matches :data:`DEPLOYMENT_ID_PATTERN`."""
-    return isinstance(value, str) and bool(_DEPLOYMENT_ID_RE.match(value))
+    return isinstance(value, str) and bool(_DEPLOYMENT_ID_RE.fullmatch(value))
 
 
 def is_valid_event_type(value: Any) -> bool:
     """True for a ``domain.verb`` event type."""
-    return isinstance(value, str) and bool(_EVENT_TYPE_RE.match(value))
+    return isinstance(value, str) and bool(_EVENT_TYPE_RE.fullmatch(value))
 
 
 def validate_since(value: Any, action: str | None = None) -> int | None:

@@ -7,6 +7,7 @@ from the deployed one. Nothing here imports boto3, Pulumi or moto.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -200,6 +201,24 @@ BROADCASTER = RouteSpec(
     },
     management_methods=("POST",),
 )
+
+
+def select_route(body: str | None) -> str:
+    """API Gateway's route selection on ``$request.body.action``.
+
+    A frame that is a JSON object whose ``action`` names a route goes to that
+    route; anything else (not JSON, no action, an unknown one) goes to ``$default``.
+    """
+    try:
+        parsed = json.loads(body or "")
+    except (ValueError, RecursionError):  # hostile nesting must not break routing
+        return "$default"
+    action = parsed.get("action") if isinstance(parsed, dict) else None
+    if isinstance(action, str) and not action.startswith("$"):
+        for route in ROUTES:
+            if route.route_key == action:
+                return action
+    return "$default"
 
 
 def route_for(route_key: str) -> RouteSpec:

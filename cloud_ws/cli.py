@@ -1,0 +1,39 @@
+"""``cloud-ws``: one command, one subcommand per job (see DESIGN.md, Commands).
+
+Each subcommand lives in ``cloud_ws.commands.<name>`` and is imported only when
+it runs, so ``cloud-ws emit`` never pays for the local stack's imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+#: Subcommand name → module under ``cloud_ws.commands`` exposing ``add_arguments`` and ``run``.
+COMMANDS: dict[str, str] = {}
+
+HELP: dict[str, str] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand's options."""
+    parser = argparse.ArgumentParser(prog="cloud-ws", description="Real-time deployment monitoring.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        command = importlib.import_module(f"cloud_ws.commands.{module}")
+        command.add_arguments(sub.add_parser(name, help=HELP[name], description=HELP[name]))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cloud-ws`` script; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    command = importlib.import_module(f"cloud_ws.commands.{COMMANDS[args.command]}")
+    code: int = command.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
