@@ -1,0 +1,162 @@
+"""The cloud-ws stack: one per environment (`pulumi up -s dev`, `pulumi up -s prod`).
+
+Reads the `cloud-ws:*` configuration (DESIGN.md), creates a Cognito user pool
+and app client unless an existing pool is configured, instantiates
+`WebSocketMonitoring` and exports the outputs the plugin and the clients read
+(`pulumi stack output --json`).
+"""
+
+import re
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from pulumi_component import (
+    WebSocketMonitoring,
+    WebSocketMonitoringArgs,
+    WebSocketMonitoringArgsError,
+    validate_args,
+)
+
+NAMESPACE = "cloud-ws"
+
+#: Component argument ← configuration key. Errors found by the component are
+#: reported under the key the user actually set.
+CONFIG_KEYS: dict[str, str] = {
+    "user_pool_id": "userPoolId",
+    "user_pool_client_id": "userPoolClientId",
+    "extra_client_ids": "extraClientIds",
+    "stage_name": "stageName",
+    "throttling_burst_limit": "throttlingBurstLimit",
+    "throttling_rate_limit": "throttlingRateLimit",
+    "event_source": "eventSource",
+    "event_bus_name": "eventBusName",
+    "create_event_bus": "createEventBus",
+    "connection_ttl_hours": "connectionTtlHours",
+    "history_ttl_hours": "historyTtlHours",
+    "subscribe_groups": "subscribeGroups",
+    "runtime": "lambdaRuntime",
+    "log_retention_days": "logRetentionDays",
+    "log_level": "logLevel",
+    "configure_api_gateway_account": "configureApiGatewayAccount",
+}
+
+INTEGER_KEYS = frozenset(
+    {"throttling_burst_limit", "connection_ttl_hours", "history_ttl_hours", "log_retention_days"}
+)
+FLOAT_KEYS = frozenset({"throttling_rate_limit"})
+BOOL_KEYS = frozenset({"create_event_bus", "configure_api_gateway_account"})
+LIST_KEYS = frozenset({"extra_client_ids", "subscribe_groups"})
+
+
+def read_config(config: pulumi.Config) -> dict[str, Any]:
+    """The component's arguments from stack configuration (only the keys that are set)."""
+    args: dict[str, Any] = {}
+    for field, key in CONFIG_KEYS.items():
+        if field in INTEGER_KEYS:
+            value: Any = config.get_int(key)
+        elif field in FLOAT_KEYS:
+            value = config.get_float(key)
+        elif field in BOOL_KEYS:
+            value = config.get_bool(key)
+        elif field in LIST_KEYS:
+            value = config.get_object(key)
+            if isinstance(value, str):  # also accept "a,b"
+                value = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            value = config.get(key)
+        if value is not None:
+            args[field] = value
+    if ("user_pool_id" in args) != ("user_pool_client_id" in args):
+        missing = "userPoolClientId" if "user_pool_id" in args else "userPoolId"
+        raise pulumi.RunError(
+            f"{NAMESPACE}:{missing} must be set too: an existing pool needs both "
+            f"{NAMESPACE}:userPoolId and {NAMESPACE}:userPoolClientId (or neither, to create one)"
+        )
+    return args
+
+
+def unknown_keys() -> list[str]:
+    """``cloud-ws:*`` keys set on the stack that this program does not read (typos, usually)."""
+    known = {f"{NAMESPACE}:{key}" for key in CONFIG_KEYS.values()}
+    present = {*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.get_config_env()}
+    return sorted(k for k in present if k.startswith(f"{NAMESPACE}:") and k not in known)
+
+
+def create_user_pool(stack: str) -> tuple[aws.cognito.UserPool, aws.cognito.UserPoolClient]:
+    """A user pool for this environment (administrators create the users) and a public app client."""
+    pool = aws.cognito.UserPool(
+        "users",
+        name=f"cloud-ws-{stack}",
+        username_attributes=["email"],
+        auto_verified_attributes=["email"],
+        admin_create_user_config=aws.cognito.UserPoolAdminCreateUserConfigArgs(
+            allow_admin_create_user_only=True
+        ),
+        password_policy=aws.cognito.UserPoolPasswordPolicyArgs(
+            minimum_length=12,
+            require_lowercase=True,
+            require_uppercase=True,
+            require_numbers=True,
+            require_symbols=False,
+        ),
+        account_recovery_setting=aws.cognito.UserPoolAccountRecoverySettingArgs(
+            recovery_mechanisms=[
+                aws.cognito.UserPoolAccountRecoverySettingRecoveryMechanismArgs(
+                    name="verified_email", priority=1
+                )
+            ]
+        ),
+    )
+    client = aws.cognito.UserPoolClient(
+        "users-client",
+        name=f"cloud-ws-{stack}-clients",
+        user_pool_id=pool.id,
+        generate_secret=False,  # used by the CLI and browsers: a public client
+        explicit_auth_flows=["ALLOW_USER_SRP_AUTH", "ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
+        prevent_user_existence_errors="ENABLED",
+    )
+    return pool, client
+
+
+def config_error(exc: WebSocketMonitoringArgsError) -> pulumi.RunError:
+    """The component's complaint, told in configuration keys (``[stage_name]`` → ``cloud-ws:stageName``)."""
+
+    def key(field: str) -> str:
+        return f"{NAMESPACE}:{CONFIG_KEYS.get(field, field)}"
+
+    reason = re.sub(r"\[(\w+)\]", lambda match: key(match.group(1)), exc.reason)
+    return pulumi.RunError(f"{key(exc.field)} {reason}")
+
+
+def main() -> None:
+    """Build the stack and export the outputs."""
+    config = pulumi.Config(NAMESPACE)
+    for key in unknown_keys():
+        pulumi.log.warn(f"{key} is not a cloud-ws setting and is ignored (see docs/deploying.md)")
+    args = read_config(config)
+    args.setdefault("stage_name", pulumi.get_stack())
+    try:
+        # Check everything before the first resource exists: a bad value creates nothing.
+        validate_args({"user_pool_id": "-", "user_pool_client_id": "-", **args})
+        if "user_pool_id" not in args:
+            pool, client = create_user_pool(pulumi.get_stack())
+            args["user_pool_id"] = pool.id
+            args["user_pool_client_id"] = client.id
+        component_args: WebSocketMonitoringArgs = args  # type: ignore[assignment]  # checked above
+        monitoring = WebSocketMonitoring("cloud-ws", component_args)
+    except WebSocketMonitoringArgsError as exc:
+        raise config_error(exc) from exc
+
+    pulumi.export("websocket_url", monitoring.websocket_url)
+    pulumi.export("management_endpoint", monitoring.management_endpoint)
+    pulumi.export("event_bus_name", monitoring.event_bus_name)
+    pulumi.export("event_source", monitoring.event_source)
+    pulumi.export("region", monitoring.region)
+    pulumi.export("user_pool_id", monitoring.user_pool_id)
+    pulumi.export("user_pool_client_id", monitoring.user_pool_client_id)
+    pulumi.export("connections_table_name", monitoring.connections_table_name)
+
+
+main()

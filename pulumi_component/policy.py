@@ -1,0 +1,146 @@
+"""IAM policy documents, built as data from ``handlers.spec``.
+
+Each function gets exactly what its handler uses: the DynamoDB actions the spec
+lists for it, on the ARNs of those tables (and, for ``Query``, their indexes);
+``execute-api:ManageConnections`` for the @connections methods it calls, on this
+API's stage only; and writing to its own log group. No statement has a wildcard
+action. These functions take plain ARN strings; the component calls them once
+the ARNs are known.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from handlers import spec
+
+PolicyDocument = dict[str, Any]
+Statement = dict[str, Any]
+
+VERSION = "2012-10-17"
+
+#: Actions a function needs on its own log group (the group exists before the function).
+LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+
+#: What the broadcaster needs to hand a failed event to the dead-letter queue.
+DEAD_LETTER_ACTIONS = ("sqs:SendMessage",)
+
+#: AWS managed policy API Gateway needs to write execution and access logs (account-wide setting).
+API_GATEWAY_LOGS_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+
+
+def _sid(*words: str) -> str:
+    """An IAM ``Sid`` (alphanumeric) from words such as ``event-ids``, ``table``."""
+    return "".join(part.capitalize() for word in words for part in word.replace("_", "-").split("-"))
+
+
+def table_spec(role: str) -> spec.TableSpec:
+    """The spec of the table with this role (``ValueError`` names unknown roles)."""
+    for table in spec.TABLES:
+        if table.role == role:
+            return table
+    known = ", ".join(t.role for t in spec.TABLES)
+    raise ValueError(f"handlers.spec route uses table role {role!r}, which is not one of: {known}")
+
+
+def index_arns(table_arn: str, table: spec.TableSpec) -> list[str]:
+    """The ARN of each of the table's indexes."""
+    return [f"{table_arn}/index/{index.name}" for index in table.indexes]
+
+
+def connections_resources(execution_arn: str, stage: str, methods: Sequence[str]) -> list[str]:
+    """``@connections`` resources of one stage of one API, one per HTTP method."""
+    return [f"{execution_arn}/{stage}/{method}/@connections/*" for method in methods]
+
+
+def table_statements(route: spec.RouteSpec, table_arns: Mapping[str, str]) -> list[Statement]:
+    """One statement per table the route's handler touches (and one for its indexes when it queries)."""
+    statements: list[Statement] = []
+    for role, actions in route.tables.items():
+        table = table_spec(role)
+        arn = table_arns[role]
+        statements.append(
+            {"Sid": _sid(role, "table"), "Effect": "Allow", "Action": sorted(actions), "Resource": [arn]}
+        )
+        if "dynamodb:Query" in actions and table.indexes:
+            statements.append(
+                {
+                    "Sid": _sid(role, "indexes"),
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:Query"],
+                    "Resource": index_arns(arn, table),
+                }
+            )
+    return statements
+
+
+def function_policy(
+    route: spec.RouteSpec,
+    *,
+    table_arns: Mapping[str, str],
+    log_group_arn: str,
+    execution_arn: str,
+    stage: str,
+    dead_letter_queue_arn: str | None = None,
+) -> PolicyDocument:
+    """The inline policy of the function that serves ``route``.
+
+    Args:
+        table_arns: table role (``connections``, ...) → table ARN.
+        log_group_arn: the function's log group (``arn:...:log-group:NAME``).
+        execution_arn: the API's execution ARN (``arn:aws:execute-api:REGION:ACCOUNT:API``).
+        stage: the stage the function posts through.
+        dead_letter_queue_arn: where failed asynchronous invocations go (the broadcaster).
+    """
+    statements = [
+        {
+            "Sid": "WriteOwnLogs",
+            "Effect": "Allow",
+            "Action": list(LOG_ACTIONS),
+            "Resource": [f"{log_group_arn}:*"],
+        },
+        *table_statements(route, table_arns),
+    ]
+    if route.management_methods:
+        statements.append(
+            {
+                "Sid": "ManageConnections",
+                "Effect": "Allow",
+                "Action": ["execute-api:ManageConnections"],
+                "Resource": connections_resources(execution_arn, stage, route.management_methods),
+            }
+        )
+    if dead_letter_queue_arn is not None:
+        statements.append(
+            {
+                "Sid": "DeadLetterQueue",
+                "Effect": "Allow",
+                "Action": list(DEAD_LETTER_ACTIONS),
+                "Resource": [dead_letter_queue_arn],
+            }
+        )
+    return {"Version": VERSION, "Statement": statements}
+
+
+def assume_role_policy(service: str) -> PolicyDocument:
+    """Trust policy that lets ``service`` (e.g. ``lambda.amazonaws.com``) assume a role."""
+    return {
+        "Version": VERSION,
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    }
+
+
+def dead_letter_queue_policy(queue_arn: str, rule_arn: str) -> PolicyDocument:
+    """Queue policy: only our rule's EventBridge deliveries may send dead letters."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "EventBridgeDeadLetters",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }
