@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand name → module under ``cloud_ws.commands`` exposing ``add_arguments`` and ``run``.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {"emit": "emit", "demo": "demo"}
 
-HELP: dict[str, str] = {}
+HELP: dict[str, str] = {"emit": "emit one event through the plugin", "demo": "play a demo deployment"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -136,9 +136,12 @@ class AutomationAdapter:
     # -- mapping --------------------------------------------------------------------
 
     def _handle(self, event: EngineEvent) -> None:
-        if event.prelude_event is not None:
+        # Anything the engine says about this update means the stack is under way,
+        # except a preview's planned steps and the closing cancel event.
+        resource = event.resource_pre_event or event.res_outputs_event
+        if (resource is None or not resource.planning) and event.cancel_event is None:
             self._ensure_started()
-        elif event.resource_pre_event is not None:
+        if event.resource_pre_event is not None:
             self._resource_pre(event.resource_pre_event)
         elif event.res_outputs_event is not None:
             self._resource_done(event.res_outputs_event)
@@ -152,7 +155,8 @@ class AutomationAdapter:
             self._policy(event.policy_event)
         elif event.summary_event is not None:
             self._summary(event.summary_event)
-        # cancel_event (also sent on normal completion) and debugging events carry nothing to show.
+        # prelude (handled above), cancel (also sent on normal completion) and debugging
+        # events carry nothing more to show.
 
     def _ensure_started(self) -> None:
         if not self._started:
@@ -163,13 +167,11 @@ class AutomationAdapter:
     def _resource_pre(self, event: ResourcePreEvent) -> None:
         if event.planning:
             return
-        self._ensure_started()
         self._in_progress.add(event.metadata.urn)
 
     def _resource_done(self, event: ResOutputsEvent) -> None:
         if event.planning:
             return
-        self._ensure_started()
         self._in_progress.discard(event.metadata.urn)
         self._done += 1
         now = self._clock()
@@ -189,7 +191,6 @@ class AutomationAdapter:
         )
 
     def _resource_failed(self, event: ResOpFailedEvent) -> None:
-        self._ensure_started()
         urn = event.metadata.urn
         self._in_progress.discard(urn)
         self._failed_urns.append(urn)
@@ -238,7 +239,6 @@ class AutomationAdapter:
     def _summary(self, event: SummaryEvent) -> None:
         if self._finished:
             return
-        self._ensure_started()
         changes = {_op(op): int(count) for op, count in (event.resource_changes or {}).items()}
         if event.maybe_corrupt:
             self.hooks.log(

@@ -7,6 +7,7 @@ argument is logged and counted as *refused*, and the deployment carries on.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -45,7 +46,8 @@ def never_raises(method: _Hook) -> _Hook:
         try:
             result: str | None = method(self, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - the point: nothing reaches the orchestrator
-            self.refused(method.__name__, f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):  # not even from a subclass's refused()
+                self.refused(method.__name__, f"{type(exc).__name__}: {exc}")
             return None
         return result
 

@@ -114,6 +114,8 @@ class DeliveryStats:
     """Entries sent again after a failure."""
     last_error: str | None
     """The most recent delivery error, for a person to read."""
+    last_error_code: str | None
+    """Its code: the AWS error code (``ResourceNotFoundException``) or the exception's class name."""
 
     @property
     def undelivered(self) -> int:
@@ -153,6 +155,7 @@ class Sender:
             ("accepted", "sent", "dropped", "failed", "abandoned", "refused", "put_calls", "retried"), 0
         )
         self._last_error: str | None = None
+        self._last_error_code: str | None = None
         self._outage_log = RateLimitedLog(log, interval=30.0)
         self._drop_log = RateLimitedLog(log, interval=30.0)
         _LIVE.add(self)
@@ -250,6 +253,7 @@ class Sender:
                 put_calls=c["put_calls"],
                 retried_entries=c["retried"],
                 last_error=self._last_error,
+                last_error_code=self._last_error_code,
             )
 
     # -- the sending thread -------------------------------------------------------
@@ -280,26 +284,28 @@ class Sender:
     def _deliver(self, batch: list[Pending]) -> None:
         """Send ``batch`` until every entry is settled, or the close deadline passes."""
         pending = batch
-        failures = 0
+        failures = 0  # consecutive failed attempts: the backoff exponent
+        outage = 0  # of which whole requests failed (bus unreachable)
         while pending and not self._stop_now:
             try:
                 response = self._put(pending)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the bus is unreachable to us
                 if _is_poison_request(exc):
                     if len(pending) == 1:
-                        self._settle_failed(pending[0], _describe(exc))
+                        self._settle_failed(pending[0], exc)
                         return
                     # One bad entry must not sink its batch-mates: send them one by one.
                     for item in pending:
                         self._deliver([item])
                     return
                 failures += 1
-                self._note_outage(exc, failures)
+                outage += 1
+                self._note_outage(exc, outage)
                 self._backoff(failures)
                 continue
-            if failures:
-                log.info("event bus reachable again after %d failed attempts", failures)
-                failures = 0
+            if outage:
+                log.info("event bus %s reachable again after %d failed attempts", self.event_bus_name, outage)
+                outage = 0
             pending = self._settle(pending, response)
             if pending:
                 failures += 1
@@ -330,7 +336,7 @@ class Sender:
                     continue
                 item.attempts += 1
                 reason = f"{code}: {result.get('ErrorMessage', '')}".rstrip(": ")
-                self._last_error = reason
+                self._last_error, self._last_error_code = reason, str(code)
                 if code in POISON_ENTRY_CODES or item.attempts >= self.options.max_entry_attempts:
                     self._counts["failed"] += 1
                     del self._inflight[item.seq]
@@ -347,11 +353,12 @@ class Sender:
             self._progress.notify_all()
         return retry
 
-    def _settle_failed(self, item: Pending, reason: str) -> None:
+    def _settle_failed(self, item: Pending, exc: Exception) -> None:
+        reason = _describe(exc)
         with self._lock:
             self._counts["failed"] += 1
             self._inflight.pop(item.seq, None)
-            self._last_error = reason
+            self._last_error, self._last_error_code = reason, error_code(exc)
             self._progress.notify_all()
         log.warning(
             "event %s (%s, deployment %s) refused by EventBridge: %s",
@@ -364,7 +371,7 @@ class Sender:
     def _note_outage(self, exc: Exception, failures: int) -> None:
         reason = _describe(exc)
         with self._lock:
-            self._last_error = reason
+            self._last_error, self._last_error_code = reason, error_code(exc)
             queued = len(self._buffer) + len(self._inflight)
         self._outage_log.warning(
             "event bus %s unreachable (attempt %d, %d events waiting), retrying: %s",
@@ -393,12 +400,17 @@ class Sender:
             return not self._buffer
 
 
-def _is_poison_request(exc: Exception) -> bool:
-    if isinstance(exc, ParamValidationError):
-        return True
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a ``ClientError``, else the exception's class name."""
     if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") in POISON_REQUEST_CODES
-    return False
+        code = exc.response.get("Error", {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__
+
+
+def _is_poison_request(exc: Exception) -> bool:
+    return isinstance(exc, ParamValidationError) or error_code(exc) in POISON_REQUEST_CODES
 
 
 def _describe(exc: Exception) -> str:

@@ -1,0 +1,309 @@
+"""``cloud-ws demo [DEPLOYMENT_ID]``: play a realistic deployment through the plugin.
+
+Four layers of three stacks each; stacks of a layer deploy side by side and
+their events interleave; resources, progress and log lines (one warning)
+stream in, and ``database-rds`` in layer 3 fails with "Subnet not found", so
+the deployment ends ``failed`` without starting layer 4. Paced so a person can
+watch it in the dashboard or with ``cloud-ws monitor`` (about 40 s);
+``--speed`` plays it faster.
+
+Exit codes: 0 when every event was delivered, 1 when some were not, 2 for bad
+arguments or outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from cloud_ws.outputs import OutputsError, load_outputs
+from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
+
+if TYPE_CHECKING:
+    from plugin.hooks import LifecycleHooks
+
+#: Simulated seconds played per real second at ``--speed 1``.
+SIMULATED_PER_SECOND = 30.0
+
+
+@dataclass(frozen=True)
+class DemoStack:
+    """A stack of the demo deployment."""
+
+    name: str
+    resource_types: tuple[str, ...]
+    resource_count: int
+    failure: str | None = None
+    warning: str | None = None
+
+
+LAYERS: tuple[tuple[str, tuple[DemoStack, ...]], ...] = (
+    (
+        "network",
+        (
+            DemoStack(
+                "vpc", ("aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/routeTable:RouteTable"), 15
+            ),
+            DemoStack("dns", ("aws:route53/zone:Zone", "aws:route53/record:Record"), 6),
+            DemoStack(
+                "transit-gateway",
+                (
+                    "aws:ec2transitgateway/transitGateway:TransitGateway",
+                    "aws:ec2transitgateway/vpcAttachment:VpcAttachment",
+                ),
+                5,
+            ),
+        ),
+    ),
+    (
+        "security",
+        (
+            DemoStack("iam-roles", ("aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy"), 22),
+            DemoStack("kms-keys", ("aws:kms/key:Key", "aws:kms/alias:Alias"), 4),
+            DemoStack(
+                "security-groups",
+                (
+                    "aws:ec2/securityGroup:SecurityGroup",
+                    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+                ),
+                12,
+                warning="ingress rule web-https allows 0.0.0.0/0 on port 443",
+            ),
+        ),
+    ),
+    (
+        "data",
+        (
+            DemoStack(
+                "database-rds",
+                (
+                    "aws:rds/subnetGroup:SubnetGroup",
+                    "aws:rds/parameterGroup:ParameterGroup",
+                    "aws:rds/instance:Instance",
+                ),
+                9,
+                failure="creating RDS DB Instance (orders): InvalidSubnet: Subnet not found: subnet-0b7d41",
+            ),
+            DemoStack(
+                "cache-redis",
+                ("aws:elasticache/subnetGroup:SubnetGroup", "aws:elasticache/cluster:Cluster"),
+                5,
+            ),
+            DemoStack("object-storage", ("aws:s3/bucketV2:BucketV2", "aws:s3/bucketPolicy:BucketPolicy"), 8),
+        ),
+    ),
+    (
+        "application",
+        (
+            DemoStack("api-service", ("aws:ecs/service:Service", "aws:lb/targetGroup:TargetGroup"), 18),
+            DemoStack("worker-service", ("aws:ecs/service:Service", "aws:sqs/queue:Queue"), 11),
+            DemoStack(
+                "frontend-cdn", ("aws:cloudfront/distribution:Distribution", "aws:s3/bucketV2:BucketV2"), 7
+            ),
+        ),
+    ),
+)
+
+
+@dataclass(order=True)
+class Step:
+    """One hook call at a simulated time."""
+
+    at: float
+    order: int
+    line: str = field(compare=False)
+    """What the demo prints when it plays the step."""
+    hook: str = field(compare=False)
+    """Name of the :class:`~plugin.hooks.LifecycleHooks` method to call."""
+    args: tuple[Any, ...] = field(compare=False, default=())
+    kwargs: dict[str, Any] = field(compare=False, default_factory=dict)
+
+    def call(self, hooks: LifecycleHooks) -> object:
+        """Call the hook on ``hooks``."""
+        return getattr(hooks, self.hook)(*self.args, **self.kwargs)
+
+
+class _Script:
+    """Collects the steps of the demo in simulated time."""
+
+    def __init__(self, deployment_id: str) -> None:
+        self.deployment_id = deployment_id
+        self.steps: list[Step] = []
+
+    def at(self, when: float, line: str, hook: str, *args: Any, **kwargs: Any) -> None:
+        self.steps.append(Step(when, len(self.steps), line, hook, (self.deployment_id, *args), kwargs))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cloud-ws demo``."""
+    parser.add_argument(
+        "deployment_id", nargs="?", metavar="DEPLOYMENT_ID", help="deployment id (default: a new demo-xxxxxx)"
+    )
+    parser.add_argument(
+        "--outputs", metavar="FILE", help="stack outputs file (default: .cloud-ws/outputs.json)"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=1.0, help="playback speed; 1 takes about 40 s (default: 1)"
+    )
+    parser.add_argument("--environment", default="dev", help="environment named in the events (default: dev)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for delivery at the end",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Play the demo deployment; returns the exit code."""
+    deployment_id = args.deployment_id or f"demo-{secrets.token_hex(3)}"
+    if not is_valid_deployment_id(deployment_id):
+        return _fail(f"DEPLOYMENT_ID must match {DEPLOYMENT_ID_PATTERN}", 2)
+    if not args.speed > 0:
+        return _fail("--speed must be a positive number", 2)
+    try:
+        outputs = load_outputs(args.outputs)
+    except OutputsError as exc:
+        return _fail(str(exc), 2)
+    # Imported here, not at the top: building the CLI parser must not pull in boto3.
+    from plugin import OrchestratorPlugin  # noqa: PLC0415
+
+    plugin = OrchestratorPlugin.from_outputs(outputs, environment=args.environment)
+    out = sys.stdout
+    print(f"Deployment {deployment_id}: {len(LAYERS)} layers, one stack will fail.", file=out)
+    print(f"Watch it:  cloud-ws monitor {deployment_id}", file=out)
+    if outputs.get("dashboard_url"):
+        print(f"Dashboard: {outputs['dashboard_url']}", file=out)
+    steps = script(deployment_id, random.Random(deployment_id))
+    try:
+        play(steps, plugin, speed=args.speed, out=out)
+    except KeyboardInterrupt:
+        plugin.deployment_completed(deployment_id, "cancelled", error_message="demo interrupted")
+        print("interrupted: deployment marked cancelled", file=out)
+    plugin.close(args.timeout)
+    stats = plugin.stats
+    if stats.undelivered or stats.queued or stats.in_flight or stats.refused:
+        reason = stats.last_error or "delivery timed out"
+        return _fail(f"{stats.accepted - stats.sent} of {stats.accepted} events not delivered: {reason}", 1)
+    print(f"{stats.sent} events delivered in {stats.put_calls} PutEvents calls.", file=out)
+    return 0
+
+
+def script(deployment_id: str, rng: random.Random) -> list[Step]:
+    """The demo's hook calls in simulated time (seconds from the start), in play order."""
+    plan = _Script(deployment_id)
+    total = len(LAYERS)
+    stacks = sum(len(layer_stacks) for _, layer_stacks in LAYERS)
+    plan.at(0.0, "deployment started", "deployment_started", total_layers=total)
+    plan.at(1.0, "log: plan", "log", f"Deploying {stacks} stacks in {total} layers")
+    now = 5.0
+    for number, (layer_name, layer_stacks) in enumerate(LAYERS, start=1):
+        plan.at(
+            now,
+            f"layer {number}/{total}: {layer_name}",
+            "deployment_status",
+            "deploying",
+            current_layer=number,
+            total_layers=total,
+        )
+        now = 5.0 + max(
+            _stack(plan, stack, number, now + rng.uniform(0.5, 4.0), rng) for stack in layer_stacks
+        )
+        failed = [stack.name for stack in layer_stacks if stack.failure]
+        if failed:
+            message = f"stack {failed[0]} failed in layer {number}; layers {number + 1}-{total} not deployed"
+            plan.at(now, "log: giving up", "log", message, level="error")
+            plan.at(
+                now + 1.0,
+                "deployment failed",
+                "deployment_completed",
+                "failed",
+                error_message=message,
+                duration_seconds=round(now),
+            )
+            break
+    else:
+        plan.at(now, "deployment succeeded", "deployment_completed", "succeeded", duration_seconds=round(now))
+    return sorted(plan.steps)
+
+
+def _stack(plan: _Script, stack: DemoStack, layer: int, start: float, rng: random.Random) -> float:
+    """Schedule one stack's events; returns when it ends."""
+    name = stack.name
+    plan.at(start, f"  {name}: started", "stack_started", name, layer=layer)
+    duration = rng.uniform(60.0, 330.0)
+    count = stack.resource_count
+    # A failing stack stops after about 60% of its resources, as a real one would.
+    stop_at = max(1, int(count * 0.6)) if stack.failure else count
+    step = duration / (count + 1)
+    for index in range(1, stop_at + 1):
+        when = start + index * step + rng.uniform(-step / 3, step / 3)
+        resource_type = stack.resource_types[(index - 1) % len(stack.resource_types)]
+        message = f"created {resource_type} {name}-{resource_type.rsplit(':', 1)[-1].lower()}-{index}"
+        plan.at(when, f"  {name}: {message}", "log", message, stack_name=name)
+        if index % 3 == 0 or index == count:
+            plan.at(
+                when + 0.01,
+                f"  {name}: {index}/{count} resources",
+                "stack_progress",
+                name,
+                resources_done=index,
+                resources_in_progress=1,
+                layer=layer,
+            )
+        if stack.warning and index == count // 2:
+            plan.at(when + 0.02, f"  {name}: warning", "log", stack.warning, level="warning", stack_name=name)
+    if stack.failure is not None:
+        end = start + (stop_at + 1) * step
+        plan.at(end - 0.5, f"  {name}: error", "log", stack.failure, level="error", stack_name=name)
+        plan.at(
+            end,
+            f"  {name}: FAILED: {stack.failure}",
+            "stack_failed",
+            name,
+            stack.failure,
+            duration_seconds=round(end - start),
+            layer=layer,
+        )
+        return end
+    plan.at(
+        start + duration,
+        f"  {name}: deployed ({count} resources, {duration:.0f} s)",
+        "stack_deployed",
+        name,
+        duration_seconds=round(duration),
+        resource_count=count,
+        layer=layer,
+    )
+    return start + duration
+
+
+def play(
+    steps: list[Step],
+    hooks: LifecycleHooks,
+    *,
+    speed: float,
+    out: TextIO,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Call each step's hook at its simulated time, scaled by ``speed``; print a line per step."""
+    started = time.monotonic()
+    for step in steps:
+        due = started + step.at / (SIMULATED_PER_SECOND * speed)
+        delay = due - time.monotonic()
+        if delay > 0:
+            sleep(delay)
+        step.call(hooks)
+        print(f"{step.at:6.0f}s  {step.line}", file=out, flush=True)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"cloud-ws demo: {' '.join(message.split())}", file=sys.stderr)
+    return code

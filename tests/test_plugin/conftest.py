@@ -1,0 +1,211 @@
+"""Plugin fixtures: a moto event bus whose rule (the shared event pattern) feeds an SQS
+queue we read, and a client wrapper that records requests and injects failures.
+
+Time is scaled: backoff is milliseconds, and every wait is a poll with a generous
+deadline, never a timed assertion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from moto import mock_aws
+
+from handlers import spec
+from plugin import DeliveryOptions, OrchestratorPlugin
+
+REGION = "us-east-1"
+BUS = "cloud-ws-plugin-test"
+
+#: Backoff in milliseconds so retry tests take no time.
+FAST = DeliveryOptions(backoff_base=0.001, backoff_max=0.005)
+
+#: Deadline of every wait for something to arrive (polled; normally ~50 ms).
+PATIENCE = 10.0
+
+
+@pytest.fixture
+def plugin_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's AWS with throwaway credentials."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("CLOUD_WS_OUTPUTS", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def plugin_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """caplog wired to the plugin's logger directly: ``cloud_ws`` may not propagate to the root
+    (handlers.log turns propagation off when another suite imported it)."""
+    logger = logging.getLogger("cloud_ws.plugin")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="cloud_ws.plugin")
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+@dataclass
+class Bus:
+    """An EventBridge bus with the broadcaster's rule pointed at an SQS queue."""
+
+    events: Any
+    sqs: Any
+    queue_url: str
+    name: str = BUS
+    source: str = spec.DEFAULT_EVENT_SOURCE
+    _seen: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs as a cloud stack exports them (no ``aws_endpoint_url``)."""
+        return {
+            "websocket_url": "wss://abc123.execute-api.us-east-1.amazonaws.com/test",
+            "management_endpoint": "https://abc123.execute-api.us-east-1.amazonaws.com/test",
+            "event_bus_name": self.name,
+            "event_source": self.source,
+            "region": REGION,
+            "user_pool_id": "us-east-1_test",
+            "user_pool_client_id": "client",
+            "connections_table_name": "connections",
+        }
+
+    def plugin(self, **kwargs: Any) -> OrchestratorPlugin:
+        """A plugin on this bus with fast backoff."""
+        kwargs.setdefault("options", FAST)
+        kwargs.setdefault("region", REGION)
+        return OrchestratorPlugin(self.name, source=self.source, **kwargs)
+
+    def received(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` events delivered to the queue (EventBridge JSON), in arrival order."""
+        deadline = time.monotonic() + PATIENCE
+        while len(self._seen) < count and time.monotonic() < deadline:
+            if not self._poll():
+                time.sleep(0.01)
+        assert len(self._seen) >= count, f"only {len(self._seen)} of {count} events arrived"
+        return self._seen[:count]
+
+    def everything(self) -> list[dict[str, Any]]:
+        """Every event delivered so far (after draining the queue)."""
+        while self._poll():
+            pass
+        return list(self._seen)
+
+    def _poll(self) -> int:
+        messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        for message in messages:
+            self._seen.append(json.loads(message["Body"]))
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+
+@pytest.fixture
+def bus(plugin_aws: None) -> Bus:
+    """A bus, the shared event pattern's rule, and the SQS queue it targets."""
+    events = boto3.client("events", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    events.create_event_bus(Name=BUS)
+    queue_url = sqs.create_queue(QueueName="plugin-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="to-broadcaster",
+        EventBusName=BUS,
+        EventPattern=json.dumps(spec.event_pattern(spec.DEFAULT_EVENT_SOURCE)),
+    )
+    events.put_targets(Rule="to-broadcaster", EventBusName=BUS, Targets=[{"Id": "queue", "Arn": arn}])
+    return Bus(events, sqs, queue_url)
+
+
+class FlakyClient:
+    """Wraps the real client: records each PutEvents request and injects failures.
+
+    ``down`` makes whole requests fail like an unreachable endpoint;
+    ``fail_next(...)`` makes chosen entries of the next request fail (they are not
+    forwarded, exactly as EventBridge would not deliver them).
+    """
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.requests: list[list[dict[str, str]]] = []
+        self.down = False
+        self._plans: deque[dict[int, str]] = deque()
+        self._lock = threading.Lock()
+        self.request_made = threading.Event()
+
+    def fail_next(self, failures: dict[int, str]) -> None:
+        """The next request fails at these entry indexes with these error codes."""
+        self._plans.append(failures)
+
+    def put_events(self, *, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        with self._lock:
+            self.requests.append([dict(entry) for entry in Entries])
+            self.request_made.set()
+            if self.down:
+                raise EndpointConnectionError(endpoint_url="https://events.us-east-1.amazonaws.com/")
+            plan = self._plans.popleft() if self._plans else {}
+        forward = [entry for index, entry in enumerate(Entries) if index not in plan]
+        accepted = iter(self.real.put_events(Entries=forward)["Entries"] if forward else [])
+        results: list[dict[str, str]] = []
+        for index in range(len(Entries)):
+            if index in plan:
+                results.append({"ErrorCode": plan[index], "ErrorMessage": "injected by the test"})
+            else:
+                results.append(next(accepted))
+        return {"FailedEntryCount": len(plan), "Entries": results}
+
+    def detail_types(self) -> list[list[str]]:
+        """The DetailType of every entry, request by request."""
+        return [[entry["DetailType"] for entry in request] for request in self.requests]
+
+
+class PoisonClient(FlakyClient):
+    """Refuses a whole request with ValidationException when it holds an entry marked poison."""
+
+    def put_events(self, *, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        if any('"poison":true' in entry["Detail"] for entry in Entries):
+            with self._lock:
+                self.requests.append([dict(entry) for entry in Entries])
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Detail is malformed."}}, "PutEvents"
+            )
+        return super().put_events(Entries=Entries)
+
+
+@pytest.fixture
+def flaky(bus: Bus) -> FlakyClient:
+    """A failure-injecting wrapper around a real (moto) EventBridge client."""
+    return FlakyClient(boto3.client("events", region_name=REGION))
+
+
+def eventually(predicate: Callable[[], bool]) -> bool:
+    """Poll ``predicate`` until it holds or :data:`PATIENCE` runs out; returns its last value."""
+    deadline = time.monotonic() + PATIENCE
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
+def details(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``detail`` of each EventBridge event."""
+    return [event["detail"] for event in events]
