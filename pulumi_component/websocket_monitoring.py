@@ -321,8 +321,11 @@ def validate_args(args: Mapping[str, Any]) -> dict[str, Any]:
         given[field] = _checked(given[field], functools.partial(_check_text, field))
     settings: dict[str, Any] = {**DEFAULTS, **given}
 
+    create_bus = given.get("create_event_bus")
+    if create_bus is not None and not isinstance(create_bus, bool):
+        raise WebSocketMonitoringArgsError("create_event_bus", f"must be true or false, got {create_bus!r}")
     if "event_bus_name" in given:
-        if given.get("create_event_bus") is True:
+        if create_bus is True:
             raise WebSocketMonitoringArgsError(
                 "create_event_bus",
                 "cannot be true when [event_bus_name] names an existing bus; set only one of them",
@@ -332,7 +335,7 @@ def validate_args(args: Mapping[str, Any]) -> dict[str, Any]:
             given["event_bus_name"], functools.partial(_check_text, "event_bus_name")
         )
     else:
-        settings["create_event_bus"] = bool(given.get("create_event_bus", True))
+        settings["create_event_bus"] = True if create_bus is None else create_bus
         settings["event_bus_name"] = "default"  # used only when create_event_bus is false
 
     stage = settings.get("stage_name", pulumi.get_stack())
@@ -364,9 +367,11 @@ def validate_args(args: Mapping[str, Any]) -> dict[str, Any]:
     _choice("runtime", settings["runtime"], SUPPORTED_RUNTIMES)
     _choice("log_retention_days", settings["log_retention_days"], LOG_RETENTION_DAYS)
     _choice("log_level", settings["log_level"], LOG_LEVELS)
-    for field in ("create_event_bus", "configure_api_gateway_account"):
-        if not isinstance(settings[field], bool):
-            raise WebSocketMonitoringArgsError(field, f"must be true or false, got {settings[field]!r}")
+    if not isinstance(settings["configure_api_gateway_account"], bool):
+        raise WebSocketMonitoringArgsError(
+            "configure_api_gateway_account",
+            f"must be true or false, got {settings['configure_api_gateway_account']!r}",
+        )
     return settings
 
 
