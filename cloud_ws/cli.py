@@ -12,9 +12,14 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand name → module under ``cloud_ws.commands`` exposing ``add_arguments`` and ``run``.
-COMMANDS: dict[str, str] = {"emit": "emit", "demo": "demo"}
+COMMANDS: dict[str, str] = {"local": "local", "token": "token", "emit": "emit", "demo": "demo"}
 
-HELP: dict[str, str] = {"emit": "emit one event through the plugin", "demo": "play a demo deployment"}
+HELP: dict[str, str] = {
+    "local": "run the whole stack on this machine (no AWS account needed)",
+    "token": "print a fresh Cognito ID token (the local dev user by default)",
+    "emit": "emit one event through the plugin",
+    "demo": "play a demo deployment",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -98,6 +98,7 @@ class ManagementStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in two writes
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -128,3 +129,20 @@ class ManagementStandIn:
         finally:
             server.shutdown()
             server.server_close()
+
+
+def main() -> None:
+    """Serve a stand-in in its own process (benchmarks): prints the endpoint, runs until killed."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    args = parser.parse_args()
+    with ManagementStandIn(delay_seconds=args.delay).running() as standin:
+        print(standin.endpoint, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Broadcaster benchmarks (issue: serverless core).
+
+1. DynamoDB items read per broadcast as the table grows: 100 subscribers of one
+   deployment among 100 / 1,000 / 10,000 connections. The broadcaster's Query
+   reads only the deployment's subscribers; a Scan-based lookup (what the
+   simple-websockets-chat sample does) reads every row.
+2. Fan-out throughput against a @connections stand-in that answers after
+   20 ms: posts per second with the bounded pool, as a ratio to the pool's
+   ceiling (pool size / 20 ms) and to a sequential loop.
+
+Runs against moto (in-process) and a real-HTTP stand-in; prints figures and ratios.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import boto3
+from moto import mock_aws
+
+from handlers import broadcaster
+from handlers.management import ManagementApi, make_client
+from handlers.runtime import reset_runtime
+from tests.conftest import create_tables, eventbridge_event
+from tests.support.management_standin import ManagementStandIn
+
+REGION = "us-east-1"
+SUBSCRIBERS = 100
+DELAY = 0.020
+
+
+def _env(tables: dict[str, str], endpoint: str, concurrency: int) -> None:
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            **tables,
+            "COGNITO_USER_POOL_ID": f"{REGION}_bench",
+            "COGNITO_CLIENT_IDS": "bench",
+            "MANAGEMENT_ENDPOINT": endpoint,
+            "BROADCAST_CONCURRENCY": str(concurrency),
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    reset_runtime()
+
+
+def _fill(ddb: object, tables: dict[str, str], total: int, target: str) -> None:
+    """``total`` connections, SUBSCRIBERS of them on ``target``, the rest spread over 50 other deployments."""
+    expires = str(int(time.time()) + 86400)
+    subs, conns = [], []
+    for i in range(total):
+        conn = f"c{i:06d}="
+        deployment = target if i < SUBSCRIBERS else f"OTHER{i % 50}"
+        conns.append({"PutRequest": {"Item": {"connectionId": {"S": conn}, "ttl": {"N": expires}}}})
+        subs.append(
+            {
+                "PutRequest": {
+                    "Item": {
+                        "deploymentId": {"S": deployment},
+                        "connectionId": {"S": conn},
+                        "ttl": {"N": expires},
+                    }
+                }
+            }
+        )
+    for table, requests in ((tables["CONNECTIONS_TABLE"], conns), (tables["SUBSCRIPTIONS_TABLE"], subs)):
+        for start in range(0, len(requests), 25):
+            ddb.batch_write_item(RequestItems={table: requests[start : start + 25]})  # type: ignore[attr-defined]
+
+
+def _scan_items_read(ddb: object, table: str, target: str) -> int:
+    """Items a Scan must read to find one deployment's subscribers."""
+    read, kwargs = 0, {
+        "TableName": table,
+        "FilterExpression": "deploymentId = :d",
+        "ExpressionAttributeValues": {":d": {"S": target}},
+    }
+    while True:
+        page = ddb.scan(**kwargs)  # type: ignore[attr-defined]
+        read += page["ScannedCount"]
+        if "LastEvaluatedKey" not in page:
+            return read
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def items_read_vs_table_size() -> list[str]:
+    rows = ["| connections | subscribers | items read (Query) | items read (Scan) | Scan / Query |", "|---:|---:|---:|---:|---:|"]
+    print("\n1. DynamoDB items read per broadcast (100 subscribers)")
+    for total in (100, 1_000, 10_000):
+        with mock_aws(), ManagementStandIn().running() as standin:
+            ddb = boto3.client("dynamodb", region_name=REGION)
+            tables = create_tables(ddb, prefix=f"b{total}")
+            _env(tables, standin.endpoint, 32)
+            _fill(ddb, tables, total, "TARGET")
+            summary = broadcaster.handler(
+                eventbridge_event("deployment.status", {"deployment_id": "TARGET", "event_id": str(uuid.uuid4())})
+            )
+            scan = _scan_items_read(ddb, tables["SUBSCRIPTIONS_TABLE"], "TARGET")
+            assert summary["delivered"] == SUBSCRIBERS, summary
+            ratio = scan / summary["items_read"]
+            print(
+                f"  {total:>6} connections: Query read {summary['items_read']:>5} items, "
+                f"Scan would read {scan:>6} ({ratio:.0f}x)"
+            )
+            rows.append(f"| {total:,} | {SUBSCRIBERS} | {summary['items_read']} | {scan:,} | {ratio:.0f}x |")
+    return rows
+
+
+def fan_out_throughput() -> list[str]:
+    print(f"\n2. Fan-out throughput against a stand-in answering after {DELAY * 1000:.0f} ms")
+    rows = ["| mode | posts | seconds | posts/s | ceiling posts/s | of ceiling | vs sequential |", "|---|---:|---:|---:|---:|---:|---:|"]
+    results: dict[str, float] = {}
+    for label, pool, posts in (("sequential (pool 1)", 1, 100), ("pool 8", 8, 400), ("pool 32", 32, 1000)):
+        # The stand-in runs in its own process so it does not compete with the
+        # broadcaster for this interpreter's GIL (API Gateway is not in the Lambda either).
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.management_standin", "--delay", str(DELAY)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        try:
+            assert server.stdout is not None
+            endpoint = server.stdout.readline().strip()
+            api = ManagementApi(make_client(endpoint, REGION, pool, 3), pool)
+            ids = [f"c{i}" for i in range(posts)]
+            api.fan_out(ids[:pool], b"{}")  # warm the connection pool
+            start = time.perf_counter()
+            result = api.fan_out(ids, b'{"type":"log.created"}')
+            elapsed = time.perf_counter() - start
+            assert result.delivered == posts, result
+        finally:
+            server.kill()
+            server.wait()
+        rate = posts / elapsed
+        results[label] = rate
+        ceiling = pool / DELAY
+        vs_seq = rate / results["sequential (pool 1)"]
+        print(
+            f"  {label:<20} {posts:>5} posts in {elapsed:6.2f} s = {rate:7.0f}/s; "
+            f"ceiling {ceiling:5.0f}/s ({rate / ceiling:.0%}); {vs_seq:.1f}x sequential"
+        )
+        rows.append(
+            f"| {label} | {posts} | {elapsed:.2f} | {rate:.0f} | {ceiling:.0f} | {rate / ceiling:.0%} | {vs_seq:.1f}x |"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION})
+    with mock_aws():
+        pass  # import-time cost of moto out of the way
+    table_rows = items_read_vs_table_size()
+    throughput_rows = fan_out_throughput()
+    print("\nMarkdown:\n")
+    print("\n".join(table_rows))
+    print()
+    print("\n".join(throughput_rows))

@@ -1,0 +1,54 @@
+"""``cloud-ws local``: run the whole stack on this machine."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cloud_ws.outputs import default_path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``cloud-ws local``."""
+    parser.add_argument("--port", type=int, default=8080, help="WebSocket/HTTP port (0 picks a free one)")
+    parser.add_argument(
+        "--aws-port", type=int, default=None, help="embedded AWS endpoint port (default: --port + 1)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument(
+        "--outputs",
+        type=Path,
+        default=None,
+        help="where to write the outputs file (default: .cloud-ws/outputs.json)",
+    )
+    parser.add_argument("--stage", default="local", help="stage name in the URLs")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=600.0, help="seconds before an idle connection closes"
+    )
+    parser.add_argument(
+        "--max-duration", type=float, default=7200.0, help="seconds before any connection closes"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every handler invocation")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run in the foreground until Ctrl-C."""
+    from emulator.stack import LocalSettings  # noqa: PLC0415 - heavy imports only for this command
+    from emulator.stack import run as run_stack  # noqa: PLC0415
+
+    for name in ("port", "aws_port"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 65535:
+            print(f"cloud-ws local: --{name.replace('_', '-')} must be between 0 and 65535", flush=True)
+            return 2
+    settings = LocalSettings(
+        host=args.host,
+        port=args.port,
+        aws_port=args.aws_port,
+        stage=args.stage,
+        outputs=args.outputs or default_path(),
+        idle_timeout_seconds=args.idle_timeout,
+        max_connection_seconds=args.max_duration,
+        log_level="INFO" if args.verbose else "WARNING",
+    )
+    return run_stack(settings)

@@ -1,0 +1,447 @@
+"""An emulator of API Gateway's WebSocket semantics, in front of the real handlers.
+
+What it reproduces, because our code (and our users' code) depends on it:
+
+- ``$connect`` runs before the handshake completes: a non-2xx answer refuses
+  it with that HTTP status; response headers (the chosen subprotocol) are
+  sent back; a 2xx registers the connection.
+- Route selection on ``$request.body.action`` with ``$default`` fallback;
+  every frame becomes an API-Gateway-shaped event for its route's handler.
+- Frames over 32 KB and messages over 128 KB close the connection with 1009
+  (enforced by the WebSocket protocol layer, see ``emulator.stack``).
+- Idle connections (no data frame either way for 10 minutes) and any
+  connection older than 2 hours are closed with 1001 and ``$disconnect``.
+- The @connections Management API over HTTP, at the stage path, so boto3's
+  ``apigatewaymanagementapi`` client works unchanged: POST sends, GET
+  describes, DELETE closes; unknown or closed connections answer 410 Gone.
+- ``$disconnect`` after every close, except for connections made stale.
+
+Known differences: frames from one connection are handled one at a time, in
+order (API Gateway may run them concurrently), and a subprotocol the
+``$connect`` handler returns is sent as-is.
+
+Fault injection (for tests and demos) lives under ``/_cloud-ws/``: make a
+connection stale (posts answer 410, client frames go nowhere, no
+``$disconnect``), close one with a chosen code, drop idle connections now,
+answer 429 to the next N posts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from emulator.lambdas import LambdaRuntime
+from handlers import spec
+from handlers.log import get_logger
+
+log = get_logger("emulator.gateway")
+
+GOING_AWAY = 1001
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The emulated API: its stage and the limits it enforces."""
+
+    stage: str = "local"
+    api_id: str = "local"
+    domain_name: str = "127.0.0.1"
+    idle_timeout_seconds: float = spec.API_GATEWAY_LIMITS.idle_timeout_seconds
+    max_connection_seconds: float = spec.API_GATEWAY_LIMITS.max_connection_seconds
+    message_bytes: int = spec.API_GATEWAY_LIMITS.message_bytes
+
+
+@dataclass
+class LocalConnection:
+    """One open WebSocket and what API Gateway knows about it."""
+
+    connection_id: str
+    websocket: WebSocket
+    source_ip: str
+    user_agent: str
+    connected_at: float = field(default_factory=time.time)
+    last_active_at: float = field(default_factory=time.time)
+    stale: bool = False
+    """API Gateway forgot it: posts answer 410, its frames go nowhere, no ``$disconnect``."""
+    closed: bool = False
+    close_code: int | None = None
+    close_reason: str = ""
+
+    def touch(self) -> None:
+        """Record data-frame activity in either direction (what the idle timeout watches)."""
+        self.last_active_at = time.time()
+
+    @property
+    def reachable(self) -> bool:
+        """Whether a post can be delivered."""
+        return not (self.stale or self.closed)
+
+
+@dataclass
+class Faults:
+    """Switchable failures of the Management API."""
+
+    throttle_remaining: int = 0
+
+    def take_throttle(self) -> bool:
+        """True if this post must answer 429 (and counts it)."""
+        if self.throttle_remaining > 0:
+            self.throttle_remaining -= 1
+            return True
+        return False
+
+
+def new_connection_id() -> str:
+    """An id shaped like API Gateway's (16 URL-safe base64 characters)."""
+    return base64.urlsafe_b64encode(os.urandom(11)).decode()
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _error(status: int, error_type: str, message: str) -> Response:
+    """An error as API Gateway's REST-JSON protocol sends it, so botocore maps it to an exception."""
+    return JSONResponse({"message": message}, status_code=status, headers={"x-amzn-ErrorType": error_type})
+
+
+class Gateway:
+    """The emulated WebSocket API and its @connections endpoint, as one ASGI app."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        lambdas: LambdaRuntime,
+        extra_routes: list[BaseRoute] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.lambdas = lambdas
+        self.connections: dict[str, LocalConnection] = {}
+        self.faults = Faults()
+        self._extra_routes = extra_routes or []
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _request_context(
+        self, connection_id: str, route_key: str, event_type: str, **extra: Any
+    ) -> dict[str, Any]:
+        now = time.time()
+        conn = self.connections.get(connection_id)
+        return {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "messageDirection": "IN",
+            "stage": self.settings.stage,
+            "domainName": self.settings.domain_name,
+            "apiId": self.settings.api_id,
+            "connectionId": connection_id,
+            "connectedAt": int((conn.connected_at if conn else now) * 1000),
+            "requestId": uuid.uuid4().hex,
+            "extendedRequestId": uuid.uuid4().hex,
+            "requestTimeEpoch": int(now * 1000),
+            "requestTime": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            **extra,
+        }
+
+    # -- the WebSocket side --------------------------------------------------------------------
+
+    async def websocket_endpoint(self, websocket: WebSocket) -> None:
+        """Handshake through ``$connect``, then route every frame, then ``$disconnect``."""
+        connection_id = new_connection_id()
+        headers = dict(websocket.headers.items())
+        source_ip = websocket.client.host if websocket.client else "127.0.0.1"
+        identity = {"sourceIp": source_ip, "userAgent": headers.get("user-agent", "")}
+        query = dict(websocket.query_params)
+        event = {
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": query or None,
+            "multiValueQueryStringParameters": {k: websocket.query_params.getlist(k) for k in query} or None,
+            "requestContext": self._request_context(connection_id, "$connect", "CONNECT", identity=identity),
+            "isBase64Encoded": False,
+        }
+        status, response_headers = await self._run_connect(event)
+        if not 200 <= status < 300:
+            await websocket.send_denial_response(Response(status_code=status, content=_status_text(status)))
+            return
+        subprotocol = next(
+            (v for k, v in response_headers.items() if k.lower() == "sec-websocket-protocol"), None
+        )
+        await websocket.accept(subprotocol=subprotocol)
+        conn = LocalConnection(connection_id, websocket, source_ip, identity["userAgent"])
+        self.connections[connection_id] = conn
+        try:
+            await self._receive_loop(conn)
+        finally:
+            conn.closed = True
+            self.connections.pop(connection_id, None)
+            if not conn.stale:
+                await self._run_disconnect(conn, identity)
+
+    async def _run_connect(self, event: Mapping[str, Any]) -> tuple[int, Mapping[str, str]]:
+        try:
+            result = await self.lambdas.invoke("connect", event)
+        except Exception:
+            log.exception("$connect handler raised")
+            return 500, {}
+        if not isinstance(result, Mapping):
+            return 200, {}
+        status = result.get("statusCode", 200)
+        headers = result.get("headers") or {}
+        return (status if isinstance(status, int) else 500), headers
+
+    async def _receive_loop(self, conn: LocalConnection) -> None:
+        while True:
+            message = await conn.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                if conn.close_code is None:
+                    conn.close_code = int(message.get("code") or 1005)
+                    conn.close_reason = str(message.get("reason") or "")
+                return
+            if conn.stale:
+                continue  # API Gateway has forgotten this connection; its frames go nowhere
+            conn.touch()
+            text, data = message.get("text"), message.get("bytes")
+            if text is not None:
+                body, encoded, route_key = text, False, spec.select_route(text)
+            else:
+                body, encoded, route_key = base64.b64encode(data or b"").decode(), True, "$default"
+            event = {
+                "requestContext": self._request_context(
+                    conn.connection_id,
+                    route_key,
+                    "MESSAGE",
+                    messageId=uuid.uuid4().hex[:16],
+                    identity={"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+                ),
+                "body": body,
+                "isBase64Encoded": encoded,
+            }
+            try:
+                # One frame at a time per connection: replies keep the order the client asked in.
+                await self.lambdas.invoke(spec.route_for(route_key).function, event)
+            except Exception:
+                log.exception(
+                    "route handler raised", extra={"route": route_key, "connection_id": conn.connection_id}
+                )
+
+    async def _run_disconnect(self, conn: LocalConnection, identity: Mapping[str, str]) -> None:
+        event = {
+            "headers": {},
+            "requestContext": self._request_context(
+                conn.connection_id,
+                "$disconnect",
+                "DISCONNECT",
+                identity=dict(identity),
+                disconnectStatusCode=conn.close_code or 1005,
+                disconnectReason=conn.close_reason,
+            ),
+            "isBase64Encoded": False,
+        }
+        try:
+            await self.lambdas.invoke("disconnect", event)
+        except Exception:
+            log.exception("$disconnect handler raised", extra={"connection_id": conn.connection_id})
+
+    async def close(self, conn: LocalConnection, code: int, reason: str) -> None:
+        """Close from the server side, as API Gateway does (``$disconnect`` follows)."""
+        if conn.closed:
+            return
+        conn.close_code, conn.close_reason = code, reason
+        conn.closed = True
+        with contextlib.suppress(Exception):  # the client may already be gone
+            if conn.websocket.application_state == WebSocketState.CONNECTED:
+                await conn.websocket.close(code, reason)
+
+    async def sweep(self, now: float | None = None, idle_seconds: float | None = None) -> list[str]:
+        """Close connections past the idle timeout or the maximum duration; returns their ids."""
+        now = time.time() if now is None else now
+        idle_limit = self.settings.idle_timeout_seconds if idle_seconds is None else idle_seconds
+        closed = []
+        for conn in list(self.connections.values()):
+            if now - conn.connected_at >= self.settings.max_connection_seconds:
+                await self.close(conn, GOING_AWAY, "Connection duration exceeded")
+            elif now - conn.last_active_at >= idle_limit:
+                await self.close(conn, GOING_AWAY, "Going away")
+            else:
+                continue
+            closed.append(conn.connection_id)
+        return closed
+
+    async def _sweep_forever(self) -> None:
+        interval = max(
+            0.05, min(1.0, self.settings.idle_timeout_seconds / 4, self.settings.max_connection_seconds / 4)
+        )
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    # -- the @connections Management API ---------------------------------------------------------
+
+    async def post_to_connection(self, request: Request) -> Response:
+        """``POST /{stage}/@connections/{id}``: send the body as one message."""
+        if self.faults.take_throttle():
+            return _error(429, "LimitExceededException", "Too Many Requests")
+        conn = self.connections.get(request.path_params["connection_id"])
+        if conn is None or not conn.reachable:
+            return _error(410, "GoneException", "")
+        data = await request.body()
+        if len(data) > self.settings.message_bytes:
+            return _error(413, "PayloadTooLargeException", "Message too long")
+        try:
+            try:
+                await conn.websocket.send_text(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                await conn.websocket.send_bytes(data)
+        except (RuntimeError, OSError, WebSocketDisconnect):  # closed after our check
+            return _error(410, "GoneException", "")
+        conn.touch()
+        return Response(status_code=200)
+
+    async def get_connection(self, request: Request) -> Response:
+        """``GET /{stage}/@connections/{id}``: when it connected, when it was last active, who it is."""
+        conn = self.connections.get(request.path_params["connection_id"])
+        if conn is None or not conn.reachable:
+            return _error(410, "GoneException", "")
+        return JSONResponse(
+            {
+                # The wire names of API Gateway's REST-JSON model (botocore maps them).
+                "connectedAt": _iso(conn.connected_at),
+                "lastActiveAt": _iso(conn.last_active_at),
+                "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            }
+        )
+
+    async def delete_connection(self, request: Request) -> Response:
+        """``DELETE /{stage}/@connections/{id}``: close it (``$disconnect`` follows)."""
+        conn = self.connections.get(request.path_params["connection_id"])
+        if conn is None or not conn.reachable:
+            return _error(410, "GoneException", "")
+        await self.close(conn, 1000, "")
+        return Response(status_code=204)
+
+    # -- fault injection -------------------------------------------------------------------------
+
+    async def list_connections(self, request: Request) -> Response:
+        """``GET /_cloud-ws/connections``: what is open, for tests and debugging."""
+        return JSONResponse(
+            [
+                {
+                    "connectionId": c.connection_id,
+                    "connectedAt": _iso(c.connected_at),
+                    "lastActiveAt": _iso(c.last_active_at),
+                    "sourceIp": c.source_ip,
+                    "stale": c.stale,
+                }
+                for c in self.connections.values()
+            ]
+        )
+
+    async def make_stale(self, request: Request) -> Response:
+        """``POST /_cloud-ws/connections/{id}/stale``: API Gateway forgets it without ``$disconnect``."""
+        conn = self.connections.get(request.path_params["connection_id"])
+        if conn is None:
+            return JSONResponse({"error": "no such connection"}, status_code=404)
+        conn.stale = True
+        return JSONResponse({"connectionId": conn.connection_id, "stale": True})
+
+    async def close_connection(self, request: Request) -> Response:
+        """``POST /_cloud-ws/connections/{id}/close`` ``{"code": 1011}``: a server-side close."""
+        conn = self.connections.get(request.path_params["connection_id"])
+        if conn is None:
+            return JSONResponse({"error": "no such connection"}, status_code=404)
+        body = await _json_body(request)
+        code = body.get("code", 1011)
+        if not isinstance(code, int) or not (code == 1000 or 3000 <= code <= 4999 or 1001 <= code <= 1014):
+            return JSONResponse({"error": "code must be a valid WebSocket close code"}, status_code=400)
+        await self.close(conn, code, str(body.get("reason", "")))
+        return JSONResponse({"connectionId": conn.connection_id, "closed": code})
+
+    async def drop_idle(self, request: Request) -> Response:
+        """``POST /_cloud-ws/faults/drop-idle`` ``{"idle_seconds": 0}``: run the idle timeout now."""
+        body = await _json_body(request)
+        idle = body.get("idle_seconds", 0)
+        if not isinstance(idle, int | float) or isinstance(idle, bool) or idle < 0:
+            return JSONResponse({"error": "idle_seconds must be a non-negative number"}, status_code=400)
+        return JSONResponse({"closed": await self.sweep(idle_seconds=float(idle))})
+
+    async def throttle(self, request: Request) -> Response:
+        """``POST /_cloud-ws/faults/throttle`` ``{"count": 5}``: the next posts answer 429."""
+        body = await _json_body(request)
+        count = body.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return JSONResponse({"error": "count must be a non-negative integer"}, status_code=400)
+        self.faults.throttle_remaining = count
+        return JSONResponse({"throttle_remaining": count})
+
+    # -- the app ---------------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        """Every route of the emulated API, the control API and any extra (dashboard) routes."""
+        stage = self.settings.stage
+        connection = f"/{stage}/@connections/{{connection_id}}"
+        control = "/_cloud-ws"
+        return [
+            WebSocketRoute(f"/{stage}", self.websocket_endpoint),
+            Route(connection, self.post_to_connection, methods=["POST"]),
+            Route(connection, self.get_connection, methods=["GET"]),
+            Route(connection, self.delete_connection, methods=["DELETE"]),
+            Route(f"{control}/connections", self.list_connections, methods=["GET"]),
+            Route(f"{control}/connections/{{connection_id}}/stale", self.make_stale, methods=["POST"]),
+            Route(f"{control}/connections/{{connection_id}}/close", self.close_connection, methods=["POST"]),
+            Route(f"{control}/faults/drop-idle", self.drop_idle, methods=["POST"]),
+            Route(f"{control}/faults/throttle", self.throttle, methods=["POST"]),
+            *self._extra_routes,
+        ]
+
+    def app(self) -> Starlette:
+        """The ASGI application; starts the idle/duration sweeper with the server."""
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Starlette) -> Any:
+            self._sweeper = asyncio.create_task(self._sweep_forever())
+            try:
+                yield
+            finally:
+                self._sweeper.cancel()
+                for conn in list(self.connections.values()):
+                    await self.close(conn, GOING_AWAY, "Server shutting down")
+
+        return Starlette(routes=self.routes(), lifespan=lifespan)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _status_text(status: int) -> str:
+    return {401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests"}.get(
+        status, "Internal server error"
+    )

@@ -1,0 +1,63 @@
+"""Runs the real ``handlers`` modules as Lambda would: one event in, one result out, off the event loop.
+
+The handlers are synchronous (boto3); each invocation runs in a worker thread
+so a slow DynamoDB call or a large replay never stalls the WebSocket server,
+which keeps serving the @connections posts those same handlers make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from handlers import spec
+from handlers.log import get_logger
+
+log = get_logger("emulator.lambdas")
+
+Handler = Callable[[Mapping[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """The parts of Lambda's context object handlers may read."""
+
+    function_name: str
+    timeout_seconds: float = 30.0
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 256
+    _started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the (emulated) timeout."""
+        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+
+
+class LambdaRuntime:
+    """Invokes handler functions by spec name in a bounded thread pool."""
+
+    def __init__(self, concurrency: int = 32) -> None:
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="lambda")
+        self._handlers: dict[str, Handler] = {}
+        for route in (*spec.ROUTES, spec.BROADCASTER):
+            module = importlib.import_module(f"handlers.{route.module}")
+            self._handlers[route.function] = module.handler
+
+    def invoke_sync(self, function: str, event: Mapping[str, Any]) -> Any:
+        """Invoke in the calling thread."""
+        return self._handlers[function](event, LambdaContext(function))
+
+    async def invoke(self, function: str, event: Mapping[str, Any]) -> Any:
+        """Invoke in a worker thread and await the result; exceptions propagate as in Lambda."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.invoke_sync, function, event)
+
+    def shutdown(self) -> None:
+        """Wait for running invocations, then release the threads."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,292 @@
+"""``cloud-ws local``: the whole stack in one process, no AWS account needed.
+
+Start-up order: check the outputs file can be written and the ports are free
+(a clear message beats a traceback), start the embedded AWS backend and
+provision it, point the handlers' configuration at it, start the WebSocket
+server, and write the outputs file only once everything answers. Shut-down
+reverses it and removes the outputs file, so no consumer is pointed at a dead
+stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from emulator.backend import (
+    DEV_PASSWORD,
+    DEV_USERNAME,
+    BackendInfo,
+    MotoBackend,
+    client,
+    ensure_user,
+    id_token,
+)
+from emulator.events import EventPump
+from emulator.gateway import Gateway, GatewaySettings
+from emulator.lambdas import LambdaRuntime
+from handlers import spec
+from handlers.runtime import reset_runtime
+
+#: Where the dashboard's built files are looked for (first that exists wins).
+DASHBOARD_DIRS = (
+    Path(__file__).resolve().parent / "static",
+    Path(__file__).resolve().parents[1] / "client" / "javascript" / "dashboard" / "dist",
+)
+
+
+class LocalStackError(Exception):
+    """The local stack cannot start; the message says why and what to do."""
+
+
+@dataclass
+class LocalSettings:
+    """Options of ``cloud-ws local``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    aws_port: int | None = None
+    """Port of the embedded AWS endpoint; default ``port + 1`` (ephemeral when ``port`` is 0)."""
+    stage: str = "local"
+    region: str = "us-east-1"
+    outputs: Path = field(default_factory=lambda: Path(".cloud-ws") / "outputs.json")
+    event_source: str = spec.DEFAULT_EVENT_SOURCE
+    idle_timeout_seconds: float = spec.API_GATEWAY_LIMITS.idle_timeout_seconds
+    max_connection_seconds: float = spec.API_GATEWAY_LIMITS.max_connection_seconds
+    lambda_concurrency: int = 32
+    log_level: str = "WARNING"
+
+
+def outputs_for(settings: LocalSettings, port: int, backend: BackendInfo) -> dict[str, Any]:
+    """The outputs contract (DESIGN.md), for this local stack."""
+    base = f"{settings.host}:{port}"
+    return {
+        "websocket_url": f"ws://{base}/{settings.stage}",
+        "management_endpoint": f"http://{base}/{settings.stage}",
+        "event_bus_name": backend.event_bus_name,
+        "event_source": backend.event_source,
+        "region": backend.region,
+        "user_pool_id": backend.user_pool_id,
+        "user_pool_client_id": backend.user_pool_client_id,
+        "connections_table_name": backend.tables[spec.CONNECTIONS.env_var],
+        "aws_endpoint_url": backend.endpoint,
+        "dashboard_url": f"http://{base}/",
+        "stage": settings.stage,
+        "dev_username": DEV_USERNAME,
+    }
+
+
+def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo) -> dict[str, str]:
+    """What the Pulumi component would set on the functions, pointed at the local stack."""
+    return {
+        **backend.tables,
+        "AWS_ENDPOINT_URL": backend.endpoint,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_REGION": backend.region,
+        "AWS_DEFAULT_REGION": backend.region,
+        "COGNITO_USER_POOL_ID": backend.user_pool_id,
+        "COGNITO_ISSUER": backend.issuer,
+        "COGNITO_JWKS_URL": backend.jwks_url,
+        "COGNITO_CLIENT_IDS": backend.user_pool_client_id,
+        "MANAGEMENT_ENDPOINT": f"http://{settings.host}:{port}/{settings.stage}",
+        "LOG_LEVEL": settings.log_level,
+    }
+
+
+def _check_outputs_writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(path.name + ".probe")
+        probe.write_text("{}", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        raise LocalStackError(f"cannot write the outputs file {path}: {exc.strerror or exc}") from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise LocalStackError(
+            f"port {port} on {host} is not available ({exc.strerror or exc}); choose another with --port"
+        ) from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+class LocalStack:
+    """The assembled local stack."""
+
+    def __init__(self, settings: LocalSettings, announce: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.outputs: dict[str, Any] = {}
+        self._announce = announce or (lambda text: print(text, flush=True))
+        self._backend = MotoBackend(settings.host, 0, settings.region)
+        self._info: BackendInfo | None = None
+
+    def _dev_token(self, username: str) -> str:
+        assert self._info is not None
+        idp = client("cognito-idp", self._info.endpoint, self._info.region)
+        ensure_user(idp, self._info.user_pool_id, username)
+        return id_token(idp, self._info.user_pool_client_id, username)
+
+    def _extra_routes(self) -> list[BaseRoute]:
+        async def outputs(_: Request) -> Response:
+            return JSONResponse(self.outputs)
+
+        async def token(request: Request) -> Response:
+            username = request.query_params.get("username", DEV_USERNAME)
+            value = await asyncio.get_running_loop().run_in_executor(None, self._dev_token, username)
+            return JSONResponse({"token": value, "username": username}, headers={"Cache-Control": "no-store"})
+
+        async def home(_: Request) -> Response:
+            return RedirectResponse("/dashboard/")
+
+        routes: list[BaseRoute] = [
+            Route("/_cloud-ws/outputs", outputs, methods=["GET"]),
+            Route("/_cloud-ws/token", token, methods=["GET"]),
+        ]
+        dashboard = next((d for d in DASHBOARD_DIRS if (d / "index.html").is_file()), None)
+        if dashboard is not None:
+            routes += [Route("/", home), Mount("/dashboard", StaticFiles(directory=dashboard, html=True))]
+        return routes
+
+    async def serve(self) -> None:
+        """Run until SIGINT/SIGTERM."""
+        import uvicorn  # noqa: PLC0415 - heavy; only the local stack needs it
+
+        settings = self.settings
+        _check_outputs_writable(settings.outputs)
+        sock = _bind(settings.host, settings.port)
+        port = sock.getsockname()[1]
+        aws_port = settings.aws_port if settings.aws_port is not None else (port + 1 if settings.port else 0)
+        self._backend.port = aws_port
+        try:
+            endpoint = self._backend.start()
+        except OSError:
+            sock.close()
+            raise LocalStackError(
+                f"port {aws_port} for the embedded AWS endpoint is not available; "
+                "choose another with --aws-port"
+            ) from None
+        lambdas: LambdaRuntime | None = None
+        pump: EventPump | None = None
+        try:
+            self._info = info = self._backend.provision(endpoint, settings.stage, settings.event_source)
+            os.environ.update(handler_environment(settings, port, info))
+            logging.getLogger("cloud_ws").setLevel(settings.log_level)
+            reset_runtime()
+            lambdas = LambdaRuntime(settings.lambda_concurrency)
+            gateway = Gateway(
+                GatewaySettings(
+                    stage=settings.stage,
+                    domain_name=f"{settings.host}:{port}",
+                    idle_timeout_seconds=settings.idle_timeout_seconds,
+                    max_connection_seconds=settings.max_connection_seconds,
+                ),
+                lambdas,
+                extra_routes=self._extra_routes(),
+            )
+            pump = EventPump(
+                client("sqs", endpoint, info.region),
+                info.queue_url,
+                lambda event: lambdas.invoke_sync("broadcaster", event) if lambdas else None,
+            )
+            limits = spec.API_GATEWAY_LIMITS
+            config = uvicorn.Config(
+                gateway.app(),
+                ws="websockets-sansio",
+                # websockets takes (max message, max frame): API Gateway's 128 KB and 32 KB.
+                ws_max_size=(limits.message_bytes, limits.frame_bytes),  # type: ignore[arg-type]
+                ws_ping_interval=None,  # API Gateway never pings clients; it only answers their pings
+                ws_per_message_deflate=False,  # API Gateway does not negotiate compression
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+            )
+            server = uvicorn.Server(config)
+            pump.start()
+            self.outputs = outputs_for(settings, port, info)
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started and not serving.done():
+                await asyncio.sleep(0.02)
+            if server.started:
+                _write_atomically(settings.outputs, self.outputs)
+                self._announce(_banner(self.outputs, settings.outputs))
+            await serving
+        finally:
+            if pump is not None:
+                pump.stop()
+            if lambdas is not None:
+                lambdas.shutdown()
+            self._backend.stop()
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                settings.outputs.unlink()
+
+
+def _banner(outputs: dict[str, Any], path: Path) -> str:
+    lines = [
+        "cloud-ws local is running",
+        f"  WebSocket API     {outputs['websocket_url']}",
+        f"  @connections API  {outputs['management_endpoint']}",
+        f"  AWS endpoint      {outputs['aws_endpoint_url']}  (DynamoDB, Cognito, EventBridge)",
+        f"  dashboard         {outputs['dashboard_url']}",
+        f"  outputs           {path}",
+        f"  dev user          {DEV_USERNAME} / {DEV_PASSWORD}   (cloud-ws token prints a fresh ID token)",
+        "Watch a deployment: `cloud-ws demo` in one terminal, `cloud-ws monitor <id>` in another.",
+        "Ctrl-C stops the stack.",
+    ]
+    return "\n".join(lines)
+
+
+def run(settings: LocalSettings) -> int:
+    """Run the local stack in the foreground; the process exit code."""
+    stack = LocalStack(settings)
+    # uvicorn handles the first SIGINT/SIGTERM (graceful stop) and re-raises it
+    # afterwards; these handlers make that re-raise harmless so our own clean-up
+    # runs, and let a second signal during clean-up end the process at once.
+    stopping = {"count": 0}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping["count"] += 1
+        if stopping["count"] > 2:
+            os._exit(128 + signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(stack.serve())
+    except LocalStackError as exc:
+        print(f"cloud-ws local: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
