@@ -42,6 +42,21 @@ TRUNCATION_MARKER = " … [truncated by cloud-ws: {total} bytes in all]"
 CAPPED_TEXT_FIELDS: Mapping[str, str] = {"log.created": "message", "stack.failed": "error_message"}
 
 
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+# Compact and not ASCII-escaped: the same bytes the broadcaster sends (protocol.encode).
+# One encoder for all calls: json.dumps with options builds a new one every time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+
+
 class EnvelopeError(ValueError):
     """The hook's arguments cannot make a valid event; the message says why."""
 
@@ -57,6 +72,8 @@ class Envelope:
     """Unique per event, identical on every retry: the broadcaster's duplicate key."""
     detail: str
     """``Detail`` as JSON text, serialized once."""
+    detail_bytes: int
+    """Its length in UTF-8."""
 
     def entry(self, event_bus_name: str, source: str) -> dict[str, str]:
         """The PutEvents request entry for this event."""
@@ -75,7 +92,7 @@ class Envelope:
         never falls short of what the service computes.
         """
         return (
-            len(self.detail.encode("utf-8"))
+            self.detail_bytes
             + len(self.type)
             + len(source.encode("utf-8"))
             + len(event_bus_name.encode("utf-8"))
@@ -105,16 +122,21 @@ def build_envelope(
         data = {}
     if not isinstance(data, Mapping):
         raise EnvelopeError(f"data must be a mapping, got {type(data).__name__}")
-    data_json = _fit(str(event_type), _to_json(data))
-    if len(data_json.encode("utf-8")) > MAX_DETAIL_BYTES - 512:
-        data_json = _dumps({"truncated": True, "original_bytes": len(data_json.encode("utf-8"))})
+    data_json, data_bytes = _fit(str(event_type), *_to_json(data))
+    if data_bytes > MAX_DETAIL_BYTES - 512:
+        data_json = _dumps({"truncated": True, "original_bytes": data_bytes})
+        data_bytes = len(data_json)
     event_id = str(uuid.uuid4())
-    # Concatenation rather than a second json.dumps: ``data`` is serialized once.
+    # Built by hand rather than by a second json.dumps: ``data`` is serialized once.
+    # The deployment id matched a pattern that needs no escaping; the timestamp is
+    # ASCII, so everything but ``data`` is one byte per character.
+    stamp = f'"{protocol.now_iso()}"' if timestamp is None else json.dumps(str(timestamp))
     detail = (
-        f'{{"deployment_id":{_quote(deployment_id)},"event_id":"{event_id}",'
-        f'"data":{data_json},"timestamp":{_quote(timestamp or protocol.now_iso())}}}'
+        f'{{"deployment_id":"{deployment_id}","event_id":"{event_id}",'
+        f'"data":{data_json},"timestamp":{stamp}}}'
     )
-    return Envelope(str(event_type), str(deployment_id), event_id, detail)
+    size = len(detail) - len(data_json) + data_bytes
+    return Envelope(str(event_type), str(deployment_id), event_id, detail, size)
 
 
 def fit_text(text: str, budget: int) -> str:
@@ -138,11 +160,11 @@ def fit_text(text: str, budget: int) -> str:
     return text[:kept] + marker
 
 
-def _fit(event_type: str, data_json: str) -> str:
+def _fit(event_type: str, data_json: str, data_bytes: int) -> tuple[str, int]:
     """Cut the free text of a log line or failure so the whole ``data`` fits one frame."""
     field = CAPPED_TEXT_FIELDS.get(event_type)
-    if field is None or len(data_json.encode("utf-8")) <= FRAME_DATA_BUDGET:
-        return data_json
+    if field is None or data_bytes <= FRAME_DATA_BUDGET:
+        return data_json, data_bytes
     data: dict[str, Any] = json.loads(data_json)
     value = data.get(field)
     text = value if isinstance(value, str) else "" if value is None else _dumps(value)
@@ -155,40 +177,29 @@ def _fit(event_type: str, data_json: str) -> str:
         fixed = len(_dumps(data).encode("utf-8"))
     # ``fixed`` already counts the two quotes of the empty string.
     data[field] = fit_text(text, FRAME_DATA_BUDGET - fixed + 2)
-    return _dumps(data)
+    fitted = _dumps(data)
+    return fitted, len(fitted.encode("utf-8"))
 
 
-def _to_json(data: Mapping[Any, Any]) -> str:
+def _to_json(data: Mapping[Any, Any]) -> tuple[str, int]:
+    """``data`` as compact JSON text and its length in UTF-8 bytes."""
     try:
         text = _dumps(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise EnvelopeError(f"data is not JSON-serializable: {exc}") from None
+    if text.isascii():
+        return text, len(text)
     try:
-        text.encode("utf-8")
+        return text, len(text.encode("utf-8"))
     except UnicodeEncodeError:
         # Lone surrogates (e.g. bytes decoded with surrogateescape) cannot be sent
         # as UTF-8; replace them rather than lose the event.
         text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
+        return text, len(text.encode("utf-8"))
 
 
 def _dumps(value: Any) -> str:
-    # Compact and not ASCII-escaped: the same bytes the broadcaster sends (protocol.encode).
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
-
-
-def _quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
+    return _ENCODER.encode(value)
 
 
 def _json_string_bytes(text: str) -> int:

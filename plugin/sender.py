@@ -326,6 +326,7 @@ class Sender:
         """Count what EventBridge accepted and rejected; returns the entries to retry, in order."""
         results = response.get("Entries") or []
         retry: list[Pending] = []
+        given_up: list[tuple[Pending, str]] = []
         with self._lock:
             for index, item in enumerate(pending):
                 result = results[index] if index < len(results) else {"ErrorCode": "MissingResult"}
@@ -340,17 +341,14 @@ class Sender:
                 if code in POISON_ENTRY_CODES or item.attempts >= self.options.max_entry_attempts:
                     self._counts["failed"] += 1
                     del self._inflight[item.seq]
-                    log.warning(
-                        "event %s (%s, deployment %s) rejected by EventBridge after %d attempts: %s",
-                        item.envelope.event_id,
-                        item.envelope.type,
-                        item.envelope.deployment_id,
-                        item.attempts,
-                        reason,
-                    )
+                    given_up.append((item, reason))
                 else:
                     retry.append(item)
             self._progress.notify_all()
+        # Logged after the lock is released: an orchestrator may forward its log
+        # records to the plugin's own hooks, which take that lock.
+        for item, reason in given_up:
+            _log_failed(item, reason)
         return retry
 
     def _settle_failed(self, item: Pending, exc: Exception) -> None:
@@ -360,13 +358,7 @@ class Sender:
             self._inflight.pop(item.seq, None)
             self._last_error, self._last_error_code = reason, error_code(exc)
             self._progress.notify_all()
-        log.warning(
-            "event %s (%s, deployment %s) refused by EventBridge: %s",
-            item.envelope.event_id,
-            item.envelope.type,
-            item.envelope.deployment_id,
-            reason,
-        )
+        _log_failed(item, reason)
 
     def _note_outage(self, exc: Exception, failures: int) -> None:
         reason = _describe(exc)
@@ -398,6 +390,17 @@ class Sender:
     def _buffer_is_empty(self) -> bool:
         with self._lock:
             return not self._buffer
+
+
+def _log_failed(item: Pending, reason: str) -> None:
+    log.warning(
+        "event %s (%s, deployment %s) rejected by EventBridge after %d attempts, not retried: %s",
+        item.envelope.event_id,
+        item.envelope.type,
+        item.envelope.deployment_id,
+        max(item.attempts, 1),
+        reason,
+    )
 
 
 def error_code(exc: Exception) -> str:

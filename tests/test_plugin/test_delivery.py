@@ -348,3 +348,27 @@ def test_plugin_logger_is_quiet_when_all_is_well(bus: Bus, plugin_log: pytest.Lo
     with bus.plugin() as plugin:
         _logs(plugin, 3)
     assert [r for r in plugin_log.records if r.levelno >= logging.WARNING] == []
+
+
+def test_an_orchestrator_forwarding_its_logs_to_the_plugin_does_not_deadlock(
+    bus: Bus, flaky: FlakyClient
+) -> None:
+    """The plugin's own warnings may come back into its hooks: it never logs holding its lock."""
+    plugin = bus.plugin(client=flaky, options=DeliveryOptions(max_queue_events=3, backoff_base=0.001))
+
+    class Forward(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            plugin.log("D1", record.getMessage(), level=record.levelname)
+
+    logger = logging.getLogger("cloud_ws.plugin")
+    handler = Forward()
+    logger.addHandler(handler)
+    try:
+        flaky.fail_next({0: "MalformedDetail"})  # a warning from the sending thread
+        worker = threading.Thread(target=lambda: (_logs(plugin, 10), plugin.close(10)), daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive()
+    finally:
+        logger.removeHandler(handler)
+    assert plugin.stats.failed == 1
