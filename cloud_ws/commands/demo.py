@@ -218,7 +218,7 @@ def script(deployment_id: str, rng: random.Random) -> list[Step]:
         )
         failed = [stack.name for stack in layer_stacks if stack.failure]
         if failed:
-            message = f"stack {failed[0]} failed in layer {number}; layers {number + 1}-{total} not deployed"
+            message = f"stack {failed[0]} failed in layer {number}; {_skipped(number, total)}"
             plan.at(now, "log: giving up", "log", message, level="error")
             plan.at(
                 now + 1.0,
@@ -232,6 +232,14 @@ def script(deployment_id: str, rng: random.Random) -> list[Step]:
     else:
         plan.at(now, "deployment succeeded", "deployment_completed", "succeeded", duration_seconds=round(now))
     return sorted(plan.steps)
+
+
+def _skipped(failed_layer: int, total: int) -> str:
+    if failed_layer == total:
+        return "it was the last layer"
+    if failed_layer + 1 == total:
+        return f"layer {total} not deployed"
+    return f"layers {failed_layer + 1}-{total} not deployed"
 
 
 def _stack(plan: _Script, stack: DemoStack, layer: int, start: float, rng: random.Random) -> float:
