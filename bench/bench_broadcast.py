@@ -80,11 +80,14 @@ def _fill(ddb: object, tables: dict[str, str], total: int, target: str) -> None:
 
 def _scan_items_read(ddb: object, table: str, target: str) -> int:
     """Items a Scan must read to find one deployment's subscribers."""
-    read, kwargs = 0, {
-        "TableName": table,
-        "FilterExpression": "deploymentId = :d",
-        "ExpressionAttributeValues": {":d": {"S": target}},
-    }
+    read, kwargs = (
+        0,
+        {
+            "TableName": table,
+            "FilterExpression": "deploymentId = :d",
+            "ExpressionAttributeValues": {":d": {"S": target}},
+        },
+    )
     while True:
         page = ddb.scan(**kwargs)  # type: ignore[attr-defined]
         read += page["ScannedCount"]
@@ -94,7 +97,10 @@ def _scan_items_read(ddb: object, table: str, target: str) -> int:
 
 
 def items_read_vs_table_size() -> list[str]:
-    rows = ["| connections | subscribers | items read (Query) | items read (Scan) | Scan / Query |", "|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| connections | subscribers | items read (Query) | items read (Scan) | Scan / Query |",
+        "|---:|---:|---:|---:|---:|",
+    ]
     print("\n1. DynamoDB items read per broadcast (100 subscribers)")
     for total in (100, 1_000, 10_000):
         with mock_aws(), ManagementStandIn().running() as standin:
@@ -103,7 +109,9 @@ def items_read_vs_table_size() -> list[str]:
             _env(tables, standin.endpoint, 32)
             _fill(ddb, tables, total, "TARGET")
             summary = broadcaster.handler(
-                eventbridge_event("deployment.status", {"deployment_id": "TARGET", "event_id": str(uuid.uuid4())})
+                eventbridge_event(
+                    "deployment.status", {"deployment_id": "TARGET", "event_id": str(uuid.uuid4())}
+                )
             )
             scan = _scan_items_read(ddb, tables["SUBSCRIPTIONS_TABLE"], "TARGET")
             assert summary["delivered"] == SUBSCRIBERS, summary
@@ -118,7 +126,10 @@ def items_read_vs_table_size() -> list[str]:
 
 def fan_out_throughput() -> list[str]:
     print(f"\n2. Fan-out throughput against a stand-in answering after {DELAY * 1000:.0f} ms")
-    rows = ["| mode | posts | seconds | posts/s | ceiling posts/s | of ceiling | vs sequential |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| mode | posts | seconds | posts/s | ceiling posts/s | of ceiling | vs sequential |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     results: dict[str, float] = {}
     for label, pool, posts in (("sequential (pool 1)", 1, 100), ("pool 8", 8, 400), ("pool 32", 32, 1000)):
         # The stand-in runs in its own process so it does not compete with the
@@ -158,7 +169,9 @@ def fan_out_throughput() -> list[str]:
 
 
 if __name__ == "__main__":
-    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION})
+    os.environ.update(
+        {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}
+    )
     with mock_aws():
         pass  # import-time cost of moto out of the way
     table_rows = items_read_vs_table_size()

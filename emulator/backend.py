@@ -10,8 +10,9 @@ failure, dead-lettered after repeated failures.
 from __future__ import annotations
 
 import json
-import logging
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -87,26 +88,37 @@ class MotoBackend:
         self.host = host
         self.port = port
         self.region = region
-        self._server: Any = None
+        self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> str:
-        """Start the server; returns its endpoint URL."""
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only the local stack needs moto
-
+        """Start the server in its own process; returns its endpoint URL."""
         if self.port and not port_is_free(self.host, self.port):
             raise OSError(f"port {self.port} is already in use")
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.port = port
-        return f"http://{host}:{port}"
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
+            [sys.executable, "-m", "emulator.moto_process", "--host", self.host, "--port", str(self.port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            code = self._process.wait()
+            raise OSError(f"the embedded AWS backend did not start (exit code {code})")
+        self.port = int(json.loads(line)["port"])
+        return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
         """Stop the server (all state is in memory and goes with it)."""
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        if self._process is not None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()  # the child exits when its stdin closes
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
 
     def provision(
         self, endpoint: str, stage: str, event_source: str = spec.DEFAULT_EVENT_SOURCE

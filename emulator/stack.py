@@ -267,6 +267,15 @@ def _banner(outputs: dict[str, Any], path: Path) -> str:
     return "\n".join(lines)
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed: the event loop carries every post and frame of the stack."""
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run(settings: LocalSettings) -> int:
     """Run the local stack in the foreground; the process exit code."""
     stack = LocalStack(settings)
@@ -282,7 +291,8 @@ def run(settings: LocalSettings) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        asyncio.run(stack.serve())
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(stack.serve())
     except LocalStackError as exc:
         print(f"cloud-ws local: {exc}", file=sys.stderr)
         return 2
