@@ -12,15 +12,20 @@ import json
 import os
 import re
 import runpy
+import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+import grpc  # type: ignore[import-untyped]  # Pulumi's own dependency
 import pulumi
 import pytest
 import yaml  # type: ignore[import-untyped]  # Pulumi's own dependency; no stubs installed
+from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 from pulumi.provider.experimental.component import ComponentProvider
 from pulumi.runtime import settings
+from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 import pulumi_component
 from pulumi_component import PACKAGE, TYPE_TOKEN, VERSION, WebSocketMonitoring, WebSocketMonitoringArgsError
@@ -87,6 +92,31 @@ def test_plugin_folder_hosts_the_component(monkeypatch: pytest.MonkeyPatch) -> N
     assert sys.path[0] == str(ROOT)  # handlers/ is importable beside the component
     manifest = yaml.safe_load((PLUGIN_DIR / "PulumiPlugin.yaml").read_text())
     assert manifest["runtime"]["name"] == "python"
+
+
+def test_plugin_serves_the_checked_in_schema_over_grpc(tmp_path: Path) -> None:
+    """Run the plugin as Pulumi does (``python <folder> <engine>``, from elsewhere) and ask for its schema."""
+    plugin = subprocess.Popen(
+        [sys.executable, str(PLUGIN_DIR), "127.0.0.1:1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert plugin.stdout is not None
+        port = plugin.stdout.readline().strip()  # a provider announces its port first
+        assert port.isdigit(), plugin.stderr.read() if plugin.stderr else port
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+            info = stub.GetPluginInfo(empty_pb2.Empty(), timeout=30)
+            reply = stub.GetSchema(provider_pb2.GetSchemaRequest(version=0), timeout=30)
+    finally:
+        plugin.terminate()
+        plugin.wait(timeout=30)
+    assert info.version == VERSION
+    served = json.dumps(json.loads(reply.schema), indent=2, sort_keys=True) + "\n"
+    assert served == SCHEMA_PATH.read_text()
 
 
 def test_plugin_requirements_pin_what_the_archive_bundles() -> None:
