@@ -60,10 +60,12 @@ def read_config(config: pulumi.Config) -> dict[str, Any]:
             value = config.get_float(key)
         elif field in BOOL_KEYS:
             value = config.get_bool(key)
-        elif field in LIST_KEYS:
-            value = config.get_object(key)
-            if isinstance(value, str):  # also accept "a,b"
-                value = [part.strip() for part in value.split(",") if part.strip()]
+        elif field in LIST_KEYS:  # a YAML list, or "a,b" from `pulumi config set`
+            raw = config.get(key)
+            if raw is not None and raw.lstrip().startswith("["):
+                value = config.get_object(key)
+            else:
+                value = None if raw is None else [part.strip() for part in raw.split(",") if part.strip()]
         else:
             value = config.get(key)
         if value is not None:

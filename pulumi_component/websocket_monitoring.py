@@ -432,9 +432,9 @@ class WebSocketMonitoring(pulumi.ComponentResource):
 
         common_env: dict[str, pulumi.Input[str]] = {
             **table_env,
-            "COGNITO_USER_POOL_ID": args["user_pool_id"],
+            "COGNITO_USER_POOL_ID": settings["user_pool_id"],
             "COGNITO_CLIENT_IDS": pulumi.Output.all(
-                args["user_pool_client_id"], settings["extra_client_ids"]
+                settings["user_pool_client_id"], settings["extra_client_ids"]
             ).apply(_join),
             "CONNECTION_TTL_HOURS": pulumi.Output.from_input(settings["connection_ttl_hours"]).apply(_as_str),
             "HISTORY_TTL_HOURS": pulumi.Output.from_input(settings["history_ttl_hours"]).apply(_as_str),
@@ -601,8 +601,8 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         self.event_bus_name = event_bus_name
         self.event_source = pulumi.Output.from_input(event_source)
         self.region = region
-        self.user_pool_id = pulumi.Output.from_input(args["user_pool_id"])
-        self.user_pool_client_id = pulumi.Output.from_input(args["user_pool_client_id"])
+        self.user_pool_id = pulumi.Output.from_input(settings["user_pool_id"])
+        self.user_pool_client_id = pulumi.Output.from_input(settings["user_pool_client_id"])
         self.connections_table_name = self.tables[spec.CONNECTIONS.role].name
         self.register_outputs(
             {

@@ -291,9 +291,13 @@ def test_function_environment_is_what_the_handlers_validate(dev: Deployment) -> 
 
 
 def test_subscribe_groups_reach_the_handlers(prod: Deployment) -> None:
-    for route in ALL_FUNCTIONS:
-        variables = _function(prod, route).inputs["environment"]["variables"]
-        assert load_config({**variables, "AWS_REGION": REGION}).subscribe_groups == {"deployers", "sre"}
+    from tests.test_component.conftest import deploy
+
+    # A YAML list (Pulumi.prod.yaml) or "a, b" as `pulumi config set` stores it.
+    for deployment in (prod, deploy({"subscribeGroups": "deployers, sre"})):
+        for route in ALL_FUNCTIONS:
+            variables = _function(deployment, route).inputs["environment"]["variables"]
+            assert load_config({**variables, "AWS_REGION": REGION}).subscribe_groups == {"deployers", "sre"}
 
 
 # -- permissions ---------------------------------------------------------------------------------------
