@@ -82,6 +82,7 @@ def read_config(config: pulumi.Config) -> dict[str, Any]:
 def unknown_keys() -> list[str]:
     """``cloud-ws:*`` keys set on the stack that this program does not read (typos, usually)."""
     known = {f"{NAMESPACE}:{key}" for key in CONFIG_KEYS.values()}
+    # The SDK has no public way to list config keys: read the bag the language host filled.
     present = {*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.get_config_env()}
     return sorted(k for k in present if k.startswith(f"{NAMESPACE}:") and k not in known)
 
