@@ -1,0 +1,304 @@
+/**
+ * Typed definitions of the cloud-ws wire protocol (docs/protocol.md), and the
+ * one function that turns a received text frame into a typed message.
+ *
+ * Event `data` is the producer's payload: the interfaces below describe what
+ * the orchestrator plugin's hooks emit (fields it may leave out are optional).
+ * Any producer can emit any `domain.verb` type, so views should still check a
+ * field before relying on it.
+ */
+
+/** Subprotocol offered beside the token, and echoed back by the server. */
+export const SUBPROTOCOL = "cloud-ws";
+/** Prefix of the subprotocol entry that carries the token (`bearer.<jwt>`). */
+export const TOKEN_SUBPROTOCOL_PREFIX = "bearer.";
+/** What a deployment id must look like. */
+export const DEPLOYMENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export type JsonPrimitive = string | number | boolean | null;
+export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
+export interface JsonObject {
+  [key: string]: JsonValue;
+}
+
+// -- client → server ---------------------------------------------------------------------------
+
+export interface SubscribeRequest {
+  action: "subscribe";
+  deployment_id: string;
+  /** The last `seq` the client has; the server replays `seq > since`. */
+  since?: number;
+}
+
+export interface UnsubscribeRequest {
+  action: "unsubscribe";
+  deployment_id: string;
+}
+
+export interface PingRequest {
+  action: "ping";
+}
+
+export type ClientMessage = SubscribeRequest | UnsubscribeRequest | PingRequest;
+
+// -- server → client: acknowledgements and errors -----------------------------------------------
+
+export interface SubscribedMessage {
+  type: "subscribed";
+  deployment_id: string;
+  /** The deployment's latest stored `seq` when the subscription took effect (0 before any event). */
+  seq: number;
+  /** How many stored events follow this ack (the replay of `since < seq ≤ this seq`). */
+  replay: number;
+}
+
+export interface UnsubscribedMessage {
+  type: "unsubscribed";
+  deployment_id: string;
+}
+
+export interface PongMessage {
+  type: "pong";
+  timestamp?: string;
+}
+
+export type ErrorCode =
+  | "invalid_json"
+  | "invalid_message"
+  | "message_too_large"
+  | "message_too_deep"
+  | "unknown_action"
+  | "invalid_deployment_id"
+  | "invalid_since"
+  | "too_many_subscriptions"
+  | "forbidden"
+  | "token_expired"
+  | "unknown_connection";
+
+export interface ErrorMessage {
+  type: "error";
+  /** One of {@link ErrorCode}; kept open so a newer server's codes still parse. */
+  code: ErrorCode | (string & {});
+  message: string;
+  /** The refused frame's action, when it named one. */
+  action?: string;
+}
+
+// -- server → client: events --------------------------------------------------------------------
+
+export type DeploymentStatus = "pending" | "deploying" | "succeeded" | "failed" | "cancelled";
+export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = [
+  "pending",
+  "deploying",
+  "succeeded",
+  "failed",
+  "cancelled",
+];
+export const TERMINAL_STATUSES: readonly DeploymentStatus[] = ["succeeded", "failed", "cancelled"];
+
+export type LogLevel = "debug" | "info" | "warning" | "error" | "critical";
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warning", "error", "critical"];
+
+export interface DeploymentStatusData {
+  status: DeploymentStatus;
+  /** The layer being deployed, 1-based (0 when the deployment just started). */
+  current_layer?: number;
+  total_layers?: number;
+  /** Set on a terminal status that failed or was cancelled. */
+  error_message?: string;
+  /** Set on a terminal status. */
+  duration_seconds?: number;
+}
+
+export interface StackData {
+  stack_name: string;
+  environment?: string;
+  layer?: number;
+}
+
+export type StackStartedData = StackData;
+
+export interface StackProgressData extends StackData {
+  resources_done?: number;
+  resources_in_progress?: number;
+}
+
+export interface StackDeployedData extends StackData {
+  duration_seconds?: number;
+  resource_count?: number;
+}
+
+export interface StackFailedData extends StackData {
+  error_message: string;
+  duration_seconds?: number;
+}
+
+export interface LogCreatedData {
+  level: LogLevel;
+  message: string;
+  stack_name?: string;
+  environment?: string;
+}
+
+/** What `data` becomes when the message would have exceeded 127 KB. */
+export interface TruncatedData {
+  truncated: true;
+  original_bytes: number;
+}
+
+/** The `data` of each event type the plugin emits. */
+export interface EventDataMap {
+  "deployment.status": DeploymentStatusData;
+  "stack.started": StackStartedData;
+  "stack.progress": StackProgressData;
+  "stack.deployed": StackDeployedData;
+  "stack.failed": StackFailedData;
+  "log.created": LogCreatedData;
+}
+
+export type KnownEventType = keyof EventDataMap;
+export const KNOWN_EVENT_TYPES: readonly KnownEventType[] = [
+  "deployment.status",
+  "stack.started",
+  "stack.progress",
+  "stack.deployed",
+  "stack.failed",
+  "log.created",
+];
+
+/** One deployment event as it arrives: `seq` is per deployment, 1, 2, 3, … with no gaps. */
+export interface DeploymentEvent<T extends string = string, D = JsonObject> {
+  type: T;
+  deployment_id: string;
+  seq: number;
+  /** The producer's id (stable across its retries), or `eb:<EventBridge id>`. */
+  event_id?: string;
+  data: D;
+  /** The producer's time, ISO 8601. */
+  timestamp?: string;
+}
+
+/** An event of a known type, with its typed `data`. */
+export type EventOf<T extends KnownEventType> = DeploymentEvent<T, EventDataMap[T]>;
+
+/** Any event, known type or not: unknown types are passed through, never dropped. */
+export type AnyDeploymentEvent = DeploymentEvent<string, JsonObject>;
+
+export type ServerMessage =
+  | SubscribedMessage
+  | UnsubscribedMessage
+  | PongMessage
+  | ErrorMessage
+  | AnyDeploymentEvent;
+
+/** Narrows an event to a known type, so its `data` is typed. */
+export function isEventOf<T extends KnownEventType>(event: AnyDeploymentEvent, type: T): event is AnyDeploymentEvent & EventOf<T> {
+  return event.type === type;
+}
+
+/** Whether the server replaced an oversize event's data with a marker. */
+export function isTruncated(data: unknown): data is TruncatedData {
+  return isObject(data) && data["truncated"] === true;
+}
+
+export function isTerminalStatus(status: unknown): status is "succeeded" | "failed" | "cancelled" {
+  return typeof status === "string" && (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+export function isValidDeploymentId(value: unknown): value is string {
+  return typeof value === "string" && DEPLOYMENT_ID_PATTERN.test(value);
+}
+
+/** Raised by {@link parseServerMessage} for a frame that is not a protocol message. */
+export class ProtocolViolation extends Error {
+  override name = "ProtocolViolation";
+}
+
+/**
+ * Parses one text frame from the server. Throws {@link ProtocolViolation}
+ * when the frame is not JSON or lacks the fields its type requires.
+ */
+export function parseServerMessage(text: string): ServerMessage {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ProtocolViolation("frame is not JSON");
+  }
+  if (!isObject(value) || typeof value["type"] !== "string") {
+    throw new ProtocolViolation("frame is not an object with a string type");
+  }
+  const type = value["type"];
+  switch (type) {
+    case "subscribed": {
+      const deploymentId = value["deployment_id"];
+      const seq = value["seq"];
+      const replay = value["replay"];
+      if (typeof deploymentId !== "string" || !isCount(seq)) {
+        throw new ProtocolViolation("subscribed ack without deployment_id and seq");
+      }
+      return { type, deployment_id: deploymentId, seq, replay: isCount(replay) ? replay : 0 };
+    }
+    case "unsubscribed": {
+      const deploymentId = value["deployment_id"];
+      if (typeof deploymentId !== "string") {
+        throw new ProtocolViolation("unsubscribed ack without deployment_id");
+      }
+      return { type, deployment_id: deploymentId };
+    }
+    case "pong": {
+      const timestamp = value["timestamp"];
+      return typeof timestamp === "string" ? { type, timestamp } : { type };
+    }
+    case "error": {
+      const code = value["code"];
+      const message = value["message"];
+      const action = value["action"];
+      const error: ErrorMessage = {
+        type,
+        code: typeof code === "string" ? code : "unknown",
+        message: typeof message === "string" ? message : "",
+      };
+      if (typeof action === "string") {
+        error.action = action;
+      }
+      return error;
+    }
+    default: {
+      const deploymentId = value["deployment_id"];
+      const seq = value["seq"];
+      const data = value["data"];
+      if (typeof deploymentId !== "string" || !isCount(seq)) {
+        throw new ProtocolViolation(`${type} event without deployment_id and seq`);
+      }
+      const event: AnyDeploymentEvent = {
+        type,
+        deployment_id: deploymentId,
+        seq,
+        data: isJsonObject(data) ? data : {},
+      };
+      const eventId = value["event_id"];
+      const timestamp = value["timestamp"];
+      if (typeof eventId === "string") {
+        event.event_id = eventId;
+      }
+      if (typeof timestamp === "string") {
+        event.timestamp = timestamp;
+      }
+      return event;
+    }
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** JSON.parse only ever yields JSON values, so an object from it is a JsonObject. */
+function isJsonObject(value: unknown): value is JsonObject {
+  return isObject(value);
+}
+
+function isCount(value: unknown): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= 0;
+}
