@@ -19,6 +19,7 @@ Prints figures and ratios. Run: ``.venv/bin/python bench/bench_plugin.py``.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -82,6 +83,7 @@ def measure(call: Callable[[int], Any], count: int, pace: float | None) -> list[
     """Per-call durations in µs; ``pace`` seconds between calls (None: back to back)."""
     durations: list[float] = []
     clock = time.perf_counter_ns
+    gc.collect()  # every run starts from the same heap, whatever ran before it
     for index in range(count):
         start = clock()
         call(index)
@@ -109,6 +111,25 @@ def _row(name: str, figures: dict[str, float], baseline: dict[str, float] | None
     return f"  {name:<34} {figures['p50']:>8.2f} {figures['p99']:>9.2f} {figures['max']:>10.1f}{ratio}"
 
 
+class GcPauses:
+    """Records garbage-collection pauses: a gen-2 pass over boto3's loaded service models is
+    the one multi-millisecond stall any thread of a boto3 process can see."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], (time.perf_counter() - self._started) * 1000))
+
+    def longest(self, generation: int) -> float:
+        return max((ms for gen, ms in self.pauses if gen == generation), default=0.0)
+
+
 def main() -> None:
     # The bus-down runs make the plugin warn (rate-limited); the figures are the output here.
     logging.getLogger("cloud_ws.plugin").setLevel(logging.ERROR)
@@ -116,6 +137,7 @@ def main() -> None:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     results: dict[str, dict[str, float]] = {}
     notes: list[str] = []
+    gc_pauses = GcPauses()
 
     with moto_server() as endpoint:
         boto3.client("events", region_name=REGION, endpoint_url=endpoint).create_event_bus(Name=BUS)
@@ -125,7 +147,8 @@ def main() -> None:
             )
 
             healthy = OrchestratorPlugin(BUS, region=REGION, endpoint_url=endpoint)
-            healthy.flush(10)  # client built, connection warm: measure steady state
+            healthy.log("D1", "warm-up")
+            healthy.flush(10)  # client built, connection open: measure the steady state
             results[f"plugin.log, bus healthy, {mode}"] = summary(
                 measure(
                     lambda i, p=healthy: p.log("D1", MESSAGE, level="info", stack_name="network"), count, pace
@@ -160,6 +183,7 @@ def main() -> None:
             )
 
         latency_plugin = OrchestratorPlugin(BUS, region=REGION, endpoint_url=endpoint)
+        latency_plugin.log("D1", "warm-up")
         latency_plugin.flush(10)
         latencies: list[float] = []
         for index in range(LATENCY_SAMPLES):
@@ -186,6 +210,12 @@ def main() -> None:
     print("Delivery during the runs")
     for note in notes:
         print(f"  {note}")
+    print()
+    print(
+        f"Garbage collection during the runs: {sum(1 for g, _ in gc_pauses.pauses if g == 2)} gen-2 passes, "
+        f"longest {gc_pauses.longest(2):.1f} ms ({len(gc.get_objects()):,} objects tracked); "
+        f"longest gen-0/1 pass {max(gc_pauses.longest(0), gc_pauses.longest(1)):.1f} ms"
+    )
     print()
     lat = sorted(latencies)
     print(

@@ -150,6 +150,9 @@ class Sender:
         self._closed = False  # no more offers
         self._stopping = False  # drain, then exit
         self._stop_now = False  # close deadline passed: exit as soon as possible
+        # Backoff sleeps wait on this, not on _has_work: every hook notifies _has_work,
+        # and waking the sender for each during an outage would cost the hooks.
+        self._stop_signal = threading.Event()
         self._thread: threading.Thread | None = None
         self._counts = dict.fromkeys(
             ("accepted", "sent", "dropped", "failed", "abandoned", "refused", "put_calls", "retried"), 0
@@ -228,6 +231,7 @@ class Sender:
         if thread.is_alive():
             with self._lock:
                 self._stop_now = True
+                self._stop_signal.set()
                 self._has_work.notify_all()
             # The thread may be inside a PutEvents call; it exits when the call
             # returns (bounded by the client's timeouts), not worth waiting for here.
@@ -259,6 +263,12 @@ class Sender:
     # -- the sending thread -------------------------------------------------------
 
     def _run(self) -> None:
+        # Build the client now, not on the first event: loading botocore's service
+        # model holds the GIL for ~100 ms, which a hook call would otherwise feel.
+        try:
+            self._client = self._client_factory()
+        except Exception as exc:  # noqa: BLE001 - retried (and reported) when there is something to send
+            log.debug("EventBridge client not built yet: %s", _describe(exc))
         try:
             while True:
                 with self._lock:
@@ -377,8 +387,7 @@ class Sender:
         """Full jitter: a uniform wait below an exponentially growing ceiling (AWS's advice)."""
         ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** min(failures - 1, 30))
         delay = self._rng.uniform(0.0, ceiling)
-        with self._lock:
-            self._has_work.wait_for(lambda: self._stop_now, timeout=delay)
+        self._stop_signal.wait(delay)
 
     def _low_water(self) -> int:
         """The oldest unsettled seq (next_seq + 1 when everything is settled). Lock held."""
