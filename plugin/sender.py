@@ -284,6 +284,7 @@ class Sender:
             log.exception("event sender stopped unexpectedly")
         finally:
             with self._lock:
+                self._closed = True  # nothing would send what is offered from now on
                 left = self._buffer.drain() + list(self._inflight.values())
                 self._inflight.clear()
                 self._counts["abandoned"] += len(left)
@@ -329,7 +330,10 @@ class Sender:
         if self._client is None:
             self._client = self._client_factory()
         entries = [item.envelope.entry(self.event_bus_name, self.source) for item in pending]
-        response: Mapping[str, Any] = self._client.put_events(Entries=entries)
+        response = self._client.put_events(Entries=entries)
+        if not isinstance(response, Mapping) or not isinstance(response.get("Entries"), list):
+            # Not what PutEvents returns: treated like a failed call, retried.
+            raise TypeError(f"PutEvents returned {type(response).__name__} without an Entries list")
         return response
 
     def _settle(self, pending: list[Pending], response: Mapping[str, Any]) -> list[Pending]:
@@ -339,7 +343,9 @@ class Sender:
         given_up: list[tuple[Pending, str]] = []
         with self._lock:
             for index, item in enumerate(pending):
-                result = results[index] if index < len(results) else {"ErrorCode": "MissingResult"}
+                result = results[index] if index < len(results) else None
+                if not isinstance(result, Mapping):
+                    result = {"ErrorCode": "MissingResult", "ErrorMessage": "no result for this entry"}
                 code = result.get("ErrorCode")
                 if not code:
                     self._counts["sent"] += 1

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from typing import Any
 
 import pytest
 from botocore.stub import Stubber
@@ -372,3 +373,24 @@ def test_an_orchestrator_forwarding_its_logs_to_the_plugin_does_not_deadlock(
     finally:
         logger.removeHandler(handler)
     assert plugin.stats.failed == 1
+
+
+def test_a_malformed_reply_is_retried_not_fatal(bus: Bus, flaky: FlakyClient) -> None:
+    """A reply that is not PutEvents' shape, or lacks an entry's result, is a failure to retry."""
+
+    class Garbled:
+        def __init__(self) -> None:
+            self.replies: list[Any] = [None, {"Entries": "nope"}, {"Entries": [{"EventId": "a"}]}]
+
+        def put_events(self, *, Entries: list[dict[str, str]]) -> Any:
+            if self.replies:
+                return self.replies.pop(0)
+            return flaky.put_events(Entries=Entries)
+
+    plugin = bus.plugin(client=Garbled(), autostart=False)
+    ids = _logs(plugin, 2)
+
+    assert plugin.close(10)
+    assert plugin.stats.sent == 2
+    # The third reply accepted the first entry only; the second was retried alone.
+    assert [d["event_id"] for d in details(bus.received(1))] == ids[1:]
