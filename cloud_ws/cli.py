@@ -12,13 +12,20 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand name → module under ``cloud_ws.commands`` exposing ``add_arguments`` and ``run``.
-COMMANDS: dict[str, str] = {"local": "local", "token": "token", "emit": "emit", "demo": "demo"}
+COMMANDS: dict[str, str] = {
+    "local": "local",
+    "token": "token",
+    "emit": "emit",
+    "demo": "demo",
+    "monitor": "monitor",
+}
 
 HELP: dict[str, str] = {
     "local": "run the whole stack on this machine (no AWS account needed)",
     "token": "print a fresh Cognito ID token (the local dev user by default)",
     "emit": "emit one event through the plugin",
     "demo": "play a demo deployment",
+    "monitor": "watch a deployment live (--json, --until-complete for CI)",
 }
 
 

@@ -1,1 +1,73 @@
-"""Python client for cloud-ws."""
+"""Python client for cloud-ws: live deployment events over WebSocket, nothing missed.
+
+```python
+from cloud_ws_client import CloudWebSocketClient
+
+async with CloudWebSocketClient.from_outputs(".cloud-ws/outputs.json") as client:
+    await client.subscribe("D1BRV40", since=0)
+    async for message in client.messages():
+        print(message.type, message.raw)
+```
+
+See ``docs/client.md`` for reconnects, resume and keep-alive.
+"""
+
+from cloud_ws_client.auth import CognitoPasswordAuth, TokenProvider, TokenSource, token_expiry
+from cloud_ws_client.backoff import backoff, process_exception
+from cloud_ws_client.client import (
+    ClientOptions,
+    ClientStats,
+    CloudWebSocketClient,
+    Handler,
+    __version__,
+)
+from cloud_ws_client.errors import AuthenticationError, CloudWsError, ConnectError
+from cloud_ws_client.messages import (
+    TERMINAL_STATUSES,
+    DeploymentStatus,
+    ErrorMessage,
+    Event,
+    LogCreated,
+    MalformedMessage,
+    Message,
+    Pong,
+    StackEvent,
+    Subscribed,
+    Unsubscribed,
+    parse_message,
+)
+from cloud_ws_client.protocol import ClientProtocol
+from cloud_ws_client.state import DeploymentState, LogLine, StackState
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AuthenticationError",
+    "ClientOptions",
+    "ClientProtocol",
+    "ClientStats",
+    "CloudWebSocketClient",
+    "CloudWsError",
+    "CognitoPasswordAuth",
+    "ConnectError",
+    "DeploymentState",
+    "DeploymentStatus",
+    "ErrorMessage",
+    "Event",
+    "Handler",
+    "LogCreated",
+    "LogLine",
+    "MalformedMessage",
+    "Message",
+    "Pong",
+    "StackEvent",
+    "StackState",
+    "Subscribed",
+    "TokenProvider",
+    "TokenSource",
+    "Unsubscribed",
+    "__version__",
+    "backoff",
+    "parse_message",
+    "process_exception",
+    "token_expiry",
+]

@@ -1,0 +1,285 @@
+"""Typed server messages: what arrives on a cloud-ws connection (see docs/protocol.md).
+
+Every frame parses into a :class:`Message`. Deployment events (anything with a
+``deployment_id`` and a ``seq``) are :class:`Event`; the event types the
+orchestrator plugin emits get a subclass with typed accessors for their
+``data``. A type this module does not know is still delivered: as an
+:class:`Event` when it is sequenced, else as a plain :class:`Message`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: ``deployment.status`` statuses after which nothing more happens. A copy of
+#: ``handlers.protocol.TERMINAL_STATUSES``: this package must not import the
+#: server code, and the three strings are part of the wire contract.
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class MalformedMessage(ValueError):
+    """A frame that is not a JSON object with a string ``type``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """Any server message; unknown types arrive as this class."""
+
+    type: str
+    """The message type, e.g. ``subscribed`` or ``stack.deployed``."""
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    """The decoded JSON object, with every field the server sent."""
+
+    def to_json(self) -> str:
+        """The message as one line of compact JSON (what the server sent)."""
+        return json.dumps(self.raw, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscribed(Message):
+    """Acknowledges a subscription.
+
+    ``seq`` is the deployment's latest stored ``seq`` when the subscription took
+    effect; ``replay`` is how many stored events follow the acknowledgement.
+    """
+
+    deployment_id: str
+    seq: int
+    replay: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unsubscribed(Message):
+    """Acknowledges an unsubscription."""
+
+    deployment_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pong(Message):
+    """Answer to the client's keep-alive ``ping`` (consumed by the client, not delivered)."""
+
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErrorMessage(Message):
+    """A refused frame: ``code`` is stable, ``message`` is for people."""
+
+    code: str
+    message: str
+    action: str | None = None
+    """The refused frame's ``action``, when it named one."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event(Message):
+    """A deployment event, numbered by ``seq`` (1, 2, 3… per deployment)."""
+
+    deployment_id: str
+    seq: int
+    event_id: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    timestamp: str | None = None
+    """The producer's time (ISO 8601), which orders state: a stack's newest state wins."""
+
+    def _str(self, key: str) -> str | None:
+        value = self.data.get(key)
+        return value if isinstance(value, str) else None
+
+    def _int(self, key: str) -> int | None:
+        value = self.data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def _number(self, key: str) -> float | None:
+        value = self.data.get(key)
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploymentStatus(Event):
+    """``deployment.status``: the deployment's status and the layer it is at."""
+
+    @property
+    def status(self) -> str | None:
+        """``pending``, ``deploying``, ``succeeded``, ``failed`` or ``cancelled``."""
+        return self._str("status")
+
+    @property
+    def current_layer(self) -> int | None:
+        """The layer being deployed (1-based; 0 before the first)."""
+        return self._int("current_layer")
+
+    @property
+    def total_layers(self) -> int | None:
+        """How many layers the deployment has."""
+        return self._int("total_layers")
+
+    @property
+    def error_message(self) -> str | None:
+        """Why the deployment failed, when it did."""
+        return self._str("error_message")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the deployment took, on completion."""
+        return self._number("duration_seconds")
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for ``succeeded``, ``failed`` and ``cancelled``."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackEvent(Event):
+    """``stack.started``, ``stack.progress``, ``stack.deployed`` or ``stack.failed``."""
+
+    @property
+    def stack_name(self) -> str | None:
+        """The stack's name."""
+        return self._str("stack_name")
+
+    @property
+    def environment(self) -> str | None:
+        """The environment the stack is deployed to."""
+        return self._str("environment")
+
+    @property
+    def layer(self) -> int | None:
+        """The layer the stack belongs to."""
+        return self._int("layer")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """How long the stack took (``stack.deployed``, ``stack.failed``)."""
+        return self._number("duration_seconds")
+
+    @property
+    def resource_count(self) -> int | None:
+        """Resources in the deployed stack (``stack.deployed``)."""
+        return self._int("resource_count")
+
+    @property
+    def resources_done(self) -> int | None:
+        """Resources done so far (``stack.progress``)."""
+        return self._int("resources_done")
+
+    @property
+    def error_message(self) -> str | None:
+        """Why the stack failed (``stack.failed``)."""
+        return self._str("error_message")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogCreated(Event):
+    """``log.created``: one log line of the deployment."""
+
+    @property
+    def level(self) -> str:
+        """``debug``, ``info``, ``warning``, ``error`` or ``critical``."""
+        return self._str("level") or "info"
+
+    @property
+    def message(self) -> str:
+        """The log line."""
+        return self._str("message") or ""
+
+    @property
+    def stack_name(self) -> str | None:
+        """The stack the line is about, if any."""
+        return self._str("stack_name")
+
+
+#: Event type → the class that gives its ``data`` typed accessors.
+EVENT_CLASSES: dict[str, type[Event]] = {
+    "deployment.status": DeploymentStatus,
+    "stack.started": StackEvent,
+    "stack.progress": StackEvent,
+    "stack.deployed": StackEvent,
+    "stack.failed": StackEvent,
+    "log.created": LogCreated,
+}
+
+
+def parse_message(frame: str | bytes) -> Message:
+    """Parse one server frame into its typed message.
+
+    Args:
+        frame: The frame's text (bytes are decoded as UTF-8).
+
+    Returns:
+        The most specific :class:`Message` subclass the frame fits.
+
+    Raises:
+        MalformedMessage: The frame is not a JSON object with a string ``type``,
+            or a known type lacks a field it must have.
+    """
+    try:
+        raw = json.loads(frame)
+    except ValueError as exc:
+        raise MalformedMessage(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        raise MalformedMessage("not a JSON object with a string type")
+    kind: str = raw["type"]
+    if kind == "subscribed":
+        return Subscribed(
+            type=kind,
+            raw=raw,
+            deployment_id=_required_str(raw, "deployment_id"),
+            seq=_required_int(raw, "seq"),
+            replay=_optional_int(raw, "replay") or 0,
+        )
+    if kind == "unsubscribed":
+        return Unsubscribed(type=kind, raw=raw, deployment_id=_required_str(raw, "deployment_id"))
+    if kind == "pong":
+        return Pong(type=kind, raw=raw, timestamp=_optional_str(raw, "timestamp"))
+    if kind == "error":
+        return ErrorMessage(
+            type=kind,
+            raw=raw,
+            code=_required_str(raw, "code"),
+            message=_optional_str(raw, "message") or "",
+            action=_optional_str(raw, "action"),
+        )
+    deployment_id, seq = raw.get("deployment_id"), _optional_int(raw, "seq")
+    if isinstance(deployment_id, str) and seq is not None:
+        data = raw.get("data")
+        return EVENT_CLASSES.get(kind, Event)(
+            type=kind,
+            raw=raw,
+            deployment_id=deployment_id,
+            seq=seq,
+            event_id=_optional_str(raw, "event_id"),
+            data=data if isinstance(data, dict) else {},
+            timestamp=_optional_str(raw, "timestamp"),
+        )
+    # Not sequenced and not known: passed through as it is.
+    return Message(type=kind, raw=raw)
+
+
+def _optional_str(raw: Mapping[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _optional_int(raw: Mapping[str, Any], key: str) -> int | None:
+    value = raw.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _required_str(raw: Mapping[str, Any], key: str) -> str:
+    value = _optional_str(raw, key)
+    if value is None:
+        raise MalformedMessage(f"{raw['type']} message without a string {key}")
+    return value
+
+
+def _required_int(raw: Mapping[str, Any], key: str) -> int:
+    value = _optional_int(raw, key)
+    if value is None:
+        raise MalformedMessage(f"{raw['type']} message without an integer {key}")
+    return value

@@ -1,0 +1,128 @@
+"""Ordering of one deployment's events: drop duplicates, reorder, notice gaps.
+
+The server numbers a deployment's events 1, 2, 3… and delivers them at least
+once, in best-effort order. A replay (after ``subscribe`` with ``since``) and
+live events can interleave, so an event past the next expected ``seq`` is not
+"newer, skip the rest": it is held in a reorder buffer and released once the
+missing ones arrive. When they do not arrive within the gap timeout, the owner
+asks the server again (``subscribe`` with ``since`` = the last contiguous
+``seq``), which fills the gap from the stored history.
+
+Pure state, no I/O and no clock: every method that needs the time takes it.
+"""
+
+from __future__ import annotations
+
+from cloud_ws_client.messages import Event
+
+
+class DeploymentSequence:
+    """Delivery state of one subscribed deployment.
+
+    Args:
+        since: The last ``seq`` already seen (events after it are wanted), or
+            ``None`` for live events only, from the subscription's ``seq`` on.
+        max_buffer: Most out-of-order events held at once. Beyond it new ones
+            are dropped: they are stored on the server, and the gap repair's
+            replay brings them back in order.
+    """
+
+    def __init__(self, since: int | None, max_buffer: int) -> None:
+        self.last_seq = since
+        """The last ``seq`` delivered in order; ``None`` until a live-only subscription is acknowledged."""
+        self.latest_known = since or 0
+        """The highest ``seq`` the server is known to have (from events and acknowledgements)."""
+        self.duplicates = 0
+        """Events dropped because their ``seq`` was already delivered or buffered."""
+        self._max_buffer = max_buffer
+        self._buffer: dict[int, Event] = {}
+        self._waiting_since: float | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Events held until the ones before them arrive."""
+        return len(self._buffer)
+
+    @property
+    def missing(self) -> bool:
+        """True while the server has events this stream has not delivered.
+
+        That includes a live-only subscription whose acknowledgement has not
+        come while its first events have: the acknowledgement may be lost.
+        """
+        if self.last_seq is None:
+            return bool(self._buffer)
+        return self.latest_known > self.last_seq
+
+    def acknowledge(self, seq: int, now: float) -> list[Event]:
+        """Apply a ``subscribed`` acknowledgement; returns events now deliverable, in order.
+
+        Args:
+            seq: The acknowledgement's ``seq`` (latest stored when it took effect).
+            now: Current time, for the gap clock.
+        """
+        if self.last_seq is None:
+            # Live only: the subscription starts after ``seq``; anything at or
+            # before it that raced ahead of the acknowledgement is not wanted.
+            self.last_seq = seq
+            for old in [s for s in self._buffer if s <= seq]:
+                del self._buffer[old]
+        self.latest_known = max(self.latest_known, seq)
+        return self._release(now)
+
+    def accept(self, event: Event, now: float) -> list[Event]:
+        """Take one event; returns the events deliverable now, in ``seq`` order.
+
+        Args:
+            event: An event of this deployment.
+            now: Current time, for the gap clock.
+
+        Returns:
+            ``[]`` for a duplicate or an event held for later; otherwise the
+            event and every buffered one that follows it contiguously.
+        """
+        seq = event.seq
+        if (self.last_seq is not None and seq <= self.last_seq) or seq in self._buffer:
+            self.duplicates += 1
+            return []
+        self.latest_known = max(self.latest_known, seq)
+        if len(self._buffer) < self._max_buffer or (self.last_seq is not None and seq == self.last_seq + 1):
+            self._buffer[seq] = event
+        return self._release(now)
+
+    def repair_due(self, now: float, timeout: float) -> bool:
+        """True when a gap has waited ``timeout`` without progress: time to resubscribe."""
+        return self._waiting_since is not None and now - self._waiting_since >= timeout
+
+    def repair_deadline(self, timeout: float) -> float | None:
+        """When :meth:`repair_due` becomes true, or ``None`` without a gap."""
+        return None if self._waiting_since is None else self._waiting_since + timeout
+
+    def begin_repair(self, now: float) -> tuple[int | None, list[Event]]:
+        """Start a gap repair: returns the ``since`` to resubscribe with and events now deliverable.
+
+        The next repair waits a full timeout again. A live-only subscription
+        still without its acknowledgement adopts the first event it holds as
+        its start (so nothing it already has is lost) and asks from there.
+        """
+        released: list[Event] = []
+        if self.last_seq is None and self._buffer:
+            self.last_seq = min(self._buffer) - 1
+            released = self._release(now)
+        if self.missing:
+            self._waiting_since = now
+        return self.last_seq, released
+
+    def _release(self, now: float) -> list[Event]:
+        released: list[Event] = []
+        if self.last_seq is not None:
+            while (following := self._buffer.pop(self.last_seq + 1, None)) is not None:
+                released.append(following)
+                self.last_seq = following.seq
+        # The gap clock runs from the last progress, so a long replay that is
+        # still streaming in is not interrupted by a resubscribe.
+        if not self.missing:
+            self._waiting_since = None
+        elif released or self._waiting_since is None:
+            self._waiting_since = now
+        return released

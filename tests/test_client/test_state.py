@@ -1,0 +1,165 @@
+"""The deployment picture: newest state wins, in any order, applied any number of times."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+from cloud_ws_client import DeploymentState, Event, parse_message
+from cloud_ws_client.state import parse_timestamp
+
+
+def event(seq: int, type_: str, second: int | None, **data: Any) -> Event:
+    raw: dict[str, Any] = {"type": type_, "deployment_id": "D1", "seq": seq, "data": data}
+    if second is not None:
+        raw["timestamp"] = f"2026-11-26T10:00:{second:02d}Z"
+    message = parse_message(json.dumps(raw))
+    assert isinstance(message, Event)
+    return message
+
+
+def history() -> list[Event]:
+    """A two-layer deployment whose seq order is not the order things happened in."""
+    return [
+        event(1, "deployment.status", 0, status="deploying", current_layer=0, total_layers=2),
+        event(2, "deployment.status", 1, status="deploying", current_layer=1, total_layers=2),
+        # stored late: deployed (t=8) got seq 3, started (t=2) seq 4, progress (t=5) seq 5
+        event(3, "stack.deployed", 8, stack_name="vpc", layer=1, duration_seconds=6, resource_count=15),
+        event(4, "stack.started", 2, stack_name="vpc", layer=1, environment="dev"),
+        event(5, "stack.progress", 5, stack_name="vpc", layer=1, resources_done=9),
+        event(6, "log.created", 3, level="warning", message="slow", stack_name="vpc"),
+        event(7, "deployment.status", 9, status="deploying", current_layer=2, total_layers=2),
+        event(8, "stack.started", 10, stack_name="db", layer=2),
+        event(
+            9,
+            "stack.failed",
+            12,
+            stack_name="db",
+            layer=2,
+            error_message="Subnet not found",
+            duration_seconds=2,
+        ),
+        event(10, "log.created", 11, level="error", message="boom", stack_name="db"),
+        event(11, "deployment.status", 13, status="failed", error_message="db failed", duration_seconds=13),
+        event(12, "widget.spun", 14),
+    ]
+
+
+def snapshot(state: DeploymentState) -> Any:
+    return (
+        state.status,
+        state.current_layer,
+        state.total_layers,
+        state.error_message,
+        state.duration_seconds,
+        [
+            (
+                s.name,
+                s.status,
+                s.layer,
+                s.resources_done,
+                s.resource_count,
+                s.duration_seconds,
+                s.error_message,
+                s.started_at,
+                s.finished_at,
+                s.environment,
+            )
+            for s in state.stacks_in_order()
+        ],
+        [(line.seq, line.level, line.message) for line in state.logs],
+        state.events,
+        state.last_seq,
+    )
+
+
+def test_picture_of_a_failed_deployment() -> None:
+    """Status, layers, stacks and logs as the events describe them; late arrivals never regress it."""
+    state = DeploymentState("D1")
+    for e in history():
+        state.apply(e)
+    assert state.status == "failed"
+    assert state.is_complete
+    assert not state.succeeded
+    assert (state.current_layer, state.total_layers, state.layers_done) == (2, 2, 1)
+    assert state.error_message == "db failed"
+    assert state.duration_seconds == 13.0
+    vpc, db = state.stacks_in_order()
+    # The late stack.started and stack.progress did not turn "deployed" back into "deploying".
+    assert (vpc.status, vpc.resources_done, vpc.resource_count, vpc.environment) == (
+        "deployed",
+        15,
+        15,
+        "dev",
+    )
+    assert vpc.started_at == datetime(2026, 11, 26, 10, 0, 2, tzinfo=UTC)
+    assert vpc.elapsed(datetime.now(UTC)) == 6.0
+    assert (db.status, db.error_message) == ("failed", "Subnet not found")
+    assert [line.message for line in state.logs] == ["slow", "boom"]
+    assert state.events == 12
+    assert state.last_seq == 12
+
+
+def test_any_order_and_repeats_give_the_same_picture() -> None:
+    """Applying the events shuffled, twice over, changes nothing: the state is idempotent."""
+    reference = DeploymentState("D1")
+    for e in history():
+        reference.apply(e)
+    rng = random.Random(7)
+    for _ in range(25):
+        events = history() * 2
+        rng.shuffle(events)
+        state = DeploymentState("D1")
+        for e in events:
+            state.apply(e)
+        assert snapshot(state) == snapshot(reference)
+
+
+def test_apply_reports_changes_and_ignores_other_deployments() -> None:
+    """A duplicate or another deployment's event changes nothing."""
+    state = DeploymentState("D1")
+    first = event(1, "deployment.status", 0, status="deploying", total_layers=3)
+    assert state.apply(first) is True
+    assert state.apply(first) is False
+    other = parse_message('{"type": "deployment.status", "deployment_id": "D2", "seq": 2, "data": {}}')
+    assert isinstance(other, Event)
+    assert state.apply(other) is False
+    assert state.apply(event(2, "deployment.status", 0, status="deploying", total_layers=3)) is False
+    assert state.apply(event(3, "stack.started", 1)) is False  # no stack_name: nothing to show
+    assert state.status == "deploying"
+    assert state.layers_done == 0
+
+
+def test_success_fills_the_layers_and_stacks_without_layer_go_last() -> None:
+    """succeeded means every layer is done; stacks with an unknown layer sort after the others."""
+    state = DeploymentState("D1")
+    state.apply(event(1, "stack.started", None, stack_name="floating"))
+    state.apply(event(2, "stack.started", None, stack_name="base", layer=1))
+    state.apply(event(3, "deployment.status", None, status="succeeded", total_layers=4))
+    assert state.succeeded
+    assert state.layers_done == 4
+    assert [s.name for s in state.stacks_in_order()] == ["base", "floating"]
+    floating = state.stacks["floating"]
+    assert floating.started_at is None
+    assert floating.elapsed(datetime.now(UTC)) is None
+
+
+def test_only_the_latest_log_lines_are_kept() -> None:
+    """max_logs newest by the producer's time; an older straggler is not shown as latest."""
+    state = DeploymentState("D1", max_logs=3)
+    for seq in range(1, 6):
+        state.apply(event(seq, "log.created", 10 + seq, message=f"line {seq}"))
+    assert [line.message for line in state.logs] == ["line 3", "line 4", "line 5"]
+    assert state.apply(event(6, "log.created", 1, message="straggler")) is False
+    state.apply(event(7, "log.created", 14, message="between"))
+    assert [line.message for line in state.logs] == ["line 4", "between", "line 5"]
+
+
+def test_timestamps() -> None:
+    """ISO 8601 with Z or an offset; naive means UTC; junk means unknown."""
+    assert parse_timestamp("2026-11-26T10:05:00.123Z") == datetime(2026, 11, 26, 10, 5, 0, 123000, tzinfo=UTC)
+    assert parse_timestamp("2026-11-26T10:05:00") == datetime(2026, 11, 26, 10, 5, tzinfo=UTC)
+    assert parse_timestamp("yesterday") is None
+    assert parse_timestamp(None) is None
