@@ -11,8 +11,8 @@
      compiled files for the exact runtime version would save.
    ``handlers.cognito`` (python-jose) and ``requests`` are imported lazily by
    ``$connect`` on its first token and first JWKS fetch; they are shown apart.
-   "boto3, archive on the path" is boto3 importing the archive's urllib3 and
-   six, which come before the runtime's copies on Lambda's path.
+   "boto3, archive on the path" checks that the archive shadows nothing boto3
+   imports (it must equal boto3 alone).
 
 Prints figures and ratios (median of ``BENCH_REPEAT`` runs, default 7).
 """
