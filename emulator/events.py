@@ -71,6 +71,7 @@ class EventPump:
             future.result()
 
     def _deliver_in_order(self, messages: list[dict[str, Any]]) -> None:
+        done: list[dict[str, str]] = []
         for message in messages:
             try:
                 event = json.loads(message["Body"])
@@ -79,12 +80,12 @@ class EventPump:
                 # Left on the queue: visible again after the visibility timeout, like an
                 # async Lambda retry, and dead-lettered after the redrive policy's attempts.
                 self.failed += 1
-                log.exception(
-                    "broadcaster failed; the event will be retried", extra={"sqs_id": message["MessageId"]}
-                )
+                log.exception("broadcaster failed; will retry", extra={"sqs_id": message["MessageId"]})
                 continue
             self.delivered += 1
-            self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+            done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
+        if done:
+            self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=done)
 
 
 def _deployment_of(message: Mapping[str, Any]) -> str:

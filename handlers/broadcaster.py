@@ -115,17 +115,19 @@ def broadcast(runtime: Runtime, event: DeploymentEvent) -> dict[str, Any]:
 
     if config.management_endpoint is None:
         raise RuntimeError("MANAGEMENT_ENDPOINT is not set: the broadcaster cannot reach connections")
-    stored: StoredEvent | None = store.find_event(event.identity)
-    if stored is not None and stored.sent:
-        log.info("duplicate event ignored", extra={**fields, "seq": stored.seq})
-        return {"status": "duplicate", "seq": stored.seq}
-    status = "resent"  # stored by an earlier delivery whose fan-out did not complete
+    # Most deliveries are first deliveries: try to store straight away and look
+    # the identity up only when the transaction says it already exists.
+    status = "sent"
+    stored: StoredEvent | None = store.append_event(
+        event.deployment_id, event.identity, event.event_id, event.render
+    )
     if stored is None:
-        status = "sent"
-        stored = store.append_event(event.deployment_id, event.identity, event.event_id, event.render)
-        if stored is None:
-            log.info("duplicate event ignored (concurrent delivery)", extra=fields)
-            return {"status": "duplicate"}
+        stored = store.find_event(event.identity)
+        if stored is None or stored.sent:
+            seq = stored.seq if stored else None
+            log.info("duplicate event ignored", extra={**fields, "seq": seq})
+            return {"status": "duplicate", "seq": seq}
+        status = "resent"  # stored by an earlier delivery whose fan-out did not complete
 
     api = runtime.management(config.management_endpoint)
     counter = {"items_read": 0, "recipients": 0}
