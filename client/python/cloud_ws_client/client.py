@@ -110,6 +110,8 @@ class ClientStats:
     """Connections replaced before they closed (age, token expiry, server request)."""
     dead_connections: int = 0
     """Connections declared dead because a pong did not come back."""
+    pongs: int = 0
+    """Keep-alive pongs received."""
     duplicates: int = 0
     """Events dropped because their ``seq`` was already delivered."""
     repairs: int = 0
@@ -132,6 +134,10 @@ def rotation_delay(
 
 
 _Reason = Literal["closed", "dead", "rotate"]
+
+ConnectionState = Literal["idle", "connected", "reconnecting", "waiting", "closed"]
+"""Where the client stands: not connected yet, connected, opening a replacement after a
+loss, waiting out a backoff delay before the next attempt, or closed for good."""
 
 
 @dataclass(eq=False)
@@ -201,6 +207,7 @@ class CloudWebSocketClient:
         self._delays: Iterator[float] | None = None
         self._closing = False
         self._failure: BaseException | None = None
+        self._phase: ConnectionState = "idle"
 
     @classmethod
     def from_outputs(
@@ -233,6 +240,11 @@ class CloudWebSocketClient:
     def connected(self) -> bool:
         """True while a connection is open."""
         return self._active is not None and not self._active.closed.is_set() and not self._closing
+
+    @property
+    def state(self) -> ConnectionState:
+        """``idle``, ``connected``, ``reconnecting``, ``waiting`` (a backoff delay) or ``closed``."""
+        return "closed" if self._closing else self._phase
 
     @property
     def closed(self) -> bool:
@@ -285,6 +297,7 @@ class CloudWebSocketClient:
             raise decision from exc
         await self._install(link)
         self._active = link
+        self._phase = "connected"
         self._supervisor = asyncio.create_task(self._supervise(), name="cloud-ws supervisor")
         self._dispatcher = asyncio.create_task(self._dispatch(), name="cloud-ws dispatcher")
 
@@ -469,6 +482,7 @@ class CloudWebSocketClient:
         for message in self._protocol.receive(frame, now):
             if isinstance(message, Pong):
                 link.ping_sent_at = None
+                self._stats.pongs += 1
                 continue
             if isinstance(message, Subscribed) or (
                 isinstance(message, ErrorMessage) and message.action == "subscribe"
@@ -590,8 +604,10 @@ class CloudWebSocketClient:
             if wait:
                 delay = self._next_delay()
                 log.info("cloud-ws: reconnecting in %.2f s", delay)
+                self._phase = "waiting"
                 await asyncio.sleep(delay)  # disconnect() cancels this task, also here
             wait = True
+            self._phase = "reconnecting"
             try:
                 link = await self._open_link()
             except Exception as exc:  # noqa: BLE001 - process_exception decides: retry or raise
@@ -599,6 +615,7 @@ class CloudWebSocketClient:
                 log.info("cloud-ws: connection attempt failed: %s", _describe(exc))
                 continue
             await self._install(link)
+            self._phase = "connected"
             return link
 
     def _next_delay(self) -> float:

@@ -1,0 +1,226 @@
+"""The client against a scripted WebSocket server on localhost: the failures a real stack
+rarely produces on demand (5xx handshakes, token_expired frames, silent replacements,
+frames out of order)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+
+from cloud_ws_client import (
+    AuthenticationError,
+    CloudWebSocketClient,
+    CloudWsError,
+    ConnectError,
+    Event,
+    Message,
+)
+from tests.test_client.conftest import UNIT, Inbox, eventually, options
+from tests.test_client.fakes import Gateway
+
+
+class Counter:
+    """A token provider that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return f"token-{self.calls}"
+
+
+async def test_reconnect_retries_5xx_and_resumes(gateway: Gateway) -> None:
+    """503 and 502 on reconnect are retried with backoff; the new connection resumes from the last seq."""
+    tokens = Counter()
+    client = CloudWebSocketClient(gateway.url, tokens, options=options())
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        await gateway.publish("D1")
+        await gateway.publish("D1")
+        await inbox.until_seq("D1", 2)
+        # When the server drops the connection and its next two handshakes fail with 5xx...
+        gateway.refuse = [503, 502]
+        await gateway.connection(1).close(1011)
+        await eventually(lambda: gateway.opened == 2, "the second connection")
+        await eventually(lambda: bool(gateway.frames_of(2, "subscribe")), "the resubscribe")
+        await gateway.publish("D1")
+        # ...then the client retried, resumed after seq 2 and lost nothing.
+        assert await inbox.until_seq("D1", 3) == [1, 2, 3]
+    assert gateway.frames_of(2, "subscribe") == [{"action": "subscribe", "deployment_id": "D1", "since": 2}]
+    stats = client.stats
+    assert (stats.connect_attempts, stats.connections, stats.reconnects) == (4, 2, 1)
+    assert tokens.calls == 4
+    assert gateway.handshakes == 4
+
+
+@pytest.mark.parametrize(("status", "error"), [(403, AuthenticationError), (404, ConnectError)])
+async def test_refused_handshakes_are_not_retried(
+    gateway: Gateway, status: int, error: type[Exception]
+) -> None:
+    """403 (a refused token) and 404 (a wrong URL) fail at once: one attempt."""
+    gateway.refuse = [status]
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    with pytest.raises(error, match=str(status)):
+        await client.connect()
+    assert gateway.handshakes == 1
+
+
+async def test_first_connect_fails_fast_on_5xx(gateway: Gateway) -> None:
+    """A 503 at the very first connect is reported, so a misconfiguration shows at once."""
+    gateway.refuse = [503]
+    with pytest.raises(ConnectError, match="503"):
+        await CloudWebSocketClient(gateway.url, "token", options=options()).connect()
+
+
+async def test_token_expired_frame_replaces_the_connection_before_closing_it(gateway: Gateway) -> None:
+    """Make before break: the new connection is subscribed before the old one is closed."""
+    tokens = Counter()
+    client = CloudWebSocketClient(gateway.url, tokens, options=options())
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        await gateway.publish("D1")
+        await inbox.until_seq("D1", 1)
+        await gateway.connection(1).send(
+            json.dumps(
+                {"type": "error", "code": "token_expired", "message": "reconnect", "action": "subscribe"}
+            )
+        )
+        await eventually(lambda: client.stats.rotations == 1, "the replacement")
+        await eventually(lambda: 1 in gateway.closed, "the old connection's close")
+        await gateway.publish("D1")
+        assert await inbox.until_seq("D1", 2) == [1, 2]
+    # The second connection subscribed (and was acknowledged) while the first was still open.
+    assert gateway.frames_of(2, "subscribe") == [{"action": "subscribe", "deployment_id": "D1", "since": 1}]
+    assert gateway.closed.index(1) < gateway.closed.index(2)
+    assert client.stats.reconnects == 0
+    assert tokens.calls == 2
+    assert [m.type for m in inbox.messages].count("error") == 1  # the error is still delivered
+
+
+async def test_failed_replacements_keep_the_old_connection(gateway: Gateway) -> None:
+    """A replacement that is refused, or that never answers, is given up; the old one keeps working."""
+    client = CloudWebSocketClient(
+        gateway.url, "token", options=options(max_connection_age=3 * UNIT, open_timeout=3 * UNIT)
+    )
+    inbox = Inbox(client)
+    gateway.refuse = []
+    async with client:
+        await client.subscribe("D1", since=0)
+        await eventually(lambda: bool(inbox.of_type("subscribed")), "the ack")
+        # The first replacement is refused (503); the next one opens but never answers.
+        gateway.refuse = [503]
+        gateway.answer_subscribe = False
+        await eventually(lambda: gateway.opened >= 2, "a silent replacement")
+        await eventually(lambda: 2 in gateway.closed, "the silent replacement given up")
+        assert 1 not in gateway.closed
+        await gateway.publish("D1")
+        assert await inbox.until_seq("D1", 1) == [1]  # still delivered by the first connection
+        gateway.answer_subscribe = True
+        await eventually(lambda: client.stats.rotations >= 1, "a successful replacement")
+    assert client.stats.reconnects == 0
+
+
+async def test_dead_connection_without_pong_is_replaced(gateway: Gateway) -> None:
+    """Pings that get no pong: the connection is declared dead and a new one resumes."""
+    client = CloudWebSocketClient(
+        gateway.url, "token", options=options(ping_interval=UNIT, pong_timeout=2 * UNIT)
+    )
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        await eventually(lambda: client.stats.pongs >= 1, "a pong")
+        gateway.answer_ping = False
+        await eventually(lambda: client.stats.dead_connections == 1, "the dead connection")
+        gateway.answer_ping = True
+        await eventually(lambda: client.connected and gateway.opened == 2, "the new connection")
+        await gateway.publish("D1")
+        assert await inbox.until_seq("D1", 1) == [1]
+
+
+async def test_frames_out_of_order_duplicated_or_malformed(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever order the server sends, handlers see seq order once; junk is skipped and logged."""
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        await eventually(lambda: bool(inbox.of_type("subscribed")), "the ack")
+        ws = gateway.connection(1)
+        for seq in (3, 1, 2, 2):
+            await ws.send(
+                json.dumps({"type": "stack.started", "deployment_id": "D1", "seq": seq, "data": {}})
+            )
+        await ws.send("not json at all")
+        await ws.send(json.dumps({"type": "maintenance", "at": "noon"}))
+        await eventually(lambda: bool(inbox.of_type("maintenance")), "the unknown message")
+    assert inbox.seqs("D1") == [1, 2, 3]
+    assert client.stats.duplicates == 1
+    assert "malformed frame" in caplog.text
+
+
+async def test_handlers_iterators_and_lifecycle(gateway: Gateway, caplog: pytest.LogCaptureFixture) -> None:
+    """Async and sync handlers run in order; one that raises is logged and the others carry on."""
+    seen: list[str] = []
+
+    async def slow(message: Message) -> None:
+        await asyncio.sleep(0)
+        seen.append(f"async {message.type}")
+
+    def broken(message: Message) -> None:
+        raise RuntimeError("handler bug")
+
+    def removed(message: Message) -> None:
+        seen.append("removed handler called")
+
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    client.on("log.created", slow)
+    client.on("log.created", broken)
+    client.on("log.created", removed)
+    client.off("log.created", removed)
+    client.off("never.registered", removed)
+    await client.subscribe("D1", since=0)
+    runner = asyncio.create_task(client.run())  # run() connects
+    await eventually(lambda: client.connected, "the connection")
+    await gateway.publish("D1")
+    await eventually(lambda: seen == ["async log.created"], "the handler")
+    assert client.subscriptions == ("D1",)
+    assert client.state == "connected"
+    await client.disconnect()
+    await asyncio.wait_for(runner, timeout=10)
+    assert "handler bug" in caplog.text
+    with pytest.raises(CloudWsError, match="closed"):
+        await client.connect()
+    assert [m async for m in client.messages()] == []
+
+
+async def test_disconnect_before_connect(gateway: Gateway) -> None:
+    """A client that never connected stops at once; its iterators end."""
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    stream = client.messages()
+    await client.disconnect()
+    await client.disconnect()  # twice is fine
+    assert [m async for m in stream] == []
+    await asyncio.wait_for(client.run(), timeout=5)
+    assert client.state == "closed"
+    assert gateway.handshakes == 0
+
+
+async def test_events_before_any_consumer_are_kept(gateway: Gateway) -> None:
+    """Messages that arrive before messages() is first iterated are not lost."""
+    async with CloudWebSocketClient(gateway.url, "token", options=options()) as client:
+        await client.subscribe("D1", since=0)
+        await gateway.publish("D1")
+        await eventually(lambda: client.position("D1") == 1, "seq 1 received")
+        logging.getLogger("test").info("consumer attaches late")
+        stream = client.messages()
+        ack, first = await anext(stream), await anext(stream)
+        assert ack.type == "subscribed"
+        assert isinstance(first, Event)
+        assert first.seq == 1
