@@ -18,6 +18,7 @@ from cloud_ws_client import (
     Event,
     Message,
 )
+from cloud_ws_client.client import _wait as wait_for_event
 from tests.test_client.conftest import UNIT, Inbox, eventually, options
 from tests.test_client.fakes import Gateway
 
@@ -224,3 +225,23 @@ async def test_events_before_any_consumer_are_kept(gateway: Gateway) -> None:
         assert ack.type == "subscribed"
         assert isinstance(first, Event)
         assert first.seq == 1
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_supervisor_wait_never_swallows_a_cancellation(turns: int) -> None:
+    """Cancelled a few loop turns after its event was set, a running wait raises CancelledError.
+
+    Regression: ``asyncio.wait_for`` (Python 3.11) returned normally in that window, so
+    the supervisor went on and disconnect() waited for it for ever.
+    """
+    event = asyncio.Event()
+    waiter = asyncio.create_task(wait_for_event(event, 100.0))
+    await asyncio.sleep(0)
+    event.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    if waiter.cancel():  # still running, so the cancellation must be honoured
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+    else:
+        await waiter  # it had already returned

@@ -494,8 +494,11 @@ class CloudWebSocketClient:
                 link.replace = True
                 self._wake.set()
             self._inbox.put_nowait(message)
-        if self._protocol.next_repair_at() != repair_at:
-            self._wake.set()  # a gap opened or closed: the supervisor's next deadline moved
+        after = self._protocol.next_repair_at()
+        if after is not None and (repair_at is None or after < repair_at):
+            # A gap opened: the supervisor must wake up in time to repair it. (A gap that
+            # closed or moved later needs nothing: it wakes at the old time and finds none.)
+            self._wake.set()
 
     async def _send(self, link: _Link, text: str) -> None:
         with contextlib.suppress(ConnectionClosed):  # the reader notices and the supervisor acts
@@ -509,7 +512,8 @@ class CloudWebSocketClient:
 
     async def _supervise(self) -> None:
         try:
-            while True:
+            # disconnect() cancels this task; the loop condition is a second line of defence.
+            while not self._closing:
                 link = self._active
                 assert link is not None
                 reason = await self._watch(link)
@@ -556,8 +560,7 @@ class CloudWebSocketClient:
                 deadlines.append(repair_at)
             if self._delays is not None:
                 deadlines.append(link.opened_at + options.min_uptime)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, min(deadlines) - loop.time()))
+            await _wait(self._wake, min(deadlines) - loop.time())
 
     async def _rotate(self, old: _Link) -> None:
         """Make before break: subscribe a new connection, then close the old one."""
@@ -569,8 +572,7 @@ class CloudWebSocketClient:
             self._postpone(old, f"could not open a replacement: {_describe(exc)}")
             return
         await self._install(new)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(new.answered.wait(), self.options.open_timeout)
+        await _wait(new.answered, self.options.open_timeout)
         if new.closed.is_set() or not new.answered.is_set():
             self._retire(new)
             self._postpone(old, "the replacement did not answer its subscriptions")
@@ -683,6 +685,24 @@ class CloudWebSocketClient:
                 queue.put_nowait(None)
         else:
             self._consuming.set()  # let the dispatcher drain what is left and stop
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """Wait until ``event`` is set or ``timeout`` seconds have passed.
+
+    Neither ``asyncio.wait_for`` nor ``asyncio.timeout``: on Python 3.11 the
+    former swallows a cancellation that arrives as the event is set (so
+    disconnect() would wait for ever for the supervisor), and the latter times
+    out by throwing a cancellation into the waiting task, which coverage.py's
+    tracer loses track of. ``asyncio.wait`` just stops waiting.
+    """
+    if event.is_set():
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=max(0.0, timeout))
+    finally:
+        waiter.cancel()
 
 
 def _describe(exc: BaseException) -> str:

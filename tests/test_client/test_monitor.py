@@ -1,0 +1,277 @@
+"""`cloud-ws monitor`: JSON lines, plain lines, the live view and exit codes, against the local
+stack (with `cloud-ws demo` for a realistic failing deployment)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from cloud_ws import cli
+from cloud_ws.commands import monitor
+from cloud_ws_client import CloudWebSocketClient, DeploymentState, parse_message
+from tests.test_client.conftest import Tokens, deployment, options
+from tests.test_client.fakes import Gateway
+from tests.test_integration.conftest import CLI, ROOT, LocalStackProcess
+
+pytestmark = pytest.mark.slow
+
+#: `cloud-ws demo` plays about 900 simulated seconds; at this speed that is well under a second.
+DEMO_SPEED = "60"
+
+
+def cloud_ws(*args: str) -> subprocess.Popen[str]:
+    """Start the `cloud-ws` command with this interpreter."""
+    return subprocess.Popen(
+        [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def put_success(stack: LocalStackProcess, dep: str) -> None:
+    """A one-layer deployment that succeeds."""
+    for type_, data in [
+        ("deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 1}),
+        ("stack.started", {"stack_name": "network", "layer": 1, "environment": "dev"}),
+        ("log.created", {"level": "warning", "message": "slow API", "stack_name": "network"}),
+        ("stack.progress", {"stack_name": "network", "layer": 1, "resources_done": 3}),
+        (
+            "stack.deployed",
+            {"stack_name": "network", "layer": 1, "duration_seconds": 75, "resource_count": 4},
+        ),
+        ("custom.metric", {"value": 1}),
+        ("deployment.status", {"status": "succeeded", "duration_seconds": 80}),
+    ]:
+        stack.put_event(dep, type_, data)
+
+
+def test_json_until_complete_follows_the_demo_and_exits_1(stack: LocalStackProcess) -> None:
+    """Every message once, as one JSON line each, in seq order; the demo fails, so exit code 1."""
+    dep = deployment()
+    outputs = str(stack.outputs_path)
+    watcher = cloud_ws("monitor", dep, "--outputs", outputs, "--json", "--until-complete")
+    demo = cloud_ws("demo", dep, "--outputs", outputs, "--speed", DEMO_SPEED)
+    demo_code, _, demo_err = finish(demo)
+    assert demo_code == 0, demo_err
+    code, out, err = finish(watcher)
+
+    assert code == 1, err
+    assert err == ""
+    messages = [parse_message(line) for line in out.splitlines()]
+    assert messages[0].type == "subscribed"
+    seqs = [m.raw["seq"] for m in messages if m.type != "subscribed"]
+    assert seqs == list(range(1, len(seqs) + 1))
+    last = messages[-1].raw
+    assert (last["type"], last["data"]["status"]) == ("deployment.status", "failed")
+    assert any(m.type == "stack.failed" and m.raw["data"]["stack_name"] == "database-rds" for m in messages)
+
+
+def test_plain_lines_until_complete_exit_0(stack: LocalStackProcess) -> None:
+    """stdout is not a terminal: one line per event, then the outcome; success is exit code 0."""
+    dep = deployment()
+    put_success(stack, dep)
+    code, out, err = finish(
+        cloud_ws("monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete")
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"watching deployment {dep}"
+    assert lines[-1] == f"deployment {dep} succeeded"
+    body = "\n".join(lines)
+    for expected in (
+        "#1 deployment deploying, layer 1/1",
+        "#2 stack network started",
+        "#3 warning [network] slow API",
+        "#4 stack network progress: 3 resources done",
+        "#5 stack network deployed in 1m 15s (4 resources)",
+        "#6 custom.metric {'value': 1}",
+        "#7 deployment succeeded",
+    ):
+        assert expected in body
+
+
+@pytest.mark.parametrize(
+    ("how", "complaint"),
+    [
+        ("refused token", "refused the token (HTTP 401)"),
+        ("unreachable", "cannot connect to ws://127.0.0.1:1"),
+    ],
+)
+def test_refused_token_or_unreachable_endpoint_exit_2(
+    stack: LocalStackProcess, how: str, complaint: str
+) -> None:
+    """One line on stderr and exit code 2, without retrying."""
+    url = stack.outputs["websocket_url"] if how == "refused token" else "ws://127.0.0.1:1/local"
+    code, out, err = finish(
+        cloud_ws("monitor", "D1", "--url", url, "--token", "not.a.token", "--until-complete")
+    )
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("cloud-ws monitor: ")
+    assert complaint in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "complaint"),
+    [
+        (["monitor", "D1", "--url", "ws://127.0.0.1:1/x"], "--url needs --token"),
+        (["monitor", "D1", "--outputs", "/nonexistent/outputs.json"], "no outputs file"),
+        (
+            ["monitor", "not valid!", "--url", "ws://127.0.0.1:1/x", "--token", "t"],
+            "deployment_id must match",
+        ),
+    ],
+)
+def test_argument_errors_exit_2(
+    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bad arguments are one line on stderr and exit code 2."""
+    monkeypatch.delenv("CLOUD_WS_TOKEN", raising=False)
+    assert cli.main(argv) == 2
+    assert complaint in capsys.readouterr().err
+
+
+def test_cloud_outputs_need_a_token(
+    stack: LocalStackProcess,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cloud stack has no dev user: the token comes from --token or CLOUD_WS_TOKEN."""
+    cloud = {k: v for k, v in stack.outputs.items() if k not in ("aws_endpoint_url", "dev_username")}
+    path = tmp_path / "cloud.json"
+    path.write_text(json.dumps(cloud))
+    monkeypatch.delenv("CLOUD_WS_TOKEN", raising=False)
+    assert cli.main(["monitor", "D1", "--outputs", str(path)]) == 2
+    assert "CLOUD_WS_TOKEN" in capsys.readouterr().err
+    # With the token in the environment, the same outputs work.
+    dep = deployment()
+    put_success(stack, dep)
+    monkeypatch.setenv("CLOUD_WS_TOKEN", stack.token())
+    assert cli.main(["monitor", dep, "--outputs", str(path), "--until-complete", "--json"]) == 0
+    assert '"status":"succeeded"' in capsys.readouterr().out
+
+
+class FakeTerminal(io.StringIO):
+    """A stdout that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_live_view_in_a_terminal(stack: LocalStackProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the monitor draws the live view: status, progress, the stacks table, logs."""
+    dep = deployment()
+    put_success(stack, dep)
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stdout", terminal)
+    monkeypatch.setattr(monitor, "TICK_SECONDS", 0.01)
+    assert cli.main(["monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete"]) == 0
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", terminal.getvalue())  # colours and cursor moves off
+    for expected in (
+        f"Deployment {dep}",
+        "succeeded",
+        "layer 1/1",
+        "network",
+        "deployed",
+        "4",
+        "1m 15s",
+        "slow API",
+    ):
+        assert expected in screen
+
+
+async def test_live_view_redraws_while_waiting(stack: LocalStackProcess, tokens: Tokens) -> None:
+    """The view ticks between events (elapsed times move on) and shows a failure in red text."""
+    dep = deployment()
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    client = CloudWebSocketClient(stack.outputs["websocket_url"], tokens, options=options())
+    view = monitor.LiveView(client, console)
+    task = asyncio.create_task(monitor.watch(client, dep, view, until_complete=True))
+    await asyncio.to_thread(stack.put_event, dep, "stack.started", {"stack_name": "db", "layer": 2})
+    await asyncio.to_thread(
+        stack.put_event, dep, "deployment.status", {"status": "failed", "error_message": "db failed"}
+    )
+    assert await asyncio.wait_for(task, timeout=30) == 1
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "db failed" in screen
+    view.stop(DeploymentState(dep))  # stopping twice does nothing
+
+
+async def test_refused_subscription_exits_2(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    """A subscribe the server refuses for good (forbidden) is one line and exit code 2."""
+
+    async def refuse(ws: Any, deployment_id: str, since: int | None) -> None:
+        await ws.send(
+            json.dumps(
+                {"type": "error", "code": "forbidden", "message": "ask for access", "action": "subscribe"}
+            )
+        )
+
+    gateway._subscribe = refuse  # type: ignore[method-assign]
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    code = await monitor.watch(client, "D1", monitor.PlainView(io.StringIO()), until_complete=True)
+    assert code == 2
+    assert "forbidden: ask for access" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C ends the monitor with the conventional 130."""
+
+    def interrupted(coroutine: Any) -> int:
+        coroutine.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(monitor.asyncio, "run", interrupted)
+    assert cli.main(["monitor", "D1", "--url", "ws://127.0.0.1:1/x", "--token", "t", "--json"]) == 130
+
+
+def test_render_of_a_deployment_in_progress() -> None:
+    """Stacks by layer with resources and durations; a stack without a layer; errors below."""
+    state = DeploymentState("D1")
+    for raw in [
+        {
+            "type": "deployment.status",
+            "seq": 1,
+            "data": {"status": "deploying", "current_layer": 2, "total_layers": 3},
+        },
+        {
+            "type": "stack.started",
+            "seq": 2,
+            "data": {"stack_name": "api", "layer": 2},
+            "timestamp": "2026-11-26T10:00:00Z",
+        },
+        {"type": "stack.progress", "seq": 3, "data": {"stack_name": "api", "resources_done": 2}},
+        {"type": "stack.started", "seq": 4, "data": {"stack_name": "orphan"}},
+        {"type": "log.created", "seq": 5, "data": {"message": "hello", "level": "critical"}},
+    ]:
+        message = parse_message(json.dumps({"deployment_id": "D1", **raw}))
+        state.apply(message)  # type: ignore[arg-type]
+    console = Console(file=io.StringIO(), force_terminal=False, width=100)
+    now = datetime(2026, 11, 26, 10, 2, 5, tzinfo=UTC)
+    console.print(
+        monitor.render(state, connected=False, errors=["too_many_subscriptions: unsubscribe first"], now=now)
+    )
+    screen = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "deploying" in screen
+    assert "reconnecting" in screen
+    assert "layer 2/3" in screen
+    assert "2m 05s" in screen
+    assert "orphan" in screen
+    assert "hello" in screen
+    assert "too_many_subscriptions" in screen
+    assert monitor.describe(parse_message('{"type": "pong"}')) is None
+    assert monitor.describe(parse_message('{"type": "error", "code": "x", "message": "m"}')) == "error x: m"
