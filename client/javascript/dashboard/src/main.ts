@@ -1,0 +1,501 @@
+/**
+ * The dashboard: one deployment's live picture over a CloudWebSocketClient.
+ *
+ * The client delivers each deployment's events once and in seq order, and
+ * resumes with `since` after a reconnect; the model applies them idempotently;
+ * this file only draws the model and the connection state.
+ */
+
+import {
+  type ClientError,
+  CloudWebSocketClient,
+  type ConnectionState,
+  isValidDeploymentId,
+  LOG_LEVELS,
+  type LogLevel,
+} from "../../src/index.js";
+import {
+  addRecentDeployment,
+  enteredSettings,
+  fetchToken,
+  forgetTokenInAddress,
+  readPageParams,
+  recentDeployments,
+  rememberDeploymentInAddress,
+  resolveSettings,
+  type Settings,
+} from "./config.js";
+import { DeploymentModel, formatDuration, type LayerView, type LogLine, type StackView } from "./model.js";
+
+/** Log lines kept on the page (the oldest are dropped beyond this). */
+const MAX_LOG_LINES = 5_000;
+
+const STATE_TEXT: Record<ConnectionState, string> = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  open: "Connected · live",
+  reconnecting: "Reconnecting…",
+  closed: "Disconnected",
+};
+
+const STACK_STATE_TEXT: Record<StackView["state"], string> = { running: "running", deployed: "deployed", failed: "failed" };
+const LAYER_STATE_TEXT: Record<LayerView["state"], string> = {
+  pending: "pending",
+  active: "deploying",
+  done: "done",
+  failed: "failed",
+  skipped: "not deployed",
+};
+
+function element<T extends HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (found === null) {
+    throw new Error(`the page has no #${id}`);
+  }
+  return found as T;
+}
+
+function make<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  className = "",
+  text = "",
+  attributes: Record<string, string> = {},
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (className) {
+    node.className = className;
+  }
+  if (text) {
+    node.textContent = text;
+  }
+  for (const [name, value] of Object.entries(attributes)) {
+    node.setAttribute(name, value);
+  }
+  return node;
+}
+
+function clockTime(timestamp: string | undefined): string {
+  if (timestamp === undefined) {
+    return "";
+  }
+  const date = new Date(timestamp);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString([], { hour12: false });
+}
+
+class Dashboard {
+  #settings: Settings | null = null;
+  #client: CloudWebSocketClient | null = null;
+  #model: DeploymentModel | null = null;
+  #reconnects = 0;
+  #attempt = 0;
+  #renderPending = false;
+  #renderedLogs = 0;
+  readonly #levels = new Set<LogLevel>(LOG_LEVELS);
+
+  readonly #ui = {
+    connection: element<HTMLDivElement>("connection"),
+    connectionText: element<HTMLSpanElement>("connection-text"),
+    watchForm: element<HTMLFormElement>("watch-form"),
+    deploymentInput: element<HTMLInputElement>("deployment-input"),
+    settings: element<HTMLElement>("settings"),
+    settingsToggle: element<HTMLButtonElement>("settings-toggle"),
+    settingsForm: element<HTMLFormElement>("settings-form"),
+    settingsUrl: element<HTMLInputElement>("settings-url"),
+    settingsToken: element<HTMLInputElement>("settings-token"),
+    settingsSource: element<HTMLParagraphElement>("settings-source"),
+    reconnect: element<HTMLButtonElement>("reconnect"),
+    notice: element<HTMLDivElement>("notice"),
+    recent: element<HTMLElement>("recent"),
+    empty: element<HTMLElement>("empty"),
+    deployment: element<HTMLElement>("deployment"),
+    deploymentId: element<HTMLHeadingElement>("deployment-id"),
+    status: element<HTMLDivElement>("deployment-status"),
+    layerText: element<HTMLElement>("layer-text"),
+    stackCounts: element<HTMLElement>("stack-counts"),
+    durationText: element<HTMLElement>("duration-text"),
+    stats: element<HTMLElement>("stats"),
+    error: element<HTMLDivElement>("deployment-error"),
+    progressBar: element<HTMLDivElement>("progress-bar"),
+    layers: element<HTMLOListElement>("layers"),
+    stacks: element<HTMLDivElement>("stacks"),
+    logFilter: element<HTMLDivElement>("log-filter"),
+    log: element<HTMLOListElement>("log"),
+  };
+
+  async start(): Promise<void> {
+    this.#bindControls();
+    this.#renderRecent();
+    this.#renderLogFilter();
+    const params = readPageParams(window.location);
+    forgetTokenInAddress(window.location, window.history);
+    if (params.deployment !== null && isValidDeploymentId(params.deployment)) {
+      this.watch(params.deployment);
+    }
+    const settings = await resolveSettings(params, window.location.href);
+    if (settings === null) {
+      this.#openSettings("Not connected to a stack yet: paste its websocket_url and a token.");
+      return;
+    }
+    this.connect(settings);
+  }
+
+  /** (Re)connects with these settings; the watched deployment is replayed from its start. */
+  connect(settings: Settings): void {
+    const previous = this.#client;
+    this.#settings = settings;
+    this.#ui.settingsUrl.value = settings.url;
+    this.#ui.settingsToken.value = settings.token ?? "";
+    this.#ui.settingsSource.textContent =
+      settings.source === "local-stack"
+        ? "Connected to the local stack (cloud-ws local): a fresh dev token is fetched for every connection."
+        : "Paste a stack's websocket_url and a Cognito token (`cloud-ws token` prints one).";
+    if (previous !== null) {
+      void previous.disconnect();
+    }
+    const client = new CloudWebSocketClient({
+      url: settings.url,
+      token: () => fetchToken(settings),
+    });
+    this.#client = client;
+    this.#reconnects = 0;
+    client.on("state", ({ state }) => {
+      if (client === this.#client) {
+        this.#showConnection(state);
+      }
+    });
+    client.on("reconnecting", ({ attempt }) => {
+      this.#attempt = attempt;
+      this.#showConnection(client.state);
+    });
+    client.on("open", ({ reconnected }) => {
+      if (reconnected) {
+        this.#reconnects += 1;
+      }
+      this.#attempt = 0;
+      this.#showConnection(client.state);
+    });
+    client.on("event", (event) => {
+      if (client === this.#client && this.#model !== null && this.#model.apply(event)) {
+        this.#scheduleRender();
+      }
+    });
+    client.on("gap", (gap) => {
+      if (gap.action === "skipped") {
+        this.#notify(`Some events of ${gap.deployment_id} are no longer stored (after seq ${gap.last}); the picture may be incomplete.`);
+      }
+    });
+    client.on("error", (error) => this.#showError(error));
+    const model = this.#model;
+    if (model !== null) {
+      this.#resetModel(model.deploymentId);
+      this.#subscribe(model.deploymentId);
+    }
+    client.connect().catch((error: unknown) => {
+      this.#notify(`Cannot connect: ${error instanceof Error ? error.message : String(error)}`);
+    });
+  }
+
+  /** Shows a deployment, replaying its history from seq 1 and following it live. */
+  watch(deploymentId: string): void {
+    if (!isValidDeploymentId(deploymentId)) {
+      this.#notify("A deployment id is 1 to 64 letters, digits, '-' or '_'.");
+      return;
+    }
+    if (this.#model?.deploymentId === deploymentId) {
+      return;
+    }
+    const previous = this.#model;
+    if (previous !== null) {
+      this.#client?.unsubscribe(previous.deploymentId);
+    }
+    this.#resetModel(deploymentId);
+    this.#ui.deploymentInput.value = deploymentId;
+    rememberDeploymentInAddress(window.location, window.history, deploymentId);
+    addRecentDeployment(deploymentId);
+    this.#renderRecent();
+    this.#notify(null);
+    this.#subscribe(deploymentId);
+  }
+
+  #resetModel(deploymentId: string): void {
+    this.#model = new DeploymentModel(deploymentId);
+    this.#renderedLogs = 0;
+    this.#ui.log.replaceChildren();
+    this.#render();
+  }
+
+  #subscribe(deploymentId: string): void {
+    this.#client?.subscribe(deploymentId, { since: 0 }).catch((error: unknown) => {
+      this.#notify(`Cannot watch ${deploymentId}: ${error instanceof Error ? error.message : String(error)}`);
+    });
+  }
+
+  // -- controls --------------------------------------------------------------------------------
+
+  #bindControls(): void {
+    const ui = this.#ui;
+    ui.watchForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.watch(ui.deploymentInput.value.trim());
+    });
+    ui.settingsToggle.addEventListener("click", () => {
+      if (ui.settings.hidden) {
+        this.#openSettings(null);
+      } else {
+        ui.settings.hidden = true;
+        ui.settingsToggle.setAttribute("aria-expanded", "false");
+      }
+    });
+    ui.settingsForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const url = ui.settingsUrl.value.trim();
+      if (!/^wss?:\/\//.test(url)) {
+        this.#notify("The WebSocket URL starts with wss:// (or ws:// locally).");
+        return;
+      }
+      const token = ui.settingsToken.value.trim();
+      const current = this.#settings;
+      const next =
+        current !== null && current.source === "local-stack" && current.url === url && token === ""
+          ? current
+          : enteredSettings(url, token);
+      ui.settings.hidden = true;
+      ui.settingsToggle.setAttribute("aria-expanded", "false");
+      this.#notify(null);
+      this.connect(next);
+    });
+    ui.reconnect.addEventListener("click", () => this.#client?.reconnect());
+  }
+
+  #openSettings(message: string | null): void {
+    this.#ui.settings.hidden = false;
+    this.#ui.settingsToggle.setAttribute("aria-expanded", "true");
+    if (message !== null) {
+      this.#notify(message);
+    }
+  }
+
+  #notify(message: string | null): void {
+    this.#ui.notice.hidden = message === null;
+    this.#ui.notice.textContent = message ?? "";
+  }
+
+  #showError(error: ClientError): void {
+    if (error.kind === "server") {
+      const about = error.deployment_id === undefined ? "" : ` (${error.deployment_id})`;
+      this.#notify(`Server: ${error.message.message}${about}`);
+    } else if (error.kind === "handler") {
+      console.error("dashboard handler failed", error.error);
+    }
+    // Transport errors show as the connection state; the client retries on its own.
+  }
+
+  #showConnection(state: ConnectionState): void {
+    const ui = this.#ui;
+    ui.connection.dataset["state"] = state;
+    ui.connection.dataset["reconnects"] = String(this.#reconnects);
+    let text = STATE_TEXT[state];
+    if (state === "reconnecting" && this.#attempt > 1) {
+      text = `Reconnecting… (attempt ${this.#attempt})`;
+    }
+    if (state === "open" && this.#reconnects > 0) {
+      text += ` · resumed ${this.#reconnects}×`;
+    }
+    ui.connectionText.textContent = text;
+    ui.connection.title =
+      state === "reconnecting" && this.#attempt > 3 ? "Still trying. Check the URL and token (Connection…)." : "";
+  }
+
+  // -- rendering -------------------------------------------------------------------------------
+
+  #scheduleRender(): void {
+    if (this.#renderPending) {
+      return;
+    }
+    this.#renderPending = true;
+    // A frame's worth of events is drawn at once (a replay can bring hundreds).
+    setTimeout(() => {
+      this.#renderPending = false;
+      this.#render();
+    }, 16);
+  }
+
+  #render(): void {
+    const model = this.#model;
+    const ui = this.#ui;
+    ui.empty.hidden = model !== null;
+    ui.deployment.hidden = model === null;
+    if (model === null) {
+      return;
+    }
+    ui.deploymentId.textContent = model.deploymentId;
+    ui.status.dataset["status"] = model.status ?? "unknown";
+    ui.status.textContent = model.status ?? (model.eventCount === 0 ? "waiting for events" : "unknown");
+
+    const layers = model.layers;
+    ui.layerText.textContent =
+      model.totalLayers !== undefined ? `${Math.max(model.currentLayer ?? 0, 0)} of ${model.totalLayers}` : layers.length > 0 ? `${layers.length}` : "–";
+    const counts = [`${model.count("deployed")} deployed`];
+    if (model.count("running") > 0) {
+      counts.push(`${model.count("running")} running`);
+    }
+    if (model.count("failed") > 0) {
+      counts.push(`${model.count("failed")} failed`);
+    }
+    ui.stackCounts.textContent = model.stacks.size > 0 ? counts.join(" · ") : "–";
+    ui.durationText.textContent = this.#durationText(model);
+    ui.stats.textContent = `${model.eventCount} (seq ${model.lastSeq})`;
+    ui.stats.dataset["lastSeq"] = String(model.lastSeq);
+    ui.stats.dataset["events"] = String(model.eventCount);
+
+    const showError = (model.status === "failed" || model.status === "cancelled") && model.error !== undefined;
+    ui.error.hidden = !showError;
+    ui.error.textContent = showError ? `Deployment ${model.status}: ${model.error ?? ""}` : "";
+
+    const percent = Math.round(model.progress * 100);
+    ui.progressBar.setAttribute("aria-valuenow", String(percent));
+    ui.progressBar.dataset["status"] = model.status ?? "unknown";
+    const fill = ui.progressBar.firstElementChild;
+    if (fill instanceof HTMLElement) {
+      fill.style.width = `${percent}%`;
+    }
+    ui.layers.replaceChildren(
+      ...layers.map((layer) => {
+        const item = make("li", `layer layer-${layer.state}`, "", { "data-layer": String(layer.number), "data-state": layer.state });
+        item.append(make("span", "layer-name", `Layer ${layer.number}`), make("span", "layer-state", LAYER_STATE_TEXT[layer.state]));
+        return item;
+      }),
+    );
+
+    this.#renderStacks(model.layers, model.unlayeredStacks);
+    this.#renderLogs(model.logs);
+  }
+
+  #durationText(model: DeploymentModel): string {
+    if (model.durationSeconds !== undefined) {
+      return formatDuration(model.durationSeconds);
+    }
+    if (model.startedAt !== undefined && model.lastTimestamp !== undefined) {
+      const seconds = (Date.parse(model.lastTimestamp) - Date.parse(model.startedAt)) / 1000;
+      return Number.isFinite(seconds) ? `${formatDuration(seconds)} so far` : "–";
+    }
+    return "–";
+  }
+
+  #renderStacks(layers: LayerView[], unlayered: StackView[]): void {
+    const groups: { title: string; stacks: StackView[] }[] = layers
+      .filter((layer) => layer.stacks.length > 0)
+      .map((layer) => ({ title: `Layer ${layer.number}`, stacks: layer.stacks }));
+    if (unlayered.length > 0) {
+      groups.push({ title: groups.length > 0 ? "Other stacks" : "", stacks: unlayered });
+    }
+    if (groups.length === 0) {
+      this.#ui.stacks.replaceChildren(make("p", "muted", "No stack has started yet."));
+      return;
+    }
+    this.#ui.stacks.replaceChildren(
+      ...groups.map((group) => {
+        const section = make("section", "stack-group");
+        if (group.title) {
+          section.append(make("h3", "", group.title));
+        }
+        const grid = make("div", "stack-grid");
+        grid.append(...group.stacks.map((stack) => this.#stackCard(stack)));
+        section.append(grid);
+        return section;
+      }),
+    );
+  }
+
+  #stackCard(stack: StackView): HTMLElement {
+    const card = make("article", `stack stack-${stack.state}`, "", { "data-stack": stack.name, "data-state": stack.state });
+    const head = make("div", "stack-head");
+    head.append(make("span", "stack-name", stack.name), make("span", `badge badge-${stack.state}`, STACK_STATE_TEXT[stack.state]));
+    const meta = make("div", "stack-meta");
+    const duration = stack.state === "running" ? "" : formatDuration(stack.durationSeconds);
+    meta.append(make("span", "duration", duration, { "data-seconds": String(stack.durationSeconds ?? "") }));
+    let resources = "";
+    if (stack.state === "deployed" && stack.resourceCount !== undefined) {
+      resources = `${stack.resourceCount} resources`;
+    } else if (stack.resourcesDone !== undefined) {
+      resources = `${stack.resourcesDone} resources done`;
+    }
+    meta.append(make("span", "resources", resources, { "data-count": String(stack.resourceCount ?? "") }));
+    if (stack.environment !== undefined) {
+      meta.append(make("span", "environment", stack.environment));
+    }
+    card.append(head, meta);
+    if (stack.state === "failed") {
+      card.append(make("p", "stack-error", stack.error ?? "failed"));
+    }
+    return card;
+  }
+
+  #renderLogs(lines: readonly LogLine[]): void {
+    const log = this.#ui.log;
+    if (this.#renderedLogs === lines.length) {
+      return;
+    }
+    const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    const fresh = lines.slice(this.#renderedLogs);
+    this.#renderedLogs = lines.length;
+    log.append(
+      ...fresh.map((line) => {
+        const item = make("li", "log-line", "", { "data-level": line.level, "data-seq": String(line.seq) });
+        item.append(make("time", "log-time", clockTime(line.timestamp)), make("span", `level level-${line.level}`, line.level));
+        if (line.stackName !== undefined) {
+          item.append(make("span", "log-stack", line.stackName));
+        }
+        item.append(make("span", "log-message", line.message));
+        return item;
+      }),
+    );
+    while (log.childElementCount > MAX_LOG_LINES) {
+      log.firstElementChild?.remove();
+    }
+    this.#renderLogFilter();
+    if (nearBottom) {
+      log.scrollTop = log.scrollHeight;
+    }
+  }
+
+  #renderLogFilter(): void {
+    const counts = new Map<LogLevel, number>();
+    for (const line of this.#model?.logs ?? []) {
+      counts.set(line.level, (counts.get(line.level) ?? 0) + 1);
+    }
+    this.#ui.logFilter.replaceChildren(
+      ...LOG_LEVELS.map((level) => {
+        const button = make("button", `chip level-${level}`, `${level} ${counts.get(level) ?? 0}`, {
+          type: "button",
+          "data-level": level,
+          "aria-pressed": String(this.#levels.has(level)),
+        });
+        button.addEventListener("click", () => {
+          if (this.#levels.has(level)) {
+            this.#levels.delete(level);
+          } else {
+            this.#levels.add(level);
+          }
+          this.#ui.log.classList.toggle(`hide-${level}`, !this.#levels.has(level));
+          this.#renderLogFilter();
+        });
+        return button;
+      }),
+    );
+  }
+
+  #renderRecent(): void {
+    const recent = recentDeployments();
+    this.#ui.recent.replaceChildren(
+      ...(recent.length > 0 ? [make("span", "muted", "Recent:")] : []),
+      ...recent.map((id) => {
+        const button = make("button", "chip", id, { type: "button" });
+        button.addEventListener("click", () => this.watch(id));
+        return button;
+      }),
+    );
+  }
+}
+
+void new Dashboard().start();

@@ -1,0 +1,280 @@
+/**
+ * The dashboard in a real (headless Debian) Chromium, served by a real
+ * `cloud-ws local`, watching `cloud-ws demo`: every stack's final state and
+ * the failure are shown; a server-side close mid-demo is survived with the
+ * full, correct picture; and the static page works against a stack it is only
+ * given the URL and a token of (the cloud case).
+ */
+
+import assert from "node:assert/strict";
+import { createReadStream, existsSync, mkdirSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { dirname, extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import type { Browser, Page, Route } from "playwright-core";
+import WebSocket from "ws";
+
+import { DeploymentModel, formatDuration } from "../dashboard/src/model.js";
+import { type AnyDeploymentEvent, CloudWebSocketClient, isEventOf } from "../src/index.js";
+import { browserMissing, launchBrowser } from "./support/browser.js";
+import { deploymentId, gate, LocalStack, waitFor } from "./support/stack.js";
+
+const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const DIST = join(PACKAGE_ROOT, "dashboard", "dist");
+const ARTIFACTS = join(PACKAGE_ROOT, "artifacts");
+
+/** What `cloud-ws demo` plays (plugin side: cloud_ws/commands/demo.py): layer → stack → resources. */
+const DEMO_LAYERS: Record<string, number>[] = [
+  { vpc: 15, dns: 6, "transit-gateway": 5 },
+  { "iam-roles": 22, "kms-keys": 4, "security-groups": 12 },
+  { "database-rds": 9, "cache-redis": 5, "object-storage": 8 },
+  { "api-service": 18, "worker-service": 11, "frontend-cdn": 7 },
+];
+const FAILING_STACK = "database-rds";
+const FAILURE = "InvalidSubnet: Subnet not found: subnet-0b7d41";
+
+const missing = browserMissing();
+let stack: LocalStack;
+let browser: Browser;
+
+before(async () => {
+  if (missing !== null) {
+    return;
+  }
+  assert.ok(existsSync(join(DIST, "index.html")), "build the dashboard first (npm run build)");
+  mkdirSync(ARTIFACTS, { recursive: true });
+  [stack, browser] = await Promise.all([LocalStack.start(), launchBrowser()]);
+});
+
+after(async () => {
+  if (missing !== null) {
+    return;
+  }
+  await browser?.close();
+  const code = await stack?.stop();
+  assert.equal(code, 0, `cloud-ws local exited with ${code}`);
+});
+
+/** Errors the page reported, per page (checked before each page closes). */
+const problems = new WeakMap<Page, string[]>();
+
+async function newPage(): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const seen: string[] = [];
+  problems.set(page, seen);
+  page.on("pageerror", (error) => seen.push(error.message));
+  page.on("console", (message) => {
+    const expected =
+      message.text().includes("WebSocket") || // a refused or dropped socket, which the client handles
+      message.location().url.includes("/_cloud-ws/outputs"); // static hosting: no local helper endpoint
+    if (message.type() === "error" && !expected) {
+      seen.push(`${message.text()} (${message.location().url})`);
+    }
+  });
+  return page;
+}
+
+async function closePage(page: Page): Promise<void> {
+  assert.deepEqual(problems.get(page), [], "the page reported errors");
+  await page.close();
+}
+
+async function attribute(page: Page, selector: string, name: string): Promise<string | null> {
+  return page.locator(selector).getAttribute(name);
+}
+
+async function seqShown(page: Page): Promise<number> {
+  return Number((await attribute(page, "#stats", "data-last-seq")) ?? "0");
+}
+
+/** An observer on the same deployment, from seq 1: the ground truth the page must match. */
+async function observe(deployment: string): Promise<{ client: CloudWebSocketClient; events: AnyDeploymentEvent[] }> {
+  const client = new CloudWebSocketClient({ url: stack.outputs.websocket_url, token: () => stack.token(), WebSocket });
+  const events: AnyDeploymentEvent[] = [];
+  client.on("event", (event) => events.push(event));
+  await client.connect();
+  await client.subscribe(deployment, { since: 0 });
+  return { client, events };
+}
+
+describe("dashboard in Chromium", { skip: missing ?? false }, () => {
+  test("shows the demo's final picture, across a server-side close mid-demo", async () => {
+    const deployment = deploymentId("demo");
+    const page = await newPage();
+
+    // Every connection attempt fetches a fresh token; the test can hold one back.
+    let tokenRequests = 0;
+    let hold: ReturnType<typeof gate> | undefined;
+    await page.route("**/_cloud-ws/token*", async (route: Route) => {
+      tokenRequests += 1;
+      await hold?.promise;
+      await route.continue();
+    });
+
+    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await page.locator('#connection[data-state="open"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator("#deployment-id").textContent(), deployment);
+    const listed = await stack.connections();
+    assert.equal(listed.length, 1, "only the page is connected");
+    const pageConnection = listed[0]?.connectionId ?? "";
+    const observer = await observe(deployment);
+
+    // Given the demo is running and the page has drawn part of it,
+    const demo = stack.demo(deployment, 5);
+    await waitFor(async () => (await seqShown(page)) >= 15 && (await page.locator('.stack[data-state="deployed"]').count()) >= 1, {
+      timeout: 60_000,
+      what: "the page to show the demo under way",
+    });
+
+    // when the server closes the page's socket and holds it away while events go on,
+    hold = gate();
+    const seqAtClose = await seqShown(page);
+    await stack.closeConnection(pageConnection, 1011);
+    await page.locator('#connection[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
+    assert.match((await page.locator("#connection-text").textContent()) ?? "", /Reconnecting/);
+    await waitFor(() => (observer.events.at(-1)?.seq ?? 0) >= seqAtClose + 15, {
+      timeout: 60_000,
+      what: "15 events to be broadcast while the page is away",
+    });
+    assert.ok((await seqShown(page)) < seqAtClose + 15, "the page missed them live");
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-reconnecting.png"), fullPage: true });
+
+    // and the page is let back in,
+    hold.open();
+    hold = undefined;
+    await page.locator('#connection[data-state="open"][data-reconnects="1"]').waitFor({ timeout: 15_000 });
+
+    // then, once the demo is over, the page shows exactly what the full history says.
+    const { code, output } = await demo.done;
+    assert.equal(code, 0, output);
+    await waitFor(
+      () => observer.events.some((e) => isEventOf(e, "deployment.status") && e.data.status === "failed"),
+      { timeout: 60_000, what: "the observer to see the end of the deployment" },
+    );
+    const finalSeq = observer.events.at(-1)?.seq ?? 0;
+    await waitFor(async () => (await seqShown(page)) === finalSeq, { timeout: 30_000, what: `the page to reach seq ${finalSeq}` });
+    await observer.client.disconnect();
+    assert.equal(await attribute(page, "#stats", "data-events"), String(finalSeq), "every event once: none lost, none twice");
+    assert.ok(tokenRequests >= 2, `a fresh token per connection (${tokenRequests} requests)`);
+
+    const truth = new DeploymentModel(deployment);
+    observer.events.forEach((event) => truth.apply(event));
+
+    assert.equal(await attribute(page, "#deployment-status", "data-status"), "failed");
+    assert.match((await page.locator("#deployment-error").textContent()) ?? "", new RegExp(`stack ${FAILING_STACK} failed in layer 3`));
+    assert.deepEqual(
+      await page.locator("#layers .layer").evaluateAll((items) => items.map((item) => item.getAttribute("data-state"))),
+      ["done", "done", "failed", "skipped"],
+    );
+
+    const cards = await page.locator(".stack").evaluateAll((items) =>
+      items.map((item) => ({
+        name: item.getAttribute("data-stack"),
+        state: item.getAttribute("data-state"),
+        duration: item.querySelector(".duration")?.textContent ?? "",
+        resources: item.querySelector(".resources")?.textContent ?? "",
+        error: item.querySelector(".stack-error")?.textContent ?? null,
+      })),
+    );
+    const expectedNames = DEMO_LAYERS.slice(0, 3).flatMap((layer) => Object.keys(layer));
+    assert.deepEqual(cards.map((c) => c.name).sort(), [...expectedNames].sort(), "layers 1-3 shown, layer 4 never started");
+    for (const card of cards) {
+      const name = card.name ?? "";
+      const known = truth.stacks.get(name);
+      assert.ok(known !== undefined, name);
+      assert.equal(card.duration, formatDuration(known.durationSeconds), `${name} duration`);
+      if (name === FAILING_STACK) {
+        assert.equal(card.state, "failed");
+        assert.ok(card.error?.includes(FAILURE), `${name} shows its error: ${card.error}`);
+      } else {
+        const resources = DEMO_LAYERS.find((layer) => name in layer)?.[name];
+        assert.equal(card.state, "deployed", name);
+        assert.equal(card.resources, `${resources} resources`, `${name} resources`);
+        assert.equal(card.error, null);
+      }
+    }
+
+    // The log pane holds every log line once, and its level filter works.
+    const logLines = truth.logs.length;
+    assert.equal(await page.locator("#log .log-line").count(), logLines);
+    assert.equal(await page.locator('#log .log-line[data-level="warning"]').count(), 1);
+    await page.locator('#log-filter [data-level="info"]').click();
+    assert.equal(await page.locator("#log .log-line:visible").count(), logLines - truth.logs.filter((l) => l.level === "info").length);
+    assert.ok(await page.locator('#log .log-line[data-level="error"]').first().isVisible());
+    await page.locator('#log-filter [data-level="info"]').click();
+    assert.equal(await page.locator("#log .log-line:visible").count(), logLines);
+
+    await page.locator("#log .log-line").last().scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-final.png"), fullPage: true });
+    await closePage(page);
+  });
+
+  test("as static files against a stack it only has the URL and a token of", async () => {
+    // Served from another origin, the page finds no local helper endpoints.
+    const server = await serveStatic(DIST);
+    const address = server.address() as AddressInfo;
+    const origin = `http://127.0.0.1:${address.port}`;
+    const deployment = deploymentId("static");
+    try {
+      const page = await newPage();
+      await page.goto(`${origin}/index.html`);
+      await page.locator("#settings-url").waitFor({ state: "visible" });
+      assert.match((await page.locator("#notice").textContent()) ?? "", /paste its websocket_url and a token/);
+
+      // The user pastes the URL and a token, then picks a deployment.
+      await page.locator("#settings-url").fill(stack.outputs.websocket_url);
+      await page.locator("#settings-token").fill(await stack.token());
+      await page.locator("#settings-form button[type=submit]").click();
+      await page.locator('#connection[data-state="open"]').waitFor({ timeout: 15_000 });
+      await page.locator("#deployment-input").fill(deployment);
+      await page.locator("#watch-form button[type=submit]").click();
+      await waitFor(async () => (await stack.connections()).length >= 1, { what: "the page's connection" });
+      await stack.putEvents(deployment, [
+        { type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 1 } },
+        { type: "stack.started", data: { stack_name: "vpc", layer: 1, environment: "prod" } },
+      ]);
+      await page.locator('.stack[data-stack="vpc"][data-state="running"]').waitFor({ timeout: 15_000 });
+      assert.match(page.url(), new RegExp(`deployment=${deployment}`));
+      await closePage(page);
+
+      // A link carrying everything in its hash works too, and the token leaves the address bar.
+      const linked = await newPage();
+      const hash = new URLSearchParams({ url: stack.outputs.websocket_url, token: await stack.token(), deployment });
+      await linked.goto(`${origin}/index.html#${hash.toString()}`);
+      await linked.locator('.stack[data-stack="vpc"][data-state="running"]').waitFor({ timeout: 15_000 });
+      assert.equal(await attribute(linked, "#stats", "data-events"), "2");
+      assert.doesNotMatch(linked.url(), /token=/);
+      await stack.putEvents(deployment, [{ type: "stack.deployed", data: { stack_name: "vpc", layer: 1, resource_count: 15, duration_seconds: 65 } }]);
+      await linked.locator('.stack[data-stack="vpc"][data-state="deployed"] .resources:text("15 resources")').waitFor({ timeout: 15_000 });
+      assert.equal(await linked.locator('.stack[data-stack="vpc"] .duration').textContent(), "1m 05s");
+      await closePage(linked);
+    } finally {
+      await new Promise<void>((done) => server.close(() => done()));
+    }
+  });
+});
+
+const TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".map": "application/json",
+};
+
+/** A plain static file server, as any bucket or CDN would be. */
+async function serveStatic(root: string): Promise<Server> {
+  const server = createServer((request, response) => {
+    const path = normalize(decodeURIComponent(new URL(request.url ?? "/", "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
+    const file = join(root, path === "/" ? "index.html" : path);
+    if (!file.startsWith(root) || !existsSync(file)) {
+      response.writeHead(404).end("not found");
+      return;
+    }
+    response.writeHead(200, { "Content-Type": TYPES[extname(file)] ?? "application/octet-stream" });
+    createReadStream(file).pipe(response);
+  });
+  await new Promise<void>((ready) => server.listen(0, "127.0.0.1", () => ready()));
+  return server;
+}
