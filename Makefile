@@ -7,7 +7,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JS_DIR := client/javascript
 
-.PHONY: run test lint pytest js-test bench clean
+.PHONY: run test lint pytest js-build js-test dashboard bench clean
+
+# The TypeScript client and the dashboard (client/javascript): npm ci on first use
+# or when the lockfile changes, a rebuild when a source changes.
+JS_INSTALLED := $(JS_DIR)/node_modules/.installed
+JS_BUILT     := $(JS_DIR)/dashboard/dist/index.html
+JS_SOURCES   := $(wildcard $(JS_DIR)/src/*.ts $(JS_DIR)/dashboard/src/* $(JS_DIR)/scripts/*.mjs \
+                  $(JS_DIR)/tsconfig*.json $(JS_DIR)/dashboard/tsconfig.json)
 
 $(STAMP): pyproject.toml client/python/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,7 +22,25 @@ $(STAMP): pyproject.toml client/python/pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e client/python -e '.[dev]'
 	touch $@
 
-run: $(STAMP)
+$(JS_INSTALLED): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
+	touch $@
+
+$(JS_BUILT): $(JS_INSTALLED) $(JS_SOURCES)
+	cd $(JS_DIR) && npm run --silent build
+
+js-build: $(JS_BUILT)
+
+# `make run` serves the dashboard when it can be built, and the API alone (with a warning) when not.
+dashboard:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory js-build || \
+		echo "warning: the dashboard build failed; cloud-ws local serves the API without it" >&2; \
+	else \
+		echo "warning: npm not found; cloud-ws local serves the API without the dashboard (install Node.js 20+ and npm)" >&2; \
+	fi
+
+run: $(STAMP) dashboard
 	$(BIN)/cloud-ws local
 
 lint: $(STAMP)
@@ -28,10 +53,14 @@ pytest: $(STAMP)
 	$(BIN)/coverage erase
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-test: lint pytest
+js-test: $(STAMP) $(JS_BUILT)
+	cd $(JS_DIR) && npm test
+
+test: lint pytest js-test
 
 bench: $(STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(JS_DIR)/node_modules $(JS_DIR)/dist $(JS_DIR)/build $(JS_DIR)/dashboard/dist
