@@ -259,7 +259,7 @@ class LiveView:
         """Start drawing, and redrawing every tick for the elapsed times."""
         self._state = state
         self._live.start()
-        self._live.update(render(state, self.client.connected, self._errors), refresh=True)
+        self._live.update(self._render(state), refresh=True)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     def show(self, message: Message, state: DeploymentState) -> None:
@@ -268,7 +268,7 @@ class LiveView:
 
         if isinstance(message, ErrorMessage):
             self._errors = [*self._errors[-2:], f"{message.code}: {message.message}"]
-        self._live.update(render(state, self.client.connected, self._errors), refresh=True)
+        self._live.update(self._render(state), refresh=True)
 
     def stop(self, state: DeploymentState) -> None:
         """Draw the final picture and leave it on the screen."""
@@ -276,13 +276,16 @@ class LiveView:
             self._ticker.cancel()
             self._ticker = None
         if self._live.is_started:
-            self._live.update(render(state, self.client.connected, self._errors), refresh=True)
+            self._live.update(self._render(state), refresh=True)
             self._live.stop()
+
+    def _render(self, state: DeploymentState) -> RenderableType:
+        return render(state, self.client.state, self._errors)
 
     async def _tick(self) -> None:
         while self._state is not None:
             await asyncio.sleep(TICK_SECONDS)
-            self._live.update(render(self._state, self.client.connected, self._errors), refresh=True)
+            self._live.update(self._render(self._state), refresh=True)
 
 
 #: Colour of each status, in the live view.
@@ -294,13 +297,21 @@ STYLES = {
     "failed": "bold red",
     "cancelled": "magenta",
 }
+#: How the connection state reads in the live view's header.
+LINK_LABELS = {
+    "connected": ("live", "green"),
+    "idle": ("connecting…", "yellow"),
+    "reconnecting": ("reconnecting…", "yellow"),
+    "waiting": ("offline, retrying soon…", "yellow"),
+    "closed": ("closed", "dim"),
+}
 LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "red", "critical": "bold red"}
 
 
 def render(
-    state: DeploymentState, connected: bool, errors: list[str] | None = None, now: datetime | None = None
+    state: DeploymentState, link: str, errors: list[str] | None = None, now: datetime | None = None
 ) -> RenderableType:
-    """The live view of ``state`` as a rich renderable."""
+    """The live view of ``state`` as a rich renderable; ``link`` is the client's connection state."""
     from rich.console import Group  # noqa: PLC0415
     from rich.progress_bar import ProgressBar  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
@@ -314,7 +325,7 @@ def render(
         "  ",
         (status, STYLES.get(status, "")),
         "  ",
-        ("live" if connected else "reconnecting…", "green" if connected else "yellow"),
+        LINK_LABELS.get(link, (link, "")),
     )
     total = state.total_layers or 0
     progress = Table.grid(padding=(0, 1))

@@ -149,6 +149,11 @@ async def fan_out_done(stack: LocalStackProcess, deployment_id: str, event_id: s
     return bool(item and item.get("sent", {}).get("BOOL"))
 
 
+async def next_message(stream: AsyncIterator[Message]) -> Message:
+    """The next message of a ``messages()`` iterator, or fail after PATIENCE."""
+    return await asyncio.wait_for(anext(stream), PATIENCE)
+
+
 class Inbox:
     """Everything a client delivered, through a catch-all handler."""
 

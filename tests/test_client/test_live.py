@@ -30,6 +30,7 @@ from tests.test_client.conftest import (
     eventually_async,
     fan_out_done,
     new_connection,
+    next_message,
     options,
     put_events,
 )
@@ -61,7 +62,7 @@ async def test_connect_subscribe_receive_typed_messages(stack: LocalStackProcess
             ("widget.spun", {"rpm": 3}),
         ]:
             await asyncio.to_thread(stack.put_event, dep, type_, data)
-        received = [await anext(stream) for _ in range(5)]
+        received = [await next_message(stream) for _ in range(5)]
         assert client.connected
         await client.unsubscribe(dep)
         await eventually(lambda: bool(inbox.of_type("unsubscribed")), "the unsubscription ack")

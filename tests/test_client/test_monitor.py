@@ -8,6 +8,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,25 @@ def test_plain_lines_until_complete_exit_0(stack: LocalStackProcess) -> None:
         "#7 deployment succeeded",
     ):
         assert expected in body
+
+
+def test_example_script_follows_a_deployment(stack: LocalStackProcess) -> None:
+    """client/python/examples/monitor.py works against the local stack as documented."""
+    dep = deployment()
+    put_success(stack, dep)
+    example = ROOT / "client" / "python" / "examples" / "monitor.py"
+    process = subprocess.Popen(
+        [sys.executable, str(example), dep, "--outputs", str(stack.outputs_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert out.splitlines()[0] == "#1 deployment deploying (layer 1/1)"
+    assert "#5 stack network deployed 4 resources" in out
+    assert out.splitlines()[-1] == "#7 deployment succeeded"
 
 
 @pytest.mark.parametrize(
@@ -263,11 +283,11 @@ def test_render_of_a_deployment_in_progress() -> None:
     console = Console(file=io.StringIO(), force_terminal=False, width=100)
     now = datetime(2026, 11, 26, 10, 2, 5, tzinfo=UTC)
     console.print(
-        monitor.render(state, connected=False, errors=["too_many_subscriptions: unsubscribe first"], now=now)
+        monitor.render(state, "waiting", errors=["too_many_subscriptions: unsubscribe first"], now=now)
     )
     screen = console.file.getvalue()  # type: ignore[attr-defined]
     assert "deploying" in screen
-    assert "reconnecting" in screen
+    assert "offline, retrying soon" in screen
     assert "layer 2/3" in screen
     assert "2m 05s" in screen
     assert "orphan" in screen

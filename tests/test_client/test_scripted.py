@@ -19,7 +19,7 @@ from cloud_ws_client import (
     Message,
 )
 from cloud_ws_client.client import _wait as wait_for_event
-from tests.test_client.conftest import UNIT, Inbox, eventually, options
+from tests.test_client.conftest import UNIT, Inbox, eventually, next_message, options
 from tests.test_client.fakes import Gateway
 
 
@@ -221,7 +221,7 @@ async def test_events_before_any_consumer_are_kept(gateway: Gateway) -> None:
         await eventually(lambda: client.position("D1") == 1, "seq 1 received")
         logging.getLogger("test").info("consumer attaches late")
         stream = client.messages()
-        ack, first = await anext(stream), await anext(stream)
+        ack, first = await next_message(stream), await next_message(stream)
         assert ack.type == "subscribed"
         assert isinstance(first, Event)
         assert first.seq == 1
