@@ -5,8 +5,10 @@ frames out of order)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
+import time
 
 import pytest
 
@@ -245,3 +247,36 @@ async def test_supervisor_wait_never_swallows_a_cancellation(turns: int) -> None
             await waiter
     else:
         await waiter  # it had already returned
+
+
+def expiring_token() -> str:
+    """A JWT-shaped token whose exp is inside the refresh margin (the fake server does not verify)."""
+    payload = base64.urlsafe_b64encode(json.dumps({"exp": time.time() + 30}).encode()).decode().rstrip("=")
+    return f"e30.{payload}.c2ln"
+
+
+async def test_provider_tokens_are_replaced_before_they_expire(gateway: Gateway) -> None:
+    """A provider's token close to exp: the connection is replaced (make before break) with a fresh one."""
+    tokens: list[str] = []
+
+    def provider() -> str:
+        tokens.append(expiring_token())
+        return tokens[-1]
+
+    client = CloudWebSocketClient(gateway.url, provider, options=options(min_uptime=UNIT))
+    async with client:
+        await eventually(lambda: client.stats.rotations >= 1, "a replacement before expiry")
+    assert len(tokens) >= 2
+    assert client.stats.reconnects == 0
+
+
+async def test_a_fixed_token_is_not_replaced_for_its_expiry(gateway: Gateway) -> None:
+    """A fixed token cannot be refreshed, so its expiry does not trigger a futile replacement."""
+    client = CloudWebSocketClient(
+        gateway.url, expiring_token(), options=options(min_uptime=UNIT, ping_interval=UNIT)
+    )
+    async with client:
+        # Three keep-alive rounds take longer than the replacement would have waited (UNIT).
+        await eventually(lambda: client.stats.pongs >= 3, "three pongs")
+        assert client.stats.rotations == 0
+    assert gateway.handshakes == 1

@@ -404,7 +404,10 @@ class CloudWebSocketClient:
         )
         now, now_wall = asyncio.get_running_loop().time(), time.time()
         options = self.options
-        exp = token_expiry(token)
+        # Replacing a connection before its token expires only helps when a
+        # provider can hand out a fresh one; a fixed token would be refused on
+        # the replacement while the connection it has keeps working.
+        exp = token_expiry(token) if callable(self._token) else None
         if exp is not None and exp - options.token_refresh_margin - now_wall < options.min_uptime:
             log.warning(
                 "cloud-ws: the token expires in %.0f s; the provider should return fresh ones", exp - now_wall
