@@ -280,3 +280,13 @@ async def test_a_fixed_token_is_not_replaced_for_its_expiry(gateway: Gateway) ->
         await eventually(lambda: client.stats.pongs >= 3, "three pongs")
         assert client.stats.rotations == 0
     assert gateway.handshakes == 1
+
+
+async def test_concurrent_connects_and_disconnects(gateway: Gateway) -> None:
+    """Two connect() calls at once open one connection; two disconnect() calls both wait for the end."""
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    await asyncio.gather(client.connect(), client.connect())
+    assert gateway.handshakes == 1
+    await asyncio.gather(client.disconnect(), client.disconnect())
+    assert client.state == "closed"
+    await eventually(lambda: gateway.closed == [1], "the server to see the close")

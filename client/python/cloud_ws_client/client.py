@@ -206,6 +206,8 @@ class CloudWebSocketClient:
         self._dispatcher: asyncio.Task[None] | None = None
         self._delays: Iterator[float] | None = None
         self._closing = False
+        self._finished = asyncio.Event()
+        self._connect_lock = asyncio.Lock()
         self._failure: BaseException | None = None
         self._phase: ConnectionState = "idle"
 
@@ -282,24 +284,25 @@ class CloudWebSocketClient:
             ConnectError: The endpoint could not be reached or refused the handshake.
             CloudWsError: The client was already closed.
         """
-        if self._closing:
-            raise CloudWsError("this client is closed; create a new one")
-        if self._active is not None:
-            return
-        try:
-            link = await self._open_link()
-        except Exception as exc:
-            decision = process_exception(exc)
-            if decision is None:
-                raise ConnectError(f"cannot connect to {self.url}: {_describe(exc)}") from exc
-            if decision is exc:
-                raise
-            raise decision from exc
-        await self._install(link)
-        self._active = link
-        self._phase = "connected"
-        self._supervisor = asyncio.create_task(self._supervise(), name="cloud-ws supervisor")
-        self._dispatcher = asyncio.create_task(self._dispatch(), name="cloud-ws dispatcher")
+        async with self._connect_lock:  # two concurrent calls open one connection
+            if self._closing:
+                raise CloudWsError("this client is closed; create a new one")
+            if self._active is not None:
+                return
+            try:
+                link = await self._open_link()
+            except Exception as exc:
+                decision = process_exception(exc)
+                if decision is None:
+                    raise ConnectError(f"cannot connect to {self.url}: {_describe(exc)}") from exc
+                if decision is exc:
+                    raise
+                raise decision from exc
+            await self._install(link)
+            self._active = link
+            self._phase = "connected"
+            self._supervisor = asyncio.create_task(self._supervise(), name="cloud-ws supervisor")
+            self._dispatcher = asyncio.create_task(self._dispatch(), name="cloud-ws dispatcher")
 
     async def subscribe(self, deployment_id: str, since: int | None = None) -> None:
         """Watch a deployment; sent now if connected, else on :meth:`connect`.
@@ -669,6 +672,10 @@ class CloudWebSocketClient:
 
     async def _finish(self, failure: BaseException | None) -> None:
         if self._closing:
+            # Already stopping (on an error, or another disconnect()): wait until it
+            # is done, unless this is the supervisor, which the stopping waits for.
+            if asyncio.current_task() is not self._supervisor:
+                await self._finished.wait()
             return
         self._closing = True
         self._failure = failure
@@ -688,6 +695,7 @@ class CloudWebSocketClient:
                 queue.put_nowait(None)
         else:
             self._consuming.set()  # let the dispatcher drain what is left and stop
+        self._finished.set()
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:
