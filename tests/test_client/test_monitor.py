@@ -19,7 +19,7 @@ from rich.console import Console
 from cloud_ws import cli
 from cloud_ws.commands import monitor
 from cloud_ws_client import CloudWebSocketClient, DeploymentState, parse_message
-from tests.test_client.conftest import Tokens, deployment, options
+from tests.test_client.conftest import Tokens, deployment, eventually, options
 from tests.test_client.fakes import Gateway
 from tests.test_integration.conftest import CLI, ROOT, LocalStackProcess
 
@@ -246,6 +246,19 @@ async def test_refused_subscription_exits_2(gateway: Gateway, capsys: pytest.Cap
     code = await monitor.watch(client, "D1", monitor.PlainView(io.StringIO()), until_complete=True)
     assert code == 2
     assert "forbidden: ask for access" in capsys.readouterr().err
+
+
+async def test_refused_reconnect_exits_2(gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    """The connection drops and the reconnect is refused (401): one line and exit code 2."""
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    watching = asyncio.create_task(
+        monitor.watch(client, "D1", monitor.JsonView(io.StringIO()), until_complete=True)
+    )
+    await eventually(lambda: client.connected, "the connection")
+    gateway.refuse = [401]
+    await gateway.connection(1).close(1011)
+    assert await asyncio.wait_for(watching, timeout=30) == 2
+    assert "refused the token (HTTP 401)" in capsys.readouterr().err
 
 
 def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
