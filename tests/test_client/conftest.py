@@ -196,12 +196,7 @@ async def new_connection(stack: LocalStackProcess, known: set[str]) -> str:
         found = await connection_ids(stack) - known
         return len(found) == 1
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    while not await one_new():
-        if loop.time() > deadline:
-            raise AssertionError(f"expected one new connection, found {found}")
-        await asyncio.sleep(0.02)
+    await eventually_async(one_new, f"one new connection beside {known}")
     return found.pop()
 
 

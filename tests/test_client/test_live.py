@@ -246,13 +246,12 @@ async def test_make_before_break_rotation_has_no_gap(stack: LocalStackProcess, t
     assert stats.rotations >= 2
     # Every connection signed in afresh.
     assert len(set(tokens.issued)) == tokens.calls >= stats.connections
+
     # Each replaced connection was closed by the client: none of them is left open.
-    await asyncio.sleep(0)
-    for _ in range(100):
-        if not await connection_ids(stack) - known:
-            break
-        await asyncio.sleep(0.05)
-    assert await connection_ids(stack) - known == set()
+    async def all_closed() -> bool:
+        return not await connection_ids(stack) - known
+
+    await eventually_async(all_closed, "every connection of the client to close")
 
 
 async def test_a_lost_message_is_repaired_from_the_history(stack: LocalStackProcess, tokens: Tokens) -> None:

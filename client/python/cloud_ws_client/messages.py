@@ -87,12 +87,10 @@ class Event(Message):
     """The producer's time (ISO 8601), which orders state: a stack's newest state wins."""
 
     def _str(self, key: str) -> str | None:
-        value = self.data.get(key)
-        return value if isinstance(value, str) else None
+        return _optional_str(self.data, key)
 
     def _int(self, key: str) -> int | None:
-        value = self.data.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return _optional_int(self.data, key)
 
     def _number(self, key: str) -> float | None:
         value = self.data.get(key)

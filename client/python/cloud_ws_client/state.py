@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cloud_ws_client.messages import TERMINAL_STATUSES, Event
+from cloud_ws_client.messages import TERMINAL_STATUSES, DeploymentStatus, Event, LogCreated, StackEvent
 
 OrderKey = tuple[datetime, int]
 """``(timestamp, seq)``: how two events that set the same field are ordered."""
@@ -168,73 +168,55 @@ class DeploymentState(_Fields):
         self.events += 1
         self.last_seq = max(self.last_seq, event.seq)
         key = order_key(event)
-        data = event.data
-        if event.type == "deployment.status":
-            return self._apply_status(data, key)
-        if event.type in STACK_STATUS:
-            return self._apply_stack(event.type, data, key)
-        if event.type == "log.created":
+        if isinstance(event, DeploymentStatus):
+            return self._apply_status(event, key)
+        if isinstance(event, StackEvent):
+            return self._apply_stack(event, key)
+        if isinstance(event, LogCreated):
             return self._apply_log(event, key)
         return True  # an event type without a place in the picture still counts
 
-    def _apply_status(self, data: Any, key: OrderKey) -> bool:
-        changed = self._set("status", _str(data, "status"), key)
-        changed |= self._set("current_layer", _int(data, "current_layer"), key)
-        changed |= self._set("total_layers", _int(data, "total_layers"), key)
-        changed |= self._set("error_message", _str(data, "error_message"), key)
-        changed |= self._set("duration_seconds", _number(data, "duration_seconds"), key)
+    def _apply_status(self, event: DeploymentStatus, key: OrderKey) -> bool:
+        changed = self._set("status", event.status, key)
+        changed |= self._set("current_layer", event.current_layer, key)
+        changed |= self._set("total_layers", event.total_layers, key)
+        changed |= self._set("error_message", event.error_message, key)
+        changed |= self._set("duration_seconds", event.duration_seconds, key)
         return changed
 
-    def _apply_stack(self, kind: str, data: Any, key: OrderKey) -> bool:
-        name = _str(data, "stack_name")
+    def _apply_stack(self, event: StackEvent, key: OrderKey) -> bool:
+        name = event.stack_name
         if name is None:
             return False
         stack = self.stacks.get(name)
         changed = stack is None
         if stack is None:
             stack = self.stacks[name] = StackState(name)
-        changed |= stack._set("status", STACK_STATUS[kind], key)
-        changed |= stack._set("layer", _int(data, "layer"), key)
-        changed |= stack._set("environment", _str(data, "environment"), key)
+        changed |= stack._set("status", STACK_STATUS[event.type], key)
+        changed |= stack._set("layer", event.layer, key)
+        changed |= stack._set("environment", event.environment, key)
         when = key[0] if key[0] != _EARLIEST else None
-        if kind == "stack.started":
+        if event.type == "stack.started":
             changed |= stack._set("started_at", when, key)
-        elif kind in ("stack.deployed", "stack.failed"):
+        elif event.type in ("stack.deployed", "stack.failed"):
             changed |= stack._set("finished_at", when, key)
-            changed |= stack._set("duration_seconds", _number(data, "duration_seconds"), key)
-            changed |= stack._set("error_message", _str(data, "error_message"), key)
-        count = _int(data, "resource_count")
+            changed |= stack._set("duration_seconds", event.duration_seconds, key)
+            changed |= stack._set("error_message", event.error_message, key)
+        count, done = event.resource_count, event.resources_done
         changed |= stack._set("resource_count", count, key)
-        done = _int(data, "resources_done")
         changed |= stack._set("resources_done", count if done is None else done, key)
         return changed
 
-    def _apply_log(self, event: Event, key: OrderKey) -> bool:
-        data = event.data
+    def _apply_log(self, event: LogCreated, key: OrderKey) -> bool:
         line = LogLine(
             seq=event.seq,
             timestamp=parse_timestamp(event.timestamp),
-            level=_str(data, "level") or "info",
-            message=_str(data, "message") or "",
-            stack_name=_str(data, "stack_name"),
+            level=event.level,
+            message=event.message,
+            stack_name=event.stack_name,
         )
         if len(self._logs) >= self.max_logs and key < self._logs[0][0]:
             return False  # older than every line kept
         bisect.insort(self._logs, (key, line), key=lambda item: item[0])
         del self._logs[: -self.max_logs]
         return True
-
-
-def _str(data: Any, key: str) -> str | None:
-    value = data.get(key)
-    return value if isinstance(value, str) else None
-
-
-def _int(data: Any, key: str) -> int | None:
-    value = data.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _number(data: Any, key: str) -> float | None:
-    value = data.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
