@@ -103,10 +103,15 @@ async def gateway() -> AsyncIterator[Gateway]:
     """A scripted cloud-ws server on a loopback port."""
     fake = Gateway()
     # websockets logs the handshakes a test refuses at ERROR on the server side: expected here.
-    logging.getLogger("websockets.server").setLevel(logging.CRITICAL)
-    async with serve(fake.handler, "127.0.0.1", 0, process_request=fake.process_request) as server:
-        fake.server = server
-        yield fake
+    server_log = logging.getLogger("websockets.server")
+    level = server_log.level
+    server_log.setLevel(logging.CRITICAL)
+    try:
+        async with serve(fake.handler, "127.0.0.1", 0, process_request=fake.process_request) as server:
+            fake.server = server
+            yield fake
+    finally:
+        server_log.setLevel(level)
 
 
 @pytest.fixture
