@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -166,16 +166,30 @@ class LocalStack:
             value = await asyncio.get_running_loop().run_in_executor(None, self._dev_token, username)
             return JSONResponse({"token": value, "username": username}, headers={"Cache-Control": "no-store"})
 
-        async def home(_: Request) -> Response:
-            return RedirectResponse("/dashboard/")
+        async def home(request: Request) -> Response:
+            query = request.url.query  # keep ?deployment=... for the dashboard
+            return RedirectResponse("/dashboard/" + (f"?{query}" if query else ""))
 
         routes: list[BaseRoute] = [
             Route("/_cloud-ws/outputs", outputs, methods=["GET"]),
             Route("/_cloud-ws/token", token, methods=["GET"]),
         ]
+
+        async def not_built(_: Request) -> Response:
+            return HTMLResponse(
+                "<h1>cloud-ws local</h1><p>The dashboard is not built: it needs Node.js 20+ and npm "
+                "(<code>make js-build</code>, or <code>make run</code> builds it). "
+                "The WebSocket API, the @connections API and the outputs "
+                '(<a href="/_cloud-ws/outputs">/_cloud-ws/outputs</a>) work without it.</p>',
+                status_code=503,
+            )
+
+        routes.append(Route("/", home))
         dashboard = next((d for d in DASHBOARD_DIRS if (d / "index.html").is_file()), None)
         if dashboard is not None:
-            routes += [Route("/", home), Mount("/dashboard", StaticFiles(directory=dashboard, html=True))]
+            routes.append(Mount("/dashboard", StaticFiles(directory=dashboard, html=True)))
+        else:
+            routes.append(Route("/dashboard/", not_built))
         return routes
 
     async def serve(self) -> None:

@@ -9,6 +9,7 @@ component can be compared with the ones a real deployment would produce.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -181,6 +182,9 @@ def deploy(config: Mapping[str, Any], stack: str = "dev", allow_error: bool = Fa
     With ``allow_error`` a failing program returns what it registered before
     failing, with the exception in ``error``; otherwise the exception propagates.
     """
+    # Pulumi's mocks run on the thread's current event loop; async suites that
+    # ran earlier in the session (pytest-asyncio) leave the thread without one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = AwsMocks()
     monitor = RecordingMonitor(mocks)
     settings.set_root_resource(None)  # type: ignore[arg-type]  # a fresh stack per run

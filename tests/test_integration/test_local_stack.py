@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -355,3 +356,21 @@ async def test_maximum_connection_duration(tmp_path: Path) -> None:
         await _wait_until(lambda: stack.connection_row(connection_id) is None)
     finally:
         assert stop_local_stack(stack) == 0
+
+
+def test_home_redirects_to_the_dashboard_keeping_the_query(local_stack: LocalStackProcess) -> None:
+    """`/?deployment=X` (the dashboard_url with a deployment) lands on the dashboard for X."""
+    reply = requests.get(f"{local_stack.http}/?deployment=D1BRV40", allow_redirects=False, timeout=5)
+
+    assert reply.status_code == 307
+    assert reply.headers["location"] == "/dashboard/?deployment=D1BRV40"
+    page = requests.get(f"{local_stack.http}/dashboard/", timeout=5)
+    assert page.status_code in (200, 503)  # 503 with instructions when Node.js was not there to build it
+    assert "cloud-ws" in page.text.lower()
+
+
+def test_outputs_endpoint_serves_the_outputs(local_stack: LocalStackProcess) -> None:
+    """The dashboard configures itself from the same outputs the file holds."""
+    reply = requests.get(f"{local_stack.http}/_cloud-ws/outputs", timeout=5)
+
+    assert reply.json() == local_stack.outputs
