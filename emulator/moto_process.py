@@ -25,9 +25,12 @@ def main() -> None:
     from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: PLC0415
     from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, and only this process needs it
 
+    from emulator import moto_patches  # noqa: PLC0415
+
     # Werkzeug writes a response's headers and body in separate sends; with
     # Nagle's algorithm on, the body waits for the client's delayed ACK.
     MotoRequestHandler.disable_nagle_algorithm = True
+    moto_patches.apply()
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
