@@ -27,20 +27,19 @@ from types import SimpleNamespace
 from typing import Any
 
 _LOCK = threading.RLock()
-_applied = False
+_APPLIED: set[str] = set()
 
 
 def apply() -> None:
     """Install both fixes (idempotent)."""
-    global _applied
-    if _applied:
+    if "dynamodb" in _APPLIED:
         return
     from moto.dynamodb import models  # noqa: PLC0415 - moto is imported only where it runs
     from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
 
     _serialize(DynamoHandler)
     _item_level_snapshots(models)
-    _applied = True
+    _APPLIED.add("dynamodb")
 
 
 def _serialize(handler_class: Any) -> None:
@@ -115,7 +114,7 @@ def _snapshot_items(backend: Any, transact_items: list[dict[str, Any]]) -> list[
             else:
                 key = op["Key"]
             current = backend.get_item(op["TableName"], key)
-        except Exception:  # noqa: S112 - an invalid key is refused by moto itself, before any write
+        except Exception:  # noqa: BLE001, S112 - an invalid key is refused by moto itself, before any write
             continue
         saved.append(SimpleNamespace(table=op["TableName"], key=key, item=copy.deepcopy(current)))
     return saved

@@ -30,6 +30,14 @@ def ddb() -> Iterator[Any]:
     backend.stop()
 
 
+def _rows(db: Any, pk: str) -> list[dict[str, Any]]:
+    reply = db.query(
+        TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": pk}}
+    )
+    rows: list[dict[str, Any]] = reply["Items"]
+    return rows
+
+
 def _item(pk: str, sk: int, **extra: str) -> dict[str, Any]:
     return {"pk": {"S": pk}, "sk": {"N": str(sk)}, **{k: {"S": v} for k, v in extra.items()}}
 
@@ -99,17 +107,10 @@ def test_racing_transactions_never_lose_or_share_a_number(ddb: Any) -> None:
         thread.join()
 
     assert sorted(claimed) == list(range(1, 91))
-    rows = ddb.query(
-        TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "race"}}
-    )
-    assert len(rows["Items"]) == 91  # the counter and 90 claimed numbers
+    assert len(_rows(ddb, "race")) == 91  # the counter and 90 claimed numbers
     for index in range(2):
-        others = ddb.query(
-            TableName="t",
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": {"S": f"other-{index}"}},
-        )
-        assert len(others["Items"]) == 30  # no failed transaction rolled a bystander's write back
+        others = _rows(ddb, f"other-{index}")
+        assert len(others) == 30  # no failed transaction rolled a bystander's write back
 
 
 def test_a_cancelled_transaction_changes_nothing(ddb: Any) -> None:
@@ -134,7 +135,5 @@ def test_a_cancelled_transaction_changes_nothing(ddb: Any) -> None:
 
     reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
     assert reasons == ["None", "None", "ConditionalCheckFailed"]
-    rows = ddb.query(
-        TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "undo"}}
-    )
-    assert {int(i["sk"]["N"]): i["state"]["S"] for i in rows["Items"]} == {1: "before", 2: "taken"}
+    rows = _rows(ddb, "undo")
+    assert {int(i["sk"]["N"]): i["state"]["S"] for i in rows} == {1: "before", 2: "taken"}
