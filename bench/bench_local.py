@@ -103,6 +103,18 @@ def put_events(stack: LocalStackProcess, deployment: str, count: int) -> float:
     return sent_at
 
 
+def quiesce(stack: LocalStackProcess, timeout: float = 300) -> None:
+    """Wait until every closed connection's $disconnect has run (they queue behind each other)."""
+    ddb = stack.aws("dynamodb")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = ddb.scan(TableName=stack.outputs["connections_table_name"], Select="COUNT")["Count"]
+        if count == 0 and not stack.connections():
+            return
+        time.sleep(0.5)
+    raise RuntimeError("the stack did not settle")
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
@@ -130,6 +142,7 @@ def latency(stack: LocalStackProcess, url: str, subscribers: int) -> dict[str, f
     finally:
         clients.send({"cmd": "close"})
         clients.stop()
+        quiesce(stack)
 
 
 def throughput(stack: LocalStackProcess, url: str, bare_port: int, bare: Helper) -> tuple[float, float]:
@@ -146,6 +159,7 @@ def throughput(stack: LocalStackProcess, url: str, bare_port: int, bare: Helper)
         assert result["received"] == FANOUT * EVENTS, result
         stack_rate = FANOUT * EVENTS / (result["last_received"] - start)
         clients.send({"cmd": "close"})
+        quiesce(stack)
 
         clients.send({"cmd": "reset"})
         clients.send({"cmd": "open", "url": f"ws://127.0.0.1:{bare_port}/", "n": FANOUT, "concurrency": 50})
@@ -159,11 +173,12 @@ def throughput(stack: LocalStackProcess, url: str, bare_port: int, bare: Helper)
         clients.stop()
 
 
-def handshakes(url: str, bare_port: int) -> tuple[float, float]:
+def handshakes(stack_process: LocalStackProcess, url: str, bare_port: int) -> tuple[float, float]:
     clients = Helper("ws_clients.py")
     try:
         stack = clients.send({"cmd": "open", "url": url, "n": HANDSHAKES, "concurrency": 20})
         clients.send({"cmd": "close"})
+        quiesce(stack_process)
         bare = clients.send(
             {"cmd": "open", "url": f"ws://127.0.0.1:{bare_port}/", "n": HANDSHAKES, "concurrency": 20}
         )
@@ -220,7 +235,7 @@ def main() -> None:
                 f"ratio {stack_rate / bare_rate:.3f} ({bare_rate / stack_rate:.0f}x slower)"
             )
 
-            with_auth, bare_hs = handshakes(url, bare_port)
+            with_auth, bare_hs = handshakes(stack, url, bare_port)
             print(f"3. handshakes/s ({HANDSHAKES}, 20 at a time)")
             print(
                 f"   with token verification + DynamoDB {with_auth:,.0f}/s; bare {bare_hs:,.0f}/s; "

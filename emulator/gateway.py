@@ -193,7 +193,10 @@ class Gateway:
             conn.closed = True
             self.connections.pop(connection_id, None)
             if not conn.stale:
-                await self._run_disconnect(conn, identity)
+                # Cancelled only when the stack stops with $disconnects still queued: the
+                # backend's state goes with it, so they are dropped, quietly.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._run_disconnect(conn, identity)
 
     async def _run_connect(self, event: Mapping[str, Any]) -> tuple[int, Mapping[str, str]]:
         try:

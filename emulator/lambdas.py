@@ -59,5 +59,5 @@ class LambdaRuntime:
         return await loop.run_in_executor(self._pool, self.invoke_sync, function, event)
 
     def shutdown(self) -> None:
-        """Wait for running invocations, then release the threads."""
+        """Drop invocations not started yet, wait for the running ones, release the threads."""
         self._pool.shutdown(wait=True, cancel_futures=True)

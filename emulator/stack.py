@@ -244,6 +244,9 @@ class LocalStack:
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
+                # The backend's state dies with the stack: pending $disconnect calls for
+                # thousands of just-closed connections are not worth waiting for.
+                timeout_graceful_shutdown=3,
             )
             server = uvicorn.Server(config)
             pump.start()

@@ -139,6 +139,7 @@ class LocalStackProcess:
 def start_local_stack(directory: Path, *extra: str) -> LocalStackProcess:
     """Start `cloud-ws local` on free ports and wait for its outputs file."""
     outputs_path = directory / "outputs.json"
+    log = directory / "cloud-ws-local.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         env.pop(name, None)
@@ -154,16 +155,16 @@ def start_local_stack(directory: Path, *extra: str) -> LocalStackProcess:
         ],
         cwd=directory,
         env=env,
-        stdout=subprocess.PIPE,
+        # A file, not a pipe: nobody reads the stack's output while it runs, and a
+        # full pipe would block its logging (and so the stack) forever.
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         text=True,
     )
     deadline = time.monotonic() + 60
     while not outputs_path.exists():
         if process.poll() is not None:
-            raise RuntimeError(
-                f"cloud-ws local exited early:\n{process.stdout.read() if process.stdout else ''}"
-            )
+            raise RuntimeError(f"cloud-ws local exited early:\n{log.read_text()}")
         if time.monotonic() > deadline:
             process.kill()
             raise RuntimeError("cloud-ws local did not write its outputs within 60 s")
