@@ -10,21 +10,13 @@ import pulumi
 import pytest
 from moto.events.models import EventPattern
 
+from cloud_ws.outputs import REQUIRED_KEYS
 from handlers import spec
 from handlers.config import load_config
 from pulumi_component.archive import build_archive
 from tests.test_component.conftest import ACCOUNT, COMPONENT_TYPE, REGION, STACK_TYPE, Deployment, Registered
 
-OUTPUT_KEYS = {
-    "websocket_url",
-    "management_endpoint",
-    "event_bus_name",
-    "event_source",
-    "region",
-    "user_pool_id",
-    "user_pool_client_id",
-    "connections_table_name",
-}
+OUTPUT_KEYS = REQUIRED_KEYS  # the outputs contract, as its consumers read it
 PROGRAM_TYPES = {"aws:cognito/userPool:UserPool", "aws:cognito/userPoolClient:UserPoolClient"}
 ALL_FUNCTIONS = (*spec.ROUTES, spec.BROADCASTER)
 

@@ -19,7 +19,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-from moto import mock_aws
 
 from handlers import spec
 from plugin import DeliveryOptions, OrchestratorPlugin
@@ -35,20 +34,9 @@ PATIENCE = 10.0
 
 
 @pytest.fixture
-def plugin_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """moto's AWS with throwaway credentials."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+def plugin_aws(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's AWS with throwaway credentials (the suite-wide ``aws``), no outputs file pointed at."""
     monkeypatch.delenv("CLOUD_WS_OUTPUTS", raising=False)
-    with mock_aws():
-        yield
 
 
 @pytest.fixture
