@@ -99,6 +99,9 @@ class MotoBackend:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            # Its own process group: Ctrl-C in a terminal signals the whole group, and the
+            # backend must outlive the stack's clean shutdown (it exits when stdin closes).
+            start_new_session=True,
         )
         assert self._process.stdout is not None
         line = self._process.stdout.readline()
