@@ -67,6 +67,16 @@ class Config:
     broadcast_concurrency: int
     subscriber_page_size: int
     post_max_attempts: int
+    fanout_page_size: int
+    """Subscribers one invocation posts to before handing the next pages to workers."""
+    fanout_function: str | None
+    """The broadcaster's own function name, for fan-out workers; None: it posts to every page itself."""
+    fanout_max_attempts: int
+    """Rounds of re-posting to a connection whose posts keep failing (429/5xx)."""
+    delivery_queue_url: str | None
+    """The delivery queue (SQS): failed messages get their visibility shortened so they come back soon."""
+    appsync_graphql_url: str | None
+    """AppSync GraphQL endpoint the broadcaster publishes sequenced events to; None when AppSync is off."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -154,4 +164,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", 32, minimum=1),
         subscriber_page_size=_int(env, "SUBSCRIBER_PAGE_SIZE", 1000, minimum=1),
         post_max_attempts=_int(env, "POST_MAX_ATTEMPTS", 4, minimum=1),
+        fanout_page_size=_int(env, "FANOUT_PAGE_SIZE", spec.DELIVERY.fanout_page_size, minimum=1),
+        # Lambda sets AWS_LAMBDA_FUNCTION_NAME in every function: the broadcaster invokes itself.
+        fanout_function=(env.get("FANOUT_FUNCTION_NAME") or env.get("AWS_LAMBDA_FUNCTION_NAME") or "").strip()
+        or None,
+        fanout_max_attempts=_int(env, "FANOUT_MAX_ATTEMPTS", spec.DELIVERY.fanout_max_attempts, minimum=1),
+        delivery_queue_url=env.get("DELIVERY_QUEUE_URL", "").strip() or None,
+        appsync_graphql_url=env.get("APPSYNC_GRAPHQL_URL", "").strip() or None,
     )

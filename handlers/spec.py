@@ -188,7 +188,10 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("ping", "ping", "ping", tables={"connections": ("dynamodb:UpdateItem",)}),
 )
 
-#: The broadcaster: EventBridge target, not an API route.
+#: The broadcaster: drains the delivery queue (an SQS event source mapping), not an API route.
+#: It sequences a batch in one transaction (TransactWriteItems), reads duplicates back with
+#: BatchGetItem, marks a batch sent with one BatchWriteItem, and hands large fan-outs to
+#: asynchronous invocations of itself (``lambda:InvokeFunction`` on its own ARN).
 BROADCASTER = RouteSpec(
     "",
     "broadcaster",
@@ -196,11 +199,62 @@ BROADCASTER = RouteSpec(
     tables={
         "connections": ("dynamodb:DeleteItem",),
         "subscriptions": _SUBSCRIPTION_CLEANUP,
-        "events": ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"),
-        "event-ids": ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"),
+        "events": (
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        ),
+        "event-ids": (
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:BatchWriteItem",
+        ),
     },
     management_methods=("POST",),
 )
+
+
+@dataclass(frozen=True)
+class DeliverySpec:
+    """The wiring between the EventBridge rule and the broadcaster, cloud and local alike.
+
+    The rule targets a standard SQS queue; an event source mapping hands the
+    broadcaster batches of up to ``batch_size`` messages with no batching window
+    (an idle deployment's event is not held back), and the broadcaster reports
+    partial batch failures so only the failed messages come back. A message that
+    keeps failing moves to the dead-letter queue after ``max_receive_count``
+    receives. See docs/delivery.md for the facts behind each number.
+    """
+
+    batch_size: int = 10
+    """Messages per invocation. Above 10, AWS requires a batching window of at least 1 s."""
+    max_batching_window_seconds: int = 0
+    """0: invoke as soon as messages are there (latency first)."""
+    function_timeout_seconds: int = 60
+    """The broadcaster's Lambda timeout."""
+    visibility_timeout_seconds: int = 360
+    """AWS asks for at least six times the function timeout, so throttled invocations are not redelivered."""
+    retry_visibility_seconds: int = 2
+    """How soon a failed message comes back: the broadcaster shortens its visibility to this."""
+    max_receive_count: int = 5
+    """Receives before a message is moved to the dead-letter queue."""
+    max_events_per_transaction: int = 49
+    """A TransactWriteItems takes 100 items: the counter, then a history row and an identity row per event."""
+    fanout_page_size: int = 1000
+    """Subscribers one invocation posts to; further pages go to asynchronous invocations of itself."""
+    fanout_max_attempts: int = 10
+    """Rounds of re-posting a connection whose posts keep failing (429/5xx) before it is left to
+    the client's ``pong.latest`` check."""
+
+
+DELIVERY = DeliverySpec()
+
+#: Marks the payload of an asynchronous fan-out invocation of the broadcaster.
+FANOUT_TASK_KEY = "cloud_ws_fanout"
 
 
 def select_route(body: str | None) -> str:

@@ -268,6 +268,32 @@ class Store:
         ).get("Item")
         return _int(item, "lastSeq") if item else 0
 
+    def last_seqs(self, deployment_ids: list[str]) -> dict[str, int]:
+        """The highest ``seq`` of each deployment (0 when nothing was reported), one BatchGetItem per 100."""
+        result = dict.fromkeys(deployment_ids, 0)
+        unique = list(result)
+        for start in range(0, len(unique), 100):  # BatchGetItem takes at most 100 keys
+            keys: list[Item] = [
+                {"deploymentId": _s(d), "seq": {"N": _COUNTER_SEQ}} for d in unique[start : start + 100]
+            ]
+            pending: Any = {
+                self._tables.events: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "deploymentId, lastSeq",
+                }
+            }
+            for attempt in range(8):
+                reply = self._db.batch_get_item(RequestItems=pending)
+                for item in reply.get("Responses", {}).get(self._tables.events, []):
+                    result[_str(item, "deploymentId") or ""] = _int(item, "lastSeq")
+                pending = reply.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(1.0, 0.025 * 2**attempt) * random.random())
+        result.pop("", None)
+        return result
+
     def events_between(self, deployment_id: str, first: int, last: int) -> Iterator[str]:
         """Stored messages with ``first <= seq <= last``, in ``seq`` order."""
         if first > last:
