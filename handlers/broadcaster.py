@@ -18,80 +18,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from handlers import protocol, spec
+from handlers.events import DeploymentEvent, InvalidEventError, parse_event
 from handlers.log import get_logger
 from handlers.runtime import Runtime, get_runtime
 from handlers.store import Store, StoredEvent, SubscriberPage
 
 log = get_logger("broadcaster")
-
-MAX_EVENT_ID_LENGTH = 128
-
-
-class InvalidEventError(ValueError):
-    """The EventBridge event is not a cloud-ws deployment event."""
-
-
-@dataclass(frozen=True)
-class DeploymentEvent:
-    """A validated deployment event, before it has a ``seq``."""
-
-    type: str
-    deployment_id: str
-    event_id: str
-    """The producer's ``event_id``, else EventBridge's ``id``."""
-    data: dict[str, Any]
-    timestamp: str
-
-    @property
-    def identity(self) -> str:
-        """The key that makes a second delivery a no-op."""
-        return f"{self.deployment_id}/{self.event_id}"
-
-    def render(self, seq: int) -> str:
-        """The wire message for ``seq``; oversize data is replaced by a marker, never split."""
-        message = {
-            "type": self.type,
-            "deployment_id": self.deployment_id,
-            "seq": seq,
-            "event_id": self.event_id,
-            "data": self.data,
-            "timestamp": self.timestamp,
-        }
-        encoded = protocol.encode(message)
-        if len(encoded) > spec.API_GATEWAY_LIMITS.message_bytes - 1024:
-            message["data"] = {"truncated": True, "original_bytes": len(encoded)}
-            encoded = protocol.encode(message)
-        return encoded.decode("utf-8")
-
-
-def parse_event(event: Mapping[str, Any]) -> DeploymentEvent:
-    """Validate an EventBridge event carrying the cloud-ws envelope."""
-    detail_type = event.get("detail-type")
-    if not protocol.is_valid_event_type(detail_type):
-        raise InvalidEventError(f"detail-type must be a domain.verb event type, got {detail_type!r}")
-    detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        raise InvalidEventError("detail must be a JSON object")
-    deployment_id = detail.get("deployment_id")
-    if not protocol.is_valid_deployment_id(deployment_id):
-        raise InvalidEventError(f"detail.deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}")
-    data = detail.get("data", {})
-    if not isinstance(data, dict):
-        raise InvalidEventError("detail.data must be a JSON object")
-    event_id = detail.get("event_id")
-    if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH):
-        event_id = event.get("id")
-        if not isinstance(event_id, str) or not event_id:
-            raise InvalidEventError("the event has neither detail.event_id nor an EventBridge id")
-        event_id = f"eb:{event_id}"
-    timestamp = detail.get("timestamp")
-    if not isinstance(timestamp, str) or not timestamp:
-        timestamp = event.get("time") if isinstance(event.get("time"), str) else protocol.now_iso()
-    return DeploymentEvent(str(detail_type), str(deployment_id), event_id, data, str(timestamp))
 
 
 def _subscriber_ids(pages: Iterator[SubscriberPage], counter: dict[str, int]) -> Iterator[str]:

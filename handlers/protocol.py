@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -180,6 +181,33 @@ def now_iso() -> str:
 def encode(message: dict[str, Any]) -> bytes:
     """Serialize a server message the way it goes on the wire (compact UTF-8 JSON)."""
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+#: Separates the messages of one server frame (DESIGN: several messages per frame).
+MESSAGE_SEPARATOR = b"\n"
+
+
+def pack_frames(messages: Iterable[bytes], max_bytes: int) -> list[bytes]:
+    """Join encoded messages into as few frames as ``max_bytes`` allows, in order.
+
+    Messages are joined with ``\n`` (compact JSON never contains a raw newline).
+    A message that alone exceeds ``max_bytes`` gets a frame of its own; the
+    poster then reports it as refused, exactly as a single oversize post would be.
+    """
+    frames: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for message in messages:
+        added = len(message) + (1 if current else 0)
+        if current and size + added > max_bytes:
+            frames.append(MESSAGE_SEPARATOR.join(current))
+            current, size = [], 0
+            added = len(message)
+        current.append(message)
+        size += added
+    if current:
+        frames.append(MESSAGE_SEPARATOR.join(current))
+    return frames
 
 
 def subscribed(deployment_id: str, seq: int, replay: int) -> dict[str, Any]:

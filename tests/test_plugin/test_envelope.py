@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from handlers import broadcaster, spec
+from handlers import events, spec
 from plugin.envelope import (
     FRAME_BYTES,
     FRAME_DATA_BUDGET,
@@ -42,7 +42,7 @@ def _as_broadcast(event_type: str, deployment_id: str, data: Any) -> bytes:
         "time": "2026-11-26T10:00:00Z",
         "detail": json.loads(envelope.detail),
     }
-    return broadcaster.parse_event(event).render(2**53 - 1).encode("utf-8")
+    return events.parse_event(event).render(2**53 - 1).encode("utf-8")
 
 
 def test_detail_has_exactly_the_design_fields() -> None:
