@@ -9,6 +9,7 @@ thread-safe.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from handlers.apigw import LambdaResponse, response
 from handlers.config import Config, load_config
 from handlers.log import get_logger
-from handlers.management import ManagementApi, make_client
+from handlers.management import ManagementApi, RetryPolicy
 from handlers.store import Store
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class Runtime:
     store: Store
     _verifier: CognitoJwtVerifier | None = None
     _management: dict[str, ManagementApi] = field(default_factory=dict)
+    _clients: dict[str, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -47,15 +49,55 @@ class Runtime:
             return self._verifier
 
     def management(self, endpoint: str) -> ManagementApi:
-        """The Management API for ``endpoint`` (one client per endpoint, pool sized to the fan-out)."""
+        """The Management API for ``endpoint`` (one per endpoint: its kept-alive connections are reused)."""
         with self._lock:
             api = self._management.get(endpoint)
             if api is None:
                 cfg = self.config
-                client = make_client(endpoint, cfg.region, cfg.broadcast_concurrency, cfg.post_max_attempts)
-                api = ManagementApi(client, cfg.broadcast_concurrency)
+                api = ManagementApi(
+                    endpoint,
+                    cfg.region,
+                    concurrency=cfg.broadcast_concurrency,
+                    retry=RetryPolicy(max_attempts=cfg.post_max_attempts),
+                )
                 self._management[endpoint] = api
             return api
+
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for ``service`` (``lambda``, ``sqs``), built on first use and kept.
+
+        Endpoints come from boto3's own configuration, so ``AWS_ENDPOINT_URL_LAMBDA``
+        and friends point them elsewhere (the local stack does) without code here.
+        """
+        with self._lock:
+            made = self._clients.get(service)
+            if made is None:
+                import boto3  # noqa: PLC0415 - the route handlers never need these clients
+                from botocore.config import Config as BotoConfig  # noqa: PLC0415
+
+                config = BotoConfig(
+                    max_pool_connections=max(10, self.config.broadcast_concurrency),
+                    retries={"mode": "standard", "total_max_attempts": 4},
+                    connect_timeout=3,
+                    read_timeout=10,
+                )
+                session: Any = boto3.session.Session()  # typed per service name; ours is a variable
+                made = session.client(service, region_name=self.config.region, config=config)
+                self._clients[service] = made
+            return made
+
+    def invoke_async(self, function: str, payload: Mapping[str, Any]) -> None:
+        """Hand ``payload`` to an asynchronous invocation of ``function`` (Lambda queues and retries it).
+
+        Raises:
+            RuntimeError: Lambda did not accept the invocation.
+        """
+        reply = self.client("lambda").invoke(
+            FunctionName=function, InvocationType="Event", Payload=json.dumps(payload).encode("utf-8")
+        )
+        if reply.get("StatusCode") != 202:
+            raise RuntimeError(f"asynchronous invocation of {function} answered {reply.get('StatusCode')}")
 
 
 _lock = threading.Lock()
