@@ -4,6 +4,12 @@ Each route parses its frame with ``handlers.protocol``, runs its action, and
 posts the replies to the sender through the @connections Management API, in
 order, exactly as on AWS. A refused frame gets one ``error`` reply; the
 connection stays open and nothing is stored.
+
+Every reply to a frame that carried an ``id`` echoes it, errors included, and
+an error names the frame's ``deployment_id`` when it was well-formed: API
+Gateway may run one connection's frames concurrently, so clients match
+replies by ``id``, never by order. One post may carry several messages
+(``\n``-separated, see ``protocol.pack_frames``); an action yields whole posts.
 """
 
 from __future__ import annotations
@@ -30,8 +36,14 @@ class Request:
     frame: Frame
     runtime: Runtime
 
+    @property
+    def request_id(self) -> str | None:
+        """The frame's ``id``, which every reply must echo."""
+        return self.frame.request_id
 
-#: An action yields the encoded replies to send back, in order.
+
+#: An action yields the posts to send back, in order: each one encoded message, or several
+#: joined by ``protocol.pack_frames``.
 Action = Callable[[Request], Iterable[bytes]]
 
 
@@ -46,13 +58,13 @@ def message_handler(route: str, action: Action) -> Callable[[Mapping[str, Any], 
         api = runtime.management(config.management_endpoint or ws.management_endpoint)
         fields: dict[str, Any] = {"connection_id": ws.connection_id, "route": route}
         sent = 0
+        frame: Frame | None = None
         try:
             frame = protocol.parse_frame(
                 ws.body, max_bytes=config.max_message_bytes, max_depth=config.max_json_depth
             )
-            deployment_id = frame.body.get("deployment_id")
-            if protocol.is_valid_deployment_id(deployment_id):
-                fields["deployment_id"] = deployment_id
+            if frame.deployment_id is not None:
+                fields["deployment_id"] = frame.deployment_id
             for reply in action(Request(ws.connection_id, frame, runtime)):
                 outcome, _ = api.post(ws.connection_id, reply)
                 if outcome is PostOutcome.GONE:
@@ -60,6 +72,11 @@ def message_handler(route: str, action: Action) -> Callable[[Mapping[str, Any], 
                     break
                 sent += 1
         except ProtocolError as exc:
+            if frame is not None:
+                # Actions raise with code, sentence and action only; what identifies the
+                # request for the client is the frame's, added here once for every route.
+                exc.request_id = frame.request_id
+                exc.deployment_id = frame.deployment_id
             log.info("frame refused", extra={**fields, "code": exc.code})
             api.post(ws.connection_id, protocol.encode(exc.to_message()))
             return response(200)

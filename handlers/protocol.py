@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +36,7 @@ class ErrorCode:
     UNKNOWN_ACTION = "unknown_action"
     INVALID_DEPLOYMENT_ID = "invalid_deployment_id"
     INVALID_SINCE = "invalid_since"
+    INVALID_ID = "invalid_id"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     FORBIDDEN = "forbidden"
     TOKEN_EXPIRED = "token_expired"
@@ -43,20 +44,43 @@ class ErrorCode:
     INTERNAL_ERROR = "internal_error"
 
 
-class ProtocolError(Exception):
-    """A frame was refused; becomes an ``error`` message to the sender."""
+#: Longest request ``id`` a client may send; replies echo it, so it stays small.
+MAX_REQUEST_ID_CHARS = 64
 
-    def __init__(self, code: str, message: str, action: str | None = None) -> None:
+
+class ProtocolError(Exception):
+    """A frame was refused; becomes an ``error`` message to the sender.
+
+    ``request_id`` and ``deployment_id`` are filled in by the route plumbing
+    (``handlers.messages``) from the refused frame, when it carried well-formed
+    ones, so every action raises with just its code, sentence and action.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        action: str | None = None,
+        *,
+        request_id: str | None = None,
+        deployment_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.action = action
+        self.request_id = request_id
+        self.deployment_id = deployment_id
 
     def to_message(self) -> dict[str, Any]:
         """The ``error`` message sent to the client."""
         msg: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
         if self.action is not None:
             msg["action"] = self.action
+        if self.deployment_id is not None:
+            msg["deployment_id"] = self.deployment_id
+        if self.request_id is not None:
+            msg["id"] = self.request_id
         return msg
 
 
@@ -66,14 +90,21 @@ class Frame:
 
     action: str
     body: dict[str, Any]
+    request_id: str | None = None
+    """The frame's ``id``, echoed by every reply (absent when the client sent none)."""
+    deployment_id: str | None = None
+    """The frame's ``deployment_id`` when it is well-formed, which every error about it names."""
 
 
 def parse_frame(raw: str | None, *, max_bytes: int, max_depth: int) -> Frame:
-    """Parse one client frame, enforcing size, JSON, object shape and nesting depth.
+    """Parse one client frame, enforcing size, JSON, object shape, nesting depth and ``id``.
+
+    The ``id`` is checked before the ``action``, so a frame that has a good
+    ``id`` and a bad ``action`` gets an error the client can match.
 
     Raises:
-        ProtocolError: ``message_too_large``, ``invalid_json``, ``message_too_deep``
-            or ``invalid_message``.
+        ProtocolError: ``message_too_large``, ``invalid_json``, ``message_too_deep``,
+            ``invalid_id`` or ``invalid_message``.
     """
     raw = raw or ""
     size = len(raw.encode("utf-8"))
@@ -100,11 +131,45 @@ def parse_frame(raw: str | None, *, max_bytes: int, max_depth: int) -> Frame:
         )
     action = body.get("action")
     if not isinstance(action, str) or not action:
+        action = None
+    # Errors name the action, cut short: the frame may be 4 KB of "action".
+    named_action = action[:64] if action is not None else None
+    deployment_id = body.get("deployment_id")
+    if not is_valid_deployment_id(deployment_id):
+        deployment_id = None
+    try:
+        request_id = validate_request_id(body.get("id"), named_action)
+    except ProtocolError as exc:
+        exc.deployment_id = deployment_id
+        raise
+    if action is None:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
             'a frame must name its "action": one of subscribe, unsubscribe, ping',
+            request_id=request_id,
+            deployment_id=deployment_id,
         )
-    return Frame(action=action, body=body)
+    return Frame(action=action, body=body, request_id=request_id, deployment_id=deployment_id)
+
+
+def validate_request_id(value: Any, action: str | None = None) -> str | None:
+    """``id`` is absent/null or a string of 1 to :data:`MAX_REQUEST_ID_CHARS` characters.
+
+    The refusal does not echo the bad ``id``: a client matching replies by
+    ``id`` could not match it anyway, and a 4 KB "id" is not worth sending back.
+
+    Raises:
+        ProtocolError: ``invalid_id``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and 1 <= len(value) <= MAX_REQUEST_ID_CHARS:
+        return value
+    raise ProtocolError(
+        ErrorCode.INVALID_ID,
+        f"id must be a string of 1 to {MAX_REQUEST_ID_CHARS} characters; replies echo it",
+        action,
+    )
 
 
 def _max_nesting(text: str) -> int:
@@ -210,16 +275,30 @@ def pack_frames(messages: Iterable[bytes], max_bytes: int) -> list[bytes]:
     return frames
 
 
-def subscribed(deployment_id: str, seq: int, replay: int) -> dict[str, Any]:
+def _with_id(message: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+def subscribed(deployment_id: str, seq: int, replay: int, request_id: str | None = None) -> dict[str, Any]:
     """Acknowledges a subscription: ``seq`` is the latest stored event, ``replay`` how many follow."""
-    return {"type": "subscribed", "deployment_id": deployment_id, "seq": seq, "replay": replay}
+    message = {"type": "subscribed", "deployment_id": deployment_id, "seq": seq, "replay": replay}
+    return _with_id(message, request_id)
 
 
-def unsubscribed(deployment_id: str) -> dict[str, Any]:
+def unsubscribed(deployment_id: str, request_id: str | None = None) -> dict[str, Any]:
     """Acknowledges an unsubscription."""
-    return {"type": "unsubscribed", "deployment_id": deployment_id}
+    return _with_id({"type": "unsubscribed", "deployment_id": deployment_id}, request_id)
 
 
-def pong() -> dict[str, Any]:
-    """Answer to ``ping``."""
-    return {"type": "pong", "timestamp": now_iso()}
+def pong(latest: Mapping[str, int] | None = None, request_id: str | None = None) -> dict[str, Any]:
+    """Answer to ``ping``; ``latest`` is the last ``seq`` of every deployment the connection watches.
+
+    ``latest`` is how a client learns that the *last* event of a deployment
+    was lost: no later event arrives to reveal that gap.
+    """
+    message: dict[str, Any] = {"type": "pong", "timestamp": now_iso()}
+    if latest is not None:
+        message["latest"] = dict(latest)
+    return _with_id(message, request_id)

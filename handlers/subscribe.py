@@ -5,6 +5,11 @@ Order matters for "no gap": the subscription is stored *before* the latest
 exists, so the broadcaster's (consistent) Query sees us; an event stored before
 it is in the replay. The worst case is an event both replayed and broadcast,
 which clients drop by ``seq``.
+
+The ack and the replay go out packed into as few posts as API Gateway's
+128 KB message limit allows (``\n``-separated messages, the ack first): a
+client catching up on a thousand events costs a handful of posts, not a
+thousand.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from handlers import protocol
+from handlers import protocol, spec
 from handlers.authorization import may_subscribe
 from handlers.messages import Request, message_handler
 from handlers.protocol import ErrorCode, ProtocolError
@@ -58,9 +63,10 @@ def act(request: Request) -> Iterator[bytes]:
         # Bounded: a client that is further behind sees a gap after the replay and asks again.
         upto = min(last, since + config.replay_limit)
         replay = list(store.events_between(deployment_id, since + 1, upto))
-    yield protocol.encode(protocol.subscribed(deployment_id, last, len(replay)))
-    for message in replay:
-        yield message.encode("utf-8")
+    ack = protocol.encode(protocol.subscribed(deployment_id, last, len(replay), request.request_id))
+    # Stored messages are the exact wire JSON of the live broadcast: compact, no raw newline.
+    messages = [ack, *(message.encode("utf-8") for message in replay)]
+    yield from protocol.pack_frames(messages, max_bytes=spec.API_GATEWAY_LIMITS.message_bytes)
 
 
 handler = message_handler(ACTION, act)

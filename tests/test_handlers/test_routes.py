@@ -9,6 +9,7 @@ import pytest
 
 from handlers.runtime import reset_runtime
 from tests.conftest import Stack
+from tests.test_handlers.wire import replies
 
 
 def _subscriptions(stack: Stack) -> set[tuple[str, str]]:
@@ -22,7 +23,7 @@ def test_subscribe_stores_the_subscription_and_acknowledges(stack: Stack) -> Non
 
     assert stack.send(conn, {"action": "subscribe", "deployment_id": "D1BRV40"}) == {"statusCode": 200}
 
-    assert stack.replies(conn) == [{"type": "subscribed", "deployment_id": "D1BRV40", "seq": 0, "replay": 0}]
+    assert replies(stack, conn) == [{"type": "subscribed", "deployment_id": "D1BRV40", "seq": 0, "replay": 0}]
     assert _subscriptions(stack) == {("D1BRV40", conn)}
 
 
@@ -34,7 +35,7 @@ def test_subscribe_acknowledges_the_latest_seq(stack: Stack) -> None:
 
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1"})
 
-    assert stack.replies(conn) == [{"type": "subscribed", "deployment_id": "D1", "seq": 3, "replay": 0}]
+    assert replies(stack, conn) == [{"type": "subscribed", "deployment_id": "D1", "seq": 3, "replay": 0}]
 
 
 def test_subscribe_since_replays_missed_events_in_order(stack: Stack) -> None:
@@ -45,11 +46,11 @@ def test_subscribe_since_replays_missed_events_in_order(stack: Stack) -> None:
 
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1", "since": 2})
 
-    replies = stack.replies(conn)
-    assert replies[0] == {"type": "subscribed", "deployment_id": "D1", "seq": 5, "replay": 3}
-    assert [m["seq"] for m in replies[1:]] == [3, 4, 5]
-    assert [m["data"]["current_layer"] for m in replies[1:]] == [3, 4, 5]
-    assert all(m["type"] == "deployment.status" and m["deployment_id"] == "D1" for m in replies[1:])
+    got = replies(stack, conn)
+    assert got[0] == {"type": "subscribed", "deployment_id": "D1", "seq": 5, "replay": 3}
+    assert [m["seq"] for m in got[1:]] == [3, 4, 5]
+    assert [m["data"]["current_layer"] for m in got[1:]] == [3, 4, 5]
+    assert all(m["type"] == "deployment.status" and m["deployment_id"] == "D1" for m in got[1:])
 
 
 def test_replay_is_bounded(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,10 +63,10 @@ def test_replay_is_bounded(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Non
 
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1", "since": 0})
 
-    replies = stack.replies(conn)
-    assert replies[0]["seq"] == 5
-    assert replies[0]["replay"] == 2
-    assert [m["seq"] for m in replies[1:]] == [1, 2]
+    got = replies(stack, conn)
+    assert got[0]["seq"] == 5
+    assert got[0]["replay"] == 2
+    assert [m["seq"] for m in got[1:]] == [1, 2]
 
 
 def test_since_at_or_past_the_latest_replays_nothing(stack: Stack) -> None:
@@ -76,7 +77,7 @@ def test_since_at_or_past_the_latest_replays_nothing(stack: Stack) -> None:
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1", "since": 1})
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1", "since": 7})
 
-    assert [m["type"] for m in stack.replies(conn)] == ["subscribed", "subscribed"]
+    assert [m["type"] for m in replies(stack, conn)] == ["subscribed", "subscribed"]
 
 
 def test_resubscribing_is_idempotent(stack: Stack) -> None:
@@ -97,7 +98,7 @@ def test_unsubscribe_removes_only_that_subscription(stack: Stack) -> None:
 
     stack.send(conn, {"action": "unsubscribe", "deployment_id": "D1"})
 
-    assert stack.replies(conn)[-1] == {"type": "unsubscribed", "deployment_id": "D1"}
+    assert replies(stack, conn)[-1] == {"type": "unsubscribed", "deployment_id": "D1"}
     assert _subscriptions(stack) == {("D2", conn), ("D1", other)}
 
 
@@ -108,7 +109,7 @@ def test_unsubscribe_without_subscription_is_acknowledged(stack: Stack) -> None:
 
     stack.send(conn, {"action": "unsubscribe", "deployment_id": "D9"})
 
-    assert stack.replies(conn) == [{"type": "unsubscribed", "deployment_id": "D9"}]
+    assert replies(stack, conn) == [{"type": "unsubscribed", "deployment_id": "D9"}]
     assert stack.snapshot() == before
 
 
@@ -126,7 +127,7 @@ def test_ping_answers_pong_and_records_activity(stack: Stack) -> None:
 
     stack.send(conn, {"action": "ping"})
 
-    (pong,) = stack.replies(conn)
+    (pong,) = replies(stack, conn)
     assert pong["type"] == "pong"
     assert pong["timestamp"].endswith("Z")
     assert int(stack.ddb.get_item(TableName=table, Key=key)["Item"]["lastPing"]["N"]) >= time.time() - 60
@@ -192,13 +193,13 @@ def test_refused_frame_gets_an_error_and_changes_nothing(stack: Stack, case: str
 
     assert stack.send(conn, frame) == {"statusCode": 200}
 
-    (error,) = stack.replies(conn)
+    (error,) = replies(stack, conn)
     assert error["type"] == "error"
     assert error["code"] == code
     assert len(error["message"]) > 10
     assert stack.snapshot() == before
     stack.send(conn, {"action": "ping"})  # the connection stays usable
-    assert stack.replies(conn)[-1]["type"] == "pong"
+    assert replies(stack, conn)[-1]["type"] == "pong"
 
 
 def test_error_names_the_action_it_refused(stack: Stack) -> None:
@@ -208,7 +209,7 @@ def test_error_names_the_action_it_refused(stack: Stack) -> None:
     stack.send(conn, {"action": "subscribe", "deployment_id": "no spaces"})
     stack.send(conn, {"action": "frobnicate"})
 
-    assert [r.get("action") for r in stack.replies(conn)] == ["subscribe", "frobnicate"]
+    assert [r.get("action") for r in replies(stack, conn)] == ["subscribe", "frobnicate"]
 
 
 def test_too_many_subscriptions(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,7 +224,7 @@ def test_too_many_subscriptions(stack: Stack, monkeypatch: pytest.MonkeyPatch) -
     stack.send(conn, {"action": "subscribe", "deployment_id": "D3"})
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1", "since": 0})
 
-    codes = [r.get("code") for r in stack.replies(conn)[2:]]
+    codes = [r.get("code") for r in replies(stack, conn)[2:]]
     assert codes == ["too_many_subscriptions", None]
     assert _subscriptions(stack) == {("D1", conn), ("D2", conn)}
     assert stack.snapshot()["CONNECTIONS_TABLE"] == before["CONNECTIONS_TABLE"]
@@ -239,11 +240,11 @@ def test_group_policy_forbids_users_outside_the_groups(stack: Stack, monkeypatch
 
     stack.send(outsider, {"action": "subscribe", "deployment_id": "D1"})
 
-    (error,) = stack.replies(outsider)
+    (error,) = replies(stack, outsider)
     assert error["code"] == "forbidden"
     assert stack.snapshot() == before
     stack.send(member, {"action": "subscribe", "deployment_id": "D1"})
-    assert stack.replies(member)[0]["type"] == "subscribed"
+    assert replies(stack, member)[0]["type"] == "subscribed"
 
 
 def test_default_policy_lets_any_pool_user_subscribe(stack: Stack) -> None:
@@ -252,7 +253,7 @@ def test_default_policy_lets_any_pool_user_subscribe(stack: Stack) -> None:
 
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1"})
 
-    assert stack.replies(conn)[0]["type"] == "subscribed"
+    assert replies(stack, conn)[0]["type"] == "subscribed"
 
 
 def test_subscribe_after_the_token_expired_is_refused(stack: Stack) -> None:
@@ -268,7 +269,7 @@ def test_subscribe_after_the_token_expired_is_refused(stack: Stack) -> None:
 
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1"})
 
-    assert stack.replies(conn)[0]["code"] == "token_expired"
+    assert replies(stack, conn)[0]["code"] == "token_expired"
     assert stack.snapshot() == before
 
 
@@ -288,15 +289,15 @@ def test_unknown_or_expired_connection_is_told_to_reconnect(stack: Stack, frame:
     stack.send(conn, frame)
     stack.send("never-connected=", frame)
 
-    assert stack.replies(conn)[0]["code"] == "unknown_connection"
-    assert stack.replies("never-connected=")[0]["code"] == "unknown_connection"
+    assert replies(stack, conn)[0]["code"] == "unknown_connection"
+    assert replies(stack, "never-connected=")[0]["code"] == "unknown_connection"
     assert stack.snapshot() == before
 
 
 def test_sender_gone_before_reply_is_not_an_error(stack: Stack) -> None:
     """A client that left mid-request: the handler stops replying and still answers 200."""
-    for _ in range(3):
-        stack.publish("D1")
+    for _ in range(14):  # ~20 KB each: the replay needs three posts of at most 128 KB
+        stack.publish("D1", type_="log.created", data={"message": "x" * 20_000})
     conn = stack.open()
     stack.mgmt.gone.add(conn)
 
@@ -311,4 +312,4 @@ def test_storage_failure_in_a_route_is_a_bare_500(stack: Stack, monkeypatch: pyt
     reset_runtime()
 
     assert stack.send(conn, {"action": "subscribe", "deployment_id": "D1"}) == {"statusCode": 500}
-    assert stack.replies(conn) == []
+    assert replies(stack, conn) == []

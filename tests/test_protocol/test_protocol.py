@@ -230,3 +230,75 @@ def test_websocket_event_decodes_base64_bodies_and_lowercases_headers() -> None:
     assert event.management_endpoint == "https://x/s"
     with pytest.raises(ValueError, match="connectionId"):
         WebSocketEvent.from_lambda({"body": "x"})
+
+
+# -- request ids, errors that name their request, pong.latest, several messages per frame --------
+
+
+@pytest.mark.parametrize("good", ["a", "x" * 64, "é" * 64, "7", None])
+def test_request_ids_of_1_to_64_characters_are_accepted(good: str | None) -> None:
+    """Counted in characters; absent or null means no id."""
+    body: dict[str, Any] = {"action": "ping"}
+    if good is not None:
+        body["id"] = good
+    assert protocol.parse_frame(json.dumps(body), **LIMITS).request_id == good
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 65, 7, 1.5, True, [], {}])
+def test_bad_request_ids_are_refused_without_echo(bad: Any) -> None:
+    """invalid_id names the action and a well-formed deployment, never the bad id."""
+    frame = json.dumps({"action": "subscribe", "deployment_id": "D1", "id": bad})
+    with pytest.raises(ProtocolError) as refused:
+        protocol.parse_frame(frame, **LIMITS)
+    message = refused.value.to_message()
+    assert message["code"] == ErrorCode.INVALID_ID == "invalid_id"
+    assert (message["action"], message["deployment_id"]) == ("subscribe", "D1")
+    assert "id" not in message
+
+
+def test_a_frame_without_action_still_has_its_id_matched() -> None:
+    """invalid_message echoes a good id and names a well-formed deployment."""
+    with pytest.raises(ProtocolError) as refused:
+        protocol.parse_frame('{"id": "r1", "deployment_id": "D1"}', **LIMITS)
+    assert refused.value.to_message() == {
+        "type": "error",
+        "code": "invalid_message",
+        "message": refused.value.message,
+        "deployment_id": "D1",
+        "id": "r1",
+    }
+
+
+def test_parsed_frame_keeps_only_a_well_formed_deployment_id() -> None:
+    """Frame.deployment_id is what errors may name; a malformed one is dropped."""
+    assert (
+        protocol.parse_frame('{"action": "subscribe", "deployment_id": "D1"}', **LIMITS).deployment_id == "D1"
+    )
+    assert (
+        protocol.parse_frame('{"action": "subscribe", "deployment_id": "a b"}', **LIMITS).deployment_id
+        is None
+    )
+
+
+def test_replies_carry_the_id_only_when_given() -> None:
+    """Builders of subscribed, unsubscribed and pong add ``id`` and ``latest`` as asked."""
+    assert protocol.subscribed("D1", 3, 1, "r") == {
+        "type": "subscribed",
+        "deployment_id": "D1",
+        "seq": 3,
+        "replay": 1,
+        "id": "r",
+    }
+    assert protocol.unsubscribed("D1") == {"type": "unsubscribed", "deployment_id": "D1"}
+    pong = protocol.pong({"D1": 4, "D2": 0}, "p")
+    assert (pong["latest"], pong["id"]) == ({"D1": 4, "D2": 0}, "p")
+    assert "latest" not in protocol.pong()
+
+
+def test_pack_frames_joins_greedily_under_the_limit_in_order() -> None:
+    """As many whole messages per frame as fit; one too big alone gets its own frame."""
+    messages = [b"a" * 4, b"b" * 4, b"c" * 4, b"d" * 20, b"e"]
+    frames = protocol.pack_frames(messages, max_bytes=10)
+    assert frames == [b"aaaa\nbbbb", b"cccc", b"d" * 20, b"e"]
+    assert protocol.pack_frames([], max_bytes=10) == []
+    assert b"\n".join(frames).split(b"\n") == messages
