@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import sys
 import time
@@ -17,18 +18,23 @@ from websockets.asyncio.client import ClientConnection, connect
 
 connections: list[ClientConnection] = []
 receipts: list[tuple[float, float]] = []  # (received_at, sent_at)
+seqs: dict[int, list[int]] = {}  # connection → the seq of every timed message, in arrival order
 received = asyncio.Event()
 
 
 async def reader(ws: ClientConnection) -> None:
+    arrived = seqs.setdefault(id(ws), [])
     try:
         async for raw in ws:
             now = time.time()
-            message = json.loads(raw)
-            data = message.get("data") if isinstance(message, dict) else None
-            if isinstance(data, dict) and "sent_at" in data:
-                receipts.append((now, float(data["sent_at"])))
-                received.set()
+            # A frame carries one or more messages, one JSON object per line.
+            for line in str(raw).split("\n"):
+                message = json.loads(line)
+                data = message.get("data") if isinstance(message, dict) else None
+                if isinstance(data, dict) and "sent_at" in data:
+                    receipts.append((now, float(data["sent_at"])))
+                    arrived.append(int(message.get("seq", 0)))
+                    received.set()
     except Exception:  # noqa: S110 - closed connections simply stop counting
         pass
 
@@ -68,13 +74,18 @@ async def handle(command: dict[str, Any]) -> dict[str, Any]:
             "latencies": [latencies[int(q * (len(latencies) - 1))] for q in (0.5, 0.99, 1.0)]
             if latencies
             else [],
+            # Each connection saw its timed messages in strictly increasing seq order.
+            "in_order": all(all(a < b for a, b in itertools.pairwise(s)) for s in seqs.values()),
         }
     if command["cmd"] == "reset":
         receipts.clear()
+        for arrived in seqs.values():
+            arrived.clear()
         return {"ok": True}
     if command["cmd"] == "close":
         await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
         connections.clear()
+        seqs.clear()
         return {"ok": True}
     raise ValueError(command)
 

@@ -47,6 +47,7 @@ class BackendInfo:
     event_source: str
     rule_name: str
     queue_url: str
+    queue_arn: str
     dead_letter_queue_url: str
 
     @property
@@ -156,13 +157,16 @@ class MotoBackend:
         sqs = client("sqs", endpoint, self.region)
         dlq_url = sqs.create_queue(QueueName=f"{prefix}-broadcaster-dlq")["QueueUrl"]
         dlq_arn = _queue_arn(sqs, dlq_url)
+        delivery = spec.DELIVERY
         queue_url = sqs.create_queue(
             QueueName=f"{prefix}-broadcaster",
             Attributes={
-                # A failed broadcast becomes visible again after 2 s, like an async Lambda retry,
-                # and lands in the dead-letter queue after 3 attempts.
-                "VisibilityTimeout": "2",
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+                # The cloud queue's settings: the broadcaster itself shortens the visibility of
+                # the records it reports as failed, so they come back in seconds.
+                "VisibilityTimeout": str(delivery.visibility_timeout_seconds),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(delivery.max_receive_count)}
+                ),
             },
         )["QueueUrl"]
         queue_arn = _queue_arn(sqs, queue_url)
@@ -186,6 +190,7 @@ class MotoBackend:
             event_source=event_source,
             rule_name=rule,
             queue_url=queue_url,
+            queue_arn=queue_arn,
             dead_letter_queue_url=dlq_url,
         )
 

@@ -1,21 +1,23 @@
-"""EventBridge → broadcaster: drains the rule's queue into the real broadcaster handler.
+"""The delivery queue's event source mapping: SQS batches into the real broadcaster, as Lambda does it.
 
-EventBridge invokes a Lambda target asynchronously: at least once, retried
-when the function fails, dead-lettered after repeated failures. The local
-rule targets an SQS queue with a redrive policy, and this pump gives each
-message to the broadcaster: deleted on success, left to reappear (and
-eventually dead-letter) on failure. Events of one deployment are broadcast in
-the order they were received; different deployments run concurrently.
+On AWS, the EventBridge rule targets the delivery queue and an event source
+mapping polls it: up to ``batch_size`` messages per invocation with no batching
+window, several pollers (so several invocations) at once, and partial batch
+responses (``batchItemFailures``): the records the function names stay on the
+queue and come back, the others are deleted. An invocation that raises (or
+answers something that is not a partial batch response) leaves the whole batch
+on the queue. The local stack runs the same semantics against the embedded
+SQS queue; see docs/delivery.md.
 """
 
 from __future__ import annotations
 
-import json
 import threading
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from handlers import spec
 from handlers.log import get_logger
 
 log = get_logger("emulator.events")
@@ -23,74 +25,123 @@ log = get_logger("emulator.events")
 Invoke = Callable[[Mapping[str, Any]], Any]
 
 
-class EventPump:
-    """A background thread moving events from the rule's queue to the broadcaster."""
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping hands a function for ``messages``."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }
 
-    def __init__(self, sqs: Any, queue_url: str, invoke: Invoke, concurrency: int = 8) -> None:
+
+def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
+    """The records a partial batch response names; every record when the response is not one.
+
+    As on AWS: None or an empty list means the whole batch succeeded; a
+    malformed response, or an identifier that is not in the batch, fails it whole.
+    """
+    everything = {r["messageId"] for r in records}
+    if result is None:
+        return set()
+    failures = result.get("batchItemFailures") if isinstance(result, Mapping) else None
+    if failures is None and isinstance(result, Mapping):
+        return set()
+    if not isinstance(failures, list):
+        return everything
+    named: set[str] = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, Mapping) else None
+        if not isinstance(identifier, str) or identifier not in everything:
+            return everything
+        named.add(identifier)
+    return named
+
+
+class EventSourceMapping:
+    """Pollers that drain the delivery queue into the broadcaster, batch by batch."""
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        region: str,
+        invoke: Invoke,
+        batch_size: int = spec.DELIVERY.batch_size,
+        pollers: int = 2,
+    ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
+        self._queue_arn = queue_arn
+        self._region = region
         self._invoke = invoke
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="broadcast")
+        self._batch_size = batch_size
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="event-pump", daemon=True)
-        self.delivered = 0
-        self.failed = 0
+        self._threads = [
+            threading.Thread(target=self._run, name=f"delivery-poller-{i}", daemon=True)
+            for i in range(pollers)
+        ]
 
     def start(self) -> None:
         """Start polling."""
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        """Stop after the current poll (at most one second) and the broadcasts in flight."""
+        """Stop after the current polls (at most one second) and the invocations in flight."""
         self._stop.set()
-        self._thread.join(timeout=5)
-        self._pool.shutdown(wait=True)
+        deadline = time.monotonic() + 5
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 reply = self._sqs.receive_message(
-                    QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+                    QueueUrl=self._queue_url,
+                    MaxNumberOfMessages=self._batch_size,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
                 )
             except Exception:
                 if self._stop.is_set():
                     return
-                log.exception("receiving from the broadcaster queue failed")
+                log.exception("receiving from the delivery queue failed")
                 self._stop.wait(1)
                 continue
             messages = reply.get("Messages", [])
             if messages:
-                self._dispatch(messages)
+                self._deliver(messages)
 
-    def _dispatch(self, messages: list[dict[str, Any]]) -> None:
-        by_deployment: dict[str, list[dict[str, Any]]] = {}
-        for message in messages:
-            by_deployment.setdefault(_deployment_of(message), []).append(message)
-        futures = [self._pool.submit(self._deliver_in_order, batch) for batch in by_deployment.values()]
-        for future in futures:
-            future.result()
-
-    def _deliver_in_order(self, messages: list[dict[str, Any]]) -> None:
-        done: list[dict[str, str]] = []
-        for message in messages:
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        event = sqs_event(messages, self._queue_arn, self._region)
+        records = event["Records"]
+        try:
+            result = self._invoke(event)
+        except Exception:
+            # Left on the queue: visible again after the visibility timeout, and
+            # dead-lettered after the redrive policy's receives, as on AWS.
+            log.exception("broadcaster failed; the batch stays on the queue")
+            return
+        failed = failed_ids(result, records)
+        done = [
+            {"Id": str(i), "ReceiptHandle": r["receiptHandle"]}
+            for i, r in enumerate(records)
+            if r["messageId"] not in failed
+        ]
+        for start in range(0, len(done), 10):  # DeleteMessageBatch takes at most 10
             try:
-                event = json.loads(message["Body"])
-                self._invoke(event)
-            except Exception:
-                # Left on the queue: visible again after the visibility timeout, like an
-                # async Lambda retry, and dead-lettered after the redrive policy's attempts.
-                self.failed += 1
-                log.exception("broadcaster failed; will retry", extra={"sqs_id": message["MessageId"]})
-                continue
-            self.delivered += 1
-            done.append({"Id": str(len(done)), "ReceiptHandle": message["ReceiptHandle"]})
-        if done:
-            self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=done)
-
-
-def _deployment_of(message: Mapping[str, Any]) -> str:
-    try:
-        detail = json.loads(message["Body"]).get("detail", {})
-        return str(detail.get("deployment_id", ""))
-    except (ValueError, AttributeError):
-        return ""
+                self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=done[start : start + 10])
+            except Exception:  # they come back and are recognised as duplicates by event_id
+                log.exception("deleting delivered messages failed")

@@ -49,6 +49,10 @@ class LambdaRuntime:
             module = importlib.import_module(f"handlers.{route.module}")
             self._handlers[route.function] = module.handler
 
+    def has(self, function: str) -> bool:
+        """Whether a function of this name exists."""
+        return function in self._handlers
+
     def invoke_sync(self, function: str, event: Mapping[str, Any]) -> Any:
         """Invoke in the calling thread."""
         return self._handlers[function](event, LambdaContext(function))

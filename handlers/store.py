@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from handlers import spec
 from handlers.config import TableNames
+from handlers.events import DeploymentEvent, SequencedEvent
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -30,6 +31,7 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 _TTL = spec.TTL_ATTRIBUTE
 _COUNTER_SEQ = "0"
+_MAX_HINTS = 10_000
 
 
 class SequencingError(RuntimeError):
@@ -68,14 +70,20 @@ class SubscriberPage:
 
 
 @dataclass(frozen=True)
-class StoredEvent:
-    """An event that has its ``seq`` and is in the history."""
+class SequenceResult:
+    """What sequencing a batch of one deployment's events found."""
 
-    seq: int
-    message: str
-    """The exact JSON sent to subscribers."""
-    sent: bool
-    """True once a broadcast of this event completed its fan-out."""
+    fresh: list[SequencedEvent]
+    """Stored now, with new ``seq`` values: to be sent."""
+    unsent: list[SequencedEvent]
+    """Stored by an earlier delivery whose fan-out did not complete: to be sent again, same ``seq``."""
+    duplicates: list[tuple[DeploymentEvent, int]]
+    """Stored and fanned out before (with their ``seq``): nothing to do."""
+
+    @property
+    def to_send(self) -> list[SequencedEvent]:
+        """Every event to fan out, in ``seq`` order."""
+        return sorted(self.fresh + self.unsent, key=lambda e: e.seq)
 
 
 def _s(value: str) -> AttributeValueTypeDef:
@@ -105,11 +113,16 @@ class Store:
         tables: TableNames,
         history_ttl_seconds: int = 72 * 3600,
         clock: Callable[[], float] = time.time,
+        max_sequence_attempts: int = 25,
     ) -> None:
         self._db = client
         self._tables = tables
         self._history_ttl = history_ttl_seconds
         self._clock = clock
+        self._max_sequence_attempts = max_sequence_attempts
+        # deployment id -> the counter value this container last wrote: a guess, checked by the
+        # transaction's condition, that saves reading the counter before every batch.
+        self._last_seq_hint: dict[str, int] = {}
 
     def _now(self) -> int:
         return int(self._clock())
@@ -315,112 +328,235 @@ class Store:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def find_event(self, event_key: str) -> StoredEvent | None:
-        """The stored event with this identity, if any."""
-        identity = self._db.get_item(
-            TableName=self._tables.event_ids, Key={"eventKey": _s(event_key)}, ConsistentRead=True
-        ).get("Item")
-        if not identity:
-            return None
-        deployment_id, seq = _str(identity, "deploymentId") or "", _int(identity, "seq")
-        event = self._db.get_item(
-            TableName=self._tables.events,
-            Key={"deploymentId": _s(deployment_id), "seq": _n(seq)},
-            ConsistentRead=True,
-        ).get("Item")
-        message = _str(event, "message") if event else None
-        sent = bool(identity.get("sent", {}).get("BOOL", False))
-        # The history row can have expired before its identity row; then there is nothing to resend.
-        return StoredEvent(seq=seq, message=message or "", sent=sent or message is None)
+    def append_events(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> SequenceResult:
+        """Give a deployment's batch of events the next ``seq`` range and store it, exactly once.
 
-    def append_event(
+        Each round is one TransactWriteItems: the counter moves from ``last`` to
+        ``last + n`` (guarded by ``lastSeq = last``) and every event gets its
+        history row and its identity row (guarded by "does not exist yet"), so
+        no ``seq`` is ever handed out twice or skipped, and concurrent
+        invocations of one deployment never share one. When the transaction is
+        cancelled, its per-item reasons say what happened: a stale counter
+        (another invocation sequenced first: read it again and retry) and/or
+        events whose identity is already stored (earlier deliveries: they are
+        read back with BatchGetItem, and the rest of the batch is retried).
+
+        The counter value this container wrote last is reused as the next
+        round's guess, so a busy deployment costs one request per round, not two.
+
+        Raises:
+            SequencingError: the counter kept moving for ``max_attempts`` rounds.
+        """
+        pending: list[DeploymentEvent] = []
+        seen: set[str] = set()
+        for event in events:  # the same event twice in one batch: the first one counts
+            if event.identity not in seen:
+                seen.add(event.identity)
+                pending.append(event)
+        result = SequenceResult([], [], [])
+        ttl = self._now() + self._history_ttl
+        attempts = 0
+        while pending:
+            chunk = pending[: spec.DELIVERY.max_events_per_transaction]
+            last = self._last_seq_hint.get(deployment_id)
+            if last is None:
+                last = self.last_seq(deployment_id)
+            messages = [event.render(last + 1 + i) for i, event in enumerate(chunk)]
+            try:
+                self._db.transact_write_items(
+                    TransactItems=self._sequence_items(deployment_id, chunk, messages, last, ttl)
+                )
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                attempts += 1
+                if attempts >= self._max_sequence_attempts:
+                    raise SequencingError(
+                        f"could not assign a seq for {deployment_id} after {attempts} attempts"
+                    ) from exc
+                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                known = [e for i, e in enumerate(chunk) if _failed(reasons, 2 + 2 * i)]
+                if known:
+                    self._classify_known(known, result)
+                    known_ids = {e.identity for e in known}
+                    pending = [e for e in pending if e.identity not in known_ids]
+                if _failed(reasons, 0):
+                    self._last_seq_hint.pop(deployment_id, None)  # someone else moved the counter
+                elif not known:
+                    # TransactionConflict: another transaction holds one of these items right now.
+                    self._backoff(attempts)
+                continue
+            self._remember_last_seq(deployment_id, last + len(chunk))
+            result.fresh.extend(
+                SequencedEvent(event, last + 1 + i, message)
+                for i, (event, message) in enumerate(zip(chunk, messages, strict=True))
+            )
+            pending = pending[len(chunk) :]
+        return result
+
+    def _sequence_items(
         self,
         deployment_id: str,
-        event_key: str,
-        event_id: str,
-        render: Callable[[int], str],
-        max_attempts: int = 25,
-    ) -> StoredEvent | None:
-        """Give an event the deployment's next ``seq`` and store it, exactly once.
-
-        One transaction moves the counter from ``last`` to ``last + 1``, writes the
-        history row and the identity row, each guarded by a condition. Concurrent
-        writers that lose the race on the counter retry with the new value, so no
-        ``seq`` is handed out twice or skipped. When the identity row already
-        exists the event is a duplicate and None is returned.
-
-        Args:
-            render: builds the wire message for the ``seq`` it is given.
-        """
-        ttl = self._now() + self._history_ttl
-        for attempt in range(max_attempts):
-            last = self.last_seq(deployment_id)
-            seq = last + 1
-            message = render(seq)
-            counter_condition = "attribute_not_exists(lastSeq)" if last == 0 else "lastSeq = :last"
-            counter_values: dict[str, AttributeValueTypeDef] = {":seq": _n(seq), ":ttl": _n(ttl)}
-            if last:
-                counter_values[":last"] = _n(last)
-            items: list[TransactWriteItemTypeDef] = [
-                {
-                    "Update": {
-                        "TableName": self._tables.events,
-                        "Key": {"deploymentId": _s(deployment_id), "seq": {"N": _COUNTER_SEQ}},
-                        "UpdateExpression": "SET lastSeq = :seq, #ttl = :ttl",
-                        "ConditionExpression": counter_condition,
-                        "ExpressionAttributeNames": {"#ttl": _TTL},
-                        "ExpressionAttributeValues": counter_values,
-                    }
-                },
+        chunk: Sequence[DeploymentEvent],
+        messages: Sequence[str],
+        last: int,
+        ttl: int,
+    ) -> list[TransactWriteItemTypeDef]:
+        """The counter update, then a history row and an identity row per event (reasons in this order)."""
+        values: dict[str, AttributeValueTypeDef] = {":seq": _n(last + len(chunk)), ":ttl": _n(ttl)}
+        if last:
+            values[":last"] = _n(last)
+        items: list[TransactWriteItemTypeDef] = [
+            {
+                "Update": {
+                    "TableName": self._tables.events,
+                    "Key": {"deploymentId": _s(deployment_id), "seq": {"N": _COUNTER_SEQ}},
+                    "UpdateExpression": "SET lastSeq = :seq, #ttl = :ttl",
+                    "ConditionExpression": "lastSeq = :last" if last else "attribute_not_exists(lastSeq)",
+                    "ExpressionAttributeNames": {"#ttl": _TTL},
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        ]
+        for i, (event, message) in enumerate(zip(chunk, messages, strict=True)):
+            seq = last + 1 + i
+            items.append(
                 {
                     "Put": {
                         "TableName": self._tables.events,
                         "Item": {
                             "deploymentId": _s(deployment_id),
                             "seq": _n(seq),
-                            "eventId": _s(event_id),
+                            "eventId": _s(event.event_id),
                             "message": _s(message),
                             _TTL: _n(ttl),
                         },
                         "ConditionExpression": "attribute_not_exists(seq)",
                     }
-                },
+                }
+            )
+            items.append(
                 {
                     "Put": {
                         "TableName": self._tables.event_ids,
-                        "Item": {
-                            "eventKey": _s(event_key),
-                            "deploymentId": _s(deployment_id),
-                            "seq": _n(seq),
-                            "sent": {"BOOL": False},
-                            _TTL: _n(ttl),
-                        },
+                        "Item": _identity_item(event.identity, deployment_id, seq, sent=False, ttl=ttl),
                         "ConditionExpression": "attribute_not_exists(eventKey)",
                     }
-                },
-            ]
-            try:
-                self._db.transact_write_items(TransactItems=items)
-            except ClientError as exc:
-                if _code(exc) != "TransactionCanceledException":
-                    raise
-                reasons = exc.response.get("CancellationReasons", [])
-                if len(reasons) == 3 and reasons[2].get("Code") == "ConditionalCheckFailed":
-                    return None  # another delivery of this event already has its seq
-                time.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
-                continue
-            return StoredEvent(seq=seq, message=message, sent=False)
-        raise SequencingError(f"could not assign a seq for {deployment_id} after {max_attempts} attempts")
+                }
+            )
+        return items
 
-    def mark_sent(self, event_key: str) -> None:
-        """Record that an event's fan-out completed, so a redelivery does not resend it."""
-        self._db.update_item(
-            TableName=self._tables.event_ids,
-            Key={"eventKey": _s(event_key)},
-            UpdateExpression="SET sent = :t",
-            ConditionExpression="attribute_exists(eventKey)",
-            ExpressionAttributeValues={":t": {"BOOL": True}},
+    def _classify_known(self, known: Sequence[DeploymentEvent], result: SequenceResult) -> None:
+        """Sort events already stored by an earlier delivery into fanned out (duplicates) and not yet."""
+        identities = self._batch_get(
+            self._tables.event_ids, [{"eventKey": _s(e.identity)} for e in known], "eventKey, seq, sent"
         )
+        by_key = {_str(item, "eventKey") or "": item for item in identities}
+        unsent: list[tuple[DeploymentEvent, int]] = []
+        for event in known:
+            item = by_key.get(event.identity)
+            if item is None:  # swept by TTL since the transaction saw it: long past, nothing to resend
+                result.duplicates.append((event, 0))
+                continue
+            seq = _int(item, "seq")
+            if item.get("sent", {}).get("BOOL", False):
+                result.duplicates.append((event, seq))
+            else:
+                unsent.append((event, seq))
+        if not unsent:
+            return
+        deployment_id = unsent[0][0].deployment_id
+        rows = self._batch_get(
+            self._tables.events,
+            [{"deploymentId": _s(deployment_id), "seq": _n(seq)} for _, seq in unsent],
+            "seq, message",
+        )
+        messages = {_int(row, "seq"): _str(row, "message") for row in rows}
+        for event, seq in unsent:
+            message = messages.get(seq)
+            if message is None:  # the history row expired first: there is nothing left to resend
+                result.duplicates.append((event, seq))
+            else:
+                result.unsent.append(SequencedEvent(event, seq, message))
+
+    def messages(self, deployment_id: str, seqs: Sequence[int]) -> list[str]:
+        """The stored wire messages of these events, in ``seq`` order (expired ones are left out)."""
+        rows = self._batch_get(
+            self._tables.events,
+            [{"deploymentId": _s(deployment_id), "seq": _n(seq)} for seq in sorted(set(seqs))],
+            "seq, message",
+        )
+        found = {_int(row, "seq"): _str(row, "message") for row in rows}
+        return [m for _, m in sorted(found.items()) if m is not None]
+
+    def mark_sent(self, events: Sequence[SequencedEvent]) -> None:
+        """Record that these events' fan-out completed, so a redelivery does not resend them.
+
+        One BatchWriteItem per 25 events rewrites their identity rows with
+        ``sent`` set (the rows carry nothing else that could be lost).
+        """
+        ttl = self._now() + self._history_ttl
+        puts = [
+            {"PutRequest": {"Item": _identity_item(e.event.identity, e.deployment_id, e.seq, True, ttl)}}
+            for e in events
+        ]
+        for start in range(0, len(puts), 25):  # BatchWriteItem takes at most 25 requests
+            self._batch_write(self._tables.event_ids, puts[start : start + 25])
+
+    def _batch_write(self, table: str, requests: list[Any]) -> None:
+        pending: Any = {table: requests}
+        for attempt in range(8):
+            pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            if not pending:
+                return
+            self._backoff(attempt)
+        raise RuntimeError(f"could not write {len(pending[table])} items to {table}")
+
+    def _batch_get(self, table: str, keys: list[Item], projection: str) -> list[Item]:
+        """Consistent BatchGetItem of up to any number of keys (100 per request), unprocessed keys retried."""
+        items: list[Item] = []
+        for start in range(0, len(keys), 100):  # BatchGetItem takes at most 100 keys
+            pending: Any = {
+                table: {
+                    "Keys": keys[start : start + 100],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": projection,
+                }
+            }
+            for attempt in range(8):
+                reply = self._db.batch_get_item(RequestItems=pending)
+                items += reply.get("Responses", {}).get(table, [])
+                pending = reply.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                self._backoff(attempt)
+            else:
+                raise RuntimeError(f"could not read {len(pending[table]['Keys'])} items from {table}")
+        return items
+
+    def _remember_last_seq(self, deployment_id: str, seq: int) -> None:
+        if len(self._last_seq_hint) >= _MAX_HINTS:  # bounded: a container may see many deployments
+            self._last_seq_hint.clear()
+        self._last_seq_hint[deployment_id] = seq
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        time.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
+
+
+def _failed(reasons: Sequence[str], index: int) -> bool:
+    """Whether the transaction item at ``index`` failed its condition."""
+    return index < len(reasons) and reasons[index] == "ConditionalCheckFailed"
+
+
+def _identity_item(event_key: str, deployment_id: str, seq: int, sent: bool, ttl: int) -> Item:
+    return {
+        "eventKey": _s(event_key),
+        "deploymentId": _s(deployment_id),
+        "seq": _n(seq),
+        "sent": {"BOOL": sent},
+        _TTL: _n(ttl),
+    }
 
 
 def _code(exc: ClientError) -> str:

@@ -1,0 +1,194 @@
+"""Delivery under load on `cloud-ws local`, beside a bare `websockets` relay with the same clients.
+
+Everything runs for real: the stack in its own process (moto, the emulator, the
+real handlers and the delivery queue's event source mapping), the clients in
+another (plain `websockets`, splitting multi-message frames), events emitted
+through the real plugin (hook → EventBridge → queue → broadcaster → posts). The
+bare relay gets the same clients and a producer that sends over a WebSocket.
+Every figure is hook → screen: from the moment the hook (or the producer's
+send) is called to the moment a client has the message.
+
+1. burst: 1,000 events from one deployment to 5 subscribers: events/s, lag, order;
+2. steady: 100 events/s for 10 s to 5 subscribers: lag p50 / p99;
+3. idle: one event at a time, 300 ms apart, to 1 subscriber: lag p50 / p99;
+4. fan-out: one event to 1,000 subscribers: time to the last receipt.
+
+Set BENCH_SMALL=1 for a quick run (fewer events and subscribers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_local import Helper, ms, quiesce  # noqa: E402
+from plugin import OrchestratorPlugin  # noqa: E402
+from tests.test_integration.conftest import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
+
+SMALL = bool(os.environ.get("BENCH_SMALL"))
+BURST = 200 if SMALL else 1_000
+STEADY_SECONDS = 3 if SMALL else 10
+STEADY_RATE = 100
+IDLE_EVENTS = 10 if SMALL else 30
+FANOUT = 100 if SMALL else 1_000
+
+
+class Producer:
+    """Emits timed events through one of the two paths."""
+
+    def emit(self, i: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush what is buffered."""
+
+
+class PluginProducer(Producer):
+    """The orchestrator plugin, as an orchestrator uses it."""
+
+    def __init__(self, outputs: Path, deployment: str) -> None:
+        self.deployment = deployment
+        self.plugin = OrchestratorPlugin.from_outputs(outputs)
+
+    def emit(self, i: int) -> None:
+        self.plugin.emit(
+            "log.created",
+            self.deployment,
+            {"level": "info", "message": f"line {i}", "sent_at": time.time(), "i": i},
+        )
+
+    def close(self) -> None:
+        self.plugin.close(timeout=30)
+
+
+class RelayProducer(Producer):
+    """A WebSocket producer on the bare relay (sent from a loop in a thread, like the plugin's sender)."""
+
+    def __init__(self, port: int) -> None:
+        import threading
+
+        from websockets.sync.client import connect
+
+        self.ws = connect(f"ws://127.0.0.1:{port}/produce", compression=None)
+        self.lock = threading.Lock()
+
+    def emit(self, i: int) -> None:
+        message = {"type": "log.created", "seq": i + 1, "data": {"sent_at": time.time(), "i": i}}
+        with self.lock:
+            self.ws.send(json.dumps(message))
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def measure(
+    clients: Helper, producer: Producer, events: int, subscribers: int, interval: float
+) -> dict[str, Any]:
+    """Emit ``events`` (``interval`` apart, 0 for a burst) and wait until every subscriber has all."""
+    clients.send({"cmd": "reset"})
+    first = time.time()
+    next_at = time.monotonic()
+    for i in range(events):
+        if interval:
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.emit(i)
+    result = clients.send({"cmd": "wait", "count": events * subscribers, "timeout": 300})
+    assert result["received"] == events * subscribers, result
+    p50, p99, worst = result["latencies"]
+    return {
+        "rate": events / (result["last_received"] - first),
+        "p50": p50,
+        "p99": p99,
+        "max": worst,
+        "last": result["last_received"] - first,
+        "in_order": result["in_order"],
+    }
+
+
+def run_case(
+    name: str,
+    stack: LocalStackProcess,
+    relay_port: int,
+    events: int,
+    subscribers: int,
+    interval: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One case on the stack, then the same on the bare relay, with one clients process."""
+    deployment = f"{name}{uuid.uuid4().hex[:6].upper()}"
+    url = f"{stack.outputs['websocket_url']}?token={stack.token('bench')}"
+    clients = Helper("ws_clients.py")
+    try:
+        clients.send(
+            {"cmd": "open", "url": url, "n": subscribers, "subscribe": deployment, "concurrency": 50}
+        )
+        producer: Producer = PluginProducer(stack.outputs_path, deployment)
+        try:
+            measure(clients, producer, 1, subscribers, 0)  # warm the broadcaster's clients and pools
+            stack_result = measure(clients, producer, events, subscribers, interval)
+        finally:
+            producer.close()
+        clients.send({"cmd": "close"})
+        quiesce(stack)
+        clients.send(
+            {"cmd": "open", "url": f"ws://127.0.0.1:{relay_port}/", "n": subscribers, "concurrency": 50}
+        )
+        relay = RelayProducer(relay_port)
+        try:
+            measure(clients, relay, 1, subscribers, 0)
+            relay_result = measure(clients, relay, events, subscribers, interval)
+        finally:
+            relay.close()
+        return stack_result, relay_result
+    finally:
+        clients.send({"cmd": "close"})
+        clients.stop()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = start_local_stack(Path(tmp))
+        relay = Helper("bare_relay.py")
+        try:
+            port = relay.read()["port"]
+            s, r = run_case("BURST", stack, port, BURST, 5, 0)
+            print(f"1. burst: {BURST:,} events from one deployment → 5 subscribers")
+            print(
+                f"   cloud-ws {s['rate']:,.0f} events/s, last at {s['last']:.2f} s, lag p50 {ms(s['p50'])} "
+                f"max {ms(s['max'])}, in order: {s['in_order']}"
+            )
+            print(
+                f"   bare relay {r['rate']:,.0f} events/s, last at {r['last']:.2f} s, lag p50 {ms(r['p50'])} "
+                f"max {ms(r['max'])}; ratio {s['rate'] / r['rate']:.2f}"
+            )
+            s, r = run_case("STEADY", stack, port, STEADY_RATE * STEADY_SECONDS, 5, 1 / STEADY_RATE)
+            print(f"2. steady: {STEADY_RATE} events/s for {STEADY_SECONDS} s → 5 subscribers (hook → screen)")
+            print(
+                f"   cloud-ws p50 {ms(s['p50'])}, p99 {ms(s['p99'])}, max {ms(s['max'])}, in order: {s['in_order']}"
+            )
+            print(f"   bare relay p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max {ms(r['max'])}")
+            s, r = run_case("IDLE", stack, port, IDLE_EVENTS, 1, 0.3)
+            print(f"3. idle: {IDLE_EVENTS} events, 300 ms apart → 1 subscriber (hook → screen)")
+            print(f"   cloud-ws p50 {ms(s['p50'])}, p99 {ms(s['p99'])}")
+            print(f"   bare relay p50 {ms(r['p50'])}, p99 {ms(r['p99'])}")
+            s, r = run_case("FANOUT", stack, port, 1, FANOUT, 0)
+            print(f"4. fan-out: one event → {FANOUT:,} subscribers, last receipt")
+            print(f"   cloud-ws {ms(s['max'])}; bare relay {ms(r['max'])}; ratio {s['max'] / r['max']:.1f}")
+        finally:
+            relay.stop()
+            stop_local_stack(stack)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,412 @@
+"""The broadcaster's batches: one transaction per deployment, one frame per subscriber, partial failures."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from handlers import broadcaster, spec
+from handlers.fanout import FanOutTask
+from handlers.runtime import Runtime, get_runtime, reset_runtime
+from handlers.store import Store
+from tests.conftest import REGION, Stack, eventbridge_event
+
+
+def _subscribe(stack: Stack, deployment_id: str, count: int, prefix: str = "user") -> list[str]:
+    connections = []
+    for i in range(count):
+        conn = stack.open(f"{prefix}{i}")
+        stack.send(conn, {"action": "subscribe", "deployment_id": deployment_id})
+        connections.append(conn)
+    stack.mgmt.clear()
+    return connections
+
+
+def _event(
+    deployment_id: str, n: int, event_id: str | None = None, type_: str = "log.created"
+) -> dict[str, Any]:
+    detail = {
+        "deployment_id": deployment_id,
+        "event_id": event_id or f"{deployment_id}-{n}",
+        "data": {"level": "info", "message": f"line {n}"},
+        "timestamp": "2026-11-26T10:00:00Z",
+    }
+    return eventbridge_event(type_, detail)
+
+
+def _records(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SQS event source mapping's batch carrying these EventBridge events."""
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": f"rh-{i}",
+                "body": json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:delivery",
+            }
+            for i, event in enumerate(events)
+        ]
+    }
+
+
+def _frames(stack: Stack, conn: str) -> list[list[dict[str, Any]]]:
+    """What a connection received, frame by frame, each split into its messages."""
+    with stack.mgmt._lock:
+        raw = list(stack.mgmt.received.get(conn, []))
+    return [[json.loads(line) for line in frame.split(b"\n")] for frame in raw]
+
+
+def _seqs(stack: Stack, conn: str) -> list[int]:
+    return [m["seq"] for frame in _frames(stack, conn) for m in frame if "seq" in m]
+
+
+class _CountingDynamoDB:
+    """Counts the DynamoDB requests the broadcaster makes, by operation."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name.startswith("_") or name in ("exceptions", "meta"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.calls[name] = self.calls.get(name, 0) + 1
+                return attr(*args, **kwargs)
+
+        return call
+
+
+def _counting_store(stack: Stack) -> _CountingDynamoDB:
+    runtime = get_runtime()
+    counting = _CountingDynamoDB(stack.ddb)
+    config = runtime.config
+    runtime.store = Store(counting, config.tables, config.history_ttl_seconds)  # type: ignore[arg-type]
+    return counting
+
+
+def test_a_batch_is_one_transaction_and_one_frame_per_subscriber(stack: Stack) -> None:
+    """Ten events of one deployment: seq 1..10 in one transaction, each subscriber gets one frame of ten."""
+    connections = _subscribe(stack, "D1", 3)
+    counting = _counting_store(stack)
+
+    result = broadcaster.handler(_records([_event("D1", n) for n in range(10)]))
+
+    assert result == {"batchItemFailures": []}
+    assert counting.calls["transact_write_items"] == 1
+    for conn in connections:
+        (frame,) = _frames(stack, conn)
+        assert [m["seq"] for m in frame] == list(range(1, 11))
+        assert [m["data"]["message"] for m in frame] == [f"line {n}" for n in range(10)]
+    assert len(stack.mgmt.requests) == 3  # one post per subscriber for the whole batch
+
+
+def test_dynamodb_requests_per_event_stay_under_half_at_batches_of_ten(stack: Stack) -> None:
+    """A busy deployment's batch of ten: counter (once), transaction, Query, mark sent."""
+    _subscribe(stack, "D1", 2)
+    counting = _counting_store(stack)
+
+    for batch in range(5):
+        broadcaster.handler(_records([_event("D1", batch * 10 + n) for n in range(10)]))
+
+    total = sum(counting.calls.values())
+    # The first batch reads the counter; later ones reuse the value this container wrote.
+    assert counting.calls.get("get_item", 0) == 1
+    assert total / 50 <= 0.5, counting.calls
+
+
+def test_batches_of_several_deployments_get_their_own_seq_ranges(stack: Stack) -> None:
+    """Events of two deployments in one batch: each counts from 1, each subscriber sees only its own."""
+    (one,) = _subscribe(stack, "D1", 1)
+    (two,) = _subscribe(stack, "D2", 1, prefix="other")
+
+    broadcaster.handler(_records([_event("D1", 0), _event("D2", 0), _event("D1", 1), _event("D2", 1)]))
+
+    assert _seqs(stack, one) == [1, 2]
+    assert _seqs(stack, two) == [1, 2]
+    assert {m["deployment_id"] for frame in _frames(stack, two) for m in frame} == {"D2"}
+
+
+def test_duplicates_in_and_across_batches_are_stored_and_sent_once(stack: Stack) -> None:
+    """The same event_id twice in a batch, then again in a later batch: one seq, one delivery."""
+    (conn,) = _subscribe(stack, "D1", 1)
+
+    broadcaster.handler(_records([_event("D1", 0, "same"), _event("D1", 1, "same"), _event("D1", 2)]))
+    before = stack.snapshot()
+    again = broadcaster.handler(_records([_event("D1", 3, "same")]))
+
+    assert again == {"batchItemFailures": []}
+    assert stack.snapshot() == before
+    assert _seqs(stack, conn) == [1, 2]
+
+
+def test_a_batch_mixing_sent_unsent_and_new_events_resends_only_the_unsent(stack: Stack) -> None:
+    """A batch redelivered after a crash: the sent event skipped, the unsent resent, the new sequenced."""
+    (conn,) = _subscribe(stack, "D1", 1)
+    broadcaster.handler(_records([_event("D1", 0, "a"), _event("D1", 1, "b")]))
+    stack.ddb.update_item(  # as if the container died after storing "b" and before marking it sent
+        TableName=stack.tables["EVENT_IDS_TABLE"],
+        Key={"eventKey": {"S": "D1/b"}},
+        UpdateExpression="SET sent = :f",
+        ExpressionAttributeValues={":f": {"BOOL": False}},
+    )
+    stack.mgmt.clear()
+
+    broadcaster.handler(_records([_event("D1", 0, "a"), _event("D1", 1, "b"), _event("D1", 2, "c")]))
+
+    assert _seqs(stack, conn) == [2, 3]  # "b" again with its seq, then "c"; never "a"
+    assert get_runtime().store.last_seq("D1") == 3
+
+
+def test_concurrent_batches_of_one_deployment_never_share_a_seq(stack: Stack) -> None:
+    """Four invocations race with batches of five on one deployment: 1..20, each seq exactly once."""
+    (conn,) = _subscribe(stack, "RACE", 1)
+    runtime = get_runtime()
+    config = runtime.config
+    lock = threading.Lock()
+
+    class Serialized:
+        """DynamoDB requests are atomic; moto's in-process backend is not thread-safe on its own."""
+
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(stack.ddb, name)
+            if not callable(attr):
+                return attr
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                with lock:
+                    return attr(*args, **kwargs)
+
+            return call
+
+    runtime.store = Store(Serialized(), config.tables, config.history_ttl_seconds)  # type: ignore[arg-type]
+    start_line = threading.Barrier(4)
+    real_last_seq = runtime.store.last_seq
+    first_read: set[int] = set()
+
+    def last_seq_in_lockstep(deployment_id: str) -> int:
+        value = real_last_seq(deployment_id)
+        if threading.get_ident() not in first_read:
+            first_read.add(threading.get_ident())
+            start_line.wait(timeout=10)  # every invocation reads the counter before any writes
+        return value
+
+    runtime.store.last_seq = last_seq_in_lockstep  # type: ignore[method-assign]
+    results: list[Any] = []
+
+    def invoke(batch: int) -> None:
+        results.append(broadcaster.handler(_records([_event("RACE", batch * 5 + n) for n in range(5)])))
+
+    threads = [threading.Thread(target=invoke, args=(b,)) for b in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert results == [{"batchItemFailures": []}] * 4
+    rows = stack.snapshot()["EVENTS_TABLE"]
+    assert sorted(int(r["seq"]["N"]) for r in rows) == list(range(0, 21))  # the counter and 1..20
+    assert sorted(_seqs(stack, conn)) == list(range(1, 21))
+
+
+def test_a_partial_batch_failure_reports_only_the_failed_records(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D2's storage fails: only D2's records come back; D1 is delivered; the redelivery delivers D2."""
+    (one,) = _subscribe(stack, "D1", 1)
+    (two,) = _subscribe(stack, "D2", 1, prefix="other")
+    store = get_runtime().store
+    real_append = store.append_events
+    broken = {"D2"}
+
+    def failing_for_d2(deployment_id: str, events: Any) -> Any:
+        if deployment_id in broken:
+            raise stack.ddb.exceptions.ProvisionedThroughputExceededException(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                "TransactWriteItems",
+            )
+        return real_append(deployment_id, events)
+
+    monkeypatch.setattr(store, "append_events", failing_for_d2)
+    batch = _records([_event("D1", 0), _event("D2", 0), _event("D1", 1), _event("D2", 1)])
+
+    result = broadcaster.handler(batch)
+
+    d2_ids = [
+        r["messageId"] for r in batch["Records"] if json.loads(r["body"])["detail"]["deployment_id"] == "D2"
+    ]
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(d2_ids)
+    assert _seqs(stack, one) == [1, 2]
+    assert _seqs(stack, two) == []
+    assert stack.snapshot()["EVENTS_TABLE"] == [
+        r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"] == "D1"
+    ]
+
+    broken.clear()  # the queue brings back only D2's records
+    retry = broadcaster.handler({"Records": [r for r in batch["Records"] if r["messageId"] in d2_ids]})
+
+    assert retry == {"batchItemFailures": []}
+    assert _seqs(stack, two) == [1, 2]
+    assert _seqs(stack, one) == [1, 2]
+
+
+@pytest.fixture
+def delivery_queue(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    """A real (moto) delivery queue whose URL the broadcaster knows."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="delivery", Attributes={"VisibilityTimeout": "360"})["QueueUrl"]
+    monkeypatch.setenv("DELIVERY_QUEUE_URL", url)
+    reset_runtime()
+    yield sqs, url
+    reset_runtime()
+
+
+def test_failed_records_come_back_in_seconds_not_after_the_visibility_timeout(
+    stack: Stack, delivery_queue: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broadcaster shortens a failed record's visibility; a delivered one is not touched."""
+    sqs, url = delivery_queue
+    _subscribe(stack, "D1", 1)
+    for deployment_id in ("D1", "BROKEN"):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(_event(deployment_id, 0)))
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    records = [
+        {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]}
+        for m in messages
+    ]
+    store = get_runtime().store
+    real_append = store.append_events
+
+    def broken(deployment_id: str, events: Any) -> Any:
+        if deployment_id == "BROKEN":
+            raise RuntimeError("DynamoDB is having a bad day")
+        return real_append(deployment_id, events)
+
+    monkeypatch.setattr(store, "append_events", broken)
+
+    result = broadcaster.handler({"Records": records})
+
+    (failure,) = result["batchItemFailures"]
+    time.sleep(spec.DELIVERY.retry_visibility_seconds + 0.5)
+    back = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["MessageId"] for m in back] == [failure["itemIdentifier"]]
+
+
+def test_malformed_records_are_let_go_and_the_rest_delivered(stack: Stack) -> None:
+    """A record whose body is not an event is logged and dropped; it is not reported as failed."""
+    (conn,) = _subscribe(stack, "D1", 1)
+    batch = _records([_event("D1", 0)])
+    batch["Records"].insert(0, {"messageId": "junk", "receiptHandle": "rh", "body": "{not json"})
+    batch["Records"].insert(1, {"messageId": "bad", "receiptHandle": "rh", "body": json.dumps({"detail": 1})})
+
+    assert broadcaster.handler(batch) == {"batchItemFailures": []}
+    assert _seqs(stack, conn) == [1]
+
+
+def test_a_batch_larger_than_one_frame_is_split_in_order(stack: Stack) -> None:
+    """Events that do not fit one 128 KB message go out in as few frames as fit, in seq order."""
+    (conn,) = _subscribe(stack, "D1", 1)
+    big = "x" * 40_000
+    events = []
+    for n in range(8):
+        event = _event("D1", n)
+        event["detail"]["data"]["message"] = big
+        events.append(event)
+
+    broadcaster.handler(_records(events))
+
+    frames = _frames(stack, conn)
+    assert [m["seq"] for frame in frames for m in frame] == list(range(1, 9))
+    assert len(frames) == 3  # three, three and two 40 KB messages
+    assert all(len(raw) <= spec.API_GATEWAY_LIMITS.message_bytes for raw in stack.mgmt.received[conn])
+
+
+# -- fan-out over several invocations ---------------------------------------------------------------
+
+
+@pytest.fixture
+def workers(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """Asynchronous invocations of the broadcaster, run on threads as Lambda would run them."""
+    monkeypatch.setenv("FANOUT_FUNCTION_NAME", "broadcaster")
+    monkeypatch.setenv("FANOUT_PAGE_SIZE", "2")
+    reset_runtime()
+    payloads: list[dict[str, Any]] = []
+    threads: list[threading.Thread] = []
+
+    def invoke_async(self: Runtime, function: str, payload: Any) -> None:
+        assert function == "broadcaster"
+        payloads.append(json.loads(json.dumps(payload)))  # what crosses the wire is JSON
+        thread = threading.Thread(target=broadcaster.handler, args=(json.loads(json.dumps(payload)),))
+        threads.append(thread)
+        thread.start()
+
+    monkeypatch.setattr(Runtime, "invoke_async", invoke_async)
+    yield payloads
+    for thread in threads:
+        thread.join(timeout=30)
+
+
+def _wait_for(predicate: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_further_pages_of_subscribers_go_to_other_invocations(
+    stack: Stack, workers: list[dict[str, Any]]
+) -> None:
+    """Five subscribers, pages of two: this invocation posts two, two tasks post the other three."""
+    connections = _subscribe(stack, "D1", 5)
+
+    summary = stack.publish("D1")
+
+    assert summary["delivered"] == 2
+    assert len(workers) == 2
+    assert [len(p[spec.FANOUT_TASK_KEY]["connection_ids"]) for p in workers] == [2, 1]
+    _wait_for(lambda: all(_seqs(stack, c) == [1] for c in connections))
+
+
+def test_a_throttled_tail_is_retried_by_a_task_until_delivered(
+    stack: Stack, workers: list[dict[str, Any]]
+) -> None:
+    """The terminal status's posts answer 429 past the poster's retries: a retry task delivers it."""
+    (conn,) = _subscribe(stack, "D1", 1)
+    # POST_MAX_ATTEMPTS=3: the first two rounds fail, the third gets through.
+    stack.mgmt.failures_for[conn] = [429] * 7
+
+    summary = stack.publish("D1", "deployment.status", {"status": "succeeded"})
+
+    assert summary["retrying"] == 1
+    _wait_for(lambda: _seqs(stack, conn) == [1])
+    attempts = [p[spec.FANOUT_TASK_KEY]["attempt"] for p in workers]
+    assert attempts[:2] == [1, 2]
+    assert get_runtime().store.last_seq("D1") == 1  # retried with the same seq, never re-sequenced
+
+
+def test_fan_out_tasks_that_are_not_ours_are_refused(stack: Stack) -> None:
+    """A task with a bad field is rejected and posts nothing."""
+    (conn,) = _subscribe(stack, "D1", 1)
+    bad = FanOutTask("D1", (1,), (conn,), None).payload()
+    bad[spec.FANOUT_TASK_KEY]["seqs"] = ["one"]
+    before = stack.snapshot()
+
+    result = broadcaster.handler(bad)
+
+    assert result["status"] == "rejected"
+    assert "seqs" in result["reason"]
+    assert stack.mgmt.requests == []
+    assert stack.snapshot() == before
