@@ -7,6 +7,8 @@ import json
 import subprocess
 import time
 import uuid
+import weakref
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,18 @@ from tests.test_integration.conftest import CLI, LocalStackProcess, start_local_
 pytestmark = pytest.mark.slow
 
 
+#: Messages already received in a frame but not read yet, per connection: a server frame
+#: carries one or more messages, one JSON object per line.
+_pending: weakref.WeakKeyDictionary[ClientConnection, deque[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
 async def recv_json(ws: ClientConnection, timeout: float = 5) -> dict[str, Any]:
-    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-    return message
+    """The next message, splitting multi-message frames."""
+    pending = _pending.setdefault(ws, deque())
+    if not pending:
+        frame = await asyncio.wait_for(ws.recv(), timeout)
+        pending.extend(json.loads(line) for line in str(frame).split("\n"))
+    return pending.popleft()
 
 
 async def subscribe(ws: ClientConnection, deployment_id: str, since: int | None = None) -> dict[str, Any]:
