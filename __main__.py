@@ -40,10 +40,19 @@ CONFIG_KEYS: dict[str, str] = {
     "log_retention_days": "logRetentionDays",
     "log_level": "logLevel",
     "configure_api_gateway_account": "configureApiGatewayAccount",
+    "broadcaster_timeout_seconds": "broadcasterTimeoutSeconds",
+    "delivery_max_concurrency": "deliveryMaxConcurrency",
 }
 
 INTEGER_KEYS = frozenset(
-    {"throttling_burst_limit", "connection_ttl_hours", "history_ttl_hours", "log_retention_days"}
+    {
+        "throttling_burst_limit",
+        "connection_ttl_hours",
+        "history_ttl_hours",
+        "log_retention_days",
+        "broadcaster_timeout_seconds",
+        "delivery_max_concurrency",
+    }
 )
 FLOAT_KEYS = frozenset({"throttling_rate_limit"})
 BOOL_KEYS = frozenset({"create_event_bus", "configure_api_gateway_account"})

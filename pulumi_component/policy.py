@@ -3,8 +3,10 @@
 Each function gets exactly what its handler uses: the DynamoDB actions the spec
 lists for it, on the ARNs of those tables (and, for ``Query``, their indexes);
 ``execute-api:ManageConnections`` for the @connections methods it calls, on this
-API's stage only; and writing to its own log group. No statement has a wildcard
-action. These functions take plain ARN strings; the component calls them once
+API's stage only; and writing to its own log group. The broadcaster also reads
+the delivery queue (its event source mapping polls with the function's role)
+and invokes itself for large fan-outs, each on that one ARN. No statement has a
+wildcard action. These functions take plain ARN strings; the component calls them once
 the ARNs are known.
 """
 
@@ -23,6 +25,20 @@ LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 
 #: What the broadcaster needs to hand a failed event to the dead-letter queue.
 DEAD_LETTER_ACTIONS = ("sqs:SendMessage",)
+
+#: What the delivery queue's event source mapping does with the function's role
+#: (ReceiveMessage, DeleteMessageBatch, GetQueueAttributes), plus what the
+#: broadcaster itself does: ChangeMessageVisibilityBatch on failed records so they
+#: come back in seconds. Batch calls are authorised by their single-message action.
+DELIVERY_QUEUE_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+)
+
+#: A fan-out too large for one invocation continues in asynchronous invocations of itself.
+SELF_INVOKE_ACTIONS = ("lambda:InvokeFunction",)
 
 #: AWS managed policy API Gateway needs to write execution and access logs (account-wide setting).
 API_GATEWAY_LOGS_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
@@ -81,6 +97,7 @@ def function_policy(
     execution_arn: str,
     stage: str,
     dead_letter_queue_arn: str | None = None,
+    delivery_queue_arn: str | None = None,
 ) -> PolicyDocument:
     """The inline policy of the function that serves ``route``.
 
@@ -90,6 +107,7 @@ def function_policy(
         execution_arn: the API's execution ARN (``arn:aws:execute-api:REGION:ACCOUNT:API``).
         stage: the stage the function posts through.
         dead_letter_queue_arn: where failed asynchronous invocations go (the broadcaster).
+        delivery_queue_arn: the queue the function is fed from (the broadcaster).
     """
     statements = [
         {
@@ -118,7 +136,35 @@ def function_policy(
                 "Resource": [dead_letter_queue_arn],
             }
         )
+    if delivery_queue_arn is not None:
+        statements.append(
+            {
+                "Sid": "DeliveryQueue",
+                "Effect": "Allow",
+                "Action": list(DELIVERY_QUEUE_ACTIONS),
+                "Resource": [delivery_queue_arn],
+            }
+        )
     return {"Version": VERSION, "Statement": statements}
+
+
+def self_invoke_policy(function_arn: str) -> PolicyDocument:
+    """A function may invoke itself, and nothing else (its fan-out workers).
+
+    A separate document from :func:`function_policy`: it names the function's own
+    ARN, which exists only after the function, which needs its first policy first.
+    """
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "FanOutToItself",
+                "Effect": "Allow",
+                "Action": list(SELF_INVOKE_ACTIONS),
+                "Resource": [function_arn],
+            }
+        ],
+    }
 
 
 def assume_role_policy(service: str) -> PolicyDocument:
@@ -127,6 +173,33 @@ def assume_role_policy(service: str) -> PolicyDocument:
         "Version": VERSION,
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
     }
+
+
+def delivery_queue_policy(queue_arn: str, rule_arn: str) -> PolicyDocument:
+    """Queue policy: EventBridge may send to the delivery queue only on behalf of our rule."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "EventBridgeDeliveries",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }
+
+
+def redrive_allow_policy(source_queue_arn: str) -> dict[str, Any]:
+    """The dead-letter queue's redrive-allow policy: only the delivery queue may use it as its DLQ."""
+    return {"redrivePermission": "byQueue", "sourceQueueArns": [source_queue_arn]}
+
+
+def redrive_policy(dead_letter_queue_arn: str, max_receive_count: int) -> dict[str, Any]:
+    """A queue's redrive policy: after ``max_receive_count`` receives a message moves to the DLQ."""
+    return {"deadLetterTargetArn": dead_letter_queue_arn, "maxReceiveCount": max_receive_count}
 
 
 def dead_letter_queue_policy(queue_arn: str, rule_arn: str) -> PolicyDocument:

@@ -12,8 +12,14 @@ pattern) and from the code in ``handlers/``, so the deployed stack and
 - one Lambda function per route plus the broadcaster (arm64, one shared code
   archive), each with its own log group and its own least-privilege role;
 - the EventBridge bus (or an existing one), the rule that matches the
-  configured source, the broadcaster as its target with a retry policy, and an
-  SQS dead-letter queue for events that could not be delivered or processed.
+  configured source and sends every event to a standard SQS delivery queue
+  (with a retry policy), the event source mapping that hands the broadcaster
+  batches from that queue (reporting partial batch failures), and an SQS
+  dead-letter queue for events that could not be delivered or kept failing,
+  and for fan-out tasks that still failed after Lambda's retries.
+
+Why a queue sits between the rule and the broadcaster, and how each number was
+chosen: docs/delivery.md.
 
 Its outputs are exactly the outputs contract of DESIGN.md.
 
@@ -82,7 +88,7 @@ DEFAULTS: Mapping[str, Any] = {
     "memory_size_mb": 256,
     "timeout_seconds": 10,
     "broadcaster_memory_size_mb": 512,
-    "broadcaster_timeout_seconds": 60,
+    "broadcaster_timeout_seconds": spec.DELIVERY.function_timeout_seconds,
     "log_retention_days": 30,
     "log_level": "INFO",
     "configure_api_gateway_account": False,
@@ -111,13 +117,20 @@ ACCESS_LOG_FORMAT = json.dumps(
     separators=(",", ":"),
 )
 
-#: EventBridge keeps retrying a delivery to the broadcaster for this long, then
+#: EventBridge keeps retrying a delivery to the delivery queue for this long, then
 #: sends the event to the dead-letter queue: older events are of no use to a live view.
 EVENT_MAX_AGE_SECONDS = 3600
 EVENT_MAX_RETRIES = 64
-#: Lambda's own retries of a broadcaster invocation that raised (DynamoDB unavailable, ...).
+#: Lambda's own retries of an asynchronous invocation (a fan-out task) that raised.
 ASYNC_MAX_RETRIES = 2
+#: SQS's default, stated: a message waits out a broadcaster outage of days. Dead
+#: letters keep their first enqueue time, so the DLQ must keep them longer still.
+DELIVERY_RETENTION_SECONDS = 4 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+#: AWS asks for a queue visibility timeout of at least six times the function's timeout.
+VISIBILITY_TIMEOUT_FACTOR = 6
+#: Lambda's bounds on an SQS event source mapping's maximum concurrency.
+MAX_CONCURRENCY_RANGE = (2, 1000)
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -158,7 +171,9 @@ class WebSocketMonitoringArgs(TypedDict):
     broadcaster_memory_size_mb: NotRequired[pulumi.Input[int]]
     """Memory of the broadcaster in MB (128 to 10240; more memory, more CPU to fan out). Default: 512."""
     broadcaster_timeout_seconds: NotRequired[pulumi.Input[int]]
-    """Timeout of the broadcaster, in seconds (1 to 900). Default: 60."""
+    """Broadcaster timeout in seconds (1 to 900); queue visibility is at least 6 times it. Default: 60."""
+    delivery_max_concurrency: NotRequired[pulumi.Input[int]]
+    """Most broadcaster invocations the delivery queue feeds at once (2 to 1000). Default: no cap."""
     log_retention_days: NotRequired[int]
     """Retention of every log group in days (a value CloudWatch accepts: 7, 30, 365, ...). Default: 30."""
     log_level: NotRequired[str]
@@ -270,8 +285,36 @@ def _function_policy(route: spec.RouteSpec, stage: str, resolved: Mapping[str, A
             execution_arn=resolved["execution_arn"],
             stage=stage,
             dead_letter_queue_arn=resolved.get("dead_letter_queue"),
+            delivery_queue_arn=resolved.get("delivery_queue"),
         )
     )
+
+
+def _self_invoke_policy(function_arn: str) -> str:
+    return _render_json(policy.self_invoke_policy(function_arn))
+
+
+def _delivery_queue_policy(arns: Sequence[str]) -> str:
+    queue_arn, rule_arn = arns
+    return _render_json(policy.delivery_queue_policy(queue_arn, rule_arn))
+
+
+def _redrive_policy(dead_letter_queue_arn: str) -> str:
+    return _render_json(policy.redrive_policy(dead_letter_queue_arn, spec.DELIVERY.max_receive_count))
+
+
+def _redrive_allow_policy(source_queue_arn: str) -> str:
+    return _render_json(policy.redrive_allow_policy(source_queue_arn))
+
+
+def visibility_timeout(function_timeout_seconds: int) -> int:
+    """The delivery queue's visibility timeout for a broadcaster timeout.
+
+    The spec's value, raised to six times the function timeout when the timeout
+    is configured longer: a batch whose invocation was throttled or timed out is
+    then not handed to a second invocation while the first may still run.
+    """
+    return max(spec.DELIVERY.visibility_timeout_seconds, VISIBILITY_TIMEOUT_FACTOR * function_timeout_seconds)
 
 
 def _dead_letter_queue_policy(arns: Sequence[str]) -> str:
@@ -356,6 +399,12 @@ def validate_args(args: Mapping[str, Any]) -> dict[str, Any]:
     }
     for field, (low, high) in whole.items():
         settings[field] = _checked(settings[field], functools.partial(_check_whole, field, low, high))
+    if "delivery_max_concurrency" in settings:
+        low, high = MAX_CONCURRENCY_RANGE
+        settings["delivery_max_concurrency"] = _checked(
+            settings["delivery_max_concurrency"],
+            functools.partial(_check_whole, "delivery_max_concurrency", low, high),
+        )
     settings["throttling_rate_limit"] = _checked(
         settings["throttling_rate_limit"], functools.partial(_check_number, "throttling_rate_limit", 0)
     )
@@ -379,7 +428,7 @@ def validate_args(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class WebSocketMonitoring(pulumi.ComponentResource):
-    """Real-time deployment monitoring over WebSocket: API Gateway, Lambda, DynamoDB, EventBridge."""
+    """Real-time deployment monitoring over WebSocket: API Gateway, Lambda, DynamoDB, EventBridge, SQS."""
 
     websocket_url: pulumi.Output[str]
     """`wss://{api}.execute-api.{region}.amazonaws.com/{stage}`: where clients connect."""
@@ -444,6 +493,8 @@ class WebSocketMonitoring(pulumi.ComponentResource):
 
         # One function per route, each behind its own integration and route.
         self.functions: dict[str, aws.lambda_.Function] = {}
+        self._roles: dict[str, aws.iam.Role] = {}
+        self._role_policies: dict[str, aws.iam.RolePolicy] = {}
         routes: list[aws.apigatewayv2.Route] = []
         wiring: list[pulumi.Output[list[Any]]] = []
         for route in spec.ROUTES:
@@ -529,7 +580,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         websocket_url = pulumi.Output.all(self.api.api_endpoint, self.stage.name).apply(_wss)
         management_endpoint = pulumi.Output.all(self.api.api_endpoint, self.stage.name).apply(_https)
 
-        # EventBridge → broadcaster.
+        # EventBridge → delivery queue → (event source mapping, batches) → broadcaster.
         event_source = settings["event_source"]
         if settings["create_event_bus"]:
             bus = aws.cloudwatch.EventBus(
@@ -538,50 +589,98 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             event_bus_name: pulumi.Output[str] = bus.name
         else:
             event_bus_name = pulumi.Output.from_input(settings["event_bus_name"])
+        broadcaster_timeout = settings["broadcaster_timeout_seconds"]
+        self.delivery_queue = aws.sqs.Queue(
+            f"{name}-delivery-queue",
+            visibility_timeout_seconds=pulumi.Output.from_input(broadcaster_timeout).apply(
+                visibility_timeout
+            ),
+            message_retention_seconds=DELIVERY_RETENTION_SECONDS,
+            sqs_managed_sse_enabled=True,
+            redrive_policy=self.dead_letter_queue.arn.apply(_redrive_policy),
+            opts=self._child(),
+        )
+        # Only the delivery queue may name the dead-letter queue as its own: a separate
+        # resource, since the delivery queue's redrive policy already names the DLQ.
+        aws.sqs.RedriveAllowPolicy(
+            f"{name}-dlq-redrive-allow",
+            queue_url=self.dead_letter_queue.url,
+            redrive_allow_policy=self.delivery_queue.arn.apply(_redrive_allow_policy),
+            opts=self._child(),
+        )
         broadcaster = self._function(
             name,
             spec.BROADCASTER,
             settings,
-            env={**common_env, "MANAGEMENT_ENDPOINT": management_endpoint},
+            env={
+                **common_env,
+                "MANAGEMENT_ENDPOINT": management_endpoint,
+                "DELIVERY_QUEUE_URL": self.delivery_queue.url,
+                # The fan-out invokes the function by name: Lambda's own
+                # AWS_LAMBDA_FUNCTION_NAME, so nothing here names it (no cycle).
+            },
             table_arns=table_arns,
             stage_name=stage_name,
             memory=settings["broadcaster_memory_size_mb"],
-            timeout=settings["broadcaster_timeout_seconds"],
+            timeout=broadcaster_timeout,
             dead_letter_queue=self.dead_letter_queue,
+            delivery_queue=self.delivery_queue,
+        )
+        # Invoking itself needs its own ARN, which exists only once the function does.
+        aws.iam.RolePolicy(
+            f"{name}-{spec.BROADCASTER.function}-fanout-policy",
+            role=self._roles[spec.BROADCASTER.function].id,
+            policy=broadcaster.arn.apply(_self_invoke_policy),
+            opts=self._child(),
         )
         rule = aws.cloudwatch.EventRule(
             f"{name}-rule",
             event_bus_name=event_bus_name,
-            description="cloud-ws: deployment events to the broadcaster",
+            description="cloud-ws: deployment events to the delivery queue",
             event_pattern=pulumi.Output.from_input(event_source).apply(_event_pattern),
             opts=self._child(),
         )
-        queue_policy = aws.sqs.QueuePolicy(
+        delivery_queue_policy = aws.sqs.QueuePolicy(
+            f"{name}-delivery-queue-policy",
+            queue_url=self.delivery_queue.url,
+            policy=pulumi.Output.all(self.delivery_queue.arn, rule.arn).apply(_delivery_queue_policy),
+            opts=self._child(),
+        )
+        dead_letter_policy = aws.sqs.QueuePolicy(
             f"{name}-dlq-policy",
             queue_url=self.dead_letter_queue.url,
             policy=pulumi.Output.all(self.dead_letter_queue.arn, rule.arn).apply(_dead_letter_queue_policy),
             opts=self._child(),
         )
-        permission = aws.lambda_.Permission(
-            f"{name}-{spec.BROADCASTER.function}-invoke",
-            action="lambda:InvokeFunction",
-            function=broadcaster.name,
-            principal="events.amazonaws.com",
-            source_arn=rule.arn,
-            opts=self._child(),
-        )
+        # Same name and type as when the broadcaster itself was the target: an
+        # existing stack updates this target in place (a new ARN), nothing is replaced.
         aws.cloudwatch.EventTarget(
             f"{name}-target",
             rule=rule.name,
             event_bus_name=event_bus_name,
-            arn=broadcaster.arn,
+            arn=self.delivery_queue.arn,
             retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
                 maximum_event_age_in_seconds=EVENT_MAX_AGE_SECONDS,
                 maximum_retry_attempts=EVENT_MAX_RETRIES,
             ),
             dead_letter_config=aws.cloudwatch.EventTargetDeadLetterConfigArgs(arn=self.dead_letter_queue.arn),
-            opts=self._child(depends_on=[queue_policy, permission]),
+            opts=self._child(depends_on=[delivery_queue_policy, dead_letter_policy]),
         )
+        max_concurrency = settings.get("delivery_max_concurrency")
+        self.delivery_mapping = aws.lambda_.EventSourceMapping(
+            f"{name}-delivery-mapping",
+            event_source_arn=self.delivery_queue.arn,
+            function_name=broadcaster.arn,
+            batch_size=spec.DELIVERY.batch_size,
+            maximum_batching_window_in_seconds=spec.DELIVERY.max_batching_window_seconds,
+            function_response_types=["ReportBatchItemFailures"],
+            scaling_config=None
+            if max_concurrency is None
+            else aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=max_concurrency),
+            # Lambda checks at creation that the role may read the queue.
+            opts=self._child(depends_on=[self._role_policies[spec.BROADCASTER.function]]),
+        )
+        # Asynchronous invocations are the fan-out tasks the broadcaster hands to itself.
         aws.lambda_.FunctionEventInvokeConfig(
             f"{name}-{spec.BROADCASTER.function}-async",
             function_name=broadcaster.name,
@@ -667,6 +766,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         memory: pulumi.Input[int],
         timeout: pulumi.Input[int],
         dead_letter_queue: aws.sqs.Queue | None = None,
+        delivery_queue: aws.sqs.Queue | None = None,
     ) -> aws.lambda_.Function:
         """A function with its log group, its role and its inline least-privilege policy."""
         prefix = f"{name}-{route.function}"
@@ -686,6 +786,8 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         }
         if dead_letter_queue is not None:
             arns["dead_letter_queue"] = dead_letter_queue.arn
+        if delivery_queue is not None:
+            arns["delivery_queue"] = delivery_queue.arn
         role_policy = aws.iam.RolePolicy(
             f"{prefix}-policy",
             role=role.id,
@@ -694,7 +796,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         )
         function = aws.lambda_.Function(
             prefix,
-            description=f"cloud-ws {route.route_key or 'EventBridge'} handler",
+            description=f"cloud-ws {route.route_key or 'delivery queue'} handler",
             runtime=settings["runtime"],
             architectures=["arm64"],
             handler=route.handler,
@@ -707,6 +809,8 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             opts=self._child(depends_on=[role_policy, log_group]),
         )
         self.functions[route.function] = function
+        self._roles[route.function] = role
+        self._role_policies[route.function] = role_policy
         return function
 
     def _api_gateway_account(self, name: str) -> aws.apigateway.Account:

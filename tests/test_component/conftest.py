@@ -110,15 +110,16 @@ class AwsMocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The mock monitor, also remembering each resource's type, name and parent."""
+    """The mock monitor, also remembering each resource's type, name, parent and dependencies."""
 
     def __init__(self, mocks: AwsMocks) -> None:
         super().__init__(mocks)
-        self.registrations: dict[str, tuple[str, str, str]] = {}
+        self.registrations: dict[str, tuple[str, str, str, tuple[str, ...]]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
-        self.registrations[response.urn] = (request.type, request.name, request.parent)
+        dependencies = tuple(request.dependencies)
+        self.registrations[response.urn] = (request.type, request.name, request.parent, dependencies)
         return response
 
 
@@ -133,6 +134,8 @@ class Registered:
     inputs: Mapping[str, Any]
     outputs: Mapping[str, Any]
     id: str
+    dependencies: tuple[str, ...] = ()
+    """URNs the resource depends on (its inputs' resources and ``depends_on``)."""
 
 
 @dataclass
@@ -209,7 +212,7 @@ def deploy(config: Mapping[str, Any], stack: str = "dev", allow_error: bool = Fa
             raise
         error = exc
     resources = {}
-    for urn, (typ, name, parent) in monitor.registrations.items():
+    for urn, (typ, name, parent, dependencies) in monitor.registrations.items():
         registration = monitor.resources.get(urn)
         resources[urn] = Registered(
             urn=urn,
@@ -219,6 +222,7 @@ def deploy(config: Mapping[str, Any], stack: str = "dev", allow_error: bool = Fa
             inputs=mocks.inputs.get((typ, name), {}),
             outputs=registration.state if registration else {},
             id=registration.id if registration else "",
+            dependencies=dependencies,
         )
     return Deployment(resources, exports, mocks.calls, error)
 

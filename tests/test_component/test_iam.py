@@ -15,6 +15,14 @@ from tests.test_component.conftest import REGION, Deployment, Registered
 
 ALL_FUNCTIONS = (*spec.ROUTES, spec.BROADCASTER)
 TABLE_BY_ROLE = {t.role: t for t in spec.TABLES}
+#: What the event source mapping (receive, delete, queue attributes) and the broadcaster
+#: (shorten a failed message's visibility) do on the delivery queue, written out here.
+DELIVERY_QUEUE_ACTIONS = [
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+]
 
 
 def _documents(deployment: Deployment) -> list[tuple[str, dict[str, Any]]]:
@@ -84,16 +92,29 @@ def _expected_statements(deployment: Deployment, route: spec.RouteSpec) -> list[
             }
         )
     if route is spec.BROADCASTER:
-        (queue,) = deployment.of_type("aws:sqs/queue:Queue")
-        expected.append(
+        expected += [
             {
                 "Sid": "DeadLetterQueue",
                 "Effect": "Allow",
                 "Action": ["sqs:SendMessage"],
-                "Resource": [queue.outputs["arn"]],
-            }
-        )
+                "Resource": [deployment.named("cloud-ws-dlq").outputs["arn"]],
+            },
+            {
+                "Sid": "DeliveryQueue",
+                "Effect": "Allow",
+                "Action": DELIVERY_QUEUE_ACTIONS,
+                "Resource": [deployment.named("cloud-ws-delivery-queue").outputs["arn"]],
+            },
+        ]
     return expected
+
+
+def _role_documents(deployment: Deployment) -> list[tuple[Registered, dict[str, Any]]]:
+    """Every inline role policy of the deployment, with its resource."""
+    return [
+        (resource, json.loads(resource.inputs["policy"]))
+        for resource in deployment.of_type("aws:iam/rolePolicy:RolePolicy")
+    ]
 
 
 @pytest.mark.parametrize("route", ALL_FUNCTIONS, ids=lambda r: r.function)
@@ -157,11 +178,23 @@ def test_every_dynamodb_call_in_the_store_is_granted_somewhere() -> None:
     source = (Path(spec.__file__).parent / "store.py").read_text()
     operations = set(re.findall(r"self\._db\.(\w+)\(", source))
     assert operations, "no DynamoDB calls found: has store.py moved?"
-    # TransactWriteItems is authorised on the Put/Update/ConditionCheck items it carries.
-    transact = {"transact_write_items": {"PutItem", "UpdateItem"}}
+    # TransactWriteItems is authorised on the items it carries (DynamoDB's "Using IAM with
+    # DynamoDB transactions"): Put → PutItem, Update → UpdateItem, Delete → DeleteItem,
+    # ConditionCheck → ConditionCheckItem. A condition on a Put or an Update needs nothing more.
+    item_actions = {
+        "Put": "PutItem",
+        "Update": "UpdateItem",
+        "Delete": "DeleteItem",
+        "ConditionCheck": "ConditionCheckItem",
+    }
+    kinds = set(re.findall(r'"(Put|Update|Delete|ConditionCheck)":\s*\{', source))
     needed: set[str] = set()
     for operation in operations:
-        names = transact.get(operation) or {"".join(p.capitalize() for p in operation.split("_"))}
+        if operation == "transact_write_items":
+            assert kinds, "a transaction with no Put/Update/Delete/ConditionCheck items found"
+            names = {item_actions[kind] for kind in kinds}
+        else:
+            names = {"".join(p.capitalize() for p in operation.split("_"))}
         needed |= {f"dynamodb:{name}" for name in names}
     granted = {action for route in ALL_FUNCTIONS for actions in route.tables.values() for action in actions}
     assert needed <= granted, sorted(needed - granted)
@@ -188,3 +221,69 @@ def test_policy_builder_with_plain_arns() -> None:
     assert by_sid["SubscriptionsIndexes"]["Resource"] == [f"{table}/index/byConnection"]
     assert by_sid["ManageConnections"]["Resource"] == ["arn:aws:execute-api:r:1:abc/live/POST/@connections/*"]
     assert "DeadLetterQueue" not in by_sid
+
+
+# -- the delivery engine: queue and self-invocation ---------------------------------------------
+
+
+def test_broadcaster_has_exactly_the_sqs_actions_on_the_delivery_queue(dev: Deployment) -> None:
+    _, document = _role_policy(dev, spec.BROADCASTER)
+    queue_arn = dev.named("cloud-ws-delivery-queue").outputs["arn"]
+    statements = [s for s in _statements(document) if any(a.startswith("sqs:") for a in s["Action"])]
+    by_queue = {tuple(s["Resource"]): s["Action"] for s in statements}
+    assert by_queue == {
+        (queue_arn,): DELIVERY_QUEUE_ACTIONS,
+        (dev.named("cloud-ws-dlq").outputs["arn"],): ["sqs:SendMessage"],  # async on-failure destination
+    }
+
+
+def test_broadcaster_may_invoke_itself_and_nothing_else(dev: Deployment) -> None:
+    broadcaster = dev.named("cloud-ws-broadcaster")
+    resource = dev.named("cloud-ws-broadcaster-fanout-policy")
+    assert resource.inputs["role"] == dev.named("cloud-ws-broadcaster-role").id
+    assert json.loads(resource.inputs["policy"]) == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "FanOutToItself",
+                "Effect": "Allow",
+                "Action": ["lambda:InvokeFunction"],
+                "Resource": [broadcaster.outputs["arn"]],
+            }
+        ],
+    }
+    # No other role may invoke any function.
+    for where, document in _role_documents(dev):
+        for statement in _statements(document):
+            if "lambda:InvokeFunction" in _as_list(statement["Action"]):
+                assert where.name == resource.name, where.name
+
+
+def test_only_the_broadcaster_touches_queues(dev: Deployment, prod: Deployment) -> None:
+    for deployment in (dev, prod):
+        queues = {q.outputs["arn"] for q in deployment.of_type("aws:sqs/queue:Queue")}
+        for resource, document in _role_documents(deployment):
+            for statement in _statements(document):
+                if any(a.startswith("sqs:") for a in _as_list(statement["Action"])):
+                    assert resource.name == "cloud-ws-broadcaster-policy", resource.name
+                    assert set(statement["Resource"]) <= queues
+
+
+def test_policy_builders_for_the_delivery_engine() -> None:
+    queue = f"arn:aws:sqs:{REGION}:1:delivery"
+    rule = f"arn:aws:events:{REGION}:1:rule/bus/r"
+    document = policy.function_policy(
+        spec.BROADCASTER,
+        table_arns={t.role: f"arn:aws:dynamodb:{REGION}:1:table/{t.role}" for t in spec.TABLES},
+        log_group_arn="arn:aws:logs:r:1:log-group:g",
+        execution_arn="arn:aws:execute-api:r:1:abc",
+        stage="live",
+        delivery_queue_arn=queue,
+    )
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    assert by_sid["DeliveryQueue"]["Resource"] == [queue]
+    assert "DeadLetterQueue" not in by_sid
+    (statement,) = policy.delivery_queue_policy(queue, rule)["Statement"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": rule}}
+    assert policy.redrive_policy("dlq", 5) == {"deadLetterTargetArn": "dlq", "maxReceiveCount": 5}
+    assert policy.redrive_allow_policy(queue) == {"redrivePermission": "byQueue", "sourceQueueArns": [queue]}

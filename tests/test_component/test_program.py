@@ -64,11 +64,13 @@ def test_one_of_each_resource_per_spec_entry(dev: Deployment) -> None:
     assert counts["aws:dynamodb/table:Table"] == len(spec.TABLES)
     assert counts["aws:lambda/function:Function"] == functions
     assert counts["aws:iam/role:Role"] == functions + 1  # + API Gateway's logging role (dev sets it)
-    assert counts["aws:iam/rolePolicy:RolePolicy"] == functions
+    assert counts["aws:iam/rolePolicy:RolePolicy"] == functions + 1  # + the broadcaster's self-invocation
     assert counts["aws:cloudwatch/logGroup:LogGroup"] == functions + 1  # + the access logs
     assert counts["aws:apigatewayv2/integration:Integration"] == routes
     assert counts["aws:apigatewayv2/route:Route"] == routes
-    assert counts["aws:lambda/permission:Permission"] == routes + 1  # + EventBridge → broadcaster
+    assert counts["aws:lambda/permission:Permission"] == routes  # EventBridge reaches a queue, not a function
+    assert counts["aws:sqs/queue:Queue"] == 2  # the delivery queue and its dead-letter queue
+    assert counts["aws:sqs/queuePolicy:QueuePolicy"] == 2
     for single in (
         "aws:apigatewayv2/api:Api",
         "aws:apigatewayv2/deployment:Deployment",
@@ -76,8 +78,8 @@ def test_one_of_each_resource_per_spec_entry(dev: Deployment) -> None:
         "aws:cloudwatch/eventBus:EventBus",
         "aws:cloudwatch/eventRule:EventRule",
         "aws:cloudwatch/eventTarget:EventTarget",
-        "aws:sqs/queue:Queue",
-        "aws:sqs/queuePolicy:QueuePolicy",
+        "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy",
+        "aws:lambda/eventSourceMapping:EventSourceMapping",
         "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig",
         "aws:apigateway/account:Account",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
@@ -277,9 +279,17 @@ def test_function_environment_is_what_the_handlers_validate(dev: Deployment) -> 
         assert config.connection_ttl_seconds == 12 * 3600
         assert config.auth.issuer == f"https://cognito-idp.{REGION}.amazonaws.com/{pool.id}"
         if route is spec.BROADCASTER:
+            queue_url = dev.named("cloud-ws-delivery-queue").outputs["url"]
             assert variables["MANAGEMENT_ENDPOINT"] == endpoint == config.management_endpoint
+            assert variables["DELIVERY_QUEUE_URL"] == queue_url == config.delivery_queue_url
+            # Lambda names the function itself (AWS_LAMBDA_FUNCTION_NAME): no variable, no cycle.
+            assert "FANOUT_FUNCTION_NAME" not in variables
+            name = _function(dev, route).outputs["name"]
+            lambda_env = {**variables, "AWS_REGION": REGION, "AWS_LAMBDA_FUNCTION_NAME": name}
+            assert load_config(lambda_env).fanout_function == name
         else:
             assert "MANAGEMENT_ENDPOINT" not in variables  # route handlers use the event's own endpoint
+            assert "DELIVERY_QUEUE_URL" not in variables
 
 
 def test_subscribe_groups_reach_the_handlers(prod: Deployment) -> None:
@@ -308,12 +318,12 @@ def test_api_gateway_may_invoke_each_route_function_only_through_this_api_and_st
         assert permission.inputs["sourceArn"] == f"{execution_arn}/dev/{route.route_key}"
 
 
-def test_eventbridge_may_invoke_the_broadcaster_only_through_the_rule(dev: Deployment) -> None:
-    permission = dev.named("cloud-ws-broadcaster-invoke")
-    (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
-    assert permission.inputs["principal"] == "events.amazonaws.com"
-    assert permission.inputs["function"] == _function(dev, spec.BROADCASTER).outputs["name"]
-    assert permission.inputs["sourceArn"] == rule.outputs["arn"]
+def test_only_api_gateway_may_invoke_functions_from_outside(dev: Deployment) -> None:
+    """The broadcaster has no resource policy: its mapping and its fan-out use its own role."""
+    permissions = dev.of_type("aws:lambda/permission:Permission")
+    assert {p.inputs["principal"] for p in permissions} == {"apigateway.amazonaws.com"}
+    broadcaster = _function(dev, spec.BROADCASTER).outputs["name"]
+    assert all(p.inputs["function"] != broadcaster for p in permissions)
 
 
 # -- EventBridge --------------------------------------------------------------------------------------
@@ -366,26 +376,121 @@ def test_rule_uses_the_configured_source_and_bus() -> None:
     assert deployment.exports["event_source"] == "acme.deployer"
 
 
-def test_dedicated_bus_feeds_the_broadcaster_with_retries_and_a_dead_letter_queue(dev: Deployment) -> None:
+def test_dedicated_bus_feeds_the_delivery_queue_with_retries_and_a_dead_letter_queue(dev: Deployment) -> None:
     (bus,) = dev.of_type("aws:cloudwatch/eventBus:EventBus")
     (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
     (target,) = dev.of_type("aws:cloudwatch/eventTarget:EventTarget")
-    (queue,) = dev.of_type("aws:sqs/queue:Queue")
-    broadcaster = _function(dev, spec.BROADCASTER)
+    queue = dev.named("cloud-ws-delivery-queue")
+    dead_letters = dev.named("cloud-ws-dlq")
     assert rule.inputs["eventBusName"] == bus.outputs["name"] == dev.exports["event_bus_name"]
     assert target.inputs["rule"] == rule.outputs["name"]
     assert target.inputs["eventBusName"] == bus.outputs["name"]
-    assert target.inputs["arn"] == broadcaster.outputs["arn"]
+    # The rule feeds the queue, never the function.
+    assert target.inputs["arn"] == queue.outputs["arn"]
+    assert target.inputs["arn"] != _function(dev, spec.BROADCASTER).outputs["arn"]
+    assert "roleArn" not in target.inputs  # SQS targets are authorised by the queue policy
+    assert "sqsTarget" not in target.inputs  # a standard queue: no message group
     assert target.inputs["retryPolicy"] == {"maximumEventAgeInSeconds": 3600, "maximumRetryAttempts": 64}
-    assert target.inputs["deadLetterConfig"] == {"arn": queue.outputs["arn"]}
+    assert target.inputs["deadLetterConfig"] == {"arn": dead_letters.outputs["arn"]}
+    assert dead_letters.inputs["sqsManagedSseEnabled"] is True
+    assert dead_letters.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+
+
+def test_delivery_queue_is_standard_encrypted_and_redrives_to_the_dead_letter_queue(dev: Deployment) -> None:
+    queue = dev.named("cloud-ws-delivery-queue")
+    dead_letters = dev.named("cloud-ws-dlq")
+    assert queue.inputs.get("fifoQueue") in (None, False)
     assert queue.inputs["sqsManagedSseEnabled"] is True
-    assert queue.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+    assert "maxMessageSize" not in queue.inputs  # SQS's default 256 KiB, EventBridge's own event limit
+    assert json.loads(queue.inputs["redrivePolicy"]) == {
+        "deadLetterTargetArn": dead_letters.outputs["arn"],
+        "maxReceiveCount": spec.DELIVERY.max_receive_count,
+    }
+    # A dead letter keeps its first enqueue time: the DLQ must outlive the source queue's retention.
+    assert queue.inputs["messageRetentionSeconds"] < dead_letters.inputs["messageRetentionSeconds"]
+    (allow,) = dev.of_type("aws:sqs/redriveAllowPolicy:RedriveAllowPolicy")
+    assert allow.inputs["queueUrl"] == dead_letters.outputs["url"]
+    assert json.loads(allow.inputs["redriveAllowPolicy"]) == {
+        "redrivePermission": "byQueue",
+        "sourceQueueArns": [queue.outputs["arn"]],
+    }
+
+
+def test_delivery_queue_accepts_only_our_rule(dev: Deployment) -> None:
+    queue = dev.named("cloud-ws-delivery-queue")
+    (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
+    queue_policy = dev.named("cloud-ws-delivery-queue-policy")
+    assert queue_policy.inputs["queueUrl"] == queue.outputs["url"]
+    document = json.loads(queue_policy.inputs["policy"])
+    assert document["Statement"] == [
+        {
+            "Sid": "EventBridgeDeliveries",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue.outputs["arn"],
+            "Condition": {"ArnEquals": {"aws:SourceArn": rule.outputs["arn"]}},
+        }
+    ]
+    (target,) = dev.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert queue_policy.urn in target.dependencies  # EventBridge may send before the target exists
+
+
+def test_mapping_hands_the_broadcaster_batches_and_takes_back_only_failed_records(dev: Deployment) -> None:
+    (mapping,) = dev.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert mapping.name == "cloud-ws-delivery-mapping"
+    assert mapping.inputs["eventSourceArn"] == dev.named("cloud-ws-delivery-queue").outputs["arn"]
+    assert mapping.inputs["functionName"] == _function(dev, spec.BROADCASTER).outputs["arn"]
+    assert mapping.inputs["batchSize"] == spec.DELIVERY.batch_size == 10
+    assert mapping.inputs["maximumBatchingWindowInSeconds"] == spec.DELIVERY.max_batching_window_seconds
+    # Above 10 messages AWS requires a batching window of at least 1 s.
+    assert spec.DELIVERY.batch_size <= 10 or spec.DELIVERY.max_batching_window_seconds >= 1
+    assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "scalingConfig" not in mapping.inputs  # no cap unless configured
+    # Lambda checks at creation that the function's role may read the queue.
+    assert dev.named("cloud-ws-broadcaster-policy").urn in mapping.dependencies
+
+
+def test_visibility_timeout_is_at_least_six_times_the_broadcaster_timeout(
+    dev: Deployment, prod: Deployment, bare: Deployment
+) -> None:
+    from tests.test_component.conftest import deploy
+
+    longer = deploy({"broadcasterTimeoutSeconds": 300, "deliveryMaxConcurrency": 50})
+    for deployment, timeout in ((dev, 60), (prod, 60), (bare, 60), (longer, 300)):
+        function = _function(deployment, spec.BROADCASTER)
+        assert function.inputs["timeout"] == timeout
+        visibility = deployment.named("cloud-ws-delivery-queue").inputs["visibilityTimeoutSeconds"]
+        assert visibility >= 6 * timeout
+        assert visibility >= spec.DELIVERY.visibility_timeout_seconds
+    assert spec.DELIVERY.visibility_timeout_seconds >= 6 * spec.DELIVERY.function_timeout_seconds
+    (mapping,) = longer.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert mapping.inputs["scalingConfig"] == {"maximumConcurrency": 50}
+
+
+def test_resources_of_earlier_stacks_keep_their_names_types_and_parent(dev: Deployment) -> None:
+    """The delivery queue was added, nothing moved: existing stacks update in place, no alias needed."""
+    kept = {
+        "cloud-ws-broadcaster": "aws:lambda/function:Function",
+        "cloud-ws-broadcaster-role": "aws:iam/role:Role",
+        "cloud-ws-broadcaster-policy": "aws:iam/rolePolicy:RolePolicy",
+        "cloud-ws-broadcaster-async": "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig",
+        "cloud-ws-rule": "aws:cloudwatch/eventRule:EventRule",
+        "cloud-ws-target": "aws:cloudwatch/eventTarget:EventTarget",
+        "cloud-ws-dlq": "aws:sqs/queue:Queue",
+        "cloud-ws-dlq-policy": "aws:sqs/queuePolicy:QueuePolicy",
+    }
+    for name, typ in kept.items():
+        resource = dev.named(name)
+        assert resource.type == typ, name
+        assert resource.parent == dev.component.urn, name
+        assert resource.urn.endswith(f"{COMPONENT_TYPE}${typ}::{name}"), resource.urn
 
 
 def test_dead_letter_queue_accepts_only_our_rule(dev: Deployment) -> None:
-    (queue,) = dev.of_type("aws:sqs/queue:Queue")
+    queue = dev.named("cloud-ws-dlq")
     (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
-    (queue_policy,) = dev.of_type("aws:sqs/queuePolicy:QueuePolicy")
+    queue_policy = dev.named("cloud-ws-dlq-policy")
     assert queue_policy.inputs["queueUrl"] == queue.outputs["url"]
     document = json.loads(queue_policy.inputs["policy"])
     assert document["Statement"] == [
@@ -400,9 +505,9 @@ def test_dead_letter_queue_accepts_only_our_rule(dev: Deployment) -> None:
     ]
 
 
-def test_broadcaster_failures_after_lambda_retries_go_to_the_dead_letter_queue(dev: Deployment) -> None:
+def test_fanout_task_failures_after_lambda_retries_go_to_the_dead_letter_queue(dev: Deployment) -> None:
     (config,) = dev.of_type("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
-    (queue,) = dev.of_type("aws:sqs/queue:Queue")
+    queue = dev.named("cloud-ws-dlq")
     assert config.inputs["functionName"] == _function(dev, spec.BROADCASTER).outputs["name"]
     assert config.inputs["maximumRetryAttempts"] == 2
     assert config.inputs["destinationConfig"] == {"onFailure": {"destination": queue.outputs["arn"]}}
@@ -491,6 +596,8 @@ def test_stage_defaults_to_the_stack_name(bare: Deployment) -> None:
         ({"userPoolId": "eu-west-1_Existing1"}, "cloud-ws:userPoolClientId", "must be set too"),
         ({"userPoolClientId": "abc"}, "cloud-ws:userPoolId", "must be set too"),
         ({"throttlingBurstLimit": "lots"}, "cloud-ws:throttlingBurstLimit", "not a valid 'int'"),
+        ({"broadcasterTimeoutSeconds": 901}, "cloud-ws:broadcasterTimeoutSeconds", "between 1 and 900"),
+        ({"deliveryMaxConcurrency": 1}, "cloud-ws:deliveryMaxConcurrency", "between 2 and 1000"),
     ],
 )
 def test_bad_config_fails_naming_the_key_and_creates_nothing(

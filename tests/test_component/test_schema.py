@@ -76,6 +76,8 @@ def test_schema_offers_the_outputs_contract_and_documents_every_input() -> None:
     assert types["throttlingRateLimit"] == "number"
     assert types["subscribeGroups"] == "array"
     assert types["createEventBus"] == "boolean"
+    assert types["deliveryMaxConcurrency"] == "integer"
+    assert "deliveryMaxConcurrency" not in resource["requiredInputs"]
 
 
 def test_plugin_folder_hosts_the_component(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,6 +175,10 @@ def test_component_refuses_bad_args_directly() -> None:
         ({**base, "throttling_burst_limit": True}, "[throttling_burst_limit] must be a whole number"),
         ({**base, "throttling_rate_limit": "fast"}, "[throttling_rate_limit] must be a number"),
         ({**base, "timeout_seconds": 30}, "[timeout_seconds] must be between 1 and 29"),
+        (
+            {**base, "delivery_max_concurrency": 1001},
+            "[delivery_max_concurrency] must be between 2 and 1000",
+        ),
         ({**base, "event_bus_name": "b", "create_event_bus": True}, "[create_event_bus] cannot be true"),
         ({**base, "create_event_bus": "yes"}, "[create_event_bus] must be true or false"),
         ({**base, "runtime": "nodejs22.x"}, "[runtime] must be one of python3.12, python3.13"),
