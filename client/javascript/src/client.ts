@@ -9,10 +9,14 @@
  * `minUptime`.
  *
  * On top of that it speaks the cloud-ws protocol (docs/protocol.md): it
- * remembers its subscriptions and resubscribes with `since` = the last `seq`
- * after a reconnect, drops duplicates, buffers out-of-order events and
- * releases them in `seq` order, asks again (`since`) when a gap does not fill
- * within `gapTimeout`, and keeps the connection alive with application pings.
+ * splits every frame into its messages (one per line), remembers its
+ * subscriptions and resubscribes with `since` = the last `seq` after a
+ * reconnect, drops duplicates, buffers out-of-order events and releases them
+ * in `seq` order, asks again (`since`) when a gap does not fill within
+ * `gapTimeout`, and keeps the connection alive with application pings whose
+ * `pong` also reveals a lost tail (`latest`). Every request carries an `id`,
+ * and replies are matched by it: API Gateway may run one connection's frames
+ * concurrently, so replies can come back in any order.
  */
 
 import { backoffDelay } from "./backoff.js";
@@ -25,13 +29,17 @@ import {
   type KnownEventType,
   type PongMessage,
   type ServerMessage,
+  type SnapshotMessage,
   type SubscribedMessage,
   type UnsubscribedMessage,
   isValidDeploymentId,
   parseServerMessage,
+  SNAPSHOT_TYPE,
+  splitFrame,
   SUBPROTOCOL,
   TOKEN_SUBPROTOCOL_PREFIX,
 } from "./protocol.js";
+import { PendingRequests } from "./requests.js";
 import { DeploymentSequence } from "./sequence.js";
 import { globalWebSocket, OPEN, type WebSocketConstructor, type WebSocketLike } from "./websocket.js";
 
@@ -60,7 +68,10 @@ export interface ClientTuning {
   connectionTimeout: number;
   /** Consecutive failed attempts before giving up (state `closed`). */
   maxRetries: number;
-  /** Interval of application-level `ping`s while open; 0 disables them. */
+  /**
+   * Interval of application-level `ping`s while open; 0 disables them (and
+   * with them the detection of dead connections and of a lost tail).
+   */
   pingInterval: number;
   /** With no frame at all this long after a ping, the connection is deemed dead and replaced. */
   pongTimeout: number;
@@ -82,7 +93,10 @@ export const DEFAULT: Readonly<ClientTuning> = Object.freeze({
   minUptime: 5_000,
   connectionTimeout: 10_000,
   maxRetries: Number.POSITIVE_INFINITY,
-  pingInterval: 60_000,
+  // A connection API Gateway forgot (frames go nowhere, no close) is noticed
+  // within pingInterval + pongTimeout = 40 s, and replaced well within 60 s
+  // (see deadConnectionBound); pings are cheap next to the 10-minute idle cap.
+  pingInterval: 30_000,
   pongTimeout: 10_000,
   gapTimeout: 1_000,
   maxGapRetries: 3,
@@ -99,6 +113,24 @@ export interface CloudWebSocketClientOptions extends Partial<ClientTuning> {
   WebSocket?: WebSocketConstructor;
   /** Source of randomness for the backoff jitter (tests inject a fixed one). */
   random?: () => number;
+}
+
+/**
+ * The longest a connection can stay silent — frames go nowhere, no pong, no
+ * close, as when API Gateway forgot it — before the client has given up on
+ * it and the attempt replacing it has either opened or been abandoned: the
+ * next ping comes at most `pingInterval` after the last frame, its answer is
+ * awaited `pongTimeout`, the first retry after a stable connection waits at
+ * most `minReconnectionDelay`, and a handshake at most `connectionTimeout`.
+ * With {@link DEFAULT}: 30 + 10 + 1 + 10 = 51 s. Infinite with pings disabled.
+ */
+export function deadConnectionBound(
+  options: Pick<ClientTuning, "pingInterval" | "pongTimeout" | "minReconnectionDelay" | "connectionTimeout">,
+): number {
+  if (options.pingInterval <= 0) {
+    return Number.POSITIVE_INFINITY;
+  }
+  return options.pingInterval + options.pongTimeout + options.minReconnectionDelay + options.connectionTimeout;
 }
 
 /** The stack outputs the client needs (`cloud-ws local` writes them; Pulumi exports them). */
@@ -155,6 +187,8 @@ export type ClientEvents = {
   /** Every deployment event, per deployment in `seq` order, each exactly once. */
   event: AnyDeploymentEvent;
   subscribed: SubscribedMessage;
+  /** A deployment's state folded up to `seq`, sent right after `subscribed` (not an event: never sequenced). */
+  snapshot: SnapshotMessage;
   unsubscribed: UnsubscribedMessage;
   pong: PongMessage;
   error: ClientError;
@@ -192,6 +226,12 @@ interface Subscription {
   gapTimer: Timer | undefined;
   gapRetries: number;
   gapRetriesAt: number | null;
+  /**
+   * Whether the server answered a subscribe since the last gap retry. Only
+   * an answered retry that still leaves the hole counts towards skipping it:
+   * an unanswered one (throttled, lost) proves nothing about the history.
+   */
+  answered: boolean;
 }
 
 /** Codes after which the subscription cannot succeed as asked: it is dropped. */
@@ -222,8 +262,8 @@ export class CloudWebSocketClient {
   #plannedReconnect = false;
   readonly #queue: ClientMessage[] = [];
   readonly #subscriptions = new Map<string, Subscription>();
-  /** Subscribes sent on the current connection and not answered yet, oldest first. */
-  #inflight: { deploymentId: string; since: number | undefined }[] = [];
+  /** Requests sent on the current connection and not answered yet, by id. */
+  readonly #pending = new PendingRequests<Subscription>();
   #openWaiters: Waiter<void>[] = [];
   #closeWaiters: (() => void)[] = [];
 
@@ -327,6 +367,7 @@ export class CloudWebSocketClient {
         gapTimer: undefined,
         gapRetries: 0,
         gapRetriesAt: null,
+        answered: false,
       };
       this.#subscriptions.set(deploymentId, subscription);
     }
@@ -365,7 +406,7 @@ export class CloudWebSocketClient {
     }
   }
 
-  /** Sends an application-level `ping` (the server answers `pong`). */
+  /** Sends an application-level `ping` (the server answers `pong`, with each subscription's `latest` seq). */
   ping(): void {
     this.send({ action: "ping" });
   }
@@ -473,7 +514,7 @@ export class CloudWebSocketClient {
     clearTimeout(this.#connectTimer);
     const reconnected = this.#hasOpened;
     this.#hasOpened = true;
-    this.#inflight = [];
+    this.#pending.clear();
     this.#setState("open");
     this.#uptimeTimer = setTimeout(() => {
       this.#attempt = 0;
@@ -526,7 +567,7 @@ export class CloudWebSocketClient {
       clearTimeout(timer);
     }
     this.#pongTimer = undefined;
-    this.#inflight = [];
+    this.#pending.clear();
     for (const subscription of this.#subscriptions.values()) {
       clearTimeout(subscription.gapTimer);
       subscription.gapTimer = undefined;
@@ -618,25 +659,40 @@ export class CloudWebSocketClient {
       this.#emit("error", { kind: "protocol", error: new Error("binary frame received; the protocol uses text frames") });
       return;
     }
-    let message: ServerMessage;
-    try {
-      message = parseServerMessage(data);
-    } catch (error) {
-      this.#emit("error", { kind: "protocol", error: asError(error, "unreadable frame") });
-      return;
+    // One frame may carry a batch of messages, one per line: each is handled in order.
+    for (const line of splitFrame(data)) {
+      if (socket !== this.#socket) {
+        return; // a handler closed or replaced the connection: the rest belongs to a dead one
+      }
+      let message: ServerMessage;
+      try {
+        message = parseServerMessage(line);
+      } catch (error) {
+        // One unreadable message does not cost the rest of the batch.
+        this.#emit("error", { kind: "protocol", error: asError(error, "unreadable message") });
+        continue;
+      }
+      this.#handleMessage(message);
     }
+  }
+
+  #handleMessage(message: ServerMessage): void {
     switch (message.type) {
       case "subscribed":
         this.#handleSubscribed(message as SubscribedMessage);
         return;
       case "unsubscribed":
+        this.#pending.take(message as UnsubscribedMessage);
         this.#emit("unsubscribed", message as UnsubscribedMessage);
         return;
       case "pong":
-        this.#emit("pong", message as PongMessage);
+        this.#handlePong(message as PongMessage);
         return;
       case "error":
         this.#handleServerError(message as ErrorMessage);
+        return;
+      case SNAPSHOT_TYPE:
+        this.#emit("snapshot", message as SnapshotMessage);
         return;
       default:
         this.#handleEvent(message as AnyDeploymentEvent);
@@ -644,32 +700,65 @@ export class CloudWebSocketClient {
   }
 
   #handleSubscribed(ack: SubscribedMessage): void {
-    const index = this.#inflight.findIndex((request) => request.deploymentId === ack.deployment_id);
-    const since = index >= 0 ? this.#inflight.splice(index, 1)[0]?.since : undefined;
-    const subscription = this.#subscriptions.get(ack.deployment_id);
+    const request = this.#pending.take(ack);
     this.#emit("subscribed", ack);
+    if (request?.action !== "subscribe") {
+      return; // answers nothing we sent on this connection
+    }
+    const subscription = this.#subscriptions.get(ack.deployment_id);
     if (subscription === undefined) {
+      // Unsubscribed while the subscribe was under way: the server may have run the two in
+      // either order, so say it again (unsubscribing twice is harmless) rather than keep
+      // receiving a deployment nobody watches.
+      if (this.#isOpen()) {
+        this.#transmit({ action: "unsubscribe", deployment_id: ack.deployment_id });
+      }
       return;
     }
-    const released = subscription.sequence.acknowledge(ack, since);
+    if (request.subscription !== subscription) {
+      // Answers the subscribe of an earlier subscription to the same deployment: its `since`
+      // is not this one's, so it must not move the position.
+      return;
+    }
+    subscription.answered = true;
+    const released = subscription.sequence.acknowledge(ack, request.since);
     for (const waiter of subscription.waiters.splice(0)) {
       waiter.resolve(ack);
     }
     this.#deliver(subscription, released);
   }
 
+  #handlePong(pong: PongMessage): void {
+    this.#pending.take(pong);
+    this.#emit("pong", pong);
+    // The server's last seq per subscription: being behind it means events were lost with
+    // nothing later to reveal it. It opens a gap, which is given `gapTimeout` to fill (events
+    // posted just before the pong may still be on their way), then asked for with `since`.
+    for (const [deploymentId, latest] of Object.entries(pong.latest ?? {})) {
+      const subscription = this.#subscriptions.get(deploymentId);
+      if (subscription === undefined || subscription.sequence.last === null) {
+        continue; // not ours any more, or its ack (which sets the position) is still to come
+      }
+      subscription.sequence.observeLatest(latest);
+      this.#watchGap(subscription, false);
+    }
+  }
+
   #handleServerError(error: ErrorMessage): void {
-    const request = error.action === "subscribe" ? this.#inflight.shift() : undefined;
-    this.#emit("error", request === undefined ? { kind: "server", message: error } : { kind: "server", message: error, deployment_id: request.deploymentId });
+    const request = this.#pending.take(error);
+    const deploymentId = error.deployment_id ?? (request?.action === "subscribe" || request?.action === "unsubscribe" ? request.deploymentId : undefined);
+    this.#emit("error", deploymentId === undefined ? { kind: "server", message: error } : { kind: "server", message: error, deployment_id: deploymentId });
     if (RECONNECT_CODES.has(error.code) && this.#socket !== undefined) {
       // Backoff applies (not a planned reconnect): a server that keeps refusing must not spin us.
       this.#lose(this.#socket, CLOSE_REFRESH, `server said ${error.code}`);
       return;
     }
-    if (request !== undefined && FATAL_SUBSCRIBE_CODES.has(error.code)) {
-      const subscription = this.#subscriptions.get(request.deploymentId);
-      if (subscription !== undefined) {
-        this.#subscriptions.delete(request.deploymentId);
+    if (request?.action === "subscribe" && FATAL_SUBSCRIBE_CODES.has(error.code)) {
+      // Only the subscription that sent the refused request is dropped: a newer one to the
+      // same deployment, or any other, is untouched.
+      const subscription = request.subscription;
+      if (this.#subscriptions.get(subscription.id) === subscription) {
+        this.#subscriptions.delete(subscription.id);
         clearTimeout(subscription.gapTimer);
         this.#rejectWaiters(subscription, error.code, error.message);
       }
@@ -724,6 +813,9 @@ export class CloudWebSocketClient {
     if (subscription.gapRetriesAt !== last) {
       subscription.gapRetriesAt = last;
       subscription.gapRetries = 0;
+    } else if (!subscription.answered) {
+      // The last retry got no answer at all: ask again without counting it.
+      subscription.gapRetries = Math.max(0, subscription.gapRetries - 1);
     }
     if (subscription.gapRetries >= this.#options.maxGapRetries) {
       // The missing events are gone (expired from history): carry on without them, loudly.
@@ -733,6 +825,7 @@ export class CloudWebSocketClient {
       return;
     }
     subscription.gapRetries += 1;
+    subscription.answered = false;
     this.#emit("gap", { deployment_id: subscription.id, last, latest: sequence.latest, action: "resubscribe" });
     this.#sendSubscribe(subscription);
     subscription.gapTimer = setTimeout(() => this.#gapTimedOut(subscription), this.#options.gapTimeout);
@@ -746,17 +839,29 @@ export class CloudWebSocketClient {
       since === undefined
         ? { action: "subscribe", deployment_id: subscription.id }
         : { action: "subscribe", deployment_id: subscription.id, since };
-    this.#inflight.push({ deploymentId: subscription.id, since });
-    this.#transmit(frame);
+    this.#transmit(frame, subscription);
   }
 
-  #transmit(message: ClientMessage): void {
+  /**
+   * Sends one request on the current connection, with an `id` (the caller's,
+   * or a fresh one) under which its reply is awaited. `subscription` is the
+   * one a subscribe is sent for; a raw subscribe from `send()` has none.
+   */
+  #transmit(message: ClientMessage, subscription?: Subscription): void {
     const socket = this.#socket;
     if (socket === undefined) {
       return;
     }
+    const id = message.id ?? this.#pending.nextId(message.action);
+    if (message.action === "subscribe" && subscription !== undefined) {
+      this.#pending.add(id, { action: "subscribe", deploymentId: message.deployment_id, since: message.since, subscription });
+    } else if (message.action === "unsubscribe") {
+      this.#pending.add(id, { action: "unsubscribe", deploymentId: message.deployment_id });
+    } else if (message.action === "ping") {
+      this.#pending.add(id, { action: "ping" });
+    }
     try {
-      socket.send(JSON.stringify(message));
+      socket.send(JSON.stringify({ ...message, id }));
     } catch (error) {
       this.#emit("error", { kind: "transport", error: asError(error, "send failed") });
     }

@@ -3,6 +3,7 @@ export {
   DEFAULT,
   SubscriptionError,
   buildHandshake,
+  deadConnectionBound,
   type ClientError,
   type ClientEvents,
   type ClientTuning,

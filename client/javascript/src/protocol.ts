@@ -14,6 +14,10 @@ export const SUBPROTOCOL = "cloud-ws";
 export const TOKEN_SUBPROTOCOL_PREFIX = "bearer.";
 /** What a deployment id must look like. */
 export const DEPLOYMENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** The longest request `id` the server echoes. */
+export const MAX_REQUEST_ID_LENGTH = 64;
+/** Separates the messages of one server frame (a batch of events travels in one post). */
+export const MESSAGE_SEPARATOR = "\n";
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
@@ -23,19 +27,29 @@ export interface JsonObject {
 
 // -- client → server ---------------------------------------------------------------------------
 
-export interface SubscribeRequest {
+/**
+ * Every request may carry an `id` (at most {@link MAX_REQUEST_ID_LENGTH}
+ * characters) that the server echoes on each reply to it. Replies are matched
+ * by it, never by order: API Gateway may run one connection's frames
+ * concurrently. The client fills it in when the caller does not.
+ */
+export interface RequestId {
+  id?: string;
+}
+
+export interface SubscribeRequest extends RequestId {
   action: "subscribe";
   deployment_id: string;
   /** The last `seq` the client has; the server replays `seq > since`. */
   since?: number;
 }
 
-export interface UnsubscribeRequest {
+export interface UnsubscribeRequest extends RequestId {
   action: "unsubscribe";
   deployment_id: string;
 }
 
-export interface PingRequest {
+export interface PingRequest extends RequestId {
   action: "ping";
 }
 
@@ -43,7 +57,12 @@ export type ClientMessage = SubscribeRequest | UnsubscribeRequest | PingRequest;
 
 // -- server → client: acknowledgements and errors -----------------------------------------------
 
-export interface SubscribedMessage {
+/** The request `id` a reply echoes (absent when the request carried none, or from an older server). */
+export interface ReplyId {
+  id?: string;
+}
+
+export interface SubscribedMessage extends ReplyId {
   type: "subscribed";
   deployment_id: string;
   /** The deployment's latest stored `seq` when the subscription took effect (0 before any event). */
@@ -52,14 +71,20 @@ export interface SubscribedMessage {
   replay: number;
 }
 
-export interface UnsubscribedMessage {
+export interface UnsubscribedMessage extends ReplyId {
   type: "unsubscribed";
   deployment_id: string;
 }
 
-export interface PongMessage {
+export interface PongMessage extends ReplyId {
   type: "pong";
   timestamp?: string;
+  /**
+   * The last stored `seq` of every deployment the connection is subscribed
+   * to (0 before any event): a client behind it lost the tail of a stream
+   * (nothing later would reveal that gap) and catches up with `since`.
+   */
+  latest?: Record<string, number>;
 }
 
 export type ErrorCode =
@@ -75,13 +100,15 @@ export type ErrorCode =
   | "token_expired"
   | "unknown_connection";
 
-export interface ErrorMessage {
+export interface ErrorMessage extends ReplyId {
   type: "error";
   /** One of {@link ErrorCode}; kept open so a newer server's codes still parse. */
   code: ErrorCode | (string & {});
   message: string;
   /** The refused frame's action, when it named one. */
   action?: string;
+  /** The deployment the refused request named, when it named a well-formed one. */
+  deployment_id?: string;
 }
 
 // -- server → client: events --------------------------------------------------------------------
@@ -184,11 +211,28 @@ export type EventOf<T extends KnownEventType> = DeploymentEvent<T, EventDataMap[
 /** Any event, known type or not: unknown types are passed through, never dropped. */
 export type AnyDeploymentEvent = DeploymentEvent<string, JsonObject>;
 
+/** The type of {@link SnapshotMessage}. */
+export const SNAPSHOT_TYPE = "deployment.snapshot";
+
+/**
+ * A deployment's state folded from every event up to `seq`, sent right after
+ * `subscribed`. It is not an event: its `seq` is the position it summarises,
+ * so it never enters the per-deployment sequence (events with that `seq` may
+ * still follow in a replay).
+ */
+export interface SnapshotMessage {
+  type: typeof SNAPSHOT_TYPE;
+  deployment_id: string;
+  seq: number;
+  data: JsonObject;
+}
+
 export type ServerMessage =
   | SubscribedMessage
   | UnsubscribedMessage
   | PongMessage
   | ErrorMessage
+  | SnapshotMessage
   | AnyDeploymentEvent;
 
 /** Narrows an event to a known type, so its `data` is typed. */
@@ -215,8 +259,17 @@ export class ProtocolViolation extends Error {
 }
 
 /**
- * Parses one text frame from the server. Throws {@link ProtocolViolation}
- * when the frame is not JSON or lacks the fields its type requires.
+ * The messages of one server frame: one JSON object per line
+ * ({@link MESSAGE_SEPARATOR}); blank lines (a trailing separator) are skipped.
+ */
+export function splitFrame(frame: string): string[] {
+  return frame.split(MESSAGE_SEPARATOR).filter((line) => line.trim() !== "");
+}
+
+/**
+ * Parses one message (one line of a frame, see {@link splitFrame}). Throws
+ * {@link ProtocolViolation} when it is not JSON or lacks the fields its type
+ * requires.
  */
 export function parseServerMessage(text: string): ServerMessage {
   let value: unknown;
@@ -229,6 +282,9 @@ export function parseServerMessage(text: string): ServerMessage {
     throw new ProtocolViolation("frame is not an object with a string type");
   }
   const type = value["type"];
+  const id = value["id"];
+  // Only ids the client could have sent are kept; anything else matches no request.
+  const echoed: ReplyId = typeof id === "string" && id.length <= MAX_REQUEST_ID_LENGTH ? { id } : {};
   switch (type) {
     case "subscribed": {
       const deploymentId = value["deployment_id"];
@@ -237,32 +293,55 @@ export function parseServerMessage(text: string): ServerMessage {
       if (typeof deploymentId !== "string" || !isCount(seq)) {
         throw new ProtocolViolation("subscribed ack without deployment_id and seq");
       }
-      return { type, deployment_id: deploymentId, seq, replay: isCount(replay) ? replay : 0 };
+      return { type, deployment_id: deploymentId, seq, replay: isCount(replay) ? replay : 0, ...echoed };
     }
     case "unsubscribed": {
       const deploymentId = value["deployment_id"];
       if (typeof deploymentId !== "string") {
         throw new ProtocolViolation("unsubscribed ack without deployment_id");
       }
-      return { type, deployment_id: deploymentId };
+      return { type, deployment_id: deploymentId, ...echoed };
     }
     case "pong": {
+      const pong: PongMessage = { type, ...echoed };
       const timestamp = value["timestamp"];
-      return typeof timestamp === "string" ? { type, timestamp } : { type };
+      if (typeof timestamp === "string") {
+        pong.timestamp = timestamp;
+      }
+      const latest = value["latest"];
+      if (isObject(latest)) {
+        // A malformed entry is left out rather than failing the whole pong: the rest is still useful.
+        pong.latest = Object.fromEntries(Object.entries(latest).filter((entry): entry is [string, number] => isCount(entry[1])));
+      }
+      return pong;
     }
     case "error": {
       const code = value["code"];
       const message = value["message"];
       const action = value["action"];
+      const deploymentId = value["deployment_id"];
       const error: ErrorMessage = {
         type,
         code: typeof code === "string" ? code : "unknown",
         message: typeof message === "string" ? message : "",
+        ...echoed,
       };
       if (typeof action === "string") {
         error.action = action;
       }
+      if (typeof deploymentId === "string") {
+        error.deployment_id = deploymentId;
+      }
       return error;
+    }
+    case SNAPSHOT_TYPE: {
+      const deploymentId = value["deployment_id"];
+      const seq = value["seq"];
+      const data = value["data"];
+      if (typeof deploymentId !== "string" || !isCount(seq)) {
+        throw new ProtocolViolation("snapshot without deployment_id and seq");
+      }
+      return { type, deployment_id: deploymentId, seq, data: isJsonObject(data) ? data : {} };
     }
     default: {
       const deploymentId = value["deployment_id"];

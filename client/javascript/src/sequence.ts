@@ -84,6 +84,15 @@ export class DeploymentSequence {
     return this.#drain();
   }
 
+  /**
+   * Records that the server has stored events up to `seq` (a `pong`'s
+   * `latest`). Beyond what was delivered, it opens a gap even when no later
+   * event arrived to reveal it: the lost tail of a stream.
+   */
+  observeLatest(seq: number): void {
+    this.#latest = Math.max(this.#latest, seq);
+  }
+
   /** Offers one received event; returns the events now deliverable, in order. */
   push(event: AnyDeploymentEvent): AnyDeploymentEvent[] {
     const seq = event.seq;

@@ -3,7 +3,16 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { backoffDelay, buildHandshake, DEFAULT, isEventOf, parseServerMessage, ProtocolViolation } from "../src/index.js";
+import {
+  backoffDelay,
+  buildHandshake,
+  deadConnectionBound,
+  DEFAULT,
+  isEventOf,
+  parseServerMessage,
+  ProtocolViolation,
+  splitFrame,
+} from "../src/index.js";
 
 const tuning = { minReconnectionDelay: 100, maxReconnectionDelay: 1_000, reconnectionDelayGrowFactor: 2 };
 
@@ -68,6 +77,37 @@ describe("parseServerMessage", () => {
     );
   });
 
+  test("replies keep the echoed id; errors their deployment; pongs the latest seq per deployment", () => {
+    assert.deepEqual(parseServerMessage('{"type":"subscribed","deployment_id":"D","seq":4,"replay":0,"id":"subscribe-7"}'), {
+      type: "subscribed",
+      deployment_id: "D",
+      seq: 4,
+      replay: 0,
+      id: "subscribe-7",
+    });
+    assert.deepEqual(
+      parseServerMessage('{"type":"error","code":"forbidden","message":"no","action":"subscribe","deployment_id":"D","id":"s-1"}'),
+      { type: "error", code: "forbidden", message: "no", action: "subscribe", deployment_id: "D", id: "s-1" },
+    );
+    assert.deepEqual(parseServerMessage('{"type":"pong","timestamp":"t","id":"ping-3","latest":{"D1":42,"D2":0,"bad":-1}}'), {
+      type: "pong",
+      timestamp: "t",
+      id: "ping-3",
+      latest: { D1: 42, D2: 0 },
+    });
+    // An id longer than any the client sends matches nothing, so it is not kept.
+    assert.deepEqual(parseServerMessage(`{"type":"pong","id":"${"x".repeat(65)}"}`), { type: "pong" });
+  });
+
+  test("a snapshot is its own message type, not an event", () => {
+    assert.deepEqual(parseServerMessage('{"type":"deployment.snapshot","deployment_id":"D","seq":9,"data":{"status":"failed"}}'), {
+      type: "deployment.snapshot",
+      deployment_id: "D",
+      seq: 9,
+      data: { status: "failed" },
+    });
+  });
+
   test("events keep unknown types and typed data", () => {
     const message = parseServerMessage(
       '{"type":"stack.failed","deployment_id":"D","seq":3,"event_id":"e","data":{"stack_name":"db","error_message":"boom"},"timestamp":"t"}',
@@ -88,5 +128,27 @@ describe("parseServerMessage", () => {
     assert.throws(() => parseServerMessage("[1]"), ProtocolViolation);
     assert.throws(() => parseServerMessage('{"type":"stack.deployed","deployment_id":"D"}'), ProtocolViolation);
     assert.throws(() => parseServerMessage('{"type":"subscribed","deployment_id":"D","seq":-1}'), ProtocolViolation);
+  });
+});
+
+describe("splitFrame", () => {
+  test("one message per line, blank lines and a trailing separator skipped", () => {
+    assert.deepEqual(splitFrame('{"a":1}'), ['{"a":1}']);
+    assert.deepEqual(splitFrame('{"a":1}\n{"b":2}\n{"c":3}\n'), ['{"a":1}', '{"b":2}', '{"c":3}']);
+    assert.deepEqual(splitFrame('{"a":1}\n\n{"b":2}'), ['{"a":1}', '{"b":2}']);
+  });
+});
+
+describe("keep-alive defaults", () => {
+  test("a silent connection is given up and replaced within 60 s with the defaults", () => {
+    // Given the defaults, the worst case is: silence starts right after a pong, the next ping
+    // waits a whole interval, its answer the whole timeout, then the first retry's delay and a
+    // handshake that takes as long as allowed.
+    const bound = deadConnectionBound(DEFAULT);
+    assert.equal(bound, DEFAULT.pingInterval + DEFAULT.pongTimeout + DEFAULT.minReconnectionDelay + DEFAULT.connectionTimeout);
+    assert.ok(bound <= 60_000, `${bound} ms`);
+    // Pings also keep an idle connection from API Gateway's 10-minute idle timeout.
+    assert.ok(DEFAULT.pingInterval < 10 * 60_000);
+    assert.equal(deadConnectionBound({ ...DEFAULT, pingInterval: 0 }), Number.POSITIVE_INFINITY);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * The client against a scripted server: the cases the real stack produces only
  * under load or by accident (gaps, reordering, capped replays, dead
- * keep-alives, refused subscriptions, flapping connections).
+ * keep-alives, refused subscriptions, flapping connections, batched frames,
+ * replies out of order, a lost last event).
  */
 
 import assert from "node:assert/strict";
@@ -14,11 +15,12 @@ import {
   type CloseInfo,
   CloudWebSocketClient,
   type CloudWebSocketClientOptions,
+  DEFAULT,
   type GapInfo,
   type ReconnectInfo,
   SubscriptionError,
 } from "../src/index.js";
-import { event, type ScriptedConnection, ScriptedServer } from "./support/scripted-server.js";
+import { event, reply, type ScriptedConnection, ScriptedServer } from "./support/scripted-server.js";
 import { waitFor } from "./support/stack.js";
 
 const DEP = "D1BRV40";
@@ -45,19 +47,35 @@ function collect(c: CloudWebSocketClient): AnyDeploymentEvent[] {
   return events;
 }
 
-/** Answers every subscribe with an ack of `latest` and replays what `history` holds past `since`. */
+/**
+ * Answers every subscribe with an ack of `latest` (echoing its id) and replays what `history`
+ * holds past `since`; answers pings with `pong` and each deployment's latest seq, as the stack does.
+ */
 function replayingServer(history: () => Record<string, unknown>[], latest: () => number, cap = Infinity): void {
   server.onFrame((connection, frame) => {
+    if (frame["action"] === "ping") {
+      connection.send(reply(frame, { type: "pong", timestamp: new Date().toISOString(), latest: { [DEP]: latest() } }));
+      return;
+    }
     if (frame["action"] !== "subscribe") {
       return;
     }
     const since = typeof frame["since"] === "number" ? frame["since"] : undefined;
     const replay = since === undefined ? [] : history().filter((e) => (e["seq"] as number) > since).slice(0, cap);
-    connection.send({ type: "subscribed", deployment_id: frame["deployment_id"], seq: latest(), replay: replay.length });
+    connection.send(reply(frame, { type: "subscribed", deployment_id: frame["deployment_id"], seq: latest(), replay: replay.length }));
     for (const e of replay) {
       connection.send(e);
     }
   });
+}
+
+/** A client frame without the id the client adds to every request. */
+function withoutId(frame: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (frame === undefined) {
+    return undefined;
+  }
+  const { id: _id, ...rest } = frame;
+  return rest;
 }
 
 beforeEach(async () => {
@@ -222,15 +240,46 @@ describe("reconnecting", () => {
     assert.deepEqual(retries.map((r) => r.attempt), [1, 2, 3, 1, 2]);
   });
 
-  test("a dead keep-alive (no pong) replaces the connection", async () => {
-    const c = newClient({ pingInterval: 20, pongTimeout: 40 });
+  test("a connection that goes silent (no pong, no close) is replaced and resumed with since", async () => {
+    // Time is scaled: the defaults divided by 1000 (30 s ping, 10 s pong timeout, 1 s first retry,
+    // 10 s handshake). deadConnectionBound(DEFAULT) <= 60 s is checked in backoff-protocol.test.ts.
+    const scaled = {
+      pingInterval: DEFAULT.pingInterval / 1000,
+      pongTimeout: DEFAULT.pongTimeout / 1000,
+      minReconnectionDelay: DEFAULT.minReconnectionDelay / 1000,
+      connectionTimeout: DEFAULT.connectionTimeout / 1000,
+      minUptime: DEFAULT.minUptime / 1000,
+    };
+    const history = [1, 2, 3].map((seq) => event(DEP, seq));
+    let visible = 2;
+    replayingServer(() => history.slice(0, visible), () => visible);
+    const c = newClient(scaled);
+    const events = collect(c);
     const closes: CloseInfo[] = [];
     c.on("close", (info) => closes.push(info));
+    let pongs = 0;
+    c.on("pong", () => {
+      pongs += 1;
+    });
     await c.connect();
-    await waitFor(() => server.connections.length === 2 && c.state === "open", { what: "a second connection" });
-    assert.equal(closes[0]?.code, 4000);
+    await c.subscribe(DEP, { since: 0 });
+    await waitFor(() => events.length === 2 && pongs >= 2, { what: "the first events and pongs" });
+
+    // When API Gateway "forgets" the connection: what the client sends goes nowhere and nothing
+    // comes back, with no close either; meanwhile event 3 is stored.
+    const first = server.connections[0] as ScriptedConnection;
+    first.silent = true;
+    visible = 3;
+
+    // Then the keep-alive gives up on it, and the new connection resumes from seq 2.
+    await waitFor(() => server.connections.length === 2 && c.state === "open" && events.length === 3, {
+      what: "the silent connection to be replaced",
+    });
+    assert.ok(first.received.some((f) => f["action"] === "ping" && first.ignored.includes(f)), "pings went unanswered");
+    assert.equal(closes[0]?.code, 4000, "closed by the keep-alive");
     assert.equal(closes[0]?.willReconnect, true);
-    assert.ok((server.connections[0]?.received ?? []).some((f) => f["action"] === "ping"));
+    assert.deepEqual(withoutId(server.connections[1]?.received[0]), { action: "subscribe", deployment_id: DEP, since: 2 });
+    assert.deepEqual(events.map((e) => e.seq), [1, 2, 3]);
   });
 
   test("subscriptions resume with since after a reconnect", async () => {
@@ -246,7 +295,7 @@ describe("reconnecting", () => {
     server.connections[0]?.socket.close(1001);
     await waitFor(() => events.length === 4, { what: "the replay after reconnecting" });
     assert.deepEqual(events.map((e) => e.seq), [1, 2, 3, 4]);
-    assert.deepEqual(server.connections[1]?.received[0], { action: "subscribe", deployment_id: DEP, since: 2 });
+    assert.deepEqual(withoutId(server.connections[1]?.received[0]), { action: "subscribe", deployment_id: DEP, since: 2 });
   });
 
   test("token_expired makes the client reconnect with a fresh token", async () => {
@@ -337,5 +386,228 @@ describe("errors", () => {
     await c.subscribe(DEP);
     await waitFor(() => events.length === 2, { what: "both events" });
     assert.equal(errors.filter((e) => e.kind === "handler").length, 2);
+  });
+});
+
+describe("batched frames", () => {
+  test("a frame with three messages delivers the three, in order", async () => {
+    server.onFrame((connection, frame) => {
+      if (frame["action"] === "subscribe") {
+        connection.send(reply(frame, { type: "subscribed", deployment_id: DEP, seq: 0, replay: 0 }));
+        connection.sendBatch([
+          event(DEP, 1, "deployment.status", { status: "deploying", current_layer: 1, total_layers: 1 }),
+          event(DEP, 2, "stack.started", { stack_name: "vpc", layer: 1 }),
+          event(DEP, 3, "deployment.status", { status: "succeeded" }),
+        ]);
+      }
+    });
+    const c = newClient();
+    const seen: string[] = [];
+    c.on("event", (e) => seen.push(`event ${e.seq}`));
+    c.on("deployment.status", (e) => seen.push(`status ${e.data.status}`));
+    c.on("stack.started", (e) => seen.push(`stack ${e.data.stack_name}`));
+    await c.connect();
+    await c.subscribe(DEP);
+    await waitFor(() => seen.length === 6, { what: "three events" });
+    assert.deepEqual(seen, ["event 1", "status deploying", "event 2", "stack vpc", "event 3", "status succeeded"]);
+    assert.equal(server.connections.length, 1);
+  });
+
+  test("an ack and its replay in one frame; an unreadable line costs only itself", async () => {
+    server.onFrame((connection, frame) => {
+      if (frame["action"] === "subscribe") {
+        const batch = [reply(frame, { type: "subscribed", deployment_id: DEP, seq: 3, replay: 3 }), event(DEP, 1), event(DEP, 2), event(DEP, 3)];
+        connection.socket.send(batch.map((m) => JSON.stringify(m)).join("\n").replace('"seq":2', '"seq":2,}') + "\n");
+        connection.send(event(DEP, 2));
+      }
+    });
+    const c = newClient({ gapTimeout: 60_000 });
+    const events = collect(c);
+    const errors: ClientError[] = [];
+    c.on("error", (e) => errors.push(e));
+    await c.connect();
+    const ack = await c.subscribe(DEP, { since: 0 });
+    assert.equal(ack.seq, 3);
+    await waitFor(() => events.length === 3, { what: "the replay" });
+    assert.deepEqual(events.map((e) => e.seq), [1, 2, 3]);
+    assert.deepEqual(errors.map((e) => e.kind), ["protocol"]);
+  });
+});
+
+describe("request ids", () => {
+  test("every request carries an id of at most 64 characters, each one different", async () => {
+    replayingServer(() => [], () => 0);
+    const c = newClient({ pingInterval: 10 });
+    await c.connect();
+    await c.subscribe(DEP);
+    c.unsubscribe(DEP);
+    c.ping();
+    await waitFor(() => server.frames.filter((f) => f["action"] === "ping").length >= 2, { what: "pings" });
+    const ids = server.frames.map((f) => f["id"]);
+    assert.ok(ids.every((id) => typeof id === "string" && id.length > 0 && id.length <= 64), JSON.stringify(ids));
+    assert.equal(new Set(ids).size, ids.length);
+    assert.deepEqual([...new Set(server.frames.map((f) => f["action"]))].sort(), ["ping", "subscribe", "unsubscribe"]);
+  });
+
+  test("replies that come back out of order are matched by id", async () => {
+    // Given a subscribe "from now on", replaced before its ack by one from the start of history,
+    const history = [1, 2, 3].map((seq) => event(DEP, seq));
+    const subscribes: Record<string, unknown>[] = [];
+    server.onFrame((connection, frame) => {
+      if (frame["action"] === "unsubscribe") {
+        connection.send(reply(frame, { type: "unsubscribed", deployment_id: DEP }));
+      }
+      if (frame["action"] !== "subscribe") {
+        return;
+      }
+      subscribes.push(frame);
+      if (subscribes.length < 2) {
+        return;
+      }
+      // when the server answers the second before the first (API Gateway ran them concurrently),
+      const [older, newer] = subscribes as [Record<string, unknown>, Record<string, unknown>];
+      connection.send(reply(newer, { type: "subscribed", deployment_id: DEP, seq: 3, replay: 3 }));
+      history.forEach((e) => connection.send(e));
+      connection.send(reply(older, { type: "subscribed", deployment_id: DEP, seq: 3, replay: 0 }));
+    });
+    const c = newClient({ gapTimeout: 60_000 });
+    const events = collect(c);
+    await c.connect();
+    const fromNow = c.subscribe(DEP);
+    c.unsubscribe(DEP);
+    await assert.rejects(fromNow, SubscriptionError);
+    const fromStart = await c.subscribe(DEP, { since: 0 });
+
+    // then each ack is applied with its own request's since: the replay is not mistaken for
+    // duplicates of a "from now on" position, and the stale ack changes nothing.
+    assert.equal(fromStart.id, subscribes[1]?.["id"]);
+    await waitFor(() => events.length === 3, { what: "the replay" });
+    assert.deepEqual(events.map((e) => e.seq), [1, 2, 3]);
+    assert.equal(c.lastSeq(DEP), 3);
+    assert.deepEqual(c.subscriptions, [DEP]);
+  });
+
+  test("an error with another request's id fails that subscription, not the first one", async () => {
+    server.onFrame((connection, frame) => {
+      if (frame["action"] !== "subscribe") {
+        return;
+      }
+      if (frame["deployment_id"] === "secret") {
+        // No deployment named: only the id says which request was refused.
+        connection.send(reply(frame, { type: "error", code: "forbidden", message: "not allowed", action: "subscribe" }));
+        return;
+      }
+      // The public deployment's ack is held back until the refusal is out.
+      setTimeout(() => connection.send(reply(frame, { type: "subscribed", deployment_id: DEP, seq: 0, replay: 0 })), 20);
+    });
+    const c = newClient();
+    const errors: ClientError[] = [];
+    c.on("error", (e) => errors.push(e));
+    await c.connect();
+    const first = c.subscribe(DEP);
+    const second = c.subscribe("secret");
+    await assert.rejects(second, (error: unknown) => error instanceof SubscriptionError && error.code === "forbidden" && error.deploymentId === "secret");
+    const ack = await first;
+    assert.equal(ack.deployment_id, DEP);
+    assert.deepEqual(c.subscriptions, [DEP]);
+    assert.equal(errors[0]?.kind === "server" ? errors[0].deployment_id : undefined, "secret");
+  });
+
+  test("without an id or a deployment, an error is not blamed on one of several pending subscribes", async () => {
+    let answered = false;
+    server.onFrame((connection, frame) => {
+      if (frame["action"] === "subscribe" && !answered) {
+        answered = true;
+        // An older server: no id, no deployment_id, while two subscribes are pending.
+        connection.send({ type: "error", code: "forbidden", message: "not allowed", action: "subscribe" });
+      }
+    });
+    const c = newClient();
+    const errors: ClientError[] = [];
+    c.on("error", (e) => errors.push(e));
+    await c.connect();
+    void c.subscribe(DEP).catch(() => undefined);
+    void c.subscribe("other").catch(() => undefined);
+    await waitFor(() => errors.length === 1, { what: "the error" });
+    assert.deepEqual(c.subscriptions, [DEP, "other"], "neither subscription was dropped on a guess");
+    assert.equal(errors[0]?.kind === "server" ? errors[0].deployment_id : "kind", undefined);
+  });
+});
+
+describe("pong.latest", () => {
+  test("a lost last event is noticed at the next pong and fetched with since", async () => {
+    const history = [1, 2, 3].map((seq) => event(DEP, seq, "deployment.status", { status: seq === 3 ? "succeeded" : "deploying" }));
+    let stored = 2;
+    replayingServer(() => history.slice(0, stored), () => stored);
+    const c = newClient({ pingInterval: 10, gapTimeout: 10 });
+    const events = collect(c);
+    const gaps: GapInfo[] = [];
+    c.on("gap", (g) => gaps.push(g));
+    let pongs = 0;
+    c.on("pong", () => {
+      pongs += 1;
+    });
+    await c.connect();
+    await c.subscribe(DEP, { since: 0 });
+    await waitFor(() => events.length === 2 && pongs >= 3, { what: "the first two events and a few pongs" });
+    assert.equal(server.frames.filter((f) => f["action"] === "subscribe").length, 1, "a pong that is not ahead asks for nothing");
+
+    // When the terminal event is stored but its post is lost (nothing later will reveal it),
+    stored = 3;
+
+    // then the next pong reports seq 3, and the client asks for it with since = 2.
+    await waitFor(() => events.length === 3, { what: "the lost event" });
+    assert.deepEqual(events.map((e) => e.seq), [1, 2, 3]);
+    assert.deepEqual(events[2]?.data, { status: "succeeded" });
+    assert.deepEqual(gaps[0], { deployment_id: DEP, last: 2, latest: 3, action: "resubscribe" });
+    assert.deepEqual(server.frames.filter((f) => f["action"] === "subscribe").map((f) => f["since"]), [0, 2]);
+    assert.equal(server.connections.length, 1, "caught up without reconnecting");
+  });
+
+  test("events already on their way when the pong overtakes them are not asked for again", async () => {
+    server.onFrame((connection, frame) => {
+      if (frame["action"] === "subscribe") {
+        connection.send(reply(frame, { type: "subscribed", deployment_id: DEP, seq: 0, replay: 0 }));
+      } else if (frame["action"] === "ping") {
+        // The pong says 1 is stored; the event itself follows the pong.
+        connection.sendBatch([reply(frame, { type: "pong", latest: { [DEP]: 1 } }), event(DEP, 1)]);
+      }
+    });
+    const c = newClient({ gapTimeout: 60_000 });
+    const events = collect(c);
+    await c.connect();
+    await c.subscribe(DEP);
+    c.ping();
+    await waitFor(() => events.length === 1, { what: "the event" });
+    c.ping();
+    await waitFor(() => server.frames.filter((f) => f["action"] === "ping").length === 2, { what: "the second ping" });
+    assert.equal(server.frames.filter((f) => f["action"] === "subscribe").length, 1);
+  });
+});
+
+describe("snapshots", () => {
+  test("a snapshot is handed over as such and never takes an event's place", async () => {
+    const history = [1, 2].map((seq) => event(DEP, seq));
+    server.onFrame((connection, frame) => {
+      if (frame["action"] === "subscribe") {
+        connection.sendBatch([
+          reply(frame, { type: "subscribed", deployment_id: DEP, seq: 2, replay: 2 }),
+          { type: "deployment.snapshot", deployment_id: DEP, seq: 2, data: { status: "deploying", attempt: 1 } },
+          ...history,
+        ]);
+      }
+    });
+    const c = newClient({ gapTimeout: 60_000 });
+    const events = collect(c);
+    const snapshots: unknown[] = [];
+    c.on("snapshot", (s) => snapshots.push(s.data));
+    await c.connect();
+    await c.subscribe(DEP, { since: 0 });
+    await waitFor(() => events.length === 2, { what: "the replay" });
+    assert.deepEqual(events.map((e) => [e.seq, e.type]), [
+      [1, "log.created"],
+      [2, "log.created"],
+    ]);
+    assert.deepEqual(snapshots, [{ status: "deploying", attempt: 1 }]);
   });
 });

@@ -8,7 +8,14 @@ import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
-import { type AnyDeploymentEvent, type CloudWebSocketClientOptions, CloudWebSocketClient, type OpenInfo } from "../src/index.js";
+import {
+  type AnyDeploymentEvent,
+  type CloudWebSocketClientOptions,
+  CloudWebSocketClient,
+  type GapInfo,
+  type OpenInfo,
+  type PongMessage,
+} from "../src/index.js";
 import { deploymentId, gate, LocalStack, waitFor } from "./support/stack.js";
 
 let stack: LocalStack;
@@ -93,8 +100,9 @@ describe("against cloud-ws local", () => {
     client.on("stack.failed", (e) => failures.push(`${e.data.stack_name}: ${e.data.error_message}`));
     await client.connect();
     assert.equal(client.protocol, "cloud-ws", "the server echoes the subprotocol");
-    const ack = await client.subscribe(dep);
+    const { id, ...ack } = await client.subscribe(dep);
     assert.deepEqual(ack, { type: "subscribed", deployment_id: dep, seq: 0, replay: 0 });
+    assert.match(id ?? "", /^subscribe-\d+$/, "the server echoes the request's id");
 
     const ids = await stack.putEvents(dep, [
       { type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 2 } },
@@ -125,7 +133,7 @@ describe("against cloud-ws local", () => {
     const client = newClient();
     const all = collect(client);
     await client.connect();
-    const ack = await client.subscribe(dep, { since: 1 });
+    const { id: _id, ...ack } = await client.subscribe(dep, { since: 1 });
     assert.deepEqual(ack, { type: "subscribed", deployment_id: dep, seq: 4, replay: 3 });
     await waitFor(() => all.length === 3, { what: "the replay" });
     assert.deepEqual(all.map((e) => e.seq), [2, 3, 4]);
@@ -280,5 +288,49 @@ describe("against cloud-ws local", () => {
     await waitFor(() => events.length === 2 && client.state === "open", { what: "events after the drop" });
     assert.deepEqual(closes, [1001]);
     assert.deepEqual(events.map((e) => e.seq), [1, 2]);
+  });
+
+  test("pongs carry the id of their ping and the latest seq of each subscription", async () => {
+    const dep = deploymentId();
+    const client = newClient();
+    const pongs: PongMessage[] = [];
+    client.on("pong", (pong) => pongs.push(pong));
+    await client.connect();
+    await client.subscribe(dep, { since: 0 });
+    await stack.putEvents(dep, logs(2));
+    await waitFor(() => client.lastSeq(dep) === 2, { what: "two events" });
+    client.ping();
+    await waitFor(() => pongs.length === 1, { what: "the pong" });
+    assert.match(pongs[0]?.id ?? "", /^ping-\d+$/);
+    assert.deepEqual(pongs[0]?.latest, { [dep]: 2 });
+  });
+
+  // Last in this file: the throttle counts every post the stack makes, whoever it is for.
+  test("a terminal status whose posts answer 429 beyond the poster's retries still reaches the client", async (t) => {
+    const dep = deploymentId();
+    // Pings often, so a lost tail shows at the next pong (latest) rather than at the next event.
+    const client = newClient({ pingInterval: 300, gapTimeout: 300 });
+    const events = collect(client);
+    const gaps: GapInfo[] = [];
+    client.on("gap", (gap) => gaps.push(gap));
+    const opens: OpenInfo[] = [];
+    client.on("open", (info) => opens.push(info));
+    await client.connect();
+    await client.subscribe(dep, { since: 0 });
+    await stack.putEvents(dep, [{ type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 1 } }]);
+    await waitFor(() => events.length === 1, { what: "the first status" });
+
+    // Given the next 40 posts answer 429 (more than the poster retries one post),
+    const throttled = await fetch(`${stack.http}/_cloud-ws/faults/throttle`, { method: "POST", body: JSON.stringify({ count: 40 }) });
+    assert.equal(throttled.status, 200);
+    // when the deployment's terminal status is emitted, and nothing follows it,
+    await stack.putEvents(dep, [{ type: "deployment.status", data: { status: "succeeded", duration_seconds: 12 } }]);
+
+    // then it still arrives, once, in order: retried by the delivery engine, or fetched with
+    // since once a pong's latest shows the client is behind.
+    await waitFor(() => events.length === 2, { timeout: 60_000, what: "the terminal status" });
+    assert.deepEqual(events.map((e) => e.seq), [1, 2]);
+    assert.deepEqual(events[1]?.data, { status: "succeeded", duration_seconds: 12 });
+    t.diagnostic(`resubscribed for the tail: ${gaps.some((g) => g.action === "resubscribe")}; reconnections: ${opens.length - 1}`);
   });
 });

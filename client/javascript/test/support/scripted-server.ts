@@ -13,7 +13,17 @@ export interface ScriptedConnection {
   request: IncomingMessage;
   /** Every frame the client sent, parsed. */
   received: Record<string, unknown>[];
+  /**
+   * A silent connection is one the server has "forgotten" (as API Gateway can): what the
+   * client sends reaches no handler (it is kept in `ignored`) and nothing is sent back; the
+   * socket stays open.
+   */
+  silent: boolean;
+  /** Frames received while silent. */
+  ignored: Record<string, unknown>[];
   send(message: Record<string, unknown>): void;
+  /** Sends several messages in one frame, one per line (how the server batches). */
+  sendBatch(messages: Record<string, unknown>[]): void;
 }
 
 export class ScriptedServer {
@@ -29,12 +39,27 @@ export class ScriptedServer {
         socket,
         request,
         received: [],
-        send: (message) => socket.send(JSON.stringify(message)),
+        silent: false,
+        ignored: [],
+        send: (message) => {
+          if (!connection.silent) {
+            socket.send(JSON.stringify(message));
+          }
+        },
+        sendBatch: (messages) => {
+          if (!connection.silent) {
+            socket.send(messages.map((message) => JSON.stringify(message)).join("\n"));
+          }
+        },
       };
       this.connections.push(connection);
       socket.on("message", (data) => {
         const frame = JSON.parse(String(data)) as Record<string, unknown>;
         connection.received.push(frame);
+        if (connection.silent) {
+          connection.ignored.push(frame);
+          return;
+        }
         this.#onFrame(connection, frame);
       });
       this.#onConnection(connection);
@@ -78,6 +103,11 @@ export class ScriptedServer {
     }
     await new Promise<void>((done) => this.#server.close(() => done()));
   }
+}
+
+/** `message` as a reply to `request`: with the request's `id` echoed, as the server does. */
+export function reply(request: Record<string, unknown>, message: Record<string, unknown>): Record<string, unknown> {
+  return typeof request["id"] === "string" ? { ...message, id: request["id"] } : message;
 }
 
 /** A deployment event frame as the server sends it. */
