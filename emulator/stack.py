@@ -40,6 +40,7 @@ from emulator.backend import (
 )
 from emulator.events import EventPump
 from emulator.gateway import Gateway, GatewaySettings
+from emulator.graphql import GraphQLApi, GraphQLSettings, graphql_routes
 from emulator.lambdas import LambdaRuntime
 from handlers import spec
 from handlers.runtime import reset_runtime
@@ -89,6 +90,8 @@ def outputs_for(settings: LocalSettings, port: int, backend: BackendInfo) -> dic
         "dashboard_url": f"http://{base}/",
         "stage": settings.stage,
         "dev_username": DEV_USERNAME,
+        "graphql_url": f"http://{base}/graphql",
+        "graphql_realtime_url": f"ws://{base}/graphql/realtime",
     }
 
 
@@ -107,6 +110,7 @@ def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo
         "COGNITO_CLIENT_IDS": backend.user_pool_client_id,
         "MANAGEMENT_ENDPOINT": f"http://{settings.host}:{port}/{settings.stage}",
         "LOG_LEVEL": settings.log_level,
+        "APPSYNC_GRAPHQL_URL": f"http://{settings.host}:{port}/graphql",
     }
 
 
@@ -173,6 +177,8 @@ class LocalStack:
         routes: list[BaseRoute] = [
             Route("/_cloud-ws/outputs", outputs, methods=["GET"]),
             Route("/_cloud-ws/token", token, methods=["GET"]),
+            # AppSync's stand-in: the same handlers' runtime, tables and user pool.
+            *graphql_routes(GraphQLApi(GraphQLSettings(region=self.settings.region))),
         ]
 
         async def not_built(_: Request) -> Response:
