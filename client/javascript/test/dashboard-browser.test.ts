@@ -100,7 +100,7 @@ async function observe(deployment: string): Promise<{ client: CloudWebSocketClie
 }
 
 describe("dashboard in Chromium", { skip: missing ?? false }, () => {
-  test("shows the demo's final picture, across a server-side close mid-demo", async () => {
+  test("shows the demo's final picture, across a server-side close mid-demo", async (t) => {
     const deployment = deploymentId("demo");
     const page = await newPage();
 
@@ -157,6 +157,10 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
     await waitFor(async () => (await seqShown(page)) === finalSeq, { timeout: 30_000, what: `the page to reach seq ${finalSeq}` });
     await observer.client.disconnect();
     assert.equal(await attribute(page, "#stats", "data-events"), String(finalSeq), "every event once: none lost, none twice");
+    // The events missed while away came back as one replay, drawn in a frame or a few, not one by one.
+    const renders = Number((await attribute(page, "#stats", "data-renders")) ?? "0");
+    assert.ok(renders < finalSeq, `${renders} renders for ${finalSeq} events`);
+    t.diagnostic(`${renders} renders for ${finalSeq} events`);
     assert.ok(tokenRequests >= 2, `a fresh token per connection (${tokenRequests} requests)`);
 
     const truth = new DeploymentModel(deployment);
