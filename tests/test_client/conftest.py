@@ -41,9 +41,10 @@ FAST = ClientOptions(
     min_uptime=3 * UNIT,
 )
 
-#: The stack the client tests run against: one post attempt, so an injected 429 really
-#: loses a message (a gap to repair); a small replay limit, so capped replays happen.
-STACK_ENV = {"POST_MAX_ATTEMPTS": "1", "REPLAY_LIMIT": "20"}
+#: The stack the client tests run against: one post attempt and one fan-out round, so an
+#: injected 429 really loses a message (a gap to repair, or a lost last event that only
+#: pong.latest reveals); a small replay limit, so capped replays happen.
+STACK_ENV = {"POST_MAX_ATTEMPTS": "1", "FANOUT_MAX_ATTEMPTS": "1", "REPLAY_LIMIT": "20"}
 
 
 def options(**changes: Any) -> ClientOptions:

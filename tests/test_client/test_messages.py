@@ -18,6 +18,7 @@ from cloud_ws_client import (
     Subscribed,
     Unsubscribed,
     parse_message,
+    split_frame,
 )
 
 
@@ -113,3 +114,28 @@ def test_malformed_frames_are_refused(text: str) -> None:
     """Frames that break the protocol raise MalformedMessage (the client logs and skips them)."""
     with pytest.raises(MalformedMessage):
         parse_message(text)
+
+
+def test_replies_expose_their_request_id_and_pong_its_latest() -> None:
+    """id on every reply; latest keeps only integer seqs; errors name their deployment."""
+    pong = parse_message(
+        '{"type": "pong", "timestamp": "t", "latest": {"D1": 4, "D2": "x", "D3": true}, "id": "9"}'
+    )
+    assert isinstance(pong, Pong)
+    assert (pong.request_id, pong.latest) == ("9", {"D1": 4})
+    assert parse_message('{"type": "pong"}').request_id is None
+    error = parse_message(
+        '{"type": "error", "code": "forbidden", "message": "m", "deployment_id": "D1", "id": "3"}'
+    )
+    assert isinstance(error, ErrorMessage)
+    assert (error.deployment_id, error.request_id) == ("D1", "3")
+    assert (
+        parse_message('{"type": "subscribed", "deployment_id": "D1", "seq": 0, "id": 7}').request_id is None
+    )
+
+
+def test_split_frame_yields_each_message() -> None:
+    """One JSON object per line; blank lines skipped; bytes stay bytes."""
+    assert split_frame('{"a":1}\n{"b":2}') == ['{"a":1}', '{"b":2}']
+    assert split_frame(b'{"a":1}\n\n{"b":2}\n') == [b'{"a":1}', b'{"b":2}']
+    assert split_frame("") == []

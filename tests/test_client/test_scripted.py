@@ -19,6 +19,7 @@ from cloud_ws_client import (
     ConnectError,
     Event,
     Message,
+    Subscribed,
 )
 from cloud_ws_client.client import _wait as wait_for_event
 from tests.test_client.conftest import UNIT, Inbox, eventually, next_message, options
@@ -290,3 +291,118 @@ async def test_concurrent_connects_and_disconnects(gateway: Gateway) -> None:
     await asyncio.gather(client.disconnect(), client.disconnect())
     assert client.state == "closed"
     await eventually(lambda: gateway.closed == [1], "the server to see the close")
+
+
+async def test_multi_message_frames_are_split(gateway: Gateway) -> None:
+    """An ack with its replay in one frame, and a batch of live events in another: each message once."""
+    for _ in range(3):
+        await gateway.publish("D1", deliver=False)
+    gateway.pack = True
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        assert await inbox.until_seq("D1", 3) == [1, 2, 3]
+        batch = [
+            json.dumps({"type": "log.created", "deployment_id": "D1", "seq": seq, "data": {}})
+            for seq in (5, 4, 6)
+        ]
+        await gateway.connection(1).send("\n".join(batch))
+        assert await inbox.until_seq("D1", 6) == [1, 2, 3, 4, 5, 6]
+    assert inbox.messages[0].type == "subscribed"
+    assert client.stats.repairs == 0
+
+
+async def test_replies_out_of_order_are_matched_by_id(gateway: Gateway) -> None:
+    """Acks of two live-only subscriptions answered in reverse: each stream starts at its own ack."""
+    for _ in range(5):
+        await gateway.publish("D1", deliver=False)
+    await gateway.publish("D2", deliver=False)
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    inbox = Inbox(client)
+    async with client:
+        gateway.hold = True
+        await client.subscribe("D1")
+        await client.subscribe("D2")
+        await eventually(lambda: len(gateway.held) == 2, "both subscribes held")
+        await gateway.release(reverse=True)
+        await eventually(lambda: len(inbox.of_type("subscribed")) == 2, "both acks")
+        assert (client.position("D1"), client.position("D2")) == (5, 1)
+        await gateway.publish("D2")
+        await gateway.publish("D1")
+        await inbox.until_seq("D1", 6)
+        await inbox.until_seq("D2", 2)
+    acks = [m for m in inbox.messages if isinstance(m, Subscribed)]
+    assert [(a.deployment_id, a.request_id) for a in acks] == [
+        ("D2", gateway.ids_of(1, "subscribe")[1]),
+        ("D1", gateway.ids_of(1, "subscribe")[0]),
+    ]
+    assert (inbox.seqs("D1"), inbox.seqs("D2")) == ([6], [2])
+    assert client.stats.unmatched == 0
+
+
+async def test_a_replacement_is_complete_only_when_its_own_ids_are_answered(gateway: Gateway) -> None:
+    """Stray replies do not count as a new connection's answers; its own, in any order, do."""
+    client = CloudWebSocketClient(
+        gateway.url, "token", options=options(max_connection_age=5 * UNIT, open_timeout=5 * UNIT)
+    )
+    inbox = Inbox(client)
+    async with client:
+        for deployment_id in ("D1", "D2", "D3"):
+            await client.subscribe(deployment_id, since=0)
+        await eventually(lambda: len(inbox.of_type("subscribed")) == 3, "the first acks")
+        # Given a replacement whose resubscribes get only replies with ids it never sent...
+        gateway.hold = True
+        await eventually(lambda: len(gateway.held) == 3, "the replacement's resubscribes held")
+        for deployment_id in ("D1", "D2", "D3"):
+            stray = {
+                "type": "subscribed",
+                "deployment_id": deployment_id,
+                "seq": 0,
+                "id": f"x-{deployment_id}",
+            }
+            await gateway.connection(2).send(json.dumps(stray))
+        # ...it is given up, and the first connection stays.
+        await eventually(lambda: 2 in gateway.closed, "the unanswered replacement given up")
+        assert client.stats.rotations == 0
+        assert 1 not in gateway.closed
+        gateway.held.clear()
+        # When the next replacement's own replies come back in reverse order, it takes over.
+        gateway.hold = True
+        await eventually(lambda: len(gateway.held) == 3, "the next replacement's resubscribes held")
+        await gateway.release(reverse=True)
+        await eventually(lambda: client.stats.rotations == 1, "the replacement")
+        await gateway.publish("D3")
+        assert await inbox.until_seq("D3", 1) == [1]
+    assert client.stats.unmatched >= 3
+    assert client.stats.reconnects == 0
+
+
+async def test_a_pong_with_an_unknown_id_does_not_keep_a_connection_alive(gateway: Gateway) -> None:
+    """Only the pong that echoes the ping's id proves the path: stray pongs leave the connection dead."""
+    client = CloudWebSocketClient(
+        gateway.url, "token", options=options(ping_interval=UNIT, pong_timeout=2 * UNIT)
+    )
+    async with client:
+        await client.subscribe("D1", since=0)
+        await eventually(lambda: client.stats.pongs >= 1, "a matched pong")
+        gateway.pong_id = "not-a-ping-of-ours"
+        await eventually(lambda: client.stats.dead_connections == 1, "the connection given up")
+        gateway.pong_id = None
+        await eventually(lambda: client.connected and gateway.opened == 2, "the new connection")
+    assert client.stats.unmatched >= 1
+
+
+async def test_pong_latest_ahead_catches_up_with_since(gateway: Gateway) -> None:
+    """The last event is lost (nothing later reveals it): the next pong does, and since fetches it."""
+    client = CloudWebSocketClient(gateway.url, "token", options=options(ping_interval=2 * UNIT))
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        await gateway.publish("D1")
+        await inbox.until_seq("D1", 1)
+        await gateway.publish("D1", "the end", deliver=False)  # stored, never sent
+        assert await inbox.until_seq("D1", 2) == [1, 2]
+    assert client.stats.catch_ups >= 1
+    assert {"action": "subscribe", "deployment_id": "D1", "since": 1} in gateway.frames_of(1, "subscribe")
+    assert client.stats.reconnects == 0

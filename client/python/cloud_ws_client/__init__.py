@@ -35,8 +35,9 @@ from cloud_ws_client.messages import (
     Subscribed,
     Unsubscribed,
     parse_message,
+    split_frame,
 )
-from cloud_ws_client.protocol import ClientProtocol
+from cloud_ws_client.protocol import ClientProtocol, Outgoing
 from cloud_ws_client.state import DeploymentState, LogLine, StackState
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "LogLine",
     "MalformedMessage",
     "Message",
+    "Outgoing",
     "Pong",
     "StackEvent",
     "StackState",
@@ -69,5 +71,6 @@ __all__ = [
     "backoff",
     "parse_message",
     "process_exception",
+    "split_frame",
     "token_expiry",
 ]

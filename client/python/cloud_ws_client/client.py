@@ -5,7 +5,9 @@ ordering, gap repair) lives in :class:`~cloud_ws_client.protocol.ClientProtocol`
 this module opens connections, moves frames and keeps time:
 
 - a *supervisor* task watches the active connection: it sends keep-alive
-  pings, declares the connection dead when a pong does not come back,
+  pings, declares the connection dead when a pong does not come back (so a
+  connection API Gateway forgot, whose frames go nowhere, is noticed within
+  ``ping_interval + pong_timeout``, 40 s by default),
   replaces it before API Gateway's 2 h cap or the token's expiry (a new
   connection is subscribed before the old one closes), and reconnects after
   a loss with the policy of :mod:`cloud_ws_client.backoff`;
@@ -39,7 +41,7 @@ from cloud_ws_client.backoff import backoff, process_exception
 from cloud_ws_client.errors import CloudWsError, ConnectError
 from cloud_ws_client.messages import ErrorMessage, Message, Pong, Subscribed
 from cloud_ws_client.outputs import password_auth, read_outputs
-from cloud_ws_client.protocol import PING_FRAME, RECONNECT_ERROR_CODES, ClientProtocol
+from cloud_ws_client.protocol import RECONNECT_ERROR_CODES, ClientProtocol, Outgoing
 
 log = logging.getLogger("cloud_ws_client")
 
@@ -55,7 +57,10 @@ class ClientOptions:
     """How the client keeps its connection; every duration is in seconds.
 
     The defaults suit API Gateway: it closes a connection idle for 10 minutes
-    and any connection after 2 hours.
+    and any connection after 2 hours, and it can forget a connection without
+    closing it (frames then go nowhere): with the default keep-alive such a
+    connection is noticed within :attr:`detection_bound` (40 s, under a
+    minute) and replaced, and the new one resumes from the last ``seq``.
     """
 
     token_transport: TokenTransport = "header"
@@ -64,9 +69,10 @@ class ClientOptions:
     """Longest wait for a handshake, and for a new connection's acknowledgements."""
     close_timeout: float = 5.0
     """Longest wait for a closing handshake."""
-    ping_interval: float = 240.0
-    """Keep-alive ``ping`` period, well under the 10 minute idle timeout."""
-    pong_timeout: float = 30.0
+    ping_interval: float = 20.0
+    """Keep-alive ``ping`` period. Each ``pong`` also carries every subscription's latest
+    ``seq``, so a deployment's lost last event is caught up within this period too."""
+    pong_timeout: float = 20.0
     """A connection whose pong has not come back after this long is dead (half-open)."""
     gap_timeout: float = 1.0
     """How long a gap in ``seq`` may last without progress before resubscribing with ``since``."""
@@ -95,6 +101,16 @@ class ClientOptions:
                 f"token_transport must be header, query or subprotocol, not {self.token_transport!r}"
             )
 
+    @property
+    def detection_bound(self) -> float:
+        """Longest time a dead or forgotten connection goes unnoticed: ``ping_interval + pong_timeout``.
+
+        Worst case: the connection dies just after a pong came back; the next
+        ping goes out ``ping_interval`` later, and its pong is given up on
+        ``pong_timeout`` after that.
+        """
+        return self.ping_interval + self.pong_timeout
+
 
 @dataclass
 class ClientStats:
@@ -111,7 +127,11 @@ class ClientStats:
     dead_connections: int = 0
     """Connections declared dead because a pong did not come back."""
     pongs: int = 0
-    """Keep-alive pongs received."""
+    """Keep-alive pongs received (matched to their ping by ``id``)."""
+    catch_ups: int = 0
+    """Times a pong's ``latest`` showed a deployment ahead of what was delivered."""
+    unmatched: int = 0
+    """Replies whose ``id`` answers no request of ours (ignored)."""
     duplicates: int = 0
     """Events dropped because their ``seq`` was already delivered."""
     repairs: int = 0
@@ -153,9 +173,12 @@ class _Link:
     """The same moment on the wall clock, which (unlike the loop's) advances while a laptop sleeps."""
     next_ping_at: float
     ping_sent_at: float | None = None
+    ping_id: str | None = None
+    """The ``id`` of the ping in flight: only the pong that echoes it proves the connection alive."""
     replace: bool = False
     """The server asked, through an error frame, for a new connection."""
-    pending_answers: int = 0
+    pending: set[str] = field(default_factory=set)
+    """Ids of the resubscribes sent on this connection and not answered yet."""
     answered: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once every resubscribe got its answer (or the connection closed)."""
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -268,6 +291,8 @@ class CloudWebSocketClient:
         snapshot = ClientStats(**vars(self._stats))
         snapshot.duplicates = self._protocol.duplicates
         snapshot.repairs = self._protocol.repairs
+        snapshot.catch_ups = self._protocol.catch_ups
+        snapshot.unmatched = self._protocol.unmatched
         return snapshot
 
     # -- the API ----------------------------------------------------------------------------
@@ -442,11 +467,11 @@ class CloudWebSocketClient:
         # the new connection too.
         self._links.append(link)
         frames = self._protocol.resubscribe_frames()
-        link.pending_answers = len(frames)
+        link.pending = {outgoing.request_id for outgoing in frames}
         if not frames:
             link.answered.set()
-        for text in frames:
-            await self._send(link, text)
+        for outgoing in frames:
+            await self._send(link, outgoing)
 
     def _retire(self, link: _Link) -> None:
         """Stop using ``link`` and close it in the background."""
@@ -480,21 +505,29 @@ class CloudWebSocketClient:
             )
             link.closed.set()
             link.answered.set()
+            # Replies to what was sent on this connection will never come.
+            self._protocol.forget({*link.pending, *([link.ping_id] if link.ping_id else [])})
             self._wake.set()
 
     def _on_frame(self, link: _Link, frame: str | bytes) -> None:
         now = asyncio.get_running_loop().time()
         repair_at = self._protocol.next_repair_at()
         for message in self._protocol.receive(frame, now):
+            request_id = message.request_id
             if isinstance(message, Pong):
-                link.ping_sent_at = None
-                self._stats.pongs += 1
+                # The protocol passes only pongs that answer a ping of ours (or, from a
+                # server without ids, carry none); a connection has one ping in flight.
+                if request_id is None or request_id == link.ping_id:
+                    link.ping_sent_at = link.ping_id = None
+                    self._stats.pongs += 1
                 continue
-            if isinstance(message, Subscribed) or (
-                isinstance(message, ErrorMessage) and message.action == "subscribe"
-            ):
-                link.pending_answers -= 1
-                if link.pending_answers <= 0:
+            if request_id is not None and request_id in link.pending:
+                link.pending.discard(request_id)
+                if not link.pending:
+                    link.answered.set()
+            elif request_id is None and link.pending and _answers_subscribe(message):
+                link.pending.pop()  # a server without ids: count the answers instead
+                if not link.pending:
                     link.answered.set()
             if isinstance(message, ErrorMessage) and message.code in RECONNECT_ERROR_CODES:
                 link.replace = True
@@ -506,13 +539,18 @@ class CloudWebSocketClient:
             # closed or moved later needs nothing: it wakes at the old time and finds none.)
             self._wake.set()
 
-    async def _send(self, link: _Link, text: str) -> None:
+    async def _send(self, link: _Link, outgoing: Outgoing) -> None:
         with contextlib.suppress(ConnectionClosed):  # the reader notices and the supervisor acts
-            await link.ws.send(text)
+            await link.ws.send(outgoing.text)
 
-    async def _send_all(self, text: str) -> None:
+    async def _send_all(self, outgoing: Outgoing) -> None:
+        # During a replacement both connections get the request, with one id: the first
+        # reply answers it, and the protocol ignores the second.
+        if not self._links:
+            # Not connected: the new connection's resubscribes ask for it instead.
+            self._protocol.forget([outgoing.request_id])
         for link in list(self._links):
-            await self._send(link, text)
+            await self._send(link, outgoing)
 
     # -- supervision ------------------------------------------------------------------------
 
@@ -550,13 +588,14 @@ class CloudWebSocketClient:
             if now >= link.next_ping_at:
                 link.next_ping_at = now + options.ping_interval
                 if link.ping_sent_at is None:
-                    link.ping_sent_at = now
-                    await self._send(link, PING_FRAME)
+                    ping = self._protocol.ping()
+                    link.ping_sent_at, link.ping_id = now, ping.request_id
+                    await self._send(link, ping)
             frames, released = self._protocol.repair(now)
             for message in released:
                 self._inbox.put_nowait(message)
-            for text in frames:
-                await self._send(link, text)
+            for outgoing in frames:
+                await self._send(link, outgoing)
             if self._delays is not None and now - link.opened_at >= options.min_uptime:
                 self._delays = None  # the connection stayed up: the next failure starts afresh
             deadlines = [link.next_ping_at, link.rotate_at]
@@ -714,6 +753,12 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
         await asyncio.wait({waiter}, timeout=max(0.0, timeout))
     finally:
         waiter.cancel()
+
+
+def _answers_subscribe(message: Message) -> bool:
+    return isinstance(message, Subscribed) or (
+        isinstance(message, ErrorMessage) and message.action == "subscribe"
+    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -33,6 +33,11 @@ class Message:
     raw: Mapping[str, Any] = field(repr=False, compare=False)
     """The decoded JSON object, with every field the server sent."""
 
+    @property
+    def request_id(self) -> str | None:
+        """The ``id`` of the request this message answers (replies only; events carry none)."""
+        return _optional_str(self.raw, "id")
+
     def to_json(self) -> str:
         """The message as one line of compact JSON (what the server sent)."""
         return json.dumps(self.raw, separators=(",", ":"), ensure_ascii=False)
@@ -63,6 +68,8 @@ class Pong(Message):
     """Answer to the client's keep-alive ``ping`` (consumed by the client, not delivered)."""
 
     timestamp: str | None = None
+    latest: Mapping[str, int] = field(default_factory=dict)
+    """The last ``seq`` of every deployment the connection is subscribed to (0: none yet)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +80,8 @@ class ErrorMessage(Message):
     message: str
     action: str | None = None
     """The refused frame's ``action``, when it named one."""
+    deployment_id: str | None = None
+    """The refused frame's ``deployment_id``, when it named a well-formed one."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,11 +212,26 @@ EVENT_CLASSES: dict[str, type[Event]] = {
 }
 
 
+def split_frame(frame: str | bytes) -> list[str | bytes]:
+    """The messages of one server frame: one JSON object per line (blank lines skipped).
+
+    A server frame carries one or more messages separated by ``\n``; compact
+    JSON never contains a raw newline, so the split is exact.
+    """
+    lines: list[str | bytes]
+    if isinstance(frame, bytes):
+        lines = [line for line in frame.split(b"\n") if line.strip()]
+    else:
+        lines = [line for line in frame.split("\n") if line.strip()]
+    return lines
+
+
 def parse_message(frame: str | bytes) -> Message:
-    """Parse one server frame into its typed message.
+    """Parse one server message into its typed message.
 
     Args:
-        frame: The frame's text (bytes are decoded as UTF-8).
+        frame: One message's text (bytes are decoded as UTF-8); a frame with
+            several messages is split first (:func:`split_frame`).
 
     Returns:
         The most specific :class:`Message` subclass the frame fits.
@@ -234,7 +258,19 @@ def parse_message(frame: str | bytes) -> Message:
     if kind == "unsubscribed":
         return Unsubscribed(type=kind, raw=raw, deployment_id=_required_str(raw, "deployment_id"))
     if kind == "pong":
-        return Pong(type=kind, raw=raw, timestamp=_optional_str(raw, "timestamp"))
+        latest = raw.get("latest")
+        return Pong(
+            type=kind,
+            raw=raw,
+            timestamp=_optional_str(raw, "timestamp"),
+            # Entries that are not a deployment's integer seq are left out, not fatal:
+            # the pong still proves the connection is alive.
+            latest={
+                key: value
+                for key, value in (latest.items() if isinstance(latest, dict) else ())
+                if isinstance(key, str) and isinstance(value, int) and not isinstance(value, bool)
+            },
+        )
     if kind == "error":
         return ErrorMessage(
             type=kind,
@@ -242,6 +278,7 @@ def parse_message(frame: str | bytes) -> Message:
             code=_required_str(raw, "code"),
             message=_optional_str(raw, "message") or "",
             action=_optional_str(raw, "action"),
+            deployment_id=_optional_str(raw, "deployment_id"),
         )
     deployment_id, seq = raw.get("deployment_id"), _optional_int(raw, "seq")
     if isinstance(deployment_id, str) and seq is not None:

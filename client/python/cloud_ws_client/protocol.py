@@ -5,6 +5,11 @@ stream stands; it turns API calls into frames to send and received frames into
 messages to deliver, in order and without duplicates. The connection code in
 :mod:`cloud_ws_client.client` only moves frames and keeps time, so everything
 here is tested without sockets.
+
+Every request carries an ``id`` and every reply echoes it. API Gateway may
+run one connection's frames concurrently, so replies are matched by ``id``,
+never by the order they come in; a reply whose ``id`` this protocol never
+sent (or already matched) answers nothing and changes nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +17,21 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
-from cloud_ws_client.messages import Event, MalformedMessage, Message, Subscribed, parse_message
+from cloud_ws_client.messages import (
+    ErrorMessage,
+    Event,
+    MalformedMessage,
+    Message,
+    Pong,
+    Subscribed,
+    Unsubscribed,
+    parse_message,
+    split_frame,
+)
 from cloud_ws_client.sequence import DeploymentSequence
 
 log = logging.getLogger("cloud_ws_client")
@@ -26,6 +43,16 @@ _DEPLOYMENT_ID_RE = re.compile(DEPLOYMENT_ID_PATTERN)
 #: Error codes after which only a new connection helps (docs/protocol.md, Errors).
 RECONNECT_ERROR_CODES = frozenset({"token_expired", "unknown_connection"})
 
+#: Refusals of a ``subscribe`` that asking again cannot change: the subscription is
+#: dropped, so it is not sent again on every new connection.
+REFUSED_SUBSCRIPTION_CODES = frozenset(
+    {"forbidden", "invalid_deployment_id", "invalid_since", "too_many_subscriptions", "invalid_id"}
+)
+
+#: Requests awaiting a reply that are remembered; past it the oldest are forgotten (a reply to
+#: one of them is then ignored). Replies to requests on a connection that closed never come.
+MAX_PENDING_REQUESTS = 4096
+
 
 def frame(action: str, **fields: Any) -> str:
     """One client frame: ``{"action": ..., **fields}`` as compact JSON (``None`` fields left out)."""
@@ -34,6 +61,17 @@ def frame(action: str, **fields: Any) -> str:
 
 
 PING_FRAME = frame("ping")
+"""A ``ping`` without ``id`` (its ``pong`` cannot be matched; :meth:`ClientProtocol.ping` sends ids)."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A frame to send, and the ``id`` its reply will carry."""
+
+    text: str
+    request_id: str
+    action: str
+    deployment_id: str | None = None
 
 
 def check_deployment_id(deployment_id: str) -> str:
@@ -48,7 +86,7 @@ def check_deployment_id(deployment_id: str) -> str:
 
 
 class ClientProtocol:
-    """Subscriptions, per-deployment ordering and gap repair.
+    """Subscriptions, per-deployment ordering, gap repair and request ids.
 
     Args:
         gap_timeout: Seconds a gap in ``seq`` may last without progress before
@@ -61,9 +99,15 @@ class ClientProtocol:
         self.max_buffer = max_buffer
         self.repairs = 0
         """Resubscribes sent to fill a gap."""
+        self.catch_ups = 0
+        """Times a ``pong``'s ``latest`` showed a deployment ahead of what was delivered."""
         self.malformed = 0
-        """Frames that could not be parsed (logged and skipped)."""
+        """Messages that could not be parsed (logged and skipped)."""
+        self.unmatched = 0
+        """Replies whose ``id`` answers no request of ours (ignored)."""
         self._streams: dict[str, DeploymentSequence] = {}
+        self._pending: OrderedDict[str, Outgoing] = OrderedDict()
+        self._last_id = 0
 
     @property
     def subscriptions(self) -> tuple[str, ...]:
@@ -75,12 +119,32 @@ class ClientProtocol:
         """Events dropped as duplicates, over every deployment."""
         return sum(stream.duplicates for stream in self._streams.values())
 
+    @property
+    def pending(self) -> int:
+        """Requests sent whose reply has not come yet."""
+        return len(self._pending)
+
     def position(self, deployment_id: str) -> int | None:
         """The last ``seq`` delivered in order for a deployment (``None`` if not known yet)."""
         stream = self._streams.get(deployment_id)
         return None if stream is None else stream.last_seq
 
-    def subscribe(self, deployment_id: str, since: int | None = None) -> str:
+    def _request(self, action: str, deployment_id: str | None = None, **fields: Any) -> Outgoing:
+        """A request frame with a fresh ``id``, remembered until its reply comes."""
+        self._last_id += 1
+        request_id = str(self._last_id)
+        outgoing = Outgoing(
+            frame(action, deployment_id=deployment_id, **fields, id=request_id),
+            request_id,
+            action,
+            deployment_id,
+        )
+        self._pending[request_id] = outgoing
+        while len(self._pending) > MAX_PENDING_REQUESTS:
+            self._pending.popitem(last=False)
+        return outgoing
+
+    def subscribe(self, deployment_id: str, since: int | None = None) -> Outgoing:
         """Start (or refresh) a subscription; returns the frame to send.
 
         Args:
@@ -99,46 +163,108 @@ class ClientProtocol:
         stream = self._streams.get(deployment_id)
         if stream is None:
             stream = self._streams[deployment_id] = DeploymentSequence(since, self.max_buffer)
-        return frame("subscribe", deployment_id=deployment_id, since=stream.last_seq)
+        return self._request("subscribe", deployment_id, since=stream.last_seq)
 
-    def unsubscribe(self, deployment_id: str) -> str:
+    def unsubscribe(self, deployment_id: str) -> Outgoing:
         """Stop a subscription (its position is forgotten); returns the frame to send."""
         check_deployment_id(deployment_id)
         self._streams.pop(deployment_id, None)
-        return frame("unsubscribe", deployment_id=deployment_id)
+        return self._request("unsubscribe", deployment_id)
 
-    def resubscribe_frames(self) -> list[str]:
+    def ping(self) -> Outgoing:
+        """A keep-alive ``ping``; its ``pong`` echoes the returned ``request_id``."""
+        return self._request("ping")
+
+    def resubscribe_frames(self) -> list[Outgoing]:
         """Frames that restore every subscription on a new connection, each from its last ``seq``."""
         return [
-            frame("subscribe", deployment_id=deployment_id, since=stream.last_seq)
+            self._request("subscribe", deployment_id, since=stream.last_seq)
             for deployment_id, stream in self._streams.items()
         ]
 
+    def forget(self, request_ids: list[str] | set[str]) -> None:
+        """Stop waiting for replies that can no longer come (their connection closed)."""
+        for request_id in request_ids:
+            self._pending.pop(request_id, None)
+
     def receive(self, text: str | bytes, now: float) -> list[Message]:
-        """Take one received frame; returns the messages to deliver, in order.
+        """Take one received frame (one or more ``\\n``-separated messages); returns what to deliver.
 
         Events of subscribed deployments come out in ``seq`` order without
         duplicates (possibly several at once, when one fills a gap); events of
-        other deployments are dropped; everything else passes through.
+        other deployments are dropped; replies are matched to their request by
+        ``id`` (one that answers nothing we sent is dropped, except an error,
+        which is still worth seeing); everything else passes through.
         """
-        try:
-            message = parse_message(text)
-        except MalformedMessage as exc:
-            self.malformed += 1
-            log.warning("cloud-ws: skipped a malformed frame: %s", exc)
-            return []
+        delivered: list[Message] = []
+        for line in split_frame(text):
+            try:
+                message = parse_message(line)
+            except MalformedMessage as exc:
+                self.malformed += 1
+                log.warning("cloud-ws: skipped a malformed frame: %s", exc)
+                continue
+            delivered.extend(self._take(message, now))
+        return delivered
+
+    def _take(self, message: Message, now: float) -> list[Message]:
         if isinstance(message, Event):
             stream = self._streams.get(message.deployment_id)
             return [] if stream is None else list(stream.accept(message, now))
+        if not isinstance(message, Subscribed | Unsubscribed | Pong | ErrorMessage):
+            return [message]
+        request: Outgoing | None = None
+        if message.request_id is not None:
+            request = self._pending.get(message.request_id)
+            if request is not None and _answers(message, request):
+                del self._pending[message.request_id]
+            else:
+                # Not ours, or already answered (a frame sent on two connections during a
+                # replacement is answered twice): resolving or applying it could only mislead.
+                self.unmatched += 1
+                log.debug("cloud-ws: a %s with an unknown id was ignored", message.type)
+                return [message] if isinstance(message, ErrorMessage) else []
+        # From here on ``message`` answers ``request``, or carries no id (a server that
+        # predates ids), in which case it is taken as it comes.
         if isinstance(message, Subscribed):
             stream = self._streams.get(message.deployment_id)
             if stream is not None:
                 return [message, *stream.acknowledge(message.seq, now)]
+        elif isinstance(message, Pong):
+            self._observe_latest(message, now)
+        elif isinstance(message, ErrorMessage):
+            self._on_refusal(message, request)
         return [message]
 
-    def repair(self, now: float) -> tuple[list[str], list[Message]]:
+    def _on_refusal(self, error: ErrorMessage, request: Outgoing | None) -> None:
+        """Drop a subscription the server refused for good, so no new connection asks again."""
+        if request is not None:
+            deployment_id = request.deployment_id if request.action == "subscribe" else None
+        else:
+            deployment_id = error.deployment_id if error.action == "subscribe" else None
+        if deployment_id is None or error.code not in REFUSED_SUBSCRIPTION_CODES:
+            return
+        if self._streams.pop(deployment_id, None) is not None:
+            log.warning("cloud-ws: the subscription to %s was refused: %s", deployment_id, error.code)
+
+    def _observe_latest(self, pong: Pong, now: float) -> None:
+        for deployment_id, seq in pong.latest.items():
+            stream = self._streams.get(deployment_id)
+            if stream is None or stream.last_seq is None or seq <= stream.latest_known:
+                continue
+            if seq > stream.last_seq:
+                self.catch_ups += 1
+                log.info(
+                    "cloud-ws: %s is at seq %d on the server, %d here; catching up",
+                    deployment_id,
+                    seq,
+                    stream.last_seq,
+                )
+            stream.observe_latest(seq, now)
+
+    def repair(self, now: float) -> tuple[list[Outgoing], list[Message]]:
         """Gap repair due at ``now``: the resubscribe frames to send and any events now deliverable."""
-        frames: list[str] = []
+        frames: list[Outgoing] = []
         released: list[Message] = []
         for deployment_id, stream in self._streams.items():
             if stream.repair_due(now, self.gap_timeout):
@@ -146,7 +272,7 @@ class ClientProtocol:
                 released.extend(events)
                 self.repairs += 1
                 log.info("cloud-ws: gap in %s after seq %s; asking again", deployment_id, since)
-                frames.append(frame("subscribe", deployment_id=deployment_id, since=since))
+                frames.append(self._request("subscribe", deployment_id, since=since))
         return frames, released
 
     def next_repair_at(self) -> float | None:
@@ -157,3 +283,16 @@ class ClientProtocol:
             if (deadline := stream.repair_deadline(self.gap_timeout)) is not None
         ]
         return min(deadlines, default=None)
+
+
+def _answers(message: Message, request: Outgoing) -> bool:
+    """Whether ``message`` is the kind of reply ``request`` gets (an ``id`` match alone could be a fluke)."""
+    if isinstance(message, ErrorMessage):
+        return True
+    if isinstance(message, Pong):
+        return request.action == "ping"
+    if isinstance(message, Subscribed):
+        return request.action == "subscribe" and message.deployment_id == request.deployment_id
+    if isinstance(message, Unsubscribed):
+        return request.action == "unsubscribe" and message.deployment_id == request.deployment_id
+    return False

@@ -90,6 +90,21 @@ class DeploymentSequence:
             self._buffer[seq] = event
         return self._release(now)
 
+    def observe_latest(self, seq: int, now: float) -> None:
+        """Learn the server's latest ``seq`` from a ``pong`` (its ``latest``).
+
+        When it is ahead of what was delivered, that is a gap like any other:
+        the missing events may still be in flight (the pong can overtake
+        them), so the gap clock starts and, without progress within the gap
+        timeout, the owner resubscribes with ``since``. This is how the loss
+        of a deployment's *last* event is found: nothing later reveals it.
+        """
+        if seq <= self.latest_known:
+            return
+        self.latest_known = seq
+        if self.missing and self._waiting_since is None:
+            self._waiting_since = now
+
     def repair_due(self, now: float, timeout: float) -> bool:
         """True when a gap has waited ``timeout`` without progress: time to resubscribe."""
         return self._waiting_since is not None and now - self._waiting_since >= timeout
