@@ -161,7 +161,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 4096, minimum=64),
         max_json_depth=_int(env, "MAX_JSON_DEPTH", 4, minimum=1),
         replay_limit=_int(env, "REPLAY_LIMIT", 1000, minimum=1),
-        broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", 32, minimum=1),
+        broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", 64, minimum=1),
         subscriber_page_size=_int(env, "SUBSCRIBER_PAGE_SIZE", 1000, minimum=1),
         post_max_attempts=_int(env, "POST_MAX_ATTEMPTS", 4, minimum=1),
         fanout_page_size=_int(env, "FANOUT_PAGE_SIZE", spec.DELIVERY.fanout_page_size, minimum=1),

@@ -1,26 +1,36 @@
 """A stand-in for API Gateway's @connections Management API, over real HTTP.
 
-The handlers post through boto3 exactly as on AWS; this server records what
-each connection received and can be told to answer 410 Gone for some
-connections, 429/5xx for the next N posts, or to answer after a delay (for the
-fan-out benchmark). It speaks HTTP/1.1 keep-alive like API Gateway, so
-botocore's connection pool behaves as in production.
+The handlers post exactly as on AWS; this server records what each connection
+received (and the headers of every request) and can be told to answer 410 Gone
+for some connections, 429/5xx/4xx for the next N posts, or to answer after a
+delay (for the fan-out benchmark). Given credentials, it checks every request's
+SigV4 signature as API Gateway does, recomputed with botocore's ``SigV4Auth``,
+and answers 403 to a wrong one. It speaks HTTP/1.1 keep-alive like API Gateway,
+so connection pools behave as in production.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+if TYPE_CHECKING:
+    from botocore.credentials import Credentials
+
 _ERROR_TYPES = {
+    400: "BadRequestException",
+    403: "ForbiddenException",
     410: "GoneException",
+    413: "PayloadTooLargeException",
     429: "LimitExceededException",
     500: "InternalServerErrorException",
     503: "ServiceUnavailableException",
@@ -30,8 +40,17 @@ _ERROR_TYPES = {
 class ManagementStandIn:
     """State of the stand-in; thread-safe."""
 
-    def __init__(self, delay_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        delay_seconds: float = 0.0,
+        credentials: Credentials | None = None,
+        region: str = "us-east-1",
+    ) -> None:
         self.delay_seconds = delay_seconds
+        self.credentials = credentials
+        """When set, requests whose SigV4 signature does not match these credentials answer 403."""
+        self.region = region
+        self.bad_signatures = 0
         self.gone: set[str] = set()
         self.failures: list[int] = []
         """Statuses to answer to the next posts, in order (any connection)."""
@@ -39,10 +58,13 @@ class ManagementStandIn:
         """Statuses to answer to the next posts to one connection, in order."""
         self.received: dict[str, list[bytes]] = defaultdict(list)
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []
+        """Headers of each request, in the order of ``requests`` (names lower case)."""
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._open: set[socket.socket] = set()
 
     @property
     def endpoint(self) -> str:
@@ -60,15 +82,58 @@ class ManagementStandIn:
         with self._lock:
             self.received.clear()
             self.requests.clear()
+            self.headers.clear()
+
+    def drop_connections(self) -> int:
+        """Close every kept-alive connection from the server side (an idle timeout); returns how many."""
+        with self._lock:
+            conns, self._open = list(self._open), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        return len(conns)
 
     def total_posts(self) -> int:
         """Successful posts across connections."""
         with self._lock:
             return sum(len(v) for v in self.received.values())
 
-    def _handle(self, method: str, connection_id: str, body: bytes) -> int:
+    def signature_matches(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bool:
+        """Whether ``Authorization`` is the SigV4 signature botocore computes for this request."""
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        assert self.credentials is not None
+        authorization = headers.get("authorization", "")
+        fields = dict(part.strip().split("=", 1) for part in authorization.split(",") if "=" in part)
+        signed = fields.get("SignedHeaders", "").split(";")
+        if "host" not in signed or "x-amz-date" not in signed:
+            return False
+        request = AWSRequest(
+            method=method,
+            url=f"http://{headers['host']}{path}",
+            data=body,
+            headers={name: headers.get(name, "") for name in signed},
+        )
+        request.context["timestamp"] = headers["x-amz-date"]
+        auth = SigV4Auth(self.credentials.get_frozen_credentials(), "execute-api", self.region)
+        canonical = auth.canonical_request(request)
+        expected = auth.signature(auth.string_to_sign(request, canonical), request)
+        return authorization == (
+            f"AWS4-HMAC-SHA256 Credential={auth.scope(request)}, "
+            f"SignedHeaders={auth.signed_headers(auth.headers_to_sign(request))}, Signature={expected}"
+        )
+
+    def _handle(
+        self, method: str, connection_id: str, body: bytes, headers: dict[str, str], path: str
+    ) -> int:
+        verified = self.credentials is None or self.signature_matches(method, path, headers, body)
         with self._lock:
             self.requests.append((method, connection_id))
+            self.headers.append(headers)
+            if not verified:
+                self.bad_signatures += 1
+                return 403
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             scripted = self.failures_for.get(connection_id)
@@ -98,13 +163,22 @@ class ManagementStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes
+            disable_nagle_algorithm = True
+            # Buffered: the reply (headers and body) leaves in one write, flushed after
+            # each request, as API Gateway's small replies arrive in one segment.
+            wbufsize = -1
+
+            def setup(self) -> None:
+                super().setup()
+                with standin._lock:
+                    standin._open.add(self.connection)
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 connection_id = unquote(self.path.rsplit("/@connections/", 1)[-1])
-                status = standin._handle(self.command, connection_id, body)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                status = standin._handle(self.command, connection_id, body, headers, self.path)
                 payload = b"{}" if status == 200 else json.dumps({"message": "stand-in"}).encode()
                 self.send_response(status)
                 if status != 200:

@@ -1,0 +1,215 @@
+"""CPU per @connections post: boto3's ``post_to_connection`` against the lean poster.
+
+A Lambda function is billed for its CPU, and one broadcast posts to every
+subscriber, so the CPU one post costs decides what a fan-out costs. For each
+stand-in latency (20 ms, about what API Gateway answers in; 0 ms, the pure
+client cost) this prints the client process's CPU per post, posts per second
+and the ratio, then the cold-import cost of each side and the cost of signing.
+
+The stand-in runs in its own process so that only the client's CPU is counted
+(``resource.getrusage(RUSAGE_SELF)``: user + system time of this process).
+Bounded to a few seconds: ``python bench/bench_poster.py``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config as BotoConfig
+from botocore.credentials import Credentials
+
+from handlers.management import ManagementApi, RetryPolicy
+from handlers.poster import Endpoint, Signer
+
+ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+CREDENTIALS = Credentials("AKIDBENCH", "bench-secret", "bench-session-token")
+FRAME = (
+    b'{"type":"log.created","deployment_id":"D1","seq":1,"data":{"level":"info","message":"layer 2 of 4"}}'
+)
+#: (stand-in latency s, concurrency, posts per side)
+CASES = ((0.020, 32, 2000), (0.020, 64, 3000), (0.0, 1, 1000), (0.0, 32, 2000))
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (the stand-in is another process)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def standin(delay: float) -> Iterator[str]:
+    """A @connections stand-in in its own process; yields its endpoint."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.management_standin", "--delay", str(delay)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert server.stdout is not None
+        yield server.stdout.readline().strip()
+    finally:
+        server.kill()
+        server.wait()
+
+
+def measure(run: Callable[[list[str]], None], posts: int, warm: int) -> tuple[float, float]:
+    """(CPU µs per post, posts per second) of ``run`` over ``posts`` connection ids, after a warm-up."""
+    run([f"warm{i}" for i in range(warm)])  # connections opened, code paths warm
+    ids = [f"conn-{i:05d}=" for i in range(posts)]
+    cpu, wall = cpu_seconds(), time.perf_counter()
+    run(ids)
+    cpu, wall = cpu_seconds() - cpu, time.perf_counter() - wall
+    return cpu / posts * 1e6, posts / wall
+
+
+def boto3_runner(endpoint: str, concurrency: int) -> Callable[[list[str]], None]:
+    """boto3's client on a thread pool of ``concurrency``: how posting worked before."""
+    client = boto3.session.Session(
+        aws_access_key_id=CREDENTIALS.access_key,
+        aws_secret_access_key=CREDENTIALS.secret_key,
+        aws_session_token=CREDENTIALS.token,
+    ).client(
+        "apigatewaymanagementapi",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        config=BotoConfig(max_pool_connections=concurrency, retries={"mode": "standard"}),
+    )
+    pool = ThreadPoolExecutor(concurrency)
+
+    def run(ids: list[str]) -> None:
+        for reply in pool.map(lambda c: client.post_to_connection(ConnectionId=c, Data=FRAME), ids):
+            assert reply["ResponseMetadata"]["HTTPStatusCode"] == 200
+
+    return run
+
+
+def lean_runner(endpoint: str, concurrency: int) -> Callable[[list[str]], None]:
+    """``ManagementApi.fan_out``: SigV4 with a cached key, http.client, one thread."""
+    api = ManagementApi(
+        endpoint, REGION, concurrency=concurrency, retry=RetryPolicy(max_attempts=3), credentials=CREDENTIALS
+    )
+
+    def run(ids: list[str]) -> None:
+        result = api.fan_out(ids, (FRAME,))
+        assert result.delivered == len(ids), result
+
+    return run
+
+
+def delivery() -> list[str]:
+    rows = []
+    print("1. CPU per post (client process only), boto3 post_to_connection vs the lean poster")
+    for delay, concurrency, posts in CASES:
+        figures: dict[str, tuple[float, float]] = {}
+        with standin(delay) as endpoint:
+            for label, build in (("boto3", boto3_runner), ("lean", lean_runner)):
+                figures[label] = measure(build(endpoint, concurrency), posts, warm=concurrency)
+        (b_cpu, b_rate), (l_cpu, l_rate) = figures["boto3"], figures["lean"]
+        print(
+            f"  {delay * 1000:>4.0f} ms, concurrency {concurrency:>3}: "
+            f"boto3 {b_cpu:6.0f} µs/post {b_rate:6.0f} posts/s | "
+            f"lean {l_cpu:5.0f} µs/post {l_rate:6.0f} posts/s | CPU ratio {b_cpu / l_cpu:4.1f}x"
+        )
+        rows.append(
+            f"| {delay * 1000:.0f} ms | {concurrency} | {b_cpu:.0f} | {b_rate:.0f} | "
+            f"{l_cpu:.0f} | {l_rate:.0f} | {b_cpu / l_cpu:.1f}x |"
+        )
+    return rows
+
+
+def import_ms(module: str, runs: int = 3) -> float:
+    """Cumulative ``-X importtime`` of ``module`` in a fresh interpreter (best of ``runs``), in ms."""
+    best = float("inf")
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            check=True,
+        ).stderr
+        for line in out.splitlines():
+            parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+            if len(parts) == 3 and parts[2] == module:
+                best = min(best, int(parts[1]) / 1000)
+    return best
+
+
+def imports() -> list[str]:
+    print("\n2. Cold import (fresh interpreter, cumulative, best of 3)")
+    rows = []
+    for module, note in (
+        ("handlers.management", "the poster (standard library only at import)"),
+        ("botocore.session", "credentials, on the first post (the handlers' boto3 loads it anyway)"),
+        ("boto3", "what posting imported before"),
+    ):
+        ms = import_ms(module)
+        print(f"  import {module:<20} {ms:6.1f} ms  {note}")
+        rows.append(f"| `import {module}` | {ms:.0f} ms | {note} |")
+    return rows
+
+
+def signing() -> list[str]:
+    print("\n3. Signing one post")
+    endpoint = Endpoint.parse("https://abc123.execute-api.us-east-1.amazonaws.com/prod")
+    path = endpoint.path_for("L0SM9cOFvHcCIhw=")
+    signer = Signer(CREDENTIALS, REGION)
+    frozen = CREDENTIALS.get_frozen_credentials()
+    url = f"https://{endpoint.host_header}{path.request}"
+    n = 5000
+
+    def botocore_sign() -> Any:
+        request = AWSRequest(method="POST", url=url, data=FRAME)
+        SigV4Auth(frozen, "execute-api", REGION).add_auth(request)
+        return request
+
+    timings = {}
+    for label, sign in (
+        ("botocore SigV4Auth", botocore_sign),
+        ("lean, cached key", lambda: signer.headers("POST", endpoint.host_header, path.canonical, FRAME)),
+    ):
+        sign()
+        start = time.process_time()
+        for _ in range(n):
+            sign()
+        timings[label] = (time.process_time() - start) / n * 1e6
+        print(f"  {label:<20} {timings[label]:6.1f} µs")
+    return [f"| {label} | {us:.1f} µs |" for label, us in timings.items()]
+
+
+if __name__ == "__main__":
+    print(f"(run at {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores)\n")
+    delivery_rows = delivery()
+    import_rows = imports()
+    signing_rows = signing()
+    print("\nMarkdown:\n")
+    print(
+        "| latency | concurrency | boto3 µs/post | boto3 posts/s | lean µs/post | lean posts/s | CPU ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(delivery_rows))
+    print()
+    print("| import | ms | note |\n|---|---:|---|")
+    print("\n".join(import_rows))
+    print()
+    print("| signing | CPU per post |\n|---|---:|")
+    print("\n".join(signing_rows))
