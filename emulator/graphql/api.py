@@ -204,6 +204,18 @@ def _event_fields(message: str) -> dict[str, Any]:
     }
 
 
+class _ModeMiddleware:
+    """Checks every field's authorization mode (graphql-core takes plain functions or objects with
+    ``resolve`` as middleware, and silently ignores a bound method)."""
+
+    def __init__(self, api: GraphQLApi) -> None:
+        self._api = api
+
+    def resolve(self, next_: Callable[..., Any], root: Any, info: Info, **args: Any) -> Any:
+        self._api.check_mode(info.context.caller, info)
+        return next_(root, info, **args)
+
+
 class GraphQLApi:
     """The executable API: authentication, authorization, resolvers and the subscription registry."""
 
@@ -254,10 +266,6 @@ class GraphQLApi:
         if caller.mode not in self.schema.allowed_modes(info.parent_type, field_def):
             raise unauthorized(info)
 
-    def _mode_middleware(self, next_: Callable[..., Any], root: Any, info: Info, **args: Any) -> Any:
-        self.check_mode(info.context.caller, info)
-        return next_(root, info, **args)
-
     def authorize_deployment(self, caller: Caller, deployment_id: Any, info: Info) -> str:
         """The deployment id, if well-formed and the caller may watch it (as ``subscribe`` decides)."""
         if not protocol.is_valid_deployment_id(deployment_id):
@@ -292,6 +300,7 @@ class GraphQLApi:
         since: int | None = None,
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
+        self.check_mode(info.context.caller, info)
         deployment_id = self.authorize_deployment(info.context.caller, deployment_id, info)
         since = 0 if since is None else since
         limit = DEFAULT_EVENTS_LIMIT if limit is None else limit
@@ -307,6 +316,7 @@ class GraphQLApi:
         return [_event_fields(message) for message in messages]
 
     async def _deployment(self, _root: Any, info: Info, deployment_id: str) -> dict[str, Any] | None:
+        self.check_mode(info.context.caller, info)
         deployment_id = self.authorize_deployment(info.context.caller, deployment_id, info)
         store = self._runtime().store
 
@@ -338,6 +348,7 @@ class GraphQLApi:
         return state
 
     def _publish(self, _root: Any, info: Info, **args: Any) -> dict[str, Any]:
+        self.check_mode(info.context.caller, info)  # not only in the middleware: this one publishes
         # A NONE data source: the result is the arguments. Subscribers get only what
         # the mutation selected, as AppSync forwards the mutation's response.
         selected = _selected_fields(info.field_nodes[0].selection_set, info)
@@ -407,7 +418,7 @@ class GraphQLApi:
             context_value=Context(caller),
             variable_values=variables,
             operation_name=body.get("operationName"),
-            middleware=[self._mode_middleware],
+            middleware=[_ModeMiddleware(self)],
         )
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             result = await result
