@@ -8,39 +8,30 @@
  * next open; the retry counter resets only once a connection stayed up for
  * `minUptime`.
  *
- * On top of that it speaks the cloud-ws protocol (docs/protocol.md): it
- * splits every frame into its messages (one per line), remembers its
- * subscriptions and resubscribes with `since` = the last `seq` after a
- * reconnect, drops duplicates, buffers out-of-order events and releases them
- * in `seq` order, asks again (`since`) when a gap does not fill within
- * `gapTimeout`, and keeps the connection alive with application pings whose
- * `pong` also reveals a lost tail (`latest`). Every request carries an `id`,
- * and replies are matched by it: API Gateway may run one connection's frames
- * concurrently, so replies can come back in any order.
+ * This file is the transport: it opens, watches and replaces connections
+ * and moves frames. The cloud-ws protocol (docs/protocol.md) is spoken by
+ * the I/O-free core in `core.ts`: it splits every frame into its messages,
+ * remembers the subscriptions and resubscribes with `since` = the last `seq`
+ * after a reconnect, drops duplicates, buffers out-of-order events and
+ * releases them in `seq` order, asks again (`since`) when a gap does not
+ * fill within `gapTimeout` or a `pong` shows a lost tail (`latest`), and
+ * matches replies to requests by `id` (API Gateway may run one connection's
+ * frames concurrently, so replies can come back in any order). Application
+ * pings keep the connection alive and prove it is.
  */
 
 import { backoffDelay } from "./backoff.js";
+import { ClientProtocol, type ProtocolEvents } from "./core.js";
 import { Emitter } from "./emitter.js";
 import {
   type AnyDeploymentEvent,
   type ClientMessage,
-  type ErrorMessage,
   type EventOf,
   type KnownEventType,
-  type PongMessage,
-  type ServerMessage,
-  type SnapshotMessage,
   type SubscribedMessage,
-  type UnsubscribedMessage,
-  isValidDeploymentId,
-  parseServerMessage,
-  SNAPSHOT_TYPE,
-  splitFrame,
   SUBPROTOCOL,
   TOKEN_SUBPROTOCOL_PREFIX,
 } from "./protocol.js";
-import { PendingRequests } from "./requests.js";
-import { DeploymentSequence } from "./sequence.js";
 import { globalWebSocket, OPEN, type WebSocketConstructor, type WebSocketLike } from "./websocket.js";
 
 /** A value, or a function (sync or async) called each time the value is needed. */
@@ -165,52 +156,15 @@ export interface ReconnectInfo {
   delay: number;
 }
 
-export interface GapInfo {
-  deployment_id: string;
-  /** The last `seq` delivered in order. */
-  last: number;
-  /** The highest `seq` known to exist. */
-  latest: number;
-  /** `resubscribe`: asked again with `since` = `last`; `skipped`: gave up on the missing events. */
-  action: "resubscribe" | "skipped";
-}
-
-export type ClientError =
-  | { kind: "server"; message: ErrorMessage; deployment_id?: string }
-  | { kind: "transport"; error: Error }
-  | { kind: "protocol"; error: Error }
-  | { kind: "handler"; error: unknown; event: string }
-  | { kind: "queue_full"; message: ClientMessage };
+export { type ClientError, type GapInfo, SubscriptionError } from "./core.js";
 
 /** What `on(type, …)` hands to its handler, per type. */
-export type ClientEvents = {
-  /** Every deployment event, per deployment in `seq` order, each exactly once. */
-  event: AnyDeploymentEvent;
-  subscribed: SubscribedMessage;
-  /** A deployment's state folded up to `seq`, sent right after `subscribed` (not an event: never sequenced). */
-  snapshot: SnapshotMessage;
-  unsubscribed: UnsubscribedMessage;
-  pong: PongMessage;
-  error: ClientError;
+export type ClientEvents = ProtocolEvents & {
   state: StateChange;
   open: OpenInfo;
   close: CloseInfo;
   reconnecting: ReconnectInfo;
-  gap: GapInfo;
 } & { [T in KnownEventType]: AnyDeploymentEvent & EventOf<T> };
-
-/** A subscribe refused by the server (or cancelled by `unsubscribe`/`disconnect`). */
-export class SubscriptionError extends Error {
-  override name = "SubscriptionError";
-  readonly code: string;
-  readonly deploymentId: string;
-
-  constructor(deploymentId: string, code: string, message: string) {
-    super(message);
-    this.code = code;
-    this.deploymentId = deploymentId;
-  }
-}
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -218,26 +172,6 @@ interface Waiter<T> {
   resolve(value: T): void;
   reject(error: Error): void;
 }
-
-interface Subscription {
-  readonly id: string;
-  readonly sequence: DeploymentSequence;
-  waiters: Waiter<SubscribedMessage>[];
-  gapTimer: Timer | undefined;
-  gapRetries: number;
-  gapRetriesAt: number | null;
-  /**
-   * Whether the server answered a subscribe since the last gap retry. Only
-   * an answered retry that still leaves the hole counts towards skipping it:
-   * an unanswered one (throttled, lost) proves nothing about the history.
-   */
-  answered: boolean;
-}
-
-/** Codes after which the subscription cannot succeed as asked: it is dropped. */
-const FATAL_SUBSCRIBE_CODES = new Set(["invalid_deployment_id", "invalid_since", "forbidden", "too_many_subscriptions"]);
-/** Codes that a new connection (with a fresh token) fixes. */
-const RECONNECT_CODES = new Set(["token_expired", "unknown_connection"]);
 
 /** Application close codes the client uses on its own side. */
 const CLOSE_NORMAL = 1000;
@@ -260,10 +194,8 @@ export class CloudWebSocketClient {
   #attempt = 0;
   #hasOpened = false;
   #plannedReconnect = false;
-  readonly #queue: ClientMessage[] = [];
-  readonly #subscriptions = new Map<string, Subscription>();
-  /** Requests sent on the current connection and not answered yet, by id. */
-  readonly #pending = new PendingRequests<Subscription>();
+  /** The protocol: subscriptions, positions, pending replies, the queue. */
+  readonly #core: ClientProtocol;
   #openWaiters: Waiter<void>[] = [];
   #closeWaiters: (() => void)[] = [];
 
@@ -274,6 +206,8 @@ export class CloudWebSocketClient {
   #pongTimer: Timer | undefined;
   #ageTimer: Timer | undefined;
   #closeFallbackTimer: Timer | undefined;
+  /** Wakes the core when a gap's deadline is due. */
+  #coreTimer: Timer | undefined;
 
   constructor(options: CloudWebSocketClientOptions) {
     const { url, token, WebSocket, random, ...tuning } = options;
@@ -284,6 +218,27 @@ export class CloudWebSocketClient {
     this.#WebSocket = WebSocket;
     this.#random = random ?? Math.random;
     this.#events = new Emitter((error, type) => this.#handlerFailed(error, type));
+    this.#core = new ClientProtocol(
+      {
+        send: (message) => this.#transmit(message),
+        emit: (type, payload) => this.#events.emit(type, payload),
+        deliver: (event) => {
+          this.#events.emit("event", event);
+          this.#events.emit(event.type, event);
+        },
+        reconnect: (reason) => {
+          if (this.#socket !== undefined) {
+            // Backoff applies (not a planned reconnect): a server that keeps refusing must not spin us.
+            this.#lose(this.#socket, CLOSE_REFRESH, reason);
+          }
+        },
+        wake: (at) => {
+          clearTimeout(this.#coreTimer);
+          this.#coreTimer = at === undefined ? undefined : setTimeout(() => this.#core.tick(), Math.max(0, at - Date.now()));
+        },
+      },
+      this.#options,
+    );
   }
 
   /** A client for a stack's outputs (`websocket_url`). */
@@ -307,17 +262,17 @@ export class CloudWebSocketClient {
 
   /** Messages waiting for the next open connection. */
   get queuedMessages(): number {
-    return this.#queue.length;
+    return this.#core.queuedMessages;
   }
 
   /** Deployments currently subscribed to. */
   get subscriptions(): string[] {
-    return [...this.#subscriptions.keys()];
+    return this.#core.subscriptions;
   }
 
   /** The last `seq` delivered in order for a deployment (undefined when not known). */
   lastSeq(deploymentId: string): number | undefined {
-    return this.#subscriptions.get(deploymentId)?.sequence.last ?? undefined;
+    return this.#core.lastSeq(deploymentId);
   }
 
   /**
@@ -349,61 +304,17 @@ export class CloudWebSocketClient {
    * Subscribing again to a deployment keeps its position.
    */
   subscribe(deploymentId: string, options: { since?: number } = {}): Promise<SubscribedMessage> {
-    if (!isValidDeploymentId(deploymentId)) {
-      return Promise.reject(
-        new SubscriptionError(deploymentId, "invalid_deployment_id", "deployment_id must match ^[A-Za-z0-9_-]{1,64}$"),
-      );
-    }
-    const since = options.since;
-    if (since !== undefined && !(Number.isInteger(since) && since >= 0)) {
-      return Promise.reject(new SubscriptionError(deploymentId, "invalid_since", "since must be a non-negative integer"));
-    }
-    let subscription = this.#subscriptions.get(deploymentId);
-    if (subscription === undefined) {
-      subscription = {
-        id: deploymentId,
-        sequence: new DeploymentSequence(since),
-        waiters: [],
-        gapTimer: undefined,
-        gapRetries: 0,
-        gapRetriesAt: null,
-        answered: false,
-      };
-      this.#subscriptions.set(deploymentId, subscription);
-    }
-    const target = subscription;
-    const acked = new Promise<SubscribedMessage>((resolve, reject) => {
-      target.waiters.push({ resolve, reject });
-    });
-    if (this.#isOpen()) {
-      this.#sendSubscribe(target);
-    }
-    return acked;
+    return this.#core.subscribe(deploymentId, options);
   }
 
   /** Stops receiving a deployment's events (and forgets its position). */
   unsubscribe(deploymentId: string): void {
-    const subscription = this.#subscriptions.get(deploymentId);
-    if (subscription === undefined) {
-      return;
-    }
-    this.#subscriptions.delete(deploymentId);
-    clearTimeout(subscription.gapTimer);
-    this.#rejectWaiters(subscription, "unsubscribed", "unsubscribed before the server acknowledged");
-    if (this.#isOpen()) {
-      this.#transmit({ action: "unsubscribe", deployment_id: deploymentId });
-    }
+    this.#core.unsubscribe(deploymentId);
   }
 
-  /** Sends a message now, or queues it until the next open connection. */
+  /** Sends a message now, or queues it until the next open connection (an `id` is added when it has none). */
   send(message: ClientMessage): void {
-    if (this.#isOpen()) {
-      this.#transmit(message);
-    } else if (this.#queue.length < this.#options.maxQueuedMessages) {
-      this.#queue.push(message);
-    } else {
-      this.#emit("error", { kind: "queue_full", message });
-    }
+    this.#core.send(message);
   }
 
   /** Sends an application-level `ping` (the server answers `pong`, with each subscription's `latest` seq). */
@@ -444,6 +355,8 @@ export class CloudWebSocketClient {
     const closed = new Promise<void>((resolve) => {
       this.#closeWaiters.push(resolve);
     });
+    // The connection is as good as gone: what is sent from now on waits for the next one.
+    this.#core.closed();
     try {
       socket.close(code, reason);
     } catch {
@@ -514,7 +427,6 @@ export class CloudWebSocketClient {
     clearTimeout(this.#connectTimer);
     const reconnected = this.#hasOpened;
     this.#hasOpened = true;
-    this.#pending.clear();
     this.#setState("open");
     this.#uptimeTimer = setTimeout(() => {
       this.#attempt = 0;
@@ -527,12 +439,7 @@ export class CloudWebSocketClient {
     }
     this.#schedulePing();
     // Subscriptions first (resuming from the last seq), then what was queued meanwhile.
-    for (const subscription of this.#subscriptions.values()) {
-      this.#sendSubscribe(subscription);
-    }
-    for (const message of this.#queue.splice(0)) {
-      this.#transmit(message);
-    }
+    this.#core.opened();
     this.#emit("open", { protocol: socket.protocol, reconnected });
     for (const waiter of this.#openWaiters.splice(0)) {
       waiter.resolve();
@@ -567,11 +474,7 @@ export class CloudWebSocketClient {
       clearTimeout(timer);
     }
     this.#pongTimer = undefined;
-    this.#pending.clear();
-    for (const subscription of this.#subscriptions.values()) {
-      clearTimeout(subscription.gapTimer);
-      subscription.gapTimer = undefined;
-    }
+    this.#core.closed();
     if (this.#stopped) {
       this.#setState("closed");
       this.#emit("close", { code, reason, willReconnect: false });
@@ -634,7 +537,7 @@ export class CloudWebSocketClient {
       if (socket === undefined || !this.#isOpen()) {
         return;
       }
-      this.#transmit({ action: "ping" });
+      this.#core.send({ action: "ping" });
       // Armed by the oldest unanswered ping; any frame received disarms it.
       if (this.#pongTimer === undefined) {
         this.#pongTimer = setTimeout(
@@ -659,209 +562,17 @@ export class CloudWebSocketClient {
       this.#emit("error", { kind: "protocol", error: new Error("binary frame received; the protocol uses text frames") });
       return;
     }
-    // One frame may carry a batch of messages, one per line: each is handled in order.
-    for (const line of splitFrame(data)) {
-      if (socket !== this.#socket) {
-        return; // a handler closed or replaced the connection: the rest belongs to a dead one
-      }
-      let message: ServerMessage;
-      try {
-        message = parseServerMessage(line);
-      } catch (error) {
-        // One unreadable message does not cost the rest of the batch.
-        this.#emit("error", { kind: "protocol", error: asError(error, "unreadable message") });
-        continue;
-      }
-      this.#handleMessage(message);
-    }
+    this.#core.receive(data);
   }
 
-  #handleMessage(message: ServerMessage): void {
-    switch (message.type) {
-      case "subscribed":
-        this.#handleSubscribed(message as SubscribedMessage);
-        return;
-      case "unsubscribed":
-        this.#pending.take(message as UnsubscribedMessage);
-        this.#emit("unsubscribed", message as UnsubscribedMessage);
-        return;
-      case "pong":
-        this.#handlePong(message as PongMessage);
-        return;
-      case "error":
-        this.#handleServerError(message as ErrorMessage);
-        return;
-      case SNAPSHOT_TYPE:
-        this.#emit("snapshot", message as SnapshotMessage);
-        return;
-      default:
-        this.#handleEvent(message as AnyDeploymentEvent);
-    }
-  }
-
-  #handleSubscribed(ack: SubscribedMessage): void {
-    const request = this.#pending.take(ack);
-    this.#emit("subscribed", ack);
-    if (request?.action !== "subscribe") {
-      return; // answers nothing we sent on this connection
-    }
-    const subscription = this.#subscriptions.get(ack.deployment_id);
-    if (subscription === undefined) {
-      // Unsubscribed while the subscribe was under way: the server may have run the two in
-      // either order, so say it again (unsubscribing twice is harmless) rather than keep
-      // receiving a deployment nobody watches.
-      if (this.#isOpen()) {
-        this.#transmit({ action: "unsubscribe", deployment_id: ack.deployment_id });
-      }
-      return;
-    }
-    if (request.subscription !== subscription) {
-      // Answers the subscribe of an earlier subscription to the same deployment: its `since`
-      // is not this one's, so it must not move the position.
-      return;
-    }
-    subscription.answered = true;
-    const released = subscription.sequence.acknowledge(ack, request.since);
-    for (const waiter of subscription.waiters.splice(0)) {
-      waiter.resolve(ack);
-    }
-    this.#deliver(subscription, released);
-  }
-
-  #handlePong(pong: PongMessage): void {
-    this.#pending.take(pong);
-    this.#emit("pong", pong);
-    // The server's last seq per subscription: being behind it means events were lost with
-    // nothing later to reveal it. It opens a gap, which is given `gapTimeout` to fill (events
-    // posted just before the pong may still be on their way), then asked for with `since`.
-    for (const [deploymentId, latest] of Object.entries(pong.latest ?? {})) {
-      const subscription = this.#subscriptions.get(deploymentId);
-      if (subscription === undefined || subscription.sequence.last === null) {
-        continue; // not ours any more, or its ack (which sets the position) is still to come
-      }
-      subscription.sequence.observeLatest(latest);
-      this.#watchGap(subscription, false);
-    }
-  }
-
-  #handleServerError(error: ErrorMessage): void {
-    const request = this.#pending.take(error);
-    const deploymentId = error.deployment_id ?? (request?.action === "subscribe" || request?.action === "unsubscribe" ? request.deploymentId : undefined);
-    this.#emit("error", deploymentId === undefined ? { kind: "server", message: error } : { kind: "server", message: error, deployment_id: deploymentId });
-    if (RECONNECT_CODES.has(error.code) && this.#socket !== undefined) {
-      // Backoff applies (not a planned reconnect): a server that keeps refusing must not spin us.
-      this.#lose(this.#socket, CLOSE_REFRESH, `server said ${error.code}`);
-      return;
-    }
-    if (request?.action === "subscribe" && FATAL_SUBSCRIBE_CODES.has(error.code)) {
-      // Only the subscription that sent the refused request is dropped: a newer one to the
-      // same deployment, or any other, is untouched.
-      const subscription = request.subscription;
-      if (this.#subscriptions.get(subscription.id) === subscription) {
-        this.#subscriptions.delete(subscription.id);
-        clearTimeout(subscription.gapTimer);
-        this.#rejectWaiters(subscription, error.code, error.message);
-      }
-    }
-  }
-
-  #handleEvent(event: AnyDeploymentEvent): void {
-    const subscription = this.#subscriptions.get(event.deployment_id);
-    if (subscription === undefined) {
-      return; // unsubscribed meanwhile
-    }
-    this.#deliver(subscription, subscription.sequence.push(event));
-  }
-
-  #deliver(subscription: Subscription, released: AnyDeploymentEvent[]): void {
-    for (const event of released) {
-      if (this.#subscriptions.get(subscription.id) !== subscription) {
-        return; // a handler unsubscribed
-      }
-      this.#emit("event", event);
-      this.#events.emit(event.type, event);
-    }
-    this.#watchGap(subscription, released.length > 0);
-  }
-
-  // -- gaps ------------------------------------------------------------------------------------
-
-  #watchGap(subscription: Subscription, progressed: boolean): void {
-    const sequence = subscription.sequence;
-    if (sequence.takeReplayContinuation() && this.#isOpen()) {
-      this.#sendSubscribe(subscription); // the replay was capped: ask for the rest now
-    }
-    if (!sequence.hasGap) {
-      clearTimeout(subscription.gapTimer);
-      subscription.gapTimer = undefined;
-      subscription.gapRetries = 0;
-      return;
-    }
-    if (progressed || subscription.gapTimer === undefined) {
-      clearTimeout(subscription.gapTimer);
-      subscription.gapTimer = setTimeout(() => this.#gapTimedOut(subscription), this.#options.gapTimeout);
-    }
-  }
-
-  #gapTimedOut(subscription: Subscription): void {
-    subscription.gapTimer = undefined;
-    const sequence = subscription.sequence;
-    if (this.#subscriptions.get(subscription.id) !== subscription || !sequence.hasGap || !this.#isOpen()) {
-      return;
-    }
-    const last = sequence.last ?? 0;
-    if (subscription.gapRetriesAt !== last) {
-      subscription.gapRetriesAt = last;
-      subscription.gapRetries = 0;
-    } else if (!subscription.answered) {
-      // The last retry got no answer at all: ask again without counting it.
-      subscription.gapRetries = Math.max(0, subscription.gapRetries - 1);
-    }
-    if (subscription.gapRetries >= this.#options.maxGapRetries) {
-      // The missing events are gone (expired from history): carry on without them, loudly.
-      this.#emit("gap", { deployment_id: subscription.id, last, latest: sequence.latest, action: "skipped" });
-      subscription.gapRetries = 0;
-      this.#deliver(subscription, sequence.skipGap());
-      return;
-    }
-    subscription.gapRetries += 1;
-    subscription.answered = false;
-    this.#emit("gap", { deployment_id: subscription.id, last, latest: sequence.latest, action: "resubscribe" });
-    this.#sendSubscribe(subscription);
-    subscription.gapTimer = setTimeout(() => this.#gapTimedOut(subscription), this.#options.gapTimeout);
-  }
-
-  // -- sending ---------------------------------------------------------------------------------
-
-  #sendSubscribe(subscription: Subscription): void {
-    const since = subscription.sequence.resumeSince;
-    const frame: ClientMessage =
-      since === undefined
-        ? { action: "subscribe", deployment_id: subscription.id }
-        : { action: "subscribe", deployment_id: subscription.id, since };
-    this.#transmit(frame, subscription);
-  }
-
-  /**
-   * Sends one request on the current connection, with an `id` (the caller's,
-   * or a fresh one) under which its reply is awaited. `subscription` is the
-   * one a subscribe is sent for; a raw subscribe from `send()` has none.
-   */
-  #transmit(message: ClientMessage, subscription?: Subscription): void {
+  /** Sends one message the core produced (the core only does so while a connection is open). */
+  #transmit(message: ClientMessage): void {
     const socket = this.#socket;
     if (socket === undefined) {
       return;
     }
-    const id = message.id ?? this.#pending.nextId(message.action);
-    if (message.action === "subscribe" && subscription !== undefined) {
-      this.#pending.add(id, { action: "subscribe", deploymentId: message.deployment_id, since: message.since, subscription });
-    } else if (message.action === "unsubscribe") {
-      this.#pending.add(id, { action: "unsubscribe", deploymentId: message.deployment_id });
-    } else if (message.action === "ping") {
-      this.#pending.add(id, { action: "ping" });
-    }
     try {
-      socket.send(JSON.stringify({ ...message, id }));
+      socket.send(JSON.stringify(message));
     } catch (error) {
       this.#emit("error", { kind: "transport", error: asError(error, "send failed") });
     }
@@ -880,12 +591,6 @@ export class CloudWebSocketClient {
     }
     this.#state = state;
     this.#emit("state", { state, previous });
-  }
-
-  #rejectWaiters(subscription: Subscription, code: string, message: string): void {
-    for (const waiter of subscription.waiters.splice(0)) {
-      waiter.reject(new SubscriptionError(subscription.id, code, message));
-    }
   }
 
   #emit<K extends keyof ClientEvents>(type: K, payload: ClientEvents[K]): void {

@@ -19,6 +19,7 @@ export {
   type TokenTransport,
 } from "./client.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
+export { ClientProtocol, type ProtocolEvents, type ProtocolHost, type ProtocolTuning } from "./core.js";
 export { DeploymentSequence } from "./sequence.js";
 export type { WebSocketConstructor, WebSocketLike } from "./websocket.js";
 export * from "./protocol.js";

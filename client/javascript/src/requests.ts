@@ -18,6 +18,9 @@ export type PendingRequest<S> =
 /** The replies that answer a request. */
 export type Reply = SubscribedMessage | UnsubscribedMessage | PongMessage | ErrorMessage;
 
+/** The most requests remembered per connection. */
+export const MAX_PENDING_REQUESTS = 1_000;
+
 const ANSWERS: Record<Exclude<Reply["type"], "error">, PendingRequest<unknown>["action"]> = {
   subscribed: "subscribe",
   unsubscribed: "unsubscribe",
@@ -42,9 +45,21 @@ export class PendingRequests<S> {
     return `${action.slice(0, 40)}-${this.#counter}`;
   }
 
-  /** Registers a request sent (or about to be) with `id`. */
+  /**
+   * Registers a request sent (or about to be) with `id`. Beyond
+   * {@link MAX_PENDING_REQUESTS} the oldest is forgotten: a server that
+   * leaves requests unanswered (pings, on a connection kept alive by events)
+   * must not grow this without bound.
+   */
   add(id: string, request: PendingRequest<S>): void {
+    this.#pending.delete(id);
     this.#pending.set(id, request);
+    for (const oldest of this.#pending.keys()) {
+      if (this.#pending.size <= MAX_PENDING_REQUESTS) {
+        break;
+      }
+      this.#pending.delete(oldest);
+    }
   }
 
   /**
