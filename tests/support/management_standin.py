@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from collections import defaultdict
@@ -45,8 +46,11 @@ class ManagementStandIn:
         delay_seconds: float = 0.0,
         credentials: Credentials | None = None,
         region: str = "us-east-1",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.delay_seconds = delay_seconds
+        self.tls = tls
+        """When set, the stand-in serves https with this (server-side) context, as API Gateway does."""
         self.credentials = credentials
         """When set, requests whose SigV4 signature does not match these credentials answer 403."""
         self.region = region
@@ -68,9 +72,10 @@ class ManagementStandIn:
 
     @property
     def endpoint(self) -> str:
-        """Base URL to give boto3 as ``endpoint_url`` (with a stage path, as on AWS)."""
+        """Base URL to post to (with a stage path, as on AWS)."""
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_port}/test"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._server.server_port}/test"
 
     def messages(self, connection_id: str) -> list[dict[str, Any]]:
         """Decoded JSON messages a connection received, in order."""
@@ -195,6 +200,8 @@ class ManagementStandIn:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         thread.start()

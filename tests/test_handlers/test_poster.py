@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,6 +292,81 @@ def test_a_connection_closed_just_before_use_is_resent_without_a_retry(
     assert (result.delivered, result.retries, result.posts) == (1, 0, 2)
     assert standin.messages("c1") == [{}]
     assert api.post("c2", b"{}") == (PostOutcome.DELIVERED, 0)
+
+
+# -- TLS -------------------------------------------------------------------------------------------------
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "management stand-in")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def tls_standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[ManagementStandIn, Path]]:
+    """A signature-checking stand-in over https (self-signed); yields it and its certificate."""
+    cert, key = _self_signed(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    monkeypatch.setattr(poster, "_tls", None)  # each test builds the client context afresh
+    with ManagementStandIn(credentials=CREDENTIALS, region=REGION, tls=server).running() as standin:
+        yield standin, cert
+
+
+def test_posts_over_tls_are_delivered_and_signed(
+    tls_standin: tuple[ManagementStandIn, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over https (a trusted certificate): a fan-out and a single post arrive, every signature verifies."""
+    standin, cert = tls_standin
+    monkeypatch.setattr(poster, "_tls", ssl.create_default_context(cafile=str(cert)))
+    api = ManagementApi(standin.endpoint, REGION, concurrency=3, retry=FAST, credentials=CREDENTIALS)
+
+    result = api.fan_out([f"c{i}" for i in range(5)], [b'{"n":0}', b'{"n":1}'])
+
+    assert (result.delivered, result.posts) == (5, 10)
+    assert api.post("c9", b'{"n":9}') == (PostOutcome.DELIVERED, 0)
+    assert standin.messages("c4") == [{"n": 0}, {"n": 1}]
+    assert standin.bad_signatures == 0
+
+
+def test_an_untrusted_certificate_is_refused(tls_standin: tuple[ManagementStandIn, Path]) -> None:
+    """The default context verifies the server: a self-signed certificate fails every attempt."""
+    standin, _ = tls_standin
+    api = ManagementApi(standin.endpoint, REGION, concurrency=2, retry=FAST, credentials=CREDENTIALS)
+
+    result = api.fan_out(["c0"], [b"{}"])
+
+    assert (result.failed, result.posts) == (["c0"], FAST.max_attempts)
+    assert standin.requests == []
 
 
 # -- signing -----------------------------------------------------------------------------------------
