@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { PendingRequests } from "../src/requests.js";
+import { MAX_PENDING_REQUESTS, PendingRequests } from "../src/requests.js";
 
 function subscribe(deploymentId: string, subscription: string, since?: number) {
   return { action: "subscribe" as const, deploymentId, since, subscription };
@@ -65,5 +65,15 @@ describe("PendingRequests", () => {
     assert.equal(pending.take(error), undefined, "two subscribes wait: not guessed");
     pending.take({ type: "subscribed", deployment_id: "A", seq: 0, replay: 0 });
     assert.deepEqual(pending.take(error), subscribe("B", "b"));
+  });
+
+  test("a connection that never answers cannot grow the table without bound: the oldest go first", () => {
+    const pending = new PendingRequests<string>();
+    for (let i = 0; i <= MAX_PENDING_REQUESTS; i += 1) {
+      pending.add(`p${i}`, { action: "ping" });
+    }
+    assert.equal(pending.size, MAX_PENDING_REQUESTS);
+    assert.equal(pending.take({ type: "pong", id: "p0" }), undefined);
+    assert.deepEqual(pending.take({ type: "pong", id: `p${MAX_PENDING_REQUESTS}` }), { action: "ping" });
   });
 });
