@@ -76,6 +76,7 @@ export interface ClientTuning {
   maxConnectionAge: number;
 }
 
+/** What every option not given falls back to (partysocket's `DEFAULT` shape). */
 export const DEFAULT: Readonly<ClientTuning> = Object.freeze({
   tokenTransport: "subprotocol",
   minReconnectionDelay: 1_000,
@@ -114,6 +115,9 @@ export interface CloudWebSocketClientOptions extends Partial<ClientTuning> {
  * awaited `pongTimeout`, the first retry after a stable connection waits at
  * most `minReconnectionDelay`, and a handshake at most `connectionTimeout`.
  * With {@link DEFAULT}: 30 + 10 + 1 + 10 = 51 s. Infinite with pings disabled.
+ * (The connection counts as stable — its retry counter reset — when
+ * `minUptime` ≤ `pingInterval`, as with the defaults: no ping, and so no
+ * keep-alive failure, comes sooner than `pingInterval` after the open.)
  */
 export function deadConnectionBound(
   options: Pick<ClientTuning, "pingInterval" | "pongTimeout" | "minReconnectionDelay" | "connectionTimeout">,
