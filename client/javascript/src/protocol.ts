@@ -1,6 +1,8 @@
 /**
  * Typed definitions of the cloud-ws wire protocol (docs/protocol.md), and the
- * one function that turns a received text frame into a typed message.
+ * two functions that turn a received text frame into typed messages: a frame
+ * carries one or more, one per line ({@link splitFrame}), each parsed by
+ * {@link parseServerMessage}.
  *
  * Event `data` is the producer's payload: the interfaces below describe what
  * the orchestrator plugin's hooks emit (fields it may leave out are optional).

@@ -78,4 +78,18 @@ describe("DeploymentSequence", () => {
     assert.equal(s.last, 5);
     assert.equal(s.hasGap, false);
   });
+
+  test("a latest seq beyond the last delivered opens a gap that the missing events close", () => {
+    const s = new DeploymentSequence(0);
+    s.push(ev(1));
+    s.observeLatest(1);
+    assert.equal(s.hasGap, false, "caught up: nothing missing");
+    s.observeLatest(2);
+    assert.equal(s.hasGap, true, "the lost tail");
+    assert.equal(s.resumeSince, 1);
+    assert.deepEqual(seqs(s.push(ev(2))), [2]);
+    assert.equal(s.hasGap, false);
+    s.observeLatest(1);
+    assert.equal(s.latest, 2, "an older report never lowers what is known");
+  });
 });
