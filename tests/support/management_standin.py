@@ -178,6 +178,11 @@ class ManagementStandIn:
                 with standin._lock:
                     standin._open.add(self.connection)
 
+            def finish(self) -> None:
+                with standin._lock:
+                    standin._open.discard(self.connection)
+                super().finish()
+
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)

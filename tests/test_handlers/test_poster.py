@@ -106,6 +106,34 @@ def test_a_refused_connection_is_retried_then_failed(warnings: list[logging.LogR
     assert record.__dict__["error"] == "ConnectionRefusedError"
 
 
+def test_a_single_post_on_a_connection_closed_just_before_use_is_resent(
+    standin: ManagementStandIn, api: ManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """post() too resends at once, without a retry, when its kept-alive connection was closed."""
+    api.post("c0", b"{}")
+    standin.drop_connections()
+    monkeypatch.setattr(poster, "_dropped", lambda conn: False)
+
+    assert api.post("c1", b"{}") == (PostOutcome.DELIVERED, 0)
+    assert _posts_to(standin, "c1") == 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "concurrency", "message"),
+    [
+        ("ftp://example.com/prod", 4, "http"),
+        ("https:///prod", 4, "http"),
+        ("https://abc.execute-api.us-east-1.amazonaws.com/prod", 0, "concurrency"),
+    ],
+)
+def test_a_bad_endpoint_or_concurrency_is_refused_up_front(
+    endpoint: str, concurrency: int, message: str
+) -> None:
+    """Misconfiguration fails when the API is built, naming what is wrong."""
+    with pytest.raises(ValueError, match=message):
+        ManagementApi(endpoint, REGION, concurrency=concurrency, credentials=CREDENTIALS)
+
+
 # -- fan-out -----------------------------------------------------------------------------------------
 
 
@@ -231,6 +259,38 @@ def test_connection_ids_are_read_as_room_frees_up(standin: ManagementStandIn, ap
     assert result.delivered == 12
     # k ids were read before the k-th, at most three of them still in flight.
     assert all(done >= k - 3 for k, done in enumerate(done_when_read))
+
+
+def test_an_unreachable_endpoint_fails_every_connection(warnings: list[logging.LogRecord]) -> None:
+    """Nothing listening, one attempt each: every connection is read, posted once and failed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    once = RetryPolicy(max_attempts=1)
+    api = ManagementApi(
+        f"http://127.0.0.1:{port}/test", REGION, concurrency=4, retry=once, credentials=CREDENTIALS
+    )
+
+    result = api.fan_out([f"c{i}" for i in range(6)], [b"{}"])
+
+    assert (result.failed, result.posts, result.retries) == ([f"c{i}" for i in range(6)], 6, 0)
+    assert len(warnings) == 6
+
+
+def test_an_error_reading_ids_is_raised_after_the_posts_in_flight_are_abandoned(
+    standin: ManagementStandIn, api: ManagementApi
+) -> None:
+    """A failing subscriber page raises out of the fan-out; the poster keeps working afterwards."""
+
+    def ids() -> Iterator[str]:
+        yield "c0"
+        yield "c1"
+        raise RuntimeError("subscriber query failed")
+
+    with pytest.raises(RuntimeError, match="subscriber query failed"):
+        api.fan_out(ids(), [b"{}"])
+
+    assert api.fan_out(["c2", "c3"], [b"{}"]).delivered == 2
 
 
 def test_no_frames_reads_no_ids(api: ManagementApi) -> None:
@@ -451,6 +511,28 @@ def test_the_stand_in_accepts_every_signed_post_and_refuses_a_wrong_key() -> Non
         wrong = ManagementApi(checked.endpoint, REGION, concurrency=3, retry=FAST, credentials=forged)
         assert wrong.post("c0=", b"{}") == (PostOutcome.FAILED, 0)
         assert checked.bad_signatures == 1
+
+
+def test_no_credentials_anywhere_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No environment keys, no files, no instance metadata: building the API says why it cannot sign."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+
+    with pytest.raises(poster.MissingCredentialsError, match="no AWS credentials"):
+        ManagementApi("https://abc.execute-api.us-east-1.amazonaws.com/prod", REGION, concurrency=4)
+
+
+def test_credentials_without_a_secret_are_refused_when_signing() -> None:
+    """An access key alone cannot sign: the error says so instead of posting unsigned."""
+    signer = Signer(Credentials("AKIDONLY", ""), REGION)
+
+    with pytest.raises(poster.MissingCredentialsError, match="secret key"):
+        signer.headers("POST", "example.com", "/prod/%40connections/c1", b"{}")
 
 
 def test_default_credentials_come_from_botocore(monkeypatch: pytest.MonkeyPatch) -> None:
