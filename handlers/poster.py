@@ -303,11 +303,13 @@ class Poster:
         timeout: float = 3.0,
         max_idle: int = 64,
     ) -> None:
-        """Args:
-        endpoint: where posts go.
-        signer: signs each request.
-        timeout: seconds a connect, or one blocking read or write, may take.
-        max_idle: connections kept open between uses.
+        """Set up the pool; connections open when first used.
+
+        Args:
+            endpoint: where posts go.
+            signer: signs each request.
+            timeout: seconds a connect, or one blocking read or write, may take.
+            max_idle: connections kept open between uses.
         """
         self.endpoint = endpoint
         self._signer = signer
