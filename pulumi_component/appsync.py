@@ -1,0 +1,417 @@
+"""The AppSync GraphQL API that serves cloud-ws events as GraphQL subscriptions.
+
+Built by :class:`AppSyncGraphQL` under a parent component (``WebSocketMonitoring``):
+
+- ``aws.appsync.GraphQLApi`` with the Cognito user pool as default auth and
+  ``AWS_IAM`` as an additional mode (the publisher), its schema read from the one
+  schema file (``handlers/schema.graphql``) that ``cloud-ws local`` serves too;
+- a NONE data source and APPSYNC_JS unit resolvers for the two publish
+  mutations (the result is the arguments, and AppSync fans it out);
+- a DynamoDB data source on the history table, with a role allowed only
+  ``dynamodb:Query`` on that table, and resolvers for ``deploymentEvents`` (the
+  first ``limit`` events after ``since``) and ``deployment`` (the latest status
+  among the last events): the replay AppSync itself lacks;
+- per-deployment authorization in every query and subscription resolver, the
+  same rule as the WebSocket API (``SUBSCRIBE_GROUPS``: the caller's Cognito
+  groups must meet them when set);
+- field logs at ERROR with verbose content excluded, so no header (no token)
+  and no request body reaches CloudWatch, into a log group with a retention;
+- :meth:`AppSyncGraphQL.allow_publish`: the publisher's IAM, ``appsync:GraphQL``
+  on the two publish mutation fields only.
+"""
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from handlers import protocol
+from handlers.appsync import SCHEMA_PATH
+from pulumi_component import policy
+
+#: The mutations the backend publishes with (IAM only, see the schema's @aws_iam).
+PUBLISH_FIELDS = ("publishDeploymentEvent", "publishDeploymentUpdate")
+#: ``deploymentEvents`` page size without ``limit``, the largest ``limit``, and how many of the
+#: latest events ``deployment`` reads: the same numbers as the local API (emulator.graphql.api).
+DEFAULT_EVENTS_LIMIT = 100
+MAX_EVENTS_LIMIT = 1000
+DEPLOYMENT_LOOKBACK = 200
+
+_RUNTIME = {"name": "APPSYNC_JS", "runtime_version": "1.0.0"}
+
+# -- resolver code (APPSYNC_JS: no try/catch, no while; util.error and util.unauthorized stop it) -------
+
+_AUTHORIZE = """import { util } from '@aws-appsync/utils';
+
+const SUBSCRIBE_GROUPS = __SUBSCRIBE_GROUPS__;
+
+// The WebSocket API's rule (handlers.authorization.may_subscribe): a well-formed deployment id,
+// and, when SUBSCRIBE_GROUPS is set, membership of one of those Cognito groups.
+function authorize(ctx) {
+  const id = ctx.args.deployment_id;
+  if (!util.matches('__ID_PATTERN__', id)) {
+    util.error('deployment_id must match __ID_PATTERN__', 'ValidationError');
+  }
+  if (SUBSCRIBE_GROUPS.length > 0) {
+    const groups = (ctx.identity && ctx.identity.groups) || [];
+    if (!groups.some((group) => SUBSCRIBE_GROUPS.includes(group))) {
+      util.unauthorized();
+    }
+  }
+}
+"""
+
+PUBLISH_CODE = """// NONE data source: the result is the arguments; AppSync fans it out to subscribers.
+export function request(ctx) {
+  return { payload: ctx.args };
+}
+
+export function response(ctx) {
+  return ctx.result;
+}
+"""
+
+_SUBSCRIBE = """
+// Runs when a client subscribes: a refusal here means no subscription is created.
+export function request(ctx) {
+  authorize(ctx);
+  return { payload: null };
+}
+
+export function response(ctx) {
+  return null;
+}
+"""
+
+_DEPLOYMENT_EVENTS = """
+// The replay AppSync lacks: seq has no gaps, so the first `limit` events after `since`
+// are seq since+1 .. since+limit of the history table (one Query, ascending).
+export function request(ctx) {
+  authorize(ctx);
+  const since = ctx.args.since === undefined || ctx.args.since === null ? 0 : ctx.args.since;
+  const limit = ctx.args.limit === undefined || ctx.args.limit === null ? __DEFAULT_LIMIT__ : ctx.args.limit;
+  if (since < 0) {
+    util.error('since must not be negative', 'ValidationError');
+  }
+  if (limit < 1 || limit > __MAX_LIMIT__) {
+    util.error('limit must be between 1 and __MAX_LIMIT__', 'ValidationError');
+  }
+  return {
+    operation: 'Query',
+    query: {
+      expression: 'deploymentId = :d AND #seq BETWEEN :first AND :last',
+      expressionNames: { '#seq': 'seq' },
+      expressionValues: util.dynamodb.toMapValues({
+        ':d': ctx.args.deployment_id,
+        ':first': since + 1,
+        ':last': since + limit,
+      }),
+    },
+    consistentRead: true,
+    scanIndexForward: true,
+    limit: limit,
+  };
+}
+
+export function response(ctx) {
+  if (ctx.error) {
+    util.error(ctx.error.message, ctx.error.type);
+  }
+  return ctx.result.items.map((item) => {
+    const event = JSON.parse(item.message);
+    return {
+      deployment_id: event.deployment_id,
+      seq: event.seq,
+      type: event.type,
+      event_id: event.event_id,
+      timestamp: event.timestamp,
+      data: JSON.stringify(event.data),
+    };
+  });
+}
+"""
+
+_DEPLOYMENT = """
+// The deployment's status from the latest deployment.status among its last events
+// (newest first; seq >= 1 skips the counter row at seq 0).
+export function request(ctx) {
+  authorize(ctx);
+  return {
+    operation: 'Query',
+    query: {
+      expression: 'deploymentId = :d AND #seq >= :first',
+      expressionNames: { '#seq': 'seq' },
+      expressionValues: util.dynamodb.toMapValues({ ':d': ctx.args.deployment_id, ':first': 1 }),
+    },
+    consistentRead: true,
+    scanIndexForward: false,
+    limit: __LOOKBACK__,
+  };
+}
+
+export function response(ctx) {
+  if (ctx.error) {
+    util.error(ctx.error.message, ctx.error.type);
+  }
+  const items = ctx.result.items;
+  const id = ctx.args.deployment_id;
+  if (items.length === 0) {
+    return JSON.stringify({ deployment_id: id, seq: 0, status: 'pending', updated_at: null });
+  }
+  const newest = JSON.parse(items[0].message);
+  const state = {
+    deployment_id: id,
+    seq: newest.seq,
+    status: null,
+    current_layer: null,
+    total_layers: null,
+    updated_at: newest.timestamp,
+  };
+  for (const item of items) {
+    const event = JSON.parse(item.message);
+    const data = event.data || {};
+    if (event.type === 'deployment.status') {
+      if (state.status === null && typeof data.status === 'string') {
+        state.status = data.status;
+      }
+      if (state.current_layer === null && typeof data.current_layer === 'number') {
+        state.current_layer = data.current_layer;
+      }
+      if (state.total_layers === null && typeof data.total_layers === 'number') {
+        state.total_layers = data.total_layers;
+      }
+    }
+  }
+  return state.status === null ? null : JSON.stringify(state);
+}
+"""
+
+
+def _with_authorize(body: str, groups: Sequence[str]) -> str:
+    header = _AUTHORIZE.replace("__SUBSCRIBE_GROUPS__", json.dumps(sorted(set(groups))))
+    # The pattern is a JS string literal: every backslash-free character of ours is safe in one.
+    header = header.replace("__ID_PATTERN__", protocol.DEPLOYMENT_ID_PATTERN)
+    return header + body
+
+
+def subscribe_code(groups: Sequence[str]) -> str:
+    """The subscription resolvers' code (authorization only) for ``SUBSCRIBE_GROUPS`` = ``groups``."""
+    return _with_authorize(_SUBSCRIBE, groups)
+
+
+def deployment_events_code(groups: Sequence[str]) -> str:
+    """``Query.deploymentEvents``: one ascending Query on the history table."""
+    body = _DEPLOYMENT_EVENTS.replace("__DEFAULT_LIMIT__", str(DEFAULT_EVENTS_LIMIT)).replace(
+        "__MAX_LIMIT__", str(MAX_EVENTS_LIMIT)
+    )
+    return _with_authorize(body, groups)
+
+
+def deployment_code(groups: Sequence[str]) -> str:
+    """``Query.deployment``: one descending Query of the last events."""
+    return _with_authorize(_DEPLOYMENT.replace("__LOOKBACK__", str(DEPLOYMENT_LOOKBACK)), groups)
+
+
+def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"Version": policy.VERSION, "Statement": statements}
+
+
+def field_arns(api_arn: str, fields: Sequence[str] = PUBLISH_FIELDS) -> list[str]:
+    """``arn:aws:appsync:R:A:apis/<id>/types/Mutation/fields/<field>``: the narrowest IAM resource."""
+    return [f"{api_arn}/types/Mutation/fields/{field}" for field in fields]
+
+
+def publish_policy(api_arn: str) -> str:
+    """The publisher's policy: run the two publish mutations of this API, nothing else."""
+    return json.dumps(
+        _document(
+            [
+                {
+                    "Sid": "PublishDeploymentEvents",
+                    "Effect": "Allow",
+                    "Action": ["appsync:GraphQL"],
+                    "Resource": field_arns(api_arn),
+                }
+            ]
+        ),
+        sort_keys=True,
+    )
+
+
+def history_read_policy(table_arn: str) -> str:
+    """The DynamoDB data source's role: Query the history table, nothing else."""
+    return json.dumps(
+        _document(
+            [{"Sid": "ReadHistory", "Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": [table_arn]}]
+        ),
+        sort_keys=True,
+    )
+
+
+def logs_policy(log_group_arn: str) -> str:
+    """AppSync's logging role: write to this API's own log group."""
+    return json.dumps(
+        _document(
+            [
+                {
+                    "Sid": "WriteApiLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
+                }
+            ]
+        ),
+        sort_keys=True,
+    )
+
+
+def _log_group_name(api_id: str) -> str:
+    return f"/aws/appsync/apis/{api_id}"
+
+
+def _schema() -> str:
+    return SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+class AppSyncGraphQL:
+    """The AppSync API and everything it needs, as children of ``parent``."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        parent: pulumi.Resource,
+        user_pool_id: pulumi.Input[str],
+        region: pulumi.Input[str],
+        events_table_name: pulumi.Input[str],
+        events_table_arn: pulumi.Input[str],
+        subscribe_groups: pulumi.Input[Sequence[str]] = (),
+        log_retention_days: pulumi.Input[int] = 30,
+    ) -> None:
+        """Create the API, its data sources and resolvers.
+
+        Args:
+            name: Prefix of every resource name (``{name}-graphql…``).
+            parent: The component the resources belong to.
+            user_pool_id: The Cognito pool whose tokens the API accepts (its default mode).
+            region: Region of the user pool.
+            events_table_name: The history table (``handlers.spec.EVENTS``).
+            events_table_arn: Its ARN, for the data source role.
+            subscribe_groups: ``SUBSCRIBE_GROUPS``: Cognito groups allowed to watch; empty: every user.
+            log_retention_days: Retention of the API's log group.
+        """
+        self._name = name
+        self._parent = parent
+        child = pulumi.ResourceOptions(parent=parent)
+        prefix = f"{name}-graphql"
+
+        self.logs_role = aws.iam.Role(
+            f"{prefix}-logs-role",
+            assume_role_policy=json.dumps(policy.assume_role_policy("appsync.amazonaws.com")),
+            description="AppSync writes the cloud-ws GraphQL API's error logs",
+            opts=child,
+        )
+        self.api = aws.appsync.GraphQLApi(
+            prefix,
+            authentication_type="AMAZON_COGNITO_USER_POOLS",
+            user_pool_config=aws.appsync.GraphQLApiUserPoolConfigArgs(
+                user_pool_id=user_pool_id, aws_region=region, default_action="ALLOW"
+            ),
+            additional_authentication_providers=[
+                aws.appsync.GraphQLApiAdditionalAuthenticationProviderArgs(authentication_type="AWS_IAM")
+            ],
+            schema=_schema(),
+            # Errors only, and never the verbose sections (request headers, so tokens; context; bodies).
+            log_config=aws.appsync.GraphQLApiLogConfigArgs(
+                cloudwatch_logs_role_arn=self.logs_role.arn,
+                field_log_level="ERROR",
+                exclude_verbose_content=True,
+            ),
+            opts=child,
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{prefix}-logs",
+            name=self.api.id.apply(_log_group_name),
+            retention_in_days=log_retention_days,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{prefix}-logs-policy",
+            role=self.logs_role.id,
+            policy=self.log_group.arn.apply(logs_policy),
+            opts=child,
+        )
+
+        none = aws.appsync.DataSource(
+            f"{prefix}-none", api_id=self.api.id, name="none", type="NONE", opts=child
+        )
+        history_role = aws.iam.Role(
+            f"{prefix}-history-role",
+            assume_role_policy=json.dumps(policy.assume_role_policy("appsync.amazonaws.com")),
+            description="AppSync reads the cloud-ws event history for deploymentEvents and deployment",
+            opts=child,
+        )
+        history_policy = aws.iam.RolePolicy(
+            f"{prefix}-history-policy",
+            role=history_role.id,
+            policy=pulumi.Output.from_input(events_table_arn).apply(history_read_policy),
+            opts=child,
+        )
+        history = aws.appsync.DataSource(
+            f"{prefix}-history",
+            api_id=self.api.id,
+            name="history",
+            type="AMAZON_DYNAMODB",
+            service_role_arn=history_role.arn,
+            dynamodb_config=aws.appsync.DataSourceDynamodbConfigArgs(
+                table_name=events_table_name, region=region
+            ),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[history_policy]),
+        )
+
+        groups = pulumi.Output.from_input(subscribe_groups)
+        self.resolvers: dict[str, aws.appsync.Resolver] = {}
+        for field in PUBLISH_FIELDS:
+            self._resolver("Mutation", field, none, PUBLISH_CODE)
+        self._resolver("Subscription", "onDeploymentEvent", none, groups.apply(subscribe_code))
+        self._resolver("Subscription", "onDeploymentUpdated", none, groups.apply(subscribe_code))
+        self._resolver("Query", "deploymentEvents", history, groups.apply(deployment_events_code))
+        self._resolver("Query", "deployment", history, groups.apply(deployment_code))
+
+        self.graphql_url: pulumi.Output[str] = self.api.uris.apply(_uri("GRAPHQL"))
+        """``https://{id}.appsync-api.{region}.amazonaws.com/graphql``."""
+        self.graphql_realtime_url: pulumi.Output[str] = self.api.uris.apply(_uri("REALTIME"))
+        """``wss://{id}.appsync-realtime-api.{region}.amazonaws.com/graphql``."""
+
+    def _resolver(
+        self, type_name: str, field: str, data_source: aws.appsync.DataSource, code: pulumi.Input[str]
+    ) -> None:
+        self.resolvers[f"{type_name}.{field}"] = aws.appsync.Resolver(
+            f"{self._name}-graphql-{type_name.lower()}-{field}",
+            api_id=self.api.id,
+            type=type_name,
+            field=field,
+            kind="UNIT",
+            data_source=data_source.name,
+            runtime=aws.appsync.ResolverRuntimeArgs(**_RUNTIME),
+            code=code,
+            opts=pulumi.ResourceOptions(parent=self._parent),
+        )
+
+    def allow_publish(self, role: pulumi.Input[str]) -> aws.iam.RolePolicy:
+        """Let ``role`` (the broadcaster's) run the two publish mutations of this API, and nothing else."""
+        return aws.iam.RolePolicy(
+            f"{self._name}-graphql-publish-policy",
+            role=role,
+            policy=self.api.arn.apply(publish_policy),
+            opts=pulumi.ResourceOptions(parent=self._parent),
+        )
+
+
+def _uri(key: str) -> Any:
+    def pick(uris: dict[str, str] | None) -> str:
+        return (uris or {}).get(key, "")
+
+    return pick

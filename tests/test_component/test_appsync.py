@@ -1,0 +1,396 @@
+"""The AppSync builder under Pulumi's mocks, and its APPSYNC_JS resolvers run in Node against a stand-in
+``@aws-appsync/utils`` (AppSync itself cannot run here)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from pulumi.runtime import settings
+
+from handlers.appsync import SCHEMA_PATH
+from pulumi_component import appsync
+
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+API_ID = "gqlapi123"
+API_ARN = f"arn:aws:appsync:{REGION}:{ACCOUNT}:apis/{API_ID}"
+TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/history"
+
+
+@dataclass
+class Recorded:
+    """What the builder registered, by resource name."""
+
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+
+
+class AppSyncMocks(pulumi.runtime.Mocks):
+    """Answers like AWS for the resource types the builder creates."""
+
+    def __init__(self, recorded: Recorded) -> None:
+        self.recorded = recorded
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise NotImplementedError(f"the builder must not invoke {args.token}")
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.recorded.inputs[args.name] = dict(args.inputs)
+        self.recorded.types[args.name] = args.typ
+        outputs = dict(args.inputs)
+        if args.typ == "aws:appsync/graphQLApi:GraphQLApi":
+            outputs |= {
+                "arn": API_ARN,
+                "uris": {
+                    "GRAPHQL": f"https://{API_ID}.appsync-api.{REGION}.amazonaws.com/graphql",
+                    "REALTIME": f"wss://{API_ID}.appsync-realtime-api.{REGION}.amazonaws.com/graphql",
+                },
+            }
+            return API_ID, outputs
+        if args.typ == "aws:iam/role:Role":
+            outputs |= {"arn": f"arn:aws:iam::{ACCOUNT}:role/{args.name}", "name": args.name}
+            return args.name, outputs
+        if args.typ == "aws:cloudwatch/logGroup:LogGroup":
+            outputs |= {"arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{args.inputs['name']}"}
+        return f"{args.name}-id", outputs
+
+
+class Parent(pulumi.ComponentResource):
+    """Stands in for WebSocketMonitoring."""
+
+    def __init__(self) -> None:
+        super().__init__("cloud-ws:index:Test", "parent")
+
+
+@dataclass
+class Built:
+    """The builder's resources and resolved outputs."""
+
+    recorded: Recorded
+    outputs: dict[str, Any]
+
+    def named(self, name: str) -> dict[str, Any]:
+        return self.recorded.inputs[name]
+
+    def of_type(self, typ: str) -> dict[str, dict[str, Any]]:
+        return {n: self.recorded.inputs[n] for n, t in self.recorded.types.items() if t == typ}
+
+
+def build(groups: list[str]) -> Built:
+    """Run the builder once under mocks (its own event loop: async suites may have closed theirs)."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    recorded = Recorded()
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+    pulumi.runtime.set_mocks(AppSyncMocks(recorded), project="cloud-ws", stack="test", preview=False)
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run() -> pulumi.Output[None]:
+        parent = Parent()
+        built = appsync.AppSyncGraphQL(
+            "cloud-ws",
+            parent=parent,
+            user_pool_id="eu-west-1_Pool",
+            region=REGION,
+            events_table_name="history",
+            events_table_arn=TABLE_ARN,
+            subscribe_groups=groups,
+            log_retention_days=14,
+        )
+        built.allow_publish("broadcaster-role")
+        return pulumi.Output.all(
+            graphql_url=built.graphql_url, graphql_realtime_url=built.graphql_realtime_url
+        ).apply(outputs.update)
+
+    run()
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+    return Built(recorded, outputs)
+
+
+@pytest.fixture(scope="module")
+def open_api() -> Built:
+    """Every user of the pool may watch."""
+    return build([])
+
+
+@pytest.fixture(scope="module")
+def restricted() -> Built:
+    """Only the ``ops`` group may watch."""
+    return build(["ops"])
+
+
+def test_api_uses_cognito_by_default_and_iam_for_the_publisher(open_api: Built) -> None:
+    """Default auth is the user pool; AWS_IAM is the additional mode; the schema is the one file."""
+    api = open_api.named("cloud-ws-graphql")
+    assert api["authenticationType"] == "AMAZON_COGNITO_USER_POOLS"
+    assert api["userPoolConfig"] == {
+        "userPoolId": "eu-west-1_Pool",
+        "awsRegion": REGION,
+        "defaultAction": "ALLOW",
+    }
+    assert api["additionalAuthenticationProviders"] == [{"authenticationType": "AWS_IAM"}]
+    assert api["schema"] == SCHEMA_PATH.read_text(encoding="utf-8")
+
+
+def test_outputs_are_the_appsync_endpoints(open_api: Built) -> None:
+    """``graphql_url`` and ``graphql_realtime_url`` as DESIGN.md's outputs table names them."""
+    assert open_api.outputs == {
+        "graphql_url": f"https://{API_ID}.appsync-api.{REGION}.amazonaws.com/graphql",
+        "graphql_realtime_url": f"wss://{API_ID}.appsync-realtime-api.{REGION}.amazonaws.com/graphql",
+    }
+
+
+def test_logs_carry_no_tokens(open_api: Built) -> None:
+    """Errors only, verbose content (headers, hence tokens) excluded, with a retention on the API's group."""
+    log_config = open_api.named("cloud-ws-graphql")["logConfig"]
+    assert log_config["fieldLogLevel"] == "ERROR"
+    assert log_config["excludeVerboseContent"] is True
+    group = open_api.named("cloud-ws-graphql-logs")
+    assert group["name"] == f"/aws/appsync/apis/{API_ID}"
+    assert group["retentionInDays"] == 14
+
+
+def test_every_field_has_its_resolver_on_the_right_data_source(open_api: Built) -> None:
+    """Mutations and subscriptions on NONE, the queries on the history table; all APPSYNC_JS units."""
+    resolvers = open_api.of_type("aws:appsync/resolver:Resolver")
+    by_field = {(r["type"], r["field"]): r for r in resolvers.values()}
+    assert set(by_field) == {
+        ("Mutation", "publishDeploymentEvent"),
+        ("Mutation", "publishDeploymentUpdate"),
+        ("Subscription", "onDeploymentEvent"),
+        ("Subscription", "onDeploymentUpdated"),
+        ("Query", "deploymentEvents"),
+        ("Query", "deployment"),
+    }
+    for (type_name, _), resolver in by_field.items():
+        assert resolver["kind"] == "UNIT"
+        assert resolver["runtime"] == {"name": "APPSYNC_JS", "runtimeVersion": "1.0.0"}
+        assert resolver["dataSource"] == ("history" if type_name == "Query" else "none")
+    sources = {s["name"]: s for s in open_api.of_type("aws:appsync/dataSource:DataSource").values()}
+    assert sources["none"]["type"] == "NONE"
+    assert sources["history"]["type"] == "AMAZON_DYNAMODB"
+    assert sources["history"]["dynamodbConfig"] == {"tableName": "history", "region": REGION}
+
+
+def test_iam_is_least_privilege(open_api: Built) -> None:
+    """Publisher: appsync:GraphQL on the two mutation fields; data source: Query on the history table only."""
+    publish = json.loads(open_api.named("cloud-ws-graphql-publish-policy")["policy"])
+    assert open_api.named("cloud-ws-graphql-publish-policy")["role"] == "broadcaster-role"
+    assert publish["Statement"] == [
+        {
+            "Sid": "PublishDeploymentEvents",
+            "Effect": "Allow",
+            "Action": ["appsync:GraphQL"],
+            "Resource": [
+                f"{API_ARN}/types/Mutation/fields/publishDeploymentEvent",
+                f"{API_ARN}/types/Mutation/fields/publishDeploymentUpdate",
+            ],
+        }
+    ]
+    history = json.loads(open_api.named("cloud-ws-graphql-history-policy")["policy"])
+    assert history["Statement"] == [
+        {"Sid": "ReadHistory", "Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": [TABLE_ARN]}
+    ]
+    logs = json.loads(open_api.named("cloud-ws-graphql-logs-policy")["policy"])
+    (statement,) = logs["Statement"]
+    assert statement["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert all(
+        r.startswith(f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/appsync/apis/{API_ID}")
+        for r in statement["Resource"]
+    )
+    for name, role in open_api.of_type("aws:iam/role:Role").items():
+        trust = json.loads(role["assumeRolePolicy"])
+        assert trust["Statement"][0]["Principal"] == {"Service": "appsync.amazonaws.com"}, name
+
+
+# -- the resolvers, executed -------------------------------------------------------------------------
+
+#: A stand-in for AppSync's runtime library: util.error / util.unauthorized stop the handler by throwing.
+UTILS = """
+export class Stop extends Error {
+  constructor(kind, message, type) { super(message); this.kind = kind; this.type = type; }
+}
+export const util = {
+  matches: (pattern, value) => typeof value === 'string' && new RegExp(pattern).test(value),
+  error: (message, type) => { throw new Stop('error', message, type); },
+  unauthorized: () => { throw new Stop('unauthorized', 'Unauthorized', 'Unauthorized'); },
+  dynamodb: { toMapValues: (values) => Object.fromEntries(Object.entries(values).map(([k, v]) =>
+    [k, typeof v === 'number' ? { N: String(v) } : { S: String(v) }])) },
+};
+"""
+
+RUNNER = """
+import { Stop } from '@aws-appsync/utils';
+const { phase, ctx } = JSON.parse(process.argv[2]);
+const resolver = await import('./resolver.mjs');
+try {
+  console.log(JSON.stringify({ value: resolver[phase](ctx) }));
+} catch (e) {
+  if (!(e instanceof Stop)) throw e;
+  console.log(JSON.stringify({ stopped: e.kind, message: e.message, type: e.type }));
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def node_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory where ``import '@aws-appsync/utils'`` resolves to the stand-in."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    root = tmp_path_factory.mktemp("appsync-js")
+    package = root / "node_modules" / "@aws-appsync" / "utils"
+    package.mkdir(parents=True)
+    (package / "package.json").write_text(
+        json.dumps({"name": "@aws-appsync/utils", "type": "module", "main": "index.js"})
+    )
+    (package / "index.js").write_text(UTILS)
+    (root / "run.mjs").write_text(RUNNER)
+    return root
+
+
+def run_js(directory: Path, code: str, phase: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Run one handler (``request`` or ``response``) of a resolver's code with ``ctx``."""
+    (directory / "resolver.mjs").write_text(code)
+    out = subprocess.run(
+        ["node", "run.mjs", json.dumps({"phase": phase, "ctx": ctx})],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def stored(seq: int, type_: str, data: dict[str, Any]) -> dict[str, str]:
+    """A history item as DynamoDB hands it to the resolver (its ``message`` is the wire JSON)."""
+    message = {
+        "type": type_,
+        "deployment_id": "D1",
+        "seq": seq,
+        "event_id": f"e{seq}",
+        "data": data,
+        "timestamp": f"t{seq}",
+    }
+    return {"message": json.dumps(message)}
+
+
+def test_every_resolver_is_valid_javascript(node_dir: Path, restricted: Built) -> None:
+    """``node --check`` parses each resolver's code as a module."""
+    for name, resolver in restricted.of_type("aws:appsync/resolver:Resolver").items():
+        path = node_dir / f"{name}.mjs"
+        path.write_text(resolver["code"])
+        subprocess.run(["node", "--check", str(path)], check=True, timeout=30)
+
+
+def test_deployment_events_queries_the_page_after_since(node_dir: Path, restricted: Built) -> None:
+    """since 10, limit 5 → one consistent ascending Query of seq 11..15; items map to DeploymentEvent."""
+    code = restricted.named("cloud-ws-graphql-query-deploymentEvents")["code"]
+    ctx = {"args": {"deployment_id": "D1", "since": 10, "limit": 5}, "identity": {"groups": ["ops"]}}
+    request = run_js(node_dir, code, "request", ctx)["value"]
+    assert request["operation"] == "Query"
+    assert request["query"]["expressionValues"] == {
+        ":d": {"S": "D1"},
+        ":first": {"N": "11"},
+        ":last": {"N": "15"},
+    }
+    assert request["scanIndexForward"] is True
+    assert request["consistentRead"] is True
+    assert request["limit"] == 5
+    items = [stored(11, "log.created", {"message": "hi"})]
+    events = run_js(node_dir, code, "response", {**ctx, "result": {"items": items}})["value"]
+    assert events == [
+        {
+            "deployment_id": "D1",
+            "seq": 11,
+            "type": "log.created",
+            "event_id": "e11",
+            "timestamp": "t11",
+            "data": '{"message":"hi"}',
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({"deployment_id": "D1", "since": -1}, "since must not be negative"),
+        ({"deployment_id": "D1", "limit": 0}, "limit must be between 1 and 1000"),
+        ({"deployment_id": "bad id!"}, "deployment_id must match"),
+    ],
+)
+def test_deployment_events_refuses_bad_arguments(
+    node_dir: Path, restricted: Built, args: dict[str, Any], message: str
+) -> None:
+    """Malformed arguments stop before any read."""
+    code = restricted.named("cloud-ws-graphql-query-deploymentEvents")["code"]
+    result = run_js(node_dir, code, "request", {"args": args, "identity": {"groups": ["ops"]}})
+    assert result["stopped"] == "error"
+    assert result["type"] == "ValidationError"
+    assert message in result["message"]
+
+
+def test_outsiders_are_refused_by_every_watching_resolver(
+    node_dir: Path, restricted: Built, open_api: Built
+) -> None:
+    """With SUBSCRIBE_GROUPS, a user outside them is unauthorized on queries and subscriptions."""
+    watching = [
+        "cloud-ws-graphql-query-deploymentEvents",
+        "cloud-ws-graphql-query-deployment",
+        "cloud-ws-graphql-subscription-onDeploymentEvent",
+        "cloud-ws-graphql-subscription-onDeploymentUpdated",
+    ]
+    for name in watching:
+        code = restricted.named(name)["code"]
+        outsider = {"args": {"deployment_id": "D1"}, "identity": {"groups": ["dev"]}}
+        assert run_js(node_dir, code, "request", outsider)["stopped"] == "unauthorized", name
+        member = {"args": {"deployment_id": "D1"}, "identity": {"groups": ["dev", "ops"]}}
+        assert "value" in run_js(node_dir, code, "request", member), name
+        # Without SUBSCRIBE_GROUPS every user of the pool may watch.
+        anyone = {"args": {"deployment_id": "D1"}, "identity": {}}
+        assert "value" in run_js(node_dir, open_api.named(name)["code"], "request", anyone), name
+
+
+def test_deployment_folds_the_latest_status(node_dir: Path, open_api: Built) -> None:
+    """Newest first: the latest status, the latest known layers, the newest event's seq and time."""
+    code = open_api.named("cloud-ws-graphql-query-deployment")["code"]
+    ctx: dict[str, Any] = {"args": {"deployment_id": "D1"}, "identity": {}}
+    request = run_js(node_dir, code, "request", ctx)["value"]
+    assert request["scanIndexForward"] is False
+    assert request["limit"] == appsync.DEPLOYMENT_LOOKBACK
+    items = [
+        stored(4, "log.created", {"message": "done"}),
+        stored(3, "deployment.status", {"status": "succeeded"}),
+        stored(2, "deployment.status", {"status": "deploying", "current_layer": 2, "total_layers": 2}),
+    ]
+    state = json.loads(run_js(node_dir, code, "response", {**ctx, "result": {"items": items}})["value"])
+    assert state == {
+        "deployment_id": "D1",
+        "seq": 4,
+        "status": "succeeded",
+        "current_layer": 2,
+        "total_layers": 2,
+        "updated_at": "t4",
+    }
+    pending = json.loads(run_js(node_dir, code, "response", {**ctx, "result": {"items": []}})["value"])
+    assert pending["status"] == "pending"
+    assert pending["seq"] == 0
+    only_logs = {**ctx, "result": {"items": [stored(1, "log.created", {})]}}
+    assert run_js(node_dir, code, "response", only_logs)["value"] is None
+
+
+def test_publish_resolvers_return_their_arguments(node_dir: Path, open_api: Built) -> None:
+    """NONE data source: the payload is the arguments, the result is the payload."""
+    code = open_api.named("cloud-ws-graphql-mutation-publishDeploymentEvent")["code"]
+    args = {"deployment_id": "D1", "seq": 3, "type": "log.created", "data": "{}"}
+    assert run_js(node_dir, code, "request", {"args": args})["value"] == {"payload": args}
+    assert run_js(node_dir, code, "response", {"args": args, "result": args})["value"] == args
