@@ -9,6 +9,11 @@ picture as starting early.
 Exit codes: with ``--until-complete``, 0 once the deployment succeeded and 1
 once it failed or was cancelled; 2 for a refused token, an unreachable
 endpoint, a refused subscription or bad arguments; 130 after Ctrl-C.
+
+``--until-complete`` never waits for ever on a lost post: the client's
+keep-alive ``pong`` carries the deployment's latest ``seq``, so a terminal
+status whose delivery failed for good is fetched with ``since`` at the next
+ping (20 s with the client's defaults).
 """
 
 from __future__ import annotations
@@ -127,6 +132,9 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
                 isinstance(message, ErrorMessage)
                 and message.action == "subscribe"
                 and message.code in FATAL_SUBSCRIBE_ERRORS
+                # Errors name the deployment they refuse; one without a name is ours too,
+                # as this client subscribes to nothing else.
+                and message.deployment_id in (None, deployment_id)
             ):
                 error = f"{message.code}: {message.message}"
                 break

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 
 import pytest
 
+from cloud_ws.commands import monitor
 from cloud_ws_client import (
     AuthenticationError,
+    ClientOptions,
     CloudWebSocketClient,
     ConnectError,
     DeploymentStatus,
@@ -20,6 +24,7 @@ from cloud_ws_client import (
     Unsubscribed,
 )
 from tests.test_client.conftest import (
+    PATIENCE,
     UNIT,
     Inbox,
     Tokens,
@@ -311,3 +316,77 @@ async def test_unreachable_endpoint_and_bad_subscriptions(stack: LocalStackProce
         await client.connect()
     with contextlib.suppress(Exception):
         await client.disconnect()
+
+
+async def test_a_forgotten_connection_is_noticed_with_the_default_options(
+    stack: LocalStackProcess, tokens: Tokens
+) -> None:
+    """The gateway forgets the connection (no $disconnect): the default keep-alive notices, a new one resumes.
+
+    Takes up to ``ClientOptions().detection_bound`` (40 s): the first ping after the
+    connection went stale gets no pong.
+    """
+    dep = deployment()
+    known = await connection_ids(stack)
+    defaults = ClientOptions()
+    async with CloudWebSocketClient(stack.outputs["websocket_url"], tokens, options=defaults) as client:
+        inbox = Inbox(client)
+        await client.subscribe(dep, since=0)
+        connection = await new_connection(stack, known)
+        await put_events(stack, dep, 1)
+        await inbox.until_seq(dep, 1)
+        # When the gateway forgets the connection (frames go nowhere, posts answer 410)...
+        await control(stack, f"connections/{connection}/stale")
+        await put_events(stack, dep, 2, first=2)
+        # ...the missing pong gives it away, and the replacement replays what was lost.
+        await eventually(
+            lambda: client.stats.dead_connections == 1,
+            "the forgotten connection noticed",
+            timeout=defaults.detection_bound + PATIENCE,
+        )
+        assert await inbox.until_seq(dep, 3) == [1, 2, 3]
+        stats = client.stats
+    assert (stats.connections, stats.reconnects) == (2, 1)
+    assert connection not in await connection_ids(stack)
+
+
+async def test_a_throttled_terminal_status_still_reaches_the_client_and_ends_the_monitor(
+    stack: LocalStackProcess, tokens: Tokens
+) -> None:
+    """The posts of the last event answer 429 past every retry: monitor --until-complete still ends.
+
+    Nothing follows a terminal status to reveal its loss; the next pong's ``latest`` does
+    (or, when the keep-alive's own pongs are throttled too, the reconnect's replay).
+    """
+    dep = deployment()
+    client = CloudWebSocketClient(
+        stack.outputs["websocket_url"], tokens, options=options(ping_interval=3 * UNIT, pong_timeout=5 * UNIT)
+    )
+    out = io.StringIO()
+    watching = asyncio.create_task(monitor.watch(client, dep, monitor.JsonView(out), until_complete=True))
+    await eventually(lambda: '"subscribed"' in out.getvalue(), "the subscription")
+    await asyncio.to_thread(
+        stack.put_event,
+        dep,
+        "deployment.status",
+        {"status": "deploying", "current_layer": 1, "total_layers": 1},
+    )
+    await eventually(lambda: '"deploying"' in out.getvalue(), "the first status")
+    # When the next posts the stack makes (the terminal status's first) answer 429, more of
+    # them than the poster retries (STACK_ENV: one attempt, one fan-out round)...
+    await control(stack, "faults/throttle", {"count": 3})
+    last = await asyncio.to_thread(
+        stack.put_event, dep, "deployment.status", {"status": "failed", "error_message": "db failed"}
+    )
+    await eventually_async(lambda: fan_out_done(stack, dep, last), "the fan-out of the terminal status")
+    # ...the monitor still learns the outcome and exits with it.
+    assert await asyncio.wait_for(watching, PATIENCE) == 1
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (lines[-1]["type"], lines[-1]["seq"], lines[-1]["data"]["status"]) == (
+        "deployment.status",
+        2,
+        "failed",
+    )
+    assert [m["seq"] for m in lines if m["type"] == "deployment.status"] == [1, 2]
+    # The post was lost for good (one attempt, one round), so the client caught up itself.
+    assert client.stats.catch_ups + client.stats.reconnects >= 1

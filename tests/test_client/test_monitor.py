@@ -107,6 +107,35 @@ def test_plain_lines_until_complete_exit_0(stack: LocalStackProcess) -> None:
     assert all(re.match(r"^\d\d:\d\d:\d\d #[1-7] ", line) for line in lines[1:-1])
 
 
+def test_until_complete_ends_on_a_throttled_terminal_status_with_the_defaults(
+    stack: LocalStackProcess,
+) -> None:
+    """The terminal status's post answers 429 past the poster's retries: the monitor, with the
+    client's default options, still learns it (at the next pong's ``latest``) and exits 0."""
+    dep = deployment()
+    outputs = str(stack.outputs_path)
+    watcher = cloud_ws("monitor", dep, "--outputs", outputs, "--json", "--until-complete")
+    try:
+        assert watcher.stdout is not None
+        first = json.loads(watcher.stdout.readline())  # blocks until the monitor is subscribed
+        assert first["type"] == "subscribed"
+        stack.put_event(
+            dep, "deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 1}
+        )
+        assert json.loads(watcher.stdout.readline())["seq"] == 1
+        # The stack makes one attempt per post and one fan-out round (STACK_ENV): the post is lost.
+        stack.control("faults/throttle", {"count": 1})
+        stack.put_event(dep, "deployment.status", {"status": "succeeded"})
+        code, out, err = finish(watcher)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+    assert code == 0, err
+    last = json.loads(out.splitlines()[-1])
+    assert (last["type"], last["seq"], last["data"]["status"]) == ("deployment.status", 2, "succeeded")
+
+
 def test_example_script_follows_a_deployment(stack: LocalStackProcess) -> None:
     """client/python/examples/monitor.py works against the local stack as documented."""
     dep = deployment()

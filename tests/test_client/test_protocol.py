@@ -341,3 +341,17 @@ def test_default_keep_alive_notices_a_dead_connection_within_a_minute() -> None:
     assert defaults.detection_bound <= 60
     # The pong timeout leaves room for a slow route (a cold Lambda) before giving up.
     assert defaults.pong_timeout >= 10
+
+
+def test_a_snapshot_passes_through_without_taking_a_seq() -> None:
+    """deployment.snapshot names the last event folded in; that event still arrives as itself."""
+    protocol = ClientProtocol()
+    request = protocol.subscribe("D1", since=0)
+    snapshot = wire(type="deployment.snapshot", deployment_id="D1", seq=2, data={"status": "deploying"})
+    assert delivered(protocol, ack(request, seq=2, replay=2), snapshot, ev(1), ev(2)) == [
+        ("subscribed", 2),
+        ("deployment.snapshot", 2),
+        ("log.created", 1),
+        ("log.created", 2),
+    ]
+    assert protocol.duplicates == 0

@@ -24,6 +24,7 @@ from cloud_ws_client.client import (
 from cloud_ws_client.errors import AuthenticationError, CloudWsError, ConnectError
 from cloud_ws_client.messages import (
     TERMINAL_STATUSES,
+    DeploymentSnapshot,
     DeploymentStatus,
     ErrorMessage,
     Event,
@@ -50,6 +51,7 @@ __all__ = [
     "CloudWsError",
     "CognitoPasswordAuth",
     "ConnectError",
+    "DeploymentSnapshot",
     "DeploymentState",
     "DeploymentStatus",
     "ErrorMessage",

@@ -201,6 +201,20 @@ class LogCreated(Event):
         return self._str("stack_name")
 
 
+@dataclass(frozen=True, kw_only=True)
+class DeploymentSnapshot(Message):
+    """``deployment.snapshot``: a deployment's state folded from every event up to ``seq``.
+
+    Sent right after ``subscribed`` by servers that support it. It is not an
+    event: its ``seq`` names the last event folded in, which arrives (or
+    arrived) on its own, so it is passed through rather than sequenced.
+    """
+
+    deployment_id: str
+    seq: int
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
 #: Event type → the class that gives its ``data`` typed accessors.
 EVENT_CLASSES: dict[str, type[Event]] = {
     "deployment.status": DeploymentStatus,
@@ -279,6 +293,15 @@ def parse_message(frame: str | bytes) -> Message:
             message=_optional_str(raw, "message") or "",
             action=_optional_str(raw, "action"),
             deployment_id=_optional_str(raw, "deployment_id"),
+        )
+    if kind == "deployment.snapshot":
+        data = raw.get("data")
+        return DeploymentSnapshot(
+            type=kind,
+            raw=raw,
+            deployment_id=_required_str(raw, "deployment_id"),
+            seq=_required_int(raw, "seq"),
+            data=data if isinstance(data, dict) else {},
         )
     deployment_id, seq = raw.get("deployment_id"), _optional_int(raw, "seq")
     if isinstance(deployment_id, str) and seq is not None:
