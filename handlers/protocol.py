@@ -275,7 +275,11 @@ def pack_frames(messages: Iterable[bytes], max_bytes: int) -> list[bytes]:
     return frames
 
 
-def _with_id(message: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+def with_request_id(message: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    """``message`` as the reply to a request: with the request's ``id``, when it had one.
+
+    Every reply a route sends goes through here (DESIGN: replies echo ``id``).
+    """
     if request_id is not None:
         message["id"] = request_id
     return message
@@ -284,12 +288,12 @@ def _with_id(message: dict[str, Any], request_id: str | None) -> dict[str, Any]:
 def subscribed(deployment_id: str, seq: int, replay: int, request_id: str | None = None) -> dict[str, Any]:
     """Acknowledges a subscription: ``seq`` is the latest stored event, ``replay`` how many follow."""
     message = {"type": "subscribed", "deployment_id": deployment_id, "seq": seq, "replay": replay}
-    return _with_id(message, request_id)
+    return with_request_id(message, request_id)
 
 
 def unsubscribed(deployment_id: str, request_id: str | None = None) -> dict[str, Any]:
     """Acknowledges an unsubscription."""
-    return _with_id({"type": "unsubscribed", "deployment_id": deployment_id}, request_id)
+    return with_request_id({"type": "unsubscribed", "deployment_id": deployment_id}, request_id)
 
 
 def pong(latest: Mapping[str, int] | None = None, request_id: str | None = None) -> dict[str, Any]:
@@ -301,4 +305,4 @@ def pong(latest: Mapping[str, int] | None = None, request_id: str | None = None)
     message: dict[str, Any] = {"type": "pong", "timestamp": now_iso()}
     if latest is not None:
         message["latest"] = dict(latest)
-    return _with_id(message, request_id)
+    return with_request_id(message, request_id)
