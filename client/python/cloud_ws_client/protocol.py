@@ -254,7 +254,9 @@ class ClientProtocol:
                 continue
             if seq > stream.last_seq:
                 self.catch_ups += 1
-                log.info(
+                # Debug only: during a busy deployment most pongs overtake an event or two
+                # in flight; the resubscribe, if one is needed, is logged by repair().
+                log.debug(
                     "cloud-ws: %s is at seq %d on the server, %d here; catching up",
                     deployment_id,
                     seq,
