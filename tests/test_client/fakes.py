@@ -21,6 +21,8 @@ class Gateway:
         """Statuses for the next handshakes, in order (then they are accepted)."""
         self.answer_subscribe = True
         self.answer_ping = True
+        self.echo_ids = True
+        """Echo request ids (False: a server that predates them)."""
         self.pong_id: str | None = None
         """Answer pings with this id instead of the request's (an unknown one)."""
         self.pack = False
@@ -78,7 +80,7 @@ class Gateway:
 
     async def reply(self, ws: ServerConnection, message: dict[str, Any], frame: dict[str, Any]) -> None:
         """Send a reply that echoes the request's id (or hold it back)."""
-        if "id" in frame:
+        if "id" in frame and self.echo_ids:
             message = {**message, "id": frame["id"]}
         await self.send(ws, json.dumps(message))
 
@@ -106,7 +108,7 @@ class Gateway:
             "seq": len(history),
             "replay": len(replay),
         }
-        if "id" in frame:
+        if "id" in frame and self.echo_ids:
             ack["id"] = frame["id"]
         messages = [json.dumps(ack), *(json.dumps(event) for event in replay)]
         if self.pack:

@@ -406,3 +406,21 @@ async def test_pong_latest_ahead_catches_up_with_since(gateway: Gateway) -> None
     assert client.stats.catch_ups >= 1
     assert {"action": "subscribe", "deployment_id": "D1", "since": 1} in gateway.frames_of(1, "subscribe")
     assert client.stats.reconnects == 0
+
+
+async def test_a_server_without_request_ids_still_works(gateway: Gateway) -> None:
+    """Replies without ids are taken as they come: pongs keep the connection, acks complete a replacement."""
+    gateway.echo_ids = False
+    client = CloudWebSocketClient(
+        gateway.url, "token", options=options(ping_interval=UNIT, max_connection_age=5 * UNIT)
+    )
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        await client.subscribe("D2", since=0)
+        await eventually(lambda: client.stats.pongs >= 2, "two pongs")
+        await eventually(lambda: client.stats.rotations >= 1, "a replacement")
+        await gateway.publish("D2")
+        assert await inbox.until_seq("D2", 1) == [1]
+    assert client.stats.dead_connections == 0
+    assert client.stats.unmatched == 0
