@@ -2,16 +2,18 @@
 
 A Lambda function is billed for its CPU, and one broadcast posts to every
 subscriber, so the CPU one post costs decides what a fan-out costs. For each
-stand-in latency (20 ms, about what API Gateway answers in; 0 ms, the pure
+stand-in latency (20 ms, as the broadcast benchmark assumes; 0 ms, the pure
 client cost) this prints the client process's CPU per post, posts per second
-and the ratio, then the cold-import cost of each side and the cost of signing.
+and the ratio; then the designs the one-thread fan-out was chosen over (a thread
+per connection with http.client, or urllib3's pool), the cold-import cost of
+each side and the cost of signing.
 
 The stand-in runs in its own process so that only the client's CPU is counted
 (``resource.getrusage(RUSAGE_SELF)``: user + system time of this process), and
 where the machine has two CPUs or more, on another CPU than the client: API
 Gateway does not share the Lambda's CPU, and a stand-in preempting the client
 on the same core inflates the client's CPU by a third here (cold caches after
-every preemption). Bounded to a few seconds: ``python bench/bench_poster.py``.
+every preemption). About 20 seconds: ``python bench/bench_poster.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,13 +34,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
+import urllib3
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 
 from handlers.management import ManagementApi, RetryPolicy
-from handlers.poster import Endpoint, Signer
+from handlers.poster import Endpoint, Poster, Signer
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -46,7 +50,7 @@ FRAME = (
     b'{"type":"log.created","deployment_id":"D1","seq":1,"data":{"level":"info","message":"layer 2 of 4"}}'
 )
 #: (stand-in latency s, concurrency, posts per run); each side runs REPEATS times.
-CASES = ((0.020, 32, 640), (0.020, 64, 960), (0.0, 1, 300), (0.0, 32, 640))
+CASES = ((0.020, 32, 480), (0.020, 64, 720), (0.0, 1, 240), (0.0, 32, 480))
 #: The machine is shared: the best of a few runs is the least disturbed estimate of each side.
 REPEATS = 3
 
@@ -141,14 +145,53 @@ def lean_runner(endpoint: str, concurrency: int) -> Callable[[list[str]], None]:
     return run
 
 
+def threaded_runner(endpoint: str, concurrency: int, use_urllib3: bool) -> Callable[[list[str]], None]:
+    """The same signed requests from ``concurrency`` threads, each with its own http.client
+    connection, or sharing a urllib3 pool: the designs the one-thread fan-out was chosen over."""
+    parsed = Endpoint.parse(endpoint)
+    poster = Poster(parsed, Signer(CREDENTIALS, REGION))
+    pool = ThreadPoolExecutor(concurrency)
+    local = threading.local()
+    http = urllib3.HTTPConnectionPool(parsed.hostname, parsed.port, maxsize=concurrency, retries=False)
+    signer = Signer(CREDENTIALS, REGION)
+
+    def with_http_client(connection_id: str) -> int:
+        conn = getattr(local, "conn", None) or poster.take()
+        local.conn = conn
+        poster.send(conn, parsed.path_for(connection_id), FRAME)
+        return poster.receive(conn).status
+
+    def with_urllib3(connection_id: str) -> int:
+        path = parsed.path_for(connection_id)
+        headers = dict(signer.headers("POST", parsed.host_header, path.canonical, FRAME))
+        headers["Host"] = parsed.host_header
+        return http.urlopen("POST", path.request, body=FRAME, headers=headers).status
+
+    post = with_urllib3 if use_urllib3 else with_http_client
+
+    def run(ids: list[str]) -> None:
+        assert set(pool.map(post, ids)) == {200}
+
+    return run
+
+
+def alternatives() -> list[str]:
+    delay, concurrency, posts = CASES[0]
+    print(f"\n2. Designs not chosen, {delay * 1000:.0f} ms, concurrency {concurrency} (same signer)")
+    rows = []
+    with standin(delay) as endpoint:
+        for label, use_urllib3 in (("http.client, a thread each", False), ("urllib3 pool, threads", True)):
+            cpu, rate = measure(threaded_runner(endpoint, concurrency, use_urllib3), posts, warm=concurrency)
+            print(f"  {label:<28} {cpu:5.0f} µs/post {rate:6.0f} posts/s")
+            rows.append(f"| {label} | {cpu:.0f} | {rate:.0f} |")
+    return rows
+
+
 def delivery() -> list[str]:
     rows = []
     print(
         f"1. CPU per post (client process only, best of {REPEATS}), boto3 post_to_connection vs the lean poster"
     )
-    if CPUS is not None:
-        os.sched_setaffinity(0, CPUS[0])
-        print(f"   (client on CPU {sorted(CPUS[0])}, stand-in on CPUs {sorted(CPUS[1])})")
     for delay, concurrency, posts in CASES:
         figures: dict[str, tuple[float, float]] = {}
         with standin(delay) as endpoint:
@@ -164,8 +207,6 @@ def delivery() -> list[str]:
             f"| {delay * 1000:.0f} ms | {concurrency} | {b_cpu:.0f} | {b_rate:.0f} | "
             f"{l_cpu:.0f} | {l_rate:.0f} | {b_cpu / l_cpu:.1f}x |"
         )
-    if CPUS is not None:
-        os.sched_setaffinity(0, CPUS[0] | CPUS[1])
     return rows
 
 
@@ -193,7 +234,7 @@ def import_ms(module: str, after: str = "", runs: int = 3) -> float:
 
 
 def imports() -> list[str]:
-    print("\n2. Cold import (fresh interpreter, cumulative, best of 3)")
+    print("\n3. Cold import (fresh interpreter, cumulative, best of 3)")
     rows = []
     for module, after, note in (
         ("handlers.management", "", "the poster alone (standard library only at import)"),
@@ -209,7 +250,7 @@ def imports() -> list[str]:
 
 
 def signing() -> list[str]:
-    print("\n3. Signing one post")
+    print("\n4. Signing one post")
     endpoint = Endpoint.parse("https://abc123.execute-api.us-east-1.amazonaws.com/prod")
     path = endpoint.path_for("L0SM9cOFvHcCIhw=")
     signer = Signer(CREDENTIALS, REGION)
@@ -238,7 +279,13 @@ def signing() -> list[str]:
 
 if __name__ == "__main__":
     print(f"(run at {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores)\n")
+    if CPUS is not None:
+        os.sched_setaffinity(0, CPUS[0])
+        print(f"(client on CPU {sorted(CPUS[0])}, stand-in on CPUs {sorted(CPUS[1])})\n")
     delivery_rows = delivery()
+    alternative_rows = alternatives()
+    if CPUS is not None:
+        os.sched_setaffinity(0, CPUS[0] | CPUS[1])
     import_rows = imports()
     signing_rows = signing()
     print("\nMarkdown:\n")
@@ -253,3 +300,6 @@ if __name__ == "__main__":
     print()
     print("| signing | CPU per post |\n|---|---:|")
     print("\n".join(signing_rows))
+    print()
+    print("| design not chosen | µs/post | posts/s |\n|---|---:|---:|")
+    print("\n".join(alternative_rows))
