@@ -1,4 +1,4 @@
-"""Two fixes to moto's DynamoDB that the local stack needs, applied only in its backend process.
+"""Fixes to moto that the local stack needs, applied only in its backend process.
 
 1. **Atomic requests.** moto's server answers requests on several threads, and
    its DynamoDB backend is not written for that: a transaction that fails
@@ -11,16 +11,46 @@
    slower as the event history grew (34 ms per transaction after 600 events,
    against 8 ms on an empty table). The snapshot is replaced by one of the
    items the transaction touches, restored the same way if it fails.
+3. **EventBridge that keeps up with a deployment's burst.** For every event
+   and target, moto's EventBridge compiles eight JSONPath expressions (the
+   default input template's), and jsonpath-ng builds a whole parser for each:
+   17 ms of CPU per event, so the bus itself capped the local stack at about
+   60 events/s. The expressions never change: their compiled form is cached.
+4. **An SQS queue that stays fast while it is long.** moto's SQS reads the
+   clock through a chain of naive-datetime conversions (2.5 µs a call) several
+   times per queued message on every send and receive, and checks each
+   received message's retention period by recomputing every queue attribute
+   (each a scan of the queue): a burst that backs the queue up made every call
+   slower, quadratically. The clock is read with ``time.time()`` (the same
+   instant, in the same unit), the retention period is read directly, the
+   attribute names' snake_case forms are remembered, and a receipt handle's
+   185 random letters come from one ``os.urandom`` call instead of 185
+   ``random.choice`` calls.
+5. **Condition expressions parsed once.** moto's DynamoDB parses a condition
+   expression (its own lexer and parser, about 170 µs) for every item of every
+   request, twice per transactional Put. The parsed expression depends only on
+   the expression and its names and values, and is only read when it is
+   applied, so it is cached on exactly those.
+6. **Requests that cost what they do.** Before any work, moto's server lists
+   its own package directory (57 ``stat`` calls) to route each request, and
+   lists every method of the service's response class: 0.7 ms of the 2 ms a
+   bare request cost. Both answers are fixed for the life of the process and
+   are remembered.
 
 Everything else is moto's own code. ``tests/test_integration`` drives the
-patched backend; ``tests/test_emulator/test_moto_patches.py`` checks both
-properties directly.
+patched backend; ``tests/test_emulator/test_moto_patches.py`` checks each
+property directly.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import os
+import string
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -31,15 +61,102 @@ _APPLIED: set[str] = set()
 
 
 def apply() -> None:
-    """Install both fixes (idempotent)."""
-    if "dynamodb" in _APPLIED:
-        return
-    from moto.dynamodb import models  # noqa: PLC0415 - moto is imported only where it runs
-    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
+    """Install every fix (idempotent)."""
+    if "dynamodb" not in _APPLIED:
+        from moto.dynamodb import models  # noqa: PLC0415 - moto is imported only where it runs
+        from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
 
-    _serialize(DynamoHandler)
-    _item_level_snapshots(models)
-    _APPLIED.add("dynamodb")
+        _serialize(DynamoHandler)
+        _item_level_snapshots(models)
+        _cache_conditions(models)
+        _APPLIED.add("dynamodb")
+    if "events" not in _APPLIED:
+        _cache_jsonpath()
+        _APPLIED.add("events")
+    if "sqs" not in _APPLIED:
+        _fast_queue()
+        _APPLIED.add("sqs")
+    if "dispatch" not in _APPLIED:
+        _fast_dispatch()
+        _APPLIED.add("dispatch")
+
+
+def _fast_dispatch() -> None:
+    from moto import backends  # noqa: PLC0415 - moto is imported only where it runs
+    from moto.core import responses  # noqa: PLC0415
+
+    modules = tuple(backends.list_of_moto_modules())
+    patched_backends: Any = backends
+    patched_backends.list_of_moto_modules = lambda: modules
+    patched_responses: Any = responses
+    patched_responses.method_names_from_class = functools.lru_cache(maxsize=None)(
+        patched_responses.method_names_from_class
+    )
+
+
+def _cache_conditions(models: Any) -> None:
+    from moto.dynamodb.models import table as table_module  # noqa: PLC0415 - moto is imported only where it runs
+
+    table: Any = table_module  # it imports the parser without re-exporting it
+
+    parse: Callable[..., Any] = models.get_filter_expression
+    cache: dict[str, Any] = {}
+
+    def get_filter_expression(expr: Any, names: Any, values: Any) -> Any:
+        key = json.dumps([expr, names, values], sort_keys=True, default=str)
+        parsed = cache.get(key)
+        if parsed is None:
+            parsed = parse(expr, names, values)  # a refused expression raises and is not cached
+            if len(cache) >= 4096:
+                cache.clear()
+            cache[key] = parsed
+        return parsed
+
+    models.get_filter_expression = get_filter_expression
+    table.get_filter_expression = get_filter_expression
+
+
+def _fast_queue() -> None:
+    from moto.sqs import models as sqs_models  # noqa: PLC0415 - moto is imported only where it runs
+
+    models: Any = sqs_models  # it imports the clock functions without re-exporting them
+    slow_unix_time = models.unix_time
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(slow_unix_time(dt))
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    models.unix_time = unix_time
+    models.unix_time_millis = unix_time_millis
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        retention_period = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_period + message.sent_timestamp / 1000 > unix_time())
+
+    models.SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
+    models.camelcase_to_underscores = functools.lru_cache(maxsize=1024)(models.camelcase_to_underscores)
+
+    letters = string.ascii_lowercase
+
+    def generate_receipt_handle() -> str:
+        # The same shape as moto's (185 lowercase letters), drawn from the OS's randomness.
+        return "".join(letters[b % 26] for b in os.urandom(185))
+
+    models.generate_receipt_handle = generate_receipt_handle
+
+
+def _cache_jsonpath() -> None:
+    """moto's EventBridge imports ``jsonpath_ng.ext.parse`` on every call: cache what it returns.
+
+    A compiled expression is only read by ``find``, so one instance can serve
+    every event (and every thread).
+    """
+    import jsonpath_ng.ext  # noqa: PLC0415 - moto's dependency, present where moto runs
+
+    module: Any = jsonpath_ng.ext  # re-exports ``parse`` without declaring it
+    module.parse = functools.lru_cache(maxsize=512)(module.parse)
 
 
 def _serialize(handler_class: Any) -> None:

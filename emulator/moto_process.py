@@ -1,10 +1,16 @@
-"""The embedded AWS backend's own process: moto's server, quiet, tied to its parent.
+"""The embedded AWS backend's own process: moto's application, quiet, tied to its parent.
 
-Running moto in a separate process lets DynamoDB, Cognito and EventBridge work
-on the second core instead of competing with the WebSocket server and the
+Running moto in a separate process lets DynamoDB, Cognito, EventBridge and SQS
+work on the second core instead of competing with the WebSocket server and the
 handlers for one interpreter lock. The process prints ``{"port": N}`` once it
 listens and exits when its stdin closes, so it never outlives the stack (even
 when the stack is killed).
+
+moto's application is served by waitress rather than moto's own werkzeug
+development server: werkzeug closes the connection after every response, so
+each request paid for a new TCP connection and a new server thread; waitress
+keeps connections alive (as AWS endpoints do, and botocore's pool expects) and
+serves them from a fixed pool of threads. A request costs about half the CPU.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ import argparse
 import json
 import logging
 import sys
+import threading
+
+#: Threads serving requests: the handlers' pools and the pollers keep about this many open.
+SERVER_THREADS = 32
 
 
 def main() -> None:
@@ -22,22 +32,30 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
 
-    from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: PLC0415
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy, and only this process needs it
+    import waitress  # noqa: PLC0415 - heavy, and only this process needs it
+    from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
+        DomainDispatcherApplication,
+        create_backend_app,
+    )
 
     from emulator import moto_patches  # noqa: PLC0415
 
-    # Werkzeug writes a response's headers and body in separate sends; with
-    # Nagle's algorithm on, the body waits for the client's delayed ACK.
-    MotoRequestHandler.disable_nagle_algorithm = True
     moto_patches.apply()
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
-    print(json.dumps({"port": server.get_host_and_port()[1]}), flush=True)
+    logging.getLogger("waitress").setLevel(logging.ERROR)  # no line per request or per queue depth
+    server = waitress.create_server(
+        DomainDispatcherApplication(create_backend_app),
+        host=args.host,
+        port=args.port,
+        threads=SERVER_THREADS,
+        connection_limit=1000,
+        channel_timeout=120,
+        ident="cloud-ws-local",
+    )
+    thread = threading.Thread(target=server.run, name="moto-server", daemon=True)
+    thread.start()
+    print(json.dumps({"port": server.effective_port}), flush=True)
     sys.stdin.read()  # until the parent exits or closes the pipe
-    server.stop()
+    server.close()
 
 
 if __name__ == "__main__":

@@ -38,9 +38,10 @@ from emulator.backend import (
     ensure_user,
     id_token,
 )
-from emulator.events import EventPump
+from emulator.events import EventSourceMapping
 from emulator.gateway import Gateway, GatewaySettings
 from emulator.graphql import GraphQLApi, GraphQLSettings, graphql_routes
+from emulator.lambda_api import LambdaApi
 from emulator.lambdas import LambdaRuntime
 from handlers import spec
 from handlers.runtime import reset_runtime
@@ -109,6 +110,11 @@ def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo
         "COGNITO_JWKS_URL": backend.jwks_url,
         "COGNITO_CLIENT_IDS": backend.user_pool_client_id,
         "MANAGEMENT_ENDPOINT": f"http://{settings.host}:{port}/{settings.stage}",
+        # The broadcaster hands large fan-outs and retries to invocations of itself,
+        # through boto3's Lambda client: the stack serves Lambda's Invoke API.
+        "AWS_ENDPOINT_URL_LAMBDA": f"http://{settings.host}:{port}",
+        "FANOUT_FUNCTION_NAME": spec.BROADCASTER.function,
+        "DELIVERY_QUEUE_URL": backend.queue_url,
         "LOG_LEVEL": settings.log_level,
         "APPSYNC_GRAPHQL_URL": f"http://{settings.host}:{port}/graphql",
     }
@@ -217,7 +223,7 @@ class LocalStack:
                 "choose another with --aws-port"
             ) from None
         lambdas: LambdaRuntime | None = None
-        pump: EventPump | None = None
+        pump: EventSourceMapping | None = None
         try:
             self._info = info = self._backend.provision(endpoint, settings.stage, settings.event_source)
             os.environ.update(handler_environment(settings, port, info))
@@ -232,12 +238,14 @@ class LocalStack:
                     max_connection_seconds=settings.max_connection_seconds,
                 ),
                 lambdas,
-                extra_routes=self._extra_routes(),
+                extra_routes=[*LambdaApi(lambdas).routes(), *self._extra_routes()],
             )
-            pump = EventPump(
+            pump = EventSourceMapping(
                 client("sqs", endpoint, info.region),
                 info.queue_url,
-                lambda event: lambdas.invoke_sync("broadcaster", event) if lambdas else None,
+                info.queue_arn,
+                info.region,
+                lambda event: lambdas.invoke_sync(spec.BROADCASTER.function, event) if lambdas else None,
             )
             limits = spec.API_GATEWAY_LIMITS
             config = uvicorn.Config(

@@ -63,7 +63,6 @@ class Runtime:
                 self._management[endpoint] = api
             return api
 
-
     def client(self, service: str) -> Any:
         """A boto3 client for ``service`` (``lambda``, ``sqs``), built on first use and kept.
 

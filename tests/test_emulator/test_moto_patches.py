@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -137,3 +138,67 @@ def test_a_cancelled_transaction_changes_nothing(ddb: Any) -> None:
     assert reasons == ["None", "None", "ConditionalCheckFailed"]
     rows = _rows(ddb, "undo")
     assert {int(i["sk"]["N"]): i["state"]["S"] for i in rows} == {1: "before", 2: "taken"}
+
+
+def test_eventbridge_delivers_a_burst_to_the_queue_unchanged() -> None:
+    """With compiled JSONPath expressions cached, every event still reaches the queue as sent."""
+    backend = MotoBackend()
+    endpoint = backend.start()
+    try:
+        info = backend.provision(endpoint, "patches")
+        events = client("events", endpoint, "us-east-1")
+        sqs = client("sqs", endpoint, "us-east-1")
+        details = [{"deployment_id": "D1", "event_id": f"e{i}", "data": {"i": i}} for i in range(30)]
+        for start in range(0, 30, 10):
+            reply = events.put_events(
+                Entries=[
+                    {
+                        "Source": info.event_source,
+                        "DetailType": "log.created",
+                        "Detail": json.dumps(detail),
+                        "EventBusName": info.event_bus_name,
+                    }
+                    for detail in details[start : start + 10]
+                ]
+            )
+            assert reply["FailedEntryCount"] == 0
+        bodies: list[dict[str, Any]] = []
+        for _ in range(20):
+            batch = sqs.receive_message(QueueUrl=info.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            bodies += [json.loads(m["Body"]) for m in batch.get("Messages", [])]
+            if len(bodies) >= 30:
+                break
+        assert sorted(b["detail"]["event_id"] for b in bodies) == sorted(d["event_id"] for d in details)
+        assert {b["detail-type"] for b in bodies} == {"log.created"}
+        assert {b["source"] for b in bodies} == {info.event_source}
+        assert all(
+            b["id"] and b["time"] and b["detail"]["data"] == {"i": int(b["detail"]["event_id"][1:])}
+            for b in bodies
+        )
+    finally:
+        backend.stop()
+
+
+def test_a_long_queue_hands_out_each_message_once_and_hides_received_ones() -> None:
+    """With the fast clock, visibility still works: 300 queued messages are received once each."""
+    backend = MotoBackend()
+    endpoint = backend.start()
+    try:
+        sqs = client("sqs", endpoint, "us-east-1")
+        url = sqs.create_queue(QueueName="long", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+        for start in range(0, 300, 10):
+            sqs.send_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)]
+            )
+        received: list[str] = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                break
+            received += [m["Body"] for m in batch]
+        assert sorted(received) == sorted(f"m{i}" for i in range(300))
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attributes["ApproximateNumberOfMessagesNotVisible"] == "300"
+        assert attributes["ApproximateNumberOfMessages"] == "0"
+    finally:
+        backend.stop()
