@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handlers import spec
+from handlers.appsync import publisher_for
 from handlers.events import DeploymentEvent, InvalidEventError, parse_event
 from handlers.fanout import FanOut, FanOutSummary, FanOutTask, InvalidTaskError
 from handlers.log import get_logger
@@ -80,6 +81,11 @@ def broadcast(runtime: Runtime, deployment_id: str, events: Sequence[DeploymentE
     if to_send:
         summary = fanout.broadcast(deployment_id, to_send)
         runtime.store.mark_sent(to_send)
+        # GraphQL subscribers get the same events with the same seq, after the WebSocket
+        # ones (the publisher never raises: a lost mutation is filled by deploymentEvents).
+        publisher = publisher_for(runtime.config)
+        if publisher is not None:
+            publisher.publish(to_send)
     outcome = BatchOutcome(
         deployment_id,
         sent=[e.seq for e in to_send],
@@ -135,6 +141,21 @@ def handle_records(runtime: Runtime, records: Sequence[Any]) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
+def retry_visibility(record: Mapping[str, Any]) -> int:
+    """Seconds until a failed record comes back: doubled at each receive, so an outage is ridden out."""
+    delivery = spec.DELIVERY
+    try:
+        received = max(1, int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)))
+    except (TypeError, ValueError, AttributeError):
+        received = 1
+    return int(
+        min(
+            delivery.visibility_timeout_seconds,
+            delivery.retry_visibility_seconds * 2 ** min(received - 1, 16),
+        )
+    )
+
+
 def _come_back_soon(runtime: Runtime, records: Sequence[Any], failed: Sequence[str]) -> None:
     """Shorten the failed messages' visibility: the queue's own timeout is minutes, by AWS's advice."""
     queue_url = runtime.config.delivery_queue_url
@@ -145,7 +166,7 @@ def _come_back_soon(runtime: Runtime, records: Sequence[Any], failed: Sequence[s
         {
             "Id": str(i),
             "ReceiptHandle": record["receiptHandle"],
-            "VisibilityTimeout": spec.DELIVERY.retry_visibility_seconds,
+            "VisibilityTimeout": retry_visibility(record),
         }
         for i, record in enumerate(records)
         if isinstance(record, Mapping) and record.get("messageId") in wanted and record.get("receiptHandle")

@@ -239,9 +239,11 @@ class DeliverySpec:
     visibility_timeout_seconds: int = 360
     """AWS asks for at least six times the function timeout, so throttled invocations are not redelivered."""
     retry_visibility_seconds: int = 2
-    """How soon a failed message comes back: the broadcaster shortens its visibility to this."""
-    max_receive_count: int = 5
-    """Receives before a message is moved to the dead-letter queue."""
+    """How soon a failed message first comes back: the broadcaster shortens its visibility to this,
+    doubled at each further receive (2, 4, 8 … s, at most the visibility timeout)."""
+    max_receive_count: int = 10
+    """Receives before a message is moved to the dead-letter queue: with the doubling retry
+    visibility, about 14 minutes of failing storage before an event is dead-lettered."""
     max_events_per_transaction: int = 49
     """A TransactWriteItems takes 100 items: the counter, then a history row and an identity row per event."""
     fanout_page_size: int = 1000

@@ -410,3 +410,11 @@ def test_fan_out_tasks_that_are_not_ours_are_refused(stack: Stack) -> None:
     assert "seqs" in result["reason"]
     assert stack.mgmt.requests == []
     assert stack.snapshot() == before
+
+
+@pytest.mark.parametrize(("receives", "seconds"), [(1, 2), (2, 4), (5, 32), (9, 360), ("junk", 2)])
+def test_a_record_that_keeps_failing_comes_back_later_each_time(receives: Any, seconds: int) -> None:
+    """The retry visibility doubles with each receive and never exceeds the queue's timeout."""
+    record = {"messageId": "m", "attributes": {"ApproximateReceiveCount": str(receives)}}
+
+    assert broadcaster.retry_visibility(record) == seconds
