@@ -20,6 +20,8 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 from handlers import poster
 from handlers.management import FanOutResult, ManagementApi, PostOutcome, RetryPolicy
 from handlers.poster import Endpoint, Signer
+from handlers.runtime import get_runtime, reset_runtime
+from tests.conftest import Stack
 from tests.support.management_standin import ManagementStandIn
 
 REGION = "us-east-1"
@@ -564,3 +566,25 @@ def test_concurrent_single_posts_share_the_pool(standin: ManagementStandIn, api:
 
     assert outcomes == [(PostOutcome.DELIVERED, 0)] * 16
     assert standin.total_posts() == 16
+
+
+# -- the container's runtime -------------------------------------------------------------------------
+
+
+def test_the_runtime_builds_one_api_per_endpoint_from_the_config(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BROADCAST_CONCURRENCY bounds the fan-out, POST_MAX_ATTEMPTS the attempts; the API is kept."""
+    monkeypatch.setenv("BROADCAST_CONCURRENCY", "3")
+    reset_runtime()
+    runtime = get_runtime()
+    api = runtime.management(stack.mgmt.endpoint)
+    stack.mgmt.delay_seconds = 0.02
+    stack.mgmt.failures_for["c0"] = [500, 500, 500]  # POST_MAX_ATTEMPTS=3 in the fixture
+
+    result = api.fan_out([f"c{i}" for i in range(9)], [b"{}"])
+
+    assert (result.delivered, result.failed, result.posts) == (8, ["c0"], 11)
+    assert stack.mgmt.max_in_flight <= 3
+    assert runtime.management(stack.mgmt.endpoint) is api
+    assert runtime.management(f"{stack.mgmt.endpoint}/other") is not api
