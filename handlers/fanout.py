@@ -22,6 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,8 +35,11 @@ from handlers.store import Store, SubscriberPage
 log = get_logger("fanout")
 
 #: A task's frames travel inside its payload up to this size; larger batches are read
-#: back from the history by the worker (asynchronous invocations take at most 256 KB).
+#: back from the history by the worker (an asynchronous invocation's payload is at most 1 MB).
 MAX_INLINE_BYTES = 160 * 1024
+
+#: Shares handed to other invocations at the same time (each hand-over is one Invoke call).
+DISPATCH_CONCURRENCY = 8
 
 _RETRY_BASE_SECONDS = 0.25
 _RETRY_CAP_SECONDS = 8.0
@@ -297,7 +301,12 @@ class FanOut:
 
 
 class _Handoff(threading.Thread):
-    """Reads the remaining shares of subscribers and hands each to another invocation."""
+    """Reads the remaining shares of subscribers and hands each to another invocation.
+
+    Handing a share over is one Lambda ``Invoke`` call (tens of milliseconds on
+    AWS): up to :data:`DISPATCH_CONCURRENCY` are in flight at once, so forty
+    shares start within a few round trips instead of one after the other.
+    """
 
     def __init__(
         self,
@@ -315,9 +324,17 @@ class _Handoff(threading.Thread):
 
     def run(self) -> None:
         try:
-            for ids in self._shares:
-                self._dispatch(FanOutTask(self._deployment_id, self._seqs, ids, _inline(self._frames, ids)))
-                self._summary.tasks += 1
+            with ThreadPoolExecutor(DISPATCH_CONCURRENCY, thread_name_prefix="fanout-dispatch") as pool:
+                handed = [
+                    pool.submit(
+                        self._dispatch,
+                        FanOutTask(self._deployment_id, self._seqs, ids, _inline(self._frames, ids)),
+                    )
+                    for ids in self._shares
+                ]
+                for future in handed:
+                    future.result()
+                    self._summary.tasks += 1
         except Exception as exc:  # noqa: BLE001 - re-raised by join(): the batch is retried whole
             self.error = exc
 
