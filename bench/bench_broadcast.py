@@ -5,8 +5,11 @@
    reads only the deployment's subscribers; a Scan-based lookup (what the
    simple-websockets-chat sample does) reads every row.
 2. Fan-out throughput against a @connections stand-in that answers after
-   20 ms: posts per second with the bounded pool, as a ratio to the pool's
-   ceiling (pool size / 20 ms) and to a sequential loop.
+   20 ms: posts per second with the lean poster's bounded concurrency, as a
+   ratio to its ceiling (posts in flight / 20 ms) and to a sequential loop.
+3. DynamoDB requests per event: batches of 1 and of 10 events of one busy
+   deployment with 5 subscribers (the counter read, the sequencing
+   transaction, the subscriber Query, marking the batch sent), by operation.
 
 Runs against moto (in-process) and a real-HTTP stand-in; prints figures and ratios.
 """
@@ -23,11 +26,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
+from botocore.credentials import Credentials
 from moto import mock_aws
 
 from handlers import broadcaster
-from handlers.management import ManagementApi, make_client
-from handlers.runtime import reset_runtime
+from handlers.management import ManagementApi
+from handlers.runtime import get_runtime, reset_runtime
 from tests.conftest import create_tables, eventbridge_event
 from tests.support.management_standin import ManagementStandIn
 
@@ -131,7 +135,11 @@ def fan_out_throughput() -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     results: dict[str, float] = {}
-    for label, pool, posts in (("sequential (pool 1)", 1, 100), ("pool 8", 8, 400), ("pool 32", 32, 1000)):
+    for label, pool, posts in (
+        ("sequential (1 in flight)", 1, 100),
+        ("8 in flight", 8, 400),
+        ("64 in flight", 64, 2000),
+    ):
         # The stand-in runs in its own process so it does not compete with the
         # broadcaster for this interpreter's GIL (API Gateway is not in the Lambda either).
         server = subprocess.Popen(
@@ -144,11 +152,11 @@ def fan_out_throughput() -> list[str]:
         try:
             assert server.stdout is not None
             endpoint = server.stdout.readline().strip()
-            api = ManagementApi(make_client(endpoint, REGION, pool, 3), pool)
+            api = ManagementApi(endpoint, REGION, concurrency=pool, credentials=Credentials("AKIDBENCH", "s"))
             ids = [f"c{i}" for i in range(posts)]
-            api.fan_out(ids[:pool], b"{}")  # warm the connection pool
+            api.fan_out(ids[:pool], [b"{}"])  # open the kept-alive connections
             start = time.perf_counter()
-            result = api.fan_out(ids, b'{"type":"log.created"}')
+            result = api.fan_out(ids, [b'{"type":"log.created"}'])
             elapsed = time.perf_counter() - start
             assert result.delivered == posts, result
         finally:
@@ -157,7 +165,7 @@ def fan_out_throughput() -> list[str]:
         rate = posts / elapsed
         results[label] = rate
         ceiling = pool / DELAY
-        vs_seq = rate / results["sequential (pool 1)"]
+        vs_seq = rate / results["sequential (1 in flight)"]
         print(
             f"  {label:<20} {posts:>5} posts in {elapsed:6.2f} s = {rate:7.0f}/s; "
             f"ceiling {ceiling:5.0f}/s ({rate / ceiling:.0%}); {vs_seq:.1f}x sequential"
@@ -168,6 +176,68 @@ def fan_out_throughput() -> list[str]:
     return rows
 
 
+def _records(deployment_id: str, first: int, count: int) -> dict[str, object]:
+    """An SQS batch of ``count`` events, as the delivery queue's mapping hands it over."""
+    import json
+
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": "rh",
+                "body": json.dumps(
+                    eventbridge_event(
+                        "log.created",
+                        {
+                            "deployment_id": deployment_id,
+                            "event_id": str(uuid.uuid4()),
+                            "data": {"n": first + i},
+                        },
+                    )
+                ),
+            }
+            for i in range(count)
+        ]
+    }
+
+
+def requests_per_event() -> list[str]:
+    print("\n3. DynamoDB requests per event (one busy deployment, 5 subscribers)")
+    rows = ["| batch | events | requests | per event | by operation |", "|---:|---:|---:|---:|---|"]
+    for batch in (1, 10):
+        with mock_aws(), ManagementStandIn().running() as standin:
+            ddb = boto3.client("dynamodb", region_name=REGION)
+            tables = create_tables(ddb, prefix=f"r{batch}")
+            _env(tables, standin.endpoint, 32)
+            _fill_subscribers(ddb, tables, "BUSY", 5)
+            calls: dict[str, int] = {}
+
+            def count(event_name: str, calls: dict[str, int] = calls, **_: object) -> None:
+                operation = event_name.rsplit(".", 1)[-1]
+                calls[operation] = calls.get(operation, 0) + 1
+
+            runtime = get_runtime()
+            runtime.store._db.meta.events.register("before-call.dynamodb", count)  # type: ignore[attr-defined]
+            events = 100
+            for first in range(0, events, batch):
+                result = broadcaster.handler(_records("BUSY", first, batch))
+                assert result == {"batchItemFailures": []}, result
+            total = sum(calls.values())
+            breakdown = ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+            print(
+                f"  batches of {batch:>2}: {total} requests for {events} events = {total / events:.2f} per event ({breakdown})"
+            )
+            rows.append(f"| {batch} | {events} | {total} | {total / events:.2f} | {breakdown} |")
+    return rows
+
+
+def _fill_subscribers(ddb: object, tables: dict[str, str], deployment_id: str, count: int) -> None:
+    expires = str(int(time.time()) + 86400)
+    for i in range(count):
+        item = {"deploymentId": {"S": deployment_id}, "connectionId": {"S": f"s{i}="}, "ttl": {"N": expires}}
+        ddb.put_item(TableName=tables["SUBSCRIPTIONS_TABLE"], Item=item)  # type: ignore[attr-defined]
+
+
 if __name__ == "__main__":
     os.environ.update(
         {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}
@@ -176,7 +246,10 @@ if __name__ == "__main__":
         pass  # import-time cost of moto out of the way
     table_rows = items_read_vs_table_size()
     throughput_rows = fan_out_throughput()
+    request_rows = requests_per_event()
     print("\nMarkdown:\n")
     print("\n".join(table_rows))
     print()
     print("\n".join(throughput_rows))
+    print()
+    print("\n".join(request_rows))
