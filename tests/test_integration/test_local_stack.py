@@ -241,6 +241,31 @@ async def test_throttled_management_api_is_retried_by_the_broadcaster(local_stac
         assert (await recv_json(ws, timeout=10))["seq"] == 1
 
 
+async def test_a_terminal_status_throttled_past_the_posters_retries_is_delivered_by_a_retry_task(
+    local_stack: LocalStackProcess,
+) -> None:
+    """Every post answers 429 for three rounds of the poster's retries: a retry task still delivers it.
+
+    Nothing later reveals the loss and this client never pings, so only the
+    broadcaster's own retry (an asynchronous invocation of itself, through the
+    stack's Lambda Invoke API) can bring the event.
+    """
+    dep = deployment()
+    async with connect(f"{local_stack.outputs['websocket_url']}?token={local_stack.token()}") as ws:
+        await subscribe(ws, dep)
+        local_stack.control("faults/throttle", {"count": 12})  # POST_MAX_ATTEMPTS (4) x 3 rounds
+
+        local_stack.put_event(dep, "deployment.status", {"status": "succeeded"})
+
+        message = await recv_json(ws, timeout=30)
+        assert (message["type"], message["seq"], message["data"]) == (
+            "deployment.status",
+            1,
+            {"status": "succeeded"},
+        )
+        local_stack.control("faults/throttle", {"count": 0})  # whatever is left must not reach other tests
+
+
 async def test_replay_and_duplicates_through_the_stack(local_stack: LocalStackProcess) -> None:
     """Events put before subscribing are replayed after `since`; a re-put event id is not resent."""
     dep = deployment()
