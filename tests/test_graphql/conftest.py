@@ -63,8 +63,8 @@ class GraphQLStack:
         """The API host, as AppSync clients put it in their auth headers."""
         return urlsplit(self.url).netloc
 
-    def token(self, groups: tuple[str, ...] = (WATCHERS,), kind: str = "IdToken") -> str:
-        """A real token for a new user in ``groups``."""
+    def user(self, groups: tuple[str, ...] = (WATCHERS,)) -> str:
+        """A new user of the pool in ``groups`` (password ``tests.test_integration.conftest.PASSWORD``)."""
         idp = self.stack.aws("cognito-idp")
         pool = self.outputs["user_pool_id"]
         username = f"gql-{uuid.uuid4().hex[:8]}"
@@ -73,7 +73,11 @@ class GraphQLStack:
             with contextlib.suppress(idp.exceptions.GroupExistsException):
                 idp.create_group(UserPoolId=pool, GroupName=group)
             idp.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
-        return self.stack.token(username, kind)
+        return username
+
+    def token(self, groups: tuple[str, ...] = (WATCHERS,), kind: str = "IdToken") -> str:
+        """A real token for a new user in ``groups``."""
+        return self.stack.token(self.user(groups), kind)
 
     def subscriptions(self) -> int:
         """Subscriptions the local API has registered."""
@@ -135,6 +139,17 @@ def request(query: str, variables: dict[str, Any]) -> GraphQLRequest:
     return graphql_request
 
 
+async def stored(stack: GraphQLStack, deployment_id: str, token: str, count: int) -> list[dict[str, Any]]:
+    """The history once it holds ``count`` events."""
+    deadline = time.monotonic() + 30
+    while True:
+        events = await asyncio.to_thread(stack.history, deployment_id, token)
+        if len(events) >= count:
+            return events
+        assert time.monotonic() < deadline, f"only {len(events)} of {count} events were stored"
+        await asyncio.sleep(0.1)
+
+
 def sequenced(
     deployment_id: str, seq: int, type_: str = "log.created", data: dict[str, Any] | None = None
 ) -> SequencedEvent:
@@ -147,15 +162,6 @@ def sequenced(
         "2026-12-02T06:00:00Z",
     )
     return SequencedEvent(event, seq, event.render(seq))
-
-
-def from_history(message: dict[str, Any]) -> SequencedEvent:
-    """A stored event (as ``deploymentEvents`` returns it) back as the broadcaster's ``SequencedEvent``."""
-    data = json.loads(message["data"])
-    event = DeploymentEvent(
-        message["type"], message["deployment_id"], message["event_id"], data, message["timestamp"]
-    )
-    return SequencedEvent(event, message["seq"], event.render(message["seq"]))
 
 
 class RawRealtime:
