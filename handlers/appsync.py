@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -271,7 +272,13 @@ class AppSyncPublisher:
 
                 if self._credentials is None:
                     self._credentials = botocore.session.get_session().get_credentials()
-                self._http = URLLib3Session(timeout=self.timeout_seconds, max_pool_connections=2)
+                # botocore's session passes no socket options, which drops urllib3's default
+                # TCP_NODELAY: each small POST then waits ~40 ms on Nagle + delayed ACK.
+                self._http = URLLib3Session(
+                    timeout=self.timeout_seconds,
+                    max_pool_connections=2,
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],  # type: ignore[list-item]  # stubs say str
+                )
             if self._credentials is None:
                 from botocore.exceptions import NoCredentialsError  # noqa: PLC0415
 

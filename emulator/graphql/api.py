@@ -70,6 +70,8 @@ DEFAULT_EVENTS_LIMIT = 100
 MAX_EVENTS_LIMIT = 1000
 #: How many of the latest events ``deployment`` looks through for a ``deployment.status``.
 DEPLOYMENT_LOOKBACK = 200
+#: Parsed and validated operations kept (clients send the same few documents over and over).
+PREPARED_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,9 @@ class GraphQLApi:
         self.pubsub = PubSub()
         self._runtime = runtime
         self._authenticator: Authenticator | None = None
+        self._prepared: dict[
+            tuple[Any, Any, frozenset[OperationType]], DocumentNode | list[dict[str, Any]]
+        ] = {}
         self._attach_resolvers()
 
     # -- wiring --------------------------------------------------------------------------------
@@ -374,7 +379,24 @@ class GraphQLApi:
     def prepare(
         self, query: Any, operation_name: Any, allowed: frozenset[OperationType]
     ) -> DocumentNode | list[dict[str, Any]]:
-        """Parse and validate with graphql-core; the document, or the errors to send back."""
+        """Parse and validate with graphql-core; the document, or the errors to send back.
+
+        Results are kept per (query, operation, kinds): the publisher sends the same two
+        mutations for every event, and parsing plus validating costs more than executing.
+        """
+        key = (query, operation_name, allowed) if isinstance(query, str) else None
+        if key is not None and key in self._prepared:
+            return self._prepared[key]
+        prepared = self._prepare(query, operation_name, allowed)
+        if key is not None:
+            if len(self._prepared) >= PREPARED_CACHE_SIZE:
+                self._prepared.pop(next(iter(self._prepared)))  # oldest first: dicts keep insertion order
+            self._prepared[key] = prepared
+        return prepared
+
+    def _prepare(
+        self, query: Any, operation_name: Any, allowed: frozenset[OperationType]
+    ) -> DocumentNode | list[dict[str, Any]]:
         if not isinstance(query, str) or not query.strip():
             return [
                 {"errorType": "MalformedHttpRequestException", "message": "query must be a non-empty string"}
