@@ -267,6 +267,11 @@ def logs_policy(log_group_arn: str) -> str:
     )
 
 
+def pool_region(user_pool_id: str) -> str:
+    """The region a Cognito pool id names (``eu-west-1_AbC`` → ``eu-west-1``), as the handlers read it."""
+    return user_pool_id.split("_", 1)[0]
+
+
 def _log_group_name(api_id: str) -> str:
     return f"/aws/appsync/apis/{api_id}"
 
@@ -284,11 +289,11 @@ class AppSyncGraphQL:
         *,
         parent: pulumi.Resource,
         user_pool_id: pulumi.Input[str],
-        region: pulumi.Input[str],
         events_table_name: pulumi.Input[str],
         events_table_arn: pulumi.Input[str],
         subscribe_groups: pulumi.Input[Sequence[str]] = (),
         log_retention_days: pulumi.Input[int] = 30,
+        user_pool_region: pulumi.Input[str] | None = None,
     ) -> None:
         """Create the API, its data sources and resolvers.
 
@@ -296,11 +301,11 @@ class AppSyncGraphQL:
             name: Prefix of every resource name (``{name}-graphql…``).
             parent: The component the resources belong to.
             user_pool_id: The Cognito pool whose tokens the API accepts (its default mode).
-            region: Region of the user pool.
             events_table_name: The history table (``handlers.spec.EVENTS``).
             events_table_arn: Its ARN, for the data source role.
             subscribe_groups: ``SUBSCRIBE_GROUPS``: Cognito groups allowed to watch; empty: every user.
             log_retention_days: Retention of the API's log group.
+            user_pool_region: The pool's region; default: the one its id starts with (``eu-west-1_…``).
         """
         self._name = name
         self._parent = parent
@@ -317,7 +322,9 @@ class AppSyncGraphQL:
             prefix,
             authentication_type="AMAZON_COGNITO_USER_POOLS",
             user_pool_config=aws.appsync.GraphQLApiUserPoolConfigArgs(
-                user_pool_id=user_pool_id, aws_region=region, default_action="ALLOW"
+                user_pool_id=user_pool_id,
+                aws_region=user_pool_region or pulumi.Output.from_input(user_pool_id).apply(pool_region),
+                default_action="ALLOW",
             ),
             additional_authentication_providers=[
                 aws.appsync.GraphQLApiAdditionalAuthenticationProviderArgs(authentication_type="AWS_IAM")
@@ -365,9 +372,8 @@ class AppSyncGraphQL:
             name="history",
             type="AMAZON_DYNAMODB",
             service_role_arn=history_role.arn,
-            dynamodb_config=aws.appsync.DataSourceDynamodbConfigArgs(
-                table_name=events_table_name, region=region
-            ),
+            # The table lives in the API's region (the stack's): no region to name.
+            dynamodb_config=aws.appsync.DataSourceDynamodbConfigArgs(table_name=events_table_name),
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[history_policy]),
         )
 

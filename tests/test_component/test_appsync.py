@@ -99,7 +99,6 @@ def build(groups: list[str]) -> Built:
             "cloud-ws",
             parent=parent,
             user_pool_id="eu-west-1_Pool",
-            region=REGION,
             events_table_name="history",
             events_table_arn=TABLE_ARN,
             subscribe_groups=groups,
@@ -177,7 +176,7 @@ def test_every_field_has_its_resolver_on_the_right_data_source(open_api: Built) 
     sources = {s["name"]: s for s in open_api.of_type("aws:appsync/dataSource:DataSource").values()}
     assert sources["none"]["type"] == "NONE"
     assert sources["history"]["type"] == "AMAZON_DYNAMODB"
-    assert sources["history"]["dynamodbConfig"] == {"tableName": "history", "region": REGION}
+    assert sources["history"]["dynamodbConfig"] == {"tableName": "history"}
 
 
 def test_iam_is_least_privilege(open_api: Built) -> None:
