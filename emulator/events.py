@@ -12,6 +12,7 @@ SQS queue; see docs/delivery.md.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,7 +70,16 @@ def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
 
 
 class EventSourceMapping:
-    """Pollers that drain the delivery queue into the broadcaster, batch by batch."""
+    """Drains the delivery queue into the broadcaster, batch by batch, in the order received.
+
+    One thread receives (long polls of up to ``batch_size`` messages) and runs
+    ahead by a few batches; one thread invokes the broadcaster with them, one
+    batch at a time, in the order they were received; deleting the delivered
+    messages is left to a third, off the invoking path. So a single producer's
+    events are sequenced in the order it emitted them, as on AWS whenever one
+    invocation at a time serves the deployment (with several in flight, AWS
+    orders nothing across batches: see docs/delivery.md).
+    """
 
     def __init__(
         self,
@@ -79,7 +89,7 @@ class EventSourceMapping:
         region: str,
         invoke: Invoke,
         batch_size: int = spec.DELIVERY.batch_size,
-        pollers: int = 2,
+        prefetch: int = 4,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -88,9 +98,12 @@ class EventSourceMapping:
         self._invoke = invoke
         self._batch_size = batch_size
         self._stop = threading.Event()
+        self._received: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=prefetch)
+        self._done: queue.Queue[list[dict[str, str]] | None] = queue.Queue()
         self._threads = [
-            threading.Thread(target=self._run, name=f"delivery-poller-{i}", daemon=True)
-            for i in range(pollers)
+            threading.Thread(target=self._receive, name="delivery-poller", daemon=True),
+            threading.Thread(target=self._deliver_in_order, name="delivery-invoker", daemon=True),
+            threading.Thread(target=self._delete, name="delivery-deleter", daemon=True),
         ]
 
     def start(self) -> None:
@@ -99,30 +112,44 @@ class EventSourceMapping:
             thread.start()
 
     def stop(self) -> None:
-        """Stop after the current polls (at most one second) and the invocations in flight."""
+        """Stop after the current poll (at most one second) and the invocation in flight."""
         self._stop.set()
         deadline = time.monotonic() + 5
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                reply = self._sqs.receive_message(
-                    QueueUrl=self._queue_url,
-                    MaxNumberOfMessages=self._batch_size,
-                    WaitTimeSeconds=1,
-                    AttributeNames=["All"],
-                )
-            except Exception:
-                if self._stop.is_set():
-                    return
-                log.exception("receiving from the delivery queue failed")
-                self._stop.wait(1)
-                continue
-            messages = reply.get("Messages", [])
-            if messages:
+    def _receive(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    reply = self._sqs.receive_message(
+                        QueueUrl=self._queue_url,
+                        MaxNumberOfMessages=self._batch_size,
+                        WaitTimeSeconds=1,
+                        AttributeNames=["All"],
+                    )
+                except Exception:
+                    if self._stop.is_set():
+                        return
+                    log.exception("receiving from the delivery queue failed")
+                    self._stop.wait(1)
+                    continue
+                messages = reply.get("Messages", [])
+                while messages and not self._stop.is_set():
+                    try:
+                        self._received.put(messages, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+        finally:
+            self._received.put(None)  # tells the invoker to finish
+
+    def _deliver_in_order(self) -> None:
+        try:
+            while (messages := self._received.get()) is not None:
                 self._deliver(messages)
+        finally:
+            self._done.put(None)
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(messages, self._queue_arn, self._region)
@@ -140,8 +167,13 @@ class EventSourceMapping:
             for i, r in enumerate(records)
             if r["messageId"] not in failed
         ]
-        for start in range(0, len(done), 10):  # DeleteMessageBatch takes at most 10
-            try:
-                self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=done[start : start + 10])
-            except Exception:  # they come back and are recognised as duplicates by event_id
-                log.exception("deleting delivered messages failed")
+        if done:
+            self._done.put(done)
+
+    def _delete(self) -> None:
+        while (done := self._done.get()) is not None:
+            for start in range(0, len(done), 10):  # DeleteMessageBatch takes at most 10
+                try:
+                    self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=done[start : start + 10])
+                except Exception:  # they come back and are recognised as duplicates by event_id
+                    log.exception("deleting delivered messages failed")

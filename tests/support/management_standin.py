@@ -90,9 +90,16 @@ class ManagementStandIn:
         return f"{scheme}://127.0.0.1:{self._server.server_port}/test"
 
     def messages(self, connection_id: str) -> list[dict[str, Any]]:
-        """Decoded JSON messages a connection received, in order."""
+        """Decoded JSON messages a connection received, in order (a post may carry several, one per line)."""
         with self._lock:
-            return [json.loads(m) for m in self.received.get(connection_id, [])]
+            posts = list(self.received.get(connection_id, []))
+        return [json.loads(line) for post in posts for line in post.split(b"\n")]
+
+    def frames(self, connection_id: str) -> list[list[dict[str, Any]]]:
+        """What a connection received post by post, each post split into its messages."""
+        with self._lock:
+            posts = list(self.received.get(connection_id, []))
+        return [[json.loads(line) for line in post.split(b"\n")] for post in posts]
 
     def clear(self) -> None:
         """Forget everything received so far."""

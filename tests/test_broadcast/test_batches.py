@@ -60,9 +60,7 @@ def _records(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _frames(stack: Stack, conn: str) -> list[list[dict[str, Any]]]:
     """What a connection received, frame by frame, each split into its messages."""
-    with stack.mgmt._lock:
-        raw = list(stack.mgmt.received.get(conn, []))
-    return [[json.loads(line) for line in frame.split(b"\n")] for frame in raw]
+    return stack.mgmt.frames(conn)
 
 
 def _seqs(stack: Stack, conn: str) -> list[int]:

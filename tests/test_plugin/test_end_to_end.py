@@ -39,7 +39,7 @@ def no_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def watch(local: LocalStackProcess, deployment_id: str, timeout: float = 60.0) -> list[str]:
-    """Raw frames of a deployment from seq 1 (replayed, then live), in seq order, up to its
+    """Raw messages of a deployment from seq 1 (replayed, then live), in seq order, up to its
     terminal status. While a replay is being sent a live event may come first, or twice;
     like any client, this orders by seq and drops a seq it already has."""
     frames: dict[int, str] = {}
@@ -51,18 +51,22 @@ def watch(local: LocalStackProcess, deployment_id: str, timeout: float = 60.0) -
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"{deployment_id}: seqs {sorted(frames)}, terminal at {terminal}")
-            frame = ws.recv(timeout=remaining)
-            assert isinstance(frame, str)
-            message = json.loads(frame)
-            if "seq" not in message or message["type"] == "subscribed":
-                continue
-            seen = frames.get(message["seq"])
-            if seen is not None:  # a live event also in the replay: clients drop it (DESIGN.md)
-                assert json.loads(seen)["event_id"] == message["event_id"]
-                continue
-            frames[message["seq"]] = frame
-            if message["type"] == "deployment.status" and message["data"].get("status") in TERMINAL_STATUSES:
-                terminal = message["seq"]
+            received = ws.recv(timeout=remaining)
+            assert isinstance(received, str)
+            for frame in received.split("\n"):  # a server frame carries one or more messages
+                message = json.loads(frame)
+                if "seq" not in message or message["type"] == "subscribed":
+                    continue
+                seen = frames.get(message["seq"])
+                if seen is not None:  # a live event also in the replay: clients drop it (DESIGN.md)
+                    assert json.loads(seen)["event_id"] == message["event_id"]
+                    continue
+                frames[message["seq"]] = frame
+                if (
+                    message["type"] == "deployment.status"
+                    and message["data"].get("status") in TERMINAL_STATUSES
+                ):
+                    terminal = message["seq"]
     return [frames[seq] for seq in sorted(frames)]
 
 
