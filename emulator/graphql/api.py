@@ -70,6 +70,8 @@ DEFAULT_EVENTS_LIMIT = 100
 MAX_EVENTS_LIMIT = 1000
 #: How many of the latest events ``deployment`` looks through for a ``deployment.status``.
 DEPLOYMENT_LOOKBACK = 200
+#: Events one subscription may have waiting to be sent before later ones are dropped.
+MAX_PENDING_EVENTS = 10_000
 #: Parsed and validated operations kept (clients send the same few documents over and over).
 PREPARED_CACHE_SIZE = 256
 
@@ -124,13 +126,19 @@ def error_body(error_type: str, message: str) -> dict[str, Any]:
     return {"errors": [{"errorType": error_type, "message": message}]}
 
 
+def _pending_queue() -> asyncio.Queue[dict[str, Any]]:
+    return asyncio.Queue(maxsize=MAX_PENDING_EVENTS)
+
+
 @dataclass(eq=False)
 class Listener:
     """One active subscription field: its filter and the queue its events wait in."""
 
     field_name: str
     filters: dict[str, Any]
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=_pending_queue)
+    dropped: int = 0
+    """Events not queued because the subscriber fell :data:`MAX_PENDING_EVENTS` behind."""
 
     def matches(self, payload: Mapping[str, Any]) -> bool:
         """AppSync's argument filter: every argument given equals the published field of that name."""
@@ -160,9 +168,18 @@ class PubSub:
         """Queue ``payload`` for every matching listener of ``field_name``; how many got it."""
         delivered = 0
         for listener in self._listeners.get(field_name, ()):
-            if listener.matches(payload):
+            if not listener.matches(payload):
+                continue
+            try:
                 listener.queue.put_nowait(payload)
-                delivered += 1
+            except asyncio.QueueFull:
+                # A subscriber that stopped reading must not grow the server without bound;
+                # like any lost event, the gap is filled with deploymentEvents.
+                listener.dropped += 1
+                if listener.dropped == 1:
+                    log.warning("graphql subscriber fell behind; dropping", extra={"field": field_name})
+                continue
+            delivered += 1
         return delivered
 
     def count(self) -> int:
