@@ -43,6 +43,13 @@ log = get_logger("appsync")
 #: The one schema source: the AppSync API and `cloud-ws local` both read it.
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 
+#: ``deploymentEvents`` page size when ``limit`` is omitted, and the largest ``limit``; how many
+#: of the latest events ``deployment`` looks through. Both servers of the schema use these: the
+#: AppSync resolvers (pulumi_component/appsync.py) and the local API (emulator/graphql).
+DEFAULT_EVENTS_LIMIT = 100
+MAX_EVENTS_LIMIT = 1000
+DEPLOYMENT_LOOKBACK = 200
+
 #: Every field of the returned type is selected, because subscribers can only
 #: receive the fields the publishing mutation selected.
 PUBLISH_EVENT = """mutation PublishDeploymentEvent($deployment_id: ID!, $seq: Int!, $type: String!,

@@ -28,16 +28,11 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers import protocol
-from handlers.appsync import SCHEMA_PATH
+from handlers.appsync import DEFAULT_EVENTS_LIMIT, DEPLOYMENT_LOOKBACK, MAX_EVENTS_LIMIT, SCHEMA_PATH
 from pulumi_component import policy
 
 #: The mutations the backend publishes with (IAM only, see the schema's @aws_iam).
 PUBLISH_FIELDS = ("publishDeploymentEvent", "publishDeploymentUpdate")
-#: ``deploymentEvents`` page size without ``limit``, the largest ``limit``, and how many of the
-#: latest events ``deployment`` reads: the same numbers as the local API (emulator.graphql.api).
-DEFAULT_EVENTS_LIMIT = 100
-MAX_EVENTS_LIMIT = 1000
-DEPLOYMENT_LOOKBACK = 200
 
 _RUNTIME = {"name": "APPSYNC_JS", "runtime_version": "1.0.0"}
 

@@ -18,7 +18,7 @@ publisher depend on it:
 - ``deploymentEvents`` reads the history table (``Store.events_between``): the
   first ``limit`` events after ``since``, ascending.
 - ``deployment`` answers the deployment's status from the latest
-  ``deployment.status`` among its last :data:`DEPLOYMENT_LOOKBACK` events (not the
+  ``deployment.status`` among its last :data:`~handlers.appsync.DEPLOYMENT_LOOKBACK` events (not the
   full snapshot the WebSocket API folds): ``status``, ``current_layer``,
   ``total_layers``, ``updated_at``, ``seq``; null when that window holds no status.
 
@@ -55,6 +55,7 @@ from starlette.responses import JSONResponse, Response
 from emulator.graphql.auth import Authenticator, AuthError, Caller, SignedRequest
 from emulator.graphql.schema import COGNITO, AppSyncSchema, load_schema
 from handlers import protocol
+from handlers.appsync import DEFAULT_EVENTS_LIMIT, DEPLOYMENT_LOOKBACK, MAX_EVENTS_LIMIT
 from handlers.authorization import may_subscribe
 from handlers.log import get_logger
 from handlers.runtime import Runtime, get_runtime
@@ -65,11 +66,6 @@ log = get_logger("emulator.graphql")
 #: What resolvers receive; ``info.context`` is the operation's :class:`Context`.
 Info: TypeAlias = "GraphQLResolveInfo[Context]"
 
-#: ``deploymentEvents`` page size when ``limit`` is omitted, and the largest one allowed.
-DEFAULT_EVENTS_LIMIT = 100
-MAX_EVENTS_LIMIT = 1000
-#: How many of the latest events ``deployment`` looks through for a ``deployment.status``.
-DEPLOYMENT_LOOKBACK = 200
 #: Events one subscription may have waiting to be sent before later ones are dropped.
 MAX_PENDING_EVENTS = 10_000
 #: Parsed and validated operations kept (clients send the same few documents over and over).

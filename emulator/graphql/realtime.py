@@ -243,12 +243,12 @@ class RealtimeEndpoint:
             return
         raw_payload = message.get("payload")
         payload: dict[str, Any] = raw_payload if isinstance(raw_payload, dict) else {}
-        data_text = payload.get("data")
+        data_text: Any = payload.get("data")
         try:
             request = json.loads(data_text) if isinstance(data_text, str) else None
         except ValueError:
             request = None
-        if not isinstance(request, dict):
+        if not isinstance(data_text, str) or not isinstance(request, dict):
             await refuse(
                 "MessageFormatException", "payload.data must be the JSON string of {query, variables}"
             )
@@ -262,7 +262,8 @@ class RealtimeEndpoint:
             else None
         )
         try:
-            caller = await self._authenticate(headers, "/graphql", data_text.encode())  # type: ignore[union-attr]
+            # The operation's own signature covers the data string (IAM signs it as the body).
+            caller = await self._authenticate(headers, "/graphql", data_text.encode())
         except AuthError as exc:
             await refuse(exc.error_type, exc.message)
             return
