@@ -288,6 +288,7 @@ def _banner(outputs: dict[str, Any], path: Path) -> str:
         "cloud-ws local is running",
         f"  WebSocket API     {outputs['websocket_url']}",
         f"  @connections API  {outputs['management_endpoint']}",
+        f"  GraphQL API       {outputs['graphql_url']}  (real-time: {outputs['graphql_realtime_url']})",
         f"  AWS endpoint      {outputs['aws_endpoint_url']}  (DynamoDB, Cognito, EventBridge)",
         f"  dashboard         {outputs['dashboard_url']}",
         f"  outputs           {path}",
