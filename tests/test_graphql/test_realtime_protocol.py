@@ -7,6 +7,8 @@ import json
 
 import pytest
 import websockets
+from botocore.credentials import Credentials
+from gql.transport.appsync_auth import AppSyncIAMAuthentication
 
 from tests.test_graphql.conftest import ON_EVENT, GraphQLStack, RawRealtime, header_param, sequenced
 
@@ -164,3 +166,38 @@ async def test_handshake_without_graphql_ws_is_refused(graphql_stack: GraphQLSta
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(graphql_stack.realtime_url)
     assert refused.value.response.status_code == 400
+
+
+async def test_iam_connections_are_verified_but_may_not_subscribe(
+    graphql_stack: GraphQLStack, deployment_id: str
+) -> None:
+    """gql's SigV4 connection headers (``/graphql/connect``) are accepted; subscriptions stay Cognito-only."""
+    iam = AppSyncIAMAuthentication(
+        graphql_stack.host,
+        region_name=graphql_stack.outputs["region"],
+        credentials=Credentials("local", "local"),
+    )
+    client = await RawRealtime.open(
+        f"{graphql_stack.realtime_url}?header={header_param(iam.get_headers())}&payload=e30="
+    )
+    assert (await client.init())["type"] == "connection_ack"
+    data = json.dumps({"query": ON_EVENT, "variables": {"d": deployment_id}})
+    await client.send(
+        {
+            "id": "i",
+            "type": "start",
+            "payload": {"data": data, "extensions": {"authorization": iam.get_headers(data)}},
+        }
+    )
+    error = await client.receive()
+    assert error["type"] == "error"
+    assert error["payload"]["errors"][0]["errorType"] == "Unauthorized"
+    await client.close()
+
+    forged = {**iam.get_headers(), "x-amz-date": "20200101T000000Z"}
+    refused = await RawRealtime.open(
+        f"{graphql_stack.realtime_url}?header={header_param(forged)}&payload=e30="
+    )
+    answer = await refused.init()
+    assert answer["type"] == "connection_error"
+    assert answer["payload"]["errors"][0]["errorType"] == "InvalidSignatureException"
