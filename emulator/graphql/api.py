@@ -29,6 +29,7 @@ Errors carry AppSync's ``errorType`` beside graphql-core's ``message``,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -455,7 +456,7 @@ class GraphQLApi:
             operation_name=body.get("operationName"),
             middleware=[_ModeMiddleware(self)],
         )
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        if inspect.isawaitable(result):  # the query resolvers are async (DynamoDB off the loop)
             result = await result
         assert isinstance(result, ExecutionResult)
         return format_result(result)
