@@ -216,3 +216,18 @@ def test_sigv4_wrong_secret_and_stale_date_are_refused(authenticator: Authentica
     with pytest.raises(AuthError, match="expired"):
         authenticator.verify_signature(stale)
     authenticator.verify_signature(_signed(b"{}", when=datetime.now(UTC) - timedelta(minutes=1)))
+
+
+def test_awsjson_output_must_be_json_and_literals_must_be_strings() -> None:
+    """A resolver returning non-JSON text for AWSJSON is an error; an inline non-string literal is invalid."""
+    schema = load_schema().schema
+    assert schema.query_type is not None
+    schema.query_type.fields["deployment"].resolve = lambda *_, **__: "not json"
+    result = execute(schema, parse('{ deployment(deployment_id: "D") }'))
+    assert result.errors is not None
+    assert result.data == {"deployment": None}
+    api = GraphQLApi(runtime=lambda: None)  # type: ignore[arg-type,return-value]
+    literal = 'mutation { publishDeploymentEvent(deployment_id: "D", seq: 1, type: "a.b", data: 5) { seq } }'
+    refused = api.prepare(literal, None, MUTATIONS)
+    assert isinstance(refused, list)
+    assert refused[0]["errorType"] == "ValidationError"

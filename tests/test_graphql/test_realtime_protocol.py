@@ -201,3 +201,62 @@ async def test_iam_connections_are_verified_but_may_not_subscribe(
     answer = await refused.init()
     assert answer["type"] == "connection_error"
     assert answer["payload"]["errors"][0]["errorType"] == "InvalidSignatureException"
+
+
+async def test_malformed_messages_get_errors_and_the_connection_stays_usable(
+    graphql_stack: GraphQLStack, watcher: str, deployment_id: str
+) -> None:
+    """Not JSON, an unknown type, no id, bad data, a duplicate id: each an ``error``; the socket lives on."""
+    client = await RawRealtime.open(
+        graphql_stack.realtime_url, additional_headers={"Authorization": watcher, "host": graphql_stack.host}
+    )
+    assert (await client.init())["type"] == "connection_ack"
+    auth = {"host": graphql_stack.host, "Authorization": watcher}
+
+    async def error_type() -> str:
+        message = await client.receive()
+        assert message["type"] == "error", message
+        return str(message["payload"]["errors"][0]["errorType"])
+
+    await client.websocket.send("not json")
+    assert await error_type() == "MessageFormatException"
+    await client.send({"type": "subscribe"})
+    assert await error_type() == "UnsupportedOperation"
+    await client.send({"type": "start", "payload": {}})
+    assert await error_type() == "MessageFormatException"
+    await client.send({"type": "stop"})
+    assert await error_type() == "MessageFormatException"
+    await client.send({"id": "d", "type": "start", "payload": {"data": "{not json"}})
+    assert await error_type() == "MessageFormatException"
+    await client.send(
+        {
+            "id": "v",
+            "type": "start",
+            "payload": {
+                "data": json.dumps({"query": ON_EVENT, "variables": [1]}),
+                "extensions": {"authorization": auth},
+            },
+        }
+    )
+    assert await error_type() == "MessageFormatException"
+    await client.start("same", ON_EVENT, {"d": deployment_id}, auth)
+    assert await client.receive() == {"type": "start_ack", "id": "same"}
+    await client.start("same", ON_EVENT, {"d": deployment_id}, auth)
+    assert await error_type() == "DuplicatedOperationError"
+    await client.send({"type": "stop", "id": "never-started"})
+    assert await client.receive() == {"type": "complete", "id": "never-started"}
+    await graphql_stack.publish([sequenced(deployment_id, 1)])
+    data = await client.receive()
+    assert data["id"] == "same"
+    await client.close()
+
+
+async def test_garbage_connection_header_is_a_connection_error(graphql_stack: GraphQLStack) -> None:
+    """A ``header`` parameter that is not base64 JSON: refused at ``connection_init``, then closed."""
+    client = await RawRealtime.open(f"{graphql_stack.realtime_url}?header=%25%25%25&payload=e30=")
+    answer = await client.init()
+    assert answer["type"] == "connection_error"
+    assert answer["payload"]["errors"][0]["errorType"] == "UnauthorizedException"
+    assert "base64" in answer["payload"]["errors"][0]["message"]
+    with pytest.raises(websockets.ConnectionClosed):
+        await client.receive(timeout=5)

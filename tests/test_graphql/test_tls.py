@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +16,8 @@ from emulator.graphql.tls import TlsFront, self_signed_certificate
 from tests.test_graphql.conftest import ON_EVENT, GraphQLStack, RawRealtime, sequenced
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_tls_front_serves_queries_and_realtime_as_amplify_dials_them(
@@ -72,3 +76,43 @@ async def test_untrusted_clients_cannot_complete_the_handshake(
             )
     finally:
         await front.stop()
+
+
+def test_tls_command_announces_its_endpoints(graphql_stack: GraphQLStack, tmp_path: Path) -> None:
+    """``python -m emulator.graphql.tls`` reads the outputs, writes a certificate, prints the endpoints."""
+    command = [
+        sys.executable,
+        "-m",
+        "emulator.graphql.tls",
+        "--outputs",
+        str(graphql_stack.stack.outputs_path),
+    ]
+    process = subprocess.Popen(
+        [*command, "--port", "0", "--cert-dir", str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert lines[0].startswith(f"TLS front for {urlsplit(graphql_stack.url).netloc}")
+    assert "https://127.0.0.1:" in lines[1]
+    assert lines[1].rstrip().endswith("/graphql")
+    assert lines[2].rstrip().endswith("/graphql/realtime")
+    assert (tmp_path / "cert.pem").is_file()
+    assert (tmp_path / "key.pem").stat().st_mode & 0o077 == 0  # the key is private
+
+
+def test_tls_command_without_outputs_says_so(tmp_path: Path) -> None:
+    """No outputs file: exit 2 and a sentence naming the file."""
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator.graphql.tls", "--outputs", str(tmp_path / "none.json")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "none.json" in result.stderr
