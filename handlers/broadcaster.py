@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,9 @@ from handlers.log import get_logger
 from handlers.runtime import Runtime, get_runtime
 
 log = get_logger("broadcaster")
+
+#: One publishing thread per container: AppSync receives a deployment's batches in order.
+_PUBLISHING = ThreadPoolExecutor(1, thread_name_prefix="appsync-publish")
 
 
 @dataclass(frozen=True)
@@ -79,13 +83,17 @@ def broadcast(runtime: Runtime, deployment_id: str, events: Sequence[DeploymentE
     to_send = result.to_send
     summary = FanOutSummary()
     if to_send:
-        summary = fanout.broadcast(deployment_id, to_send)
-        runtime.store.mark_sent(to_send)
-        # GraphQL subscribers get the same events with the same seq, after the WebSocket
-        # ones (the publisher never raises: a lost mutation is filled by deploymentEvents).
+        # GraphQL subscribers get the same events with the same seq. Publishing runs beside
+        # the WebSocket fan-out (both mostly wait on the network) and is done before this
+        # returns; the publisher never raises: a lost mutation is filled by deploymentEvents.
         publisher = publisher_for(runtime.config)
-        if publisher is not None:
-            publisher.publish(to_send)
+        published = _PUBLISHING.submit(publisher.publish, to_send) if publisher is not None else None
+        try:
+            summary = fanout.broadcast(deployment_id, to_send)
+            runtime.store.mark_sent(to_send)
+        finally:
+            if published is not None:
+                published.result()
     outcome = BatchOutcome(
         deployment_id,
         sent=[e.seq for e in to_send],

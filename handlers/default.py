@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from handlers.messages import Request, message_handler
 from handlers.protocol import ErrorCode, ProtocolError
 
-KNOWN_ACTIONS = ("subscribe", "unsubscribe", "ping")
+KNOWN_ACTIONS = ("subscribe", "unsubscribe", "ping", "list_deployments")
 
 
 def act(request: Request) -> Iterator[bytes]:  # never returns: every frame here is an error

@@ -36,6 +36,7 @@ class ErrorCode:
     UNKNOWN_ACTION = "unknown_action"
     INVALID_DEPLOYMENT_ID = "invalid_deployment_id"
     INVALID_SINCE = "invalid_since"
+    INVALID_LIMIT = "invalid_limit"
     INVALID_ID = "invalid_id"
     TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
     FORBIDDEN = "forbidden"
@@ -238,6 +239,22 @@ def validate_since(value: Any, action: str | None = None) -> int | None:
     )
 
 
+#: ``list_deployments`` answers at most this many deployments.
+MAX_LIST_LIMIT = 200
+DEFAULT_LIST_LIMIT = 50
+
+
+def validate_limit(value: Any, action: str | None = None) -> int:
+    """``limit`` is absent/null (50) or an integer from 1 to :data:`MAX_LIST_LIMIT`."""
+    if value is None:
+        return DEFAULT_LIST_LIMIT
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_LIST_LIMIT:
+        return value
+    raise ProtocolError(
+        ErrorCode.INVALID_LIMIT, f"limit must be an integer from 1 to {MAX_LIST_LIMIT}", action
+    )
+
+
 def now_iso() -> str:
     """Current UTC time as an ISO 8601 string with a ``Z`` suffix."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -289,6 +306,19 @@ def subscribed(deployment_id: str, seq: int, replay: int, request_id: str | None
     """Acknowledges a subscription: ``seq`` is the latest stored event, ``replay`` how many follow."""
     message = {"type": "subscribed", "deployment_id": deployment_id, "seq": seq, "replay": replay}
     return with_request_id(message, request_id)
+
+
+def snapshot(
+    deployment_id: str, seq: int, data: Mapping[str, Any], request_id: str | None = None
+) -> dict[str, Any]:
+    """The deployment's state folded from every event through ``seq`` (sent right after ``subscribed``)."""
+    message = {"type": "deployment.snapshot", "deployment_id": deployment_id, "seq": seq, "data": dict(data)}
+    return with_request_id(message, request_id)
+
+
+def deployments(rows: list[dict[str, Any]], request_id: str | None = None) -> dict[str, Any]:
+    """Answer to ``list_deployments``: deployment summaries, newest first."""
+    return with_request_id({"type": "deployments", "deployments": rows}, request_id)
 
 
 def unsubscribed(deployment_id: str, request_id: str | None = None) -> dict[str, Any]:

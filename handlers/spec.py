@@ -38,7 +38,9 @@ class IndexSpec:
     name: str
     hash_key: KeyAttribute
     range_key: KeyAttribute | None = None
-    projection: Literal["KEYS_ONLY", "ALL"] = "KEYS_ONLY"
+    projection: Literal["KEYS_ONLY", "INCLUDE", "ALL"] = "KEYS_ONLY"
+    non_key_attributes: tuple[str, ...] = ()
+    """With ``INCLUDE``: the attributes the index carries besides the keys."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,18 @@ class TableSpec:
                 {
                     "IndexName": index.name,
                     "KeySchema": _key_schema(index.hash_key, index.range_key),
-                    "Projection": {"ProjectionType": index.projection},
+                    "Projection": _projection(index),
                 }
                 for index in self.indexes
             ]
         return kwargs
+
+
+def _projection(index: IndexSpec) -> dict[str, Any]:
+    projection: dict[str, Any] = {"ProjectionType": index.projection}
+    if index.projection == "INCLUDE":
+        projection["NonKeyAttributes"] = list(index.non_key_attributes)
+    return projection
 
 
 def _key_schema(hash_key: KeyAttribute, range_key: KeyAttribute | None) -> list[dict[str, str]]:
@@ -117,10 +126,28 @@ SUBSCRIPTIONS = TableSpec(
     indexes=(IndexSpec(SUBSCRIPTIONS_BY_CONNECTION_INDEX, CONNECTION_ID, DEPLOYMENT_ID),),
 )
 
+#: Name of the events index that lists deployments by their latest event.
+DEPLOYMENTS_BY_UPDATE_INDEX = "byUpdate"
+
 #: Event history, one item per (deployment, seq). The item at ``seq = 0`` is the
-#: deployment's counter (``last_seq``); replays read ``seq > since`` and never see it.
+#: deployment's counter: ``lastSeq``, the ``state`` folded through it (the snapshot), and,
+#: for the deployment list, a ``summary`` indexed by ``updatedMs`` under one ``listKey``
+#: (a sparse index: only counter items carry it). Replays read ``seq > since`` and never
+#: see the counter.
 EVENTS = TableSpec(
-    role="events", env_var="EVENTS_TABLE", hash_key=DEPLOYMENT_ID, range_key=KeyAttribute("seq", "N")
+    role="events",
+    env_var="EVENTS_TABLE",
+    hash_key=DEPLOYMENT_ID,
+    range_key=KeyAttribute("seq", "N"),
+    indexes=(
+        IndexSpec(
+            DEPLOYMENTS_BY_UPDATE_INDEX,
+            KeyAttribute("listKey", "S"),
+            KeyAttribute("updatedMs", "N"),
+            projection="INCLUDE",
+            non_key_attributes=("summary", TTL_ATTRIBUTE),
+        ),
+    ),
 )
 
 #: One item per event identity (``{deployment_id}/{event_id}``): makes a second
@@ -185,7 +212,23 @@ ROUTES: tuple[RouteSpec, ...] = (
         "unsubscribe",
         tables={"subscriptions": ("dynamodb:DeleteItem",)},
     ),
-    RouteSpec("ping", "ping", "ping", tables={"connections": ("dynamodb:UpdateItem",)}),
+    # pong tells the tail: the connection's subscriptions (by-connection index) and their counters.
+    RouteSpec(
+        "ping",
+        "ping",
+        "ping",
+        tables={
+            "connections": ("dynamodb:UpdateItem",),
+            "subscriptions": ("dynamodb:Query",),
+            "events": ("dynamodb:BatchGetItem",),
+        },
+    ),
+    RouteSpec(
+        "list_deployments",
+        "list_deployments",
+        "list-deployments",
+        tables={"connections": _CONNECTION_READ, "events": ("dynamodb:Query",)},
+    ),
 )
 
 #: The broadcaster: drains the delivery queue (an SQS event source mapping), not an API route.

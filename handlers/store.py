@@ -11,6 +11,7 @@ treats an item whose ``ttl`` has passed as absent.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from handlers import spec
+from handlers import spec, state
 from handlers.config import TableNames
 from handlers.events import DeploymentEvent, SequencedEvent
 
@@ -32,6 +33,8 @@ Item = dict[str, "AttributeValueTypeDef"]
 _TTL = spec.TTL_ATTRIBUTE
 _COUNTER_SEQ = "0"
 _MAX_HINTS = 10_000
+#: The one partition of the deployment list's index: every counter item carries it.
+_LIST_KEY = "deployments"
 
 
 class SequencingError(RuntimeError):
@@ -67,6 +70,23 @@ class SubscriberPage:
 
     subscribers: list[Subscriber]
     items_read: int
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A deployment's counter item."""
+
+    last_seq: int
+    state: str | None
+    """The state folded through ``last_seq`` (``handlers.state``'s stored form); None before any event."""
+
+
+@dataclass(frozen=True)
+class DeploymentRow:
+    """One deployment of the list, as the index returns it."""
+
+    deployment_id: str
+    summary: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -120,9 +140,9 @@ class Store:
         self._history_ttl = history_ttl_seconds
         self._clock = clock
         self._max_sequence_attempts = max_sequence_attempts
-        # deployment id -> the counter value this container last wrote: a guess, checked by the
-        # transaction's condition, that saves reading the counter before every batch.
-        self._last_seq_hint: dict[str, int] = {}
+        # deployment id -> the counter (seq and state) this container last wrote: a guess, checked
+        # by the transaction's condition, that saves reading the counter before every batch.
+        self._last_seq_hint: dict[str, Counter] = {}
 
     def _now(self) -> int:
         return int(self._clock())
@@ -274,12 +294,47 @@ class Store:
 
     def last_seq(self, deployment_id: str) -> int:
         """The highest ``seq`` handed out for a deployment (0 before its first event)."""
+        return self.counter(deployment_id).last_seq
+
+    def counter(self, deployment_id: str) -> Counter:
+        """The deployment's counter item: its last ``seq`` and its state folded up to it, read together."""
         item = self._db.get_item(
             TableName=self._tables.events,
             Key={"deploymentId": _s(deployment_id), "seq": {"N": _COUNTER_SEQ}},
             ConsistentRead=True,
+            ProjectionExpression="lastSeq, #state",
+            ExpressionAttributeNames={"#state": "state"},
         ).get("Item")
-        return _int(item, "lastSeq") if item else 0
+        if not item:
+            return Counter(0, None)
+        return Counter(_int(item, "lastSeq"), _str(item, "state"))
+
+    def deployments(self, page_size: int = 100, max_pages: int = 10) -> Iterator[DeploymentRow]:
+        """Deployments by their latest event, newest first (the ``byUpdate`` index, a page at a time).
+
+        The caller stops reading when it has enough; at most ``max_pages`` pages are read.
+        """
+        kwargs: dict[str, Any] = {
+            "TableName": self._tables.events,
+            "IndexName": spec.DEPLOYMENTS_BY_UPDATE_INDEX,
+            "KeyConditionExpression": "listKey = :k",
+            "ExpressionAttributeValues": {":k": _s(_LIST_KEY)},
+            "ScanIndexForward": False,
+            "Limit": page_size,
+        }
+        now = self._now()
+        for _ in range(max_pages):
+            page = self._db.query(**kwargs)
+            for item in page.get("Items", []):
+                if _int(item, _TTL, now + 1) <= now:
+                    continue  # expired, not swept yet
+                summary = _str(item, "summary")
+                if summary is None:
+                    continue
+                yield DeploymentRow(_str(item, "deploymentId") or "", json.loads(summary))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def last_seqs(self, deployment_ids: list[str]) -> dict[str, int]:
         """The highest ``seq`` of each deployment (0 when nothing was reported), one BatchGetItem per 100."""
@@ -358,13 +413,22 @@ class Store:
         attempts = 0
         while pending:
             chunk = pending[: spec.DELIVERY.max_events_per_transaction]
-            last = self._last_seq_hint.get(deployment_id)
-            if last is None:
-                last = self.last_seq(deployment_id)
+            known_counter = self._last_seq_hint.get(deployment_id)
+            if known_counter is None:
+                known_counter = self.counter(deployment_id)
+            last = known_counter.last_seq
             messages = [event.render(last + 1 + i) for i, event in enumerate(chunk)]
+            folded = state.fold(
+                state.loads(known_counter.state),
+                (
+                    {"type": e.type, "seq": last + 1 + i, "data": e.data, "timestamp": e.timestamp}
+                    for i, e in enumerate(chunk)
+                ),
+            )
+            folded_json = state.dumps(folded)
             try:
                 self._db.transact_write_items(
-                    TransactItems=self._sequence_items(deployment_id, chunk, messages, last, ttl)
+                    TransactItems=self._sequence_items(deployment_id, chunk, messages, last, ttl, folded)
                 )
             except ClientError as exc:
                 if _code(exc) != "TransactionCanceledException":
@@ -386,7 +450,7 @@ class Store:
                     # TransactionConflict: another transaction holds one of these items right now.
                     self._backoff(attempts)
                 continue
-            self._remember_last_seq(deployment_id, last + len(chunk))
+            self._remember_counter(deployment_id, Counter(last + len(chunk), folded_json))
             result.fresh.extend(
                 SequencedEvent(event, last + 1 + i, message)
                 for i, (event, message) in enumerate(zip(chunk, messages, strict=True))
@@ -401,9 +465,23 @@ class Store:
         messages: Sequence[str],
         last: int,
         ttl: int,
+        folded: dict[str, Any],
     ) -> list[TransactWriteItemTypeDef]:
-        """The counter update, then a history row and an identity row per event (reasons in this order)."""
-        values: dict[str, AttributeValueTypeDef] = {":seq": _n(last + len(chunk)), ":ttl": _n(ttl)}
+        """The counter update, then a history row and an identity row per event (reasons in this order).
+
+        The counter item also carries the deployment's state folded through the
+        new last ``seq`` (what a subscriber's snapshot is), and its summary and
+        time of latest event for the deployment list's index.
+        """
+        updated_ms = state.epoch_ms(folded.get("updated_at")) or int(self._clock() * 1000)
+        values: dict[str, AttributeValueTypeDef] = {
+            ":seq": _n(last + len(chunk)),
+            ":ttl": _n(ttl),
+            ":state": _s(state.dumps(folded)),
+            ":summary": _s(json.dumps(state.summary(deployment_id, folded), separators=(",", ":"))),
+            ":list": _s(_LIST_KEY),
+            ":updated": _n(updated_ms),
+        }
         if last:
             values[":last"] = _n(last)
         items: list[TransactWriteItemTypeDef] = [
@@ -411,9 +489,12 @@ class Store:
                 "Update": {
                     "TableName": self._tables.events,
                     "Key": {"deploymentId": _s(deployment_id), "seq": {"N": _COUNTER_SEQ}},
-                    "UpdateExpression": "SET lastSeq = :seq, #ttl = :ttl",
+                    "UpdateExpression": (
+                        "SET lastSeq = :seq, #ttl = :ttl, #state = :state, summary = :summary, "
+                        "listKey = :list, updatedMs = :updated"
+                    ),
                     "ConditionExpression": "lastSeq = :last" if last else "attribute_not_exists(lastSeq)",
-                    "ExpressionAttributeNames": {"#ttl": _TTL},
+                    "ExpressionAttributeNames": {"#ttl": _TTL, "#state": "state"},
                     "ExpressionAttributeValues": values,
                 }
             }
@@ -534,10 +615,10 @@ class Store:
                 raise RuntimeError(f"could not read {len(pending[table]['Keys'])} items from {table}")
         return items
 
-    def _remember_last_seq(self, deployment_id: str, seq: int) -> None:
+    def _remember_counter(self, deployment_id: str, counter: Counter) -> None:
         if len(self._last_seq_hint) >= _MAX_HINTS:  # bounded: a container may see many deployments
             self._last_seq_hint.clear()
-        self._last_seq_hint[deployment_id] = seq
+        self._last_seq_hint[deployment_id] = counter
 
     @staticmethod
     def _backoff(attempt: int) -> None:

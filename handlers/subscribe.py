@@ -6,10 +6,16 @@ exists, so the broadcaster's (consistent) Query sees us; an event stored before
 it is in the replay. The worst case is an event both replayed and broadcast,
 which clients drop by ``seq``.
 
-The ack and the replay go out packed into as few posts as API Gateway's
-128 KB message limit allows (``\n``-separated messages, the ack first): a
-client catching up on a thousand events costs a handful of posts, not a
-thousand.
+Right after the ack comes ``deployment.snapshot``: the deployment's state
+folded through the ack's ``seq`` (the broadcaster keeps it on the counter
+item, so it is read with the ``seq``, in one request). With ``since``, the
+replay follows it; without, only live events do: a newcomer to a long
+deployment sees where it stands at once instead of replaying its history.
+
+The ack, the snapshot and the replay go out packed into as few posts as API
+Gateway's 128 KB message limit allows (``\n``-separated messages, in that
+order): a client catching up on a thousand events costs a handful of posts,
+not a thousand.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from handlers import protocol, spec
+from handlers import protocol, spec, state
 from handlers.authorization import may_subscribe
 from handlers.messages import Request, message_handler
 from handlers.protocol import ErrorCode, ProtocolError
@@ -57,15 +63,20 @@ def act(request: Request) -> Iterator[bytes]:
         )
 
     store.put_subscription(deployment_id, connection)
-    last = store.last_seq(deployment_id)
+    # The counter item holds the last seq and the state folded through it, read together.
+    counter = store.counter(deployment_id)
+    last = counter.last_seq
     replay: list[str] = []
     if since is not None and since < last:
         # Bounded: a client that is further behind sees a gap after the replay and asks again.
         upto = min(last, since + config.replay_limit)
         replay = list(store.events_between(deployment_id, since + 1, upto))
     ack = protocol.encode(protocol.subscribed(deployment_id, last, len(replay), request.request_id))
+    snapshot = protocol.encode(
+        protocol.snapshot(deployment_id, last, state.public(state.loads(counter.state)), request.request_id)
+    )
     # Stored messages are the exact wire JSON of the live broadcast: compact, no raw newline.
-    messages = [ack, *(message.encode("utf-8") for message in replay)]
+    messages = [ack, snapshot, *(message.encode("utf-8") for message in replay)]
     yield from protocol.pack_frames(messages, max_bytes=spec.API_GATEWAY_LIMITS.message_bytes)
 
 

@@ -1,0 +1,47 @@
+"""``list_deployments``: recent deployments the caller may watch, newest first.
+
+Each deployment's counter item carries a summary of its state (status,
+attempt, layer, environment, time of its latest event), indexed by that time;
+one Query of the index, newest first, gives the list without reading any
+deployment's events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from handlers import protocol
+from handlers.authorization import may_subscribe
+from handlers.messages import Request, message_handler
+from handlers.protocol import ErrorCode, ProtocolError
+
+ACTION = "list_deployments"
+
+
+def act(request: Request) -> Iterator[bytes]:
+    """Validate ``limit``, check who asks, answer ``deployments``."""
+    runtime = request.runtime
+    config, store = runtime.config, runtime.store
+    limit = protocol.validate_limit(request.frame.body.get("limit"), ACTION)
+    connection = store.get_connection(request.connection_id)
+    if connection is None:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_CONNECTION, "this connection is not registered any more; reconnect", ACTION
+        )
+    if connection.token_expires_at + config.auth.leeway_seconds < time.time():
+        raise ProtocolError(
+            ErrorCode.TOKEN_EXPIRED,
+            "the token this connection was opened with has expired; reconnect with a fresh token",
+            ACTION,
+        )
+    rows = []
+    for row in store.deployments(page_size=min(100, limit * 2)):
+        if may_subscribe(connection, row.deployment_id, config):
+            rows.append(row.summary)
+        if len(rows) >= limit:
+            break
+    yield protocol.encode(protocol.deployments(rows, request.request_id))
+
+
+handler = message_handler(ACTION, act)
