@@ -43,6 +43,12 @@ async def subscribe(ws: ClientConnection, deployment_id: str, since: int | None 
     await ws.send(json.dumps(frame))
     ack = await recv_json(ws)
     assert ack["type"] == "subscribed", ack
+    snapshot = await recv_json(ws)  # the deployment's state through the ack's seq comes right after
+    assert (snapshot["type"], snapshot["deployment_id"], snapshot["seq"]) == (
+        "deployment.snapshot",
+        deployment_id,
+        ack["seq"],
+    ), snapshot
     return ack
 
 
