@@ -72,6 +72,8 @@ class Outgoing:
     request_id: str
     action: str
     deployment_id: str | None = None
+    since: int | None = None
+    """A ``subscribe``'s ``since``: with its acknowledgement's ``replay``, it shows a capped replay."""
 
 
 def check_deployment_id(deployment_id: str) -> str:
@@ -138,6 +140,7 @@ class ClientProtocol:
             request_id,
             action,
             deployment_id,
+            fields.get("since"),
         )
         self._pending[request_id] = outgoing
         while len(self._pending) > MAX_PENDING_REQUESTS:
@@ -229,7 +232,8 @@ class ClientProtocol:
         if isinstance(message, Subscribed):
             stream = self._streams.get(message.deployment_id)
             if stream is not None:
-                return [message, *stream.acknowledge(message.seq, now)]
+                since = request.since if request is not None else None
+                return [message, *stream.acknowledge(message.seq, now, since=since, replay=message.replay)]
         elif isinstance(message, Pong):
             self._observe_latest(message, now)
         elif isinstance(message, ErrorMessage):

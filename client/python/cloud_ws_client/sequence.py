@@ -6,7 +6,13 @@ live events can interleave, so an event past the next expected ``seq`` is not
 "newer, skip the rest": it is held in a reorder buffer and released once the
 missing ones arrive. When they do not arrive within the gap timeout, the owner
 asks the server again (``subscribe`` with ``since`` = the last contiguous
-``seq``), which fills the gap from the stored history.
+``seq``), which fills the gap from the stored history. A replay the server
+capped (``subscribed.replay`` < ``seq - since``) is continued at once, as soon
+as its last event is delivered: the rest is known to be stored, so waiting
+out the gap timeout would only slow a catch-up down.
+
+The rules are written down as data in ``conformance/sequence.json``, which
+the TypeScript client runs too.
 
 Pure state, no I/O and no clock: every method that needs the time takes it.
 """
@@ -37,6 +43,10 @@ class DeploymentSequence:
         self._max_buffer = max_buffer
         self._buffer: dict[int, Event] = {}
         self._waiting_since: float | None = None
+        self._replay_end: int | None = None
+        """Where a capped replay ends: reaching it with more known to exist asks for the rest at once."""
+        self._ask_at: float | None = None
+        """When a capped replay was consumed: a repair is due from then on, whatever the gap clock."""
 
     @property
     def buffered(self) -> int:
@@ -54,12 +64,18 @@ class DeploymentSequence:
             return bool(self._buffer)
         return self.latest_known > self.last_seq
 
-    def acknowledge(self, seq: int, now: float) -> list[Event]:
+    def acknowledge(
+        self, seq: int, now: float, *, since: int | None = None, replay: int | None = None
+    ) -> list[Event]:
         """Apply a ``subscribed`` acknowledgement; returns events now deliverable, in order.
 
         Args:
             seq: The acknowledgement's ``seq`` (latest stored when it took effect).
             now: Current time, for the gap clock.
+            since: The ``since`` the acknowledged subscribe was sent with.
+            replay: The acknowledgement's ``replay`` (how many stored events follow it).
+                With ``since``, a replay that stops short of ``seq`` was capped:
+                once it is delivered, :meth:`repair_due` is true at once.
         """
         if self.last_seq is None:
             # Live only: the subscription starts after ``seq``; anything at or
@@ -68,6 +84,8 @@ class DeploymentSequence:
             for old in [s for s in self._buffer if s <= seq]:
                 del self._buffer[old]
         self.latest_known = max(self.latest_known, seq)
+        if since is not None and replay is not None and since + replay < seq:
+            self._replay_end = since + replay
         return self._release(now)
 
     def accept(self, event: Event, now: float) -> list[Event]:
@@ -106,11 +124,14 @@ class DeploymentSequence:
             self._waiting_since = now
 
     def repair_due(self, now: float, timeout: float) -> bool:
-        """True when a gap has waited ``timeout`` without progress: time to resubscribe."""
-        return self._waiting_since is not None and now - self._waiting_since >= timeout
+        """True when a gap has waited ``timeout`` without progress, or a capped replay was consumed."""
+        deadline = self.repair_deadline(timeout)
+        return deadline is not None and now >= deadline
 
     def repair_deadline(self, timeout: float) -> float | None:
         """When :meth:`repair_due` becomes true, or ``None`` without a gap."""
+        if self._ask_at is not None:
+            return self._ask_at
         return None if self._waiting_since is None else self._waiting_since + timeout
 
     def begin_repair(self, now: float) -> tuple[int | None, list[Event]]:
@@ -124,6 +145,8 @@ class DeploymentSequence:
         if self.last_seq is None and self._buffer:
             self.last_seq = min(self._buffer) - 1
             released = self._release(now)
+        self._ask_at = None
+        self._replay_end = None
         if self.missing:
             self._waiting_since = now
         return self.last_seq, released
@@ -137,7 +160,11 @@ class DeploymentSequence:
         # The gap clock runs from the last progress, so a long replay that is
         # still streaming in is not interrupted by a resubscribe.
         if not self.missing:
-            self._waiting_since = None
+            self._waiting_since = self._ask_at = self._replay_end = None
         elif released or self._waiting_since is None:
             self._waiting_since = now
+        if self._replay_end is not None and self.last_seq is not None and self.last_seq >= self._replay_end:
+            # The capped replay is all here and the server has more: ask for it now.
+            self._replay_end = None
+            self._ask_at = now
         return released
