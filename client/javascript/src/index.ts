@@ -21,5 +21,20 @@ export {
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
 export { ClientProtocol, type ProtocolEvents, type ProtocolHost, type ProtocolTuning } from "./core.js";
 export { DeploymentSequence } from "./sequence.js";
+export {
+  DeploymentState,
+  epochMs,
+  LOG_MESSAGE_CHARS,
+  logEntryOf,
+  parseSnapshotData,
+  RECENT_LOGS,
+  stackStatusOf,
+  type DeploymentSnapshotData,
+  type FoldResult,
+  type LogEntry,
+  type StackSnapshot,
+  type StackState,
+  type StackStatus,
+} from "./state.js";
 export type { WebSocketConstructor, WebSocketLike } from "./websocket.js";
 export * from "./protocol.js";
