@@ -26,6 +26,7 @@ import { Emitter } from "./emitter.js";
 import {
   type AnyDeploymentEvent,
   type ClientMessage,
+  type DeploymentSummary,
   type EventOf,
   type KnownEventType,
   type SubscribedMessage,
@@ -160,7 +161,7 @@ export interface ReconnectInfo {
   delay: number;
 }
 
-export { type ClientError, type GapInfo, SubscriptionError } from "./core.js";
+export { type ClientError, type GapInfo, RequestError, SubscriptionError } from "./core.js";
 
 /** What `on(type, …)` hands to its handler, per type. */
 export type ClientEvents = ProtocolEvents & {
@@ -309,6 +310,20 @@ export class CloudWebSocketClient {
    */
   subscribe(deploymentId: string, options: { since?: number } = {}): Promise<SubscribedMessage> {
     return this.#core.subscribe(deploymentId, options);
+  }
+
+  /**
+   * The recent deployments the caller may watch, newest first (by the time
+   * of their latest event), each with its status, attempt and layer.
+   * Resolves with the server's `deployments` answer, matched to this call by
+   * its request `id`; rejects with a `RequestError` when the server refuses
+   * (`invalid_limit`). Asked while disconnected, or on a connection lost
+   * before it answered, it is asked (again) on the next open connection.
+   *
+   * @param limit how many, 1 to 200 (the server's default is 50).
+   */
+  listDeployments(limit?: number): Promise<DeploymentSummary[]> {
+    return this.#core.listDeployments(limit);
   }
 
   /** Stops receiving a deployment's events (and forgets its position). */

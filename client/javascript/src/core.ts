@@ -15,7 +15,11 @@
 import {
   type AnyDeploymentEvent,
   type ClientMessage,
+  type DeploymentsMessage,
+  type DeploymentSummary,
   type ErrorMessage,
+  type ListDeploymentsRequest,
+  MAX_LIST_LIMIT,
   isValidDeploymentId,
   parseServerMessage,
   type PongMessage,
@@ -65,6 +69,8 @@ export interface ProtocolEvents {
   snapshot: SnapshotMessage;
   unsubscribed: UnsubscribedMessage;
   pong: PongMessage;
+  /** An answer to `list_deployments` (also handed to the promise of the call that asked). */
+  deployments: DeploymentsMessage;
   error: ClientError;
   gap: GapInfo;
 }
@@ -82,6 +88,22 @@ export class SubscriptionError extends Error {
   }
 }
 
+/** A request other than a subscribe refused by the server (e.g. `list_deployments` with a bad limit). */
+export class RequestError extends Error {
+  override name = "RequestError";
+  readonly code: string;
+  readonly action: string;
+
+  constructor(action: string, code: string, message: string) {
+    super(message);
+    this.code = code;
+    this.action = action;
+  }
+}
+
+/** The most `list_deployments` calls waiting for an answer at once; further ones are refused. */
+export const MAX_PENDING_LISTS = 100;
+
 /** What {@link ClientProtocol} asks of whoever owns the connection. */
 export interface ProtocolHost {
   /** Sends one message on the open connection (only called between `opened()` and `closed()`). */
@@ -98,6 +120,12 @@ export interface ProtocolHost {
 
 interface Waiter<T> {
   resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+interface ListCall {
+  readonly message: ListDeploymentsRequest & { id: string };
+  resolve(rows: DeploymentSummary[]): void;
   reject(error: Error): void;
 }
 
@@ -130,6 +158,8 @@ export class ClientProtocol {
   /** Requests sent on the current connection and not answered yet, by id. */
   readonly #pending = new PendingRequests<Subscription>();
   readonly #queue: ClientMessage[] = [];
+  /** `list_deployments` calls not answered yet, by id: sent again on the next connection if it is lost. */
+  readonly #lists = new Map<string, ListCall>();
   #open = false;
   /** Counts connections, so a frame's remaining messages are dropped once its connection is gone. */
   #connection = 0;
@@ -202,6 +232,25 @@ export class ClientProtocol {
     return acked;
   }
 
+  /** See `CloudWebSocketClient.listDeployments`. */
+  listDeployments(limit?: number): Promise<DeploymentSummary[]> {
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_LIST_LIMIT)) {
+      return Promise.reject(new RequestError("list_deployments", "invalid_limit", `limit must be an integer from 1 to ${MAX_LIST_LIMIT}`));
+    }
+    if (this.#lists.size >= MAX_PENDING_LISTS) {
+      return Promise.reject(new RequestError("list_deployments", "too_many_requests", "too many deployment lists are waiting for an answer"));
+    }
+    const id = this.#pending.nextId("list_deployments");
+    const message: ListDeploymentsRequest & { id: string } =
+      limit === undefined ? { action: "list_deployments", id } : { action: "list_deployments", limit, id };
+    return new Promise<DeploymentSummary[]>((resolve, reject) => {
+      this.#lists.set(id, { message, resolve, reject });
+      if (this.#open) {
+        this.#transmit(message);
+      }
+    });
+  }
+
   /** See `CloudWebSocketClient.unsubscribe`. */
   unsubscribe(deploymentId: string): void {
     const subscription = this.#subscriptions.get(deploymentId);
@@ -235,6 +284,10 @@ export class ClientProtocol {
     this.#pending.clear();
     for (const subscription of this.#subscriptions.values()) {
       this.#sendSubscribe(subscription);
+    }
+    // Lists asked for on a connection that was lost before it answered (or before any opened).
+    for (const call of this.#lists.values()) {
+      this.#transmit(call.message);
     }
     for (const message of this.#queue.splice(0)) {
       this.#transmit(message);
@@ -302,6 +355,9 @@ export class ClientProtocol {
       case "error":
         this.#handleServerError(message as ErrorMessage);
         return;
+      case "deployments":
+        this.#handleDeployments(message as DeploymentsMessage);
+        return;
       case SNAPSHOT_TYPE:
         this.#host.emit("snapshot", message as SnapshotMessage);
         return;
@@ -339,6 +395,16 @@ export class ClientProtocol {
     this.#deliver(subscription, released);
   }
 
+  #handleDeployments(reply: DeploymentsMessage): void {
+    this.#pending.take(reply);
+    const call = reply.id === undefined ? undefined : this.#lists.get(reply.id);
+    if (call !== undefined && reply.id !== undefined) {
+      this.#lists.delete(reply.id);
+    }
+    this.#host.emit("deployments", reply);
+    call?.resolve(reply.deployments);
+  }
+
   #handlePong(pong: PongMessage): void {
     this.#pending.take(pong);
     this.#host.emit("pong", pong);
@@ -364,7 +430,14 @@ export class ClientProtocol {
       deploymentId === undefined ? { kind: "server", message: error } : { kind: "server", message: error, deployment_id: deploymentId },
     );
     if (RECONNECT_CODES.has(error.code)) {
+      // A waiting list is asked for again on the new connection.
       this.#host.reconnect(`server said ${error.code}`);
+      return;
+    }
+    const list = error.id === undefined ? undefined : this.#lists.get(error.id);
+    if (list !== undefined && error.id !== undefined) {
+      this.#lists.delete(error.id);
+      list.reject(new RequestError("list_deployments", error.code, error.message));
       return;
     }
     if (request?.action === "subscribe" && FATAL_SUBSCRIBE_CODES.has(error.code)) {
@@ -478,6 +551,8 @@ export class ClientProtocol {
       this.#pending.add(id, { action: "unsubscribe", deploymentId: message.deployment_id });
     } else if (message.action === "ping") {
       this.#pending.add(id, { action: "ping" });
+    } else if (message.action === "list_deployments") {
+      this.#pending.add(id, { action: "list_deployments" });
     }
     this.#host.send({ ...message, id });
   }

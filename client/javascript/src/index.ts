@@ -1,6 +1,7 @@
 export {
   CloudWebSocketClient,
   DEFAULT,
+  RequestError,
   SubscriptionError,
   buildHandshake,
   deadConnectionBound,
@@ -19,7 +20,7 @@ export {
   type TokenTransport,
 } from "./client.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
-export { ClientProtocol, type ProtocolEvents, type ProtocolHost, type ProtocolTuning } from "./core.js";
+export { ClientProtocol, MAX_PENDING_LISTS, type ProtocolEvents, type ProtocolHost, type ProtocolTuning } from "./core.js";
 export { DeploymentSequence } from "./sequence.js";
 export {
   DeploymentState,

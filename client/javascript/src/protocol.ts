@@ -55,7 +55,19 @@ export interface PingRequest extends RequestId {
   action: "ping";
 }
 
-export type ClientMessage = SubscribeRequest | UnsubscribeRequest | PingRequest;
+/** Asks for the recent deployments the caller may watch, newest first (answered by `deployments`). */
+export interface ListDeploymentsRequest extends RequestId {
+  action: "list_deployments";
+  /** How many, 1 to {@link MAX_LIST_LIMIT}; the server's default is {@link DEFAULT_LIST_LIMIT}. */
+  limit?: number;
+}
+
+/** The server's default `limit` of `list_deployments`. */
+export const DEFAULT_LIST_LIMIT = 50;
+/** The largest `limit` the server accepts. */
+export const MAX_LIST_LIMIT = 200;
+
+export type ClientMessage = SubscribeRequest | UnsubscribeRequest | PingRequest | ListDeploymentsRequest;
 
 // -- server → client: acknowledgements and errors -----------------------------------------------
 
@@ -97,6 +109,7 @@ export type ErrorCode =
   | "unknown_action"
   | "invalid_deployment_id"
   | "invalid_since"
+  | "invalid_limit"
   | "too_many_subscriptions"
   | "forbidden"
   | "token_expired"
@@ -222,15 +235,35 @@ export const SNAPSHOT_TYPE = "deployment.snapshot";
  * so it never enters the per-deployment sequence (events with that `seq` may
  * still follow in a replay).
  */
-export interface SnapshotMessage {
+export interface SnapshotMessage extends ReplyId {
   type: typeof SNAPSHOT_TYPE;
   deployment_id: string;
   seq: number;
   data: JsonObject;
 }
 
+/** One deployment at a glance, as `deployments` lists it. */
+export interface DeploymentSummary {
+  deployment_id: string;
+  status: DeploymentStatus;
+  /** 0 before any event; `n + 1` once re-run after its n-th attempt ended. */
+  attempt: number;
+  current_layer: number | null;
+  total_layers: number | null;
+  /** The producer's time of its latest event: the list is newest first by it. */
+  updated_at: string | null;
+  environment: string | null;
+}
+
+/** The answer to `list_deployments`: the deployments the caller may watch, newest first. */
+export interface DeploymentsMessage extends ReplyId {
+  type: "deployments";
+  deployments: DeploymentSummary[];
+}
+
 export type ServerMessage =
   | SubscribedMessage
+  | DeploymentsMessage
   | UnsubscribedMessage
   | PongMessage
   | ErrorMessage
@@ -336,6 +369,15 @@ export function parseServerMessage(text: string): ServerMessage {
       }
       return error;
     }
+    case "deployments": {
+      const rows = value["deployments"];
+      if (!Array.isArray(rows)) {
+        throw new ProtocolViolation("deployments without a deployments list");
+      }
+      // A row that is not a summary is left out rather than failing the whole list.
+      const deployments = rows.map(parseSummary).filter((row): row is DeploymentSummary => row !== null);
+      return { type, deployments, ...echoed };
+    }
     case SNAPSHOT_TYPE: {
       const deploymentId = value["deployment_id"];
       const seq = value["seq"];
@@ -343,7 +385,7 @@ export function parseServerMessage(text: string): ServerMessage {
       if (typeof deploymentId !== "string" || !isCount(seq)) {
         throw new ProtocolViolation("snapshot without deployment_id and seq");
       }
-      return { type, deployment_id: deploymentId, seq, data: isJsonObject(data) ? data : {} };
+      return { type, deployment_id: deploymentId, seq, data: isJsonObject(data) ? data : {}, ...echoed };
     }
     default: {
       const deploymentId = value["deployment_id"];
@@ -369,6 +411,25 @@ export function parseServerMessage(text: string): ServerMessage {
       return event;
     }
   }
+}
+
+function parseSummary(row: unknown): DeploymentSummary | null {
+  if (!isObject(row) || typeof row["deployment_id"] !== "string") {
+    return null;
+  }
+  const status = row["status"];
+  const attempt = row["attempt"];
+  const text = (value: unknown): string | null => (typeof value === "string" ? value : null);
+  const layer = (value: unknown): number | null => (isCount(value) ? value : null);
+  return {
+    deployment_id: row["deployment_id"],
+    status: typeof status === "string" && (DEPLOYMENT_STATUSES as readonly string[]).includes(status) ? (status as DeploymentStatus) : "pending",
+    attempt: isCount(attempt) ? attempt : 0,
+    current_layer: layer(row["current_layer"]),
+    total_layers: layer(row["total_layers"]),
+    updated_at: text(row["updated_at"]),
+    environment: text(row["environment"]),
+  };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -7,16 +7,17 @@
  * asks which request a reply answers.
  */
 
-import type { ErrorMessage, PongMessage, SubscribedMessage, UnsubscribedMessage } from "./protocol.js";
+import type { DeploymentsMessage, ErrorMessage, PongMessage, SubscribedMessage, UnsubscribedMessage } from "./protocol.js";
 
 /** A request waiting for its reply. `S` is what the caller keeps to recognise its subscription. */
 export type PendingRequest<S> =
   | { action: "subscribe"; deploymentId: string; since: number | undefined; subscription: S }
   | { action: "unsubscribe"; deploymentId: string }
-  | { action: "ping" };
+  | { action: "ping" }
+  | { action: "list_deployments" };
 
 /** The replies that answer a request. */
-export type Reply = SubscribedMessage | UnsubscribedMessage | PongMessage | ErrorMessage;
+export type Reply = SubscribedMessage | UnsubscribedMessage | PongMessage | DeploymentsMessage | ErrorMessage;
 
 /** The most requests remembered per connection. */
 export const MAX_PENDING_REQUESTS = 1_000;
@@ -25,6 +26,7 @@ const ANSWERS: Record<Exclude<Reply["type"], "error">, PendingRequest<unknown>["
   subscribed: "subscribe",
   unsubscribed: "unsubscribe",
   pong: "ping",
+  deployments: "list_deployments",
 };
 
 export class PendingRequests<S> {
@@ -98,9 +100,12 @@ export class PendingRequests<S> {
 }
 
 function couldAnswer<S>(reply: Reply, request: PendingRequest<S>): boolean {
-  const deploymentId = request.action === "ping" ? undefined : request.deploymentId;
+  const deploymentId = request.action === "subscribe" || request.action === "unsubscribe" ? request.deploymentId : undefined;
   if (reply.type !== "error") {
-    return request.action === ANSWERS[reply.type] && (reply.type === "pong" || reply.deployment_id === deploymentId);
+    return (
+      request.action === ANSWERS[reply.type] &&
+      (reply.type === "pong" || reply.type === "deployments" || reply.deployment_id === deploymentId)
+    );
   }
   if (reply.action !== undefined && reply.action !== request.action) {
     return false;

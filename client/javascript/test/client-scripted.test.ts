@@ -18,6 +18,7 @@ import {
   DEFAULT,
   type GapInfo,
   type ReconnectInfo,
+  RequestError,
   SubscriptionError,
 } from "../src/index.js";
 import { event, reply, type ScriptedConnection, ScriptedServer } from "./support/scripted-server.js";
@@ -612,5 +613,88 @@ describe("snapshots", () => {
       [2, "log.created"],
     ]);
     assert.deepEqual(snapshots, [{ status: "deploying", attempt: 1 }]);
+  });
+});
+
+describe("listDeployments", () => {
+  const row = (id: string, status: string): Record<string, unknown> => ({
+    deployment_id: id,
+    status,
+    attempt: 1,
+    current_layer: 2,
+    total_layers: 4,
+    updated_at: "2026-12-02T10:00:00.000Z",
+    environment: "dev",
+  });
+
+  test("each call gets the answer to its own id, whatever the order they come back in", async () => {
+    const asked: Record<string, unknown>[] = [];
+    server.onFrame((connection, frame) => {
+      if (frame["action"] !== "list_deployments") {
+        return;
+      }
+      asked.push(frame);
+      if (asked.length === 2) {
+        // The second request is answered first, as concurrent handlers may.
+        const [first, second] = asked as [Record<string, unknown>, Record<string, unknown>];
+        connection.send(reply(second, { type: "deployments", deployments: [row("B", "failed")] }));
+        connection.send(reply(first, { type: "deployments", deployments: [row("A", "succeeded"), row("C", "deploying")] }));
+      }
+    });
+    const c = newClient();
+    const errors: ClientError[] = [];
+    c.on("error", (e) => errors.push(e));
+    await c.connect();
+    const [all, few] = await Promise.all([c.listDeployments(), c.listDeployments(1)]);
+    assert.deepEqual(all.map((d) => [d.deployment_id, d.status]), [
+      ["A", "succeeded"],
+      ["C", "deploying"],
+    ]);
+    assert.deepEqual(few, [
+      { deployment_id: "B", status: "failed", attempt: 1, current_layer: 2, total_layers: 4, updated_at: "2026-12-02T10:00:00.000Z", environment: "dev" },
+    ]);
+    assert.deepEqual(asked.map(withoutId), [{ action: "list_deployments" }, { action: "list_deployments", limit: 1 }]);
+    assert.notEqual(asked[0]?.["id"], asked[1]?.["id"]);
+    assert.deepEqual(errors, [], "a deployments answer is not a protocol error");
+  });
+
+  test("a refused list rejects its call only; asked while disconnected, it goes out on open", async () => {
+    server.onFrame((connection, frame) => {
+      if (frame["action"] === "list_deployments") {
+        connection.send(
+          frame["limit"] === 7
+            ? reply(frame, { type: "error", code: "invalid_limit", message: "limit must be an integer from 1 to 200", action: "list_deployments" })
+            : reply(frame, { type: "deployments", deployments: [row("A", "pending")] }),
+        );
+      }
+    });
+    const c = newClient();
+    const early = c.listDeployments(7);
+    const fine = c.listDeployments();
+    assert.equal(server.frames.length, 0, "nothing is sent before a connection opens");
+    await c.connect();
+    await assert.rejects(early, (e: unknown) => e instanceof RequestError && e.code === "invalid_limit");
+    assert.equal((await fine)[0]?.deployment_id, "A");
+    await assert.rejects(c.listDeployments(201), (e: unknown) => e instanceof RequestError && e.code === "invalid_limit");
+  });
+
+  test("a list whose connection was lost before the answer is asked again on the next one", async () => {
+    let lists = 0;
+    server.onFrame((connection, frame) => {
+      if (frame["action"] !== "list_deployments") {
+        return;
+      }
+      lists += 1;
+      if (lists === 1) {
+        connection.socket.terminate(); // lost before it answered
+      } else {
+        connection.send(reply(frame, { type: "deployments", deployments: [row("A", "succeeded")] }));
+      }
+    });
+    const c = newClient();
+    await c.connect();
+    const rows = await c.listDeployments();
+    assert.equal(rows[0]?.deployment_id, "A");
+    assert.equal(server.connections.length, 2);
   });
 });

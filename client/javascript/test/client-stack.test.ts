@@ -14,7 +14,9 @@ import {
   CloudWebSocketClient,
   type GapInfo,
   type OpenInfo,
+  DeploymentState,
   type PongMessage,
+  type SnapshotMessage,
 } from "../src/index.js";
 import { deploymentId, gate, LocalStack, waitFor } from "./support/stack.js";
 
@@ -303,6 +305,39 @@ describe("against cloud-ws local", () => {
     await waitFor(() => pongs.length === 1, { what: "the pong" });
     assert.match(pongs[0]?.id ?? "", /^ping-\d+$/);
     assert.deepEqual(pongs[0]?.latest, { [dep]: 2 });
+  });
+
+  test("a snapshot follows every ack, and the deployment list shows the latest first", async () => {
+    const older = deploymentId();
+    const newer = deploymentId();
+    await stack.putEvents(older, [{ type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 3, environment: "dev" } }]);
+    await waitFor(async () => (await storedCount(older)) === 1, { what: "the first deployment's event" });
+    await stack.putEvents(newer, [
+      { type: "deployment.status", data: { status: "deploying", current_layer: 2, total_layers: 2 } },
+      { type: "deployment.status", data: { status: "failed" } },
+    ]);
+    await waitFor(async () => (await storedCount(newer)) === 2, { what: "the second deployment's events" });
+
+    const client = newClient();
+    const snapshots: SnapshotMessage[] = [];
+    client.on("snapshot", (s) => snapshots.push(s));
+    await client.connect();
+    const ack = await client.subscribe(newer);
+    await waitFor(() => snapshots.length === 1, { what: "the snapshot" });
+    const state = DeploymentState.fromSnapshot(snapshots[0] as SnapshotMessage);
+    assert.deepEqual([state.seq, state.status, state.attempt, state.currentLayer, state.totalLayers], [2, "failed", 1, 2, 2]);
+    assert.equal(snapshots[0]?.id, ack.id, "the snapshot carries the subscribe's id");
+
+    const rows = await client.listDeployments(200);
+    const ours = rows.filter((row) => row.deployment_id === older || row.deployment_id === newer);
+    assert.deepEqual(
+      ours.map((row) => [row.deployment_id, row.status, row.attempt, row.current_layer, row.total_layers]),
+      [
+        [newer, "failed", 1, 2, 2],
+        [older, "deploying", 1, 1, 3],
+      ],
+    );
+    assert.equal(ours[1]?.environment, "dev");
   });
 
   // Last in this file: the throttle counts every post the stack makes, whoever it is for.
