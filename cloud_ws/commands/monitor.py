@@ -367,7 +367,7 @@ def render(
     logs = Table.grid(padding=(0, 1))
     for line in state.logs:
         logs.add_row(
-            Text(line.timestamp.strftime("%H:%M:%S") if line.timestamp else "", "dim"),
+            Text(line.time.strftime("%H:%M:%S") if line.time else "", "dim"),
             Text(line.level, LEVEL_STYLES.get(line.level, "")),
             Text(line.stack_name or "", "cyan"),
             Text(line.message, overflow="ellipsis", no_wrap=True),

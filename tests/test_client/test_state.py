@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import random
 from datetime import UTC, datetime
 from typing import Any
 
-from cloud_ws_client import DeploymentState, Event, parse_message
-from cloud_ws_client.state import parse_timestamp
+from cloud_ws_client import DeploymentSnapshot, DeploymentState, Event, parse_message
+from cloud_ws_client.state import RECENT_LOGS, parse_timestamp
 
 
 def event(seq: int, type_: str, second: int | None, **data: Any) -> Event:
@@ -64,7 +63,6 @@ def snapshot(state: DeploymentState) -> Any:
                 s.duration_seconds,
                 s.error_message,
                 s.started_at,
-                s.finished_at,
                 s.environment,
             )
             for s in state.stacks_in_order()
@@ -102,23 +100,21 @@ def test_picture_of_a_failed_deployment() -> None:
     assert state.last_seq == 12
 
 
-def test_any_order_and_repeats_give_the_same_picture() -> None:
-    """Applying the events shuffled, twice over, changes nothing: the state is idempotent."""
+def test_repeats_change_nothing() -> None:
+    """Every event applied twice over (in seq order) gives the same picture as once."""
     reference = DeploymentState("D1")
     for e in history():
         reference.apply(e)
-    rng = random.Random(7)
-    for _ in range(25):
-        events = history() * 2
-        rng.shuffle(events)
-        state = DeploymentState("D1")
-        for e in events:
-            state.apply(e)
-        assert snapshot(state) == snapshot(reference)
+    state = DeploymentState("D1")
+    for e in history():
+        assert state.apply(e) is True
+        assert state.apply(e) is False
+    assert snapshot(state) == snapshot(reference)
+    assert state.to_snapshot() == reference.to_snapshot()
 
 
-def test_apply_reports_changes_and_ignores_other_deployments() -> None:
-    """A duplicate or another deployment's event changes nothing."""
+def test_apply_ignores_duplicates_and_other_deployments() -> None:
+    """A duplicate or another deployment's event is not folded in."""
     state = DeploymentState("D1")
     first = event(1, "deployment.status", 0, status="deploying", total_layers=3)
     assert state.apply(first) is True
@@ -126,9 +122,9 @@ def test_apply_reports_changes_and_ignores_other_deployments() -> None:
     other = parse_message('{"type": "deployment.status", "deployment_id": "D2", "seq": 2, "data": {}}')
     assert isinstance(other, Event)
     assert state.apply(other) is False
-    assert state.apply(event(2, "deployment.status", 0, status="deploying", total_layers=3)) is False
-    assert state.apply(event(3, "stack.started", 1)) is False  # no stack_name: nothing to show
-    assert state.status == "deploying"
+    assert state.apply(event(3, "stack.started", 1)) is True  # counted, but no stack_name: no stack
+    assert state.stacks == {}
+    assert (state.status, state.attempt, state.seq, state.events) == ("deploying", 1, 3, 2)
     assert state.layers_done == 0
 
 
@@ -147,14 +143,60 @@ def test_success_fills_the_layers_and_stacks_without_layer_go_last() -> None:
 
 
 def test_only_the_latest_log_lines_are_kept() -> None:
-    """max_logs newest by the producer's time; an older straggler is not shown as latest."""
-    state = DeploymentState("D1", max_logs=3)
-    for seq in range(1, 6):
-        state.apply(event(seq, "log.created", 10 + seq, message=f"line {seq}"))
-    assert [line.message for line in state.logs] == ["line 3", "line 4", "line 5"]
-    assert state.apply(event(6, "log.created", 1, message="straggler")) is False
-    state.apply(event(7, "log.created", 14, message="between"))
-    assert [line.message for line in state.logs] == ["line 4", "between", "line 5"]
+    """RECENT_LOGS newest by the producer's time, oldest first; a straggler older than all is not kept."""
+    state = DeploymentState("D1")
+    for seq in range(1, RECENT_LOGS + 3):
+        state.apply(event(seq, "log.created", None, message=f"line {seq}"))
+    assert [line.message for line in state.logs][:2] == ["line 3", "line 4"]
+    assert len(state.logs) == RECENT_LOGS
+    timed = DeploymentState("D1")
+    for seq in range(1, RECENT_LOGS + 1):
+        timed.apply(event(seq, "log.created", 10, message=f"line {seq}"))
+    timed.apply(event(RECENT_LOGS + 1, "log.created", 1, message="straggler"))
+    assert "straggler" not in [line.message for line in timed.logs]
+    assert timed.log_counts == {"info": RECENT_LOGS + 1}
+    timed.apply(event(RECENT_LOGS + 2, "log.created", 11, message="newest"))
+    assert timed.logs[-1].message == "newest"
+    assert timed.logs[-1].time == datetime(2026, 11, 26, 10, 0, 11, tzinfo=UTC)
+
+
+def snapshot_message(seq: int, **data: Any) -> DeploymentSnapshot:
+    message = parse_message(
+        json.dumps({"type": "deployment.snapshot", "deployment_id": "D1", "seq": seq, "data": data})
+    )
+    assert isinstance(message, DeploymentSnapshot)
+    return message
+
+
+def test_a_snapshot_is_the_starting_point() -> None:
+    """Events in the snapshot are not folded again; later ones fold on top; a re-run starts afresh."""
+    state = DeploymentState.from_snapshot(
+        snapshot_message(
+            4,
+            status="failed",
+            attempt=1,
+            current_layer=2,
+            total_layers=2,
+            started_at="2026-11-26T10:00:00Z",
+            updated_at="2026-11-26T10:00:09Z",
+            stacks={"db": {"status": "failed", "layer": 2, "error_message": "Subnet not found"}},
+            log_counts={"error": 1},
+            recent_logs=[
+                {"level": "error", "message": "boom", "seq": 3, "timestamp": "2026-11-26T10:00:08Z"}
+            ],
+        )
+    )
+    assert (state.status, state.attempt, state.seq, state.is_complete) == ("failed", 1, 4, True)
+    assert state.stacks["db"].error_message == "Subnet not found"
+    assert state.apply(event(4, "deployment.status", 9, status="failed")) is False  # in the snapshot
+    # A deploying status stamped before the snapshot's latest event is late, not a re-run.
+    state.apply(event(5, "deployment.status", 5, status="deploying", current_layer=1))
+    assert (state.status, state.attempt, state.current_layer) == ("failed", 1, 2)
+    state.apply(event(6, "deployment.status", 20, status="deploying", current_layer=1))
+    assert (state.status, state.attempt, state.current_layer, state.total_layers) == ("deploying", 2, 1, 2)
+    assert (state.stacks, state.logs, state.log_counts) == ({}, [], {})
+    assert state.apply_snapshot(snapshot_message(5, status="pending")) is False  # behind the state
+    assert state.status == "deploying"
 
 
 def test_timestamps() -> None:

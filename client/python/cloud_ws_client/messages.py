@@ -143,7 +143,7 @@ class DeploymentStatus(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class StackEvent(Event):
-    """``stack.started``, ``stack.progress``, ``stack.deployed`` or ``stack.failed``."""
+    """``stack.started``, ``stack.progress``, ``stack.deployed``, ``stack.failed`` or ``stack.cancelled``."""
 
     @property
     def stack_name(self) -> str | None:
@@ -222,6 +222,7 @@ EVENT_CLASSES: dict[str, type[Event]] = {
     "stack.progress": StackEvent,
     "stack.deployed": StackEvent,
     "stack.failed": StackEvent,
+    "stack.cancelled": StackEvent,
     "log.created": LogCreated,
 }
 
