@@ -17,6 +17,7 @@ from websockets.sync.client import connect
 from handlers.protocol import TERMINAL_STATUSES
 from plugin import OrchestratorPlugin
 from plugin.envelope import FRAME_BYTES
+from tests.support import asyncapi
 from tests.test_integration.conftest import CLI, LocalStackProcess, start_local_stack, stop_local_stack
 from tests.test_plugin.conftest import FAST
 
@@ -55,7 +56,8 @@ def watch(local: LocalStackProcess, deployment_id: str, timeout: float = 60.0) -
             assert isinstance(received, str)
             for frame in received.split("\n"):  # a server frame carries one or more messages
                 message = json.loads(frame)
-                if "seq" not in message or message["type"] == "subscribed":
+                asyncapi.validate_server_message(message)  # every message, acks and snapshot too
+                if "seq" not in message or message["type"] in ("subscribed", "deployment.snapshot"):
                     continue
                 seen = frames.get(message["seq"])
                 if seen is not None:  # a live event also in the replay: clients drop it (DESIGN.md)
