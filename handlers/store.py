@@ -134,7 +134,14 @@ class Store:
         history_ttl_seconds: int = 72 * 3600,
         clock: Callable[[], float] = time.time,
         max_sequence_attempts: int = 25,
+        reuse_counter: bool = True,
     ) -> None:
+        """Set up the store.
+
+        Args:
+            reuse_counter: start each batch from the counter this container wrote last (checked by
+                the transaction's condition) instead of reading it; False reads it every time.
+        """
         self._db = client
         self._tables = tables
         self._history_ttl = history_ttl_seconds
@@ -143,6 +150,7 @@ class Store:
         # deployment id -> the counter (seq and state) this container last wrote: a guess, checked
         # by the transaction's condition, that saves reading the counter before every batch.
         self._last_seq_hint: dict[str, Counter] = {}
+        self._reuse_counter = reuse_counter
 
     def _now(self) -> int:
         return int(self._clock())
@@ -616,6 +624,8 @@ class Store:
         return items
 
     def _remember_counter(self, deployment_id: str, counter: Counter) -> None:
+        if not self._reuse_counter:
+            return
         if len(self._last_seq_hint) >= _MAX_HINTS:  # bounded: a container may see many deployments
             self._last_seq_hint.clear()
         self._last_seq_hint[deployment_id] = counter

@@ -738,6 +738,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
                 aws.dynamodb.TableGlobalSecondaryIndexArgs(
                     name=index["IndexName"],
                     projection_type=index["Projection"]["ProjectionType"],
+                    non_key_attributes=index["Projection"].get("NonKeyAttributes"),
                     key_schemas=[
                         aws.dynamodb.TableGlobalSecondaryIndexKeySchemaArgs(
                             attribute_name=k["AttributeName"], key_type=k["KeyType"]

@@ -190,19 +190,24 @@ def test_concurrent_batches_of_one_deployment_never_share_a_seq(stack: Stack) ->
 
             return call
 
-    runtime.store = Store(Serialized(), config.tables, config.history_ttl_seconds)  # type: ignore[arg-type]
+    runtime.store = Store(  # every invocation must read the counter, none reuse its own
+        Serialized(),  # type: ignore[arg-type]
+        config.tables,
+        config.history_ttl_seconds,
+        reuse_counter=False,
+    )
     start_line = threading.Barrier(4)
-    real_last_seq = runtime.store.last_seq
+    real_counter = runtime.store.counter
     first_read: set[int] = set()
 
-    def last_seq_in_lockstep(deployment_id: str) -> int:
-        value = real_last_seq(deployment_id)
+    def counter_in_lockstep(deployment_id: str) -> Any:
+        value = real_counter(deployment_id)
         if threading.get_ident() not in first_read:
             first_read.add(threading.get_ident())
             start_line.wait(timeout=10)  # every invocation reads the counter before any writes
         return value
 
-    runtime.store.last_seq = last_seq_in_lockstep  # type: ignore[method-assign]
+    runtime.store.counter = counter_in_lockstep  # type: ignore[method-assign]
     results: list[Any] = []
 
     def invoke(batch: int) -> None:

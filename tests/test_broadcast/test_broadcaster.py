@@ -10,7 +10,7 @@ import pytest
 
 from handlers import broadcaster
 from handlers.runtime import get_runtime, reset_runtime
-from handlers.store import Store
+from handlers.store import Counter, Store
 from tests.conftest import Stack, eventbridge_event
 
 
@@ -25,7 +25,11 @@ def _subscribe(stack: Stack, deployment_id: str, count: int, prefix: str = "user
 
 
 def _events(stack: Stack, conn: str) -> list[dict[str, Any]]:
-    return [m for m in stack.replies(conn) if "seq" in m and m["type"] not in ("subscribed",)]
+    return [
+        m
+        for m in stack.replies(conn)
+        if "seq" in m and m["type"] not in ("subscribed", "deployment.snapshot")
+    ]
 
 
 def test_event_reaches_every_subscriber_and_no_one_else(stack: Stack) -> None:
@@ -138,7 +142,10 @@ def test_concurrent_invocations_never_share_a_seq(stack: Stack) -> None:
     lock = threading.Lock()
     runtime = get_runtime()
     config = runtime.config
-    runtime.store = Store(_AtomicRequests(stack.ddb), config.tables, config.history_ttl_seconds)
+    # Every producer must read the counter: none may start from one it wrote itself.
+    runtime.store = Store(
+        _AtomicRequests(stack.ddb), config.tables, config.history_ttl_seconds, reuse_counter=False
+    )
     races = {"lost": 0}
     real_transact = stack.ddb.transact_write_items
 
@@ -152,17 +159,17 @@ def test_concurrent_invocations_never_share_a_seq(stack: Stack) -> None:
     stack.ddb.transact_write_items = counting_transact
     # Every producer reads the counter before any of them writes: a guaranteed race.
     start_line = threading.Barrier(8)
-    real_last_seq = runtime.store.last_seq
+    real_counter = runtime.store.counter
     first_read: set[int] = set()
 
-    def last_seq_in_lockstep(deployment_id: str) -> int:
-        value = real_last_seq(deployment_id)
+    def counter_in_lockstep(deployment_id: str) -> Any:
+        value = real_counter(deployment_id)
         if threading.get_ident() not in first_read:
             first_read.add(threading.get_ident())
             start_line.wait(timeout=10)
         return value
 
-    runtime.store.last_seq = last_seq_in_lockstep  # type: ignore[method-assign]
+    runtime.store.counter = counter_in_lockstep  # type: ignore[method-assign]
 
     def publish(i: int) -> None:
         summary = broadcaster.handler(
@@ -178,7 +185,7 @@ def test_concurrent_invocations_never_share_a_seq(stack: Stack) -> None:
         t.join()
 
     assert sorted(r["seq"] for r in results) == list(range(1, 9))
-    assert real_last_seq("RACE") == 8
+    assert real_counter("RACE").last_seq == 8
     assert len(stack.snapshot()["EVENTS_TABLE"]) == 9  # eight events and the counter
     assert races["lost"] >= 7  # all but one lost the first round and retried
 
@@ -188,14 +195,14 @@ def test_losing_the_counter_race_retries_with_the_next_seq(stack: Stack) -> None
     stack.publish("D1")
     reset_runtime()  # a fresh container: it has no counter value of its own to start from
     store = get_runtime().store
-    real_last_seq = store.last_seq
+    real_counter = store.counter
     calls = {"n": 0}
 
-    def stale_once(deployment_id: str) -> int:
+    def stale_once(deployment_id: str) -> Counter:
         calls["n"] += 1
-        return 0 if calls["n"] == 1 else real_last_seq(deployment_id)
+        return Counter(0, None) if calls["n"] == 1 else real_counter(deployment_id)
 
-    store.last_seq = stale_once  # type: ignore[method-assign]
+    store.counter = stale_once  # type: ignore[method-assign]
 
     assert stack.publish("D1")["seq"] == 2
     assert calls["n"] >= 2

@@ -112,6 +112,7 @@ def test_each_spec_route_reaches_its_handler(dev: Deployment) -> None:
             "subscribe",
             "unsubscribe",
             "ping",
+            "list_deployments",
         }
     )
     for route in spec.ROUTES:
@@ -623,3 +624,16 @@ def test_unknown_config_key_is_reported_not_silently_dropped(caplog: pytest.LogC
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("cloud-ws:throttlingBurstLimt is not a cloud-ws setting" in w for w in warnings), warnings
     assert not any("aws:region" in w for w in warnings)
+
+
+def test_the_events_table_indexes_deployments_by_their_latest_event(dev: Deployment) -> None:
+    """The deployment list's sparse index carries only the summary (and ttl), not the whole state."""
+    (events,) = [t for t in dev.of_type("aws:dynamodb/table:Table") if t.name.endswith("-events")]
+    (index,) = events.inputs["globalSecondaryIndexes"]
+    assert index["name"] == spec.DEPLOYMENTS_BY_UPDATE_INDEX
+    assert index["projectionType"] == "INCLUDE"
+    assert sorted(index["nonKeyAttributes"]) == ["summary", "ttl"]
+    assert {k["attributeName"]: k["keyType"] for k in index["keySchemas"]} == {
+        "listKey": "HASH",
+        "updatedMs": "RANGE",
+    }

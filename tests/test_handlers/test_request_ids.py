@@ -250,8 +250,9 @@ def test_replay_is_packed_into_one_post_after_the_ack(stack: Stack) -> None:
     (post,) = posts(stack, conn)
     lines = [json.loads(line) for line in post.split(b"\n")]
     assert lines[0] == {"type": "subscribed", "deployment_id": "D1", "seq": 5, "replay": 5, "id": "s"}
-    assert [m["seq"] for m in lines[1:]] == [1, 2, 3, 4, 5]
-    assert all("id" not in m for m in lines[1:])  # events are not replies
+    assert (lines[1]["type"], lines[1]["seq"], lines[1]["id"]) == ("deployment.snapshot", 5, "s")
+    assert [m["seq"] for m in lines[2:]] == [1, 2, 3, 4, 5]
+    assert all("id" not in m for m in lines[2:])  # events are not replies
 
 
 def test_a_long_replay_takes_as_few_posts_as_the_message_limit_allows(

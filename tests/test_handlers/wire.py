@@ -13,6 +13,13 @@ def posts(stack: Stack, connection_id: str) -> list[bytes]:
     return list(stack.mgmt.received.get(connection_id, []))
 
 
-def replies(stack: Stack, connection_id: str) -> list[dict[str, Any]]:
-    """Every message a connection received, in order, each post split on ``\\n``."""
-    return [json.loads(line) for post in posts(stack, connection_id) for line in post.split(b"\n") if line]
+def replies(stack: Stack, connection_id: str, snapshots: bool = False) -> list[dict[str, Any]]:
+    """Every message a connection received, in order, each post split on ``\\n``.
+
+    The ``deployment.snapshot`` that follows every ``subscribed`` is left out
+    unless ``snapshots`` (tests/test_handlers/test_snapshot.py checks it).
+    """
+    messages = [
+        json.loads(line) for post in posts(stack, connection_id) for line in post.split(b"\n") if line
+    ]
+    return [m for m in messages if snapshots or m.get("type") != "deployment.snapshot"]
