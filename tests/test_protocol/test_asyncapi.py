@@ -238,6 +238,7 @@ def test_refusals_of_real_frames_validate(raw: str, code: str) -> None:
 
 
 def conformance_events() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every event of every conformance case, labelled by case and seq."""
     for case in CASES:
         for message in case["events"]:
             yield f"{case['name']} #{message['seq']}", message
@@ -323,14 +324,15 @@ def test_client_messages_the_server_refuses_are_rejected(message: dict[str, Any]
 
 
 def good_snapshot() -> dict[str, Any]:
+    """A snapshot of a conformance case that has stacks."""
     case = next(case for case in CASES if case["expect"]["data"]["stacks"])
     return protocol.snapshot("D1", case["expect"]["seq"], copy.deepcopy(case["expect"]["data"]))
 
 
-def broken(message: dict[str, Any], path: list[str | int], value: Any = KeyError) -> dict[str, Any]:
+def broken(message: dict[str, Any], path: list[str], value: Any = KeyError) -> dict[str, Any]:
     """``message`` with the field at ``path`` set to ``value`` (removed when it is ``KeyError``)."""
     result = copy.deepcopy(message)
-    target = result
+    target: Any = result
     for part in path[:-1]:
         target = target[part]
     if value is KeyError:
@@ -341,7 +343,8 @@ def broken(message: dict[str, Any], path: list[str | int], value: Any = KeyError
 
 
 def stack_name(snapshot: dict[str, Any]) -> str:
-    return next(iter(snapshot["data"]["stacks"]))
+    """The name of the first stack in a snapshot."""
+    return str(next(iter(snapshot["data"]["stacks"])))
 
 
 BROKEN: list[tuple[str, dict[str, Any], str]] = [
