@@ -186,7 +186,7 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
     assert.deepEqual(cards.map((c) => c.name).sort(), [...expectedNames].sort(), "layers 1-3 shown, layer 4 never started");
     for (const card of cards) {
       const name = card.name ?? "";
-      const known = truth.stacks.get(name);
+      const known = truth.stack(name);
       assert.ok(known !== undefined, name);
       assert.equal(card.duration, formatDuration(known.durationSeconds), `${name} duration`);
       if (name === FAILING_STACK) {
@@ -239,7 +239,7 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
         { type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 1 } },
         { type: "stack.started", data: { stack_name: "vpc", layer: 1, environment: "prod" } },
       ]);
-      await page.locator('.stack[data-stack="vpc"][data-state="running"]').waitFor({ timeout: 15_000 });
+      await page.locator('.stack[data-stack="vpc"][data-state="deploying"]').waitFor({ timeout: 15_000 });
       assert.match(page.url(), new RegExp(`deployment=${deployment}`));
       await closePage(page);
 
@@ -247,8 +247,10 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
       const linked = await newPage();
       const hash = new URLSearchParams({ url: stack.outputs.websocket_url, token: await stack.token(), deployment });
       await linked.goto(`${origin}/index.html#${hash.toString()}`);
-      await linked.locator('.stack[data-stack="vpc"][data-state="running"]').waitFor({ timeout: 15_000 });
-      assert.equal(await attribute(linked, "#stats", "data-events"), "2");
+      await linked.locator('.stack[data-stack="vpc"][data-state="deploying"]').waitFor({ timeout: 15_000 });
+      // A fresh page starts from the snapshot: the two events are in it, none was replayed.
+      assert.equal(await attribute(linked, "#stats", "data-snapshot-seq"), "2");
+      assert.equal(await attribute(linked, "#stats", "data-events"), "0");
       assert.doesNotMatch(linked.url(), /token=/);
       await stack.putEvents(deployment, [{ type: "stack.deployed", data: { stack_name: "vpc", layer: 1, resource_count: 15, duration_seconds: 65 } }]);
       await linked.locator('.stack[data-stack="vpc"][data-state="deployed"] .resources:text("15 resources")').waitFor({ timeout: 15_000 });

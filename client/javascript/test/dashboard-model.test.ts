@@ -1,10 +1,10 @@
-/** The dashboard's model: idempotent, never regressed by a late arrival. */
+/** The dashboard's model: the shared folding rules, a snapshot as the starting point, the view's layers and log pane. */
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { DeploymentModel, formatDuration } from "../dashboard/src/model.js";
-import type { AnyDeploymentEvent, JsonObject } from "../src/index.js";
+import { DeploymentModel, formatAge, formatDuration } from "../dashboard/src/model.js";
+import { type AnyDeploymentEvent, type JsonObject, type SnapshotMessage } from "../src/index.js";
 
 const DEP = "D1";
 
@@ -19,96 +19,178 @@ function ev(seq: number, type: string, data: JsonObject, second = seq): AnyDeplo
   };
 }
 
+/** Applies events with seq 1, 2, 3, … (as the client delivers them). */
+function play(model: DeploymentModel, events: [string, JsonObject, number?][], from = 1): void {
+  events.forEach(([type, data, second], index) => model.apply(ev(from + index, type, data, second ?? from + index)));
+}
+
+function snapshot(seq: number, data: JsonObject): SnapshotMessage {
+  return { type: "deployment.snapshot", deployment_id: DEP, seq, data };
+}
+
+const FAILED_AT_3: JsonObject = {
+  status: "failed",
+  attempt: 1,
+  current_layer: 3,
+  total_layers: 4,
+  started_at: "2026-11-26T10:00:01.000Z",
+  updated_at: "2026-11-26T10:02:00.000Z",
+  environment: "dev",
+  stacks: {
+    vpc: { status: "deployed", layer: 1, environment: "dev", resource_count: 15, duration_seconds: 300, error_message: null },
+    "database-rds": { status: "failed", layer: 3, environment: "dev", resource_count: 3, duration_seconds: 73, error_message: "Subnet not found" },
+  },
+  log_counts: { info: 83, error: 2 },
+  recent_logs: [
+    { level: "info", message: "layer 1 done", stack_name: "vpc", seq: 130, timestamp: "2026-11-26T10:01:00.000Z" },
+    { level: "error", message: "Subnet not found", stack_name: "database-rds", seq: 137, timestamp: "2026-11-26T10:01:59.000Z" },
+  ],
+};
+
 describe("DeploymentModel", () => {
-  test("applying an event twice changes nothing", () => {
+  test("an event at or below the folded seq changes nothing", () => {
     const model = new DeploymentModel(DEP);
     const deployed = ev(1, "stack.deployed", { stack_name: "vpc", duration_seconds: 300, resource_count: 15, layer: 1 });
     assert.equal(model.apply(deployed), true);
     assert.equal(model.apply(deployed), false);
     assert.equal(model.apply({ ...deployed, event_id: "other-id" }), false, "same seq is the same event");
     assert.equal(model.eventCount, 1);
-    assert.deepEqual(
-      [model.stacks.get("vpc")?.state, model.stacks.get("vpc")?.resourceCount, model.stacks.get("vpc")?.durationSeconds],
-      ["deployed", 15, 300],
-    );
+    const vpc = model.stack("vpc");
+    assert.deepEqual([vpc?.state, vpc?.resourceCount, vpc?.durationSeconds], ["deployed", 15, 300]);
   });
 
-  test("a late started or progress event never regresses a finished stack", () => {
+  test("a late started or progress event never regresses a finished stack; states are the snapshot's names", () => {
     const model = new DeploymentModel(DEP);
-    model.apply(ev(2, "stack.deployed", { stack_name: "vpc", resource_count: 15, duration_seconds: 300 }, 20));
-    model.apply(ev(3, "stack.started", { stack_name: "vpc", layer: 1 }, 5));
-    model.apply(ev(4, "stack.progress", { stack_name: "vpc", resources_done: 9 }, 10));
-    const vpc = model.stacks.get("vpc");
+    play(model, [
+      ["stack.started", { stack_name: "db", layer: 1 }],
+      ["stack.deployed", { stack_name: "vpc", resource_count: 15, duration_seconds: 300 }, 20],
+      ["stack.started", { stack_name: "vpc", layer: 1 }, 5],
+      ["stack.progress", { stack_name: "vpc", resources_done: 9 }, 10],
+    ]);
+    assert.equal(model.stack("db")?.state, "deploying");
+    const vpc = model.stack("vpc");
     assert.equal(vpc?.state, "deployed");
     assert.equal(vpc?.resourceCount, 15);
     assert.equal(vpc?.layer, 1, "fields the final event lacked are still filled in");
   });
 
-  test("between two final states the newer timestamp wins, whatever the arrival order", () => {
-    const retried = new DeploymentModel(DEP);
-    retried.apply(ev(5, "stack.deployed", { stack_name: "db", resource_count: 3 }, 30));
-    retried.apply(ev(6, "stack.failed", { stack_name: "db", error_message: "Subnet not found" }, 10));
-    assert.equal(retried.stacks.get("db")?.state, "deployed");
-    assert.equal(retried.stacks.get("db")?.error, undefined);
-
-    const failed = new DeploymentModel(DEP);
-    failed.apply(ev(5, "stack.deployed", { stack_name: "db", resource_count: 3 }, 10));
-    failed.apply(ev(6, "stack.failed", { stack_name: "db", error_message: "Subnet not found" }, 30));
-    assert.equal(failed.stacks.get("db")?.state, "failed");
-    assert.equal(failed.stacks.get("db")?.error, "Subnet not found");
+  test("a re-run is attempt 2: fresh stacks, layer and log pane; total layers kept", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [
+      ["deployment.status", { status: "deploying", current_layer: 1, total_layers: 2 }],
+      ["stack.failed", { stack_name: "db", layer: 1, error_message: "Subnet not found" }],
+      ["log.created", { level: "error", message: "db failed" }],
+      ["deployment.status", { status: "failed", error_message: "stack db failed in layer 1" }],
+    ]);
+    assert.deepEqual([model.status, model.attempt, model.error], ["failed", 1, "stack db failed in layer 1"]);
+    play(
+      model,
+      [
+        ["deployment.status", { status: "deploying", current_layer: 1 }],
+        ["stack.deployed", { stack_name: "api", layer: 1, resource_count: 4 }],
+        ["deployment.status", { status: "succeeded" }],
+      ],
+      5,
+    );
+    assert.deepEqual([model.status, model.attempt, model.currentLayer, model.totalLayers], ["succeeded", 2, 1, 2]);
+    assert.deepEqual(model.stackList.map((s) => s.name), ["api"]);
+    assert.deepEqual(model.logs, [], "the pane shows the running attempt's lines");
+    assert.equal(model.error, undefined);
+    assert.equal(model.eventCount, 7);
   });
 
-  test("the deployment status never goes back from terminal, nor the layer", () => {
+  test("a snapshot is the starting point: the page shows its state, then folds the events after it", () => {
     const model = new DeploymentModel(DEP);
-    model.apply(ev(1, "deployment.status", { status: "deploying", current_layer: 3, total_layers: 4 }, 10));
-    model.apply(ev(2, "deployment.status", { status: "failed", error_message: "stack db failed", duration_seconds: 827 }, 20));
-    model.apply(ev(3, "deployment.status", { status: "deploying", current_layer: 2, total_layers: 4 }, 5));
+    assert.equal(model.applySnapshot(snapshot(138, FAILED_AT_3)), true);
+    assert.deepEqual([model.status, model.attempt, model.currentLayer, model.totalLayers, model.lastSeq], ["failed", 1, 3, 4, 138]);
+    assert.equal(model.eventCount, 0, "nothing was replayed");
+    assert.equal(model.snapshotSeq, 138);
+    assert.deepEqual(model.logs.map((l) => l.seq), [130, 137]);
+    assert.deepEqual(Object.fromEntries(model.logCounts), { info: 83, error: 2 });
+    assert.equal(model.error, "stack database-rds failed in layer 3: Subnet not found", "the snapshot has no status error: the stacks say it");
+    assert.deepEqual(model.layers.map((l) => l.state), ["done", "done", "failed", "skipped"]);
+
+    assert.equal(model.apply(ev(100, "log.created", { level: "info", message: "old" })), false, "covered by the snapshot");
+    model.apply({ ...ev(139, "deployment.status", { status: "deploying", current_layer: 1 }), timestamp: "2026-11-26T11:00:00.000Z" });
+    assert.deepEqual([model.status, model.attempt, model.currentLayer, model.totalLayers], ["deploying", 2, 1, 4]);
+    assert.deepEqual([model.stackList, model.logs, model.eventCount], [[], [], 1]);
+  });
+
+  test("an event that overtakes the snapshot is folded again on top of it; a later snapshot is ignored", () => {
+    const model = new DeploymentModel(DEP);
+    // Given live event 139 arrives before the ack's snapshot at 138,
+    model.apply({ ...ev(139, "log.created", { level: "warning", message: "retrying" }), timestamp: "2026-11-26T10:02:01.000Z" });
+    // when the snapshot comes,
+    assert.equal(model.applySnapshot(snapshot(138, FAILED_AT_3)), true);
+    // then the picture is the snapshot's plus event 139.
+    assert.equal(model.lastSeq, 139);
+    assert.deepEqual(model.logs.map((l) => l.seq), [130, 137, 139]);
+    assert.deepEqual(Object.fromEntries(model.logCounts), { info: 83, error: 2, warning: 1 });
+    // A snapshot after a reconnect (which replays with since) does not replace what the page knows.
+    assert.equal(model.applySnapshot(snapshot(140, { ...FAILED_AT_3, status: "succeeded" })), false);
     assert.equal(model.status, "failed");
-    assert.equal(model.currentLayer, 3);
-    assert.equal(model.error, "stack db failed");
-    assert.equal(model.durationSeconds, 827);
-    assert.equal(model.terminal, true);
+  });
+
+  test("a page that folded from seq 1 ignores snapshots", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [["deployment.status", { status: "deploying", current_layer: 1, total_layers: 3 }]]);
+    assert.equal(model.applySnapshot(snapshot(1, { status: "pending", attempt: 0 })), false);
+    assert.deepEqual([model.status, model.attempt], ["deploying", 1]);
   });
 
   test("layers: done, failed and not deployed after a failure", () => {
     const model = new DeploymentModel(DEP);
-    let seq = 0;
-    const add = (type: string, data: JsonObject): void => {
-      seq += 1;
-      model.apply(ev(seq, type, data));
-    };
-    add("deployment.status", { status: "deploying", current_layer: 0, total_layers: 3 });
-    add("deployment.status", { status: "deploying", current_layer: 1, total_layers: 3 });
-    add("stack.started", { stack_name: "vpc", layer: 1 });
+    const steps: [string, JsonObject][] = [
+      ["deployment.status", { status: "deploying", current_layer: 0, total_layers: 3 }],
+      ["deployment.status", { status: "deploying", current_layer: 1, total_layers: 3 }],
+      ["stack.started", { stack_name: "vpc", layer: 1 }],
+    ];
+    play(model, steps);
     assert.deepEqual(model.layers.map((l) => l.state), ["active", "pending", "pending"]);
-    add("stack.deployed", { stack_name: "vpc", layer: 1, resource_count: 15 });
-    add("deployment.status", { status: "deploying", current_layer: 2, total_layers: 3 });
-    add("stack.started", { stack_name: "db", layer: 2 });
-    add("stack.started", { stack_name: "cache", layer: 2 });
-    add("stack.failed", { stack_name: "db", layer: 2, error_message: "Subnet not found" });
-    add("stack.deployed", { stack_name: "cache", layer: 2, resource_count: 5 });
-    add("deployment.status", { status: "failed", error_message: "db failed" });
+    play(
+      model,
+      [
+        ["stack.deployed", { stack_name: "vpc", layer: 1, resource_count: 15 }],
+        ["deployment.status", { status: "deploying", current_layer: 2, total_layers: 3 }],
+        ["stack.started", { stack_name: "db", layer: 2 }],
+        ["stack.started", { stack_name: "cache", layer: 2 }],
+        ["stack.failed", { stack_name: "db", layer: 2, error_message: "Subnet not found" }],
+        ["stack.deployed", { stack_name: "cache", layer: 2, resource_count: 5 }],
+        ["deployment.status", { status: "failed", error_message: "db failed" }],
+      ],
+      4,
+    );
     assert.deepEqual(model.layers.map((l) => l.state), ["done", "failed", "skipped"]);
-    assert.deepEqual([model.count("deployed"), model.count("failed"), model.count("running")], [2, 1, 0]);
+    assert.deepEqual([model.count("deployed"), model.count("failed"), model.count("deploying")], [2, 1, 0]);
     assert.ok(model.progress > 0.5 && model.progress < 1);
   });
 
-  test("logs stay in seq order; unknown event types are counted, not dropped", () => {
+  test("log lines are placed by the producer's time; unknown event types are counted, not dropped", () => {
     const model = new DeploymentModel(DEP);
-    model.apply(ev(3, "log.created", { level: "warning", message: "third", stack_name: "sg" }));
-    model.apply(ev(1, "log.created", { level: "info", message: "first" }));
-    model.apply(ev(2, "backup.finished", { ok: true }));
-    model.apply(ev(4, "log.created", { level: "shouting", message: 42 }));
+    play(model, [
+      ["log.created", { level: "info", message: "first" }, 10],
+      ["log.created", { level: "warning", message: "earlier", stack_name: "sg" }, 5],
+      ["backup.finished", { ok: true }],
+      ["log.created", { level: "shouting", message: 42 }, 20],
+    ]);
     assert.deepEqual(model.logs.map((l) => [l.seq, l.level, l.message]), [
+      [2, "warning", "earlier"],
       [1, "info", "first"],
-      [3, "warning", "third"],
-      [4, "info", "42"],
+      [4, "shouting", ""],
     ]);
     assert.equal(model.otherEvents.get("backup.finished"), 1);
-    assert.equal(model.apply({ ...ev(5, "log.created", {}), deployment_id: "other" }), false);
+    const revision = model.logsRevision;
+    model.apply(ev(5, "log.created", { level: "info", message: "last" }, 30));
+    assert.equal(model.logsRevision, revision, "a line appended at the end needs no redraw");
+    assert.equal(model.apply({ ...ev(6, "log.created", {}), deployment_id: "other" }), false);
   });
 
-  test("formatDuration", () => {
+  test("formatDuration and formatAge", () => {
     assert.deepEqual([formatDuration(undefined), formatDuration(58), formatDuration(245), formatDuration(3725)], ["", "58s", "4m 05s", "1h 02m"]);
+    const now = Date.parse("2026-11-26T12:00:00Z");
+    assert.deepEqual(
+      ["2026-11-26T11:59:48Z", "2026-11-26T11:56:00Z", "2026-11-26T09:00:00Z", "2026-11-24T12:00:00Z", null].map((t) => formatAge(t, now)),
+      ["12s ago", "4m ago", "3h ago", "2d ago", ""],
+    );
   });
 });

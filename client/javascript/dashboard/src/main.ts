@@ -1,18 +1,25 @@
 /**
- * The dashboard: one deployment's live picture over a CloudWebSocketClient.
+ * The dashboard over a CloudWebSocketClient: the home page lists the recent
+ * deployments (`list_deployments`, polled while it is shown), the deployment
+ * page follows one deployment live.
  *
- * The client delivers each deployment's events once and in seq order, and
- * resumes with `since` after a reconnect; the model applies them idempotently;
- * this file only draws the model and the connection state.
+ * A deployment page subscribes without `since`: it starts from the
+ * `deployment.snapshot` that follows the ack (the deployment's whole state,
+ * however long its history) and then folds each live event, which the
+ * client delivers once and in seq order and resumes with `since` after a
+ * reconnect. The model (model.ts) folds by the project's shared rules; this
+ * file only draws it and the connection state.
  */
 
 import {
   type ClientError,
   CloudWebSocketClient,
   type ConnectionState,
+  type DeploymentSummary,
   isValidDeploymentId,
   LOG_LEVELS,
   type LogLevel,
+  type StackStatus,
 } from "../../src/index.js";
 import {
   addRecentDeployment,
@@ -25,10 +32,12 @@ import {
   resolveSettings,
   type Settings,
 } from "./config.js";
-import { DeploymentModel, formatDuration, type LayerView, type LogLine, type StackView } from "./model.js";
+import { DeploymentModel, formatAge, formatDuration, type LayerView, type LogLine, type StackView } from "./model.js";
 
-/** Log lines kept on the page (the oldest are dropped beyond this). */
-const MAX_LOG_LINES = 5_000;
+/** How often the home page asks for the deployment list again (milliseconds). */
+const LIST_INTERVAL = 2_000;
+/** How many deployments the home page lists. */
+const LIST_LIMIT = 50;
 
 const STATE_TEXT: Record<ConnectionState, string> = {
   idle: "Not connected",
@@ -38,7 +47,13 @@ const STATE_TEXT: Record<ConnectionState, string> = {
   closed: "Disconnected",
 };
 
-const STACK_STATE_TEXT: Record<StackView["state"], string> = { running: "running", deployed: "deployed", failed: "failed" };
+const STACK_STATE_TEXT: Record<StackStatus, string> = {
+  pending: "pending",
+  deploying: "deploying",
+  deployed: "deployed",
+  failed: "failed",
+  cancelled: "cancelled",
+};
 const LAYER_STATE_TEXT: Record<LayerView["state"], string> = {
   pending: "pending",
   active: "deploying",
@@ -91,6 +106,9 @@ class Dashboard {
   #renderPending = false;
   #renders = 0;
   #renderedLogs = 0;
+  #renderedLogsRevision = -1;
+  #listTimer: ReturnType<typeof setInterval> | undefined;
+  #listing = false;
   readonly #levels = new Set<LogLevel>(LOG_LEVELS);
 
   readonly #ui = {
@@ -108,6 +126,10 @@ class Dashboard {
     notice: element<HTMLDivElement>("notice"),
     recent: element<HTMLElement>("recent"),
     empty: element<HTMLElement>("empty"),
+    deployments: element<HTMLTableElement>("deployments"),
+    deploymentRows: element<HTMLTableSectionElement>("deployments-rows"),
+    deploymentsEmpty: element<HTMLParagraphElement>("deployments-empty"),
+    attemptText: element<HTMLElement>("attempt-text"),
     deployment: element<HTMLElement>("deployment"),
     deploymentId: element<HTMLHeadingElement>("deployment-id"),
     status: element<HTMLDivElement>("deployment-status"),
@@ -180,6 +202,12 @@ class Dashboard {
         this.#scheduleRender();
       }
     });
+    client.on("snapshot", (snapshot) => {
+      if (client === this.#client && this.#model !== null && this.#model.applySnapshot(snapshot)) {
+        this.#scheduleRender();
+      }
+    });
+    client.on("open", () => this.#refreshList());
     client.on("gap", (gap) => {
       if (gap.action === "skipped") {
         this.#notify(`Some events of ${gap.deployment_id} are no longer stored (after seq ${gap.last}); the picture may be incomplete.`);
@@ -194,9 +222,12 @@ class Dashboard {
     client.connect().catch((error: unknown) => {
       this.#notify(`Cannot connect: ${error instanceof Error ? error.message : String(error)}`);
     });
+    // The home page stays live by asking again every few seconds (while it is shown).
+    clearInterval(this.#listTimer);
+    this.#listTimer = setInterval(() => this.#refreshList(), LIST_INTERVAL);
   }
 
-  /** Shows a deployment, replaying its history from seq 1 and following it live. */
+  /** Shows a deployment: its snapshot at once, then its live events. */
   watch(deploymentId: string): void {
     if (!isValidDeploymentId(deploymentId)) {
       this.#notify("A deployment id is 1 to 64 letters, digits, '-' or '_'.");
@@ -221,14 +252,71 @@ class Dashboard {
   #resetModel(deploymentId: string): void {
     this.#model = new DeploymentModel(deploymentId);
     this.#renderedLogs = 0;
+    this.#renderedLogsRevision = -1;
     this.#ui.log.replaceChildren();
     this.#render();
   }
 
+  /**
+   * Without `since`: the snapshot after the ack is the starting point, so a
+   * long history is never replayed. After a reconnect the client itself
+   * resumes with `since` = the last seq it delivered.
+   */
   #subscribe(deploymentId: string): void {
-    this.#client?.subscribe(deploymentId, { since: 0 }).catch((error: unknown) => {
+    this.#client?.subscribe(deploymentId).catch((error: unknown) => {
       this.#notify(`Cannot watch ${deploymentId}: ${error instanceof Error ? error.message : String(error)}`);
     });
+  }
+
+  // -- home page -------------------------------------------------------------------------------
+
+  #refreshList(): void {
+    const client = this.#client;
+    if (client === null || this.#model !== null || this.#listing || client.state !== "open") {
+      return;
+    }
+    this.#listing = true;
+    client
+      .listDeployments(LIST_LIMIT)
+      .then((rows) => {
+        if (client === this.#client && this.#model === null) {
+          this.#renderDeployments(rows);
+        }
+      })
+      .catch((error: unknown) => {
+        this.#notify(`Cannot list deployments: ${error instanceof Error ? error.message : String(error)}`);
+      })
+      .finally(() => {
+        this.#listing = false;
+      });
+  }
+
+  #renderDeployments(rows: readonly DeploymentSummary[]): void {
+    const ui = this.#ui;
+    const now = Date.now();
+    ui.deployments.dataset["loaded"] = "true";
+    ui.deploymentsEmpty.hidden = rows.length > 0;
+    ui.deploymentRows.replaceChildren(
+      ...rows.map((row) => {
+        const tr = make("tr", "", "", { "data-deployment": row.deployment_id, "data-status": row.status, "data-attempt": String(row.attempt) });
+        const open = make("button", "open-deployment", row.deployment_id, { type: "button" });
+        const name = make("td");
+        name.append(open);
+        const status = make("td");
+        status.append(make("span", "status-badge small", row.status, { "data-status": row.status }));
+        const layer = row.total_layers !== null ? `${row.current_layer ?? 0} of ${row.total_layers}` : row.current_layer !== null ? String(row.current_layer) : "–";
+        tr.append(
+          name,
+          status,
+          make("td", "attempt", row.attempt > 0 ? String(row.attempt) : "–"),
+          make("td", "layer", layer),
+          make("td", "environment", row.environment ?? ""),
+          make("td", "age", formatAge(row.updated_at, now), { "data-updated": row.updated_at ?? "" }),
+        );
+        tr.addEventListener("click", () => this.watch(row.deployment_id));
+        return tr;
+      }),
+    );
   }
 
   // -- controls --------------------------------------------------------------------------------
@@ -335,32 +423,38 @@ class Dashboard {
       return;
     }
     ui.deploymentId.textContent = model.deploymentId;
-    ui.status.dataset["status"] = model.status ?? "unknown";
-    ui.status.textContent = model.status ?? (model.eventCount === 0 ? "waiting for events" : "unknown");
+    const reported = model.attempt > 0;
+    ui.status.dataset["status"] = reported ? model.status : "unknown";
+    ui.status.textContent = reported ? model.status : "waiting for events";
+    ui.attemptText.dataset["attempt"] = String(model.attempt);
+    ui.attemptText.textContent = reported ? String(model.attempt) : "–";
 
     const layers = model.layers;
     ui.layerText.textContent =
       model.totalLayers !== undefined ? `${Math.max(model.currentLayer ?? 0, 0)} of ${model.totalLayers}` : layers.length > 0 ? `${layers.length}` : "–";
     const counts = [`${model.count("deployed")} deployed`];
-    if (model.count("running") > 0) {
-      counts.push(`${model.count("running")} running`);
+    if (model.count("deploying") > 0) {
+      counts.push(`${model.count("deploying")} deploying`);
     }
     if (model.count("failed") > 0) {
       counts.push(`${model.count("failed")} failed`);
     }
-    ui.stackCounts.textContent = model.stacks.size > 0 ? counts.join(" · ") : "–";
+    ui.stackCounts.textContent = model.state.stacks.size > 0 ? counts.join(" · ") : "–";
     ui.durationText.textContent = this.#durationText(model);
     ui.stats.textContent = `${model.eventCount} (seq ${model.lastSeq})`;
     ui.stats.dataset["lastSeq"] = String(model.lastSeq);
     ui.stats.dataset["events"] = String(model.eventCount);
+    ui.stats.dataset["snapshotSeq"] = model.snapshotSeq === undefined ? "" : String(model.snapshotSeq);
+    ui.stats.title =
+      model.snapshotSeq === undefined ? "" : `Started from the deployment's snapshot at seq ${model.snapshotSeq}; events counted since.`;
 
-    const showError = (model.status === "failed" || model.status === "cancelled") && model.error !== undefined;
+    const showError = reported && (model.status === "failed" || model.status === "cancelled") && model.error !== undefined;
     ui.error.hidden = !showError;
     ui.error.textContent = showError ? `Deployment ${model.status}: ${model.error ?? ""}` : "";
 
     const percent = Math.round(model.progress * 100);
     ui.progressBar.setAttribute("aria-valuenow", String(percent));
-    ui.progressBar.dataset["status"] = model.status ?? "unknown";
+    ui.progressBar.dataset["status"] = reported ? model.status : "unknown";
     const fill = ui.progressBar.firstElementChild;
     if (fill instanceof HTMLElement) {
       fill.style.width = `${percent}%`;
@@ -374,7 +468,7 @@ class Dashboard {
     );
 
     this.#renderStacks(model.layers, model.unlayeredStacks);
-    this.#renderLogs(model.logs);
+    this.#renderLogs(model.logs, model.logsRevision);
   }
 
   #durationText(model: DeploymentModel): string {
@@ -418,7 +512,7 @@ class Dashboard {
     const head = make("div", "stack-head");
     head.append(make("span", "stack-name", stack.name), make("span", `badge badge-${stack.state}`, STACK_STATE_TEXT[stack.state]));
     const meta = make("div", "stack-meta");
-    const duration = stack.state === "running" ? "" : formatDuration(stack.durationSeconds);
+    const duration = stack.state === "deploying" || stack.state === "pending" ? "" : formatDuration(stack.durationSeconds);
     meta.append(make("span", "duration", duration, { "data-seconds": String(stack.durationSeconds ?? "") }));
     let resources = "";
     if (stack.state === "deployed" && stack.resourceCount !== undefined) {
@@ -437,12 +531,18 @@ class Dashboard {
     return card;
   }
 
-  #renderLogs(lines: readonly LogLine[]): void {
+  #renderLogs(lines: readonly LogLine[], revision: number): void {
     const log = this.#ui.log;
-    if (this.#renderedLogs === lines.length) {
+    if (this.#renderedLogs === lines.length && this.#renderedLogsRevision === revision) {
       return;
     }
     const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    if (this.#renderedLogsRevision !== revision) {
+      // Lines were replaced (a snapshot, a new attempt) or placed before drawn ones: draw them all again.
+      log.replaceChildren();
+      this.#renderedLogs = 0;
+      this.#renderedLogsRevision = revision;
+    }
     const fresh = lines.slice(this.#renderedLogs);
     this.#renderedLogs = lines.length;
     log.append(
@@ -456,9 +556,6 @@ class Dashboard {
         return item;
       }),
     );
-    while (log.childElementCount > MAX_LOG_LINES) {
-      log.firstElementChild?.remove();
-    }
     this.#renderLogFilter();
     if (nearBottom) {
       log.scrollTop = log.scrollHeight;
@@ -466,10 +563,8 @@ class Dashboard {
   }
 
   #renderLogFilter(): void {
-    const counts = new Map<LogLevel, number>();
-    for (const line of this.#model?.logs ?? []) {
-      counts.set(line.level, (counts.get(line.level) ?? 0) + 1);
-    }
+    // The attempt's counts per level: all its lines, also those before the snapshot's latest 50.
+    const counts = this.#model?.logCounts ?? new Map<string, number>();
     this.#ui.logFilter.replaceChildren(
       ...LOG_LEVELS.map((level) => {
         const button = make("button", `chip level-${level}`, `${level} ${counts.get(level) ?? 0}`, {

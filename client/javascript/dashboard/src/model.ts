@@ -1,13 +1,23 @@
 /**
- * The dashboard's picture of one deployment, built from its events.
+ * The dashboard's picture of one deployment.
  *
- * Every event is applied idempotently: applying one twice changes nothing,
- * and a late arrival never regresses the picture (transport order is best
- * effort). A stack's state only moves forward — started/progress, then
- * deployed or failed — and between two states of the same rank the one with
- * the newer producer timestamp wins (seq breaks ties). The deployment's status
- * follows the same rule (pending < deploying < terminal) and its layer never
- * goes back.
+ * Its state is the client's {@link DeploymentState}: the project's folding
+ * rules (the server's `handlers/state.py`, checked against
+ * `conformance/state.json`), so the page shows exactly what a
+ * `deployment.snapshot` says — status ranks, the newest producer time wins,
+ * re-runs as attempts with fresh stacks, layer and logs. What the page adds
+ * is presentation: layers with a state each, a progress fraction, and a log
+ * pane that keeps more lines than the snapshot's latest 50.
+ *
+ * Where the picture starts: a fresh page subscribes without `since` and
+ * starts from the snapshot that follows the ack; the client then delivers
+ * every later event once, in `seq` order. The model is *anchored* once it
+ * knows everything up to its `seq` (it adopted a snapshot, or it folded
+ * from seq 1). An event that arrives before that (a live event can overtake
+ * the ack's snapshot) is folded provisionally and kept; when the snapshot
+ * comes, the model restarts from it and folds the kept events after its
+ * `seq`. An anchored model ignores later snapshots: after a reconnect the
+ * client asks with `since`, and the replay brings exactly the missing events.
  *
  * Pure TypeScript, no DOM: the view renders it, the tests check it in Node.
  */
@@ -15,39 +25,41 @@
 import {
   type AnyDeploymentEvent,
   type DeploymentStatus,
-  DEPLOYMENT_STATUSES,
-  type JsonObject,
-  LOG_LEVELS,
-  type LogLevel,
-  isTerminalStatus,
+  DeploymentState,
+  epochMs,
+  type FoldResult,
+  type LogEntry,
+  logEntryOf,
+  parseSnapshotData,
+  type SnapshotMessage,
+  stackStatusOf,
+  type StackStatus,
 } from "../../src/index.js";
 
-export type StackState = "running" | "deployed" | "failed";
+/** Log lines kept for the pane (the oldest go beyond this). */
+export const MAX_LOG_LINES = 5_000;
+/** Events kept while the model is not anchored, to fold again on top of the snapshot. */
+const MAX_UNANCHORED = 10_000;
 
 export interface StackView {
   name: string;
-  state: StackState;
+  state: StackStatus;
   layer: number | undefined;
   environment: string | undefined;
   /** Seconds the stack took (deployed or failed). */
   durationSeconds: number | undefined;
   /** Resources of a deployed stack. */
   resourceCount: number | undefined;
-  /** Resources done so far while running. */
+  /** Resources done so far while deploying. */
   resourcesDone: number | undefined;
   error: string | undefined;
-  startedAt: string | undefined;
-  /** The seq of the event that set the state (and first seen, for a stable order). */
-  stateSeq: number;
-  firstSeq: number;
-  /** Ordering key of the state: (rank, time, seq). */
-  stateKey: OrderKey;
 }
 
 export interface LogLine {
   seq: number;
   timestamp: string | undefined;
-  level: LogLevel;
+  /** The producer's level (`info`, `warning`, …; any other string is kept as given). */
+  level: string;
   message: string;
   stackName: string | undefined;
 }
@@ -60,103 +72,204 @@ export interface LayerView {
   stacks: StackView[];
 }
 
-interface OrderKey {
-  rank: number;
-  time: number;
-  seq: number;
-}
-
-const STACK_RANK: Record<StackState, number> = { running: 1, deployed: 2, failed: 2 };
-const STATUS_RANK: Record<DeploymentStatus, number> = {
-  pending: 0,
-  deploying: 1,
-  succeeded: 2,
-  failed: 2,
-  cancelled: 2,
-};
-
 export class DeploymentModel {
   readonly deploymentId: string;
-  status: DeploymentStatus | undefined;
-  currentLayer: number | undefined;
-  totalLayers: number | undefined;
-  error: string | undefined;
-  durationSeconds: number | undefined;
-  startedAt: string | undefined;
-  lastTimestamp: string | undefined;
-  /** Highest seq applied, and how many distinct events were. */
-  lastSeq = 0;
+  /** Distinct events folded by this page (a snapshot's history is not counted: it was not replayed). */
   eventCount = 0;
-  readonly stacks = new Map<string, StackView>();
-  readonly logs: LogLine[] = [];
+  /** The `seq` of the snapshot the picture started from (undefined when it started from events). */
+  snapshotSeq: number | undefined;
   /** Events of types the dashboard does not draw, by type. */
   readonly otherEvents = new Map<string, number>();
 
-  #statusKey: OrderKey = { rank: -1, time: -Infinity, seq: -1 };
-  readonly #seen = new Set<string>();
+  #state: DeploymentState;
+  #anchored = false;
+  /** Events folded before the model was anchored, in order. */
+  #unanchored: AnyDeploymentEvent[] = [];
+  #logs: LogLine[] = [];
+  #logsRevision = 0;
 
   constructor(deploymentId: string) {
     this.deploymentId = deploymentId;
+    this.#state = new DeploymentState(deploymentId);
   }
 
-  /** Applies one event; returns false when it was already applied (or is not this deployment's). */
+  /** The folded state (the snapshot's fields and the view's extras). */
+  get state(): DeploymentState {
+    return this.#state;
+  }
+
+  /**
+   * Folds one event (the client delivers them once each, in `seq` order);
+   * returns whether the picture may have changed.
+   */
   apply(event: AnyDeploymentEvent): boolean {
-    if (event.deployment_id !== this.deploymentId) {
+    if (event.deployment_id !== this.deploymentId || event.seq <= this.#state.seq) {
       return false;
     }
-    const identity = event.event_id ?? `seq:${event.seq}`;
-    if (this.#seen.has(identity) || this.#seen.has(`seq:${event.seq}`)) {
-      return false;
+    if (this.#anchored && event.seq !== this.#state.seq + 1) {
+      // The client skipped a hole it could not fill: what is missing is unknown until a snapshot says.
+      this.#anchored = false;
     }
-    this.#seen.add(identity);
-    this.#seen.add(`seq:${event.seq}`);
+    if (!this.#anchored && this.#state.seq === 0 && event.seq === 1) {
+      this.#anchored = true; // nothing came before seq 1
+    }
+    if (!this.#anchored) {
+      this.#unanchored.push(event);
+      if (this.#unanchored.length > MAX_UNANCHORED) {
+        this.#unanchored.shift();
+      }
+    }
     this.eventCount += 1;
-    this.lastSeq = Math.max(this.lastSeq, event.seq);
-    if (event.timestamp !== undefined) {
-      if (this.startedAt === undefined || event.timestamp < this.startedAt) {
-        this.startedAt = event.timestamp;
-      }
-      if (this.lastTimestamp === undefined || event.timestamp > this.lastTimestamp) {
-        this.lastTimestamp = event.timestamp;
-      }
+    this.#fold(event);
+    return true;
+  }
+
+  /**
+   * Takes a `deployment.snapshot` as the starting point when the model does
+   * not know its history yet; returns whether it did.
+   */
+  applySnapshot(snapshot: SnapshotMessage): boolean {
+    if (snapshot.deployment_id !== this.deploymentId || this.#anchored) {
+      return false;
     }
-    const data = event.data;
-    switch (event.type) {
-      case "deployment.status":
-        this.#applyStatus(event, data);
-        break;
-      case "stack.started":
-      case "stack.progress":
-        this.#applyStack(event, data, "running");
-        break;
-      case "stack.deployed":
-        this.#applyStack(event, data, "deployed");
-        break;
-      case "stack.failed":
-        this.#applyStack(event, data, "failed");
-        break;
-      case "log.created":
-        this.#applyLog(event, data);
-        break;
-      default:
-        this.otherEvents.set(event.type, (this.otherEvents.get(event.type) ?? 0) + 1);
+    const data = parseSnapshotData(snapshot.data);
+    this.#state = new DeploymentState(this.deploymentId, { seq: snapshot.seq, data });
+    this.snapshotSeq = snapshot.seq;
+    this.#anchored = true;
+    this.#logs = data.recent_logs.map(toLine);
+    this.#logsRevision += 1;
+    this.otherEvents.clear();
+    const kept = this.#unanchored;
+    this.#unanchored = [];
+    for (const event of kept) {
+      if (event.seq > snapshot.seq) {
+        this.#fold(event);
+      }
     }
     return true;
   }
 
+  #fold(event: AnyDeploymentEvent): void {
+    const result: FoldResult = this.#state.apply(event);
+    if (result === "new-attempt") {
+      this.#logs = [];
+      this.#logsRevision += 1;
+    }
+    if (result !== "folded" && result !== "new-attempt") {
+      return;
+    }
+    if (event.type === "log.created") {
+      this.#addLog(toLine(logEntryOf(event)));
+    } else if (event.type !== "deployment.status" && stackStatusOf(event.type) === undefined) {
+      this.otherEvents.set(event.type, (this.otherEvents.get(event.type) ?? 0) + 1);
+    }
+  }
+
+  #addLog(line: LogLine): void {
+    const logs = this.#logs;
+    const key = lineKey(line);
+    let index = logs.length;
+    while (index > 0 && compareKeys(lineKey(logs[index - 1] as LogLine), key) > 0) {
+      index -= 1;
+    }
+    if (index !== logs.length) {
+      this.#logsRevision += 1; // placed by its time before lines already drawn
+    }
+    logs.splice(index, 0, line);
+    if (logs.length > MAX_LOG_LINES) {
+      logs.splice(0, logs.length - MAX_LOG_LINES);
+      this.#logsRevision += 1;
+    }
+  }
+
+  // -- what the page reads -----------------------------------------------------------------------
+
+  /** The last `seq` folded in (or the snapshot's). */
+  get lastSeq(): number {
+    return this.#state.seq;
+  }
+  get status(): DeploymentStatus {
+    return this.#state.status;
+  }
+  get attempt(): number {
+    return this.#state.attempt;
+  }
+  get currentLayer(): number | undefined {
+    return this.#state.currentLayer ?? undefined;
+  }
+  get totalLayers(): number | undefined {
+    return this.#state.totalLayers ?? undefined;
+  }
+  get startedAt(): string | undefined {
+    return this.#state.startedAt ?? undefined;
+  }
+  get lastTimestamp(): string | undefined {
+    return this.#state.updatedAt ?? undefined;
+  }
+  get durationSeconds(): number | undefined {
+    return this.#state.durationSeconds ?? undefined;
+  }
   get terminal(): boolean {
-    return isTerminalStatus(this.status);
+    return this.#state.terminal;
   }
 
-  /** Stacks in the order they first appeared. */
+  /**
+   * Why a failed or cancelled attempt ended: its status's `error_message`,
+   * else (a picture started from a snapshot, which does not carry it) the
+   * failed stacks and their errors.
+   */
+  get error(): string | undefined {
+    const given = this.#state.errorMessage;
+    if (given !== null) {
+      return given;
+    }
+    const failed = this.stackList.filter((stack) => stack.state === "failed");
+    if (failed.length === 0) {
+      return undefined;
+    }
+    return failed
+      .map((stack) => `stack ${stack.name} failed${stack.layer === undefined ? "" : ` in layer ${stack.layer}`}${stack.error === undefined ? "" : `: ${stack.error}`}`)
+      .join("; ");
+  }
+
+  /** The attempt's log lines the page holds, oldest first (by the producer's time). */
+  get logs(): readonly LogLine[] {
+    return this.#logs;
+  }
+
+  /** Changes whenever lines were replaced or inserted before the last one (so the pane is redrawn, not appended to). */
+  get logsRevision(): number {
+    return this.#logsRevision;
+  }
+
+  /** The attempt's `log.created` count per level (all of them, not only the lines held). */
+  get logCounts(): ReadonlyMap<string, number> {
+    return this.#state.logCounts;
+  }
+
+  /** The attempt's stacks in the order they first appeared. */
   get stackList(): StackView[] {
-    return [...this.stacks.values()].sort((a, b) => a.firstSeq - b.firstSeq);
+    return [...this.#state.stacks.values()].map((stack) => ({
+      name: stack.name,
+      state: stack.status,
+      layer: stack.layer ?? undefined,
+      environment: stack.environment ?? undefined,
+      durationSeconds: stack.duration_seconds ?? undefined,
+      resourceCount: stack.resource_count ?? undefined,
+      resourcesDone: stack.resources_done ?? undefined,
+      error: stack.error_message ?? undefined,
+    }));
   }
 
-  count(state: StackState): number {
+  /** The stack named so, if the attempt has it. */
+  stack(name: string): StackView | undefined {
+    return this.stackList.find((stack) => stack.name === name);
+  }
+
+  count(state: StackStatus): number {
     let n = 0;
-    for (const stack of this.stacks.values()) {
-      if (stack.state === state) {
+    for (const stack of this.#state.stacks.values()) {
+      if (stack.status === state) {
         n += 1;
       }
     }
@@ -165,15 +278,16 @@ export class DeploymentModel {
 
   /** Layers 1…total (or as many as stacks name), each with its stacks and a state. */
   get layers(): LayerView[] {
+    const stacks = this.stackList;
     let total = this.totalLayers ?? 0;
-    for (const stack of this.stacks.values()) {
+    for (const stack of stacks) {
       total = Math.max(total, stack.layer ?? 0);
     }
     const current = this.currentLayer ?? 0;
     const layers: LayerView[] = [];
     for (let number = 1; number <= total; number += 1) {
-      const stacks = this.stackList.filter((s) => s.layer === number);
-      layers.push({ number, stacks, state: this.#layerState(number, current, stacks) });
+      const own = stacks.filter((s) => s.layer === number);
+      layers.push({ number, stacks: own, state: this.#layerState(number, current, own) });
     }
     return layers;
   }
@@ -183,7 +297,7 @@ export class DeploymentModel {
     return this.stackList.filter((s) => s.layer === undefined);
   }
 
-  /** Fraction of the deployment done, 0…1, from the layers (or stacks when no layers are known). */
+  /** Fraction of the attempt done, 0…1, from the layers (or stacks when no layers are known). */
   get progress(): number {
     if (this.status === "succeeded") {
       return 1;
@@ -195,18 +309,18 @@ export class DeploymentModel {
         if (layer.state === "done") {
           done += 1;
         } else if (layer.state === "active" || layer.state === "failed") {
-          const finished = layer.stacks.filter((s) => s.state !== "running").length;
+          const finished = layer.stacks.filter((s) => isFinished(s.state)).length;
           done += layer.stacks.length > 0 ? (finished / layer.stacks.length) * 0.99 : 0;
         }
       }
       return Math.min(1, done / layers.length);
     }
-    const stacks = this.stacks.size;
-    return stacks === 0 ? 0 : (stacks - this.count("running")) / stacks;
+    const stacks = this.stackList;
+    return stacks.length === 0 ? 0 : stacks.filter((s) => isFinished(s.state)).length / stacks.length;
   }
 
   #layerState(number: number, current: number, stacks: StackView[]): LayerState {
-    if (stacks.some((s) => s.state === "failed")) {
+    if (stacks.some((s) => s.state === "failed" || s.state === "cancelled")) {
       return "failed";
     }
     const allDeployed = stacks.length > 0 && stacks.every((s) => s.state === "deployed");
@@ -219,139 +333,34 @@ export class DeploymentModel {
     if (this.terminal) {
       return allDeployed ? "done" : number > current || stacks.length === 0 ? "skipped" : "failed";
     }
-    if (number === current || stacks.some((s) => s.state === "running")) {
+    if (number === current || stacks.some((s) => s.state === "deploying")) {
       return "active";
     }
     return allDeployed ? "done" : "pending";
   }
-
-  #applyStatus(event: AnyDeploymentEvent, data: JsonObject): void {
-    const status = data["status"];
-    if (typeof status !== "string" || !(DEPLOYMENT_STATUSES as readonly string[]).includes(status)) {
-      return;
-    }
-    const typed = status as DeploymentStatus;
-    const layer = count(data["current_layer"]);
-    if (layer !== undefined) {
-      this.currentLayer = Math.max(this.currentLayer ?? 0, layer); // the layer never goes back
-    }
-    const total = count(data["total_layers"]);
-    if (total !== undefined) {
-      this.totalLayers = total;
-    }
-    const key = orderKey(STATUS_RANK[typed], event);
-    if (!newer(key, this.#statusKey)) {
-      return;
-    }
-    this.#statusKey = key;
-    this.status = typed;
-    const error = data["error_message"];
-    if (typeof error === "string") {
-      this.error = error;
-    }
-    const duration = seconds(data["duration_seconds"]);
-    if (duration !== undefined) {
-      this.durationSeconds = duration;
-    }
-  }
-
-  #applyStack(event: AnyDeploymentEvent, data: JsonObject, state: StackState): void {
-    const name = data["stack_name"];
-    if (typeof name !== "string" || name === "") {
-      return;
-    }
-    let stack = this.stacks.get(name);
-    if (stack === undefined) {
-      stack = {
-        name,
-        state,
-        layer: undefined,
-        environment: undefined,
-        durationSeconds: undefined,
-        resourceCount: undefined,
-        resourcesDone: undefined,
-        error: undefined,
-        startedAt: undefined,
-        stateSeq: -1,
-        firstSeq: event.seq,
-        stateKey: { rank: -1, time: -Infinity, seq: -1 },
-      };
-      this.stacks.set(name, stack);
-    }
-    stack.firstSeq = Math.min(stack.firstSeq, event.seq);
-    stack.layer ??= count(data["layer"]);
-    const environment = data["environment"];
-    if (stack.environment === undefined && typeof environment === "string") {
-      stack.environment = environment;
-    }
-    if (event.type === "stack.started" && event.timestamp !== undefined) {
-      stack.startedAt = event.timestamp;
-    }
-    const done = count(data["resources_done"]);
-    if (done !== undefined) {
-      stack.resourcesDone = Math.max(stack.resourcesDone ?? 0, done);
-    }
-    const key = orderKey(STACK_RANK[state], event);
-    if (!newer(key, stack.stateKey)) {
-      return; // a late arrival: never regress
-    }
-    stack.stateKey = key;
-    stack.stateSeq = event.seq;
-    stack.state = state;
-    if (state === "running") {
-      return;
-    }
-    stack.durationSeconds = seconds(data["duration_seconds"]) ?? stack.durationSeconds;
-    if (state === "deployed") {
-      stack.resourceCount = count(data["resource_count"]) ?? stack.resourceCount;
-      stack.error = undefined;
-    } else {
-      const error = data["error_message"];
-      stack.error = typeof error === "string" ? error : "unknown error";
-    }
-  }
-
-  #applyLog(event: AnyDeploymentEvent, data: JsonObject): void {
-    const level = data["level"];
-    const message = data["message"];
-    const stackName = data["stack_name"];
-    const line: LogLine = {
-      seq: event.seq,
-      timestamp: event.timestamp,
-      level: typeof level === "string" && (LOG_LEVELS as readonly string[]).includes(level) ? (level as LogLevel) : "info",
-      message: typeof message === "string" ? message : JSON.stringify(message ?? ""),
-      stackName: typeof stackName === "string" ? stackName : undefined,
-    };
-    // Keep seq order even if a caller applies out of order (the client never does).
-    let index = this.logs.length;
-    while (index > 0 && (this.logs[index - 1]?.seq ?? 0) > line.seq) {
-      index -= 1;
-    }
-    this.logs.splice(index, 0, line);
-  }
 }
 
-function orderKey(rank: number, event: AnyDeploymentEvent): OrderKey {
-  const time = event.timestamp === undefined ? Number.NaN : Date.parse(event.timestamp);
-  return { rank, time: Number.isNaN(time) ? -Infinity : time, seq: event.seq };
+function isFinished(state: StackStatus): boolean {
+  return state === "deployed" || state === "failed" || state === "cancelled";
 }
 
-function newer(candidate: OrderKey, current: OrderKey): boolean {
-  if (candidate.rank !== current.rank) {
-    return candidate.rank > current.rank;
-  }
-  if (candidate.time !== current.time) {
-    return candidate.time > current.time;
-  }
-  return candidate.seq >= current.seq;
+function toLine(entry: LogEntry): LogLine {
+  return {
+    seq: entry.seq,
+    timestamp: entry.timestamp ?? undefined,
+    level: entry.level,
+    message: entry.message,
+    stackName: entry.stack_name ?? undefined,
+  };
 }
 
-function count(value: unknown): number | undefined {
-  return typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : undefined;
+/** The rules' order of log lines: producer time (none first), then seq. */
+function lineKey(line: LogLine): [number, number] {
+  return [epochMs(line.timestamp) ?? -1, line.seq];
 }
 
-function seconds(value: unknown): number | undefined {
-  return typeof value === "number" && Number.isFinite(value) && value >= 0 ? value : undefined;
+function compareKeys(a: [number, number], b: [number, number]): number {
+  return a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1];
 }
 
 /** "4m 05s", "58s", "1h 02m". */
@@ -367,4 +376,23 @@ export function formatDuration(totalSeconds: number | undefined): string {
     return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
   }
   return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
+
+/** How long ago a time was, shortly: "12s ago", "4m ago", "3h ago", "2d ago" ("" when unknown). */
+export function formatAge(timestamp: string | null | undefined, now: number): string {
+  const then = epochMs(timestamp);
+  if (then === null) {
+    return "";
+  }
+  const seconds = Math.max(0, Math.round((now - then) / 1000));
+  if (seconds < 60) {
+    return `${seconds}s ago`;
+  }
+  if (seconds < 3600) {
+    return `${Math.floor(seconds / 60)}m ago`;
+  }
+  if (seconds < 86_400) {
+    return `${Math.floor(seconds / 3600)}h ago`;
+  }
+  return `${Math.floor(seconds / 86_400)}d ago`;
 }
