@@ -161,6 +161,12 @@ export class ClientProtocol {
   /** `list_deployments` calls not answered yet, by id: sent again on the next connection if it is lost. */
   readonly #lists = new Map<string, ListCall>();
   #open = false;
+  /**
+   * Events an ack released (they raced ahead of it), held for the snapshot
+   * that follows the ack in the same frame, so the user gets the snapshot
+   * first and then every event after it.
+   */
+  #held: { subscription: Subscription; events: AnyDeploymentEvent[] } | undefined;
   /** Counts connections, so a frame's remaining messages are dropped once its connection is gone. */
   #connection = 0;
   #wakeAt: number | undefined;
@@ -310,7 +316,7 @@ export class ClientProtocol {
     const connection = this.#connection;
     for (const line of splitFrame(frame)) {
       if (connection !== this.#connection) {
-        return; // a handler closed or replaced the connection: the rest belongs to a dead one
+        break; // a handler closed or replaced the connection: the rest belongs to a dead one
       }
       let message: ServerMessage;
       try {
@@ -320,8 +326,14 @@ export class ClientProtocol {
         this.#host.emit("error", { kind: "protocol", error: error instanceof Error ? error : new Error("unreadable message") });
         continue;
       }
+      const held = this.#held;
+      if (held !== undefined && !(message.type === SNAPSHOT_TYPE && message.deployment_id === held.subscription.id)) {
+        this.#releaseHeld(); // no snapshot came right after the ack: hand them over before anything else
+      }
       this.#handle(message);
     }
+    // Already in order and past the sequence, so handed over even when the connection is gone.
+    this.#releaseHeld();
     this.#reschedule();
   }
 
@@ -360,6 +372,7 @@ export class ClientProtocol {
         return;
       case SNAPSHOT_TYPE:
         this.#host.emit("snapshot", message as SnapshotMessage);
+        this.#releaseHeld();
         return;
       default:
         this.#handleEvent(message as AnyDeploymentEvent);
@@ -392,7 +405,19 @@ export class ClientProtocol {
     for (const waiter of subscription.waiters.splice(0)) {
       waiter.resolve(ack);
     }
-    this.#deliver(subscription, released);
+    if (released.length > 0) {
+      this.#held = { subscription, events: released };
+    } else {
+      this.#deliver(subscription, released);
+    }
+  }
+
+  #releaseHeld(): void {
+    const held = this.#held;
+    if (held !== undefined) {
+      this.#held = undefined;
+      this.#deliver(held.subscription, held.events);
+    }
   }
 
   #handleDeployments(reply: DeploymentsMessage): void {

@@ -199,4 +199,36 @@ describe("ClientProtocol", () => {
     assert.deepEqual(host.delivered, []);
     assert.equal(core.pendingRequests, 0);
   });
+
+  test("events an ack releases wait for the snapshot after it: the snapshot first, then every later event", () => {
+    const order: string[] = [];
+    host.onDeliver = (event) => order.push(`event ${event.seq}`);
+    const emit = host.emit.bind(host);
+    host.emit = (type, payload) => {
+      if (type === "snapshot") {
+        order.push("snapshot");
+      }
+      emit(type, payload);
+    };
+    core.opened();
+    void core.subscribe(DEP);
+    const request = host.last();
+    // Given a live event overtakes the ack (no since: the ack sets the position),
+    core.receive(ev(6));
+    assert.deepEqual(order, []);
+    // when the ack (seq 5) and its snapshot come in one frame,
+    const snapshot = JSON.stringify({ type: "deployment.snapshot", deployment_id: DEP, seq: 5, data: {}, id: request.id });
+    core.receive([ack(request, 5), snapshot, ev(7)].join("\n"));
+    // then the user gets the snapshot before the event it released.
+    assert.deepEqual(order, ["snapshot", "event 6", "event 7"]);
+  });
+
+  test("without a snapshot after the ack, the released events are not held back", () => {
+    core.opened();
+    void core.subscribe(DEP);
+    const request = host.last();
+    core.receive(ev(2));
+    core.receive([ack(request, 1), ev(3)].join("\n"));
+    assert.deepEqual(host.delivered.map((e) => e.seq), [2, 3]);
+  });
 });
