@@ -1,12 +1,21 @@
 """``cloud-ws monitor DEPLOYMENT_ID``: watch a deployment live in the terminal.
 
-Three outputs: a live view (progress over layers, a table of stacks, the
-latest log lines) when stdout is a terminal; one plain line per event when it
-is not (a pipe, a CI log); one JSON message per line with ``--json``. The
-whole history is replayed first (``since`` 0), so starting late shows the same
-picture as starting early.
+Three outputs: a live view (attempt, progress over layers, a table of
+stacks, the newest log lines, fitted to the terminal) when stdout is a
+terminal; one plain line per event when it is not (a pipe, a CI log); one
+JSON message per line with ``--json``. The monitor subscribes for live events
+only and starts from the ``deployment.snapshot`` that follows the
+acknowledgement (the state folded through its ``seq``), so a newcomer to a
+long deployment sees where it stands at once instead of replaying its
+history; later events fold on top with the shared rules
+(:class:`cloud_ws_client.DeploymentState`).
 
-Exit codes: with ``--until-complete``, 0 once the deployment succeeded and 1
+``--until-complete`` ends on the terminal status of the attempt that is
+running when the monitor subscribes, or of the next one to start (a
+deployment not reported on yet, or one that ended and is run again). If the
+deployment has already ended, it exits at once with that outcome.
+
+Exit codes: with ``--until-complete``, 0 once the attempt succeeded and 1
 once it failed or was cancelled; 2 for a refused token, an unreachable
 endpoint, a refused subscription or bad arguments; 130 after Ctrl-C.
 
@@ -31,7 +40,7 @@ from cloud_ws.outputs import OutputsError, load_outputs
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from cloud_ws_client import CloudWebSocketClient, DeploymentState, Message
+    from cloud_ws_client import CloudWebSocketClient, DeploymentState, LogLine, Message, StackState
 
 TOKEN_ENV = "CLOUD_WS_TOKEN"
 #: Refusals of our ``subscribe`` that waiting cannot fix.
@@ -107,17 +116,21 @@ def build_client(args: argparse.Namespace) -> CloudWebSocketClient:
 
 
 async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *, until_complete: bool) -> int:
-    """Connect, replay and follow the deployment, showing every message; returns the exit code."""
+    """Connect, start from the snapshot, follow the deployment, show every message; return the exit code."""
     from cloud_ws_client import (  # noqa: PLC0415
         CloudWsError,
+        DeploymentSnapshot,
         DeploymentState,
         ErrorMessage,
         Event,
     )
 
     state = DeploymentState(deployment_id)
+    # The attempt whose end --until-complete waits for, known from the first snapshot.
+    target: int | None = None
     try:
-        await client.subscribe(deployment_id, since=0)
+        # Live events only: the snapshot that follows the acknowledgement stands for the history.
+        await client.subscribe(deployment_id)
         await client.connect()
     except (CloudWsError, ValueError) as exc:
         return _fail(str(exc))
@@ -125,8 +138,17 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
     error: str | None = None
     try:
         async for message in client.messages():
-            if isinstance(message, Event):
+            if isinstance(message, DeploymentSnapshot):
+                if target is None and message.deployment_id == deployment_id:
+                    # The starting point. A later snapshot (after a gap repair) is only shown:
+                    # the replay that follows it brings the events themselves, and folding
+                    # them keeps each field's exact order key and shows the terminal event.
+                    state.apply_snapshot(message)
+                    target = following_attempt(state)
+            elif isinstance(message, Event):
                 state.apply(message)
+                if target is None:  # a server that sends no snapshot: the running attempt
+                    target = max(state.attempt, 1)
             view.show(message, state)
             if (
                 isinstance(message, ErrorMessage)
@@ -138,7 +160,7 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
             ):
                 error = f"{message.code}: {message.message}"
                 break
-            if until_complete and state.is_complete:
+            if until_complete and target is not None and state.is_complete and state.attempt >= target:
                 break
     except CloudWsError as exc:  # a reconnect refused (401/403) or impossible
         error = str(exc)
@@ -148,6 +170,15 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
     if error is not None:
         return _fail(error)
     return 0 if state.succeeded else 1
+
+
+def following_attempt(state: DeploymentState) -> int:
+    """The attempt ``--until-complete`` ends with, seen from the snapshot the monitor started from.
+
+    The running attempt, or the one that ended (the monitor then exits at
+    once); attempt 1 when nothing was reported yet.
+    """
+    return max(state.attempt, 1)
 
 
 def _fail(message: str) -> int:
@@ -194,14 +225,21 @@ class PlainView:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self._done = False
+        self._attempt: int | None = None
 
     def start(self, state: DeploymentState) -> None:
         """Say what is being watched."""
         self._print(f"watching deployment {state.deployment_id}")
 
     def show(self, message: Message, state: DeploymentState) -> None:
-        """Print the message's line, if it has one."""
+        """Print the message's line, if it has one, and say when a new attempt starts."""
+        from cloud_ws_client import DeploymentSnapshot  # noqa: PLC0415
+
         line = describe(message)
+        if self._attempt is not None and state.attempt > self._attempt:
+            self._print(f"attempt {state.attempt} started")
+        if isinstance(message, DeploymentSnapshot) or self._attempt is not None:
+            self._attempt = state.attempt
         if line is not None:
             self._print(line)
 
@@ -211,7 +249,7 @@ class PlainView:
             return
         self._done = True
         if state.is_complete:
-            self._print(f"deployment {state.deployment_id} {state.status}")
+            self._print(f"deployment {state.deployment_id} {state.status} (attempt {state.attempt})")
 
     def _print(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -219,10 +257,25 @@ class PlainView:
 
 def describe(message: Message) -> str | None:
     """A message as one line of text (``None`` for messages a person need not see)."""
-    from cloud_ws_client import DeploymentStatus, ErrorMessage, Event, LogCreated, StackEvent  # noqa: PLC0415
+    from cloud_ws_client import (  # noqa: PLC0415
+        DeploymentSnapshot,
+        DeploymentStatus,
+        ErrorMessage,
+        Event,
+        LogCreated,
+        StackEvent,
+    )
 
     if isinstance(message, ErrorMessage):
         return f"error {message.code}: {message.message}"
+    if isinstance(message, DeploymentSnapshot):
+        data = message.data
+        if not data.get("attempt"):
+            return f"#{message.seq} nothing reported yet"
+        text = f"#{message.seq} snapshot: attempt {data.get('attempt')} {data.get('status')}"
+        if data.get("current_layer") is not None and data.get("total_layers") is not None:
+            text += f", layer {data['current_layer']}/{data['total_layers']}"
+        return text
     if not isinstance(message, Event):
         return None
     head = f"{_clock(message.timestamp)} #{message.seq}"
@@ -249,7 +302,12 @@ def describe(message: Message) -> str | None:
 
 
 class LiveView:
-    """The terminal view: status and progress over layers, the stacks, the latest log lines."""
+    """The terminal view: attempt, status and progress over layers, the stacks, the newest log lines.
+
+    Every drawing is fitted to the terminal's current size (see :func:`render`):
+    rich's ``Live`` crops what is taller than the screen from the bottom,
+    which is where the newest log lines are.
+    """
 
     def __init__(self, client: CloudWebSocketClient, console: Console | None = None) -> None:
         from rich.console import Console  # noqa: PLC0415
@@ -288,7 +346,7 @@ class LiveView:
             self._live.stop()
 
     def _render(self, state: DeploymentState) -> RenderableType:
-        return render(state, self.client.state, self._errors)
+        return render(state, self.client.state, self._errors, console=self.console)
 
     async def _tick(self) -> None:
         while self._state is not None:
@@ -316,24 +374,77 @@ LINK_LABELS = {
 LEVEL_STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "red", "critical": "bold red"}
 
 
+#: Log lines the live view keeps on screen even when the stacks must be cut short for them.
+MIN_LOG_LINES = 3
+
+
 def render(
-    state: DeploymentState, link: str, errors: list[str] | None = None, now: datetime | None = None
+    state: DeploymentState,
+    link: str,
+    errors: list[str] | None = None,
+    now: datetime | None = None,
+    *,
+    console: Console | None = None,
 ) -> RenderableType:
-    """The live view of ``state`` as a rich renderable; ``link`` is the client's connection state."""
+    """The live view of ``state`` as a rich renderable; ``link`` is the client's connection state.
+
+    With ``console``, the view fits its height (one line is left for the
+    cursor): the newest log lines always show, as many as there is room for,
+    and when the stacks leave no room for :data:`MIN_LOG_LINES` of them, the
+    earliest stacks are summed up in one line. Every row is one line (long
+    cells end in an ellipsis), so what is measured is what is drawn.
+    """
     from rich.console import Group  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    now = now or datetime.now(UTC)
+    lines = list(state.logs)
+    stacks = state.stacks_in_order()
+    if console is None:
+        return Group(*_top(state, link, errors, now, stacks, 0), _logs_table(lines))
+    budget = max(1, console.size.height - 1)
+    options = console.options.update(width=console.size.width)
+
+    def height(parts: list[RenderableType]) -> int:
+        return len(console.render_lines(Group(*parts), options, pad=False))
+
+    hidden = 0
+    top = _top(state, link, errors, now, stacks, hidden)
+    # The earliest stacks make room for the newest log lines (a deployment has few layers on screen).
+    while hidden < len(stacks) and height(top) + min(MIN_LOG_LINES, len(lines)) > budget:
+        hidden += 1
+        top = _top(state, link, errors, now, stacks, hidden)
+    room = max(0, budget - height(top))
+    shown = lines[-room:] if room else []
+    if not shown and lines:
+        return Group(*top[: max(1, budget - 1)], _logs_table(lines[-1:]))
+    return Group(*top, _logs_table(shown)) if shown else Group(*top, Text("no log lines yet", "dim"))
+
+
+def _top(
+    state: DeploymentState,
+    link: str,
+    errors: list[str] | None,
+    now: datetime,
+    stacks: list[StackState],
+    hidden: int,
+) -> list[RenderableType]:
+    """Everything above the log lines: header, progress, stacks (the first ``hidden`` summed up)."""
     from rich.progress_bar import ProgressBar  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
 
-    now = now or datetime.now(UTC)
-    status = state.status or "waiting for events"
+    status = state.status if state.attempt else "waiting for events"
     header = Text.assemble(
         ("Deployment ", "bold"),
         (state.deployment_id, "bold cyan"),
         "  ",
+        (f"attempt {state.attempt}  " if state.attempt else "", "bold"),
         (status, STYLES.get(status, "")),
         "  ",
         LINK_LABELS.get(link, (link, "")),
+        no_wrap=True,
+        overflow="ellipsis",
     )
     total = state.total_layers or 0
     progress = Table.grid(padding=(0, 1))
@@ -348,14 +459,16 @@ def render(
         Text(f"layer {state.current_layer or 0}/{total or '?'}"),
     )
 
-    stacks = Table(expand=False, box=None, header_style="bold", pad_edge=False)
-    for column in ("layer", "stack", "status", "resources", "duration", ""):
-        stacks.add_column(column)
-    for stack in state.stacks_in_order():
+    # Expanded so that the error column alone takes what is left, and ends in an ellipsis.
+    table = Table(expand=True, box=None, header_style="bold", pad_edge=False)
+    for column in ("layer", "stack", "status", "resources", "duration"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("", no_wrap=True, overflow="ellipsis", ratio=1)
+    for stack in stacks[hidden:]:
         resources = "" if stack.resources_done is None else str(stack.resources_done)
         if stack.resource_count is not None and stack.resource_count != stack.resources_done:
             resources += f"/{stack.resource_count}"
-        stacks.add_row(
+        table.add_row(
             "" if stack.layer is None else str(stack.layer),
             stack.name,
             Text(stack.status, STYLES.get(stack.status, "")),
@@ -363,21 +476,37 @@ def render(
             _duration(stack.elapsed(now)),
             Text(stack.error_message or "", "red"),
         )
+    parts: list[RenderableType] = [header, progress]
+    if state.error_message:
+        parts.append(Text(state.error_message, "red", no_wrap=True, overflow="ellipsis"))
+    parts.append(Text(""))
+    if hidden:
+        done = sum(1 for stack in stacks[:hidden] if stack.status == "deployed")
+        parts.append(Text(f"… {hidden} earlier stacks ({done} deployed)", "dim", no_wrap=True))
+    parts.append(table)
+    parts += [Text(error, "red", no_wrap=True, overflow="ellipsis") for error in errors or ()]
+    parts += [Text(""), Text("latest logs", "bold")]
+    return parts
 
-    logs = Table.grid(padding=(0, 1))
-    for line in state.logs:
+
+def _logs_table(lines: list[LogLine]) -> RenderableType:
+    """Log lines, one screen line each, oldest first (the newest is the last line)."""
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    logs = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(3):
+        logs.add_column(no_wrap=True)
+    logs.add_column(no_wrap=True, overflow="ellipsis", ratio=1)
+    for line in lines:
+        when = line.time
         logs.add_row(
-            Text(line.time.strftime("%H:%M:%S") if line.time else "", "dim"),
+            Text(when.strftime("%H:%M:%S") if when else "", "dim"),
             Text(line.level, LEVEL_STYLES.get(line.level, "")),
             Text(line.stack_name or "", "cyan"),
             Text(line.message, overflow="ellipsis", no_wrap=True),
         )
-    parts: list[RenderableType] = [header, progress]
-    if state.error_message:
-        parts.append(Text(state.error_message, "red"))
-    parts += [Text(""), stacks, Text(""), Text("latest logs", "bold"), logs]
-    parts += [Text(error, "red") for error in errors or ()]
-    return Group(*parts)
+    return logs
 
 
 def _duration(seconds: float | None) -> str:

@@ -63,6 +63,11 @@ def test_json_until_complete_follows_the_demo_and_exits_1(stack: LocalStackProce
     dep = deployment()
     outputs = str(stack.outputs_path)
     watcher = cloud_ws("monitor", dep, "--outputs", outputs, "--json", "--until-complete")
+    assert watcher.stdout is not None
+    # Subscribed (the ack and the snapshot are out) before the demo's first event.
+    head = [parse_message(watcher.stdout.readline()) for _ in range(2)]
+    assert [m.type for m in head] == ["subscribed", "deployment.snapshot"]
+    assert head[1].raw["data"]["attempt"] == 0
     demo = cloud_ws("demo", dep, "--outputs", outputs, "--speed", DEMO_SPEED)
     demo_code, _, demo_err = finish(demo)
     assert demo_code == 0, demo_err
@@ -71,8 +76,7 @@ def test_json_until_complete_follows_the_demo_and_exits_1(stack: LocalStackProce
     assert code == 1, err
     assert err == ""
     messages = [parse_message(line) for line in out.splitlines()]
-    assert messages[0].type == "subscribed"
-    seqs = [m.raw["seq"] for m in messages if m.type != "subscribed"]
+    seqs = [m.raw["seq"] for m in messages]
     assert seqs == list(range(1, len(seqs) + 1))
     last = messages[-1].raw
     assert (last["type"], last["data"]["status"]) == ("deployment.status", "failed")
@@ -80,16 +84,18 @@ def test_json_until_complete_follows_the_demo_and_exits_1(stack: LocalStackProce
 
 
 def test_plain_lines_until_complete_exit_0(stack: LocalStackProcess) -> None:
-    """stdout is not a terminal: one line per event, then the outcome; success is exit code 0."""
+    """stdout is not a terminal: the snapshot, one line per event, then the outcome; success is 0."""
     dep = deployment()
+    watcher = cloud_ws("monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete")
+    assert watcher.stdout is not None
+    assert watcher.stdout.readline() == f"watching deployment {dep}\n"
+    assert watcher.stdout.readline() == "#0 nothing reported yet\n"  # the snapshot: subscribed
     put_success(stack, dep)
-    code, out, err = finish(
-        cloud_ws("monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete")
-    )
+    code, out, err = finish(watcher)
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == f"watching deployment {dep}"
-    assert lines[-1] == f"deployment {dep} succeeded"
+    assert lines[0] == "attempt 1 started"
+    assert lines[-1] == f"deployment {dep} succeeded (attempt 1)"
     # Transport order is best effort: the events are put one by one, but their seqs
     # need not follow that order, so each line is looked for with any seq.
     described = sorted(re.sub(r"^\S+ #\d+ ", "", line) for line in lines[1:-1])
@@ -119,6 +125,7 @@ def test_until_complete_ends_on_a_throttled_terminal_status_with_the_defaults(
         assert watcher.stdout is not None
         first = json.loads(watcher.stdout.readline())  # blocks until the monitor is subscribed
         assert first["type"] == "subscribed"
+        assert json.loads(watcher.stdout.readline())["type"] == "deployment.snapshot"
         stack.put_event(
             dep, "deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 1}
         )
@@ -254,6 +261,8 @@ async def test_live_view_redraws_while_waiting(stack: LocalStackProcess, tokens:
     client = CloudWebSocketClient(stack.outputs["websocket_url"], tokens, options=options())
     view = monitor.LiveView(client, console)
     task = asyncio.create_task(monitor.watch(client, dep, view, until_complete=True))
+    # Subscribed first: the failure's error message is in the status event, not in the snapshot.
+    await eventually(lambda: client.position(dep) is not None, "the subscription")
     await asyncio.to_thread(stack.put_event, dep, "stack.started", {"stack_name": "db", "layer": 2})
     await asyncio.to_thread(
         stack.put_event, dep, "deployment.status", {"status": "failed", "error_message": "db failed"}
@@ -338,3 +347,150 @@ def test_render_of_a_deployment_in_progress() -> None:
     assert "too_many_subscriptions" in screen
     assert monitor.describe(parse_message('{"type": "pong"}')) is None
     assert monitor.describe(parse_message('{"type": "error", "code": "x", "message": "m"}')) == "error x: m"
+
+
+def snapshot_data(status: str, attempt: int, **more: Any) -> dict[str, Any]:
+    """A snapshot's data: the deployment at a glance, no stacks or logs unless given."""
+    return {
+        "status": status,
+        "attempt": attempt,
+        "current_layer": 1,
+        "total_layers": 2,
+        "started_at": "2026-12-02T10:00:00Z",
+        "updated_at": "2026-12-02T10:00:05Z",
+        "environment": "dev",
+        "stacks": {},
+        "log_counts": {},
+        "recent_logs": [],
+        **more,
+    }
+
+
+def answer_with_snapshot(gateway: Gateway, seq: int, data: dict[str, Any]) -> None:
+    """Make the gateway answer every subscribe as the server does: the ack, then the snapshot."""
+
+    async def subscribe(ws: Any, deployment_id: str, since: int | None, frame: dict[str, Any]) -> None:
+        gateway.subscribers[ws].add(deployment_id)
+        ack = {"type": "subscribed", "deployment_id": deployment_id, "seq": seq, "replay": 0}
+        snap = {"type": "deployment.snapshot", "deployment_id": deployment_id, "seq": seq, "data": data}
+        await gateway.reply(ws, ack, frame)
+        await gateway.reply(ws, snap, frame)
+
+    gateway._subscribe = subscribe  # type: ignore[method-assign]
+
+
+async def send_status(gateway: Gateway, seq: int, stamp: str, **data: Any) -> None:
+    """One deployment.status of D1, stamped ``stamp``, to every connection."""
+    event = {"type": "deployment.status", "deployment_id": "D1", "seq": seq, "data": data, "timestamp": stamp}
+    for ws in list(gateway.subscribers):
+        await ws.send(json.dumps(event))
+
+
+@pytest.mark.parametrize(("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1)])
+async def test_until_complete_on_an_ended_deployment_exits_at_once(
+    gateway: Gateway, status: str, code: int
+) -> None:
+    """The snapshot says the latest attempt ended: its outcome is the exit code, nothing is awaited."""
+    answer_with_snapshot(gateway, 9, snapshot_data(status, 2))
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    out = io.StringIO()
+    assert await monitor.watch(client, "D1", monitor.PlainView(out), until_complete=True) == code
+    assert out.getvalue().splitlines()[-2:] == [
+        f"#9 snapshot: attempt 2 {status}, layer 1/2",
+        f"deployment D1 {status} (attempt 2)",
+    ]
+    # Live only: the snapshot stands for the history, nothing is replayed.
+    assert gateway.frames_of(1, "subscribe") == [{"action": "subscribe", "deployment_id": "D1"}]
+
+
+async def test_until_complete_follows_the_running_attempt(gateway: Gateway) -> None:
+    """Subscribed while attempt 2 deploys: a late status of attempt 1 does not end it; its end does."""
+    answer_with_snapshot(gateway, 4, snapshot_data("deploying", 2))
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    out = io.StringIO()
+    watching = asyncio.create_task(monitor.watch(client, "D1", monitor.PlainView(out), until_complete=True))
+    await eventually(lambda: "snapshot" in out.getvalue(), "the snapshot line")
+    # Stamped before attempt 2 started (10:00:00): attempt 1's, arriving late.
+    await send_status(gateway, 5, "2026-12-02T09:59:59Z", status="failed")
+    await send_status(gateway, 6, "2026-12-02T10:00:09Z", status="deploying", current_layer=2)
+    await eventually(lambda: "#6 deployment deploying" in out.getvalue(), "the status line")
+    assert not watching.done()
+    await send_status(gateway, 7, "2026-12-02T10:00:10Z", status="succeeded")
+    assert await asyncio.wait_for(watching, timeout=30) == 0
+    assert out.getvalue().splitlines()[-1] == "deployment D1 succeeded (attempt 2)"
+
+
+async def test_until_complete_waits_for_the_first_attempt(gateway: Gateway) -> None:
+    """Nothing reported yet (attempt 0): the monitor ends with the first attempt's outcome."""
+    answer_with_snapshot(gateway, 0, snapshot_data("pending", 0, current_layer=None, total_layers=None))
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    out = io.StringIO()
+    watching = asyncio.create_task(monitor.watch(client, "D1", monitor.JsonView(out), until_complete=True))
+    await eventually(lambda: "deployment.snapshot" in out.getvalue(), "the snapshot")
+    await send_status(gateway, 1, "2026-12-02T10:00:01Z", status="deploying", current_layer=1, total_layers=1)
+    await send_status(gateway, 2, "2026-12-02T10:00:02Z", status="failed")
+    assert await asyncio.wait_for(watching, timeout=30) == 1
+    assert [json.loads(line)["type"] for line in out.getvalue().splitlines()] == [
+        "subscribed",
+        "deployment.snapshot",
+        "deployment.status",
+        "deployment.status",
+    ]
+
+
+def busy_state(attempt: int = 2) -> DeploymentState:
+    """A deployment with twelve stacks over four layers and sixty long log lines."""
+    state = DeploymentState("D1")
+    seq = 0
+
+    def put(type_: str, **data: Any) -> None:
+        nonlocal seq
+        seq += 1
+        stamp = f"2026-12-02T10:{seq // 60:02d}:{seq % 60:02d}Z"
+        message = parse_message(
+            json.dumps({"type": type_, "deployment_id": "D1", "seq": seq, "data": data, "timestamp": stamp})
+        )
+        state.apply(message)  # type: ignore[arg-type]
+
+    for run in range(1, attempt + 1):
+        put("deployment.status", status="deploying", current_layer=3, total_layers=4)
+        for index in range(12):
+            put("stack.started", stack_name=f"stack-{index}", layer=index // 3 + 1)
+            put("stack.deployed", stack_name=f"stack-{index}", layer=index // 3 + 1, duration_seconds=30)
+        for index in range(60):
+            put("log.created", message=f"attempt {run} line {index} " + "x" * 100, stack_name="stack-1")
+        if run < attempt:
+            put("deployment.status", status="failed")
+    return state
+
+
+@pytest.mark.parametrize(("width", "height"), [(80, 24), (120, 40), (60, 12)])
+def test_live_view_fits_the_terminal_and_shows_the_newest_log_line(width: int, height: int) -> None:
+    """Whatever the stacks and logs, the view is shorter than the screen and ends on the newest line."""
+    state = busy_state()
+    console = Console(width=width, height=height, record=True, file=io.StringIO())
+    console.print(monitor.render(state, "connected", errors=["forbidden: ask for access"], console=console))
+    screen = console.export_text().splitlines()
+    assert len(screen) < height
+    assert all(len(line) <= width for line in screen)
+    assert screen[-1].split()[3:5] == ["attempt", "2"]
+    assert "line 59" in screen[-1]
+    assert "attempt 2" in screen[0]
+    # Without a console (a plain print), nothing is cut: every stack and every kept line.
+    full = Console(width=width, record=True, file=io.StringIO())
+    full.print(monitor.render(state, "connected"))
+    assert len(full.export_text().splitlines()) > len(screen)
+
+
+async def test_live_view_draws_within_the_screen(gateway: Gateway) -> None:
+    """The live view's own drawing, on an 80x24 terminal, holds the newest log line."""
+    console = Console(width=80, height=24, record=True, file=io.StringIO(), force_terminal=True)
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    view = monitor.LiveView(client, console)
+    state = busy_state()
+    view.start(state)
+    view.stop(state)
+    # The final drawing is what stays on the screen: the last 23 lines recorded.
+    screen = console.export_text().splitlines()
+    assert any("attempt 2 line 59" in line for line in screen[-23:])
+    assert not any("attempt 2 line 40" in line for line in screen[-23:])

@@ -317,7 +317,7 @@ class DeploymentState(_Fields):
             self._keys["started_at"] = start
         self.stacks = {}
         stacks = data.get("stacks")
-        for name, fields_ in (stacks.items() if isinstance(stacks, Mapping) else ()):
+        for name, fields_ in stacks.items() if isinstance(stacks, Mapping) else ():
             if isinstance(name, str) and isinstance(fields_, Mapping):
                 self.stacks[name] = _stack_from_snapshot(name, fields_, key)
         counts = data.get("log_counts")
