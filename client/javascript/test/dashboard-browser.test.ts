@@ -215,6 +215,115 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
     await closePage(page);
   });
 
+  test("a failed demo re-run on the same id: the page says attempt 2, succeeded, also after a reload", async () => {
+    const deployment = deploymentId("story");
+    const page = await newPage();
+    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await page.locator('#connection[data-state="open"]').waitFor({ timeout: 15_000 });
+
+    // Given `cloud-ws demo` ran on the id and failed in layer 3,
+    const { code, output } = await stack.demo(deployment, 20).done;
+    assert.equal(code, 0, output);
+    await page.locator('#deployment-status[data-status="failed"]').waitFor({ timeout: 30_000 });
+    assert.equal(await attribute(page, "#attempt-text", "data-attempt"), "1");
+    assert.match((await page.locator("#deployment-error").textContent()) ?? "", new RegExp(`stack ${FAILING_STACK} failed in layer 3`));
+
+    // when a new run on the same id is reported through the plugin and succeeds,
+    await stack.emit("deployment.status", deployment, { status: "deploying", current_layer: 3, total_layers: 4, environment: "dev" });
+    await page.locator('#attempt-text[data-attempt="2"]').waitFor({ timeout: 15_000 });
+    await stack.emit("stack.deployed", deployment, { stack_name: FAILING_STACK, layer: 3, environment: "dev", resource_count: 9, duration_seconds: 64 });
+    await stack.emit("log.created", deployment, { level: "info", message: "subnet found on retry", stack_name: FAILING_STACK, environment: "dev" });
+    await stack.emit("deployment.status", deployment, { status: "succeeded", current_layer: 4, duration_seconds: 98 });
+
+    // then the page shows attempt 2, succeeded, with only that attempt's stacks and log.
+    const attempt2 = async (shown: Page): Promise<void> => {
+      await shown.locator('#deployment-status[data-status="succeeded"]').waitFor({ timeout: 15_000 });
+      assert.equal(await shown.locator("#attempt-text").textContent(), "2");
+      assert.equal(await shown.locator("#layer-text").textContent(), "4 of 4");
+      assert.ok(await shown.locator("#deployment-error").isHidden(), "no failure banner for a succeeded attempt");
+      assert.deepEqual(
+        await shown.locator(".stack").evaluateAll((items) => items.map((item) => [item.getAttribute("data-stack"), item.getAttribute("data-state")])),
+        [[FAILING_STACK, "deployed"]],
+        "a re-run's stacks start afresh",
+      );
+      assert.deepEqual(await shown.locator("#log .log-message").allTextContents(), ["subnet found on retry"]);
+    };
+    await attempt2(page);
+    const lastSeq = await seqShown(page);
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-attempt-2.png"), fullPage: true });
+
+    // After a reload the page starts from the snapshot: the same picture, nothing replayed.
+    await page.reload();
+    await attempt2(page);
+    assert.equal(await attribute(page, "#stats", "data-snapshot-seq"), String(lastSeq));
+    assert.equal(await attribute(page, "#stats", "data-events"), "0");
+    await closePage(page);
+  });
+
+  test("the home page lists deployments newest first, live; a click opens one; a reload starts from its snapshot", async () => {
+    const older = deploymentId("home-a");
+    const newer = deploymentId("home-b");
+    await stack.putEvents(older, [{ type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 3, environment: "dev" } }]);
+    await stack.putEvents(newer, [
+      { type: "deployment.status", data: { status: "deploying", current_layer: 2, total_layers: 2, environment: "prod" } },
+      { type: "deployment.status", data: { status: "failed" } },
+    ]);
+
+    const page = await newPage();
+    await page.goto(`${stack.http}/dashboard/`);
+    const ours = async (): Promise<string[]> =>
+      (await page.locator("#deployments-rows tr").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-deployment") ?? ""))).filter(
+        (id) => id === older || id === newer,
+      );
+    await waitFor(async () => (await ours()).length === 2 && (await attribute(page, `tr[data-deployment="${newer}"]`, "data-status")) === "failed", {
+      timeout: 30_000,
+      what: "both deployments listed",
+    });
+    assert.deepEqual(await ours(), [newer, older], "newest first");
+    const row = (id: string): Promise<string[]> => page.locator(`tr[data-deployment="${id}"] td`).allTextContents();
+    const newerRow = await row(newer);
+    assert.deepEqual(newerRow.slice(0, 5), [newer, "failed", "1", "2 of 2", "prod"]);
+    assert.match(newerRow[5] ?? "", /^\d+[smhd] ago$/);
+    assert.deepEqual((await row(older)).slice(0, 5), [older, "deploying", "1", "1 of 3", "dev"]);
+
+    // When the older one moves on, the list shows it live, now first.
+    await stack.putEvents(older, [{ type: "deployment.status", data: { status: "deploying", current_layer: 2, total_layers: 3 } }]);
+    await waitFor(async () => (await ours())[0] === older && (await row(older))[3] === "2 of 3", { timeout: 30_000, what: "the list to update" });
+    await page.screenshot({ path: join(ARTIFACTS, "dashboard-home.png"), fullPage: true });
+
+    // A click opens it.
+    await page.locator(`tr[data-deployment="${older}"] .open-deployment`).click();
+    await page.locator('#deployment-status[data-status="deploying"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator("#deployment-id").textContent(), older);
+    assert.equal(await page.locator("#layer-text").textContent(), "2 of 3");
+    assert.match(page.url(), new RegExp(`deployment=${older}`));
+
+    // After a reload, the page shows its state from the snapshot and asks for no history.
+    const sent: Record<string, unknown>[] = [];
+    const received: Record<string, unknown>[] = [];
+    page.on("websocket", (socket) => {
+      socket.on("framesent", (frame) => sent.push(JSON.parse(String(frame.payload)) as Record<string, unknown>));
+      socket.on("framereceived", (frame) => {
+        for (const line of String(frame.payload).split("\n")) {
+          received.push(JSON.parse(line) as Record<string, unknown>);
+        }
+      });
+    });
+    await page.reload();
+    await page.locator('#deployment-status[data-status="deploying"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator("#layer-text").textContent(), "2 of 3");
+    assert.equal(await attribute(page, "#stats", "data-snapshot-seq"), "2");
+    assert.equal(await attribute(page, "#stats", "data-events"), "0", "no event was replayed");
+    const subscribes = sent.filter((frame) => frame["action"] === "subscribe");
+    assert.deepEqual(subscribes.map((frame) => [frame["deployment_id"], "since" in frame]), [[older, false]], "subscribed without since");
+    assert.deepEqual(
+      received.filter((message) => message["deployment_id"] === older).map((message) => message["type"]),
+      ["subscribed", "deployment.snapshot"],
+      "the ack and the snapshot, no replayed event",
+    );
+    await closePage(page);
+  });
+
   test("as static files against a stack it only has the URL and a token of", async () => {
     // Served from another origin, the page finds no local helper endpoints.
     const server = await serveStatic(DIST);

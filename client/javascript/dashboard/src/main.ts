@@ -308,10 +308,10 @@ class Dashboard {
         tr.append(
           name,
           status,
-          make("td", "attempt", row.attempt > 0 ? String(row.attempt) : "–"),
-          make("td", "layer", layer),
-          make("td", "environment", row.environment ?? ""),
-          make("td", "age", formatAge(row.updated_at, now), { "data-updated": row.updated_at ?? "" }),
+          make("td", "cell-attempt", row.attempt > 0 ? String(row.attempt) : "–"),
+          make("td", "cell-layer", layer),
+          make("td", "cell-environment", row.environment ?? ""),
+          make("td", "cell-age", formatAge(row.updated_at, now), { "data-updated": row.updated_at ?? "" }),
         );
         tr.addEventListener("click", () => this.watch(row.deployment_id));
         return tr;
@@ -477,7 +477,8 @@ class Dashboard {
     }
     if (model.startedAt !== undefined && model.lastTimestamp !== undefined) {
       const seconds = (Date.parse(model.lastTimestamp) - Date.parse(model.startedAt)) / 1000;
-      return Number.isFinite(seconds) ? `${formatDuration(seconds)} so far` : "–";
+      // A finished attempt started from a snapshot has no status duration: its span is the best figure.
+      return Number.isFinite(seconds) ? `${formatDuration(seconds)}${model.terminal ? "" : " so far"}` : "–";
     }
     return "–";
   }

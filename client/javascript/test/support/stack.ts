@@ -178,6 +178,22 @@ export class LocalStack {
     return ids;
   }
 
+  /** Emits one event through the plugin (`cloud-ws emit TYPE DEPLOYMENT_ID --data JSON`); rejects unless it exits 0. */
+  async emit(type: string, deploymentId: string, data: Record<string, unknown>): Promise<void> {
+    const child = spawn(
+      PYTHON,
+      ["-m", "cloud_ws.cli", "emit", type, deploymentId, "--data", JSON.stringify(data), "--outputs", this.outputsPath],
+      { cwd: REPO_ROOT, env: { ...process.env, PYTHONUNBUFFERED: "1" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const output: string[] = [];
+    child.stdout?.on("data", (chunk: Buffer) => output.push(chunk.toString()));
+    child.stderr?.on("data", (chunk: Buffer) => output.push(chunk.toString()));
+    const code = await new Promise<number | null>((settle) => child.on("exit", (exit) => settle(exit)));
+    if (code !== 0) {
+      throw new Error(`cloud-ws emit ${type} exited with ${code}: ${output.join("")}`);
+    }
+  }
+
   /** Runs `cloud-ws demo` against this stack; resolves with its exit code and output. */
   demo(deploymentId: string, speed: number, onLine?: (line: string) => void): { done: Promise<{ code: number | null; output: string }> } {
     const child = spawn(
