@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "emit": "emit",
     "demo": "demo",
     "monitor": "monitor",
+    "list": "list_deployments",
 }
 
 HELP: dict[str, str] = {
@@ -26,6 +27,7 @@ HELP: dict[str, str] = {
     "emit": "emit one event through the plugin",
     "demo": "play a demo deployment",
     "monitor": "watch a deployment live (--json, --until-complete for CI)",
+    "list": "recent deployments you may watch, newest first (--json for scripts)",
 }
 
 

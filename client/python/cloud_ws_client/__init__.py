@@ -21,9 +21,10 @@ from cloud_ws_client.client import (
     Handler,
     __version__,
 )
-from cloud_ws_client.errors import AuthenticationError, CloudWsError, ConnectError
+from cloud_ws_client.errors import AuthenticationError, CloudWsError, ConnectError, RequestError
 from cloud_ws_client.messages import (
     TERMINAL_STATUSES,
+    Deployments,
     DeploymentSnapshot,
     DeploymentStatus,
     ErrorMessage,
@@ -54,6 +55,7 @@ __all__ = [
     "DeploymentSnapshot",
     "DeploymentState",
     "DeploymentStatus",
+    "Deployments",
     "ErrorMessage",
     "Event",
     "Handler",
@@ -63,6 +65,7 @@ __all__ = [
     "Message",
     "Outgoing",
     "Pong",
+    "RequestError",
     "StackEvent",
     "StackState",
     "Subscribed",

@@ -38,8 +38,8 @@ from websockets.version import version as websockets_version
 
 from cloud_ws_client.auth import TokenSource, TokenTransport, handshake, resolve_token, token_expiry
 from cloud_ws_client.backoff import backoff, process_exception
-from cloud_ws_client.errors import CloudWsError, ConnectError
-from cloud_ws_client.messages import ErrorMessage, Message, Pong, Subscribed
+from cloud_ws_client.errors import CloudWsError, ConnectError, RequestError
+from cloud_ws_client.messages import Deployments, ErrorMessage, Message, Pong, Subscribed
 from cloud_ws_client.outputs import password_auth, read_outputs
 from cloud_ws_client.protocol import RECONNECT_ERROR_CODES, ClientProtocol, Outgoing
 
@@ -233,6 +233,8 @@ class CloudWebSocketClient:
         self._connect_lock = asyncio.Lock()
         self._failure: BaseException | None = None
         self._phase: ConnectionState = "idle"
+        self._answers: dict[str, asyncio.Future[Message]] = {}
+        """Requests whose reply a caller awaits (``list_deployments``), by request id."""
 
     @classmethod
     def from_outputs(
@@ -346,6 +348,57 @@ class CloudWebSocketClient:
     async def unsubscribe(self, deployment_id: str) -> None:
         """Stop watching a deployment; its later events are dropped."""
         await self._send_all(self._protocol.unsubscribe(deployment_id))
+
+    async def list_deployments(
+        self, limit: int = 50, *, timeout: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The deployments the caller may watch, newest first (by their latest event).
+
+        Each is a dict with ``deployment_id``, ``status``, ``attempt``,
+        ``current_layer``, ``total_layers``, ``updated_at`` and ``environment``.
+        The reply is matched to the request by its ``id``.
+
+        Args:
+            limit: At most this many (1 to 200).
+            timeout: Longest wait for the answer (default: ``options.open_timeout``).
+
+        Raises:
+            ValueError: ``limit`` would be refused.
+            RequestError: The server refused the request (its ``code``), or did not answer in time.
+            CloudWsError: The client is not connected, or stopped while waiting.
+        """
+        outgoing = self._protocol.list_deployments(limit)
+        if not self.connected:
+            self._protocol.forget([outgoing.request_id])
+            raise CloudWsError("not connected: call connect() first")
+        answer: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._answers[outgoing.request_id] = answer
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(self._finished.wait())
+        try:
+            await self._send_all(outgoing)
+            waiting: set[asyncio.Future[Any]] = {answer, stopped}
+            await asyncio.wait(
+                waiting,
+                timeout=self.options.open_timeout if timeout is None else timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            stopped.cancel()
+            self._answers.pop(outgoing.request_id, None)
+        if not answer.done():
+            self._protocol.forget([outgoing.request_id])
+            if self._closing:
+                raise (
+                    self._failure
+                    if isinstance(self._failure, CloudWsError)
+                    else CloudWsError("the client stopped before the deployment list came")
+                )
+            raise RequestError("the server did not answer list_deployments in time")
+        reply = answer.result()
+        if isinstance(reply, ErrorMessage):
+            raise RequestError(f"{reply.code}: {reply.message}", reply.code)
+        assert isinstance(reply, Deployments)
+        return [dict(row) for row in reply.deployments]
 
     def on(self, message_type: str, handler: Handler) -> Handler:
         """Call ``handler`` for every delivered message of ``message_type`` (``"*"`` for all).
@@ -532,6 +585,10 @@ class CloudWebSocketClient:
             if isinstance(message, ErrorMessage) and message.code in RECONNECT_ERROR_CODES:
                 link.replace = True
                 self._wake.set()
+            if request_id is not None and (answer := self._answers.pop(request_id, None)) is not None:
+                if not answer.done():
+                    answer.set_result(message)
+                continue  # the caller that asked gets it
             self._inbox.put_nowait(message)
         after = self._protocol.next_repair_at()
         if after is not None and (repair_at is None or after < repair_at):

@@ -22,3 +22,15 @@ class AuthenticationError(CloudWsError):
 
 class ConnectError(CloudWsError):
     """The endpoint could not be reached, or refused the handshake for a reason other than the token."""
+
+
+class RequestError(CloudWsError):
+    """The server refused a request (an ``error`` reply), or did not answer it in time.
+
+    Attributes:
+        code: The error's stable ``code`` (``None`` when no answer came).
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code

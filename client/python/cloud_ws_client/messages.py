@@ -215,6 +215,17 @@ class DeploymentSnapshot(Message):
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Deployments(Message):
+    """``deployments``: the answer to ``list_deployments``, newest first (by ``updated_at``).
+
+    Each entry has ``deployment_id``, ``status``, ``attempt``, ``current_layer``,
+    ``total_layers``, ``updated_at`` and ``environment``, as the server sent them.
+    """
+
+    deployments: tuple[Mapping[str, Any], ...] = ()
+
+
 #: Event type → the class that gives its ``data`` typed accessors.
 EVENT_CLASSES: dict[str, type[Event]] = {
     "deployment.status": DeploymentStatus,
@@ -294,6 +305,17 @@ def parse_message(frame: str | bytes) -> Message:
             message=_optional_str(raw, "message") or "",
             action=_optional_str(raw, "action"),
             deployment_id=_optional_str(raw, "deployment_id"),
+        )
+    if kind == "deployments":
+        rows = raw.get("deployments")
+        return Deployments(
+            type=kind,
+            raw=raw,
+            deployments=tuple(
+                row
+                for row in (rows if isinstance(rows, list) else ())
+                if isinstance(row, dict) and isinstance(row.get("deployment_id"), str)
+            ),
         )
     if kind == "deployment.snapshot":
         data = raw.get("data")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud_ws_client.messages import (
+    Deployments,
     ErrorMessage,
     Event,
     MalformedMessage,
@@ -48,6 +49,9 @@ RECONNECT_ERROR_CODES = frozenset({"token_expired", "unknown_connection"})
 REFUSED_SUBSCRIPTION_CODES = frozenset(
     {"forbidden", "invalid_deployment_id", "invalid_since", "too_many_subscriptions", "invalid_id"}
 )
+
+#: The server's largest ``list_deployments`` limit (docs/protocol.md).
+MAX_LIST_LIMIT = 200
 
 #: Requests awaiting a reply that are remembered; past it the oldest are forgotten (a reply to
 #: one of them is then ignored). Replies to requests on a connection that closed never come.
@@ -174,6 +178,16 @@ class ClientProtocol:
         self._streams.pop(deployment_id, None)
         return self._request("unsubscribe", deployment_id)
 
+    def list_deployments(self, limit: int = 50) -> Outgoing:
+        """Ask for the deployments the caller may watch, newest first; the reply is ``deployments``.
+
+        Raises:
+            ValueError: ``limit`` is not an integer from 1 to :data:`MAX_LIST_LIMIT`.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValueError(f"limit must be an integer from 1 to {MAX_LIST_LIMIT}, got {limit!r:.80}")
+        return self._request("list_deployments", limit=limit)
+
     def ping(self) -> Outgoing:
         """A keep-alive ``ping``; its ``pong`` echoes the returned ``request_id``."""
         return self._request("ping")
@@ -214,7 +228,7 @@ class ClientProtocol:
         if isinstance(message, Event):
             stream = self._streams.get(message.deployment_id)
             return [] if stream is None else list(stream.accept(message, now))
-        if not isinstance(message, Subscribed | Unsubscribed | Pong | ErrorMessage):
+        if not isinstance(message, Subscribed | Unsubscribed | Pong | ErrorMessage | Deployments):
             return [message]
         request: Outgoing | None = None
         if message.request_id is not None:
@@ -301,4 +315,6 @@ def _answers(message: Message, request: Outgoing) -> bool:
         return request.action == "subscribe" and message.deployment_id == request.deployment_id
     if isinstance(message, Unsubscribed):
         return request.action == "unsubscribe" and message.deployment_id == request.deployment_id
+    if isinstance(message, Deployments):
+        return request.action == "list_deployments"
     return False
