@@ -126,7 +126,9 @@ export function epochMs(timestamp: unknown): number | null {
   if (typeof timestamp !== "string" || timestamp === "") {
     return null;
   }
-  const zoned = /(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$/.test(timestamp) || !timestamp.includes("T") ? timestamp : `${timestamp}Z`;
+  // A time of day with no zone after it is UTC (a date alone already parses as UTC midnight).
+  const hasTime = /\d{2}:\d{2}/.test(timestamp);
+  const zoned = !hasTime || /(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$/.test(timestamp) ? timestamp : `${timestamp}Z`;
   const ms = Date.parse(zoned);
   return Number.isNaN(ms) ? null : ms;
 }

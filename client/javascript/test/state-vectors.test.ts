@@ -15,6 +15,7 @@ import {
   type DeploymentSnapshotData,
   DeploymentSequence,
   DeploymentState,
+  epochMs,
   type JsonObject,
   parseServerMessage,
   type SnapshotMessage,
@@ -83,4 +84,15 @@ describe("a state started from a snapshot", () => {
       }
     });
   }
+});
+
+describe("epochMs", () => {
+  test("reads times as the server does: UTC when no zone is named, null when unreadable", () => {
+    const utc = Date.UTC(2026, 11, 2, 10, 0, 0);
+    assert.deepEqual(
+      ["2026-12-02T10:00:00Z", "2026-12-02T10:00:00", "2026-12-02 10:00:00", "2026-12-02T11:00:00+01:00", "2026-12-02T10:00:00.250Z"].map(epochMs),
+      [utc, utc, utc, utc, utc + 250],
+    );
+    assert.deepEqual([epochMs(""), epochMs("yesterday"), epochMs(undefined), epochMs(42)], [null, null, null, null]);
+  });
 });

@@ -147,6 +147,7 @@ class Dashboard {
 
   async start(): Promise<void> {
     this.#bindControls();
+    document.addEventListener("visibilitychange", () => this.#refreshList());
     this.#renderRecent();
     this.#renderLogFilter();
     const params = readPageParams(window.location);
@@ -272,7 +273,8 @@ class Dashboard {
 
   #refreshList(): void {
     const client = this.#client;
-    if (client === null || this.#model !== null || this.#listing || client.state !== "open") {
+    // A hidden tab does not ask (it asks again when shown): the list is for someone looking at it.
+    if (client === null || this.#model !== null || this.#listing || client.state !== "open" || document.hidden) {
       return;
     }
     this.#listing = true;
