@@ -110,6 +110,7 @@ export type ErrorCode =
   | "invalid_deployment_id"
   | "invalid_since"
   | "invalid_limit"
+  | "invalid_id"
   | "too_many_subscriptions"
   | "forbidden"
   | "token_expired"
