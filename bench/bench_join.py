@@ -53,6 +53,7 @@ def report(stack: LocalStackProcess) -> int:
                 emitted += 2 + per_stack
         plugin.deployment_completed(DEPLOYMENT, "succeeded")
         emitted += 1
+        assert plugin.flush(timeout=300), "the plugin could not deliver every event"
     return emitted
 
 

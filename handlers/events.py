@@ -16,6 +16,10 @@ from handlers import protocol, spec
 
 MAX_EVENT_ID_LENGTH = 128
 
+#: ``domain.verb`` names the server sends itself: a producer's event may not take them,
+#: or clients would mistake it for the server's own message.
+RESERVED_TYPES = frozenset({"deployment.snapshot"})
+
 
 class InvalidEventError(ValueError):
     """The EventBridge event is not a cloud-ws deployment event."""
@@ -78,6 +82,8 @@ def parse_event(event: Mapping[str, Any]) -> DeploymentEvent:
     detail_type = event.get("detail-type")
     if not protocol.is_valid_event_type(detail_type):
         raise InvalidEventError(f"detail-type must be a domain.verb event type, got {detail_type!r}")
+    if detail_type in RESERVED_TYPES:
+        raise InvalidEventError(f"{detail_type} is a message of the server's own; producers cannot emit it")
     detail = event.get("detail")
     if not isinstance(detail, Mapping):
         raise InvalidEventError("detail must be a JSON object")

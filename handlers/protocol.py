@@ -146,7 +146,7 @@ def parse_frame(raw: str | None, *, max_bytes: int, max_depth: int) -> Frame:
     if action is None:
         raise ProtocolError(
             ErrorCode.INVALID_MESSAGE,
-            'a frame must name its "action": one of subscribe, unsubscribe, ping',
+            'a frame must name its "action": one of subscribe, unsubscribe, ping, list_deployments',
             request_id=request_id,
             deployment_id=deployment_id,
         )
