@@ -325,7 +325,7 @@ BAD_EVENTS: dict[str, dict[str, Any]] = {
     "bad deployment id": {"detail-type": "deployment.status", "detail": {"deployment_id": "D 1"}},
     "data not an object": {"detail-type": "log.created", "detail": {"deployment_id": "D1", "data": [1]}},
     "no identity at all": {"detail-type": "log.created", "detail": {"deployment_id": "D1"}, "id": ""},
-    "the server's own snapshot type": {"detail-type": "deployment.snapshot", "detail": {"deployment_id": "D1"}},
+    "the server's snapshot type": {"detail-type": "deployment.snapshot", "detail": {"deployment_id": "D1"}},
 }
 
 
