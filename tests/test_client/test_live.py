@@ -15,6 +15,7 @@ from cloud_ws_client import (
     ClientOptions,
     CloudWebSocketClient,
     ConnectError,
+    DeploymentSnapshot,
     DeploymentStatus,
     ErrorMessage,
     Event,
@@ -67,14 +68,16 @@ async def test_connect_subscribe_receive_typed_messages(stack: LocalStackProcess
             ("widget.spun", {"rpm": 3}),
         ]:
             await asyncio.to_thread(stack.put_event, dep, type_, data)
-        received = [await next_message(stream) for _ in range(5)]
+        received = [await next_message(stream) for _ in range(6)]
         assert client.connected
         await client.unsubscribe(dep)
         await eventually(lambda: bool(inbox.of_type("unsubscribed")), "the unsubscription ack")
 
-    ack, status, stack_failed, log, custom = received
+    ack, snapshot, status, stack_failed, log, custom = received
     assert isinstance(ack, Subscribed)
     assert (ack.deployment_id, ack.seq, ack.replay) == (dep, 0, 0)
+    assert isinstance(snapshot, DeploymentSnapshot)  # passed through, right after the ack
+    assert (snapshot.seq, snapshot.data["attempt"], snapshot.request_id) == (0, 0, ack.request_id)
     assert isinstance(status, DeploymentStatus)
     assert (status.seq, status.status, status.current_layer) == (1, "deploying", 1)
     assert isinstance(stack_failed, StackEvent)
