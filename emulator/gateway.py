@@ -32,6 +32,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import time
 import uuid
@@ -184,8 +185,17 @@ class Gateway:
         subprotocol = next(
             (v for k, v in response_headers.items() if k.lower() == "sec-websocket-protocol"), None
         )
-        await websocket.accept(subprotocol=subprotocol)
         conn = LocalConnection(connection_id, websocket, source_ip, identity["userAgent"])
+        try:
+            await websocket.accept(subprotocol=subprotocol)
+        except BaseException:
+            # The client left while $connect ran: there is no connection to keep, but
+            # $connect stored its row, which would otherwise stay for the row's 24 h.
+            conn.closed, conn.close_code = True, 1006
+            log.info("client left during its handshake", extra={"connection_id": connection_id})
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._run_disconnect(conn, identity)
+            raise
         self.connections[connection_id] = conn
         try:
             await self._receive_loop(conn)
@@ -442,6 +452,22 @@ async def _json_body(request: Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+class RefusedHandshakeFilter(logging.Filter):
+    """Drops uvicorn's "returned without completing handshake" error after a refused handshake.
+
+    uvicorn's WebSocket protocol sends the HTTP response an app gives to deny
+    a handshake (the 401 of ``$connect``) but does not count it as the end of
+    the handshake, so it then logs an error, with no traceback, for every
+    refused token. The gateway only ever returns without accepting after
+    sending that response (``$connect`` itself logs the refusal, once, at
+    INFO), so the line says nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for that one message; every other record passes."""
+        return record.getMessage() != "ASGI callable returned without completing handshake."
 
 
 def _status_text(status: int) -> str:

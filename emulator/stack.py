@@ -39,7 +39,7 @@ from emulator.backend import (
     id_token,
 )
 from emulator.events import EventSourceMapping
-from emulator.gateway import Gateway, GatewaySettings
+from emulator.gateway import Gateway, GatewaySettings, RefusedHandshakeFilter
 from emulator.graphql import GraphQLApi, GraphQLSettings, graphql_routes
 from emulator.lambda_api import LambdaApi
 from emulator.lambdas import LambdaRuntime
@@ -228,6 +228,7 @@ class LocalStack:
             self._info = info = self._backend.provision(endpoint, settings.stage, settings.event_source)
             os.environ.update(handler_environment(settings, port, info))
             logging.getLogger("cloud_ws").setLevel(settings.log_level)
+            logging.getLogger("uvicorn.error").addFilter(RefusedHandshakeFilter())
             reset_runtime()
             lambdas = LambdaRuntime(settings.lambda_concurrency)
             gateway = Gateway(

@@ -424,3 +424,59 @@ def test_outputs_endpoint_serves_the_outputs(local_stack: LocalStackProcess) -> 
     reply = requests.get(f"{local_stack.http}/_cloud-ws/outputs", timeout=5)
 
     assert reply.json() == local_stack.outputs
+
+
+def _upgrade_then_leave(stack: LocalStackProcess, token: str) -> None:
+    """Send a valid upgrade request and close the socket before the answer comes."""
+    import base64
+    import os
+    import socket
+
+    host, port = stack.outputs["websocket_url"].split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            f"GET /{stack.outputs['stage']}?token={token} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+
+def test_a_client_that_leaves_during_its_handshake_leaves_no_connection_row(
+    local_stack: LocalStackProcess,
+) -> None:
+    """$connect stored a row while the client was already gone: the stack removes it, as $disconnect does."""
+    ddb = local_stack.aws("dynamodb")
+    table = local_stack.outputs["connections_table_name"]
+    before = ddb.scan(TableName=table, Select="COUNT")["Count"]
+    token = local_stack.token()
+
+    for _ in range(3):
+        _upgrade_then_leave(local_stack, token)
+
+    deadline = time.monotonic() + 10
+    count = -1
+    while time.monotonic() < deadline:
+        count = ddb.scan(TableName=table, Select="COUNT")["Count"]
+        if count == before:
+            break
+        time.sleep(0.1)
+    assert count == before
+
+
+async def test_a_refused_handshake_is_one_quiet_log_line(tmp_path: Path) -> None:
+    """A bad token: one INFO line from $connect, no error, no traceback in the stack's log."""
+    stack = start_local_stack(tmp_path, "--verbose")
+    try:
+        with pytest.raises(InvalidStatus):
+            async with connect(f"{stack.outputs['websocket_url']}?token=not-a-jwt"):
+                pass
+        await asyncio.sleep(0.5)
+    finally:
+        stop_local_stack(stack)
+    log = (tmp_path / "cloud-ws-local.log").read_text()
+    refusals = [line for line in log.splitlines() if "handshake refused" in line]
+    assert len(refusals) == 1, log
+    assert json.loads(refusals[0])["level"] == "INFO"
+    assert "ASGI callable returned without completing handshake" not in log
+    assert "Traceback" not in log
+    assert "ERROR" not in log
