@@ -2,6 +2,8 @@
 # Each target creates the virtualenv and installs what it needs on first use.
 
 PYTHON ?= python3
+#: `make run PORT=9000` serves the local stack elsewhere (the embedded AWS endpoint takes PORT + 1).
+PORT   ?= 8080
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -16,18 +18,26 @@ JS_BUILT     := $(JS_DIR)/dashboard/dist/index.html
 JS_SOURCES   := $(wildcard $(JS_DIR)/src/*.ts $(JS_DIR)/dashboard/src/* $(JS_DIR)/scripts/*.mjs \
                   $(JS_DIR)/tsconfig*.json $(JS_DIR)/dashboard/tsconfig.json)
 
+# pip's own output (and the build backends' warnings) goes to $(VENV)/install.log, shown
+# only if the install fails, so the first `make run` ends with the stack's banner.
 $(STAMP): pyproject.toml client/python/pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e client/python -e '.[dev]'
-	touch $@
+	@echo "==> installing the Python packages into $(VENV) (first run: about a minute; log: $(VENV)/install.log)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; exit 1; }
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-e client/python -e '.[dev]' >> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $@
+	@echo "==> Python packages installed"
 
 $(JS_INSTALLED): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
-	cd $(JS_DIR) && npm ci --no-audit --no-fund
-	touch $@
+	@echo "==> installing the dashboard's npm packages (first run only)"
+	@cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(JS_BUILT): $(JS_INSTALLED) $(JS_SOURCES)
-	cd $(JS_DIR) && npm run --silent build
+	@echo "==> building the dashboard"
+	@cd $(JS_DIR) && npm run --silent build
 
 js-build: $(JS_BUILT)
 
@@ -41,7 +51,7 @@ dashboard:
 	fi
 
 run: $(STAMP) dashboard
-	$(BIN)/cloud-ws local
+	@$(BIN)/cloud-ws local --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -285,6 +286,7 @@ class LocalStack:
 
 
 def _banner(outputs: dict[str, Any], path: Path) -> str:
+    command = _command()
     lines = [
         "cloud-ws local is running",
         f"  WebSocket API     {outputs['websocket_url']}",
@@ -293,11 +295,27 @@ def _banner(outputs: dict[str, Any], path: Path) -> str:
         f"  AWS endpoint      {outputs['aws_endpoint_url']}  (DynamoDB, Cognito, EventBridge)",
         f"  dashboard         {outputs['dashboard_url']}",
         f"  outputs           {path}",
-        f"  dev user          {DEV_USERNAME} / {DEV_PASSWORD}   (cloud-ws token prints a fresh ID token)",
-        "Watch a deployment: `cloud-ws demo` in one terminal, `cloud-ws monitor <id>` in another.",
+        f"  dev user          {DEV_USERNAME} / {DEV_PASSWORD}   ({command} token prints a fresh ID token)",
+        "",
+        "Next, in another terminal:",
+        f"  {command} monitor D1BRV40      # watch a deployment live",
+        f"  {command} demo D1BRV40         # and in a third: play one (a stack fails in layer 3)",
+        f"  {command} list                 # recent deployments",
+        f"  open {outputs['dashboard_url']} in a browser for the dashboard",
         "Ctrl-C stops the stack.",
     ]
     return "\n".join(lines)
+
+
+def _command() -> str:
+    """How to run ``cloud-ws`` from here: its name when it is on PATH, else the path it was started from."""
+    started = Path(sys.argv[0])
+    if started.name == "cloud-ws" and shutil.which("cloud-ws") != str(started.resolve()):
+        try:
+            return str(started.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(started.resolve())
+    return "cloud-ws"
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
