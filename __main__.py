@@ -1,6 +1,6 @@
 """The cloud-ws stack: one per environment (`pulumi up -s dev`, `pulumi up -s prod`).
 
-Reads the `cloud-ws:*` configuration (DESIGN.md), creates a Cognito user pool
+Reads the `cloud-ws:*` configuration (docs/design.md), creates a Cognito user pool
 and app client unless an existing pool is configured, instantiates
 `WebSocketMonitoring` and exports the outputs the plugin and the clients read
 (`pulumi stack output --json`).

@@ -1,4 +1,4 @@
-"""``cloud-ws``: one command, one subcommand per job (see DESIGN.md, Commands).
+"""``cloud-ws``: one command, one subcommand per job (see docs/design.md, Commands).
 
 Each subcommand lives in ``cloud_ws.commands.<name>`` and is imported only when
 it runs, so ``cloud-ws emit`` never pays for the local stack's imports.

@@ -1,7 +1,7 @@
 """The outputs file: the one contract between a stack (cloud or local) and its consumers.
 
 ``pulumi stack output --json`` and ``cloud-ws local`` produce the same keys
-(see DESIGN.md); the plugin, the clients and the CLI are built from them.
+(see docs/design.md); the plugin, the clients and the CLI are built from them.
 """
 
 from __future__ import annotations

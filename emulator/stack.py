@@ -77,7 +77,7 @@ class LocalSettings:
 
 
 def outputs_for(settings: LocalSettings, port: int, backend: BackendInfo) -> dict[str, Any]:
-    """The outputs contract (DESIGN.md), for this local stack."""
+    """The outputs contract (docs/design.md), for this local stack."""
     base = f"{settings.host}:{port}"
     return {
         "websocket_url": f"ws://{base}/{settings.stage}",

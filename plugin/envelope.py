@@ -1,4 +1,4 @@
-"""The DESIGN.md event envelope, built once per hook call.
+"""The event envelope (docs/design.md), built once per hook call.
 
 An event is serialized the moment the hook is called: the caller may mutate its
 dicts afterwards, and a retry must resend the very same bytes (same

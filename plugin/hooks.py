@@ -1,6 +1,6 @@
 """The lifecycle hooks an orchestrator calls while it deploys layers of stacks.
 
-Each hook validates its arguments, shapes the ``data`` of one DESIGN.md
+Each hook validates its arguments, shapes the ``data`` of one docs/design.md
 message and hands it to :meth:`LifecycleHooks.emit`. Hooks never raise: a bad
 argument is logged and counted as *refused*, and the deployment carries on.
 """

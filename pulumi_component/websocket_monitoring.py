@@ -21,7 +21,7 @@ pattern) and from the code in ``handlers/``, so the deployed stack and
 Why a queue sits between the rule and the broadcaster, and how each number was
 chosen: docs/delivery.md.
 
-Its outputs are exactly the outputs contract of DESIGN.md.
+Its outputs are exactly the outputs contract of docs/design.md.
 
 No ``from __future__ import annotations`` here: Pulumi's schema inference reads
 the annotations of the args and the outputs at run time.

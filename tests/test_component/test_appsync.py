@@ -140,7 +140,7 @@ def test_api_uses_cognito_by_default_and_iam_for_the_publisher(open_api: Built) 
 
 
 def test_outputs_are_the_appsync_endpoints(open_api: Built) -> None:
-    """``graphql_url`` and ``graphql_realtime_url`` as DESIGN.md's outputs table names them."""
+    """``graphql_url`` and ``graphql_realtime_url`` as docs/design.md's outputs table names them."""
     assert open_api.outputs == {
         "graphql_url": f"https://{API_ID}.appsync-api.{REGION}.amazonaws.com/graphql",
         "graphql_realtime_url": f"wss://{API_ID}.appsync-realtime-api.{REGION}.amazonaws.com/graphql",

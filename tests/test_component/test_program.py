@@ -331,7 +331,7 @@ def test_only_api_gateway_may_invoke_functions_from_outside(dev: Deployment) -> 
 
 
 def _envelope(source: str, detail: dict[str, Any], detail_type: str = "deployment.status") -> Any:
-    """The plugin's envelope as EventBridge hands it to rules (DESIGN.md, "Event envelope")."""
+    """The plugin's envelope as EventBridge hands it to rules (docs/design.md, "Event envelope")."""
     return {
         "version": "0",
         "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",

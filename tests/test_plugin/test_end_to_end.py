@@ -60,7 +60,7 @@ def watch(local: LocalStackProcess, deployment_id: str, timeout: float = 60.0) -
                 if "seq" not in message or message["type"] in ("subscribed", "deployment.snapshot"):
                     continue
                 seen = frames.get(message["seq"])
-                if seen is not None:  # a live event also in the replay: clients drop it (DESIGN.md)
+                if seen is not None:  # a live event also in the replay: clients drop it (docs/design.md)
                     assert json.loads(seen)["event_id"] == message["event_id"]
                     continue
                 frames[message["seq"]] = frame

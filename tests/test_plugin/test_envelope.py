@@ -1,4 +1,4 @@
-"""The envelope: DESIGN.md's shape, validation, one serialization, and the one-frame cap."""
+"""The envelope: docs/design.md's shape, validation, one serialization, and the one-frame cap."""
 
 from __future__ import annotations
 

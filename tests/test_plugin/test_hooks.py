@@ -61,7 +61,7 @@ def test_deployment_hooks_send_deployment_status(hooks: Recorder) -> None:
 
 
 def test_stack_hooks_carry_the_design_fields(hooks: Recorder) -> None:
-    """DESIGN.md's stack.deployed / stack.failed shapes, plus the layer when known."""
+    """docs/design.md's stack.deployed / stack.failed shapes, plus the layer when known."""
     hooks.stack_started("D1", "network", layer=1)
     hooks.stack_deployed("D1", "network", duration_seconds=300, resource_count=15)
     hooks.stack_failed("D1", "database-rds", "Subnet not found", environment="prod")
