@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from cloud_ws.commands import list_deployments as list_command
-from cloud_ws_client import ClientProtocol, CloudWebSocketClient, CloudWsError, Deployments, RequestError
+from cloud_ws_client import (
+    ClientProtocol,
+    CloudWebSocketClient,
+    CloudWsError,
+    Deployments,
+    ErrorMessage,
+    RequestError,
+)
 from tests.test_client.conftest import UNIT, Tokens, deployment, eventually_async, options
 from tests.test_client.fakes import Gateway
 from tests.test_integration.conftest import CLI, ROOT, LocalStackProcess
@@ -56,6 +63,18 @@ def test_protocol_matches_the_deployments_reply_by_id() -> None:
     for limit in (0, 201, True):
         with pytest.raises(ValueError, match="limit"):
             protocol.list_deployments(limit=limit)
+
+
+def test_protocol_delivers_the_refusal_of_a_list_request() -> None:
+    """An error answering the request is delivered (the client turns it into RequestError)."""
+    protocol = ClientProtocol()
+    request = protocol.list_deployments()
+    error = {"type": "error", "code": "token_expired", "message": "reconnect", "action": "list_deployments"}
+    (message,) = protocol.receive(json.dumps({**error, "id": request.request_id}), now=0)
+    assert isinstance(message, ErrorMessage)
+    assert (message.code, message.request_id) == ("token_expired", request.request_id)
+    assert protocol.pending == 0
+    assert protocol.subscriptions == ()  # a list request's refusal drops no subscription
 
 
 async def test_list_needs_a_connection_and_an_answer(gateway: Gateway) -> None:
