@@ -9,7 +9,13 @@ async with CloudWebSocketClient.from_outputs(".cloud-ws/outputs.json") as client
         print(message.type, message.raw)
 ```
 
-See ``docs/client.md`` for reconnects, resume and keep-alive.
+After ``subscribed`` the server sends ``deployment.snapshot``, the deployment's
+state so far: :meth:`DeploymentState.from_snapshot` starts from it and
+:meth:`DeploymentState.apply` folds later events on top, by the rules every
+implementation shares (``conformance/state.json``).
+:meth:`CloudWebSocketClient.list_deployments` lists the deployments the caller
+may watch. See ``docs/client.md`` for snapshots, attempts, reconnects, resume
+and keep-alive.
 """
 
 from cloud_ws_client.auth import CognitoPasswordAuth, TokenProvider, TokenSource, token_expiry
