@@ -128,6 +128,7 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
     state = DeploymentState(deployment_id)
     # The attempt whose end --until-complete waits for, known from the first snapshot.
     target: int | None = None
+    started = False
     try:
         # Live events only: the snapshot that follows the acknowledgement stands for the history.
         await client.subscribe(deployment_id)
@@ -139,7 +140,8 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
     try:
         async for message in client.messages():
             if isinstance(message, DeploymentSnapshot):
-                if target is None and message.deployment_id == deployment_id:
+                if not started and message.deployment_id == deployment_id:
+                    started = True
                     # The starting point. A later snapshot (after a gap repair) is only shown:
                     # the replay that follows it brings the events themselves, and folding
                     # them keeps each field's exact order key and shows the terminal event.

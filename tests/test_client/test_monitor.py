@@ -494,3 +494,38 @@ async def test_live_view_draws_within_the_screen(gateway: Gateway) -> None:
     screen = console.export_text().splitlines()
     assert any("attempt 2 line 59" in line for line in screen[-23:])
     assert not any("attempt 2 line 40" in line for line in screen[-23:])
+
+
+async def test_an_event_that_overtakes_the_ack_folds_after_the_snapshot(gateway: Gateway) -> None:
+    """Event 6 comes before the ack and snapshot at 5: the monitor starts from the snapshot, then folds 6."""
+
+    def status(seq: int, stamp: str, **data: Any) -> str:
+        event = {"type": "deployment.status", "deployment_id": "D1", "seq": seq, "data": data}
+        return json.dumps({**event, "timestamp": stamp})
+
+    async def subscribe(ws: Any, deployment_id: str, since: int | None, frame: dict[str, Any]) -> None:
+        gateway.subscribers[ws].add(deployment_id)
+        await ws.send(status(6, "2026-12-02T10:00:06Z", status="deploying", current_layer=2))
+        ack = {"type": "subscribed", "deployment_id": "D1", "seq": 5, "replay": 0, "id": frame["id"]}
+        data = snapshot_data("deploying", 3)
+        snap = {
+            "type": "deployment.snapshot",
+            "deployment_id": "D1",
+            "seq": 5,
+            "data": data,
+            "id": frame["id"],
+        }
+        last = status(7, "2026-12-02T10:00:07Z", status="succeeded")
+        await ws.send("\n".join([json.dumps(ack), json.dumps(snap), last]))
+
+    gateway._subscribe = subscribe  # type: ignore[method-assign]
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    out = io.StringIO()
+    assert await monitor.watch(client, "D1", monitor.JsonView(out), until_complete=True) == 0
+    shown = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(m["type"], m.get("seq")) for m in shown] == [
+        ("subscribed", 5),
+        ("deployment.snapshot", 5),
+        ("deployment.status", 6),
+        ("deployment.status", 7),
+    ]

@@ -23,6 +23,7 @@ from typing import Any
 
 from cloud_ws_client.messages import (
     Deployments,
+    DeploymentSnapshot,
     ErrorMessage,
     Event,
     MalformedMessage,
@@ -214,6 +215,11 @@ class ClientProtocol:
         which is still worth seeing); everything else passes through.
         """
         delivered: list[Message] = []
+        # Events an acknowledgement released (they raced ahead of it) wait for the snapshot
+        # that follows the ack in the same frame: the user gets the snapshot, then every
+        # event after it, so a view started from the snapshot never sees an event before it.
+        held: list[Message] = []
+        held_for: str | None = None
         for line in split_frame(text):
             try:
                 message = parse_message(line)
@@ -221,7 +227,20 @@ class ClientProtocol:
                 self.malformed += 1
                 log.warning("cloud-ws: skipped a malformed frame: %s", exc)
                 continue
-            delivered.extend(self._take(message, now))
+            awaited = isinstance(message, DeploymentSnapshot) and message.deployment_id == held_for
+            if held and not awaited:
+                delivered.extend(held)  # no snapshot right after the ack: hand them over first
+                held = []
+            taken = self._take(message, now)
+            if isinstance(message, Subscribed) and len(taken) > 1:
+                delivered.append(taken[0])
+                held, held_for = taken[1:], message.deployment_id
+                continue
+            delivered.extend(taken)
+            if awaited:
+                delivered.extend(held)
+                held = []
+        delivered.extend(held)
         return delivered
 
     def _take(self, message: Message, now: float) -> list[Message]:
