@@ -43,7 +43,8 @@ async def open_one(url: str, subscribe: str | None) -> None:
     ws = await connect(url, open_timeout=60, ping_interval=None, max_queue=None, compression=None)
     if subscribe:
         await ws.send(json.dumps({"action": "subscribe", "deployment_id": subscribe}))
-        ack = json.loads(await ws.recv())
+        # The ack and the deployment's snapshot arrive together, one message per line.
+        ack = json.loads(str(await ws.recv()).split("\n")[0])
         assert ack["type"] == "subscribed", ack
     connections.append(ws)
     asyncio.get_running_loop().create_task(reader(ws))
