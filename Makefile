@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JS_DIR := client/javascript
 
-.PHONY: run test lint pytest js-build js-test dashboard bench clean
+.PHONY: run test lint pytest js-build js-test dashboard amplify bench clean
 
 # The TypeScript client and the dashboard (client/javascript): npm ci on first use
 # or when the lockfile changes, a rebuild when a source changes.
@@ -59,7 +59,21 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict client/python/cloud_ws_client
 
-pytest: $(STAMP)
+# The Amplify v6 test (tests/test_graphql/test_amplify.py) needs Amplify and ws, kept in
+# their own package so the project's JavaScript package does not carry them.
+AMPLIFY_DIR       := tests/test_graphql/amplify
+AMPLIFY_INSTALLED := $(AMPLIFY_DIR)/node_modules/.installed
+
+$(AMPLIFY_INSTALLED): $(AMPLIFY_DIR)/package.json $(AMPLIFY_DIR)/package-lock.json
+	@echo "==> installing Amplify for the GraphQL client test (first run only)"
+	@cd $(AMPLIFY_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+amplify:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(AMPLIFY_INSTALLED); \
+	else echo "warning: npm not found; the Amplify test is skipped" >&2; fi
+
+pytest: $(STAMP) amplify
 	$(BIN)/coverage erase
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
@@ -73,4 +87,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
-	rm -rf $(JS_DIR)/node_modules $(JS_DIR)/dist $(JS_DIR)/build $(JS_DIR)/dashboard/dist
+	rm -rf $(AMPLIFY_DIR)/node_modules $(JS_DIR)/node_modules $(JS_DIR)/dist $(JS_DIR)/build $(JS_DIR)/dashboard/dist
