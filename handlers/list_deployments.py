@@ -8,13 +8,11 @@ deployment's events.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from handlers import protocol
 from handlers.authorization import may_subscribe
-from handlers.messages import Request, message_handler
-from handlers.protocol import ErrorCode, ProtocolError
+from handlers.messages import Request, live_connection, message_handler
 
 ACTION = "list_deployments"
 
@@ -24,17 +22,7 @@ def act(request: Request) -> Iterator[bytes]:
     runtime = request.runtime
     config, store = runtime.config, runtime.store
     limit = protocol.validate_limit(request.frame.body.get("limit"), ACTION)
-    connection = store.get_connection(request.connection_id)
-    if connection is None:
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_CONNECTION, "this connection is not registered any more; reconnect", ACTION
-        )
-    if connection.token_expires_at + config.auth.leeway_seconds < time.time():
-        raise ProtocolError(
-            ErrorCode.TOKEN_EXPIRED,
-            "the token this connection was opened with has expired; reconnect with a fresh token",
-            ACTION,
-        )
+    connection = live_connection(request, ACTION)
     rows = []
     for row in store.deployments(page_size=min(100, limit * 2)):
         if may_subscribe(connection, row.deployment_id, config):

@@ -14,6 +14,7 @@ replies by ``id``, never by order. One post may carry several messages
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,9 @@ from handlers import protocol
 from handlers.apigw import LambdaResponse, WebSocketEvent, response
 from handlers.log import get_logger
 from handlers.management import PostOutcome
-from handlers.protocol import Frame, ProtocolError
+from handlers.protocol import ErrorCode, Frame, ProtocolError
 from handlers.runtime import Runtime, get_runtime, lambda_entry
+from handlers.store import ConnectionRecord
 
 log = get_logger("messages")
 
@@ -40,6 +42,26 @@ class Request:
     def request_id(self) -> str | None:
         """The frame's ``id``, which every reply must echo."""
         return self.frame.request_id
+
+
+def live_connection(request: Request, action: str) -> ConnectionRecord:
+    """The sender's registered connection, refused when it is gone or its token has expired.
+
+    Raises:
+        ProtocolError: ``unknown_connection`` or ``token_expired``.
+    """
+    connection = request.runtime.store.get_connection(request.connection_id)
+    if connection is None:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_CONNECTION, "this connection is not registered any more; reconnect", action
+        )
+    if connection.token_expires_at + request.runtime.config.auth.leeway_seconds < time.time():
+        raise ProtocolError(
+            ErrorCode.TOKEN_EXPIRED,
+            "the token this connection was opened with has expired; reconnect with a fresh token",
+            action,
+        )
+    return connection
 
 
 #: An action yields the posts to send back, in order: each one encoded message, or several

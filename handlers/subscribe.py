@@ -20,12 +20,11 @@ not a thousand.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from handlers import protocol, spec, state
 from handlers.authorization import may_subscribe
-from handlers.messages import Request, message_handler
+from handlers.messages import Request, live_connection, message_handler
 from handlers.protocol import ErrorCode, ProtocolError
 
 ACTION = "subscribe"
@@ -38,17 +37,7 @@ def act(request: Request) -> Iterator[bytes]:
     deployment_id = protocol.validate_deployment_id(body.get("deployment_id"), ACTION)
     since = protocol.validate_since(body.get("since"), ACTION)
 
-    connection = store.get_connection(request.connection_id)
-    if connection is None:
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_CONNECTION, "this connection is not registered any more; reconnect", ACTION
-        )
-    if connection.token_expires_at + config.auth.leeway_seconds < time.time():
-        raise ProtocolError(
-            ErrorCode.TOKEN_EXPIRED,
-            "the token this connection was opened with has expired; reconnect with a fresh token",
-            ACTION,
-        )
+    connection = live_connection(request, ACTION)
     if not may_subscribe(connection, deployment_id, config):
         raise ProtocolError(
             ErrorCode.FORBIDDEN, f"you are not allowed to watch deployment {deployment_id}", ACTION
