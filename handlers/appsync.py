@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import random
 import socket
 import threading
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from handlers import backoff
 from handlers.log import get_logger
 
 if TYPE_CHECKING:
@@ -43,12 +43,11 @@ log = get_logger("appsync")
 #: The one schema source: the AppSync API and `cloud-ws local` both read it.
 SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
 
-#: ``deploymentEvents`` page size when ``limit`` is omitted, and the largest ``limit``; how many
-#: of the latest events ``deployment`` looks through. Both servers of the schema use these: the
-#: AppSync resolvers (pulumi_component/appsync.py) and the local API (emulator/graphql).
+#: ``deploymentEvents`` page size when ``limit`` is omitted, and the largest ``limit``. Both
+#: servers of the schema use these: the AppSync resolvers (pulumi_component/appsync.py) and the
+#: local API (emulator/graphql).
 DEFAULT_EVENTS_LIMIT = 100
 MAX_EVENTS_LIMIT = 1000
-DEPLOYMENT_LOOKBACK = 200
 
 #: Every field of the returned type is selected, because subscribers can only
 #: receive the fields the publishing mutation selected.
@@ -231,8 +230,7 @@ class AppSyncPublisher:
             except PublishError as exc:
                 if not exc.retryable or attempt == self.max_attempts:
                     raise
-                delay = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (attempt - 1))
-                self._sleep(random.uniform(0, delay))
+                self._sleep(backoff.delay(attempt, base=self.backoff_seconds, cap=self.max_backoff_seconds))
             else:
                 self.published += 1
                 return

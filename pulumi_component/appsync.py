@@ -8,9 +8,10 @@ Built by :class:`AppSyncGraphQL` under a parent component (``WebSocketMonitoring
 - a NONE data source and APPSYNC_JS unit resolvers for the two publish
   mutations (the result is the arguments, and AppSync fans it out);
 - a DynamoDB data source on the history table, with a role allowed only
-  ``dynamodb:Query`` on that table, and resolvers for ``deploymentEvents`` (the
-  first ``limit`` events after ``since``) and ``deployment`` (the latest status
-  among the last events): the replay AppSync itself lacks;
+  ``dynamodb:Query`` and ``dynamodb:GetItem`` on that table, and resolvers for
+  ``deploymentEvents`` (the first ``limit`` events after ``since``: the replay AppSync itself lacks) and
+  ``deployment`` (the deployment's snapshot: the state folded into its counter row,
+  the data of the WebSocket API's ``deployment.snapshot``);
 - per-deployment authorization in every query and subscription resolver, the
   same rule as the WebSocket API (``SUBSCRIBE_GROUPS``: the caller's Cognito
   groups must meet them when set);
@@ -27,8 +28,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers import protocol
-from handlers.appsync import DEFAULT_EVENTS_LIMIT, DEPLOYMENT_LOOKBACK, MAX_EVENTS_LIMIT, SCHEMA_PATH
+from handlers import protocol, state
+from handlers.appsync import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, SCHEMA_PATH
 from pulumi_component import policy
 
 #: The mutations the backend publishes with (IAM only, see the schema's @aws_iam).
@@ -129,57 +130,44 @@ export function response(ctx) {
 """
 
 _DEPLOYMENT = """
-// The deployment's status from the latest deployment.status among its last events
-// (newest first; seq >= 1 skips the counter row at seq 0).
+// The deployment's snapshot: the state the broadcaster folds into the counter row (seq 0)
+// with every event it stores, the very data the WebSocket API's deployment.snapshot carries.
 export function request(ctx) {
   authorize(ctx);
   return {
-    operation: 'Query',
-    query: {
-      expression: 'deploymentId = :d AND #seq >= :first',
-      expressionNames: { '#seq': 'seq' },
-      expressionValues: util.dynamodb.toMapValues({ ':d': ctx.args.deployment_id, ':first': 1 }),
-    },
+    operation: 'GetItem',
+    key: util.dynamodb.toMapValues({ deploymentId: ctx.args.deployment_id, seq: 0 }),
     consistentRead: true,
-    scanIndexForward: false,
-    limit: __LOOKBACK__,
+    projection: { expression: 'lastSeq, #state', expressionNames: { '#state': 'state' } },
   };
+}
+
+// The stored form orders its fields with `_keys`, which a snapshot leaves out (handlers.state.public).
+function withoutKeys(stored) {
+  const result = {};
+  for (const name of Object.keys(stored)) {
+    if (name !== '_keys') {
+      result[name] = stored[name];
+    }
+  }
+  return result;
 }
 
 export function response(ctx) {
   if (ctx.error) {
     util.error(ctx.error.message, ctx.error.type);
   }
-  const items = ctx.result.items;
-  const id = ctx.args.deployment_id;
-  if (items.length === 0) {
-    return JSON.stringify({ deployment_id: id, seq: 0, status: 'pending', updated_at: null });
+  const item = ctx.result;
+  const stored = item && item.state ? JSON.parse(item.state) : null;
+  const state = stored && stored._keys ? withoutKeys(stored) : __INITIAL__;
+  const stacks = {};
+  for (const name of Object.keys(state.stacks || {})) {
+    stacks[name] = withoutKeys(state.stacks[name]);
   }
-  const newest = JSON.parse(items[0].message);
-  const state = {
-    deployment_id: id,
-    seq: newest.seq,
-    status: null,
-    current_layer: null,
-    total_layers: null,
-    updated_at: newest.timestamp,
-  };
-  for (const item of items) {
-    const event = JSON.parse(item.message);
-    const data = event.data || {};
-    if (event.type === 'deployment.status') {
-      if (state.status === null && typeof data.status === 'string') {
-        state.status = data.status;
-      }
-      if (state.current_layer === null && typeof data.current_layer === 'number') {
-        state.current_layer = data.current_layer;
-      }
-      if (state.total_layers === null && typeof data.total_layers === 'number') {
-        state.total_layers = data.total_layers;
-      }
-    }
-  }
-  return state.status === null ? null : JSON.stringify(state);
+  state.stacks = stacks;
+  state.deployment_id = ctx.args.deployment_id;
+  state.seq = item && item.lastSeq ? item.lastSeq : 0;
+  return JSON.stringify(state);
 }
 """
 
@@ -205,8 +193,9 @@ def deployment_events_code(groups: Sequence[str]) -> str:
 
 
 def deployment_code(groups: Sequence[str]) -> str:
-    """``Query.deployment``: one descending Query of the last events."""
-    return _with_authorize(_DEPLOYMENT.replace("__LOOKBACK__", str(DEPLOYMENT_LOOKBACK)), groups)
+    """``Query.deployment``: one GetItem of the counter row, whose state is the deployment's snapshot."""
+    initial = json.dumps(state.public(state.initial()), sort_keys=True)
+    return _with_authorize(_DEPLOYMENT.replace("__INITIAL__", initial), groups)
 
 
 def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
@@ -236,10 +225,17 @@ def publish_policy(api_arn: str) -> str:
 
 
 def history_read_policy(table_arn: str) -> str:
-    """The DynamoDB data source's role: Query the history table, nothing else."""
+    """The DynamoDB data source's role: Query the history and GetItem its counter rows, nothing else."""
     return json.dumps(
         _document(
-            [{"Sid": "ReadHistory", "Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": [table_arn]}]
+            [
+                {
+                    "Sid": "ReadHistory",
+                    "Effect": "Allow",
+                    "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+                    "Resource": [table_arn],
+                }
+            ]
         ),
         sort_keys=True,
     )

@@ -17,10 +17,10 @@ publisher depend on it:
   selected, then shaped by the subscriber's own selection.
 - ``deploymentEvents`` reads the history table (``Store.events_between``): the
   first ``limit`` events after ``since``, ascending.
-- ``deployment`` answers the deployment's status from the latest
-  ``deployment.status`` among its last :data:`~handlers.appsync.DEPLOYMENT_LOOKBACK` events (not the
-  full snapshot the WebSocket API folds): ``status``, ``current_layer``,
-  ``total_layers``, ``updated_at``, ``seq``; null when that window holds no status.
+- ``deployment`` answers the deployment's snapshot: the state the broadcaster
+  folds into its counter row, the same data the WebSocket API's
+  ``deployment.snapshot`` carries, with ``deployment_id`` and ``seq`` (the last
+  event folded in, from which ``deploymentEvents(since:)`` resumes).
 
 Errors carry AppSync's ``errorType`` beside graphql-core's ``message``,
 ``locations`` and ``path``.
@@ -55,8 +55,8 @@ from starlette.responses import JSONResponse, Response
 
 from emulator.graphql.auth import Authenticator, AuthError, Caller, SignedRequest
 from emulator.graphql.schema import COGNITO, AppSyncSchema, load_schema
-from handlers import protocol
-from handlers.appsync import DEFAULT_EVENTS_LIMIT, DEPLOYMENT_LOOKBACK, MAX_EVENTS_LIMIT
+from handlers import protocol, state
+from handlers.appsync import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT
 from handlers.authorization import may_subscribe
 from handlers.log import get_logger
 from handlers.runtime import Runtime, get_runtime
@@ -334,37 +334,13 @@ class GraphQLApi:
         )
         return [_event_fields(message) for message in messages]
 
-    async def _deployment(self, _root: Any, info: Info, deployment_id: str) -> dict[str, Any] | None:
+    async def _deployment(self, _root: Any, info: Info, deployment_id: str) -> dict[str, Any]:
         self.check_mode(info.context.caller, info)
         deployment_id = self.authorize_deployment(info.context.caller, deployment_id, info)
         store = self._runtime().store
-
-        def read() -> tuple[int, list[str]]:
-            last = store.last_seq(deployment_id)
-            return last, list(
-                store.events_between(deployment_id, max(1, last - DEPLOYMENT_LOOKBACK + 1), last)
-            )
-
-        last, messages = await asyncio.get_running_loop().run_in_executor(None, read)
-        if last == 0:
-            return {"deployment_id": deployment_id, "seq": 0, "status": "pending", "updated_at": None}
-        events = [json.loads(message) for message in messages]
-        state: dict[str, Any] = {"deployment_id": deployment_id, "seq": last}
-        for event in reversed(events):  # newest first: the latest status, the latest known layers
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
-            if event.get("type") != "deployment.status":
-                continue
-            if "status" not in state and isinstance(data.get("status"), str):
-                state["status"] = data["status"]
-            for key in ("current_layer", "total_layers"):
-                if key not in state and isinstance(data.get(key), int):
-                    state[key] = data[key]
-        if state.get("status") is None:
-            return None
-        state.setdefault("current_layer", None)
-        state.setdefault("total_layers", None)
-        state["updated_at"] = events[-1].get("timestamp") if events else None
-        return state
+        counter = await asyncio.get_running_loop().run_in_executor(None, store.counter, deployment_id)
+        snapshot = state.public(state.loads(counter.state))
+        return {**snapshot, "deployment_id": deployment_id, "seq": counter.last_seq}
 
     def _publish(self, _root: Any, info: Info, **args: Any) -> dict[str, Any]:
         self.check_mode(info.context.caller, info)  # not only in the middleware: this one publishes

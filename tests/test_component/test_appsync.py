@@ -15,6 +15,7 @@ import pulumi
 import pytest
 from pulumi.runtime import settings
 
+from handlers import state
 from handlers.appsync import SCHEMA_PATH
 from pulumi_component import appsync
 
@@ -196,7 +197,12 @@ def test_iam_is_least_privilege(open_api: Built) -> None:
     ]
     history = json.loads(open_api.named("cloud-ws-graphql-history-policy")["policy"])
     assert history["Statement"] == [
-        {"Sid": "ReadHistory", "Effect": "Allow", "Action": ["dynamodb:Query"], "Resource": [TABLE_ARN]}
+        {
+            "Sid": "ReadHistory",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:Query"],
+            "Resource": [TABLE_ARN],
+        }
     ]
     logs = json.loads(open_api.named("cloud-ws-graphql-logs-policy")["policy"])
     (statement,) = logs["Statement"]
@@ -359,32 +365,35 @@ def test_outsiders_are_refused_by_every_watching_resolver(
         assert "value" in run_js(node_dir, open_api.named(name)["code"], "request", anyone), name
 
 
-def test_deployment_folds_the_latest_status(node_dir: Path, open_api: Built) -> None:
-    """Newest first: the latest status, the latest known layers, the newest event's seq and time."""
+def test_deployment_answers_the_snapshot_the_websocket_api_sends(node_dir: Path, open_api: Built) -> None:
+    """One GetItem of the counter row; the answer is the folded state without its keys, as a snapshot."""
     code = open_api.named("cloud-ws-graphql-query-deployment")["code"]
     ctx: dict[str, Any] = {"args": {"deployment_id": "D1"}, "identity": {}}
     request = run_js(node_dir, code, "request", ctx)["value"]
-    assert request["scanIndexForward"] is False
-    assert request["limit"] == appsync.DEPLOYMENT_LOOKBACK
-    items = [
-        stored(4, "log.created", {"message": "done"}),
-        stored(3, "deployment.status", {"status": "succeeded"}),
-        stored(2, "deployment.status", {"status": "deploying", "current_layer": 2, "total_layers": 2}),
+    assert request["operation"] == "GetItem"
+    assert request["key"] == {"deploymentId": {"S": "D1"}, "seq": {"N": "0"}}
+    assert request["consistentRead"] is True
+    messages = [
+        json.loads(
+            stored(1, "deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 2})[
+                "message"
+            ]
+        ),
+        json.loads(stored(2, "stack.started", {"stack_name": "net", "layer": 1})["message"]),
+        json.loads(
+            stored(3, "log.created", {"message": "hi", "stack_name": "net", "level": "info"})["message"]
+        ),
+        json.loads(stored(4, "deployment.status", {"status": "succeeded"})["message"]),
     ]
-    state = json.loads(run_js(node_dir, code, "response", {**ctx, "result": {"items": items}})["value"])
-    assert state == {
-        "deployment_id": "D1",
-        "seq": 4,
-        "status": "succeeded",
-        "current_layer": 2,
-        "total_layers": 2,
-        "updated_at": "t4",
-    }
-    pending = json.loads(run_js(node_dir, code, "response", {**ctx, "result": {"items": []}})["value"])
-    assert pending["status"] == "pending"
-    assert pending["seq"] == 0
-    only_logs = {**ctx, "result": {"items": [stored(1, "log.created", {})]}}
-    assert run_js(node_dir, code, "response", only_logs)["value"] is None
+    folded = state.fold(state.initial(), messages)
+    item = {"lastSeq": 4, "state": state.dumps(folded)}
+    answer = json.loads(run_js(node_dir, code, "response", {**ctx, "result": item})["value"])
+    assert answer == {**state.public(folded), "deployment_id": "D1", "seq": 4}
+    assert answer["status"] == "succeeded"
+    assert "_keys" not in answer["stacks"]["net"]
+    # Nobody reported on it yet: the initial state at seq 0, as the snapshot of a new deployment.
+    unknown = json.loads(run_js(node_dir, code, "response", {**ctx, "result": None})["value"])
+    assert unknown == {**state.public(state.initial()), "deployment_id": "D1", "seq": 0}
 
 
 def test_publish_resolvers_return_their_arguments(node_dir: Path, open_api: Built) -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import websockets
 from botocore.credentials import Credentials
 from gql import Client
 from gql.client import AsyncClientSession
@@ -14,6 +15,7 @@ from gql.transport.aiohttp import AIOHTTPTransport
 from gql.transport.appsync_auth import AppSyncIAMAuthentication, AppSyncJWTAuthentication
 from gql.transport.appsync_websockets import AppSyncWebsocketsTransport
 
+from cloud_ws_client.messages import split_frame
 from plugin import OrchestratorPlugin
 from tests.test_graphql.conftest import (
     EVENT_FIELDS,
@@ -120,6 +122,23 @@ async def test_plugin_events_reach_graphql_subscribers_with_their_seq(
     assert deployment["current_layer"] == layers[-1]
     assert deployment["total_layers"] == 2
     assert deployment["updated_at"] == received[-1]["timestamp"]
+    # One truth per deployment: the query answers exactly the WebSocket API's snapshot.
+    snapshot = await websocket_snapshot(graphql_stack, deployment_id, watcher)
+    assert snapshot["seq"] == deployment.pop("seq")
+    assert deployment.pop("deployment_id") == deployment_id
+    assert deployment == snapshot["data"]
+
+
+async def websocket_snapshot(stack: GraphQLStack, deployment_id: str, token: str) -> dict[str, Any]:
+    """The ``deployment.snapshot`` the WebSocket API sends right after ``subscribed``."""
+    async with websockets.connect(f"{stack.outputs['websocket_url']}?token={token}") as socket:
+        await socket.send(json.dumps({"action": "subscribe", "deployment_id": deployment_id}))
+        async with asyncio.timeout(10):
+            while True:
+                for part in split_frame(await socket.recv()):
+                    message = json.loads(part)
+                    if message.get("type") == "deployment.snapshot":
+                        return dict(message)
 
 
 async def test_unreported_deployment_is_pending_with_an_empty_history(
