@@ -42,6 +42,7 @@ CONFIG_KEYS: dict[str, str] = {
     "configure_api_gateway_account": "configureApiGatewayAccount",
     "broadcaster_timeout_seconds": "broadcasterTimeoutSeconds",
     "delivery_max_concurrency": "deliveryMaxConcurrency",
+    "enable_appsync": "enableAppSync",
 }
 
 INTEGER_KEYS = frozenset(
@@ -55,7 +56,7 @@ INTEGER_KEYS = frozenset(
     }
 )
 FLOAT_KEYS = frozenset({"throttling_rate_limit"})
-BOOL_KEYS = frozenset({"create_event_bus", "configure_api_gateway_account"})
+BOOL_KEYS = frozenset({"create_event_bus", "configure_api_gateway_account", "enable_appsync"})
 LIST_KEYS = frozenset({"extra_client_ids", "subscribe_groups"})
 
 
@@ -169,6 +170,10 @@ def main() -> None:
     pulumi.export("user_pool_id", monitoring.user_pool_id)
     pulumi.export("user_pool_client_id", monitoring.user_pool_client_id)
     pulumi.export("connections_table_name", monitoring.connections_table_name)
+    # Only when AppSync is enabled: consumers take an absent key for "no GraphQL API".
+    if monitoring.graphql_url is not None and monitoring.graphql_realtime_url is not None:
+        pulumi.export("graphql_url", monitoring.graphql_url)
+        pulumi.export("graphql_realtime_url", monitoring.graphql_realtime_url)
 
 
 main()

@@ -39,6 +39,7 @@ import pulumi_aws as aws
 
 from handlers import spec
 from pulumi_component import policy
+from pulumi_component.appsync import AppSyncGraphQL
 from pulumi_component.archive import build_archive
 
 #: Pulumi package name when the component is hosted for other languages.
@@ -92,6 +93,7 @@ DEFAULTS: Mapping[str, Any] = {
     "log_retention_days": 30,
     "log_level": "INFO",
     "configure_api_gateway_account": False,
+    "enable_appsync": True,
 }
 
 #: API Gateway's integration timeout caps how long a route handler may run.
@@ -180,6 +182,8 @@ class WebSocketMonitoringArgs(TypedDict):
     """Handler log level: `DEBUG`, `INFO`, `WARNING` or `ERROR`. Default: `INFO`."""
     configure_api_gateway_account: NotRequired[bool]
     """Set the region-wide API Gateway logging role stage logs need (in one stack only). Default: false."""
+    enable_appsync: NotRequired[bool]
+    """Also serve the events as AppSync GraphQL subscriptions (outputs `graphql_url`...). Default: true."""
 
 
 class WebSocketMonitoringArgsError(ValueError):
@@ -416,11 +420,9 @@ def validate_args(args: Mapping[str, Any]) -> dict[str, Any]:
     _choice("runtime", settings["runtime"], SUPPORTED_RUNTIMES)
     _choice("log_retention_days", settings["log_retention_days"], LOG_RETENTION_DAYS)
     _choice("log_level", settings["log_level"], LOG_LEVELS)
-    if not isinstance(settings["configure_api_gateway_account"], bool):
-        raise WebSocketMonitoringArgsError(
-            "configure_api_gateway_account",
-            f"must be true or false, got {settings['configure_api_gateway_account']!r}",
-        )
+    for field in ("configure_api_gateway_account", "enable_appsync"):
+        if not isinstance(settings[field], bool):
+            raise WebSocketMonitoringArgsError(field, f"must be true or false, got {settings[field]!r}")
     return settings
 
 
@@ -446,6 +448,10 @@ class WebSocketMonitoring(pulumi.ComponentResource):
     """App client clients sign in with."""
     connections_table_name: pulumi.Output[str]
     """DynamoDB table of open connections."""
+    graphql_url: pulumi.Output[str] | None
+    """`https://{id}.appsync-api.{region}.amazonaws.com/graphql` (absent without AppSync)."""
+    graphql_realtime_url: pulumi.Output[str] | None
+    """`wss://{id}.appsync-realtime-api.{region}.amazonaws.com/graphql` (absent without AppSync)."""
 
     def __init__(
         self,
@@ -608,17 +614,32 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             redrive_allow_policy=self.delivery_queue.arn.apply(_redrive_allow_policy),
             opts=self._child(),
         )
+        # The GraphQL API exists before the broadcaster: the broadcaster publishes to its URL.
+        self.appsync: AppSyncGraphQL | None = None
+        broadcaster_env: dict[str, pulumi.Input[str]] = {
+            **common_env,
+            "MANAGEMENT_ENDPOINT": management_endpoint,
+            "DELIVERY_QUEUE_URL": self.delivery_queue.url,
+            # The fan-out invokes the function by name: Lambda's own
+            # AWS_LAMBDA_FUNCTION_NAME, so nothing here names it (no cycle).
+        }
+        if settings["enable_appsync"]:
+            events_table = self.tables[spec.EVENTS.role]
+            self.appsync = AppSyncGraphQL(
+                name,
+                parent=self,
+                user_pool_id=settings["user_pool_id"],
+                events_table_name=events_table.name,
+                events_table_arn=events_table.arn,
+                subscribe_groups=settings["subscribe_groups"],
+                log_retention_days=retention,
+            )
+            broadcaster_env["APPSYNC_GRAPHQL_URL"] = self.appsync.graphql_url
         broadcaster = self._function(
             name,
             spec.BROADCASTER,
             settings,
-            env={
-                **common_env,
-                "MANAGEMENT_ENDPOINT": management_endpoint,
-                "DELIVERY_QUEUE_URL": self.delivery_queue.url,
-                # The fan-out invokes the function by name: Lambda's own
-                # AWS_LAMBDA_FUNCTION_NAME, so nothing here names it (no cycle).
-            },
+            env=broadcaster_env,
             table_arns=table_arns,
             stage_name=stage_name,
             memory=settings["broadcaster_memory_size_mb"],
@@ -626,6 +647,9 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             dead_letter_queue=self.dead_letter_queue,
             delivery_queue=self.delivery_queue,
         )
+        if self.appsync is not None:
+            # IAM SigV4 on the two publish mutations, for the broadcaster's role only.
+            self.appsync.allow_publish(self._roles[spec.BROADCASTER.function].id)
         # Invoking itself needs its own ARN, which exists only once the function does.
         aws.iam.RolePolicy(
             f"{name}-{spec.BROADCASTER.function}-fanout-policy",
@@ -703,6 +727,13 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         self.user_pool_id = pulumi.Output.from_input(settings["user_pool_id"])
         self.user_pool_client_id = pulumi.Output.from_input(settings["user_pool_client_id"])
         self.connections_table_name = self.tables[spec.CONNECTIONS.role].name
+        self.graphql_url = self.appsync.graphql_url if self.appsync else None
+        self.graphql_realtime_url = self.appsync.graphql_realtime_url if self.appsync else None
+        graphql_outputs = (
+            {"graphql_url": self.graphql_url, "graphql_realtime_url": self.graphql_realtime_url}
+            if self.appsync
+            else {}
+        )
         self.register_outputs(
             {
                 "websocket_url": self.websocket_url,
@@ -713,6 +744,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
                 "user_pool_id": self.user_pool_id,
                 "user_pool_client_id": self.user_pool_client_id,
                 "connections_table_name": self.connections_table_name,
+                **graphql_outputs,
             }
         )
 

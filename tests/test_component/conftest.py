@@ -101,6 +101,15 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "name": physical,
                 "arn": arn.format(service="events", resource=f"rule/{prefix}{physical}"),
             }
+        elif typ == "aws:appsync/graphQLApi:GraphQLApi":
+            rid = f"gql{_suffix(args.name)}"
+            outputs |= {
+                "arn": arn.format(service="appsync", resource=f"apis/{rid}"),
+                "uris": {
+                    "GRAPHQL": f"https://{rid}.appsync-api.{REGION}.amazonaws.com/graphql",
+                    "REALTIME": f"wss://{rid}.appsync-realtime-api.{REGION}.amazonaws.com/graphql",
+                },
+            }
         elif typ == "aws:cognito/userPool:UserPool":
             rid = f"{REGION}_Pool{_suffix(args.name)}"
             outputs |= {"arn": arn.format(service="cognito-idp", resource=f"userpool/{rid}")}

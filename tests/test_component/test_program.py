@@ -10,13 +10,14 @@ import pulumi
 import pytest
 from moto.events.models import EventPattern
 
-from cloud_ws.outputs import REQUIRED_KEYS
 from handlers import spec
 from handlers.config import load_config
+from handlers.outputs import GRAPHQL_REALTIME_URL, GRAPHQL_URL, REQUIRED_KEYS
 from pulumi_component.archive import build_archive
 from tests.test_component.conftest import ACCOUNT, COMPONENT_TYPE, REGION, STACK_TYPE, Deployment, Registered
 
 OUTPUT_KEYS = REQUIRED_KEYS  # the outputs contract, as its consumers read it
+GRAPHQL_KEYS = frozenset({GRAPHQL_URL, GRAPHQL_REALTIME_URL})  # exported when AppSync is enabled
 PROGRAM_TYPES = {"aws:cognito/userPool:UserPool", "aws:cognito/userPoolClient:UserPoolClient"}
 ALL_FUNCTIONS = (*spec.ROUTES, spec.BROADCASTER)
 
@@ -63,9 +64,13 @@ def test_one_of_each_resource_per_spec_entry(dev: Deployment) -> None:
     routes, functions = len(spec.ROUTES), len(ALL_FUNCTIONS)
     assert counts["aws:dynamodb/table:Table"] == len(spec.TABLES)
     assert counts["aws:lambda/function:Function"] == functions
-    assert counts["aws:iam/role:Role"] == functions + 1  # + API Gateway's logging role (dev sets it)
-    assert counts["aws:iam/rolePolicy:RolePolicy"] == functions + 1  # + the broadcaster's self-invocation
-    assert counts["aws:cloudwatch/logGroup:LogGroup"] == functions + 1  # + the access logs
+    # + API Gateway's logging role (dev sets it), AppSync's logging and history roles
+    assert counts["aws:iam/role:Role"] == functions + 3
+    # + the broadcaster's self-invocation and its AppSync publishing, AppSync's logging and history
+    assert counts["aws:iam/rolePolicy:RolePolicy"] == functions + 4
+    assert counts["aws:cloudwatch/logGroup:LogGroup"] == functions + 2  # + the access logs, AppSync's
+    assert counts["aws:appsync/dataSource:DataSource"] == 2  # NONE (publish, subscribe) and the history
+    assert counts["aws:appsync/resolver:Resolver"] == 6  # every Mutation, Subscription and Query field
     assert counts["aws:apigatewayv2/integration:Integration"] == routes
     assert counts["aws:apigatewayv2/route:Route"] == routes
     assert counts["aws:lambda/permission:Permission"] == routes  # EventBridge reaches a queue, not a function
@@ -85,6 +90,7 @@ def test_one_of_each_resource_per_spec_entry(dev: Deployment) -> None:
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
         "aws:cognito/userPool:UserPool",
         "aws:cognito/userPoolClient:UserPoolClient",
+        "aws:appsync/graphQLApi:GraphQLApi",
     ):
         assert counts.get(single) == 1, single
 
@@ -291,6 +297,7 @@ def test_function_environment_is_what_the_handlers_validate(dev: Deployment) -> 
         else:
             assert "MANAGEMENT_ENDPOINT" not in variables  # route handlers use the event's own endpoint
             assert "DELIVERY_QUEUE_URL" not in variables
+            assert "APPSYNC_GRAPHQL_URL" not in variables  # only the broadcaster publishes
 
 
 def test_subscribe_groups_reach_the_handlers(prod: Deployment) -> None:
@@ -555,7 +562,7 @@ def test_existing_pool_is_trusted_and_nothing_cognito_is_created() -> None:
 def test_outputs_are_exactly_the_design_contract(dev: Deployment, prod: Deployment, bare: Deployment) -> None:
     for deployment, stage in ((dev, "dev"), (prod, "live"), (bare, "staging")):
         exports = deployment.exports
-        assert set(exports) == OUTPUT_KEYS
+        assert set(exports) == OUTPUT_KEYS | GRAPHQL_KEYS
         assert all(isinstance(v, str) and v for v in exports.values()), exports
         (api,) = deployment.of_type("aws:apigatewayv2/api:Api")
         host = f"{api.id}.execute-api.{REGION}.amazonaws.com"
@@ -564,6 +571,11 @@ def test_outputs_are_exactly_the_design_contract(dev: Deployment, prod: Deployme
         assert exports["region"] == REGION
         assert exports["event_source"] == "cloud.orchestrator"
         assert exports["connections_table_name"] == deployment.named("cloud-ws-connections").outputs["name"]
+        (graphql,) = deployment.of_type("aws:appsync/graphQLApi:GraphQLApi")
+        assert exports["graphql_url"] == f"https://{graphql.id}.appsync-api.{REGION}.amazonaws.com/graphql"
+        assert exports["graphql_realtime_url"] == (
+            f"wss://{graphql.id}.appsync-realtime-api.{REGION}.amazonaws.com/graphql"
+        )
     assert prod.exports["event_bus_name"] == "orchestrator-events"
 
 
@@ -599,6 +611,7 @@ def test_stage_defaults_to_the_stack_name(bare: Deployment) -> None:
         ({"throttlingBurstLimit": "lots"}, "cloud-ws:throttlingBurstLimit", "not a valid 'int'"),
         ({"broadcasterTimeoutSeconds": 901}, "cloud-ws:broadcasterTimeoutSeconds", "between 1 and 900"),
         ({"deliveryMaxConcurrency": 1}, "cloud-ws:deliveryMaxConcurrency", "between 2 and 1000"),
+        ({"enableAppSync": "maybe"}, "cloud-ws:enableAppSync", "not a valid 'bool'"),
     ],
 )
 def test_bad_config_fails_naming_the_key_and_creates_nothing(
@@ -637,3 +650,122 @@ def test_the_events_table_indexes_deployments_by_their_latest_event(dev: Deploym
         "listKey": "HASH",
         "updatedMs": "RANGE",
     }
+
+
+# -- AppSync GraphQL ---------------------------------------------------------------------------------
+
+
+APPSYNC_PREFIX = "aws:appsync/"
+
+
+def test_appsync_is_enabled_by_default_and_the_broadcaster_publishes_to_it(
+    dev: Deployment, bare: Deployment
+) -> None:
+    for deployment in (dev, bare):
+        (api,) = deployment.of_type("aws:appsync/graphQLApi:GraphQLApi")
+        assert api.parent == deployment.component.urn
+        assert api.inputs["authenticationType"] == "AMAZON_COGNITO_USER_POOLS"
+        pool = deployment.of_type("aws:cognito/userPool:UserPool")[0]
+        assert api.inputs["userPoolConfig"]["userPoolId"] == pool.id
+        resolvers = {
+            (r.inputs["type"], r.inputs["field"]) for r in deployment.of_type("aws:appsync/resolver:Resolver")
+        }
+        assert resolvers == {
+            ("Mutation", "publishDeploymentEvent"),
+            ("Mutation", "publishDeploymentUpdate"),
+            ("Subscription", "onDeploymentEvent"),
+            ("Subscription", "onDeploymentUpdated"),
+            ("Query", "deploymentEvents"),
+            ("Query", "deployment"),
+        }
+        (history,) = [
+            d for d in deployment.of_type("aws:appsync/dataSource:DataSource") if d.inputs["type"] != "NONE"
+        ]
+        events = deployment.named(f"cloud-ws-{spec.EVENTS.role}")
+        assert history.inputs["dynamodbConfig"]["tableName"] == events.outputs["name"]
+        variables = _function(deployment, spec.BROADCASTER).inputs["environment"]["variables"]
+        assert variables["APPSYNC_GRAPHQL_URL"] == deployment.exports["graphql_url"]
+        config = load_config({**variables, "AWS_REGION": REGION})
+        assert config.appsync_graphql_url == deployment.exports["graphql_url"]
+        assert api.outputs["uris"]["GRAPHQL"] == deployment.exports["graphql_url"]
+
+
+def test_only_the_broadcaster_may_publish_and_only_the_two_mutations(dev: Deployment) -> None:
+    (api,) = dev.of_type("aws:appsync/graphQLApi:GraphQLApi")
+    publish = dev.named("cloud-ws-graphql-publish-policy")
+    assert publish.inputs["role"] == dev.named("cloud-ws-broadcaster-role").id
+    assert json.loads(publish.inputs["policy"])["Statement"] == [
+        {
+            "Sid": "PublishDeploymentEvents",
+            "Effect": "Allow",
+            "Action": ["appsync:GraphQL"],
+            "Resource": [
+                f"{api.outputs['arn']}/types/Mutation/fields/publishDeploymentEvent",
+                f"{api.outputs['arn']}/types/Mutation/fields/publishDeploymentUpdate",
+            ],
+        }
+    ]
+    # No other policy of the stack grants appsync:GraphQL.
+    for resource in dev.of_type("aws:iam/rolePolicy:RolePolicy"):
+        if resource.name != publish.name:
+            assert "appsync:" not in resource.inputs["policy"], resource.name
+
+
+def _assert_no_appsync(deployment: Deployment) -> None:
+    assert [r.name for r in deployment.resources.values() if r.type.startswith(APPSYNC_PREFIX)] == []
+    assert [r.name for r in deployment.resources.values() if "graphql" in r.name] == []
+    for route in ALL_FUNCTIONS:
+        assert "APPSYNC_GRAPHQL_URL" not in _function(deployment, route).inputs["environment"]["variables"]
+    assert set(deployment.exports) == OUTPUT_KEYS
+    assert (
+        load_config(
+            {
+                **_function(deployment, spec.BROADCASTER).inputs["environment"]["variables"],
+                "AWS_REGION": REGION,
+            }
+        ).appsync_graphql_url
+        is None
+    )
+
+
+def test_appsync_can_be_disabled_in_config() -> None:
+    from tests.test_component.conftest import deploy
+
+    _assert_no_appsync(deploy({"enableAppSync": False}))
+
+
+def test_appsync_can_be_disabled_by_the_component_argument(fresh_pulumi_settings: None) -> None:
+    import asyncio
+
+    from pulumi.runtime import settings
+
+    from pulumi_component import WebSocketMonitoring
+    from tests.test_component.conftest import AwsMocks
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    settings.set_root_resource(None)  # type: ignore[arg-type]
+    mocks = AwsMocks()
+    pulumi.runtime.set_mocks(mocks, project="cloud-ws", stack="dev", preview=False)
+    component: list[WebSocketMonitoring] = []
+
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
+    def run() -> pulumi.Output[str]:
+        monitoring = WebSocketMonitoring(
+            "m",
+            {
+                "user_pool_id": "eu-west-1_Pool",
+                "user_pool_client_id": "client",
+                "stage_name": "dev",
+                "enable_appsync": False,
+            },
+        )
+        component.append(monitoring)
+        return monitoring.websocket_url
+
+    run()
+    (monitoring,) = component
+    assert monitoring.graphql_url is None
+    assert monitoring.graphql_realtime_url is None
+    assert [typ for typ, _ in mocks.inputs if typ.startswith(APPSYNC_PREFIX)] == []
+    broadcaster = mocks.inputs[("aws:lambda/function:Function", f"m-{spec.BROADCASTER.function}")]
+    assert "APPSYNC_GRAPHQL_URL" not in broadcaster["environment"]["variables"]

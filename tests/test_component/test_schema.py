@@ -66,8 +66,12 @@ def test_schema_offers_the_outputs_contract_and_documents_every_input() -> None:
         "userPoolId",
         "userPoolClientId",
         "connectionsTableName",
+        "graphqlUrl",
+        "graphqlRealtimeUrl",
     }
     assert all(p["type"] == "string" for p in resource["properties"].values())
+    # Absent when AppSync is disabled: optional outputs, every other one always there.
+    assert set(resource["properties"]) - set(resource["required"]) == {"graphqlUrl", "graphqlRealtimeUrl"}
     assert sorted(resource["requiredInputs"]) == ["userPoolClientId", "userPoolId"]
     for name, prop in {**resource["inputProperties"], **resource["properties"]}.items():
         assert prop.get("description"), name
@@ -77,6 +81,7 @@ def test_schema_offers_the_outputs_contract_and_documents_every_input() -> None:
     assert types["subscribeGroups"] == "array"
     assert types["createEventBus"] == "boolean"
     assert types["deliveryMaxConcurrency"] == "integer"
+    assert types["enableAppsync"] == "boolean"
     assert "deliveryMaxConcurrency" not in resource["requiredInputs"]
 
 
@@ -189,6 +194,7 @@ def test_component_refuses_bad_args_directly() -> None:
             {**base, "configure_api_gateway_account": 1},
             "[configure_api_gateway_account] must be true or false",
         ),
+        ({**base, "enable_appsync": "false"}, "[enable_appsync] must be true or false"),
     ]
     for args, message in cases:
         with pytest.raises(WebSocketMonitoringArgsError) as failure:
