@@ -20,7 +20,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -44,6 +44,8 @@ from emulator.gateway import Gateway, GatewaySettings, RefusedHandshakeFilter
 from emulator.graphql import GraphQLApi, GraphQLSettings, graphql_routes
 from emulator.lambda_api import LambdaApi
 from emulator.lambdas import LambdaRuntime
+from handlers import environment as names
+from handlers import outputs as contract
 from handlers import spec
 from handlers.runtime import reset_runtime
 
@@ -68,7 +70,7 @@ class LocalSettings:
     """Port of the embedded AWS endpoint; default ``port + 1`` (ephemeral when ``port`` is 0)."""
     stage: str = "local"
     region: str = "us-east-1"
-    outputs: Path = field(default_factory=lambda: Path(".cloud-ws") / "outputs.json")
+    outputs: Path = contract.DEFAULT_PATH
     event_source: str = spec.DEFAULT_EVENT_SOURCE
     idle_timeout_seconds: float = spec.API_GATEWAY_LIMITS.idle_timeout_seconds
     max_connection_seconds: float = spec.API_GATEWAY_LIMITS.max_connection_seconds
@@ -80,20 +82,20 @@ def outputs_for(settings: LocalSettings, port: int, backend: BackendInfo) -> dic
     """The outputs contract (docs/design.md), for this local stack."""
     base = f"{settings.host}:{port}"
     return {
-        "websocket_url": f"ws://{base}/{settings.stage}",
-        "management_endpoint": f"http://{base}/{settings.stage}",
-        "event_bus_name": backend.event_bus_name,
-        "event_source": backend.event_source,
-        "region": backend.region,
-        "user_pool_id": backend.user_pool_id,
-        "user_pool_client_id": backend.user_pool_client_id,
-        "connections_table_name": backend.tables[spec.CONNECTIONS.env_var],
-        "aws_endpoint_url": backend.endpoint,
-        "dashboard_url": f"http://{base}/",
-        "stage": settings.stage,
-        "dev_username": DEV_USERNAME,
-        "graphql_url": f"http://{base}/graphql",
-        "graphql_realtime_url": f"ws://{base}/graphql/realtime",
+        contract.WEBSOCKET_URL: f"ws://{base}/{settings.stage}",
+        contract.MANAGEMENT_ENDPOINT: f"http://{base}/{settings.stage}",
+        contract.EVENT_BUS_NAME: backend.event_bus_name,
+        contract.EVENT_SOURCE: backend.event_source,
+        contract.REGION: backend.region,
+        contract.USER_POOL_ID: backend.user_pool_id,
+        contract.USER_POOL_CLIENT_ID: backend.user_pool_client_id,
+        contract.CONNECTIONS_TABLE_NAME: backend.tables[spec.CONNECTIONS.env_var],
+        contract.AWS_ENDPOINT_URL: backend.endpoint,
+        contract.DASHBOARD_URL: f"http://{base}/",
+        contract.STAGE: settings.stage,
+        contract.DEV_USERNAME: DEV_USERNAME,
+        contract.GRAPHQL_URL: f"http://{base}/graphql",
+        contract.GRAPHQL_REALTIME_URL: f"ws://{base}/graphql/realtime",
     }
 
 
@@ -101,23 +103,23 @@ def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo
     """What the Pulumi component would set on the functions, pointed at the local stack."""
     return {
         **backend.tables,
-        "AWS_ENDPOINT_URL": backend.endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": backend.region,
-        "AWS_DEFAULT_REGION": backend.region,
-        "COGNITO_USER_POOL_ID": backend.user_pool_id,
-        "COGNITO_ISSUER": backend.issuer,
-        "COGNITO_JWKS_URL": backend.jwks_url,
-        "COGNITO_CLIENT_IDS": backend.user_pool_client_id,
-        "MANAGEMENT_ENDPOINT": f"http://{settings.host}:{port}/{settings.stage}",
+        names.AWS_ENDPOINT_URL: backend.endpoint,
+        names.AWS_ACCESS_KEY_ID: "local",
+        names.AWS_SECRET_ACCESS_KEY: "local",
+        names.AWS_REGION: backend.region,
+        names.AWS_DEFAULT_REGION: backend.region,
+        names.COGNITO_USER_POOL_ID: backend.user_pool_id,
+        names.COGNITO_ISSUER: backend.issuer,
+        names.COGNITO_JWKS_URL: backend.jwks_url,
+        names.COGNITO_CLIENT_IDS: backend.user_pool_client_id,
+        names.MANAGEMENT_ENDPOINT: f"http://{settings.host}:{port}/{settings.stage}",
         # The broadcaster hands large fan-outs and retries to invocations of itself,
         # through boto3's Lambda client: the stack serves Lambda's Invoke API.
-        "AWS_ENDPOINT_URL_LAMBDA": f"http://{settings.host}:{port}",
-        "FANOUT_FUNCTION_NAME": spec.BROADCASTER.function,
-        "DELIVERY_QUEUE_URL": backend.queue_url,
-        "LOG_LEVEL": settings.log_level,
-        "APPSYNC_GRAPHQL_URL": f"http://{settings.host}:{port}/graphql",
+        names.AWS_ENDPOINT_URL_LAMBDA: f"http://{settings.host}:{port}",
+        names.FANOUT_FUNCTION_NAME: spec.BROADCASTER.function,
+        names.DELIVERY_QUEUE_URL: backend.queue_url,
+        names.LOG_LEVEL: settings.log_level,
+        names.APPSYNC_GRAPHQL_URL: f"http://{settings.host}:{port}/graphql",
     }
 
 

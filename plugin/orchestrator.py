@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from cloud_ws.outputs import load_outputs
+from handlers import outputs as contract
 from handlers.spec import DEFAULT_EVENT_SOURCE
 from plugin.automation import AutomationAdapter
 from plugin.envelope import build_envelope
@@ -108,18 +107,20 @@ class OrchestratorPlugin(LifecycleHooks):
     ) -> Self:
         """Build the plugin from a stack's outputs: a mapping, a JSON file, or the default file.
 
-        Uses ``event_bus_name``, ``event_source``, ``region`` and, when present,
-        ``aws_endpoint_url`` (the local stack).
+        Uses ``event_bus_name``, ``event_source``, ``region`` (``handlers.outputs.PLUGIN_NEEDS``)
+        and, when present, ``aws_endpoint_url`` (the local stack).
 
         Raises:
-            cloud_ws.outputs.OutputsError: the outputs are missing, unreadable or incomplete.
+            handlers.outputs.OutputsError: the outputs are missing, unreadable or
+                lack one of those keys (the message names the file and the key).
         """
-        values = load_outputs(Path(outputs) if isinstance(outputs, str) else outputs)
+        values = contract.load_outputs(outputs, needs=contract.PLUGIN_NEEDS)
+        endpoint = values.get(contract.AWS_ENDPOINT_URL)
         return cls(
-            str(values["event_bus_name"]),
-            source=str(values.get("event_source") or DEFAULT_EVENT_SOURCE),
-            region=str(values["region"]) if values.get("region") else None,
-            endpoint_url=str(values["aws_endpoint_url"]) if values.get("aws_endpoint_url") else None,
+            values[contract.EVENT_BUS_NAME],
+            source=values[contract.EVENT_SOURCE],
+            region=values[contract.REGION],
+            endpoint_url=str(endpoint) if endpoint else None,
             environment=environment,
             options=options,
             client=client,

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cloud_ws.outputs import OutputsError, load_outputs
+from handlers.outputs import DASHBOARD_URL, PLUGIN_NEEDS, OutputsError, load_outputs
 from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
 
 if TYPE_CHECKING:
@@ -176,18 +176,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.speed > 0:
         return _fail("--speed must be a positive number", 2)
     try:
-        outputs = load_outputs(args.outputs)
+        # The plugin's keys, checked before it is imported: building the CLI parser must not pull in boto3.
+        outputs = load_outputs(args.outputs, needs=PLUGIN_NEEDS)
     except OutputsError as exc:
         return _fail(str(exc), 2)
-    # Imported here, not at the top: building the CLI parser must not pull in boto3.
     from plugin import OrchestratorPlugin  # noqa: PLC0415
 
     plugin = OrchestratorPlugin.from_outputs(outputs, environment=args.environment)
     out = sys.stdout
     print(f"Deployment {deployment_id}: {len(LAYERS)} layers, one stack will fail.", file=out)
     print(f"Watch it:  cloud-ws monitor {deployment_id}", file=out)
-    if outputs.get("dashboard_url"):
-        print(f"Dashboard: {outputs['dashboard_url']}", file=out)
+    if outputs.get(DASHBOARD_URL):
+        print(f"Dashboard: {outputs[DASHBOARD_URL]}", file=out)
     steps = script(deployment_id, random.Random(deployment_id))
     try:
         play(steps, plugin, speed=args.speed, out=out)

@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from cloud_ws.outputs import OutputsError
+from handlers.outputs import OutputsError
 from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id, is_valid_event_type
 
 #: Errors a retry within seconds cannot fix: a wrong bus, region or credentials.

@@ -18,11 +18,10 @@ import json
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cloud_ws.commands.monitor import TOKEN_ENV, build_client
-from cloud_ws.outputs import OutputsError
+from cloud_ws.commands.monitor import add_connection_arguments, build_client
+from handlers.outputs import OutputsError
 
 if TYPE_CHECKING:
     from cloud_ws_client import CloudWebSocketClient
@@ -32,13 +31,7 @@ DEFAULT_LIMIT = 50
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cloud-ws list``."""
-    parser.add_argument(
-        "--outputs", type=Path, default=None, help="stack outputs file (default: .cloud-ws/outputs.json)"
-    )
-    parser.add_argument("--url", help="WebSocket URL, instead of reading it from the outputs")
-    parser.add_argument(
-        "--token", help=f"Cognito JWT (default: ${TOKEN_ENV}, else the local stack's dev user)"
-    )
+    add_connection_arguments(parser)
     parser.add_argument(
         "--json", action="store_true", dest="as_json", help="print the deployments as one JSON array"
     )

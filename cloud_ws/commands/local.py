@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cloud_ws.outputs import default_path
+from handlers.outputs import default_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

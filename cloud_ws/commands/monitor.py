@@ -35,7 +35,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from cloud_ws.outputs import OutputsError, load_outputs
+from handlers import outputs as contract
+from handlers.outputs import OutputsError
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -47,6 +48,8 @@ TOKEN_ENV = "CLOUD_WS_TOKEN"
 FATAL_SUBSCRIBE_ERRORS = frozenset(
     {"forbidden", "invalid_deployment_id", "invalid_since", "too_many_subscriptions"}
 )
+#: The outputs keys the client signs in with when no token is given.
+SIGN_IN_OUTPUTS = (contract.REGION, contract.USER_POOL_CLIENT_ID)
 #: How often the live view redraws on its own (elapsed times move on between events).
 TICK_SECONDS = 0.5
 
@@ -54,13 +57,7 @@ TICK_SECONDS = 0.5
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cloud-ws monitor``."""
     parser.add_argument("deployment_id", metavar="DEPLOYMENT_ID", help="the deployment to watch")
-    parser.add_argument(
-        "--outputs", type=Path, default=None, help="stack outputs file (default: .cloud-ws/outputs.json)"
-    )
-    parser.add_argument("--url", help="WebSocket URL, instead of reading it from the outputs")
-    parser.add_argument(
-        "--token", help=f"Cognito JWT (default: ${TOKEN_ENV}, else the local stack's dev user)"
-    )
+    add_connection_arguments(parser)
     parser.add_argument(
         "--json", action="store_true", dest="as_json", help="print every message as one JSON line"
     )
@@ -68,6 +65,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--until-complete",
         action="store_true",
         help="exit when the deployment ends: 0 if it succeeded, 1 if it failed or was cancelled",
+    )
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--outputs``, ``--url`` and ``--token``: what :func:`build_client` reads (monitor and list)."""
+    parser.add_argument(
+        "--outputs", type=Path, default=None, help="stack outputs file (default: .cloud-ws/outputs.json)"
+    )
+    parser.add_argument("--url", help="WebSocket URL, instead of reading it from the outputs")
+    parser.add_argument(
+        "--token", help=f"Cognito JWT (default: ${TOKEN_ENV}, else the local stack's dev user)"
     )
 
 
@@ -107,8 +115,10 @@ def build_client(args: argparse.Namespace) -> CloudWebSocketClient:
         if not token:
             raise ValueError(f"--url needs --token (or ${TOKEN_ENV})")
         return CloudWebSocketClient(args.url, token)
-    outputs = load_outputs(args.outputs)
-    if token is None and not outputs.get("aws_endpoint_url"):
+    # Without a token the client signs in through the stack's user pool.
+    needs = (contract.WEBSOCKET_URL,) if token else (contract.WEBSOCKET_URL, *SIGN_IN_OUTPUTS)
+    outputs = contract.load_outputs(args.outputs, needs=needs)
+    if token is None and not outputs.get(contract.AWS_ENDPOINT_URL):
         raise ValueError(f"pass --token or set ${TOKEN_ENV} for a cloud stack (`cloud-ws token` prints one)")
     # Without a token the client signs the local dev user in on every
     # connection, so a reconnect an hour later still has a valid token.

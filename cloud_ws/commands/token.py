@@ -27,27 +27,29 @@ def run(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    from cloud_ws.outputs import OutputsError, load_outputs  # noqa: PLC0415
+    from handlers import outputs as contract  # noqa: PLC0415
 
     try:
-        outputs = load_outputs(args.outputs)
-    except OutputsError as exc:
+        outputs = contract.load_outputs(
+            args.outputs, needs=(contract.REGION, contract.USER_POOL_ID, contract.USER_POOL_CLIENT_ID)
+        )
+    except contract.OutputsError as exc:
         print(f"cloud-ws token: {exc}", file=sys.stderr)
         return 2
-    endpoint = outputs.get("aws_endpoint_url")
-    username = args.username or outputs.get("dev_username") or "dev"
+    endpoint = outputs.get(contract.AWS_ENDPOINT_URL)
+    username = args.username or outputs.get(contract.DEV_USERNAME) or "dev"
     try:
         if endpoint:
             from emulator.backend import DEV_PASSWORD, client, ensure_user  # noqa: PLC0415
 
-            idp = client("cognito-idp", endpoint, outputs["region"])
-            ensure_user(idp, outputs["user_pool_id"], username)
+            idp = client("cognito-idp", endpoint, outputs[contract.REGION])
+            ensure_user(idp, outputs[contract.USER_POOL_ID], username)
             password = DEV_PASSWORD
         else:
-            idp = boto3.client("cognito-idp", region_name=outputs["region"])
+            idp = boto3.client("cognito-idp", region_name=outputs[contract.REGION])
             password = os.environ.get("CLOUD_WS_PASSWORD") or getpass.getpass(f"password for {username}: ")
         result = idp.initiate_auth(
-            ClientId=outputs["user_pool_client_id"],
+            ClientId=outputs[contract.USER_POOL_CLIENT_ID],
             AuthFlow="USER_PASSWORD_AUTH",
             AuthParameters={"USERNAME": username, "PASSWORD": password},
         )

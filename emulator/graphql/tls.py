@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cloud_ws.outputs import OutputsError, default_path, load_outputs
+from handlers.outputs import GRAPHQL_URL, OutputsError, load_outputs
 
 DEFAULT_PORT = 8443
 CERT_VALID_DAYS = 30
@@ -129,11 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--key", type=Path, help="the --cert's private key (PEM)")
     args = parser.parse_args(argv)
     try:
-        outputs = load_outputs(args.outputs or default_path())
+        outputs = load_outputs(args.outputs, needs=(GRAPHQL_URL,))
     except OutputsError as exc:
         print(f"cloud-ws tls: {exc}", file=sys.stderr)
         return 2
-    target = urlsplit(str(outputs.get("graphql_url", "")))
+    target = urlsplit(outputs[GRAPHQL_URL])
     if not target.hostname or not target.port:
         print("cloud-ws tls: the outputs have no local graphql_url", file=sys.stderr)
         return 2
