@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from handlers import environment as names
 from handlers import spec
 
 
@@ -123,19 +124,21 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ConfigError: a variable is missing or malformed; the message names it.
     """
     env = os.environ if env is None else env
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+    region = env.get(names.AWS_REGION) or env.get(names.AWS_DEFAULT_REGION) or "us-east-1"
 
-    issuer = env.get("COGNITO_ISSUER", "").strip().rstrip("/")
+    issuer = env.get(names.COGNITO_ISSUER, "").strip().rstrip("/")
     if not issuer:
-        pool_id = _required(env, "COGNITO_USER_POOL_ID")
+        pool_id = _required(env, names.COGNITO_USER_POOL_ID)
         pool_region = pool_id.split("_", 1)[0] if "_" in pool_id else region
         issuer = f"https://cognito-idp.{pool_region}.amazonaws.com/{pool_id}"
-    client_ids = _set(env, "COGNITO_CLIENT_IDS")
+    client_ids = _set(env, names.COGNITO_CLIENT_IDS)
     if not client_ids:
-        raise ConfigError("COGNITO_CLIENT_IDS is not set (comma-separated app client ids)")
-    token_uses = _set(env, "COGNITO_TOKEN_USES") or frozenset({"id", "access"})
+        raise ConfigError(f"{names.COGNITO_CLIENT_IDS} is not set (comma-separated app client ids)")
+    token_uses = _set(env, names.COGNITO_TOKEN_USES) or frozenset({"id", "access"})
     if not token_uses <= {"id", "access"}:
-        raise ConfigError(f"COGNITO_TOKEN_USES accepts only 'id' and 'access', got {sorted(token_uses)}")
+        raise ConfigError(
+            f"{names.COGNITO_TOKEN_USES} accepts only 'id' and 'access', got {sorted(token_uses)}"
+        )
 
     return Config(
         tables=TableNames(
@@ -146,29 +149,33 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         auth=AuthConfig(
             issuer=issuer,
-            jwks_url=env.get("COGNITO_JWKS_URL", "").strip() or f"{issuer}/.well-known/jwks.json",
+            jwks_url=env.get(names.COGNITO_JWKS_URL, "").strip() or f"{issuer}/.well-known/jwks.json",
             client_ids=client_ids,
             token_uses=token_uses,
-            leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 5),
-            jwks_penalty_seconds=_float(env, "JWKS_PENALTY_SECONDS", 10.0),
+            leeway_seconds=_int(env, names.JWT_LEEWAY_SECONDS, 5),
+            jwks_penalty_seconds=_float(env, names.JWKS_PENALTY_SECONDS, 10.0),
         ),
-        management_endpoint=env.get("MANAGEMENT_ENDPOINT", "").strip().rstrip("/") or None,
+        management_endpoint=env.get(names.MANAGEMENT_ENDPOINT, "").strip().rstrip("/") or None,
         region=region,
-        subscribe_groups=_set(env, "SUBSCRIBE_GROUPS"),
-        connection_ttl_seconds=_int(env, "CONNECTION_TTL_HOURS", 24, minimum=1) * 3600,
-        history_ttl_seconds=_int(env, "HISTORY_TTL_HOURS", 72, minimum=1) * 3600,
-        max_subscriptions_per_connection=_int(env, "MAX_SUBSCRIPTIONS_PER_CONNECTION", 20, minimum=1),
-        max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", 4096, minimum=64),
-        max_json_depth=_int(env, "MAX_JSON_DEPTH", 4, minimum=1),
-        replay_limit=_int(env, "REPLAY_LIMIT", 1000, minimum=1),
-        broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", 64, minimum=1),
-        subscriber_page_size=_int(env, "SUBSCRIBER_PAGE_SIZE", 1000, minimum=1),
-        post_max_attempts=_int(env, "POST_MAX_ATTEMPTS", 4, minimum=1),
-        fanout_page_size=_int(env, "FANOUT_PAGE_SIZE", spec.DELIVERY.fanout_page_size, minimum=1),
+        subscribe_groups=_set(env, names.SUBSCRIBE_GROUPS),
+        connection_ttl_seconds=_int(env, names.CONNECTION_TTL_HOURS, 24, minimum=1) * 3600,
+        history_ttl_seconds=_int(env, names.HISTORY_TTL_HOURS, 72, minimum=1) * 3600,
+        max_subscriptions_per_connection=_int(env, names.MAX_SUBSCRIPTIONS_PER_CONNECTION, 20, minimum=1),
+        max_message_bytes=_int(env, names.MAX_MESSAGE_BYTES, 4096, minimum=64),
+        max_json_depth=_int(env, names.MAX_JSON_DEPTH, 4, minimum=1),
+        replay_limit=_int(env, names.REPLAY_LIMIT, 1000, minimum=1),
+        broadcast_concurrency=_int(env, names.BROADCAST_CONCURRENCY, 64, minimum=1),
+        subscriber_page_size=_int(env, names.SUBSCRIBER_PAGE_SIZE, 1000, minimum=1),
+        post_max_attempts=_int(env, names.POST_MAX_ATTEMPTS, 4, minimum=1),
+        fanout_page_size=_int(env, names.FANOUT_PAGE_SIZE, spec.DELIVERY.fanout_page_size, minimum=1),
         # Lambda sets AWS_LAMBDA_FUNCTION_NAME in every function: the broadcaster invokes itself.
-        fanout_function=(env.get("FANOUT_FUNCTION_NAME") or env.get("AWS_LAMBDA_FUNCTION_NAME") or "").strip()
+        fanout_function=(
+            env.get(names.FANOUT_FUNCTION_NAME) or env.get(names.AWS_LAMBDA_FUNCTION_NAME) or ""
+        ).strip()
         or None,
-        fanout_max_attempts=_int(env, "FANOUT_MAX_ATTEMPTS", spec.DELIVERY.fanout_max_attempts, minimum=1),
-        delivery_queue_url=env.get("DELIVERY_QUEUE_URL", "").strip() or None,
-        appsync_graphql_url=env.get("APPSYNC_GRAPHQL_URL", "").strip() or None,
+        fanout_max_attempts=_int(
+            env, names.FANOUT_MAX_ATTEMPTS, spec.DELIVERY.fanout_max_attempts, minimum=1
+        ),
+        delivery_queue_url=env.get(names.DELIVERY_QUEUE_URL, "").strip() or None,
+        appsync_graphql_url=env.get(names.APPSYNC_GRAPHQL_URL, "").strip() or None,
     )

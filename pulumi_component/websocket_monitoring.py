@@ -37,7 +37,7 @@ from typing import Any, NotRequired, TypedDict, TypeVar
 import pulumi
 import pulumi_aws as aws
 
-from handlers import spec
+from handlers import environment, spec
 from pulumi_component import policy
 from pulumi_component.appsync import AppSyncGraphQL
 from pulumi_component.archive import build_archive
@@ -487,14 +487,18 @@ class WebSocketMonitoring(pulumi.ComponentResource):
 
         common_env: dict[str, pulumi.Input[str]] = {
             **table_env,
-            "COGNITO_USER_POOL_ID": settings["user_pool_id"],
-            "COGNITO_CLIENT_IDS": pulumi.Output.all(
+            environment.COGNITO_USER_POOL_ID: settings["user_pool_id"],
+            environment.COGNITO_CLIENT_IDS: pulumi.Output.all(
                 settings["user_pool_client_id"], settings["extra_client_ids"]
             ).apply(_join),
-            "CONNECTION_TTL_HOURS": pulumi.Output.from_input(settings["connection_ttl_hours"]).apply(_as_str),
-            "HISTORY_TTL_HOURS": pulumi.Output.from_input(settings["history_ttl_hours"]).apply(_as_str),
-            "SUBSCRIBE_GROUPS": pulumi.Output.from_input(settings["subscribe_groups"]).apply(_join),
-            "LOG_LEVEL": settings["log_level"],
+            environment.CONNECTION_TTL_HOURS: pulumi.Output.from_input(
+                settings["connection_ttl_hours"]
+            ).apply(_as_str),
+            environment.HISTORY_TTL_HOURS: pulumi.Output.from_input(settings["history_ttl_hours"]).apply(
+                _as_str
+            ),
+            environment.SUBSCRIBE_GROUPS: pulumi.Output.from_input(settings["subscribe_groups"]).apply(_join),
+            environment.LOG_LEVEL: settings["log_level"],
         }
 
         # One function per route, each behind its own integration and route.
@@ -618,8 +622,8 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         self.appsync: AppSyncGraphQL | None = None
         broadcaster_env: dict[str, pulumi.Input[str]] = {
             **common_env,
-            "MANAGEMENT_ENDPOINT": management_endpoint,
-            "DELIVERY_QUEUE_URL": self.delivery_queue.url,
+            environment.MANAGEMENT_ENDPOINT: management_endpoint,
+            environment.DELIVERY_QUEUE_URL: self.delivery_queue.url,
             # The fan-out invokes the function by name: Lambda's own
             # AWS_LAMBDA_FUNCTION_NAME, so nothing here names it (no cycle).
         }
@@ -634,7 +638,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
                 subscribe_groups=settings["subscribe_groups"],
                 log_retention_days=retention,
             )
-            broadcaster_env["APPSYNC_GRAPHQL_URL"] = self.appsync.graphql_url
+            broadcaster_env[environment.APPSYNC_GRAPHQL_URL] = self.appsync.graphql_url
         broadcaster = self._function(
             name,
             spec.BROADCASTER,
