@@ -17,6 +17,7 @@ from jose import jwt
 from moto import mock_aws
 from moto.utilities.utils import load_resource
 
+from handlers import environment as names
 from handlers import spec
 from handlers.runtime import reset_runtime
 from tests.support.management_standin import ManagementStandIn
@@ -29,10 +30,10 @@ PASSWORD = "Corr3ct-Horse!"
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's mock of every AWS service, with throwaway credentials."""
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
+        names.AWS_ACCESS_KEY_ID: "testing",
+        names.AWS_SECRET_ACCESS_KEY: "testing",
+        names.AWS_DEFAULT_REGION: REGION,
+        names.AWS_REGION: REGION,
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
@@ -285,10 +286,10 @@ def stack(
     tables = create_tables(ddb)
     for name, value in {
         **tables,
-        "COGNITO_USER_POOL_ID": pool.pool_id,
-        "COGNITO_CLIENT_IDS": pool.client_id,
-        "MANAGEMENT_ENDPOINT": standin.endpoint,
-        "POST_MAX_ATTEMPTS": "3",
+        names.COGNITO_USER_POOL_ID: pool.pool_id,
+        names.COGNITO_CLIENT_IDS: pool.client_id,
+        names.MANAGEMENT_ENDPOINT: standin.endpoint,
+        names.POST_MAX_ATTEMPTS: "3",
     }.items():
         monkeypatch.setenv(name, value)
     reset_runtime()
