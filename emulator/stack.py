@@ -44,6 +44,7 @@ from emulator.gateway import Gateway, GatewaySettings, RefusedHandshakeFilter
 from emulator.graphql import GraphQLApi, GraphQLSettings, graphql_routes
 from emulator.lambda_api import LambdaApi
 from emulator.lambdas import LambdaRuntime
+from handlers import environment as names
 from handlers import outputs as contract
 from handlers import spec
 from handlers.runtime import reset_runtime
@@ -102,23 +103,23 @@ def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo
     """What the Pulumi component would set on the functions, pointed at the local stack."""
     return {
         **backend.tables,
-        "AWS_ENDPOINT_URL": backend.endpoint,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_REGION": backend.region,
-        "AWS_DEFAULT_REGION": backend.region,
-        "COGNITO_USER_POOL_ID": backend.user_pool_id,
-        "COGNITO_ISSUER": backend.issuer,
-        "COGNITO_JWKS_URL": backend.jwks_url,
-        "COGNITO_CLIENT_IDS": backend.user_pool_client_id,
-        "MANAGEMENT_ENDPOINT": f"http://{settings.host}:{port}/{settings.stage}",
+        names.AWS_ENDPOINT_URL: backend.endpoint,
+        names.AWS_ACCESS_KEY_ID: "local",
+        names.AWS_SECRET_ACCESS_KEY: "local",
+        names.AWS_REGION: backend.region,
+        names.AWS_DEFAULT_REGION: backend.region,
+        names.COGNITO_USER_POOL_ID: backend.user_pool_id,
+        names.COGNITO_ISSUER: backend.issuer,
+        names.COGNITO_JWKS_URL: backend.jwks_url,
+        names.COGNITO_CLIENT_IDS: backend.user_pool_client_id,
+        names.MANAGEMENT_ENDPOINT: f"http://{settings.host}:{port}/{settings.stage}",
         # The broadcaster hands large fan-outs and retries to invocations of itself,
         # through boto3's Lambda client: the stack serves Lambda's Invoke API.
-        "AWS_ENDPOINT_URL_LAMBDA": f"http://{settings.host}:{port}",
-        "FANOUT_FUNCTION_NAME": spec.BROADCASTER.function,
-        "DELIVERY_QUEUE_URL": backend.queue_url,
-        "LOG_LEVEL": settings.log_level,
-        "APPSYNC_GRAPHQL_URL": f"http://{settings.host}:{port}/graphql",
+        names.AWS_ENDPOINT_URL_LAMBDA: f"http://{settings.host}:{port}",
+        names.FANOUT_FUNCTION_NAME: spec.BROADCASTER.function,
+        names.DELIVERY_QUEUE_URL: backend.queue_url,
+        names.LOG_LEVEL: settings.log_level,
+        names.APPSYNC_GRAPHQL_URL: f"http://{settings.host}:{port}/graphql",
     }
 
 
