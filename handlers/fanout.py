@@ -18,7 +18,6 @@ catches up with ``since``).
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from handlers import protocol, spec
+from handlers.backoff import Backoff
 from handlers.events import SequencedEvent
 from handlers.log import get_logger
 from handlers.management import FanOutResult, ManagementApi
@@ -41,8 +41,9 @@ MAX_INLINE_BYTES = 160 * 1024
 #: Shares handed to other invocations at the same time (each hand-over is one Invoke call).
 DISPATCH_CONCURRENCY = 8
 
-_RETRY_BASE_SECONDS = 0.25
-_RETRY_CAP_SECONDS = 8.0
+#: Retry rounds wait at least half their ceiling: a connection that just failed all of the
+#: poster's own retries gets some time before the next round.
+_RETRY_BACKOFF = Backoff(base=0.25, cap=8.0, floor=0.5)
 
 
 class InvalidTaskError(ValueError):
@@ -139,8 +140,7 @@ Dispatch = Callable[[FanOutTask], None]
 
 def retry_delay(attempt: int) -> float:
     """How long retry round ``attempt`` waits: exponential, capped, with jitter (never all at once)."""
-    ceiling = min(_RETRY_CAP_SECONDS, _RETRY_BASE_SECONDS * 2.0 ** (attempt - 1))
-    return float(ceiling * (0.5 + random.random() / 2))
+    return _RETRY_BACKOFF.delay(attempt)
 
 
 def pack(events: Sequence[SequencedEvent]) -> list[bytes]:

@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
+from handlers import backoff
 from handlers.log import get_logger
 from handlers.poster import (
     STALE_CONNECTION_ERRORS,
@@ -101,7 +102,7 @@ class RetryPolicy:
     def delay(self, retry: int, throttled: bool, rng: random.Random) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first)."""
         base = self.throttled_base_seconds if throttled else self.base_seconds
-        return rng.uniform(0.0, min(self.cap_seconds, base * 2 ** (retry - 1)))
+        return backoff.delay(retry, base=base, cap=self.cap_seconds, rng=rng)
 
 
 def _judge(reply: Reply) -> tuple[PostOutcome, bool]:

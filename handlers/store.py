@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from handlers import spec, state
+from handlers.backoff import Backoff
 from handlers.config import TableNames
 from handlers.events import DeploymentEvent, SequencedEvent
 
@@ -35,6 +36,10 @@ _COUNTER_SEQ = "0"
 _MAX_HINTS = 10_000
 #: The one partition of the deployment list's index: every counter item carries it.
 _LIST_KEY = "deployments"
+#: Unprocessed items of a batch request that deletes subscriptions or reads counters.
+_BATCH_BACKOFF = Backoff(base=0.025, cap=1.0)
+#: A transaction conflict, or unprocessed items of the event-id writes and history reads: short waits.
+_CONFLICT_BACKOFF = Backoff(base=0.005, cap=0.2)
 
 
 class SequencingError(RuntimeError):
@@ -135,10 +140,15 @@ class Store:
         clock: Callable[[], float] = time.time,
         max_sequence_attempts: int = 25,
         reuse_counter: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         """Set up the store.
 
         Args:
+            clock: the time (epoch seconds) for TTLs and expiry checks.
+            sleep: how a retry waits (tests pass a fake, so no real time passes).
+            rng: the jitter of the retries' waits (tests pass a seeded one).
             reuse_counter: start each batch from the counter this container wrote last (checked by
                 the transaction's condition) instead of reading it; False reads it every time.
         """
@@ -146,6 +156,8 @@ class Store:
         self._tables = tables
         self._history_ttl = history_ttl_seconds
         self._clock = clock
+        self._sleep = sleep
+        self._rng = rng
         self._max_sequence_attempts = max_sequence_attempts
         # deployment id -> the counter (seq and state) this container last wrote: a guess, checked
         # by the transaction's condition, that saves reading the counter before every batch.
@@ -227,7 +239,7 @@ class Store:
                 return
             pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             if pending:
-                time.sleep(min(1.0, 0.025 * 2**attempt) * random.random())
+                self._wait(_BATCH_BACKOFF, attempt + 1)
         if pending:
             raise RuntimeError(f"could not delete {len(pending[table])} subscriptions from {table}")
 
@@ -366,7 +378,7 @@ class Store:
                 pending = reply.get("UnprocessedKeys") or {}
                 if not pending:
                     break
-                time.sleep(min(1.0, 0.025 * 2**attempt) * random.random())
+                self._wait(_BATCH_BACKOFF, attempt + 1)
         result.pop("", None)
         return result
 
@@ -456,7 +468,7 @@ class Store:
                     self._last_seq_hint.pop(deployment_id, None)  # someone else moved the counter
                 elif not known:
                     # TransactionConflict: another transaction holds one of these items right now.
-                    self._backoff(attempts)
+                    self._wait(_CONFLICT_BACKOFF, attempts)
                 continue
             self._remember_counter(deployment_id, Counter(last + len(chunk), folded_json))
             result.fresh.extend(
@@ -598,7 +610,7 @@ class Store:
             pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
             if not pending:
                 return
-            self._backoff(attempt)
+            self._wait(_CONFLICT_BACKOFF, attempt + 1)
         raise RuntimeError(f"could not write {len(pending[table])} items to {table}")
 
     def _batch_get(self, table: str, keys: list[Item], projection: str) -> list[Item]:
@@ -618,7 +630,7 @@ class Store:
                 pending = reply.get("UnprocessedKeys") or {}
                 if not pending:
                     break
-                self._backoff(attempt)
+                self._wait(_CONFLICT_BACKOFF, attempt + 1)
             else:
                 raise RuntimeError(f"could not read {len(pending[table]['Keys'])} items from {table}")
         return items
@@ -630,9 +642,9 @@ class Store:
             self._last_seq_hint.clear()
         self._last_seq_hint[deployment_id] = counter
 
-    @staticmethod
-    def _backoff(attempt: int) -> None:
-        time.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
+    def _wait(self, policy: Backoff, attempt: int) -> None:
+        """Wait before retry ``attempt`` (1 for the first) through the sleep this store was given."""
+        self._sleep(policy.delay(attempt, self._rng))
 
 
 def _failed(reasons: Sequence[str], index: int) -> bool:

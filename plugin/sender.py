@@ -35,6 +35,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ParamValidationError
 
+from handlers import backoff
 from plugin.buffer import EventBuffer, Pending
 from plugin.envelope import Envelope
 from plugin.ratelog import RateLimitedLog
@@ -391,9 +392,10 @@ class Sender:
 
     def _backoff(self, failures: int) -> None:
         """Full jitter: a uniform wait below an exponentially growing ceiling (AWS's advice)."""
-        ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** min(failures - 1, 30))
-        delay = self._rng.uniform(0.0, ceiling)
-        self._stop_signal.wait(delay)
+        options = self.options
+        self._stop_signal.wait(
+            backoff.delay(failures, base=options.backoff_base, cap=options.backoff_max, rng=self._rng)
+        )
 
     def _low_water(self) -> int:
         """The oldest unsettled seq (next_seq + 1 when everything is settled). Lock held."""
