@@ -46,6 +46,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from websockets.exceptions import ProtocolError
+from websockets.frames import Close
 
 from emulator.lambdas import LambdaRuntime
 from handlers import spec
@@ -54,6 +56,9 @@ from handlers.log import get_logger
 log = get_logger("emulator.gateway")
 
 GOING_AWAY = 1001
+
+#: A close frame's payload is at most 125 bytes, two of which hold the code.
+_MAX_CLOSE_REASON_BYTES = 123
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,28 @@ class Faults:
             self.throttle_remaining -= 1
             return True
         return False
+
+
+def close_frame_refusal(code: Any, reason: str) -> str | None:
+    """Why a server cannot send a close frame with ``code`` and ``reason``, or None if it can.
+
+    websockets' own rule (``Close.check``): 1000-1003, 1007-1014 and 3000-4999.
+    1004 is reserved, and 1005, 1006 and 1015 only report a close that had no
+    code, no frame, or a failed TLS handshake: websockets refuses to send them.
+    The reason must fit a control frame (123 bytes of UTF-8).
+    """
+    if not isinstance(code, int) or isinstance(code, bool):
+        return "code must be an integer WebSocket close code"
+    try:
+        Close(code, reason).check()
+    except ProtocolError:
+        return (
+            f"close code {code} cannot be sent in a close frame: "
+            "use 1000-1003, 1007-1014 or 3000-4999 (1004 is reserved, 1005, 1006 and 1015 are never sent)"
+        )
+    if len(reason.encode("utf-8")) > _MAX_CLOSE_REASON_BYTES:
+        return f"reason must be at most {_MAX_CLOSE_REASON_BYTES} bytes of UTF-8"
+    return None
 
 
 def new_connection_id() -> str:
@@ -384,10 +411,11 @@ class Gateway:
         if conn is None:
             return JSONResponse({"error": "no such connection"}, status_code=404)
         body = await _json_body(request)
-        code = body.get("code", 1011)
-        if not isinstance(code, int) or not (code == 1000 or 3000 <= code <= 4999 or 1001 <= code <= 1014):
-            return JSONResponse({"error": "code must be a valid WebSocket close code"}, status_code=400)
-        await self.close(conn, code, str(body.get("reason", "")))
+        code, reason = body.get("code", 1011), str(body.get("reason", ""))
+        refusal = close_frame_refusal(code, reason)
+        if refusal is not None:
+            return JSONResponse({"error": refusal}, status_code=400)
+        await self.close(conn, code, reason)
         return JSONResponse({"connectionId": conn.connection_id, "closed": code})
 
     async def drop_idle(self, request: Request) -> Response:
