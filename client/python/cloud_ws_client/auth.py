@@ -32,6 +32,8 @@ TokenTransport = Literal["header", "query", "subprotocol"]
 
 #: The subprotocol offered with the ``subprotocol`` transport; the server echoes it.
 SUBPROTOCOL = "cloud-ws"
+#: Prefix of the subprotocol entry that carries the token (``bearer.<jwt>``).
+TOKEN_SUBPROTOCOL_PREFIX = "bearer."
 
 
 async def resolve_token(source: TokenSource) -> str:
@@ -77,7 +79,7 @@ def handshake(
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
         return urlunsplit(parts._replace(query=urlencode([*query, ("token", token)]))), {}, None
     if transport == "subprotocol":
-        return url, {}, [SUBPROTOCOL, f"bearer.{token}"]
+        return url, {}, [SUBPROTOCOL, f"{TOKEN_SUBPROTOCOL_PREFIX}{token}"]
     raise ValueError(f"token_transport must be header, query or subprotocol, not {transport!r}")
 
 

@@ -40,7 +40,7 @@ from cloud_ws_client.auth import TokenSource, TokenTransport, handshake, resolve
 from cloud_ws_client.backoff import backoff, process_exception
 from cloud_ws_client.errors import CloudWsError, ConnectError, RequestError
 from cloud_ws_client.messages import Deployments, ErrorMessage, Message, Pong, Subscribed
-from cloud_ws_client.outputs import password_auth, read_outputs
+from cloud_ws_client.outputs import WEBSOCKET_URL, password_auth, read_outputs
 from cloud_ws_client.protocol import RECONNECT_ERROR_CODES, ClientProtocol, Outgoing
 
 log = logging.getLogger("cloud_ws_client")
@@ -259,7 +259,7 @@ class CloudWebSocketClient:
         """
         data = read_outputs(outputs)
         source = token if token is not None else password_auth(data, username, password)
-        return cls(str(data["websocket_url"]), source, options=options)
+        return cls(str(data[WEBSOCKET_URL]), source, options=options)
 
     # -- state ------------------------------------------------------------------------------
 

@@ -38,9 +38,34 @@ from cloud_ws_client.sequence import DeploymentSequence
 
 log = logging.getLogger("cloud_ws_client")
 
+# The constants below copy the server's (handlers.protocol): this package must not import
+# the server code. tests/test_client/test_contract.py holds them equal to it (and to
+# conformance/protocol.json, which the TypeScript client is checked against).
+
 #: The server's rule for deployment ids, checked before a frame is sent.
 DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _DEPLOYMENT_ID_RE = re.compile(DEPLOYMENT_ID_PATTERN)
+
+#: Every ``error.code`` the server sends (docs/protocol.md, Errors); a newer server's
+#: unknown code still arrives as an :class:`~cloud_ws_client.messages.ErrorMessage`.
+ERROR_CODES = frozenset(
+    {
+        "invalid_json",
+        "invalid_message",
+        "message_too_large",
+        "message_too_deep",
+        "unknown_action",
+        "invalid_deployment_id",
+        "invalid_since",
+        "invalid_limit",
+        "invalid_id",
+        "too_many_subscriptions",
+        "forbidden",
+        "token_expired",
+        "unknown_connection",
+        "internal_error",
+    }
+)
 
 #: Error codes after which only a new connection helps (docs/protocol.md, Errors).
 RECONNECT_ERROR_CODES = frozenset({"token_expired", "unknown_connection"})
