@@ -101,20 +101,25 @@ export interface PongMessage extends ReplyId {
   latest?: Record<string, number>;
 }
 
-export type ErrorCode =
-  | "invalid_json"
-  | "invalid_message"
-  | "message_too_large"
-  | "message_too_deep"
-  | "unknown_action"
-  | "invalid_deployment_id"
-  | "invalid_since"
-  | "invalid_limit"
-  | "invalid_id"
-  | "too_many_subscriptions"
-  | "forbidden"
-  | "token_expired"
-  | "unknown_connection";
+/** Every `error.code` the server sends (checked against conformance/protocol.json by the tests). */
+export const ERROR_CODES = [
+  "invalid_json",
+  "invalid_message",
+  "message_too_large",
+  "message_too_deep",
+  "unknown_action",
+  "invalid_deployment_id",
+  "invalid_since",
+  "invalid_limit",
+  "invalid_id",
+  "too_many_subscriptions",
+  "forbidden",
+  "token_expired",
+  "unknown_connection",
+  "internal_error",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export interface ErrorMessage extends ReplyId {
   type: "error";
