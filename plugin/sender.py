@@ -24,6 +24,7 @@ retries off and all retrying happens here.
 from __future__ import annotations
 
 import atexit
+import enum
 import logging
 import random
 import threading
@@ -124,6 +125,19 @@ class DeliveryStats:
         return self.dropped + self.failed + self.abandoned
 
 
+class SenderState(enum.Enum):
+    """Where a sender is in its life; it only ever moves down this list."""
+
+    RUNNING = 1
+    """Accepting offers and sending them."""
+    CLOSING = 2
+    """``close()`` was called: offers are dropped, the thread sends what is queued, then exits."""
+    ABORTING = 3
+    """``close()``'s deadline passed: the thread exits as soon as it can (no more retries)."""
+    CLOSED = 4
+    """The thread has exited: whatever was still queued is counted as abandoned."""
+
+
 class Sender:
     """A bounded buffer drained by one daemon thread that calls PutEvents."""
 
@@ -143,17 +157,16 @@ class Sender:
         self._client: Any = None
         self._rng = rng or random.Random()
         self._lock = threading.Lock()
-        self._has_work = threading.Condition(self._lock)
-        self._progress = threading.Condition(self._lock)
+        # One condition for every wait (work to send, settled events, the state moving on).
+        # Offers notify only when a waiter can care: when the buffer stops being empty (the
+        # thread may be idle), or when shedding may complete a flush someone waits for. So a
+        # hook call during an outage does not wake the thread out of its backoff.
+        self._changed = threading.Condition(self._lock)
+        self._state = SenderState.RUNNING
+        self._flushers = 0  # threads waiting in flush()
         self._buffer = EventBuffer(self.options.max_queue_events, self.options.max_queue_bytes)
         self._inflight: dict[int, Pending] = {}
         self._next_seq = 0
-        self._closed = False  # no more offers
-        self._stopping = False  # drain, then exit
-        self._stop_now = False  # close deadline passed: exit as soon as possible
-        # Backoff sleeps wait on this, not on _has_work: every hook notifies _has_work,
-        # and waking the sender for each during an outage would cost the hooks.
-        self._stop_signal = threading.Event()
         self._thread: threading.Thread | None = None
         self._counts = dict.fromkeys(
             ("accepted", "sent", "dropped", "failed", "abandoned", "refused", "put_calls", "retried"), 0
@@ -170,18 +183,18 @@ class Sender:
         """Queue ``envelope``; False if it was dropped at once (closed, or larger than the bound)."""
         size = envelope.size(self.event_bus_name, self.source)
         with self._lock:
-            if self._closed:
+            if self._state is not SenderState.RUNNING:
                 self._counts["dropped"] += 1
                 shed = [Pending(0, envelope, size)]
             else:
                 self._next_seq += 1
                 item = Pending(self._next_seq, envelope, size)
                 self._counts["accepted"] += 1
+                was_empty = not self._buffer
                 shed = self._buffer.push(item)
                 self._counts["dropped"] += len(shed)
-                if shed:
-                    self._progress.notify_all()  # shedding may complete a flush
-                self._has_work.notify()
+                if (was_empty and self._buffer) or (shed and self._flushers):
+                    self._changed.notify_all()  # work for an idle thread, or a flush completed
         if shed:
             self._drop_log.warning(
                 "event queue full or closed: dropped %s (%s) for deployment %s",
@@ -209,7 +222,11 @@ class Sender:
         self.start()
         with self._lock:
             target = self._next_seq
-            return self._progress.wait_for(lambda: self._low_water() > target, timeout)
+            self._flushers += 1
+            try:
+                return self._changed.wait_for(lambda: self._low_water() > target, timeout)
+            finally:
+                self._flushers -= 1
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting, deliver what is queued until ``timeout``, stop the thread.
@@ -219,9 +236,7 @@ class Sender:
         """
         timeout = self.options.close_timeout if timeout is None else timeout
         with self._lock:
-            self._closed = True
-            self._stopping = True
-            self._has_work.notify_all()
+            self._advance(SenderState.CLOSING)
             started = self._thread is not None
         if not started and self._buffer_is_empty():
             return True
@@ -231,9 +246,7 @@ class Sender:
         thread.join(max(timeout, 0.0))
         if thread.is_alive():
             with self._lock:
-                self._stop_now = True
-                self._stop_signal.set()
-                self._has_work.notify_all()
+                self._advance(SenderState.ABORTING)
             # The thread may be inside a PutEvents call; it exits when the call
             # returns (bounded by the client's timeouts), not worth waiting for here.
             thread.join(0.05)
@@ -273,8 +286,8 @@ class Sender:
         try:
             while True:
                 with self._lock:
-                    self._has_work.wait_for(lambda: bool(self._buffer) or self._stopping)
-                    if self._stop_now or not self._buffer:
+                    self._changed.wait_for(self._has_work)
+                    if self._aborting() or not self._buffer:
                         break
                     batch = self._buffer.pop_batch(
                         self.options.max_batch_entries, self.options.max_batch_bytes
@@ -285,11 +298,10 @@ class Sender:
             log.exception("event sender stopped unexpectedly")
         finally:
             with self._lock:
-                self._closed = True  # nothing would send what is offered from now on
+                self._advance(SenderState.CLOSED)  # nothing would send what is offered from now on
                 left = self._buffer.drain() + list(self._inflight.values())
                 self._inflight.clear()
                 self._counts["abandoned"] += len(left)
-                self._progress.notify_all()
             if left:
                 log.warning("event sender stopped with %d events undelivered", len(left))
 
@@ -298,7 +310,7 @@ class Sender:
         pending = batch
         failures = 0  # consecutive failed attempts: the backoff exponent
         outage = 0  # of which whole requests failed (bus unreachable)
-        while pending and not self._stop_now:
+        while pending and not self._aborting():
             try:
                 response = self._put(pending)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the bus is unreachable to us
@@ -361,7 +373,7 @@ class Sender:
                     given_up.append((item, reason))
                 else:
                     retry.append(item)
-            self._progress.notify_all()
+            self._changed.notify_all()
         # Logged after the lock is released: an orchestrator may forward its log
         # records to the plugin's own hooks, which take that lock.
         for item, reason in given_up:
@@ -374,7 +386,7 @@ class Sender:
             self._counts["failed"] += 1
             self._inflight.pop(item.seq, None)
             self._last_error, self._last_error_code = reason, error_code(exc)
-            self._progress.notify_all()
+            self._changed.notify_all()
         _log_failed(item, reason)
 
     def _note_outage(self, exc: Exception, failures: int) -> None:
@@ -393,9 +405,23 @@ class Sender:
     def _backoff(self, failures: int) -> None:
         """Full jitter: a uniform wait below an exponentially growing ceiling (AWS's advice)."""
         options = self.options
-        self._stop_signal.wait(
-            backoff.delay(failures, base=options.backoff_base, cap=options.backoff_max, rng=self._rng)
-        )
+        delay = backoff.delay(failures, base=options.backoff_base, cap=options.backoff_max, rng=self._rng)
+        with self._lock:
+            self._changed.wait_for(self._aborting, delay)
+
+    def _advance(self, state: SenderState) -> None:
+        """Move on to ``state`` unless already past it, and wake every waiter. Lock held."""
+        if state.value > self._state.value:
+            self._state = state
+            self._changed.notify_all()
+
+    def _has_work(self) -> bool:
+        """Something to send, or ``close()`` was called (the thread then drains and exits). Lock held."""
+        return bool(self._buffer) or self._state is not SenderState.RUNNING
+
+    def _aborting(self) -> bool:
+        """Whether the thread must stop retrying and exit (the close deadline passed, or it exited)."""
+        return self._state in (SenderState.ABORTING, SenderState.CLOSED)
 
     def _low_water(self) -> int:
         """The oldest unsettled seq (next_seq + 1 when everything is settled). Lock held."""
