@@ -176,4 +176,6 @@ def main() -> None:
         pulumi.export("graphql_realtime_url", monitoring.graphql_realtime_url)
 
 
-main()
+# Pulumi runs the program as ``__main__``; the tests also load it under another name to read its tables.
+if __name__ == "__main__":
+    main()

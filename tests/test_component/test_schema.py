@@ -30,6 +30,8 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 import pulumi_component
 from pulumi_component import PACKAGE, TYPE_TOKEN, VERSION, WebSocketMonitoring, WebSocketMonitoringArgsError
 from pulumi_component.archive import BUNDLED
+from pulumi_component.settings import ARG_NAMES, DEFAULTS
+from pulumi_component.websocket_monitoring import WebSocketMonitoringArgs
 from tests.test_component.conftest import ROOT, AwsMocks
 
 SCHEMA_PATH = ROOT / "docs" / "component-schema.json"
@@ -200,3 +202,23 @@ def test_component_refuses_bad_args_directly() -> None:
         with pytest.raises(WebSocketMonitoringArgsError) as failure:
             WebSocketMonitoring("m", args)  # type: ignore[arg-type]  # deliberately wrong
         assert message in str(failure.value), (args, str(failure.value))
+
+
+def test_args_are_the_settings_and_their_docstrings_state_the_defaults() -> None:
+    """One list of arguments (Settings' fields), one place for defaults (DEFAULTS)."""
+    assert tuple(WebSocketMonitoringArgs.__annotations__) == ARG_NAMES
+    assert set(DEFAULTS) <= set(ARG_NAMES)
+    inputs = _schema()["resources"][TYPE_TOKEN]["inputProperties"]
+    camel = {re.sub(r"_(\w)", lambda m: m.group(1).upper(), name): name for name in ARG_NAMES}
+    for prop, description in ((p, d["description"]) for p, d in inputs.items()):
+        field = camel[prop]
+        if field not in DEFAULTS:
+            continue
+        value = DEFAULTS[field]
+        if isinstance(value, bool):
+            stated = str(value).lower()
+        elif isinstance(value, str):
+            stated = f"`{value}`"
+        else:
+            stated = f"{value:g}"
+        assert f"Default: {stated}." in description, (field, description)

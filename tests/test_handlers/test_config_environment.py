@@ -7,7 +7,6 @@ import ast
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from handlers import config, environment, spec
@@ -21,27 +20,27 @@ class RecordingEnv(Mapping[str, str]):
     """An environment that remembers every name looked up in it."""
 
     def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = dict(values)
+        self._values = dict(values)
         self.read: set[str] = set()
 
     def __getitem__(self, name: str) -> str:
         self.read.add(name)
-        return self.values[name]
+        return self._values[name]
 
     def get(self, name: str, default: Any = None) -> Any:
         self.read.add(name)
-        return self.values.get(name, default)
+        return self._values.get(name, default)
 
     def __contains__(self, name: object) -> bool:
         if isinstance(name, str):
             self.read.add(name)
-        return name in self.values
+        return name in self._values
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self._values)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._values)
 
 
 def _required_only() -> dict[str, str]:
@@ -97,19 +96,23 @@ def test_the_configuration_spells_no_name_itself() -> None:
 
 
 def test_the_local_stack_sets_only_names_of_the_contract() -> None:
+    from emulator.backend import BackendInfo
     from emulator.stack import LocalSettings, handler_environment
 
-    backend = SimpleNamespace(
-        tables={table.env_var: f"{table.role}-table" for table in spec.TABLES},
+    backend = BackendInfo(
         endpoint="http://127.0.0.1:8081",
         region="us-east-1",
-        user_pool_id="us-east-1_Local",
-        user_pool_client_id="client",
-        issuer="http://127.0.0.1:8081/us-east-1_Local",
-        jwks_url="http://127.0.0.1:8081/us-east-1_Local/.well-known/jwks.json",
+        tables={table.env_var: f"cloud-ws-local-{table.role}" for table in spec.TABLES},
+        user_pool_id="us-east-1_local",
+        user_pool_client_id="local-client",
+        event_bus_name="cloud-ws-local-bus",
+        event_source=spec.DEFAULT_EVENT_SOURCE,
+        rule_name="cloud-ws-local-rule",
         queue_url="http://127.0.0.1:8081/000000000000/delivery",
+        queue_arn="arn:aws:sqs:us-east-1:000000000000:delivery",
+        dead_letter_queue_url="http://127.0.0.1:8081/000000000000/delivery-dlq",
     )
-    variables = handler_environment(LocalSettings(), 8080, backend)  # type: ignore[arg-type]  # a stand-in
+    variables = handler_environment(LocalSettings(), 8080, backend)
     assert set(variables) <= environment.NAMES, sorted(set(variables) - environment.NAMES)
     # And the handlers accept exactly that environment.
     loaded = load_config(variables)

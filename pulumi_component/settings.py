@@ -1,0 +1,313 @@
+"""``WebSocketMonitoring``'s arguments, checked once into a typed, frozen :class:`Settings`.
+
+Every default lives in :data:`DEFAULTS`, every bound beside it: the component,
+the Pulumi program (``__main__.py``) and the tests read them from here.
+
+A plain value is checked now; a value that is an Output (another resource's, or
+another stack's) is checked once known, so the deployment then fails naming the
+field. Either way the field of :class:`Settings` holds the checked value, plain
+or Output: the builders pass it to resources as an Input.
+"""
+
+import functools
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from types import MappingProxyType
+from typing import Any, TypeVar, Union
+
+import pulumi
+
+from handlers import spec
+
+T = TypeVar("T")
+
+#: A checked argument: the plain value, or an Output whose value is checked once known.
+Checked = Union[T, pulumi.Output[T]]  # noqa: UP007  # a generic alias: `T | Output[T]` is not subscriptable
+
+#: Lambda runtimes the handlers and the bundled libraries are known to run on.
+SUPPORTED_RUNTIMES = ("python3.12", "python3.13")
+DEFAULT_RUNTIME = "python3.13"
+#: Retention periods CloudWatch Logs accepts.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+#: Every argument's default (the arguments not listed have none: required, or derived).
+#: The arguments' docstrings state these values; tests/test_component holds them to it.
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "throttling_burst_limit": 5000,
+        "throttling_rate_limit": 10000.0,
+        "event_source": spec.DEFAULT_EVENT_SOURCE,
+        "connection_ttl_hours": 24,
+        "history_ttl_hours": 72,
+        "runtime": DEFAULT_RUNTIME,
+        "memory_size_mb": 256,
+        "timeout_seconds": 10,
+        "broadcaster_memory_size_mb": 512,
+        "broadcaster_timeout_seconds": spec.DELIVERY.function_timeout_seconds,
+        "log_retention_days": 30,
+        "log_level": "INFO",
+        "configure_api_gateway_account": False,
+        "enable_appsync": True,
+    }
+)
+
+#: API Gateway's integration timeout caps how long a route handler may run.
+MAX_ROUTE_TIMEOUT_SECONDS = 29
+#: Lambda's bounds on an SQS event source mapping's maximum concurrency.
+MAX_CONCURRENCY_RANGE = (2, 1000)
+#: Lambda's memory bounds, in MB.
+MEMORY_RANGE_MB = (128, 10240)
+#: Lambda's longest timeout (the broadcaster is not behind API Gateway).
+MAX_FUNCTION_TIMEOUT_SECONDS = 900
+#: The bus ``create_event_bus: false`` with no ``event_bus_name`` attaches the rule to.
+DEFAULT_EVENT_BUS = "default"
+
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class WebSocketMonitoringArgsError(ValueError):
+    """An argument is missing or invalid; ``field`` names it."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"WebSocketMonitoring: [{field}] {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked arguments, defaults filled in: what the builders read (field = argument)."""
+
+    user_pool_id: Checked[str]
+    user_pool_client_id: Checked[str]
+    extra_client_ids: Checked[list[str]]
+    """Stripped; empty when not given."""
+    stage_name: str
+    """The argument, else the Pulumi stack name."""
+    throttling_burst_limit: Checked[int]
+    throttling_rate_limit: Checked[float]
+    event_source: Checked[str]
+    event_bus_name: Checked[str]
+    """The existing bus named, else ``default`` (used only when ``create_event_bus`` is false)."""
+    create_event_bus: bool
+    """Resolved: false when a bus is named, else the argument (default true)."""
+    connection_ttl_hours: Checked[int]
+    history_ttl_hours: Checked[int]
+    subscribe_groups: Checked[list[str]]
+    """Stripped; empty (every user of the pool) when not given."""
+    runtime: str
+    memory_size_mb: Checked[int]
+    timeout_seconds: Checked[int]
+    broadcaster_memory_size_mb: Checked[int]
+    broadcaster_timeout_seconds: Checked[int]
+    delivery_max_concurrency: Checked[int] | None
+    """None: no cap."""
+    log_retention_days: int
+    log_level: str
+    configure_api_gateway_account: bool
+    enable_appsync: bool
+
+
+#: The argument names, in the order of :class:`Settings` (and of ``WebSocketMonitoringArgs``).
+ARG_NAMES = tuple(f.name for f in fields(Settings))
+
+# -- checks (each returns the value it accepts, so it can run inside an apply) --------------------
+
+
+def _is_plain(value: object) -> bool:
+    return not isinstance(value, pulumi.Output) and not hasattr(value, "__await__")
+
+
+def _check_whole(field: str, minimum: int, maximum: int | None, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise WebSocketMonitoringArgsError(field, f"must be a whole number, got {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise WebSocketMonitoringArgsError(field, f"must be {bound}, got {value!r}")
+    return int(value)
+
+
+def _check_number(field: str, minimum: float, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+        raise WebSocketMonitoringArgsError(field, f"must be a number, got {value!r}")
+    if value < minimum:
+        raise WebSocketMonitoringArgsError(field, f"must be at least {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _check_text(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise WebSocketMonitoringArgsError(field, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_event_source(field: str, value: Any) -> str:
+    text = _check_text(field, value)
+    if len(text) > 256 or text.startswith("aws."):
+        raise WebSocketMonitoringArgsError(
+            field,
+            f"must be at most 256 characters and not start with 'aws.' (reserved by AWS), got {value!r}",
+        )
+    return text
+
+
+def _check_names(field: str, value: Any) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise WebSocketMonitoringArgsError(field, f"must be a list of non-empty strings, got {value!r}")
+    # Handlers read these sets comma-separated (SUBSCRIBE_GROUPS, COGNITO_CLIENT_IDS).
+    if any("," in v for v in value):
+        raise WebSocketMonitoringArgsError(field, f"entries must not contain commas, got {value!r}")
+    return [v.strip() for v in value]
+
+
+def _checked(value: Any, check: Callable[[Any], T]) -> Checked[T]:
+    """Check a plain value now; an Output's value is checked once known (the deployment then fails)."""
+    if _is_plain(value):
+        return check(value)
+    return pulumi.Output.from_input(value).apply(check)
+
+
+def _choice(field: str, value: Any, choices: Sequence[T]) -> T:
+    if value not in choices:
+        allowed = ", ".join(str(c) for c in choices)
+        raise WebSocketMonitoringArgsError(field, f"must be one of {allowed}; got {value!r}")
+    return value  # type: ignore[no-any-return]  # one of `choices`
+
+
+def _flag(field: str, value: Any) -> bool:
+    # Plain only: these decide which resources exist, which an Output cannot.
+    if not isinstance(value, bool):
+        raise WebSocketMonitoringArgsError(field, f"must be true or false, got {value!r}")
+    return value
+
+
+def _whole(merged: Mapping[str, Any], field: str, low: int, high: int | None) -> Checked[int]:
+    return _checked(merged[field], functools.partial(_check_whole, field, low, high))
+
+
+def _event_bus(given: Mapping[str, Any]) -> tuple[bool, Checked[str]]:
+    """``(create_event_bus, event_bus_name)``: a named bus is used as is, never created."""
+    create_bus = given.get("create_event_bus")
+    if create_bus is not None and not isinstance(create_bus, bool):
+        raise WebSocketMonitoringArgsError("create_event_bus", f"must be true or false, got {create_bus!r}")
+    if "event_bus_name" not in given:
+        return (True if create_bus is None else create_bus), DEFAULT_EVENT_BUS
+    if create_bus is True:
+        raise WebSocketMonitoringArgsError(
+            "create_event_bus",
+            "cannot be true when [event_bus_name] names an existing bus; set only one of them",
+        )
+    return False, _checked(given["event_bus_name"], functools.partial(_check_text, "event_bus_name"))
+
+
+def validate_args(args: Mapping[str, Any]) -> Settings:
+    """The arguments with defaults filled in, every plain value checked.
+
+    Output values are checked once known. Raises ``WebSocketMonitoringArgsError``
+    naming the field; the component calls this before creating anything, and a
+    program can call it before creating resources of its own.
+    """
+    unknown = sorted(set(args) - set(ARG_NAMES))
+    if unknown:
+        raise WebSocketMonitoringArgsError(
+            unknown[0], f"is not an argument; expected one of {', '.join(sorted(ARG_NAMES))}"
+        )
+    # An argument set to None is an argument left out (YAML and other languages send nulls).
+    given = {k: v for k, v in args.items() if v is not None}
+    pool: dict[str, Checked[str]] = {}
+    for field in ("user_pool_id", "user_pool_client_id"):
+        if field not in given:
+            raise WebSocketMonitoringArgsError(field, "is required")
+        pool[field] = _checked(given[field], functools.partial(_check_text, field))
+    merged: dict[str, Any] = {**DEFAULTS, **given}
+
+    create_event_bus, event_bus_name = _event_bus(given)
+
+    stage = merged.get("stage_name", pulumi.get_stack())
+    if not isinstance(stage, str) or not _STAGE_NAME.match(stage):
+        raise WebSocketMonitoringArgsError(
+            "stage_name", f"must be 1 to 128 letters, digits, '-' or '_', got {stage!r}"
+        )
+
+    # The order of the checks is the order a user sees the errors in, one at a time.
+    throttling_burst_limit = _whole(merged, "throttling_burst_limit", 0, None)
+    connection_ttl_hours = _whole(merged, "connection_ttl_hours", 1, None)
+    history_ttl_hours = _whole(merged, "history_ttl_hours", 1, None)
+    memory_size_mb = _whole(merged, "memory_size_mb", *MEMORY_RANGE_MB)
+    timeout_seconds = _whole(merged, "timeout_seconds", 1, MAX_ROUTE_TIMEOUT_SECONDS)
+    broadcaster_memory_size_mb = _whole(merged, "broadcaster_memory_size_mb", *MEMORY_RANGE_MB)
+    broadcaster_timeout_seconds = _whole(
+        merged, "broadcaster_timeout_seconds", 1, MAX_FUNCTION_TIMEOUT_SECONDS
+    )
+    delivery_max_concurrency = (
+        _whole(merged, "delivery_max_concurrency", *MAX_CONCURRENCY_RANGE)
+        if "delivery_max_concurrency" in merged
+        else None
+    )
+    throttling_rate_limit = _checked(
+        merged["throttling_rate_limit"], functools.partial(_check_number, "throttling_rate_limit", 0)
+    )
+    event_source = _checked(merged["event_source"], functools.partial(_check_event_source, "event_source"))
+    extra_client_ids = _checked(
+        merged.get("extra_client_ids", []), functools.partial(_check_names, "extra_client_ids")
+    )
+    subscribe_groups = _checked(
+        merged.get("subscribe_groups", []), functools.partial(_check_names, "subscribe_groups")
+    )
+    runtime = _choice("runtime", merged["runtime"], SUPPORTED_RUNTIMES)
+    log_retention_days = _choice("log_retention_days", merged["log_retention_days"], LOG_RETENTION_DAYS)
+    log_level = _choice("log_level", merged["log_level"], LOG_LEVELS)
+    configure_api_gateway_account = _flag(
+        "configure_api_gateway_account", merged["configure_api_gateway_account"]
+    )
+    enable_appsync = _flag("enable_appsync", merged["enable_appsync"])
+
+    return Settings(
+        user_pool_id=pool["user_pool_id"],
+        user_pool_client_id=pool["user_pool_client_id"],
+        extra_client_ids=extra_client_ids,
+        stage_name=stage,
+        throttling_burst_limit=throttling_burst_limit,
+        throttling_rate_limit=throttling_rate_limit,
+        event_source=event_source,
+        event_bus_name=event_bus_name,
+        create_event_bus=create_event_bus,
+        connection_ttl_hours=connection_ttl_hours,
+        history_ttl_hours=history_ttl_hours,
+        subscribe_groups=subscribe_groups,
+        runtime=runtime,
+        memory_size_mb=memory_size_mb,
+        timeout_seconds=timeout_seconds,
+        broadcaster_memory_size_mb=broadcaster_memory_size_mb,
+        broadcaster_timeout_seconds=broadcaster_timeout_seconds,
+        delivery_max_concurrency=delivery_max_concurrency,
+        log_retention_days=log_retention_days,
+        log_level=log_level,
+        configure_api_gateway_account=configure_api_gateway_account,
+        enable_appsync=enable_appsync,
+    )
