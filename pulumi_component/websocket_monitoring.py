@@ -194,8 +194,6 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         self._prefix = name
         self.functions: dict[str, aws.lambda_.Function] = {}
         """Every function by its spec name (``connect``, ..., ``broadcaster``)."""
-        self._roles: dict[str, aws.iam.Role] = {}
-        self._role_policies: dict[str, aws.iam.RolePolicy] = {}
 
         self.tables = self._tables()
         """The DynamoDB tables by their spec role (``connections``, ``subscriptions``, ...)."""
@@ -367,7 +365,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         dead_letter_queue: aws.sqs.Queue | None = None,
         delivery_queue: aws.sqs.Queue | None = None,
     ) -> LambdaFunction:
-        """``route``'s function, remembered with its role and policy."""
+        """``route``'s function with its log group, role and policy; remembered in ``functions``."""
         built = lambda_function(
             self._prefix,
             route,
@@ -382,6 +380,4 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             delivery_queue=delivery_queue,
         )
         self.functions[route.function] = built.function
-        self._roles[route.function] = built.role
-        self._role_policies[route.function] = built.role_policy
         return built
