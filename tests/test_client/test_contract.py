@@ -46,6 +46,7 @@ def server_contract() -> dict[str, Any]:
         "log_levels": list(LOG_LEVELS),
         "error_codes": sorted(SERVER_ERROR_CODES),
         "reconnect_error_codes": sorted(client_protocol.RECONNECT_ERROR_CODES),
+        "refused_subscription_codes": sorted(client_protocol.REFUSED_SUBSCRIPTION_CODES),
         "recent_logs": server_state.RECENT_LOGS,
         "log_message_chars": server_state.LOG_MESSAGE_CHARS,
         "stack_status": server_state.STACK_STATUS,
@@ -56,7 +57,7 @@ def test_the_shared_json_is_the_servers() -> None:
     """conformance/protocol.json (what the TypeScript client is tested against) says what the server does."""
     shared = json.loads(CONFORMANCE.read_text(encoding="utf-8"))
     shared.pop("note")
-    for key in ("deployment_statuses", "terminal_statuses", "reconnect_error_codes"):
+    for key in ("deployment_statuses", "terminal_statuses", "reconnect_error_codes", "refused_subscription_codes"):
         shared[key] = sorted(shared[key])
     assert shared == server_contract()
 

@@ -146,7 +146,13 @@ interface Subscription {
 }
 
 /** Codes after which the subscription cannot succeed as asked: it is dropped. */
-const FATAL_SUBSCRIBE_CODES = new Set(["invalid_deployment_id", "invalid_since", "forbidden", "too_many_subscriptions"]);
+export const FATAL_SUBSCRIBE_CODES = new Set([
+  "invalid_deployment_id",
+  "invalid_since",
+  "forbidden",
+  "too_many_subscriptions",
+  "invalid_id",
+]);
 /** Codes that a new connection (with a fresh token) fixes. */
 export const RECONNECT_CODES = new Set(["token_expired", "unknown_connection"]);
 

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 
-import { RECONNECT_CODES } from "../src/core.js";
+import { FATAL_SUBSCRIBE_CODES, RECONNECT_CODES } from "../src/core.js";
 import {
   DEFAULT_LIST_LIMIT,
   DEPLOYMENT_ID_PATTERN,
@@ -44,6 +44,7 @@ interface SharedConstants {
   log_levels: string[];
   error_codes: string[];
   reconnect_error_codes: string[];
+  refused_subscription_codes: string[];
   recent_logs: number;
   log_message_chars: number;
   stack_status: Record<string, string>;
@@ -73,6 +74,8 @@ describe("conformance/protocol.json", () => {
   test("every error code the server sends is known to the client", () => {
     assert.deepEqual(sorted(ERROR_CODES), sorted(SHARED.error_codes));
     assert.deepEqual(sorted(RECONNECT_CODES), sorted(SHARED.reconnect_error_codes));
+    // A refused subscribe that asking again cannot change is dropped, not resent on every reconnect.
+    assert.deepEqual(sorted(FATAL_SUBSCRIBE_CODES), sorted(SHARED.refused_subscription_codes));
     for (const code of SHARED.error_codes) {
       const parsed = parseServerMessage(JSON.stringify({ type: "error", code, message: "refused" }));
       assert.equal(parsed.type, "error");
