@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from handlers import outputs
 from pulumi_component import (
     WebSocketMonitoring,
     WebSocketMonitoringArgs,
@@ -162,18 +163,13 @@ def main() -> None:
     except WebSocketMonitoringArgsError as exc:
         raise config_error(exc) from exc
 
-    pulumi.export("websocket_url", monitoring.websocket_url)
-    pulumi.export("management_endpoint", monitoring.management_endpoint)
-    pulumi.export("event_bus_name", monitoring.event_bus_name)
-    pulumi.export("event_source", monitoring.event_source)
-    pulumi.export("region", monitoring.region)
-    pulumi.export("user_pool_id", monitoring.user_pool_id)
-    pulumi.export("user_pool_client_id", monitoring.user_pool_client_id)
-    pulumi.export("connections_table_name", monitoring.connections_table_name)
+    # The outputs contract (handlers.outputs): the component names each output after its key.
+    for key in outputs.REQUIRED:
+        pulumi.export(key, getattr(monitoring, key))
     # Only when AppSync is enabled: consumers take an absent key for "no GraphQL API".
-    if monitoring.graphql_url is not None and monitoring.graphql_realtime_url is not None:
-        pulumi.export("graphql_url", monitoring.graphql_url)
-        pulumi.export("graphql_realtime_url", monitoring.graphql_realtime_url)
+    for key in (outputs.GRAPHQL_URL, outputs.GRAPHQL_REALTIME_URL):
+        if getattr(monitoring, key) is not None:
+            pulumi.export(key, getattr(monitoring, key))
 
 
 # Pulumi runs the program as ``__main__``; the tests also load it under another name to read its tables.
