@@ -16,29 +16,16 @@ from handlers import broadcaster, spec
 from handlers.fanout import FanOutTask
 from handlers.runtime import Runtime, get_runtime, reset_runtime
 from handlers.store import Store
-from tests.conftest import REGION, Stack, eventbridge_event
-
-
-def _subscribe(stack: Stack, deployment_id: str, count: int, prefix: str = "user") -> list[str]:
-    connections = []
-    for i in range(count):
-        conn = stack.open(f"{prefix}{i}")
-        stack.send(conn, {"action": "subscribe", "deployment_id": deployment_id})
-        connections.append(conn)
-    stack.mgmt.clear()
-    return connections
+from tests.support.events import envelope, eventbridge_event
+from tests.support.moto_stack import REGION, Stack
+from tests.support.waiting import eventually_sync
 
 
 def _event(
     deployment_id: str, n: int, event_id: str | None = None, type_: str = "log.created"
 ) -> dict[str, Any]:
-    detail = {
-        "deployment_id": deployment_id,
-        "event_id": event_id or f"{deployment_id}-{n}",
-        "data": {"level": "info", "message": f"line {n}"},
-        "timestamp": "2026-11-26T10:00:00Z",
-    }
-    return eventbridge_event(type_, detail)
+    data = {"level": "info", "message": f"line {n}"}
+    return eventbridge_event(type_, envelope(deployment_id, data, event_id or f"{deployment_id}-{n}"))
 
 
 def _records(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,7 +85,7 @@ def _counting_store(stack: Stack) -> _CountingDynamoDB:
 
 def test_a_batch_is_one_transaction_and_one_frame_per_subscriber(stack: Stack) -> None:
     """Ten events of one deployment: seq 1..10 in one transaction, each subscriber gets one frame of ten."""
-    connections = _subscribe(stack, "D1", 3)
+    connections = stack.subscribed("D1", 3)
     counting = _counting_store(stack)
 
     result = broadcaster.handler(_records([_event("D1", n) for n in range(10)]))
@@ -114,7 +101,7 @@ def test_a_batch_is_one_transaction_and_one_frame_per_subscriber(stack: Stack) -
 
 def test_dynamodb_requests_per_event_stay_under_half_at_batches_of_ten(stack: Stack) -> None:
     """A busy deployment's batch of ten: counter (once), transaction, Query, mark sent."""
-    _subscribe(stack, "D1", 2)
+    stack.subscribed("D1", 2)
     counting = _counting_store(stack)
 
     for batch in range(5):
@@ -128,8 +115,8 @@ def test_dynamodb_requests_per_event_stay_under_half_at_batches_of_ten(stack: St
 
 def test_batches_of_several_deployments_get_their_own_seq_ranges(stack: Stack) -> None:
     """Events of two deployments in one batch: each counts from 1, each subscriber sees only its own."""
-    (one,) = _subscribe(stack, "D1", 1)
-    (two,) = _subscribe(stack, "D2", 1, prefix="other")
+    (one,) = stack.subscribed("D1", 1)
+    (two,) = stack.subscribed("D2", 1, prefix="other")
 
     broadcaster.handler(_records([_event("D1", 0), _event("D2", 0), _event("D1", 1), _event("D2", 1)]))
 
@@ -140,7 +127,7 @@ def test_batches_of_several_deployments_get_their_own_seq_ranges(stack: Stack) -
 
 def test_duplicates_in_and_across_batches_are_stored_and_sent_once(stack: Stack) -> None:
     """The same event_id twice in a batch, then again in a later batch: one seq, one delivery."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
 
     broadcaster.handler(_records([_event("D1", 0, "same"), _event("D1", 1, "same"), _event("D1", 2)]))
     before = stack.snapshot()
@@ -153,7 +140,7 @@ def test_duplicates_in_and_across_batches_are_stored_and_sent_once(stack: Stack)
 
 def test_a_batch_mixing_sent_unsent_and_new_events_resends_only_the_unsent(stack: Stack) -> None:
     """A batch redelivered after a crash: the sent event skipped, the unsent resent, the new sequenced."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     broadcaster.handler(_records([_event("D1", 0, "a"), _event("D1", 1, "b")]))
     stack.ddb.update_item(  # as if the container died after storing "b" and before marking it sent
         TableName=stack.tables["EVENT_IDS_TABLE"],
@@ -171,7 +158,7 @@ def test_a_batch_mixing_sent_unsent_and_new_events_resends_only_the_unsent(stack
 
 def test_concurrent_batches_of_one_deployment_never_share_a_seq(stack: Stack) -> None:
     """Four invocations race with batches of five on one deployment: 1..20, each seq exactly once."""
-    (conn,) = _subscribe(stack, "RACE", 1)
+    (conn,) = stack.subscribed("RACE", 1)
     runtime = get_runtime()
     config = runtime.config
     lock = threading.Lock()
@@ -229,8 +216,8 @@ def test_a_partial_batch_failure_reports_only_the_failed_records(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """D2's storage fails: only D2's records come back; D1 is delivered; the redelivery delivers D2."""
-    (one,) = _subscribe(stack, "D1", 1)
-    (two,) = _subscribe(stack, "D2", 1, prefix="other")
+    (one,) = stack.subscribed("D1", 1)
+    (two,) = stack.subscribed("D2", 1, prefix="other")
     store = get_runtime().store
     real_append = store.append_events
     broken = {"D2"}
@@ -282,7 +269,7 @@ def test_failed_records_come_back_in_seconds_not_after_the_visibility_timeout(
 ) -> None:
     """The broadcaster shortens a failed record's visibility; a delivered one is not touched."""
     sqs, url = delivery_queue
-    _subscribe(stack, "D1", 1)
+    stack.subscribed("D1", 1)
     for deployment_id in ("D1", "BROKEN"):
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(_event(deployment_id, 0)))
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
@@ -310,7 +297,7 @@ def test_failed_records_come_back_in_seconds_not_after_the_visibility_timeout(
 
 def test_malformed_records_are_let_go_and_the_rest_delivered(stack: Stack) -> None:
     """A record whose body is not an event is logged and dropped; it is not reported as failed."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     batch = _records([_event("D1", 0)])
     batch["Records"].insert(0, {"messageId": "junk", "receiptHandle": "rh", "body": "{not json"})
     batch["Records"].insert(1, {"messageId": "bad", "receiptHandle": "rh", "body": json.dumps({"detail": 1})})
@@ -321,7 +308,7 @@ def test_malformed_records_are_let_go_and_the_rest_delivered(stack: Stack) -> No
 
 def test_a_batch_larger_than_one_frame_is_split_in_order(stack: Stack) -> None:
     """Events that do not fit one 128 KB message go out in as few frames as fit, in seq order."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     big = "x" * 40_000
     events = []
     for n in range(8):
@@ -362,39 +349,32 @@ def workers(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict
         thread.join(timeout=30)
 
 
-def _wait_for(predicate: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def test_further_pages_of_subscribers_go_to_other_invocations(
     stack: Stack, workers: list[dict[str, Any]]
 ) -> None:
     """Five subscribers, pages of two: this invocation posts two, two tasks post the other three."""
-    connections = _subscribe(stack, "D1", 5)
+    connections = stack.subscribed("D1", 5)
 
     summary = stack.publish("D1")
 
     assert summary["delivered"] == 2
     assert len(workers) == 2
     assert [len(p[spec.FANOUT_TASK_KEY]["connection_ids"]) for p in workers] == [2, 1]
-    _wait_for(lambda: all(_seqs(stack, c) == [1] for c in connections))
+    eventually_sync(lambda: all(_seqs(stack, c) == [1] for c in connections), "seq 1 at every subscriber")
 
 
 def test_a_throttled_tail_is_retried_by_a_task_until_delivered(
     stack: Stack, workers: list[dict[str, Any]]
 ) -> None:
     """The terminal status's posts answer 429 past the poster's retries: a retry task delivers it."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     # POST_MAX_ATTEMPTS=3: the first two rounds fail, the third gets through.
     stack.mgmt.failures_for[conn] = [429] * 7
 
     summary = stack.publish("D1", "deployment.status", {"status": "succeeded"})
 
     assert summary["retrying"] == 1
-    _wait_for(lambda: _seqs(stack, conn) == [1])
+    eventually_sync(lambda: _seqs(stack, conn) == [1], "the retried seq 1")
     attempts = [p[spec.FANOUT_TASK_KEY]["attempt"] for p in workers]
     assert attempts[:2] == [1, 2]
     assert get_runtime().store.last_seq("D1") == 1  # retried with the same seq, never re-sequenced
@@ -402,7 +382,7 @@ def test_a_throttled_tail_is_retried_by_a_task_until_delivered(
 
 def test_fan_out_tasks_that_are_not_ours_are_refused(stack: Stack) -> None:
     """A task with a bad field is rejected and posts nothing."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     bad = FanOutTask("D1", (1,), (conn,), None).payload()
     bad[spec.FANOUT_TASK_KEY]["seqs"] = ["one"]
     before = stack.snapshot()

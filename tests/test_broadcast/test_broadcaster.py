@@ -11,17 +11,8 @@ import pytest
 from handlers import broadcaster
 from handlers.runtime import get_runtime, reset_runtime
 from handlers.store import Counter, Store
-from tests.conftest import Stack, eventbridge_event
-
-
-def _subscribe(stack: Stack, deployment_id: str, count: int, prefix: str = "user") -> list[str]:
-    connections = []
-    for i in range(count):
-        conn = stack.open(f"{prefix}{i}")
-        stack.send(conn, {"action": "subscribe", "deployment_id": deployment_id})
-        connections.append(conn)
-    stack.mgmt.clear()
-    return connections
+from tests.support.events import eventbridge_event
+from tests.support.moto_stack import Stack
 
 
 def _events(stack: Stack, conn: str) -> list[dict[str, Any]]:
@@ -34,8 +25,8 @@ def _events(stack: Stack, conn: str) -> list[dict[str, Any]]:
 
 def test_event_reaches_every_subscriber_and_no_one_else(stack: Stack) -> None:
     """Subscribers of D1 get the envelope as a message; D2's subscriber gets nothing."""
-    d1 = _subscribe(stack, "D1", 3)
-    (d2,) = _subscribe(stack, "D2", 1, prefix="other")
+    d1 = stack.subscribed("D1", 3)
+    (d2,) = stack.subscribed("D2", 1, prefix="other")
 
     summary = stack.publish(
         "D1", "stack.deployed", {"stack_name": "network", "duration_seconds": 300}, event_id="ev-1"
@@ -59,7 +50,7 @@ def test_event_reaches_every_subscriber_and_no_one_else(stack: Stack) -> None:
 
 def test_seq_is_per_deployment_and_gapless(stack: Stack) -> None:
     """Each deployment counts 1, 2, 3, ... on its own."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
 
     seqs = [stack.publish("D1")["seq"] for _ in range(4)]
     other = stack.publish("D2")["seq"]
@@ -71,7 +62,7 @@ def test_seq_is_per_deployment_and_gapless(stack: Stack) -> None:
 
 def test_duplicate_delivery_changes_nothing_and_is_not_resent(stack: Stack) -> None:
     """A second delivery of the same event_id (even with another EventBridge id) is a no-op."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     stack.publish("D1", event_id="same")
     before = stack.snapshot()
 
@@ -84,7 +75,7 @@ def test_duplicate_delivery_changes_nothing_and_is_not_resent(stack: Stack) -> N
 
 def test_without_event_id_the_eventbridge_id_identifies_the_event(stack: Stack) -> None:
     """Producers that call PutEvents directly still get at-most-once storage per EventBridge id."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
 
     first = stack.publish("D1", event_id=None, eb_id="eb-123")
     second = stack.publish("D1", event_id=None, eb_id="eb-123")
@@ -96,7 +87,7 @@ def test_without_event_id_the_eventbridge_id_identifies_the_event(stack: Stack) 
 
 def test_redelivery_after_an_interrupted_fan_out_resends_the_stored_event(stack: Stack) -> None:
     """If the first invocation died before finishing, the retry sends the same seq again."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     stack.publish("D1", event_id="ev")
     stack.ddb.update_item(  # as if the container died between storing and marking sent
         TableName=stack.tables["EVENT_IDS_TABLE"],
@@ -210,7 +201,7 @@ def test_losing_the_counter_race_retries_with_the_next_seq(stack: Stack) -> None
 
 def test_gone_connection_mid_fan_out_is_removed_and_the_rest_delivered(stack: Stack) -> None:
     """A 410 deletes that connection and all its subscriptions; the others still get the event."""
-    connections = _subscribe(stack, "D1", 5)
+    connections = stack.subscribed("D1", 5)
     gone = connections[2]
     stack.send(gone, {"action": "subscribe", "deployment_id": "D2"})
     stack.mgmt.gone.add(gone)
@@ -231,7 +222,7 @@ def test_subscribers_are_read_page_by_page(stack: Stack, monkeypatch: pytest.Mon
     """With a page size of 2, five subscribers take three Query pages and all receive the event."""
     monkeypatch.setenv("SUBSCRIBER_PAGE_SIZE", "2")
     reset_runtime()
-    connections = _subscribe(stack, "D1", 5)
+    connections = stack.subscribed("D1", 5)
     pages: list[int] = []
     store = get_runtime().store
     real_pages = store.subscriber_pages
@@ -252,8 +243,8 @@ def test_subscribers_are_read_page_by_page(stack: Stack, monkeypatch: pytest.Mon
 
 def test_items_read_grow_with_subscribers_not_with_all_connections(stack: Stack) -> None:
     """Two subscribers among many connections: the broadcast reads two items."""
-    _subscribe(stack, "BUSY", 6, prefix="busy")
-    _subscribe(stack, "QUIET", 2, prefix="quiet")
+    stack.subscribed("BUSY", 6, prefix="busy")
+    stack.subscribed("QUIET", 2, prefix="quiet")
 
     summary = stack.publish("QUIET")
 
@@ -263,7 +254,7 @@ def test_items_read_grow_with_subscribers_not_with_all_connections(stack: Stack)
 
 def test_expired_subscriptions_are_never_posted_to(stack: Stack) -> None:
     """A row past its ttl (the sweeper lags) is read but skipped."""
-    live, expired = _subscribe(stack, "D1", 2)
+    live, expired = stack.subscribed("D1", 2)
     stack.ddb.update_item(
         TableName=stack.tables["SUBSCRIPTIONS_TABLE"],
         Key={"deploymentId": {"S": "D1"}, "connectionId": {"S": expired}},
@@ -282,7 +273,7 @@ def test_expired_subscriptions_are_never_posted_to(stack: Stack) -> None:
 @pytest.mark.parametrize("status", [429, 500, 503])
 def test_throttled_or_failing_posts_are_retried(stack: Stack, status: int) -> None:
     """429 and 5xx answers are retried with backoff and the event is delivered."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     stack.mgmt.failures = [status]
 
     summary = stack.publish("D1")
@@ -294,7 +285,7 @@ def test_throttled_or_failing_posts_are_retried(stack: Stack, status: int) -> No
 
 def test_a_connection_whose_posts_keep_failing_is_retried_in_a_later_round(stack: Stack) -> None:
     """After POST_MAX_ATTEMPTS 5xx answers a connection waits for a retry round; others are not held up."""
-    connections = _subscribe(stack, "D1", 3)
+    connections = stack.subscribed("D1", 3)
     stack.mgmt.failures_for[connections[1]] = [500, 500, 500]  # POST_MAX_ATTEMPTS=3 in the fixture
 
     summary = stack.publish("D1")
@@ -309,7 +300,7 @@ def test_fan_out_is_concurrent_and_bounded(stack: Stack, monkeypatch: pytest.Mon
     """With a slow endpoint, posts overlap, never more than BROADCAST_CONCURRENCY at once."""
     monkeypatch.setenv("BROADCAST_CONCURRENCY", "4")
     reset_runtime()
-    _subscribe(stack, "D1", 12)
+    stack.subscribed("D1", 12)
     stack.mgmt.delay_seconds = 0.05
     stack.mgmt.max_in_flight = 0
 
@@ -332,7 +323,7 @@ BAD_EVENTS: dict[str, dict[str, Any]] = {
 @pytest.mark.parametrize("case", sorted(BAD_EVENTS))
 def test_invalid_events_are_rejected_without_storing_anything(stack: Stack, case: str) -> None:
     """A malformed envelope is logged and dropped (a retry could not fix it)."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
     before = stack.snapshot()
 
     summary = broadcaster.handler({"id": "eb-1", **BAD_EVENTS[case]})
@@ -345,7 +336,7 @@ def test_invalid_events_are_rejected_without_storing_anything(stack: Stack, case
 
 def test_oversize_data_is_replaced_by_a_marker_not_split(stack: Stack) -> None:
     """A message over API Gateway's 128 KB limit becomes a small, valid one with the same seq."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
 
     stack.publish("D1", "log.created", {"message": "x" * 200_000})
 
@@ -370,7 +361,7 @@ def test_missing_management_endpoint_fails_loudly_before_storing(
 
 def test_timestamp_defaults_to_the_eventbridge_time(stack: Stack) -> None:
     """Events emitted without a timestamp carry EventBridge's."""
-    (conn,) = _subscribe(stack, "D1", 1)
+    (conn,) = stack.subscribed("D1", 1)
 
     broadcaster.handler(eventbridge_event("log.created", {"deployment_id": "D1", "event_id": "x"}))
 

@@ -1,5 +1,5 @@
 """Client fixtures: one real `cloud-ws local` for the session, token providers that count
-their calls, and polling helpers.
+their calls, and polling helpers (``eventually`` is tests/support/waiting.py's).
 
 Time is scaled: every duration a test gives the client is a multiple of ``UNIT``
 (0.1 s; ``CLOUD_WS_TEST_TIME_SCALE`` stretches it on a slow machine), and every
@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,12 +21,11 @@ from websockets.asyncio.server import serve
 
 from cloud_ws_client import ClientOptions, CloudWebSocketClient, Event, Message
 from handlers import spec
+from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack
+from tests.support.waiting import PATIENCE, eventually
 from tests.test_client.fakes import Gateway
-from tests.test_integration.conftest import LocalStackProcess, start_local_stack, stop_local_stack
 
 UNIT = 0.1 * float(os.environ.get("CLOUD_WS_TEST_TIME_SCALE", "1"))
-#: Deadline of every wait for a condition (polled; normally met in well under a second).
-PATIENCE = 15.0
 
 #: Client timing for tests: everything in UNITs, keep-alive and rotation out of the way
 #: unless a test brings them in.
@@ -120,26 +119,6 @@ def tokens(stack: LocalStackProcess) -> Tokens:
     return Tokens(stack)
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = PATIENCE) -> None:
-    """Wait until ``condition()`` holds (polled), or fail naming ``what``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-async def eventually_async(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Wait until ``await condition()`` holds (polled), or fail naming ``what``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    while not await condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def fan_out_done(stack: LocalStackProcess, deployment_id: str, event_id: str) -> bool:
     """Whether the broadcaster finished posting an event (its identity row is marked sent)."""
     table = f"cloud-ws-{stack.outputs['stage']}-{spec.EVENT_IDS.role}"
@@ -202,7 +181,7 @@ async def new_connection(stack: LocalStackProcess, known: set[str]) -> str:
         found = await connection_ids(stack) - known
         return len(found) == 1
 
-    await eventually_async(one_new, f"one new connection beside {known}")
+    await eventually(one_new, f"one new connection beside {known}")
     return found.pop()
 
 

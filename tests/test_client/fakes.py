@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from http import HTTPStatus
 from typing import Any
@@ -132,7 +133,9 @@ class Gateway:
         if deliver:
             for ws, deployments in list(self.subscribers.items()):
                 if deployment_id in deployments:
-                    await ws.send(json.dumps(event))
+                    # A connection closing meanwhile (a replaced one) loses it, as a 410 would.
+                    with contextlib.suppress(ConnectionClosed):
+                        await ws.send(json.dumps(event))
         return seq
 
     def connection(self, number: int) -> ServerConnection:

@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import subprocess
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,30 +20,16 @@ from cloud_ws_client import (
     ErrorMessage,
     RequestError,
 )
-from tests.test_client.conftest import UNIT, Tokens, deployment, eventually_async, options
+from tests.support.local_stack import CLI, ROOT, LocalStackProcess
+from tests.support.waiting import eventually
+from tests.test_client.conftest import UNIT, Tokens, deployment, options
 from tests.test_client.fakes import Gateway
-from tests.test_integration.conftest import CLI, ROOT, LocalStackProcess
 
 
 def put_at(stack: LocalStackProcess, deployment_id: str, when: datetime, data: dict[str, Any]) -> None:
     """One deployment.status stamped ``when`` (the list orders by the latest event's time)."""
-    detail = {
-        "deployment_id": deployment_id,
-        "event_id": str(uuid.uuid4()),
-        "data": data,
-        "timestamp": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-    }
-    reply = stack.aws("events").put_events(
-        Entries=[
-            {
-                "Source": stack.outputs["event_source"],
-                "DetailType": "deployment.status",
-                "Detail": json.dumps(detail),
-                "EventBusName": stack.outputs["event_bus_name"],
-            }
-        ]
-    )
-    assert reply["FailedEntryCount"] == 0, reply
+    timestamp = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    stack.put_event(deployment_id, "deployment.status", data, timestamp=timestamp)
 
 
 def test_protocol_matches_the_deployments_reply_by_id() -> None:
@@ -107,7 +92,7 @@ async def test_list_deployments_newest_first(stack: LocalStackProcess, tokens: T
         return {older, newer} <= {row["deployment_id"] for row in rows}
 
     async with client:
-        await eventually_async(both_listed, "both deployments in the list")
+        await eventually(both_listed, "both deployments in the list")
     ids = [row["deployment_id"] for row in rows]
     assert ids.index(newer) < ids.index(older)
     first = next(row for row in rows if row["deployment_id"] == older)

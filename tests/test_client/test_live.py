@@ -24,23 +24,21 @@ from cloud_ws_client import (
     Subscribed,
     Unsubscribed,
 )
+from tests.support.local_stack import LocalStackProcess
+from tests.support.waiting import PATIENCE, eventually
 from tests.test_client.conftest import (
-    PATIENCE,
     UNIT,
     Inbox,
     Tokens,
     connection_ids,
     control,
     deployment,
-    eventually,
-    eventually_async,
     fan_out_done,
     new_connection,
     next_message,
     options,
     put_events,
 )
-from tests.test_integration.conftest import LocalStackProcess
 
 pytestmark = pytest.mark.slow
 
@@ -259,7 +257,7 @@ async def test_make_before_break_rotation_has_no_gap(stack: LocalStackProcess, t
     async def all_closed() -> bool:
         return not await connection_ids(stack) - known
 
-    await eventually_async(all_closed, "every connection of the client to close")
+    await eventually(all_closed, "every connection of the client to close")
 
 
 async def test_a_lost_message_is_repaired_from_the_history(stack: LocalStackProcess, tokens: Tokens) -> None:
@@ -273,7 +271,7 @@ async def test_a_lost_message_is_repaired_from_the_history(stack: LocalStackProc
         # stack makes one attempt per post (STACK_ENV), so seq 1 is stored but never sent.
         await control(stack, "faults/throttle", {"count": 1})
         lost = await asyncio.to_thread(stack.put_event, dep, "log.created", {"message": "lost"})
-        await eventually_async(lambda: fan_out_done(stack, dep, lost), "the failed fan-out of seq 1")
+        await eventually(lambda: fan_out_done(stack, dep, lost), "the failed fan-out of seq 1")
         await put_events(stack, dep, 1, first=2)
         assert await inbox.until_seq(dep, 2) == [1, 2]
         assert client.stats.repairs >= 1
@@ -381,7 +379,7 @@ async def test_a_throttled_terminal_status_still_reaches_the_client_and_ends_the
     last = await asyncio.to_thread(
         stack.put_event, dep, "deployment.status", {"status": "failed", "error_message": "db failed"}
     )
-    await eventually_async(lambda: fan_out_done(stack, dep, last), "the fan-out of the terminal status")
+    await eventually(lambda: fan_out_done(stack, dep, last), "the fan-out of the terminal status")
     # ...the monitor still learns the outcome and exits with it.
     assert await asyncio.wait_for(watching, PATIENCE) == 1
     lines = [json.loads(line) for line in out.getvalue().splitlines()]

@@ -19,42 +19,18 @@ from rich.console import Console
 from cloud_ws import cli
 from cloud_ws.commands import monitor
 from cloud_ws_client import CloudWebSocketClient, DeploymentState, parse_message
-from tests.test_client.conftest import Tokens, deployment, eventually, options
+from tests.support import events
+from tests.support.local_stack import DEMO_SPEED, ROOT, LocalStackProcess, cloud_ws, finish
+from tests.support.waiting import eventually
+from tests.test_client.conftest import Tokens, deployment, options
 from tests.test_client.fakes import Gateway
-from tests.test_integration.conftest import CLI, ROOT, LocalStackProcess
 
 pytestmark = pytest.mark.slow
 
-#: `cloud-ws demo` plays about 900 simulated seconds; at this speed that is well under a second.
-DEMO_SPEED = "60"
-
-
-def cloud_ws(*args: str) -> subprocess.Popen[str]:
-    """Start the `cloud-ws` command with this interpreter."""
-    return subprocess.Popen(
-        [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
-
 
 def put_success(stack: LocalStackProcess, dep: str) -> None:
-    """A one-layer deployment that succeeds."""
-    for type_, data in [
-        ("deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 1}),
-        ("stack.started", {"stack_name": "network", "layer": 1, "environment": "dev"}),
-        ("log.created", {"level": "warning", "message": "slow API", "stack_name": "network"}),
-        ("stack.progress", {"stack_name": "network", "layer": 1, "resources_done": 3}),
-        (
-            "stack.deployed",
-            {"stack_name": "network", "layer": 1, "duration_seconds": 75, "resource_count": 4},
-        ),
-        ("custom.metric", {"value": 1}),
-        ("deployment.status", {"status": "succeeded", "duration_seconds": 80}),
-    ]:
+    """A one-layer deployment that succeeds (tests/fixtures/events.json)."""
+    for type_, data in events.deployment("one layer that succeeds"):
         stack.put_event(dep, type_, data)
 
 

@@ -22,7 +22,8 @@ from cloud_ws_client import (
     Subscribed,
 )
 from cloud_ws_client.client import _wait as wait_for_event
-from tests.test_client.conftest import UNIT, Inbox, eventually, next_message, options
+from tests.support.waiting import eventually
+from tests.test_client.conftest import UNIT, Inbox, next_message, options
 from tests.test_client.fakes import Gateway
 
 

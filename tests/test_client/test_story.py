@@ -5,7 +5,6 @@ list) agrees that attempt 2 succeeded."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -19,24 +18,11 @@ from cloud_ws_client import (
     parse_message,
 )
 from plugin import OrchestratorPlugin
-from tests.test_client.conftest import PATIENCE, Tokens, deployment, next_message, options
-from tests.test_integration.conftest import CLI, ROOT, LocalStackProcess
+from tests.support.local_stack import DEMO_SPEED, LocalStackProcess, cloud_ws, finish
+from tests.support.waiting import PATIENCE
+from tests.test_client.conftest import Tokens, deployment, next_message, options
 
 pytestmark = pytest.mark.slow
-
-#: The demo's simulated quarter of an hour, in well under a second of real time.
-DEMO_SPEED = "60"
-
-
-def cloud_ws(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
 
 
 async def snapshot_of(stack: LocalStackProcess, tokens: Tokens, deployment_id: str) -> DeploymentSnapshot:

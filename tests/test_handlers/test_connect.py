@@ -15,7 +15,7 @@ from jose import jwk
 from moto.utilities.utils import load_resource
 
 from handlers.runtime import get_runtime
-from tests.conftest import Stack
+from tests.support.moto_stack import Stack
 
 
 def _b64(data: bytes) -> str:

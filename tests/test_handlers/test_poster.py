@@ -21,8 +21,8 @@ from handlers import poster
 from handlers.management import FanOutResult, ManagementApi, PostOutcome, RetryPolicy
 from handlers.poster import Endpoint, Signer
 from handlers.runtime import get_runtime, reset_runtime
-from tests.conftest import Stack
 from tests.support.management_standin import ManagementStandIn
+from tests.support.moto_stack import Stack
 
 REGION = "us-east-1"
 CREDENTIALS = Credentials(

@@ -11,7 +11,7 @@ import pytest
 
 from handlers import spec
 from handlers.runtime import reset_runtime
-from tests.conftest import Stack
+from tests.support.moto_stack import Stack
 from tests.test_handlers.wire import posts, replies
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from handlers.runtime import reset_runtime
-from tests.conftest import Stack
+from tests.support.moto_stack import Stack
 from tests.test_handlers.wire import replies
 
 
@@ -259,12 +259,7 @@ def test_default_policy_lets_any_pool_user_subscribe(stack: Stack) -> None:
 def test_subscribe_after_the_token_expired_is_refused(stack: Stack) -> None:
     """A connection outliving its token cannot start new subscriptions."""
     conn = stack.open()
-    stack.ddb.update_item(
-        TableName=stack.tables["CONNECTIONS_TABLE"],
-        Key={"connectionId": {"S": conn}},
-        UpdateExpression="SET tokenExpiresAt = :t",
-        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 60)}},
-    )
+    stack.expire_token(conn)
     before = stack.snapshot()
 
     stack.send(conn, {"action": "subscribe", "deployment_id": "D1"})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from handlers import broadcaster, state
 from handlers.runtime import reset_runtime
-from tests.conftest import Stack, eventbridge_event
+from tests.support.events import eventbridge_event
+from tests.support.moto_stack import Stack
 from tests.test_handlers.wire import posts, replies
 
 
@@ -226,12 +226,7 @@ def test_a_bad_limit_is_refused_and_changes_nothing(stack: Stack, limit: Any) ->
 def test_a_connection_with_an_expired_token_cannot_list(stack: Stack) -> None:
     """As for subscribe: the connection outlived its token; nothing is read or changed."""
     conn = stack.open()
-    stack.ddb.update_item(
-        TableName=stack.tables["CONNECTIONS_TABLE"],
-        Key={"connectionId": {"S": conn}},
-        UpdateExpression="SET tokenExpiresAt = :t",
-        ExpressionAttributeValues={":t": {"N": str(int(time.time()) - 60)}},
-    )
+    stack.expire_token(conn)
     before = stack.snapshot()
 
     stack.send(conn, {"action": "list_deployments"})

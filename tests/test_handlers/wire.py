@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.conftest import Stack
+from tests.support.moto_stack import Stack
 
 
 def posts(stack: Stack, connection_id: str) -> list[bytes]:

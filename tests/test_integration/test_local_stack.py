@@ -18,7 +18,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support import asyncapi
-from tests.test_integration.conftest import CLI, LocalStackProcess, start_local_stack, stop_local_stack
+from tests.support.local_stack import CLI, LocalStackProcess, start_local_stack, stop_local_stack
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -158,15 +159,9 @@ async def test_management_api_through_boto3(local_stack: LocalStackProcess) -> N
             await asyncio.to_thread(call, **kwargs)
     with pytest.raises(mgmt.exceptions.GoneException):
         await asyncio.to_thread(mgmt.post_to_connection, ConnectionId="does-not-exist", Data=b"x")
-    await _wait_until(lambda: local_stack.connection_row(connection_id) is None)  # $disconnect ran
-
-
-async def _wait_until(condition: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: local_stack.connection_row(connection_id) is None, "$disconnect to delete the connection row"
+    )
 
 
 async def test_oversize_frame_closes_with_1009(local_stack: LocalStackProcess) -> None:
@@ -214,7 +209,9 @@ async def test_stale_connection_is_cleaned_up_on_the_next_broadcast(local_stack:
         local_stack.put_event(dep)
 
         assert (await recv_json(live_ws))["seq"] == 1
-        await _wait_until(lambda: local_stack.connection_row(stale_id) is None)
+        await eventually(
+            lambda: local_stack.connection_row(stale_id) is None, "$disconnect to delete the connection row"
+        )
         subscriptions = local_stack.aws("dynamodb").query(
             TableName=local_stack.outputs["connections_table_name"].replace("connections", "subscriptions"),
             KeyConditionExpression="deploymentId = :d",
@@ -240,7 +237,9 @@ async def test_drop_idle_closes_with_1001_and_runs_disconnect(local_stack: Local
             await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1001
-    await _wait_until(lambda: local_stack.connection_row(connection_id) is None)
+    await eventually(
+        lambda: local_stack.connection_row(connection_id) is None, "$disconnect to delete the connection row"
+    )
 
 
 async def test_throttled_management_api_is_retried_by_the_broadcaster(local_stack: LocalStackProcess) -> None:
@@ -403,7 +402,9 @@ async def test_maximum_connection_duration(tmp_path: Path) -> None:
             assert time.monotonic() - started < 10
         assert closed.rcvd is not None
         assert closed.rcvd.code == 1001
-        await _wait_until(lambda: stack.connection_row(connection_id) is None)
+        await eventually(
+            lambda: stack.connection_row(connection_id) is None, "$disconnect to delete the connection row"
+        )
     finally:
         assert stop_local_stack(stack) == 0
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +22,13 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 
 from handlers import spec
 from plugin import DeliveryOptions, OrchestratorPlugin
+from tests.support.waiting import PATIENCE
 
 REGION = "us-east-1"
 BUS = "cloud-ws-plugin-test"
 
 #: Backoff in milliseconds so retry tests take no time.
 FAST = DeliveryOptions(backoff_base=0.001, backoff_max=0.005)
-
-#: Deadline of every wait for something to arrive (polled; normally ~50 ms).
-PATIENCE = 10.0
 
 
 @pytest.fixture
@@ -184,14 +182,6 @@ class PoisonClient(FlakyClient):
 def flaky(bus: Bus) -> FlakyClient:
     """A failure-injecting wrapper around a real (moto) EventBridge client."""
     return FlakyClient(boto3.client("events", region_name=REGION))
-
-
-def eventually(predicate: Callable[[], bool]) -> bool:
-    """Poll ``predicate`` until it holds or :data:`PATIENCE` runs out; returns its last value."""
-    deadline = time.monotonic() + PATIENCE
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    return predicate()
 
 
 def details(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ from botocore.stub import Stubber
 
 from plugin import DeliveryOptions, OrchestratorPlugin
 from plugin.sender import PUT_EVENTS_MAX_BYTES
-from tests.test_plugin.conftest import FAST, Bus, FlakyClient, PoisonClient, details, eventually
+from tests.support.waiting import eventually_sync
+from tests.test_plugin.conftest import FAST, Bus, FlakyClient, PoisonClient, details
 
 
 def _logs(plugin: OrchestratorPlugin, count: int, deployment_id: str = "D1") -> list[str]:
@@ -325,7 +326,9 @@ def test_a_client_that_cannot_be_built_is_an_outage_not_a_crash(
     plugin = OrchestratorPlugin("bus", options=FAST)
     assert plugin.log("D1", "hello") is not None
 
-    assert eventually(lambda: "NoRegionError" in (plugin.stats.last_error or ""))
+    eventually_sync(
+        lambda: "NoRegionError" in (plugin.stats.last_error or ""), "the NoRegionError in the stats"
+    )
     assert plugin.close(0.1) is False
 
 

@@ -18,7 +18,7 @@ from handlers.protocol import TERMINAL_STATUSES
 from plugin import OrchestratorPlugin
 from plugin.envelope import FRAME_BYTES
 from tests.support import asyncapi
-from tests.test_integration.conftest import CLI, LocalStackProcess, start_local_stack, stop_local_stack
+from tests.support.local_stack import CLI, LocalStackProcess, start_local_stack, stop_local_stack
 from tests.test_plugin.conftest import FAST
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -14,6 +13,7 @@ from handlers.apigw import WebSocketEvent
 from handlers.cognito import JwksCache, TokenError
 from handlers.config import ConfigError, load_config
 from handlers.protocol import ErrorCode, ProtocolError
+from tests.support import apigw
 
 LIMITS = {"max_bytes": 4096, "max_depth": 4}
 
@@ -217,17 +217,18 @@ def test_only_rsa_signing_keys_are_usable() -> None:
 def test_websocket_event_decodes_base64_bodies_and_lowercases_headers() -> None:
     """Binary frames arrive base64-encoded; header names are case-insensitive."""
     event = WebSocketEvent.from_lambda(
-        {
-            "requestContext": {"connectionId": "c1", "routeKey": "$default", "domainName": "x", "stage": "s"},
-            "headers": {"Sec-WebSocket-Protocol": "cloud-ws"},
-            "body": base64.b64encode(b'{"action":"ping"}').decode(),
-            "isBase64Encoded": True,
-        }
+        apigw.websocket_event(
+            "$default",
+            "c1",
+            '{"action":"ping"}',
+            headers={"Sec-WebSocket-Protocol": "cloud-ws"},
+            base64_body=True,
+        )
     )
 
     assert event.body == '{"action":"ping"}'
     assert event.headers == {"sec-websocket-protocol": "cloud-ws"}
-    assert event.management_endpoint == "https://x/s"
+    assert event.management_endpoint == apigw.MANAGEMENT_ENDPOINT
     with pytest.raises(ValueError, match="connectionId"):
         WebSocketEvent.from_lambda({"body": "x"})
 

@@ -1,0 +1,40 @@
+"""Signing in to a Cognito user pool (moto's, in process or behind the local stack) the way
+an administrator's script does: create the user once, set a permanent password, and run
+ADMIN_USER_PASSWORD_AUTH for real tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The password of every user the tests create.
+PASSWORD = "Corr3ct-Horse!"
+
+
+def ensure_user(idp: Any, pool_id: str, username: str, email: str | None = None) -> bool:
+    """Create ``username`` with :data:`PASSWORD` (permanent) unless it exists; True if created."""
+    try:
+        idp.admin_create_user(
+            UserPoolId=pool_id,
+            Username=username,
+            TemporaryPassword="Tmp-" + PASSWORD,
+            MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": email}] if email else [],
+        )
+    except idp.exceptions.UsernameExistsException:
+        return False
+    idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=PASSWORD, Permanent=True)
+    return True
+
+
+def sign_in(idp: Any, pool_id: str, client_id: str, username: str, create: bool = True) -> dict[str, str]:
+    """Real tokens for ``username`` (created first unless ``create`` is false):
+    ``IdToken``, ``AccessToken``, ``RefreshToken``, ..."""
+    if create:
+        ensure_user(idp, pool_id, username)
+    result: dict[str, str] = idp.admin_initiate_auth(
+        UserPoolId=pool_id,
+        ClientId=client_id,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": username, "PASSWORD": PASSWORD},
+    )["AuthenticationResult"]
+    return result
