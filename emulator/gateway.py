@@ -135,6 +135,11 @@ def close_frame_refusal(code: Any, reason: str) -> str | None:
     return None
 
 
+def new_request_id() -> str:
+    """A per-request id shaped like API Gateway's WebSocket ``requestId`` (``Fp3n2GqVIAMFZzw=``)."""
+    return base64.b64encode(os.urandom(10)).decode()
+
+
 def new_connection_id() -> str:
     """An id shaped like API Gateway's (16 URL-safe base64 characters)."""
     return base64.urlsafe_b64encode(os.urandom(11)).decode()
@@ -181,8 +186,8 @@ class Gateway:
             "apiId": self.settings.api_id,
             "connectionId": connection_id,
             "connectedAt": int((conn.connected_at if conn else now) * 1000),
-            "requestId": uuid.uuid4().hex,
-            "extendedRequestId": uuid.uuid4().hex,
+            "requestId": new_request_id(),
+            "extendedRequestId": new_request_id(),
             "requestTimeEpoch": int(now * 1000),
             "requestTime": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
             **extra,

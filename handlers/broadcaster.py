@@ -24,6 +24,7 @@ The same function serves the fan-out tasks it hands to itself
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from handlers import spec
 from handlers.appsync import publisher_for
 from handlers.events import DeploymentEvent, InvalidEventError, parse_event
 from handlers.fanout import FanOut, FanOutSummary, FanOutTask, InvalidTaskError
-from handlers.log import get_logger
+from handlers.log import get_logger, inject_lambda_context
 from handlers.runtime import Runtime, get_runtime
 
 log = get_logger("broadcaster")
@@ -87,7 +88,11 @@ def broadcast(runtime: Runtime, deployment_id: str, events: Sequence[DeploymentE
         # the WebSocket fan-out (both mostly wait on the network) and is done before this
         # returns; the publisher never raises: a lost mutation is filled by deploymentEvents.
         publisher = publisher_for(runtime.config)
-        published = _PUBLISHING.submit(publisher.publish, to_send) if publisher is not None else None
+        published = (  # in the invocation's context: its log lines name the invocation too
+            _PUBLISHING.submit(contextvars.copy_context().run, publisher.publish, to_send)
+            if publisher is not None
+            else None
+        )
         try:
             summary = fanout.broadcast(deployment_id, to_send)
             runtime.store.mark_sent(to_send)
@@ -239,6 +244,7 @@ def _single(runtime: Runtime, event: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@inject_lambda_context
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """Lambda entry: an SQS batch, a fan-out task, or a single EventBridge event."""
     runtime = get_runtime()

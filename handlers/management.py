@@ -26,6 +26,7 @@ reply that has started to arrive, blocks the others for at most
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import random
 import selectors
@@ -487,7 +488,9 @@ class _FanOut:
             result.gone.append(delivery.connection_id)
             if self._on_gone is not None:
                 pool = self._cleanup_pool()
-                self._cleanups.append(pool.submit(_clean_up, self._on_gone, delivery.connection_id))
+                # In the invocation's context: the cleanup's log lines name the invocation too.
+                run = contextvars.copy_context().run
+                self._cleanups.append(pool.submit(run, _clean_up, self._on_gone, delivery.connection_id))
         else:
             result.failed.append(delivery.connection_id)
         self._spare.append(delivery.conn)

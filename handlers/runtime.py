@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from handlers.apigw import LambdaResponse, response
 from handlers.config import Config, load_config
-from handlers.log import get_logger
+from handlers.log import get_logger, invocation
 from handlers.management import ManagementApi, RetryPolicy
 from handlers.store import Store
 
@@ -133,7 +133,7 @@ F = TypeVar("F", bound=Callable[..., LambdaResponse])
 
 
 def lambda_entry(route: str) -> Callable[[F], F]:
-    """Wrap a handler so no exception ever reaches the caller.
+    """Wrap a handler so no exception ever reaches the caller, and its log lines name the invocation.
 
     An unexpected error becomes a bare 500 and one structured log line (with the
     traceback, never the request body); API Gateway then answers the client
@@ -143,13 +143,14 @@ def lambda_entry(route: str) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
         def wrapper(event: Mapping[str, Any], context: Any = None) -> LambdaResponse:
-            try:
-                return fn(event, context)
-            except Exception:
-                ctx = event.get("requestContext") if isinstance(event, Mapping) else None
-                connection_id = ctx.get("connectionId") if isinstance(ctx, Mapping) else None
-                log.exception("handler failed", extra={"route": route, "connection_id": connection_id})
-                return response(500)
+            with invocation(event, context):  # every log line of it names the invocation
+                try:
+                    return fn(event, context)
+                except Exception:
+                    ctx = event.get("requestContext") if isinstance(event, Mapping) else None
+                    connection_id = ctx.get("connectionId") if isinstance(ctx, Mapping) else None
+                    log.exception("handler failed", extra={"route": route, "connection_id": connection_id})
+                    return response(500)
 
         return wrapper  # type: ignore[return-value]
 
