@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +80,25 @@ class CognitoPool:
             algorithm=algorithm,
             headers={"kid": "dummy", **(headers or {})},
         )
+
+
+def counters_in_lockstep(store: Any, parties: int) -> Callable[[str], Any]:
+    """Make ``store.counter`` hold each of ``parties`` threads, after its first read, until
+    every one of them has read it: none writes before all have read, a guaranteed race.
+    Returns the real ``counter``."""
+    real_counter: Callable[[str], Any] = store.counter
+    start_line = threading.Barrier(parties)
+    first_read: set[int] = set()
+
+    def counter_in_lockstep(deployment_id: str) -> Any:
+        value = real_counter(deployment_id)
+        if threading.get_ident() not in first_read:
+            first_read.add(threading.get_ident())
+            start_line.wait(timeout=10)
+        return value
+
+    store.counter = counter_in_lockstep
+    return real_counter
 
 
 def create_tables(client: Any, prefix: str = "cloud-ws-test") -> dict[str, str]:

@@ -17,7 +17,7 @@ from handlers.fanout import FanOutTask
 from handlers.runtime import Runtime, get_runtime, reset_runtime
 from handlers.store import Store
 from tests.support.events import envelope, eventbridge_event
-from tests.support.moto_stack import REGION, Stack
+from tests.support.moto_stack import REGION, Stack, counters_in_lockstep
 from tests.support.waiting import eventually_sync
 
 
@@ -183,18 +183,7 @@ def test_concurrent_batches_of_one_deployment_never_share_a_seq(stack: Stack) ->
         config.history_ttl_seconds,
         reuse_counter=False,
     )
-    start_line = threading.Barrier(4)
-    real_counter = runtime.store.counter
-    first_read: set[int] = set()
-
-    def counter_in_lockstep(deployment_id: str) -> Any:
-        value = real_counter(deployment_id)
-        if threading.get_ident() not in first_read:
-            first_read.add(threading.get_ident())
-            start_line.wait(timeout=10)  # every invocation reads the counter before any writes
-        return value
-
-    runtime.store.counter = counter_in_lockstep  # type: ignore[method-assign]
+    counters_in_lockstep(runtime.store, 4)  # every invocation reads the counter before any writes
     results: list[Any] = []
 
     def invoke(batch: int) -> None:

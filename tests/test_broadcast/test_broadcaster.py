@@ -12,7 +12,7 @@ from handlers import broadcaster
 from handlers.runtime import get_runtime, reset_runtime
 from handlers.store import Counter, Store
 from tests.support.events import eventbridge_event
-from tests.support.moto_stack import Stack
+from tests.support.moto_stack import Stack, counters_in_lockstep
 
 
 def _events(stack: Stack, conn: str) -> list[dict[str, Any]]:
@@ -149,18 +149,7 @@ def test_concurrent_invocations_never_share_a_seq(stack: Stack) -> None:
 
     stack.ddb.transact_write_items = counting_transact
     # Every producer reads the counter before any of them writes: a guaranteed race.
-    start_line = threading.Barrier(8)
-    real_counter = runtime.store.counter
-    first_read: set[int] = set()
-
-    def counter_in_lockstep(deployment_id: str) -> Any:
-        value = real_counter(deployment_id)
-        if threading.get_ident() not in first_read:
-            first_read.add(threading.get_ident())
-            start_line.wait(timeout=10)
-        return value
-
-    runtime.store.counter = counter_in_lockstep  # type: ignore[method-assign]
+    real_counter = counters_in_lockstep(runtime.store, 8)
 
     def publish(i: int) -> None:
         summary = broadcaster.handler(
