@@ -18,6 +18,7 @@ catches up with ``since``).
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -321,12 +322,19 @@ class _Handoff(threading.Thread):
         self._dispatch, self._deployment_id, self._seqs = dispatch, deployment_id, seqs
         self._frames, self._shares, self._summary = frames, shares, summary
         self.error: Exception | None = None
+        # The invocation's log fields (request ids) live in contextvars, which a new thread
+        # does not inherit: its lines and its dispatches' lines carry the same ids this way.
+        self._context = contextvars.copy_context()
 
     def run(self) -> None:
+        self._context.run(self._run)
+
+    def _run(self) -> None:
         try:
             with ThreadPoolExecutor(DISPATCH_CONCURRENCY, thread_name_prefix="fanout-dispatch") as pool:
                 handed = [
                     pool.submit(
+                        contextvars.copy_context().run,
                         self._dispatch,
                         FanOutTask(self._deployment_id, self._seqs, ids, _inline(self._frames, ids)),
                     )

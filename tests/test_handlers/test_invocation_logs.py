@@ -13,7 +13,7 @@ import pytest
 
 from emulator.lambdas import LambdaContext
 from handlers import broadcaster, disconnect
-from handlers.log import get_logger, inject_lambda_context
+from handlers.log import get_logger, inject_lambda_context, invocation
 from handlers.runtime import lambda_entry
 
 
@@ -161,3 +161,19 @@ def test_the_broadcaster_entry_names_its_invocation(
 
 def test_the_emulator_gives_each_invocation_its_own_request_id() -> None:
     assert LambdaContext("f").aws_request_id != LambdaContext("f").aws_request_id
+
+
+def test_fan_out_handoff_threads_log_with_the_invocation_ids(records: list[logging.LogRecord]) -> None:
+    """The thread that hands shares to other invocations, and its dispatches, keep the ids."""
+    from handlers.fanout import FanOutSummary, FanOutTask, _Handoff
+
+    def dispatch(task: FanOutTask) -> None:
+        get_logger("test").info("handed", extra={"share": task.connection_ids[0]})
+
+    with invocation({}, LambdaContext("broadcaster", aws_request_id="lambda-h")):
+        handoff = _Handoff(dispatch, "D1", (1,), [b"{}"], iter([("c1",), ("c2",)]), FanOutSummary())
+    handoff.start()  # after the block: the thread's ids come from where it was made, not started
+    handoff.join()
+
+    assert sorted(r.share for r in records) == ["c1", "c2"]  # type: ignore[attr-defined]
+    assert {r.function_request_id for r in records} == {"lambda-h"}  # type: ignore[attr-defined]
