@@ -57,7 +57,12 @@ def test_the_shared_json_is_the_servers() -> None:
     """conformance/protocol.json (what the TypeScript client is tested against) says what the server does."""
     shared = json.loads(CONFORMANCE.read_text(encoding="utf-8"))
     shared.pop("note")
-    for key in ("deployment_statuses", "terminal_statuses", "reconnect_error_codes", "refused_subscription_codes"):
+    for key in (
+        "deployment_statuses",
+        "terminal_statuses",
+        "reconnect_error_codes",
+        "refused_subscription_codes",
+    ):
         shared[key] = sorted(shared[key])
     assert shared == server_contract()
 
