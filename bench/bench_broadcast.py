@@ -32,8 +32,9 @@ from moto import mock_aws
 from handlers import broadcaster
 from handlers.management import ManagementApi
 from handlers.runtime import get_runtime, reset_runtime
-from tests.conftest import create_tables, eventbridge_event
+from tests.support.events import eventbridge_event
 from tests.support.management_standin import ManagementStandIn
+from tests.support.moto_stack import create_tables
 
 REGION = "us-east-1"
 SUBSCRIBERS = 100

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_local import Helper, ms, quiesce  # noqa: E402
 from plugin import OrchestratorPlugin  # noqa: E402
-from tests.test_integration.conftest import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
+from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 
 SMALL = bool(os.environ.get("BENCH_SMALL"))
 BURST = 200 if SMALL else 1_000

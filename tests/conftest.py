@@ -13,13 +13,8 @@ from moto import mock_aws
 
 from handlers import environment as names
 from handlers.runtime import reset_runtime
-from tests.support.cognito import PASSWORD
-from tests.support.events import eventbridge_event
 from tests.support.management_standin import ManagementStandIn
 from tests.support.moto_stack import REGION, CognitoPool, Stack, create_tables
-
-# The helpers live in tests/support; re-exported for the benchmarks that import them from here.
-__all__ = ["PASSWORD", "REGION", "CognitoPool", "Stack", "create_tables", "eventbridge_event"]
 
 
 @pytest.fixture

@@ -4,14 +4,18 @@ ADMIN_USER_PASSWORD_AUTH for real tokens."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 #: The password of every user the tests create.
 PASSWORD = "Corr3ct-Horse!"
 
 
-def ensure_user(idp: Any, pool_id: str, username: str, email: str | None = None) -> bool:
-    """Create ``username`` with :data:`PASSWORD` (permanent) unless it exists; True if created."""
+def ensure_user(
+    idp: Any, pool_id: str, username: str, email: str | None = None, groups: tuple[str, ...] = ()
+) -> bool:
+    """Create ``username`` with :data:`PASSWORD` (permanent) unless it exists, and add it to
+    ``groups`` (see :func:`join_groups`); True if created."""
     try:
         idp.admin_create_user(
             UserPoolId=pool_id,
@@ -21,9 +25,20 @@ def ensure_user(idp: Any, pool_id: str, username: str, email: str | None = None)
             UserAttributes=[{"Name": "email", "Value": email}] if email else [],
         )
     except idp.exceptions.UsernameExistsException:
-        return False
-    idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=PASSWORD, Permanent=True)
-    return True
+        created = False
+    else:
+        idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=PASSWORD, Permanent=True)
+        created = True
+    join_groups(idp, pool_id, username, groups)
+    return created
+
+
+def join_groups(idp: Any, pool_id: str, username: str, groups: tuple[str, ...]) -> None:
+    """Add ``username`` to each of ``groups``, creating the groups that do not exist yet."""
+    for group in groups:
+        with contextlib.suppress(idp.exceptions.GroupExistsException):
+            idp.create_group(UserPoolId=pool_id, GroupName=group)
+        idp.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
 
 
 def sign_in(idp: Any, pool_id: str, client_id: str, username: str, create: bool = True) -> dict[str, str]:

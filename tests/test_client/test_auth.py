@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 from cloud_ws_client import AuthenticationError, CloudWebSocketClient, CognitoPasswordAuth, token_expiry
 from cloud_ws_client.auth import handshake, resolve_token
 from cloud_ws_client.outputs import LOCAL_DEV_PASSWORD, password_auth, read_outputs
+from tests.support.scripted_http import ScriptedHttp
 
 
 def jwt(payload: Any) -> str:
@@ -101,51 +100,27 @@ def test_local_dev_password_matches_the_local_stack() -> None:
     assert LOCAL_DEV_PASSWORD == DEV_PASSWORD
 
 
-class _Cognito(BaseHTTPRequestHandler):
-    """A stand-in Cognito answering InitiateAuth with whatever the test queued."""
-
-    replies: list[tuple[int, dict[str, Any]]] = []
-    seen: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append({"target": self.headers["X-Amz-Target"], **body})
-        status, reply = self.replies.pop(0)
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def cognito() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Cognito)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Cognito.replies, _Cognito.seen = [], []
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+def cognito() -> Iterator[ScriptedHttp]:
+    """A stand-in Cognito answering InitiateAuth with whatever the test scripts."""
+    with ScriptedHttp() as server:
+        yield server
 
 
-async def test_cognito_sign_in_outcomes(cognito: str) -> None:
+async def test_cognito_sign_in_outcomes(cognito: ScriptedHttp) -> None:
     """A token; a refusal (fatal); Cognito's 5xx and a closed port (OSError: retried); a challenge."""
     auth = CognitoPasswordAuth(
-        region="eu-west-1", client_id="c", username="u", password="p", endpoint=cognito
+        region="eu-west-1", client_id="c", username="u", password="p", endpoint=cognito.url
     )
-    _Cognito.replies = [
+    cognito.script = [
         (200, {"AuthenticationResult": {"IdToken": "the-token"}}),
         (400, {"__type": "NotAuthorizedException", "message": "Incorrect username or password."}),
         (503, {"message": "try later"}),
         (200, {"ChallengeName": "NEW_PASSWORD_REQUIRED"}),
     ]
     assert await auth() == "the-token"
-    assert _Cognito.seen[0] == {
-        "target": "AWSCognitoIdentityProviderService.InitiateAuth",
+    assert cognito.headers[0]["x-amz-target"] == "AWSCognitoIdentityProviderService.InitiateAuth"
+    assert cognito.received[0] == {
         "AuthFlow": "USER_PASSWORD_AUTH",
         "ClientId": "c",
         "AuthParameters": {"USERNAME": "u", "PASSWORD": "p"},

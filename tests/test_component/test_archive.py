@@ -25,10 +25,11 @@ from packaging.requirements import Requirement
 from handlers import spec
 from pulumi_component import archive
 from pulumi_component.archive import BUNDLED, ArchiveError, build_archive
+from tests.support.apigw import websocket_event
+from tests.support.cognito import sign_in
 from tests.test_component.conftest import ROOT
 
 REGION = "us-east-1"
-PASSWORD = "Corr3ct-Horse-Battery!"
 
 #: What the Lambda Python runtime provides beside our code: boto3 and everything it needs.
 RUNTIME_ROOTS = ("boto3",)
@@ -149,28 +150,7 @@ def test_archive_runs_alone_beside_boto3(tmp_path: Path, moto_endpoint: str) -> 
     client_id = idp.create_user_pool_client(
         UserPoolId=pool_id, ClientName="cli", ExplicitAuthFlows=["ADMIN_USER_PASSWORD_AUTH"]
     )["UserPoolClient"]["ClientId"]
-    idp.admin_create_user(UserPoolId=pool_id, Username="alice", MessageAction="SUPPRESS")
-    idp.admin_set_user_password(UserPoolId=pool_id, Username="alice", Password=PASSWORD, Permanent=True)
-    token = idp.admin_initiate_auth(
-        UserPoolId=pool_id,
-        ClientId=client_id,
-        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": "alice", "PASSWORD": PASSWORD},
-    )["AuthenticationResult"]["IdToken"]
-
-    def connect_event(connection_id: str, token: str) -> dict[str, Any]:
-        return {
-            "requestContext": {
-                "routeKey": "$connect",
-                "eventType": "CONNECT",
-                "connectionId": connection_id,
-                "stage": "test",
-                "domainName": "abc.execute-api.us-east-1.amazonaws.com",
-                "apiId": "abc",
-            },
-            "headers": {},
-            "queryStringParameters": {"token": token},
-        }
+    token = sign_in(idp, pool_id, client_id, "alice")["IdToken"]
 
     env = {
         **tables,
@@ -188,7 +168,10 @@ def test_archive_runs_alone_beside_boto3(tmp_path: Path, moto_endpoint: str) -> 
         "PATH": os.environ.get("PATH", ""),
     }
     scenario = {
-        "events": [connect_event("good-conn=", token), connect_event("bad-conn=", token[:-4] + "AAAA")]
+        "events": [
+            websocket_event("$connect", "good-conn=", query={"token": token}),
+            websocket_event("$connect", "bad-conn=", query={"token": token[:-4] + "AAAA"}),
+        ]
     }
 
     # When: a fresh interpreter (no site-packages, PYTHONPATH or cwd) imports and invokes the handlers.

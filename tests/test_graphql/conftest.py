@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import time
@@ -24,7 +23,9 @@ from gql import GraphQLRequest, gql
 
 from handlers.appsync import AppSyncPublisher
 from handlers.events import DeploymentEvent, SequencedEvent
-from tests.test_integration.conftest import LocalStackProcess, start_local_stack, stop_local_stack
+from tests.support.cognito import ensure_user
+from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack
+from tests.support.waiting import PATIENCE, eventually
 
 #: The stack restricts watching to this Cognito group, so per-deployment refusals can be tested.
 WATCHERS = "watchers"
@@ -64,15 +65,9 @@ class GraphQLStack:
         return urlsplit(self.url).netloc
 
     def user(self, groups: tuple[str, ...] = (WATCHERS,)) -> str:
-        """A new user of the pool in ``groups`` (password ``tests.test_integration.conftest.PASSWORD``)."""
-        idp = self.stack.aws("cognito-idp")
-        pool = self.outputs["user_pool_id"]
+        """A new user of the pool in ``groups`` (password ``tests.support.cognito.PASSWORD``)."""
         username = f"gql-{uuid.uuid4().hex[:8]}"
-        self.stack.token(username)  # creates the user
-        for group in groups:
-            with contextlib.suppress(idp.exceptions.GroupExistsException):
-                idp.create_group(UserPoolId=pool, GroupName=group)
-            idp.admin_add_user_to_group(UserPoolId=pool, Username=username, GroupName=group)
+        ensure_user(self.stack.aws("cognito-idp"), self.outputs["user_pool_id"], username, groups=groups)
         return username
 
     def token(self, groups: tuple[str, ...] = (WATCHERS,), kind: str = "IdToken") -> str:
@@ -85,12 +80,11 @@ class GraphQLStack:
         reply.raise_for_status()
         return int(reply.json()["subscriptions"])
 
-    async def wait_subscriptions(self, count: int, timeout: float = 10.0) -> None:
+    async def wait_subscriptions(self, count: int, timeout: float = PATIENCE) -> None:
         """Until at least ``count`` subscriptions are registered."""
-        deadline = time.monotonic() + timeout
-        while self.subscriptions() < count:
-            assert time.monotonic() < deadline, f"fewer than {count} subscriptions registered"
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: self.subscriptions() >= count, f"{count} subscriptions registered", timeout, poll=0.05
+        )
 
     def post(self, body: dict[str, Any], authorization: str | None) -> requests.Response:
         """A plain HTTP POST to ``graphql_url``."""
@@ -141,13 +135,15 @@ def request(query: str, variables: dict[str, Any]) -> GraphQLRequest:
 
 async def stored(stack: GraphQLStack, deployment_id: str, token: str, count: int) -> list[dict[str, Any]]:
     """The history once it holds ``count`` events."""
-    deadline = time.monotonic() + 30
-    while True:
+    events: list[dict[str, Any]] = []
+
+    async def enough() -> bool:
+        nonlocal events
         events = await asyncio.to_thread(stack.history, deployment_id, token)
-        if len(events) >= count:
-            return events
-        assert time.monotonic() < deadline, f"only {len(events)} of {count} events were stored"
-        await asyncio.sleep(0.1)
+        return len(events) >= count
+
+    await eventually(enough, f"{count} events of {deployment_id} stored", timeout=30, poll=0.1)
+    return events
 
 
 def sequenced(

@@ -17,8 +17,8 @@ import pytest
 
 from emulator.graphql.tls import TlsFront, self_signed_certificate
 from plugin import OrchestratorPlugin
+from tests.support.cognito import PASSWORD
 from tests.test_graphql.conftest import GraphQLStack
-from tests.test_integration.conftest import PASSWORD
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from botocore.credentials import Credentials
@@ -14,43 +11,17 @@ from botocore.credentials import Credentials
 from handlers import appsync
 from handlers.appsync import AppSyncPublisher, publisher_for, requests_for
 from handlers.config import load_config
+from tests.support.scripted_http import Reply, ScriptedHttp
 from tests.test_graphql.conftest import sequenced
 
 
-class ScriptedAppSync:
-    """An HTTP server answering each POST with the next scripted (status, body); records what it got."""
+class ScriptedAppSync(ScriptedHttp):
+    """A GraphQL endpoint answering each POST with the next scripted (status, body), then an
+    empty ``data``; records what it got."""
 
-    def __init__(self, script: list[tuple[int, dict[str, Any]]]) -> None:
-        self.script = list(script)
-        self.received: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                outer.received.append(json.loads(body))
-                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
-                status, reply = outer.script.pop(0) if outer.script else (200, {"data": {}})
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/graphql"
-
-    def __enter__(self) -> ScriptedAppSync:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def __init__(self, script: list[Reply]) -> None:
+        super().__init__(script, otherwise=(200, {"data": {}}))
+        self.url += "/graphql"
 
 
 def publisher(url: str, sleeps: list[float], max_attempts: int = 3) -> AppSyncPublisher:

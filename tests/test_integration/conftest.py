@@ -6,11 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cognito import PASSWORD
-from tests.support.local_stack import CLI, ROOT, LocalStackProcess, start_local_stack, stop_local_stack
-
-# Re-exported for the benchmarks and the GraphQL suite, which import them from here.
-__all__ = ["CLI", "PASSWORD", "ROOT", "LocalStackProcess", "start_local_stack", "stop_local_stack"]
+from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack
 
 
 @pytest.fixture(scope="session")
