@@ -5,25 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloud_ws_client.outputs import read_outputs
-from emulator.backend import BackendInfo
 from emulator.stack import LocalSettings, _write_atomically, outputs_for
 from handlers import outputs as contract
-from handlers import spec
 from plugin import OrchestratorPlugin
+from tests.support.local_backend import SAMPLE_BACKEND
 
-BACKEND = BackendInfo(
-    endpoint="http://127.0.0.1:8081",
-    region="us-east-1",
-    tables={table.env_var: f"cloud-ws-local-{table.role}" for table in spec.TABLES},
-    user_pool_id="us-east-1_local",
-    user_pool_client_id="local-client",
-    event_bus_name="cloud-ws-local-bus",
-    event_source=spec.DEFAULT_EVENT_SOURCE,
-    rule_name="cloud-ws-local-rule",
-    queue_url="http://127.0.0.1:8081/000000000000/delivery",
-    queue_arn="arn:aws:sqs:us-east-1:000000000000:delivery",
-    dead_letter_queue_url="http://127.0.0.1:8081/000000000000/delivery-dlq",
-)
+BACKEND = SAMPLE_BACKEND
 
 
 def test_the_local_outputs_have_every_required_key_and_only_known_ones(tmp_path: Path) -> None:

@@ -96,22 +96,9 @@ def test_the_configuration_spells_no_name_itself() -> None:
 
 
 def test_the_local_stack_sets_only_names_of_the_contract() -> None:
-    from emulator.backend import BackendInfo
     from emulator.stack import LocalSettings, handler_environment
+    from tests.support.local_backend import SAMPLE_BACKEND as backend
 
-    backend = BackendInfo(
-        endpoint="http://127.0.0.1:8081",
-        region="us-east-1",
-        tables={table.env_var: f"cloud-ws-local-{table.role}" for table in spec.TABLES},
-        user_pool_id="us-east-1_local",
-        user_pool_client_id="local-client",
-        event_bus_name="cloud-ws-local-bus",
-        event_source=spec.DEFAULT_EVENT_SOURCE,
-        rule_name="cloud-ws-local-rule",
-        queue_url="http://127.0.0.1:8081/000000000000/delivery",
-        queue_arn="arn:aws:sqs:us-east-1:000000000000:delivery",
-        dead_letter_queue_url="http://127.0.0.1:8081/000000000000/delivery-dlq",
-    )
     variables = handler_environment(LocalSettings(), 8080, backend)
     assert set(variables) <= environment.NAMES, sorted(set(variables) - environment.NAMES)
     # And the handlers accept exactly that environment.

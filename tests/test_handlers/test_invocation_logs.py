@@ -15,25 +15,14 @@ from emulator.lambdas import LambdaContext
 from handlers import broadcaster, disconnect
 from handlers.log import get_logger, inject_lambda_context, invocation
 from handlers.runtime import lambda_entry
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+from tests.support.logs import recorded
 
 
 @pytest.fixture
 def records() -> Iterator[list[logging.LogRecord]]:
-    """The records of ``cloud_ws`` loggers (they do not propagate to pytest's caplog handler)."""
-    handler = _Records()
-    logger = logging.getLogger("cloud_ws")
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
+    """The records of ``cloud_ws`` loggers."""
+    with recorded() as captured:
+        yield captured
 
 
 def _event(connection_id: str, request_id: str) -> dict[str, Any]:

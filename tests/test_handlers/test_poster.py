@@ -21,6 +21,7 @@ from handlers import poster
 from handlers.management import FanOutResult, ManagementApi, PostOutcome, RetryPolicy
 from handlers.poster import Endpoint, Signer
 from handlers.runtime import get_runtime, reset_runtime
+from tests.support.logs import recorded
 from tests.support.management_standin import ManagementStandIn
 from tests.support.moto_stack import Stack
 
@@ -40,23 +41,11 @@ def api(standin: ManagementStandIn) -> Iterator[ManagementApi]:
     management.close()
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def warnings() -> Iterator[list[logging.LogRecord]]:
-    """Records the management logger writes (it does not propagate to pytest's handler)."""
-    handler = _Records()
-    logger = logging.getLogger("cloud_ws.management")
-    logger.addHandler(handler)
-    yield handler.records
-    logger.removeHandler(handler)
+    """Records the management logger writes."""
+    with recorded("cloud_ws.management") as records:
+        yield records
 
 
 def _posts_to(standin: ManagementStandIn, connection_id: str) -> int:
