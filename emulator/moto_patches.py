@@ -25,7 +25,12 @@
    instant, in the same unit), the retention period is read directly, the
    attribute names' snake_case forms are remembered, and a receipt handle's
    185 random letters come from one ``os.urandom`` call instead of 185
-   ``random.choice`` calls.
+   ``random.choice`` calls. Sending to a standard queue no longer builds every
+   queue attribute (three scans of the queue, for each message EventBridge
+   delivers) to learn that content-based deduplication is off, and deleting a
+   message scans the queue once instead of twice (PutEvents of 10 entries:
+   9.5 ms of CPU with a backed-up queue, 3.3 ms after; DeleteMessageBatch 3.1
+   ms, 1.3 ms after).
 5. **Condition expressions parsed once.** moto's DynamoDB parses a condition
    expression (its own lexer and parser, about 170 µs) for every item of every
    request, twice per transactional Put. The parsed expression depends only on
@@ -138,13 +143,72 @@ def _fast_queue() -> None:
     models.SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
     models.camelcase_to_underscores = functools.lru_cache(maxsize=1024)(models.camelcase_to_underscores)
 
-    letters = string.ascii_lowercase
+    table = bytes(ord(string.ascii_lowercase[b % 26]) for b in range(256))
 
     def generate_receipt_handle() -> str:
         # The same shape as moto's (185 lowercase letters), drawn from the OS's randomness.
-        return "".join(letters[b % 26] for b in os.urandom(185))
+        return os.urandom(185).translate(table).decode("ascii")
 
     models.generate_receipt_handle = generate_receipt_handle
+
+    original_send = models.SQSBackend.send_message
+    longest_delay = models.MAXIMUM_MESSAGE_DELAY
+
+    def send_message(
+        self: Any,
+        queue_name: str,
+        message_body: str,
+        message_attributes: dict[str, Any] | None = None,
+        delay_seconds: int | None = None,
+        deduplication_id: str | None = None,
+        group_id: str | None = None,
+        system_attributes: dict[str, Any] | None = None,
+        validate_group_id: bool = True,
+    ) -> Any:
+        queue = self.get_queue(queue_name)
+        delay = int(queue.delay_seconds if delay_seconds is None else delay_seconds)
+        special = queue.fifo_queue or deduplication_id is not None or group_id is not None
+        if special or not 0 <= delay <= longest_delay:
+            return original_send(
+                self,
+                queue_name,
+                message_body,
+                message_attributes,
+                delay_seconds,
+                deduplication_id,
+                group_id,
+                system_attributes,
+                validate_group_id,
+            )
+        # A standard queue: moto's own steps, without building every queue attribute (three
+        # scans of the queue) to learn that content-based deduplication is off, as it always is.
+        self._validate_message(queue, message_body=message_body, delay_seconds=int(delay_seconds or 0))
+        message = models.Message(str(models.random.uuid4()), message_body, system_attributes)
+        if message_attributes:
+            message.message_attributes = message_attributes
+        message.mark_sent(delay_seconds=delay)
+        queue.add_message(message)
+        return message
+
+    models.SQSBackend.send_message = send_message
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # already deleted: moto lets it be deleted again
+        messages = self._messages
+        index = next(
+            (i for i, message in enumerate(messages) if receipt_handle in message.all_receipt_handles), None
+        )
+        if index is None:
+            raise models.ReceiptHandleIsInvalid()
+        message = messages[index]
+        # One pass instead of moto's two over the whole queue (a receipt handle names one message);
+        # the queue is replaced, not mutated, as moto does.
+        self.pending_messages.discard(message)
+        self.deleted_messages.update(message.all_receipt_handles)
+        self._messages = messages[:index] + messages[index + 1 :]
+
+    models.Queue.delete_message = delete_message
 
 
 def _cache_jsonpath() -> None:
