@@ -11,7 +11,7 @@ neither pays for a client library the other does not.
 Each event is put on the bus alone, after the previous one reached every
 subscriber; the first of each run warms pools and is not counted. The figures
 are local ones: they show what the GraphQL path adds on top of the WebSocket
-path (its publish comes after the WebSocket fan-out, then one HTTP request per
+path (its publish runs beside the WebSocket fan-out: one HTTP request per
 event and graphql-core execution per subscriber), not AppSync's own latency.
 """
 
