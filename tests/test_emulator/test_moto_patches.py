@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,3 +205,45 @@ def test_a_long_queue_hands_out_each_message_once_and_hides_received_ones() -> N
         assert attributes["ApproximateNumberOfMessages"] == "0"
     finally:
         backend.stop()
+
+
+def _run_expressions(mode: str) -> dict[str, Any]:
+    """What ``tests/test_emulator/expressions_probe.py`` answers in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.test_emulator.expressions_probe", mode],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_cached_expressions_answer_as_moto_does_and_are_parsed_once() -> None:
+    """Repeated transactions, refusals and updates answer the same patched and unpatched;
+    patched, a repeated update expression is parsed once and a condition once per request at most."""
+    plain, patched = _run_expressions("plain"), _run_expressions("patched")
+    counts = patched.pop("counts_after_5")
+    plain_counts = plain.pop("counts_after_5")
+    assert patched == plain
+    assert patched["counter"] == {"lastSeq": "10", "batches": "5"}
+    assert patched["rows"] == list(range(11))
+    assert [reason[0] for reason in patched["stale"]] == ["TransactionCanceledException"] * 2
+    assert [r["Code"] for r in patched["stale"][0][2]] == ["ConditionalCheckFailed", "None", "None"]
+    assert [r["Code"] for r in patched["taken"][0][2]] == [
+        "None",
+        "ConditionalCheckFailed",
+        "ConditionalCheckFailed",
+    ]
+    for refused in ("unused_names", "unused_in_update_item", "bad_syntax", "missing_value"):
+        assert [code for code, *_ in patched[refused]] == ["ValidationException"] * 2, refused
+    assert patched["update_item"] == ["1", "2", "3"]
+    # Unpatched: 2 parses of the update expression and at least 3 of each item's condition, every request.
+    assert plain_counts["update"] == 5 * 2
+    assert plain_counts["condition"] >= 5 * 3 * 3
+    # Patched: the update expression once; the Update's condition (its values change) once per request;
+    # the Puts' condition once with the request's own names and values ({}) and once as the transaction
+    # passes them on (None), which the cache keeps apart; the counter row's creation (no condition) once.
+    assert counts == {"condition": 5 + 2 + 1, "update": 1}

@@ -16,7 +16,7 @@ from botocore.credentials import Credentials
 from graphql import OperationType, execute, parse
 
 from emulator.graphql.api import MAX_PENDING_EVENTS, GraphQLApi, Listener, PubSub
-from emulator.graphql.auth import Authenticator, AuthError, SignedRequest
+from emulator.graphql.auth import Authenticator, AuthError, Caller, SignedRequest
 from emulator.graphql.realtime import connection_headers
 from emulator.graphql.schema import COGNITO, IAM, load_schema
 
@@ -231,3 +231,28 @@ def test_awsjson_output_must_be_json_and_literals_must_be_strings() -> None:
     refused = api.prepare(literal, None, MUTATIONS)
     assert isinstance(refused, list)
     assert refused[0]["errorType"] == "ValidationError"
+
+
+async def test_a_cached_document_still_coerces_variables_and_checks_each_callers_mode() -> None:
+    """The document is parsed and validated once; every request's variables and caller are checked anew."""
+    api = GraphQLApi(runtime=lambda: None)  # type: ignore[arg-type,return-value]
+    mutation = (
+        "mutation($d: ID!, $s: Int!) "
+        '{ publishDeploymentEvent(deployment_id: $d, seq: $s, type: "a.b", data: "{}") { seq } }'
+    )
+    publisher, user = Caller(mode=IAM, access_key_id="AKID"), Caller(mode=COGNITO)
+    first = await api.execute(publisher, {"query": mutation, "variables": {"d": "D", "s": 1}})
+    assert first == {"data": {"publishDeploymentEvent": {"seq": 1}}}
+    assert len(api._prepared) == 1
+    refused = await api.execute(publisher, {"query": mutation, "variables": {"d": "D", "s": "not a number"}})
+    assert refused["data"] is None
+    assert "Int" in refused["errors"][0]["message"]
+    missing = await api.execute(publisher, {"query": mutation, "variables": {"d": "D"}})
+    assert missing["data"] is None
+    assert "$s" in missing["errors"][0]["message"]
+    other = await api.execute(user, {"query": mutation, "variables": {"d": "D", "s": 2}})
+    assert other["data"] == {"publishDeploymentEvent": None}
+    assert other["errors"][0]["errorType"] == "Unauthorized"
+    again = await api.execute(publisher, {"query": mutation, "variables": {"d": "D", "s": 3}})
+    assert again == {"data": {"publishDeploymentEvent": {"seq": 3}}}
+    assert len(api._prepared) == 1  # one parse and validation served every request
