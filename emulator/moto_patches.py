@@ -50,6 +50,17 @@
    bare request cost. Both answers are fixed for the life of the process and
    are remembered.
 
+7. **Responses serialized without re-deriving names.** moto serializes every
+   response by walking the operation's output shape, and for each member of
+   each structure asks six alias providers which keys the value might be found
+   under (trying all ten members of every DynamoDB ``AttributeValue``): about
+   half of a Query's CPU. For a plain ``dict`` those keys depend only on the
+   member's name, its shape and the structure it is in, so they are
+   remembered per (name, shape, parent structure), and a member the dict holds
+   under none of them is skipped as moto skips it (it would find None); values
+   present are still looked up, transformed and serialized by moto for every
+   response (a Query answering 5 items: 1.6-2.2 ms of CPU, 0.7-1.2 ms after).
+
 Everything else is moto's own code. ``tests/test_integration`` drives the
 patched backend; ``tests/test_emulator/test_moto_patches.py`` checks each
 property directly.
@@ -92,6 +103,71 @@ def apply() -> None:
     if "dispatch" not in _APPLIED:
         _fast_dispatch()
         _APPLIED.add("dispatch")
+    if "serialize" not in _APPLIED:
+        _remember_member_keys()
+        _APPLIED.add("serialize")
+
+
+def _remember_member_keys() -> None:
+    from moto.core import serialize  # noqa: PLC0415 - moto is imported only where it runs
+
+    picker_class: Any = serialize.XFormedAttributePicker
+    original: Callable[[Any, Any], Iterator[str]] = picker_class.get_possible_keys
+    defaults = serialize.DEFAULT_ALIAS_PROVIDERS
+    # (member name, id(shape), id(parent)) -> (shape, parent, keys): the shapes are kept so
+    # that their ids stay theirs (botocore's models live as long as the process anyway).
+    remembered: dict[tuple[str, int, int], tuple[Any, Any, tuple[str, ...]]] = {}
+
+    def get_possible_keys(self: Any, context: Any) -> Iterator[str]:
+        # For a plain dict, every provider's answer depends on the key and the shapes only
+        # (a dict has no ``Meta`` and its class name is "dict"); anything else asks moto.
+        if type(context.obj) is not dict or self.alias_providers is not defaults:
+            yield from original(self, context)
+            return
+        shape = context.shape
+        parent = getattr(shape, "parent", None)
+        key = (context.key, id(shape), id(parent))
+        entry = remembered.get(key)
+        if entry is None or entry[0] is not shape or entry[1] is not parent:
+            try:
+                keys = tuple(original(self, context))
+            except Exception:  # noqa: BLE001 - moto's own lazy order decides what it raises, and when
+                yield from original(self, context)
+                return
+            if len(remembered) >= 65536:
+                remembered.clear()
+            remembered[key] = (shape, parent, keys)
+        else:
+            keys = entry[2]
+        yield from keys
+
+    picker_class.get_possible_keys = get_possible_keys
+
+    serializer_class: Any = serialize.ResponseSerializer
+    serialize_member: Callable[..., None] = serializer_class._serialize_structure_member
+
+    def _serialize_structure_member(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        # A member a plain dict holds under none of its keys is one moto would pick as None and
+        # skip (with no transformer to turn None into something): skipped without asking again.
+        picker = self._value_picker
+        if (
+            type(value) is dict
+            and type(picker) is picker_class
+            and picker.alias_providers is defaults
+            and not picker.response_transformers
+        ):
+            parent = getattr(shape, "parent", None)
+            entry = remembered.get((key, id(shape), id(parent)))
+            if (
+                entry is not None
+                and entry[0] is shape
+                and entry[1] is parent
+                and not any("." in name or name in value for name in entry[2])
+            ):
+                return
+        serialize_member(self, serialized, value, shape, key)
+
+    serializer_class._serialize_structure_member = _serialize_structure_member
 
 
 def _fast_dispatch() -> None:

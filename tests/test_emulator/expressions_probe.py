@@ -15,10 +15,20 @@ os.environ.update(
 )
 import boto3
 from moto import mock_aws
+from moto.core import serialize
 from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
-counts = {"condition": 0, "update": 0}
+counts = {"condition": 0, "update": 0, "picks": 0}
+pick = serialize.ResponseSerializer.get_value
+
+
+def counted_pick(self, value, key, shape):
+    counts["picks"] += 1
+    return pick(self, value, key, shape)
+
+
+serialize.ResponseSerializer.get_value = counted_pick
 parse, make = ConditionExpressionParser.parse, UpdateExpressionParser.make.__func__
 
 
@@ -129,4 +139,52 @@ with mock_aws():
         )["Attributes"]["n"]["N"]
         for _ in range(3)
     ]
+    # Responses moto serializes from plain dicts: every attribute type, projections, misses.
+    item = {
+        "pk": {"S": "all"},
+        "sk": {"N": "1"},
+        "s": {"S": "text"},
+        "n": {"N": "-1.5"},
+        "b": {"B": b"\x00\xffbytes"},
+        "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2"]},
+        "bs": {"BS": [b"x", b"y"]},
+        "m": {"M": {"inner": {"L": [{"S": "x"}, {"NULL": True}, {"BOOL": False}, {"M": {}}]}}},
+        "l": {"L": []},
+        "null": {"NULL": True},
+        "bool": {"BOOL": True},
+    }
+    db.put_item(TableName="t", Item=item)
+    key = {"pk": {"S": "all"}, "sk": {"N": "1"}}
+    counts["picks"] = 0
+    answers = [
+        db.query(
+            TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "all"}}
+        ),
+        db.get_item(TableName="t", Key=key),
+        db.get_item(
+            TableName="t",
+            Key=key,
+            ProjectionExpression="m.inner[0], ns, #b",
+            ExpressionAttributeNames={"#b": "bool"},
+        ),
+        db.get_item(TableName="t", Key={"pk": {"S": "none"}, "sk": {"N": "1"}}),
+        db.batch_get_item(RequestItems={"t": {"Keys": [key]}}),
+        db.scan(TableName="t", FilterExpression="attribute_exists(ss)"),
+        db.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression="SET n = n + :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        ),
+    ]
+    out["picks"] = counts["picks"]
+    for answer in answers:
+        answer.pop("ResponseMetadata")
+    out["answers"] = json.loads(json.dumps(answers, default=repr))
+    table = db.describe_table(TableName="t")["Table"]
+    out["table"] = {
+        k: table[k] for k in ("KeySchema", "AttributeDefinitions", "TableStatus", "ItemCount", "TableName")
+    }
 print(json.dumps(out))
