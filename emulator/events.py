@@ -170,27 +170,13 @@ class EventSourceMapping:
         return ready and not self._stop.is_set()
 
     def _deliver_in_order(self) -> None:
-        pending: list[list[dict[str, Any]] | None] = []  # taken from the queue, not invoked yet
         try:
-            while (messages := pending.pop(0) if pending else self._received.get()) is not None:
-                batches = 1
-                # Batches received back to back share an invocation while they fit in one, as
-                # the records of several polls do on AWS; the order is kept.
-                while len(messages) < self._batch_size and not pending:
-                    try:
-                        following = self._received.get_nowait()
-                    except queue.Empty:
-                        break
-                    if following is None or len(messages) + len(following) > self._batch_size:
-                        pending.append(following)
-                    else:
-                        messages = messages + following
-                        batches += 1
+            while (messages := self._received.get()) is not None:
                 try:
                     self._deliver(messages)
                 finally:
                     with self._settled:
-                        self._outstanding -= batches
+                        self._outstanding -= 1
                         self._settled.notify_all()
         finally:
             self._done.put(None)
