@@ -147,9 +147,8 @@ def lambda_entry(route: str) -> Callable[[F], F]:
                 try:
                     return fn(event, context)
                 except Exception:
-                    ctx = event.get("requestContext") if isinstance(event, Mapping) else None
-                    connection_id = ctx.get("connectionId") if isinstance(ctx, Mapping) else None
-                    log.exception("handler failed", extra={"route": route, "connection_id": connection_id})
+                    # connection_id and the request ids come with the invocation's fields.
+                    log.exception("handler failed", extra={"route": route})
                     return response(500)
 
         return wrapper  # type: ignore[return-value]

@@ -88,6 +88,8 @@ def test_two_invocations_do_not_leak_ids_into_each_other(records: list[logging.L
         ("handler failed", "lambda-2", "apigw-2"),
         ("between invocations", None, None),
     ]
+    failed = next(r for r in records if r.getMessage() == "handler failed")
+    assert (failed.connection_id, failed.route) == ("C2", "$default")  # type: ignore[attr-defined]
 
 
 def test_a_field_the_call_passes_wins(records: list[logging.LogRecord]) -> None:
