@@ -468,7 +468,7 @@ class Store:
                     self._last_seq_hint.pop(deployment_id, None)  # someone else moved the counter
                 elif not known:
                     # TransactionConflict: another transaction holds one of these items right now.
-                    self._wait(_CONFLICT_BACKOFF, attempts)
+                    self._wait(_CONFLICT_BACKOFF, attempts + 1)  # first wait under 10 ms, as before
                 continue
             self._remember_counter(deployment_id, Counter(last + len(chunk), folded_json))
             result.fresh.extend(
