@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from emulator.faults import ShuffleFault
 from handlers import spec
 from handlers.log import get_logger
 
@@ -69,26 +70,36 @@ def failed_ids(result: Any, records: list[dict[str, Any]]) -> set[str]:
     return named
 
 
+#: Batches in flight at once: AWS's starting concurrency for an SQS event source mapping.
+DEFAULT_CONCURRENCY = 5
+
+
 class EventSourceMapping:
-    """Drains the delivery queue into the broadcaster, batch by batch, in the order received.
+    """Drains the delivery queue into the broadcaster, up to ``concurrency`` batches at once.
 
-    One thread receives (long polls of up to ``batch_size`` messages); one
-    thread invokes the broadcaster with them, one batch at a time, in the order
-    they were received; deleting the delivered messages is left to a third, off
-    the invoking path. So a single producer's events are sequenced in the order
-    it emitted them, as on AWS whenever one invocation at a time serves the
-    deployment (with several in flight, AWS orders nothing across batches: see
-    docs/delivery.md).
+    As AWS runs an SQS standard-queue mapping: each invocation gets up to
+    ``batch_size`` messages with no batching window, and up to ``concurrency``
+    invocations run at once (AWS starts at 5), within a deployment and across
+    deployments, finishing in whatever order they finish. Nothing here orders
+    one batch after another; the broadcaster keeps a producer's order (see
+    docs/delivery.md). ``concurrency=1`` gives one invocation at a time, in the
+    order received.
 
-    The receiver runs ahead of the invoker (by up to ``prefetch`` batches) only
-    while the queue is backed up, that is while every receive comes back full.
-    Once a receive comes back short, the queue is drained: the next receive
-    waits until the invoker has finished what it holds, so it takes everything
-    that arrived in the meantime as one batch. Receiving ahead then would only
-    split the same events into smaller batches, each paying the invocation's
-    fixed cost, and make each batch wait behind the ones received before it
-    (at 100 events/s, four batches of six queued ahead held every event
-    about 300 ms before its invocation started).
+    One thread receives; ``concurrency`` threads invoke; deleting what was
+    delivered is left to another thread, off the invoking path. The receiver
+    asks for messages only while an invocation slot is free, and hands what it
+    gets to a free invoker at once: an event reaching an idle queue is invoked
+    as soon as its long poll returns. Being one receiver, it never splits what
+    is waiting on an idle queue between several concurrent polls, and while
+    every slot is busy, whatever arrives waits on the queue to be taken as one
+    batch when a slot frees (receiving it early would only split it into
+    smaller batches, each paying the invocation's fixed cost and waiting
+    behind the others).
+
+    ``shuffle`` (the local stack's fault) delays each invocation by a random
+    0..``max_delay_ms``, drawn when the batch is received, so batches in flight
+    together finish in a shuffled order. Messages sent with ``DelaySeconds``
+    are not received before their delay is over (the queue keeps them).
     """
 
     def __init__(
@@ -99,26 +110,37 @@ class EventSourceMapping:
         region: str,
         invoke: Invoke,
         batch_size: int = spec.DELIVERY.batch_size,
-        prefetch: int = 4,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        shuffle: ShuffleFault | None = None,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self._sqs = sqs
         self._queue_url = queue_url
         self._queue_arn = queue_arn
         self._region = region
         self._invoke = invoke
         self._batch_size = batch_size
-        self._prefetch = max(1, prefetch)
+        self._concurrency = concurrency
+        self._shuffle = shuffle
         self._stop = threading.Event()
         # Batches received and not yet invoked to completion, under ``_settled``.
         self._outstanding = 0
         self._settled = threading.Condition()
-        self._received: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()
+        self._received: queue.Queue[tuple[list[dict[str, Any]], float] | None] = queue.Queue()
         self._done: queue.Queue[list[dict[str, str]] | None] = queue.Queue()
-        self._threads = [
-            threading.Thread(target=self._receive, name="delivery-poller", daemon=True),
-            threading.Thread(target=self._deliver_in_order, name="delivery-invoker", daemon=True),
-            threading.Thread(target=self._delete, name="delivery-deleter", daemon=True),
+        self._receiver = threading.Thread(target=self._receive, name="delivery-poller", daemon=True)
+        self._invokers = [
+            threading.Thread(target=self._invoke_batches, name=f"delivery-invoker-{n}", daemon=True)
+            for n in range(concurrency)
         ]
+        self._deleter = threading.Thread(target=self._delete, name="delivery-deleter", daemon=True)
+        self._threads = [self._receiver, *self._invokers, self._deleter]
+
+    @property
+    def concurrency(self) -> int:
+        """Invocations that may run at once."""
+        return self._concurrency
 
     def start(self) -> None:
         """Start polling."""
@@ -126,17 +148,24 @@ class EventSourceMapping:
             thread.start()
 
     def stop(self) -> None:
-        """Stop after the current poll (at most one second) and the invocation in flight."""
+        """Stop after the current poll (at most one second) and the invocations in flight.
+
+        Batches received but not invoked yet stay on the queue (and come back after
+        its visibility timeout, or go with the backend when the stack stops).
+        """
         self._stop.set()
+        with self._settled:
+            self._settled.notify_all()
         deadline = time.monotonic() + 5
-        for thread in self._threads:
+        for thread in (self._receiver, *self._invokers):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._done.put(None)  # the invokers are done: the deleter finishes what they handed it
+        self._deleter.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _receive(self) -> None:
-        backed_up = False  # the last receive came back full: more is likely waiting
         try:
             while not self._stop.is_set():
-                if not self._may_receive(backed_up):
+                if not self._slot_free():
                     continue
                 try:
                     reply = self._sqs.receive_message(
@@ -152,34 +181,34 @@ class EventSourceMapping:
                     self._stop.wait(1)
                     continue
                 messages = reply.get("Messages", [])
-                backed_up = len(messages) >= self._batch_size
                 if messages:
+                    delay = self._shuffle.delay_seconds() if self._shuffle is not None else 0.0
                     with self._settled:
                         self._outstanding += 1
-                    self._received.put(messages)
+                    self._received.put((messages, delay))
         finally:
-            self._received.put(None)  # tells the invoker to finish
+            for _ in self._invokers:
+                self._received.put(None)  # tells each invoker to finish
 
-    def _may_receive(self, backed_up: bool) -> bool:
-        """Wait (at most half a second) until a receive cannot split what one invocation would take."""
-        limit = self._prefetch if backed_up else 1
+    def _slot_free(self) -> bool:
+        """Wait (at most half a second) for an invocation slot; False when stopping or still busy."""
         with self._settled:
             ready = self._settled.wait_for(
-                lambda: self._outstanding < limit or self._stop.is_set(), timeout=0.5
+                lambda: self._outstanding < self._concurrency or self._stop.is_set(), timeout=0.5
             )
         return ready and not self._stop.is_set()
 
-    def _deliver_in_order(self) -> None:
-        try:
-            while (messages := self._received.get()) is not None:
-                try:
+    def _invoke_batches(self) -> None:
+        while (item := self._received.get()) is not None:
+            messages, delay = item
+            try:
+                # The shuffle fault's wait; a stop ends it and leaves the batch on the queue.
+                if not (delay and self._stop.wait(delay)):
                     self._deliver(messages)
-                finally:
-                    with self._settled:
-                        self._outstanding -= 1
-                        self._settled.notify_all()
-        finally:
-            self._done.put(None)
+            finally:
+                with self._settled:
+                    self._outstanding -= 1
+                    self._settled.notify_all()
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(messages, self._queue_arn, self._region)

@@ -16,14 +16,18 @@ What it reproduces, because our code (and our users' code) depends on it:
   describes, DELETE closes; unknown or closed connections answer 410 Gone.
 - ``$disconnect`` after every close, except for connections made stale.
 
-Known differences: frames from one connection are handled one at a time, in
-order (API Gateway may run them concurrently), and a subprotocol the
-``$connect`` handler returns is sent as-is.
+- One connection's frames are handled concurrently, as API Gateway may: up to
+  ``frames_in_flight`` route invocations at once per connection (further
+  frames wait unread), so a reply may overtake the reply to an earlier frame.
+  ``$disconnect`` runs once the connection's route invocations are done.
+
+Known difference: a subprotocol the ``$connect`` handler returns is sent as-is.
 
 Fault injection (for tests and demos) lives under ``/_cloud-ws/``: make a
 connection stale (posts answer 410, client frames go nowhere, no
-``$disconnect``), close one with a chosen code, drop idle connections now,
-answer 429 to the next N posts.
+``$disconnect``), close one with a chosen code, drop idle connections now;
+the faults that are not about one connection (429s, shuffled delivery) are
+in ``emulator.faults``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.exceptions import ProtocolError
 from websockets.frames import Close
 
+from emulator.faults import FaultRoutes, Faults
 from emulator.lambdas import LambdaRuntime
 from handlers import spec
 from handlers.log import get_logger
@@ -71,6 +76,8 @@ class GatewaySettings:
     idle_timeout_seconds: float = spec.API_GATEWAY_LIMITS.idle_timeout_seconds
     max_connection_seconds: float = spec.API_GATEWAY_LIMITS.max_connection_seconds
     message_bytes: int = spec.API_GATEWAY_LIMITS.message_bytes
+    frames_in_flight: int = 8
+    """Route invocations one connection may have running at once; further frames wait unread."""
 
 
 @dataclass
@@ -97,20 +104,6 @@ class LocalConnection:
     def reachable(self) -> bool:
         """Whether a post can be delivered."""
         return not (self.stale or self.closed)
-
-
-@dataclass
-class Faults:
-    """Switchable failures of the Management API."""
-
-    throttle_remaining: int = 0
-
-    def take_throttle(self) -> bool:
-        """True if this post must answer 429 (and counts it)."""
-        if self.throttle_remaining > 0:
-            self.throttle_remaining -= 1
-            return True
-        return False
 
 
 def close_frame_refusal(code: Any, reason: str) -> str | None:
@@ -162,11 +155,12 @@ class Gateway:
         settings: GatewaySettings,
         lambdas: LambdaRuntime,
         extra_routes: list[BaseRoute] | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.settings = settings
         self.lambdas = lambdas
         self.connections: dict[str, LocalConnection] = {}
-        self.faults = Faults()
+        self.faults = faults if faults is not None else Faults()
         self._extra_routes = extra_routes or []
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -253,39 +247,73 @@ class Gateway:
         return (status if isinstance(status, int) else 500), headers
 
     async def _receive_loop(self, conn: LocalConnection) -> None:
-        while True:
-            message = await conn.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                if conn.close_code is None:
-                    conn.close_code = int(message.get("code") or 1005)
-                    conn.close_reason = str(message.get("reason") or "")
-                return
-            if conn.stale:
-                continue  # API Gateway has forgotten this connection; its frames go nowhere
-            conn.touch()
-            text, data = message.get("text"), message.get("bytes")
-            if text is not None:
-                body, encoded, route_key = text, False, spec.select_route(text)
-            else:
-                body, encoded, route_key = base64.b64encode(data or b"").decode(), True, "$default"
-            event = {
-                "requestContext": self._request_context(
-                    conn.connection_id,
-                    route_key,
-                    "MESSAGE",
-                    messageId=uuid.uuid4().hex[:16],
-                    identity={"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
-                ),
-                "body": body,
-                "isBase64Encoded": encoded,
-            }
-            try:
-                # One frame at a time per connection: replies keep the order the client asked in.
-                await self.lambdas.invoke(spec.route_for(route_key).function, event)
-            except Exception:
-                log.exception(
-                    "route handler raised", extra={"route": route_key, "connection_id": conn.connection_id}
-                )
+        """Route every frame until the client leaves; returns once no route invocation is running.
+
+        As API Gateway may, up to ``frames_in_flight`` frames of one connection
+        are handled at once; the next frame is read only when one finishes, so
+        a client that floods a connection is held back by its own socket.
+        ``$disconnect`` (run by the caller) must not overtake a route invocation
+        of the same connection: on a close the loop waits for them; when it is
+        cancelled (the stack stops) it cancels them and waits for that.
+        """
+        slots = asyncio.Semaphore(max(1, self.settings.frames_in_flight))
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await slots.acquire()
+                try:
+                    message = await conn.websocket.receive()
+                except BaseException:
+                    slots.release()
+                    raise
+                if message["type"] == "websocket.disconnect":
+                    slots.release()
+                    if conn.close_code is None:
+                        conn.close_code = int(message.get("code") or 1005)
+                        conn.close_reason = str(message.get("reason") or "")
+                    break
+                if conn.stale:
+                    slots.release()
+                    continue  # API Gateway has forgotten this connection; its frames go nowhere
+                conn.touch()
+                task = asyncio.create_task(self._route_frame(conn, message))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                task.add_done_callback(lambda _: slots.release())
+        except BaseException:
+            for task in in_flight:
+                task.cancel()
+            raise
+        finally:
+            if in_flight:
+                # A handler already running in a worker thread cannot be stopped; a
+                # cancelled one only stops being awaited, as Lambda's caller would.
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _route_frame(self, conn: LocalConnection, message: Mapping[str, Any]) -> None:
+        """One frame as an API-Gateway-shaped event to its route's handler."""
+        text, data = message.get("text"), message.get("bytes")
+        if text is not None:
+            body, encoded, route_key = text, False, spec.select_route(text)
+        else:
+            body, encoded, route_key = base64.b64encode(data or b"").decode(), True, "$default"
+        event = {
+            "requestContext": self._request_context(
+                conn.connection_id,
+                route_key,
+                "MESSAGE",
+                messageId=uuid.uuid4().hex[:16],
+                identity={"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            ),
+            "body": body,
+            "isBase64Encoded": encoded,
+        }
+        try:
+            await self.lambdas.invoke(spec.route_for(route_key).function, event)
+        except Exception:
+            log.exception(
+                "route handler raised", extra={"route": route_key, "connection_id": conn.connection_id}
+            )
 
     async def _run_disconnect(self, conn: LocalConnection, identity: Mapping[str, str]) -> None:
         event = {
@@ -431,15 +459,6 @@ class Gateway:
             return JSONResponse({"error": "idle_seconds must be a non-negative number"}, status_code=400)
         return JSONResponse({"closed": await self.sweep(idle_seconds=float(idle))})
 
-    async def throttle(self, request: Request) -> Response:
-        """``POST /_cloud-ws/faults/throttle`` ``{"count": 5}``: the next posts answer 429."""
-        body = await _json_body(request)
-        count = body.get("count", 1)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            return JSONResponse({"error": "count must be a non-negative integer"}, status_code=400)
-        self.faults.throttle_remaining = count
-        return JSONResponse({"throttle_remaining": count})
-
     # -- the app ---------------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
@@ -456,7 +475,7 @@ class Gateway:
             Route(f"{control}/connections/{{connection_id}}/stale", self.make_stale, methods=["POST"]),
             Route(f"{control}/connections/{{connection_id}}/close", self.close_connection, methods=["POST"]),
             Route(f"{control}/faults/drop-idle", self.drop_idle, methods=["POST"]),
-            Route(f"{control}/faults/throttle", self.throttle, methods=["POST"]),
+            *FaultRoutes(self.faults).routes(f"{control}/faults"),
             *self._extra_routes,
         ]
 

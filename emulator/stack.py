@@ -39,7 +39,8 @@ from emulator.backend import (
     ensure_user,
     id_token,
 )
-from emulator.events import EventSourceMapping
+from emulator.events import DEFAULT_CONCURRENCY, EventSourceMapping
+from emulator.faults import Faults, ShuffleFault, shuffle_refusal
 from emulator.gateway import Gateway, GatewaySettings, RefusedHandshakeFilter
 from emulator.graphql import GraphQLApi, GraphQLSettings, graphql_routes
 from emulator.lambda_api import LambdaApi
@@ -75,6 +76,10 @@ class LocalSettings:
     idle_timeout_seconds: float = spec.API_GATEWAY_LIMITS.idle_timeout_seconds
     max_connection_seconds: float = spec.API_GATEWAY_LIMITS.max_connection_seconds
     lambda_concurrency: int = 32
+    delivery_concurrency: int = DEFAULT_CONCURRENCY
+    """Batches the delivery mapping invokes at once, as AWS's mapping does (it starts at 5)."""
+    shuffle_max_delay_ms: float = 0
+    """The shuffle fault at start-up: each delivery invocation first waits a random 0..N ms (0: off)."""
     log_level: str = "WARNING"
 
 
@@ -121,6 +126,14 @@ def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo
         names.LOG_LEVEL: settings.log_level,
         names.APPSYNC_GRAPHQL_URL: f"http://{settings.host}:{port}/graphql",
     }
+
+
+def _check_settings(settings: LocalSettings) -> None:
+    if settings.delivery_concurrency < 1:
+        raise LocalStackError("the delivery concurrency must be at least 1")
+    refusal = shuffle_refusal(settings.shuffle_max_delay_ms)
+    if refusal is not None:
+        raise LocalStackError(f"the shuffle fault: {refusal}")
 
 
 def _check_outputs_writable(path: Path) -> None:
@@ -212,6 +225,7 @@ class LocalStack:
         import uvicorn  # noqa: PLC0415 - heavy; only the local stack needs it
 
         settings = self.settings
+        _check_settings(settings)
         _check_outputs_writable(settings.outputs)
         sock = _bind(settings.host, settings.port)
         port = sock.getsockname()[1]
@@ -234,6 +248,7 @@ class LocalStack:
             logging.getLogger("uvicorn.error").addFilter(RefusedHandshakeFilter())
             reset_runtime()
             lambdas = LambdaRuntime(settings.lambda_concurrency)
+            faults = Faults(shuffle=ShuffleFault(settings.shuffle_max_delay_ms))
             gateway = Gateway(
                 GatewaySettings(
                     stage=settings.stage,
@@ -243,6 +258,7 @@ class LocalStack:
                 ),
                 lambdas,
                 extra_routes=[*LambdaApi(lambdas).routes(), *self._extra_routes()],
+                faults=faults,
             )
             pump = EventSourceMapping(
                 client("sqs", endpoint, info.region),
@@ -250,6 +266,8 @@ class LocalStack:
                 info.queue_arn,
                 info.region,
                 lambda event: lambdas.invoke_sync(spec.BROADCASTER.function, event) if lambdas else None,
+                concurrency=settings.delivery_concurrency,
+                shuffle=faults.shuffle,
             )
             limits = spec.API_GATEWAY_LIMITS
             config = uvicorn.Config(

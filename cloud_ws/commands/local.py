@@ -28,12 +28,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-duration", type=float, default=7200.0, help="seconds before any connection closes"
     )
+    parser.add_argument(
+        "--delivery-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="batches the delivery queue's mapping invokes at once, as AWS's mapping does (default: 5)",
+    )
+    parser.add_argument(
+        "--shuffle-ms",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="start with the shuffle fault on: each delivery invocation first waits a random 0..N ms "
+        "(default: 0, off; POST /_cloud-ws/faults/shuffle changes it)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler invocation")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run in the foreground until Ctrl-C."""
-    from emulator.stack import LocalSettings  # noqa: PLC0415 - heavy imports only for this command
+    from emulator.faults import shuffle_refusal  # noqa: PLC0415 - heavy imports only for this command
+    from emulator.stack import LocalSettings  # noqa: PLC0415
     from emulator.stack import run as run_stack  # noqa: PLC0415
 
     for name in ("port", "aws_port"):
@@ -41,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not 0 <= value <= 65535:
             print(f"cloud-ws local: --{name.replace('_', '-')} must be between 0 and 65535", flush=True)
             return 2
+    if args.delivery_concurrency is not None and args.delivery_concurrency < 1:
+        print("cloud-ws local: --delivery-concurrency must be at least 1", flush=True)
+        return 2
+    refusal = shuffle_refusal(args.shuffle_ms)
+    if refusal is not None:
+        print(f"cloud-ws local: --shuffle-ms: {refusal}", flush=True)
+        return 2
     settings = LocalSettings(
         host=args.host,
         port=args.port,
@@ -50,5 +73,8 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout_seconds=args.idle_timeout,
         max_connection_seconds=args.max_duration,
         log_level="INFO" if args.verbose else "WARNING",
+        shuffle_max_delay_ms=args.shuffle_ms,
     )
+    if args.delivery_concurrency is not None:
+        settings.delivery_concurrency = args.delivery_concurrency
     return run_stack(settings)
