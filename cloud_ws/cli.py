@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "monitor": "monitor",
     "list": "list_deployments",
+    "pulumi": "pulumi_wrapper",
 }
 
 HELP: dict[str, str] = {
@@ -28,17 +29,29 @@ HELP: dict[str, str] = {
     "demo": "play a demo deployment",
     "monitor": "watch a deployment live (--json, --until-complete for CI)",
     "list": "recent deployments you may watch, newest first (--json for scripts)",
+    "pulumi": "run pulumi (cloud-ws pulumi -- up ...) and report its update as a deployment",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand's options."""
     parser = argparse.ArgumentParser(prog="cloud-ws", description="Real-time deployment monitoring.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         command = importlib.import_module(f"cloud_ws.commands.{module}")
         command.add_arguments(sub.add_parser(name, help=HELP[name], description=HELP[name]))
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version (the source tree's, when run from a checkout)."""
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("cloud-ws")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,9 @@ failures (with their diagnostic messages) and result (duration, resource
 count) reach the dashboard with no other code.
 
 Pulumi is *not* imported here: the plugin installs without it, and the engine
-events are read by attribute, as ``pulumi.automation.events`` defines them.
+events are read by attribute, as ``pulumi.automation.events`` defines them
+(:mod:`plugin.eventlog` gives the same attributes to the lines of a plain
+``pulumi up --event-log FILE``, which ``cloud-ws pulumi`` tails).
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ if TYPE_CHECKING:
         ResOutputsEvent,
         StdoutEngineEvent,
         SummaryEvent,
+    )
+
+    from plugin.eventlog import (
+        Diagnostic,
+        LoggedEngineEvent,
+        PolicyViolation,
+        ResourceFailure,
+        ResourceStep,
+        StdoutMessage,
+        Summary,
     )
 
 log = logging.getLogger("cloud_ws.plugin")
@@ -109,13 +121,45 @@ class AutomationAdapter:
         """True once a terminal stack event (deployed or failed) was sent."""
         return self._finished
 
-    def __call__(self, event: EngineEvent) -> None:
+    @property
+    def error_message(self) -> str | None:
+        """Why the stack failed, as its ``stack.failed`` says it (None while nothing failed)."""
+        with self._lock:
+            return self._error_message() if self._failed_urns or self._errors else None
+
+    def __call__(self, event: EngineEvent | LoggedEngineEvent) -> None:
         """Handle one engine event; never raises."""
         try:
             with self._lock:
                 self._handle(event)
         except Exception as exc:  # noqa: BLE001 - raising would kill Pulumi's event thread
             self._error_log.warning("cannot map a Pulumi engine event: %s: %s", type(exc).__name__, exc)
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Send ``stack.cancelled`` if no terminal stack event was sent yet; never raises.
+
+        For an update that was interrupted (Ctrl-C, a CI job cancelled) before
+        the engine's summary: the stack neither deployed nor failed.
+        """
+        try:
+            with self._lock:
+                if self._finished:
+                    return
+                self._ensure_started()
+                self._finished = True
+                duration = None if self._started_at is None else self._clock() - self._started_at
+                data = {
+                    "stack_name": self.stack_name,
+                    "environment": self.environment or self.hooks.environment,
+                    "layer": self.layer,
+                    "error_message": reason,
+                    "duration_seconds": None if duration is None else round(duration, 3),
+                }
+                self.hooks.emit(
+                    "stack.cancelled", self.deployment_id, {k: v for k, v in data.items() if v is not None}
+                )
+        except Exception as exc:  # noqa: BLE001 - called from the orchestrator's finally
+            self._error_log.warning("cannot cancel the Pulumi stack event: %s: %s", type(exc).__name__, exc)
 
     def finish(self, error: BaseException | str | None = None) -> None:
         """Send the stack's terminal event if the engine's summary never came; never raises.
@@ -135,7 +179,7 @@ class AutomationAdapter:
 
     # -- mapping --------------------------------------------------------------------
 
-    def _handle(self, event: EngineEvent) -> None:
+    def _handle(self, event: EngineEvent | LoggedEngineEvent) -> None:
         # Anything the engine says about this update means the stack is under way,
         # except a preview's planned steps and the closing cancel event.
         resource = event.resource_pre_event or event.res_outputs_event
@@ -164,12 +208,12 @@ class AutomationAdapter:
             self._started_at = self._clock()
             self.hooks.stack_started(self.deployment_id, self.stack_name, **self._where())
 
-    def _resource_pre(self, event: ResourcePreEvent) -> None:
+    def _resource_pre(self, event: ResourcePreEvent | ResourceStep) -> None:
         if event.planning:
             return
         self._in_progress.add(event.metadata.urn)
 
-    def _resource_done(self, event: ResOutputsEvent) -> None:
+    def _resource_done(self, event: ResOutputsEvent | ResourceStep) -> None:
         if event.planning:
             return
         self._in_progress.discard(event.metadata.urn)
@@ -190,12 +234,12 @@ class AutomationAdapter:
             **self._where(),
         )
 
-    def _resource_failed(self, event: ResOpFailedEvent) -> None:
+    def _resource_failed(self, event: ResOpFailedEvent | ResourceFailure) -> None:
         urn = event.metadata.urn
         self._in_progress.discard(urn)
         self._failed_urns.append(urn)
 
-    def _diagnostic(self, event: DiagnosticEvent) -> None:
+    def _diagnostic(self, event: DiagnosticEvent | Diagnostic) -> None:
         if event.ephemeral:
             return  # progress-display chatter, not meant to be kept
         message = _clean(event.message)
@@ -216,7 +260,7 @@ class AutomationAdapter:
             **extra,
         )
 
-    def _stdout(self, event: StdoutEngineEvent) -> None:
+    def _stdout(self, event: StdoutEngineEvent | StdoutMessage) -> None:
         message = _clean(event.message)
         if message:
             self.hooks.log(
@@ -227,7 +271,7 @@ class AutomationAdapter:
                 environment=self.environment,
             )
 
-    def _policy(self, event: PolicyEvent) -> None:
+    def _policy(self, event: PolicyEvent | PolicyViolation) -> None:
         level = "error" if event.enforcement_level == "mandatory" else "warning"
         message = f"policy {event.policy_pack_name}/{event.policy_name}: {_clean(event.message)}"
         if level == "error":
@@ -236,7 +280,7 @@ class AutomationAdapter:
             self.deployment_id, message, level=level, stack_name=self.stack_name, environment=self.environment
         )
 
-    def _summary(self, event: SummaryEvent) -> None:
+    def _summary(self, event: SummaryEvent | Summary) -> None:
         if self._finished:
             return
         changes = {_op(op): int(count) for op, count in (event.resource_changes or {}).items()}
