@@ -10,7 +10,6 @@ failure, dead-lettered after repeated failures.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config as BotoConfig
 
+from emulator.moto_process import bind_reusable
 from handlers import spec
 
 if TYPE_CHECKING:
@@ -73,12 +73,17 @@ def client(service: str, endpoint: str, region: str, **config: Any) -> Any:
 
 
 def port_is_free(host: str, port: int) -> bool:
-    """True when ``host:port`` can be bound (moto's server would hang on a taken port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
+    """True when ``host:port`` can be bound as the backend binds it (moto would hang on a taken port).
+
+    With ``SO_REUSEADDR``, as the backend's server binds: a port left with
+    only TIME-WAIT connections by a stack stopped a moment ago is free, one
+    something listens on is not.
+    """
+    try:
+        probe = bind_reusable(host, port)
+    except OSError:
+        return False
+    probe.close()
     return True
 
 

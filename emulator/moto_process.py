@@ -27,6 +27,7 @@ import argparse
 import gc
 import json
 import logging
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -34,6 +35,24 @@ from typing import Any
 
 #: Threads serving requests: the handlers' pools and the pollers keep about this many open.
 SERVER_THREADS = 32
+
+
+def bind_reusable(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEADDR``; ``OSError`` when the port is taken.
+
+    With ``SO_REUSEADDR`` a port whose only sockets are in TIME-WAIT (the
+    connections of a stack stopped a moment ago, kept for about a minute) can
+    be bound again, while a port something still listens on cannot: restarting
+    the stack right after Ctrl-C works, and two stacks still cannot share a port.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def freezing_after_first_requests(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
@@ -70,8 +89,8 @@ def main() -> None:
     logging.getLogger("waitress").setLevel(logging.ERROR)  # no line per request or per queue depth
     server = waitress.create_server(
         freezing_after_first_requests(DomainDispatcherApplication(create_backend_app)),
-        host=args.host,
-        port=args.port,
+        # Bound here, not by waitress, so the port is reusable in TIME-WAIT by our own rule.
+        sockets=[bind_reusable(args.host, args.port)],
         threads=SERVER_THREADS,
         connection_limit=1000,
         channel_timeout=120,
