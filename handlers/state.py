@@ -1,36 +1,47 @@
 """A deployment's current state, folded from its events: what ``deployment.snapshot`` carries.
 
-The broadcaster folds every event into the state in the same transaction that
-gives it its ``seq``, so a subscriber gets the whole picture at once instead
-of replaying thousands of log lines. The rules are the project's, written
-down once as data in ``conformance/state.json`` and run by every
-implementation (this reducer, the Python client's ``DeploymentState``, the
-TypeScript client's and the dashboard's model):
+The broadcaster folds every event into the state once it has its ``seq``, so
+a subscriber gets the whole picture at once instead of replaying thousands of
+log lines. The rules are the project's, written down once as data in
+``conformance/state.json`` and run by every implementation (this reducer,
+the Python client's ``DeploymentState``, the TypeScript client's and the
+dashboard's model):
 
-- **Order.** Events are folded in ``seq`` order, but ``seq`` order is not
-  always the order things happened in (transport order is best effort), so
-  each field remembers the *key* of the event that set it: the producer's
-  ``timestamp`` (epoch milliseconds; a missing or unreadable one sorts first),
-  then ``seq``. A field only takes a value from an event with a newer key.
-- **Status ranks.** A status only moves forward: ``pending`` < ``deploying``
-  < the terminal ones (``succeeded``, ``failed``, ``cancelled``) for the
-  deployment, ``pending`` < ``deploying`` < ``deployed`` / ``failed`` /
-  ``cancelled`` for a stack; between two of the same rank the newer key wins.
-  A ``stack.progress`` stamped after a ``stack.failed`` leaves it failed.
+- **Order.** Events are folded in ``seq`` order, and the later event wins.
+  ``seq`` order is the producer's emission order (the server guarantees it),
+  while a producer's ``timestamp`` is only a claim (the server clamps it), so
+  the timestamp orders nothing: two lines in the same millisecond stay in
+  ``seq`` order and an event stamped 2099 freezes nothing. An event whose
+  ``seq`` is at or below the last one folded is a duplicate and is ignored.
+- **Status ranks.** Within an attempt a status only moves forward:
+  ``pending`` < ``deploying`` < the terminal ones (``succeeded``, ``failed``,
+  ``cancelled``) for the deployment, ``pending`` < ``deploying`` <
+  ``deployed`` / ``failed`` / ``cancelled`` for a stack; between two of the
+  same rank the later one wins. A ``stack.progress`` after a ``stack.failed``
+  leaves it failed.
 - **Attempts.** The first event starts attempt 1. A non-terminal
-  ``deployment.status`` newer than a terminal one starts attempt ``n + 1``:
-  its stacks, ``current_layer``, ``log_counts`` and ``recent_logs`` start
-  afresh (``total_layers`` is kept unless the status names it). An event
-  older than the running attempt's start belongs to an earlier attempt and
-  changes nothing but ``updated_at``.
+  ``deployment.status`` after a terminal one starts attempt ``n + 1``: its
+  stacks, ``current_layer``, ``log_counts`` and ``recent_logs`` start afresh
+  (``total_layers`` is kept unless the status names it).
+- **Dates.** ``updated_at`` is the timestamp of the latest event that has
+  one, ``started_at`` that of the attempt's first event (or the first of the
+  attempt that has one), as given: the server has already clamped them.
 - **Layers.** A status without ``current_layer`` / ``total_layers`` keeps the
   last known values.
 - **Logs.** ``log_counts`` counts the attempt's ``log.created`` per level;
-  ``recent_logs`` keeps its latest :data:`RECENT_LOGS` by key, oldest first,
-  each message cut to :data:`LOG_MESSAGE_CHARS` characters (the state lives in
-  one DynamoDB item).
+  ``recent_logs`` keeps its latest :data:`RECENT_LOGS`, in ``seq`` order,
+  oldest first.
 - **Other types** (any ``domain.verb``) only move ``updated_at`` and
   ``environment``.
+- **Bounds.** Whatever producers send, a snapshot fits in one API Gateway
+  message (128 KB): every text is cut to a size in bytes of its JSON
+  encoding (:func:`cut`), an attempt keeps at most :data:`MAX_STACKS` stacks
+  (events about further ones are counted in ``dropped_stack_events``) and
+  ``log_counts`` at most :data:`MAX_LOG_LEVELS` levels besides
+  :data:`OTHER_LEVEL`, which counts the rest. Numbers outside JSON's safe
+  integer range (or not finite) are ignored, so every implementation reads
+  them alike. The arithmetic is in ``docs/protocol.md`` ("Limits of the
+  snapshot") and a test builds the worst case.
 
 Pure functions over JSON-shaped dictionaries; no I/O.
 """
@@ -39,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -55,16 +67,48 @@ STACK_STATUS = {
     "stack.failed": "failed",
     "stack.cancelled": "cancelled",
 }
-#: Stack fields copied from a stack event's data when present (newest key wins).
-_STACK_FIELDS = ("layer", "environment", "resource_count", "duration_seconds", "error_message")
 
+# The limits, the same numbers as conformance/state.json's "limits" (a test holds them equal).
+#: Log lines ``recent_logs`` keeps: the attempt's latest.
 RECENT_LOGS = 50
+#: Largest log message in ``recent_logs``, in bytes of its JSON encoding (so at most as many characters).
 LOG_MESSAGE_CHARS = 500
+#: Largest stack ``error_message``, in bytes of its JSON encoding.
+ERROR_MESSAGE_BYTES = 1_000
+#: Largest stack name (a ``stacks`` key, a log line's ``stack_name``), in bytes of its JSON encoding.
+STACK_NAME_BYTES = 128
+#: Largest ``environment``, in bytes of its JSON encoding.
+ENVIRONMENT_BYTES = 64
+#: Largest log level (a ``log_counts`` key, a log line's ``level``), in bytes of its JSON encoding.
+LEVEL_BYTES = 32
+#: Largest ``started_at`` / ``updated_at`` / log line ``timestamp`` (a clamped ISO 8601 time is about 30).
+TIMESTAMP_BYTES = 64
+#: Stacks an attempt keeps; events about further stack names are counted in ``dropped_stack_events``.
+MAX_STACKS = 50
+#: Distinct levels ``log_counts`` keeps besides :data:`OTHER_LEVEL`.
+MAX_LOG_LEVELS = 8
+#: The ``log_counts`` key that counts the lines of every level beyond :data:`MAX_LOG_LEVELS`.
+OTHER_LEVEL = "other"
+#: API Gateway's limit on one WebSocket message: a snapshot must stay under it.
+SNAPSHOT_BYTES = 128 * 1024
+#: Largest integer every implementation reads exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``).
+MAX_SAFE_INTEGER = 2**53 - 1
 
-Key = list[Any]
-"""``[epoch_ms | None, seq]``, stored as JSON; ``None`` sorts before any time."""
-
-_NEVER: Key = [None, -1]
+#: The fields a snapshot carries, in order (the stored form has ``seq`` besides).
+PUBLIC_FIELDS = (
+    "status",
+    "attempt",
+    "current_layer",
+    "total_layers",
+    "started_at",
+    "updated_at",
+    "environment",
+    "stacks",
+    "dropped_stack_events",
+    "log_counts",
+    "recent_logs",
+)
+_STACK_FIELDS = ("status", "layer", "environment", "resource_count", "duration_seconds", "error_message")
 
 
 def initial() -> dict[str, Any]:
@@ -78,19 +122,33 @@ def initial() -> dict[str, Any]:
         "updated_at": None,
         "environment": None,
         "stacks": {},
+        "dropped_stack_events": 0,
         "log_counts": {},
         "recent_logs": [],
-        "_keys": {},
+        "seq": 0,
     }
 
 
 def public(state: Mapping[str, Any]) -> dict[str, Any]:
-    """What a snapshot sends: the state without the keys that order its fields."""
-    result = {name: value for name, value in state.items() if name != "_keys"}
+    """What a snapshot sends as ``data``: the state without ``seq`` (the message carries it)."""
+    base = initial()
+    result = {name: copy.deepcopy(state.get(name, base[name])) for name in PUBLIC_FIELDS}
     result["stacks"] = {
-        name: {field: value for field, value in stack.items() if field != "_keys"}
-        for name, stack in state.get("stacks", {}).items()
+        name: {field: stack.get(field) for field in _STACK_FIELDS} for name, stack in result["stacks"].items()
     }
+    return result
+
+
+def head(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The deployment-level part of the state: ``stacks``, ``log_counts`` and ``recent_logs`` emptied.
+
+    Small whatever the deployment's size (status, attempt, layers, dates,
+    environment, ``seq``), for the counter item. No deployment-level field
+    depends on stacks or logs, so folding further events into ``head(s)``
+    gives the same deployment-level fields as folding them into ``s``.
+    """
+    result = {name: copy.deepcopy(value) for name, value in state.items()}
+    result.update(stacks={}, dropped_stack_events=0, log_counts={}, recent_logs=[])
     return result
 
 
@@ -100,14 +158,22 @@ def dumps(state: Mapping[str, Any]) -> str:
 
 
 def loads(stored: str | None) -> dict[str, Any]:
-    """A stored state, or :func:`initial` when there is none (or it cannot be read)."""
+    """A stored state, or :func:`initial` when there is none (or it cannot be read).
+
+    A state stored before fields were ordered by ``seq`` alone carries ``_keys``
+    (each field's ``[time, seq]``) and no ``seq``: the keys are dropped, and
+    every field is brought within the limits, so an old state cannot make an
+    oversized snapshot either.
+    """
     if not stored:
         return initial()
     try:
-        state = json.loads(stored)
+        raw = json.loads(stored)
     except ValueError:
         return initial()
-    return state if isinstance(state, dict) and "_keys" in state else initial()
+    if not isinstance(raw, dict) or _count(raw.get("attempt")) is None:
+        return initial()
+    return _bounded(raw)
 
 
 def epoch_ms(timestamp: Any) -> int | None:
@@ -125,157 +191,253 @@ def epoch_ms(timestamp: Any) -> int | None:
     return int(parsed.timestamp() * 1000)
 
 
-def _newer(key: Key, than: Key | None) -> bool:
-    """Whether ``key`` orders after ``than`` (a missing time sorts first)."""
-    than = than or _NEVER
-    a = -1 if key[0] is None else key[0]
-    b = -1 if than[0] is None else than[0]
-    return (a, key[1]) > (b, than[1])
+# -- values ------------------------------------------------------------------------------------
 
 
-def _set(target: dict[str, Any], name: str, value: Any, key: Key) -> None:
-    """Set ``target[name]`` if ``value`` is known and ``key`` is newer than the one that set it."""
-    keys = target.setdefault("_keys", {})
-    if value is not None and _newer(key, keys.get(name)):
-        target[name] = value
-        keys[name] = key
+def _char_bytes(code: int) -> int:
+    """Bytes one code point takes in compact JSON written as UTF-8 (non-ASCII unescaped)."""
+    if code in (0x22, 0x5C, 0x08, 0x09, 0x0A, 0x0C, 0x0D):
+        return 2  # \" \\ \b \t \n \f \r
+    if code < 0x20:
+        return 6  # \u00XX
+    if code < 0x80:
+        return 1
+    if code < 0x800:
+        return 2
+    return 3 if code < 0x10000 else 4
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of JSON (UTF-8, quotes not counted), at a character boundary.
+
+    A lone surrogate (which JSON can carry as an escape, but UTF-8 cannot
+    encode) becomes U+FFFD, so whatever is stored can always be sent.
+    """
+    if len(text) * 6 <= limit and not any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        return text  # short enough whatever the characters
+    kept: list[str] = []
+    size = 0
+    for char in text:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            char, code = "\ufffd", 0xFFFD
+        size += _char_bytes(code)
+        if size > limit:
+            break
+        kept.append(char)
+    return "".join(kept)
 
 
-def _number(value: Any) -> int | float | None:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _text(value: Any, limit: int) -> str | None:
+    """A non-empty string cut to ``limit`` bytes, else None."""
+    return cut(value, limit) or None if isinstance(value, str) and value else None
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _count(value: Any) -> int | None:
+    """An integer from 0 to :data:`MAX_SAFE_INTEGER`, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INTEGER:
+        return value
+    return None
 
 
-def _new_attempt(state: dict[str, Any], key: Key, timestamp: str | None) -> None:
-    state["attempt"] += 1
-    state["status"] = "pending"
-    state["current_layer"] = None
-    state["stacks"] = {}
-    state["log_counts"] = {}
-    state["recent_logs"] = []
-    state["started_at"] = timestamp
-    keys = state["_keys"]
-    for name in ("status", "current_layer", "started_at"):
-        keys.pop(name, None)
-    keys["attempt"] = key
-    if timestamp is not None:
-        keys["started_at"] = key
+def _seconds(value: Any) -> int | float | None:
+    """A finite number of seconds, at least 0 (an integer within the safe range), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        return _count(value)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+# -- folding -----------------------------------------------------------------------------------
 
 
 def fold(state: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The state after these events (wire messages with ``type``, ``seq``, ``data``, ``timestamp``).
 
-    Give them in ``seq`` order, each ``seq`` once; ``state`` itself is not modified.
+    Events are taken in the order given; one whose ``seq`` is at or below the
+    last folded is a duplicate and changes nothing. ``state`` itself is not
+    modified.
     """
     result = copy.deepcopy(dict(state))
+    result.pop("_keys", None)
+    for name, value in initial().items():
+        result.setdefault(name, value)
     for message in messages:
         _fold_one(result, message)
     return result
 
 
 def _fold_one(result: dict[str, Any], message: Mapping[str, Any]) -> None:
-    seq = message.get("seq")
-    if not _is_int(seq):
+    seq = _count(message.get("seq"))
+    if seq is None or seq <= result["seq"]:
         return
+    result["seq"] = seq
     kind = message.get("type")
-    data = message.get("data") if isinstance(message.get("data"), Mapping) else {}
-    assert isinstance(data, Mapping)
-    timestamp = _text(message.get("timestamp"))
-    key: Key = [epoch_ms(timestamp), seq]
-    keys = result.setdefault("_keys", {})
+    raw = message.get("data")
+    data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    timestamp = _text(message.get("timestamp"), TIMESTAMP_BYTES)
+    if timestamp is not None:
+        result["updated_at"] = timestamp
 
-    if timestamp is not None and _newer(key, keys.get("updated_at")):
-        result["updated_at"], keys["updated_at"] = timestamp, key
-
-    status = data.get("status") if kind == "deployment.status" else None
+    raw_status = data.get("status") if kind == "deployment.status" else None
+    status = raw_status if isinstance(raw_status, str) and raw_status in _DEPLOYMENT_RANK else None
     if result["attempt"] == 0 or (
-        status in _DEPLOYMENT_RANK
-        and status not in TERMINAL
-        and result["status"] in TERMINAL
-        and _newer(key, keys.get("status"))
+        status is not None and status not in TERMINAL and result["status"] in TERMINAL
     ):
-        _new_attempt(result, key, timestamp)
-    elif result["attempt"] > 1 and _newer(keys["attempt"], key):
-        return  # an earlier attempt's event, arriving late
-
-    if timestamp is not None and (result["started_at"] is None or _newer(keys["started_at"], key)):
-        result["started_at"], keys["started_at"] = timestamp, key
-    _set(result, "environment", _text(data.get("environment")), key)
+        _new_attempt(result, timestamp)
+    if result["started_at"] is None:
+        result["started_at"] = timestamp
+    environment = _text(data.get("environment"), ENVIRONMENT_BYTES)
+    if environment is not None:
+        result["environment"] = environment
 
     if kind == "deployment.status":
-        if status in _DEPLOYMENT_RANK:
-            rank, current = _DEPLOYMENT_RANK[status], _DEPLOYMENT_RANK[result["status"]]
-            if rank > current or (rank == current and _newer(key, keys.get("status"))):
-                result["status"], keys["status"] = status, key
-        layer, total = data.get("current_layer"), data.get("total_layers")
-        _set(result, "current_layer", layer if _is_int(layer) else None, key)
-        _set(result, "total_layers", total if _is_int(total) else None, key)
+        if status is not None and _DEPLOYMENT_RANK[status] >= _DEPLOYMENT_RANK[result["status"]]:
+            result["status"] = status
+        for field in ("current_layer", "total_layers"):
+            value = _count(data.get(field))
+            if value is not None:
+                result[field] = value
     elif isinstance(kind, str) and kind in STACK_STATUS:
-        _fold_stack(result, kind, data, key)
+        _fold_stack(result, kind, data)
     elif kind == "log.created":
-        _fold_log(result, data, key, timestamp)
+        _fold_log(result, data, seq, timestamp)
 
 
-def _fold_stack(state: dict[str, Any], kind: str, data: Mapping[str, Any], key: Key) -> None:
-    name = _text(data.get("stack_name"))
+def _new_attempt(state: dict[str, Any], timestamp: str | None) -> None:
+    state.update(
+        attempt=state["attempt"] + 1,
+        status="pending",
+        current_layer=None,
+        started_at=timestamp,
+        stacks={},
+        dropped_stack_events=0,
+        log_counts={},
+        recent_logs=[],
+    )
+
+
+def _fold_stack(state: dict[str, Any], kind: str, data: Mapping[str, Any]) -> None:
+    name = _text(data.get("stack_name"), STACK_NAME_BYTES)
     if name is None:
         return
-    stack = state["stacks"].setdefault(
-        name,
-        {
-            "status": "pending",
-            "layer": None,
-            "environment": None,
-            "resource_count": None,
-            "duration_seconds": None,
-            "error_message": None,
-            "_keys": {},
-        },
-    )
+    stacks: dict[str, dict[str, Any]] = state["stacks"]
+    stack = stacks.get(name)
+    if stack is None:
+        if len(stacks) >= MAX_STACKS:
+            state["dropped_stack_events"] += 1
+            return
+        stack = stacks[name] = dict.fromkeys(_STACK_FIELDS)
+        stack["status"] = "pending"
     status = STACK_STATUS[kind]
-    rank, current = _STACK_RANK[status], _STACK_RANK[stack["status"]]
-    if rank > current or (rank == current and _newer(key, stack["_keys"].get("status"))):
-        stack["status"], stack["_keys"]["status"] = status, key
+    if _STACK_RANK[status] >= _STACK_RANK[stack["status"]]:
+        stack["status"] = status
     values = {
-        "layer": data.get("layer") if _is_int(data.get("layer")) else None,
-        "environment": _text(data.get("environment")),
-        "resource_count": data.get("resource_count") if _is_int(data.get("resource_count")) else None,
-        "duration_seconds": _number(data.get("duration_seconds")),
-        "error_message": _text(data.get("error_message")),
+        "layer": _count(data.get("layer")),
+        "environment": _text(data.get("environment"), ENVIRONMENT_BYTES),
+        "resource_count": _count(data.get("resource_count")),
+        "duration_seconds": _seconds(data.get("duration_seconds")),
+        "error_message": _text(data.get("error_message"), ERROR_MESSAGE_BYTES),
     }
-    for field in _STACK_FIELDS:
-        _set(stack, field, values[field], key)
+    for field, value in values.items():
+        if value is not None:
+            stack[field] = value
 
 
-def _fold_log(state: dict[str, Any], data: Mapping[str, Any], key: Key, timestamp: str | None) -> None:
-    level = _text(data.get("level")) or "info"
-    counts = state["log_counts"]
-    counts[level] = counts.get(level, 0) + 1
+def _fold_log(state: dict[str, Any], data: Mapping[str, Any], seq: int, timestamp: str | None) -> None:
+    level = _text(data.get("level"), LEVEL_BYTES) or "info"
+    counts: dict[str, int] = state["log_counts"]
+    counted = level
+    if (
+        level not in counts
+        and level != OTHER_LEVEL
+        and sum(key != OTHER_LEVEL for key in counts) >= MAX_LOG_LEVELS
+    ):
+        counted = OTHER_LEVEL
+    counts[counted] = counts.get(counted, 0) + 1
     message = data.get("message")
-    line = {
-        "level": level,
-        "message": (message if isinstance(message, str) else "")[:LOG_MESSAGE_CHARS],
-        "stack_name": _text(data.get("stack_name")),
-        "seq": key[1],
-        "timestamp": timestamp,
-    }
     logs: list[dict[str, Any]] = state["recent_logs"]
-    position = len(logs)
-    while position > 0 and _newer(_log_key(logs[position - 1]), key):
-        position -= 1
-    logs.insert(position, line)
+    logs.append(
+        {
+            "level": level,
+            "message": cut(message, LOG_MESSAGE_CHARS) if isinstance(message, str) else "",
+            "stack_name": _text(data.get("stack_name"), STACK_NAME_BYTES),
+            "seq": seq,
+            "timestamp": timestamp,
+        }
+    )
     del logs[:-RECENT_LOGS]
 
 
-def _log_key(line: Mapping[str, Any]) -> Key:
-    return [epoch_ms(line.get("timestamp")), line.get("seq", 0)]
+# -- reading a stored state --------------------------------------------------------------------
+
+
+def _bounded(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored state (of any version) with the current fields, each within the limits."""
+    result = initial()
+    status = raw.get("status")
+    result["status"] = status if isinstance(status, str) and status in _DEPLOYMENT_RANK else "pending"
+    result["attempt"] = _count(raw.get("attempt")) or 0
+    result["current_layer"] = _count(raw.get("current_layer"))
+    result["total_layers"] = _count(raw.get("total_layers"))
+    result["started_at"] = _text(raw.get("started_at"), TIMESTAMP_BYTES)
+    result["updated_at"] = _text(raw.get("updated_at"), TIMESTAMP_BYTES)
+    result["environment"] = _text(raw.get("environment"), ENVIRONMENT_BYTES)
+    result["seq"] = _count(raw.get("seq")) or 0
+    dropped = _count(raw.get("dropped_stack_events")) or 0
+    stacks = raw.get("stacks")
+    for name, stack in stacks.items() if isinstance(stacks, Mapping) else ():
+        key = _text(name, STACK_NAME_BYTES)
+        if key is None or not isinstance(stack, Mapping) or key in result["stacks"]:
+            continue
+        if len(result["stacks"]) >= MAX_STACKS:
+            dropped += 1
+            continue
+        stack_status = stack.get("status")
+        result["stacks"][key] = {
+            "status": stack_status
+            if isinstance(stack_status, str) and stack_status in _STACK_RANK
+            else "pending",
+            "layer": _count(stack.get("layer")),
+            "environment": _text(stack.get("environment"), ENVIRONMENT_BYTES),
+            "resource_count": _count(stack.get("resource_count")),
+            "duration_seconds": _seconds(stack.get("duration_seconds")),
+            "error_message": _text(stack.get("error_message"), ERROR_MESSAGE_BYTES),
+        }
+    result["dropped_stack_events"] = dropped
+    counts = raw.get("log_counts")
+    for level, count in counts.items() if isinstance(counts, Mapping) else ():
+        name, number = _text(level, LEVEL_BYTES), _count(count)
+        if name is None or not number:
+            continue
+        counted = result["log_counts"]
+        if (
+            name not in counted
+            and name != OTHER_LEVEL
+            and sum(k != OTHER_LEVEL for k in counted) >= MAX_LOG_LEVELS
+        ):
+            name = OTHER_LEVEL
+        counted[name] = counted.get(name, 0) + number
+    logs = raw.get("recent_logs")
+    lines = [
+        line
+        for line in (logs if isinstance(logs, list) else [])
+        if isinstance(line, Mapping) and _count(line.get("seq"))
+    ]
+    # An old state kept its lines by the producer's time: now they are in seq order.
+    for line in sorted(lines, key=lambda line: int(line["seq"]))[-RECENT_LOGS:]:
+        message = line.get("message")
+        result["recent_logs"].append(
+            {
+                "level": _text(line.get("level"), LEVEL_BYTES) or "info",
+                "message": cut(message, LOG_MESSAGE_CHARS) if isinstance(message, str) else "",
+                "stack_name": _text(line.get("stack_name"), STACK_NAME_BYTES),
+                "seq": line["seq"],
+                "timestamp": _text(line.get("timestamp"), TIMESTAMP_BYTES),
+            }
+        )
+    return result
 
 
 def summary(deployment_id: str, state: Mapping[str, Any]) -> dict[str, Any]:
