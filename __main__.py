@@ -44,6 +44,10 @@ CONFIG_KEYS: dict[str, str] = {
     "broadcaster_timeout_seconds": "broadcasterTimeoutSeconds",
     "delivery_max_concurrency": "deliveryMaxConcurrency",
     "enable_appsync": "enableAppSync",
+    "route_reserved_concurrency": "routeReservedConcurrency",
+    "producers": "producers",
+    "access": "access",
+    "alarm_topic_arn": "alarmTopicArn",
 }
 
 INTEGER_KEYS = frozenset(
@@ -54,11 +58,14 @@ INTEGER_KEYS = frozenset(
         "log_retention_days",
         "broadcaster_timeout_seconds",
         "delivery_max_concurrency",
+        "route_reserved_concurrency",
     }
 )
 FLOAT_KEYS = frozenset({"throttling_rate_limit"})
 BOOL_KEYS = frozenset({"create_event_bus", "configure_api_gateway_account", "enable_appsync"})
-LIST_KEYS = frozenset({"extra_client_ids", "subscribe_groups"})
+LIST_KEYS = frozenset({"extra_client_ids", "subscribe_groups", "producers"})
+#: A JSON object (a YAML mapping in Pulumi.<stack>.yaml, or a JSON string from `pulumi config set`).
+OBJECT_KEYS = frozenset({"access"})
 
 
 def read_config(config: pulumi.Config) -> dict[str, Any]:
@@ -71,6 +78,8 @@ def read_config(config: pulumi.Config) -> dict[str, Any]:
             value = config.get_float(key)
         elif field in BOOL_KEYS:
             value = config.get_bool(key)
+        elif field in OBJECT_KEYS:
+            value = config.get_object(key)
         elif field in LIST_KEYS:  # a YAML list, or "a,b" from `pulumi config set`
             raw = config.get(key)
             if raw is not None and raw.lstrip().startswith("["):

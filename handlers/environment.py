@@ -29,6 +29,10 @@ SUBSCRIBE_GROUPS = "SUBSCRIBE_GROUPS"
 """Comma-separated Cognito groups allowed to subscribe; empty: every user of the pool."""
 LOG_LEVEL = "LOG_LEVEL"
 """Handler log level (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``; default ``INFO``)."""
+ACCESS_POLICY = "ACCESS_POLICY"
+"""Which Cognito groups may watch which projects: a JSON object, group → list of project patterns
+(``*`` matches any run of characters), e.g. ``{"sre":["*"],"team-a":["alpha"]}``. The component
+always sets it, checked, keys sorted; ``{}`` (its default) grants no group any project."""
 
 # -- set on the broadcaster only -----------------------------------------------------------------
 

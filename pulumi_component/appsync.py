@@ -22,7 +22,9 @@ Built by :class:`AppSyncGraphQL` under a parent component (``WebSocketMonitoring
 """
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import pulumi
@@ -37,11 +39,17 @@ PUBLISH_FIELDS = ("publishDeploymentEvent", "publishDeploymentUpdate")
 
 _RUNTIME = {"name": "APPSYNC_JS", "runtime_version": "1.0.0"}
 
+#: The component's default access policy: no group is granted any project.
+NO_ACCESS: Mapping[str, Sequence[str]] = MappingProxyType({})
+
 # -- resolver code (APPSYNC_JS: no try/catch, no while; util.error and util.unauthorized stop it) -------
 
 _AUTHORIZE = """import { util } from '@aws-appsync/utils';
 
 const SUBSCRIBE_GROUPS = __SUBSCRIBE_GROUPS__;
+// The stack's access policy (handlers.environment.ACCESS_POLICY): Cognito group -> project patterns,
+// `*` matching any run of characters; {} grants no group any project.
+const ACCESS_POLICY = __ACCESS_POLICY__;
 
 // The WebSocket API's rule (handlers.authorization.may_subscribe): a well-formed deployment id,
 // and, when SUBSCRIBE_GROUPS is set, membership of one of those Cognito groups.
@@ -172,30 +180,48 @@ export function response(ctx) {
 """
 
 
-def _with_authorize(body: str, groups: Sequence[str]) -> str:
+def _with_authorize(body: str, groups: Sequence[str], access: Mapping[str, Sequence[str]]) -> str:
     header = _AUTHORIZE.replace("__SUBSCRIBE_GROUPS__", json.dumps(sorted(set(groups))))
+    # JSON is a JS literal; the settings checked every name and pattern (no quote or backslash).
+    header = header.replace("__ACCESS_POLICY__", json.dumps(dict(access), sort_keys=True))
     # The pattern is a JS string literal: every backslash-free character of ours is safe in one.
     header = header.replace("__ID_PATTERN__", protocol.DEPLOYMENT_ID_PATTERN)
     return header + body
 
 
-def subscribe_code(groups: Sequence[str]) -> str:
+def subscribe_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
     """The subscription resolvers' code (authorization only) for ``SUBSCRIBE_GROUPS`` = ``groups``."""
-    return _with_authorize(_SUBSCRIBE, groups)
+    return _with_authorize(_SUBSCRIBE, groups, access)
 
 
-def deployment_events_code(groups: Sequence[str]) -> str:
+def deployment_events_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
     """``Query.deploymentEvents``: one ascending Query on the history table."""
     body = _DEPLOYMENT_EVENTS.replace("__DEFAULT_LIMIT__", str(DEFAULT_EVENTS_LIMIT)).replace(
         "__MAX_LIMIT__", str(MAX_EVENTS_LIMIT)
     )
-    return _with_authorize(body, groups)
+    return _with_authorize(body, groups, access)
 
 
-def deployment_code(groups: Sequence[str]) -> str:
+def deployment_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
     """``Query.deployment``: one GetItem of the counter row, whose state is the deployment's snapshot."""
     initial = json.dumps(state.public(state.initial()), sort_keys=True)
-    return _with_authorize(_DEPLOYMENT.replace("__INITIAL__", initial), groups)
+    return _with_authorize(_DEPLOYMENT.replace("__INITIAL__", initial), groups, access)
+
+
+class _Code:
+    """``Output.all(groups, access).apply(...)`` of a resolver code builder."""
+
+    def __init__(self, build: Callable[[Sequence[str], Mapping[str, Sequence[str]]], str]) -> None:
+        self._build = build
+
+    def __call__(self, groups_and_access: Sequence[Any]) -> str:
+        groups, access = groups_and_access
+        return self._build(groups, access)
+
+
+def client_id_regex(client_ids: Sequence[str]) -> str:
+    """``user_pool_config.app_id_client_regex``: exactly these app clients (anchored, escaped)."""
+    return "^(" + "|".join(re.escape(client) for client in client_ids) + ")$"
 
 
 def _document(statements: list[dict[str, Any]]) -> dict[str, Any]:
@@ -285,6 +311,8 @@ class AppSyncGraphQL:
         subscribe_groups: pulumi.Input[Sequence[str]] = (),
         log_retention_days: pulumi.Input[int] = 30,
         user_pool_region: pulumi.Input[str] | None = None,
+        client_ids: pulumi.Input[Sequence[str]] | None = None,
+        access: pulumi.Input[Mapping[str, Sequence[str]]] = NO_ACCESS,
     ) -> None:
         """Create the API, its data sources and resolvers.
 
@@ -297,6 +325,10 @@ class AppSyncGraphQL:
             subscribe_groups: ``SUBSCRIBE_GROUPS``: Cognito groups allowed to watch; empty: every user.
             log_retention_days: Retention of the API's log group.
             user_pool_region: The pool's region; default: the one its id starts with (``eu-west-1_…``).
+            client_ids: The app clients whose tokens the API accepts (``app_id_client_regex``);
+                None: every client of the pool.
+            access: The access policy (Cognito group → project patterns), written into every
+                query and subscription resolver as ``ACCESS_POLICY``; default: none granted.
         """
         self._name = name
         self._parent = parent
@@ -316,6 +348,10 @@ class AppSyncGraphQL:
                 user_pool_id=user_pool_id,
                 aws_region=user_pool_region or pulumi.Output.from_input(user_pool_id).apply(pool_region),
                 default_action="ALLOW",
+                # Only our app clients' tokens: another client of a shared pool is refused.
+                app_id_client_regex=None
+                if client_ids is None
+                else pulumi.Output.from_input(client_ids).apply(client_id_regex),
             ),
             additional_authentication_providers=[
                 aws.appsync.GraphQLApiAdditionalAuthenticationProviderArgs(authentication_type="AWS_IAM")
@@ -368,14 +404,14 @@ class AppSyncGraphQL:
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[history_policy]),
         )
 
-        groups = pulumi.Output.from_input(subscribe_groups)
+        rules = pulumi.Output.all(subscribe_groups, access)
         self.resolvers: dict[str, aws.appsync.Resolver] = {}
         for field in PUBLISH_FIELDS:
             self._resolver("Mutation", field, none, PUBLISH_CODE)
-        self._resolver("Subscription", "onDeploymentEvent", none, groups.apply(subscribe_code))
-        self._resolver("Subscription", "onDeploymentUpdated", none, groups.apply(subscribe_code))
-        self._resolver("Query", "deploymentEvents", history, groups.apply(deployment_events_code))
-        self._resolver("Query", "deployment", history, groups.apply(deployment_code))
+        self._resolver("Subscription", "onDeploymentEvent", none, rules.apply(_Code(subscribe_code)))
+        self._resolver("Subscription", "onDeploymentUpdated", none, rules.apply(_Code(subscribe_code)))
+        self._resolver("Query", "deploymentEvents", history, rules.apply(_Code(deployment_events_code)))
+        self._resolver("Query", "deployment", history, rules.apply(_Code(deployment_code)))
 
         self.graphql_url: pulumi.Output[str] = self.api.uris.apply(_uri("GRAPHQL"))
         """``https://{id}.appsync-api.{region}.amazonaws.com/graphql``."""

@@ -16,7 +16,7 @@ from handlers import environment, spec
 from pulumi_component import policy
 from pulumi_component._shared import child, render_json
 from pulumi_component.archive import build_archive
-from pulumi_component.settings import Settings
+from pulumi_component.settings import Settings, render_access
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,11 @@ def _as_str(value: Any) -> str:
 def common_environment(
     settings: Settings, tables: Mapping[str, aws.dynamodb.Table]
 ) -> dict[str, pulumi.Input[str]]:
-    """What every function reads: the table names, the Cognito pool, lifetimes, groups, log level."""
+    """What every function reads: the table names, the Cognito pool, lifetimes, groups, log level.
+
+    The access policy too: every function gets the same one, so whichever handler
+    decides who may watch a project reads the policy the stack was given.
+    """
     return {
         **{table.env_var: tables[table.role].name for table in spec.TABLES},
         environment.COGNITO_USER_POOL_ID: settings.user_pool_id,
@@ -63,6 +67,7 @@ def common_environment(
         environment.HISTORY_TTL_HOURS: pulumi.Output.from_input(settings.history_ttl_hours).apply(_as_str),
         environment.SUBSCRIBE_GROUPS: pulumi.Output.from_input(settings.subscribe_groups).apply(_join),
         environment.LOG_LEVEL: settings.log_level,
+        environment.ACCESS_POLICY: pulumi.Output.from_input(settings.access).apply(render_access),
     }
 
 
@@ -93,8 +98,12 @@ def lambda_function(
     timeout: pulumi.Input[int],
     dead_letter_queue: aws.sqs.Queue | None = None,
     delivery_queue: aws.sqs.Queue | None = None,
+    reserved_concurrency: pulumi.Input[int] | None = None,
 ) -> LambdaFunction:
     """``route``'s function (``{name}-{function}``) with its log group, role and inline policy.
+
+    ``reserved_concurrency``: Lambda concurrency set aside for the function (and its
+    cap); -1 reserves none; None leaves the setting out.
 
     The policy grants exactly what ``route`` lists in the spec, on the ARNs of
     ``table_arns`` (by table role), this API's stage, and the queues when given.
@@ -134,6 +143,7 @@ def lambda_function(
         timeout=timeout,
         environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(env)),
         logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=log_group.name),
+        reserved_concurrent_executions=reserved_concurrency,
         # Both first: Lambda would create the log group itself (with no retention), and a first
         # invocation would meet a role without its policy.
         opts=child(parent, depends_on=[role_policy, log_group]),

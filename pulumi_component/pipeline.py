@@ -29,6 +29,14 @@ DELIVERY_RETENTION_SECONDS = 4 * 24 * 3600
 DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 #: AWS asks for a queue visibility timeout of at least six times the function's timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
+#: SQS publishes its queue metrics once a minute: the depth alarm looks at each minute.
+ALARM_PERIOD_SECONDS = 60
+#: The age alarm: a dead letter nobody has redriven or cleared within a day. SQS measures a
+#: dead letter's age from its move to the DLQ, but it expires 14 days after its *first* enqueue
+#: (standard queues): a day leaves most of that time to act before it is lost.
+DEAD_LETTER_AGE_ALARM_SECONDS = 24 * 3600
+#: The age alarm's period: the age only grows, a coarser look misses nothing.
+AGE_ALARM_PERIOD_SECONDS = 300
 
 
 def visibility_timeout(function_timeout_seconds: int) -> int:
@@ -71,6 +79,11 @@ def _event_pattern(source: str) -> str:
     return render_json(spec.event_pattern(source))
 
 
+def _producer_policy(arn_and_producers: Sequence[Any]) -> str:
+    bus_arn, producers = arn_and_producers
+    return render_json(policy.producer_policy(bus_arn, producers))
+
+
 # -- builders ------------------------------------------------------------------------------------
 
 
@@ -85,13 +98,69 @@ def dead_letter_queue(name: str, parent: pulumi.Resource) -> aws.sqs.Queue:
 
 
 def event_bus_name(name: str, parent: pulumi.Resource, settings: Settings) -> pulumi.Output[str]:
-    """A dedicated bus's name, or the existing (or ``default``) bus the settings name."""
+    """A dedicated bus's name, or the existing (or ``default``) bus the settings name.
+
+    A dedicated bus gets a policy that lets only the trusted producers put events
+    on it (``settings.producers``; none named: the stack's own account). A bus the
+    component does not create keeps its owner's policy: ``validate_args`` refuses
+    ``producers`` there.
+    """
     if settings.create_event_bus:
         bus = aws.cloudwatch.EventBus(
             f"{name}-bus", description="cloud-ws deployment events", opts=child(parent)
         )
+        # Owns the bus's whole policy (pulumi-aws: it overwrites, and conflicts with EventPermission).
+        aws.cloudwatch.EventBusPolicy(
+            f"{name}-bus-policy",
+            event_bus_name=bus.name,
+            policy=pulumi.Output.all(bus.arn, settings.producers).apply(_producer_policy),
+            opts=child(parent),
+        )
         return bus.name
     return pulumi.Output.from_input(settings.event_bus_name)
+
+
+def dead_letter_alarms(
+    name: str, parent: pulumi.Resource, dead_letters: aws.sqs.Queue, topic_arn: pulumi.Input[str] | None
+) -> list[aws.cloudwatch.MetricAlarm]:
+    """Two alarms on the dead-letter queue: anything in it, and anything left in it for a day.
+
+    Any dead letter is an event some subscribers did not get live (docs/operations.md, "What to
+    watch"). A queue that holds messages is active, so SQS keeps publishing its metrics; a missing
+    datapoint means an empty, idle queue: not breaching.
+    """
+    actions = None if topic_arn is None else [topic_arn]
+    common: dict[str, Any] = {
+        "namespace": "AWS/SQS",
+        "dimensions": {"QueueName": dead_letters.name},
+        "statistic": "Maximum",
+        "evaluation_periods": 1,
+        "comparison_operator": "GreaterThanThreshold",
+        "treat_missing_data": "notBreaching",
+        "alarm_actions": actions,
+        "ok_actions": actions,
+    }
+    depth = aws.cloudwatch.MetricAlarm(
+        f"{name}-dlq-depth-alarm",
+        alarm_description="cloud-ws: events or fan-out tasks reached the dead-letter queue; "
+        "see docs/operations.md (What to watch) to find the cause and redrive",
+        metric_name="ApproximateNumberOfMessagesVisible",
+        period=ALARM_PERIOD_SECONDS,
+        threshold=0,
+        opts=child(parent),
+        **common,
+    )
+    age = aws.cloudwatch.MetricAlarm(
+        f"{name}-dlq-age-alarm",
+        alarm_description="cloud-ws: a dead letter has waited over a day; redrive or clear it before "
+        "SQS drops it (14 days after it was first sent); see docs/operations.md",
+        metric_name="ApproximateAgeOfOldestMessage",
+        period=AGE_ALARM_PERIOD_SECONDS,
+        threshold=DEAD_LETTER_AGE_ALARM_SECONDS,
+        opts=child(parent),
+        **common,
+    )
+    return [depth, age]
 
 
 def delivery_queue(
@@ -190,7 +259,6 @@ def feed_broadcaster(
     broadcaster_policy: aws.iam.RolePolicy,
 ) -> aws.lambda_.EventSourceMapping:
     """The mapping handing the broadcaster batches, and where its failed fan-out tasks go."""
-    max_concurrency = settings.delivery_max_concurrency
     mapping = aws.lambda_.EventSourceMapping(
         f"{name}-delivery-mapping",
         event_source_arn=queue.arn,
@@ -198,9 +266,11 @@ def feed_broadcaster(
         batch_size=spec.DELIVERY.batch_size,
         maximum_batching_window_in_seconds=spec.DELIVERY.max_batching_window_seconds,
         function_response_types=["ReportBatchItemFailures"],
-        scaling_config=None
-        if max_concurrency is None
-        else aws.lambda_.EventSourceMappingScalingConfigArgs(maximum_concurrency=max_concurrency),
+        # Always a cap: uncapped, the mapping grows to 1,000 batches, an account's whole default
+        # Lambda concurrency, and the route functions would be throttled (docs/delivery.md).
+        scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
+            maximum_concurrency=settings.delivery_max_concurrency
+        ),
         # Lambda checks at creation that the role may read the queue.
         opts=child(parent, depends_on=[broadcaster_policy]),
     )

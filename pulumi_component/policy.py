@@ -217,3 +217,72 @@ def dead_letter_queue_policy(queue_arn: str, rule_arn: str) -> PolicyDocument:
             }
         ],
     }
+
+
+# -- the bus: who may put events -----------------------------------------------------------------
+
+#: The one action a producer needs on the bus.
+PUT_EVENTS_ACTION = "events:PutEvents"
+
+
+def _arn_part(arn: str, index: int) -> str:
+    """One ``:``-separated field of an ARN (1: partition, 4: account)."""
+    return arn.split(":")[index]
+
+
+def producer_account(producer: str) -> str:
+    """The account of a trusted producer: the id itself, or the account field of its ARN."""
+    return producer if producer.isdigit() else _arn_part(producer, 4)
+
+
+def producer_policy(bus_arn: str, producers: Sequence[str]) -> PolicyDocument:
+    """The bus's resource policy: only ``producers`` may put events on it (docs/security.md).
+
+    ``producers`` holds account ids and ARNs of IAM roles and users; empty means
+    the bus's own account. One ``Deny`` refuses ``events:PutEvents`` to every
+    principal that is neither in a listed account (``aws:PrincipalAccount``) nor
+    a listed role or user (``aws:PrincipalArn``, which for a role session is the
+    role's ARN): the two conditions of one statement must both hold for it to
+    apply. An explicit deny in a resource policy overrides any allow, in the
+    bus's own account too. It grants nothing in the bus's account (principals
+    there still need ``events:PutEvents`` in their own IAM policy); producers in
+    other accounts also need this policy's ``Allow``, since a cross-account call
+    needs both sides to allow it.
+    """
+    own_account = _arn_part(bus_arn, 4)
+    partition = _arn_part(bus_arn, 1)
+    trusted = list(producers) or [own_account]
+    accounts = [p for p in trusted if p.isdigit()]
+    principals = [p for p in trusted if not p.isdigit()]
+    statements: list[Statement] = []
+    foreign = [
+        p if not p.isdigit() else f"arn:{partition}:iam::{p}:root"
+        for p in trusted
+        if producer_account(p) != own_account
+    ]
+    if foreign:
+        statements.append(
+            {
+                "Sid": "TrustedProducersInOtherAccounts",
+                "Effect": "Allow",
+                "Principal": {"AWS": foreign},
+                "Action": PUT_EVENTS_ACTION,
+                "Resource": bus_arn,
+            }
+        )
+    condition: dict[str, dict[str, list[str]]] = {}
+    if accounts:
+        condition["StringNotEquals"] = {"aws:PrincipalAccount": accounts}
+    if principals:
+        condition["ArnNotEquals"] = {"aws:PrincipalArn": principals}
+    statements.append(
+        {
+            "Sid": "OnlyTrustedProducers",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": PUT_EVENTS_ACTION,
+            "Resource": bus_arn,
+            "Condition": condition,
+        }
+    )
+    return {"Version": VERSION, "Statement": statements}

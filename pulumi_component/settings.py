@@ -10,6 +10,7 @@ or Output: the builders pass it to resources as an Input.
 """
 
 import functools
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -73,6 +74,9 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "log_level": "INFO",
         "configure_api_gateway_account": False,
         "enable_appsync": True,
+        # A cap by default: see docs/delivery.md ("The real ceiling") and docs/security.md.
+        "delivery_max_concurrency": 50,
+        "route_reserved_concurrency": 25,
     }
 )
 
@@ -86,6 +90,21 @@ MEMORY_RANGE_MB = (128, 10240)
 MAX_FUNCTION_TIMEOUT_SECONDS = 900
 #: The bus ``create_event_bus: false`` with no ``event_bus_name`` attaches the rule to.
 DEFAULT_EVENT_BUS = "default"
+#: ``route_reserved_concurrency`` value that reserves nothing (pulumi-aws's own "unreserved").
+UNRESERVED = -1
+#: The longest access policy accepted, as its compact JSON (``ACCESS_POLICY``). Lambda allows
+#: 4 KB for all of a function's environment variables together; the rest of ours take about 1 KB.
+MAX_ACCESS_POLICY_BYTES = 2048
+#: Cognito's limit on a group name.
+MAX_GROUP_NAME_LENGTH = 128
+#: A project pattern: the characters of a project name (``^[a-z0-9][a-z0-9._-]{0,62}$``) and
+#: ``*``, which matches any run of characters.
+_PROJECT_PATTERN = re.compile(r"^[a-z0-9._*-]{1,63}$")
+#: A trusted producer: an account id, or the ARN of an IAM role or user (with its path).
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_PRINCIPAL_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::(\d{12}):(?:role|user)/[\w+=,.@/-]{1,512}$")
+#: An SNS topic ARN (standard or FIFO), which alarm actions take.
+_TOPIC_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}(?:\.fifo)?$")
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -125,12 +144,19 @@ class Settings:
     timeout_seconds: Checked[int]
     broadcaster_memory_size_mb: Checked[int]
     broadcaster_timeout_seconds: Checked[int]
-    delivery_max_concurrency: Checked[int] | None
-    """None: no cap."""
+    delivery_max_concurrency: Checked[int]
     log_retention_days: int
     log_level: str
     configure_api_gateway_account: bool
     enable_appsync: bool
+    route_reserved_concurrency: Checked[int]
+    """``UNRESERVED`` (-1): no reservation."""
+    producers: Checked[list[str]]
+    """Account ids and role/user ARNs, deduplicated; empty: the stack's own account only."""
+    access: Checked[dict[str, list[str]]]
+    """Cognito group → project patterns; empty (the default): no group is granted any project."""
+    alarm_topic_arn: Checked[str] | None
+    """None: the alarms notify nobody (they still show in CloudWatch)."""
 
 
 #: The argument names, in the order of :class:`Settings` (and of ``WebSocketMonitoringArgs``).
@@ -185,6 +211,91 @@ def _check_names(field: str, value: Any) -> list[str]:
     return [v.strip() for v in value]
 
 
+def _check_reserved(field: str, value: Any) -> int:
+    """A reservation of at least 1, or ``UNRESERVED``; 0 would stop every route, so it is refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise WebSocketMonitoringArgsError(field, f"must be a whole number, got {value!r}")
+    if value != UNRESERVED and value < 1:
+        raise WebSocketMonitoringArgsError(
+            field,
+            f"must be at least 1, or {UNRESERVED} for no reservation, got {value!r} "
+            "(0 would let no request through)",
+        )
+    return int(value)
+
+
+def _check_producers(field: str, value: Any) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise WebSocketMonitoringArgsError(
+            field, f"must be a list of account ids or IAM role/user ARNs, got {value!r}"
+        )
+    accepted: list[str] = []
+    for entry in (v.strip() for v in value):
+        if entry.startswith("arn:") and ":sts::" in entry:
+            raise WebSocketMonitoringArgsError(
+                field,
+                f"names a role session ({entry!r}); name the role itself "
+                "(arn:aws:iam::<account>:role/<name>): sessions change, aws:PrincipalArn is the role's",
+            )
+        if not (_ACCOUNT_ID.match(entry) or _PRINCIPAL_ARN.match(entry)):
+            raise WebSocketMonitoringArgsError(
+                field,
+                f"entries must be 12-digit account ids or ARNs of IAM roles or users "
+                f"(arn:aws:iam::<account>:role/<name>), got {entry!r}",
+            )
+        if entry not in accepted:
+            accepted.append(entry)
+    return accepted
+
+
+def render_access(access: dict[str, list[str]]) -> str:
+    """The access policy as ``ACCESS_POLICY`` and the resolvers carry it: compact, keys sorted."""
+    return json.dumps(access, sort_keys=True, separators=(",", ":"))
+
+
+def _check_access(field: str, value: Any) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise WebSocketMonitoringArgsError(
+            field,
+            "must be a JSON object mapping Cognito groups to lists of project patterns, e.g. "
+            f'{{"sre": ["*"], "team-a": ["alpha"]}}; got {value!r}',
+        )
+    access: dict[str, list[str]] = {}
+    for group, patterns in value.items():
+        if not isinstance(group, str) or not group.strip() or len(group) > MAX_GROUP_NAME_LENGTH:
+            raise WebSocketMonitoringArgsError(
+                field, f"group names must be 1 to {MAX_GROUP_NAME_LENGTH} characters, got {group!r}"
+            )
+        if not isinstance(patterns, list | tuple) or not all(isinstance(p, str) for p in patterns):
+            raise WebSocketMonitoringArgsError(
+                field, f"group {group!r} must map to a list of project patterns, got {patterns!r}"
+            )
+        for pattern in patterns:
+            if not _PROJECT_PATTERN.match(pattern):
+                raise WebSocketMonitoringArgsError(
+                    field,
+                    f"group {group!r}: project pattern {pattern!r} may hold only a-z, 0-9, '.', '_', '-' "
+                    "and '*' (any run of characters), at most 63 of them",
+                )
+        access[group] = list(dict.fromkeys(patterns))
+    size = len(render_access(access).encode())
+    if size > MAX_ACCESS_POLICY_BYTES:
+        raise WebSocketMonitoringArgsError(
+            field,
+            f"is {size} bytes as JSON; at most {MAX_ACCESS_POLICY_BYTES} fit beside the other "
+            "Lambda environment variables (4 KB in all): use patterns with '*' or fewer groups",
+        )
+    return access
+
+
+def _check_topic_arn(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TOPIC_ARN.match(value):
+        raise WebSocketMonitoringArgsError(
+            field, f"must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>), got {value!r}"
+        )
+    return value
+
+
 def _checked(value: Any, check: Callable[[Any], T]) -> Checked[T]:
     """Check a plain value now; an Output's value is checked once known (the deployment then fails)."""
     if _is_plain(value):
@@ -223,6 +334,21 @@ def _event_bus(given: Mapping[str, Any]) -> tuple[bool, Checked[str]]:
             "cannot be true when [event_bus_name] names an existing bus; set only one of them",
         )
     return False, _checked(given["event_bus_name"], functools.partial(_check_text, "event_bus_name"))
+
+
+def _producers(given: Mapping[str, Any], create_event_bus: bool) -> Checked[list[str]]:
+    """The trusted producers; refused on a bus the component does not own (its policy is not ours)."""
+    producers = given.get("producers", [])
+    if not create_event_bus and (not _is_plain(producers) or producers):
+        other = "event_bus_name" if "event_bus_name" in given else "create_event_bus"
+        raise WebSocketMonitoringArgsError(
+            "producers",
+            f"cannot be enforced on a bus the component does not create ([{other}]): a bus has one "
+            "resource policy and it belongs to the bus's owner. Leave [event_bus_name] unset so the "
+            "component creates a bus and guards it, or have the bus's owner add the deny statement of "
+            'docs/security.md ("Trusted producers") and leave [producers] unset',
+        )
+    return _checked(producers, functools.partial(_check_producers, "producers"))
 
 
 def validate_args(args: Mapping[str, Any]) -> Settings:
@@ -264,10 +390,10 @@ def validate_args(args: Mapping[str, Any]) -> Settings:
     broadcaster_timeout_seconds = _whole(
         merged, "broadcaster_timeout_seconds", 1, MAX_FUNCTION_TIMEOUT_SECONDS
     )
-    delivery_max_concurrency = (
-        _whole(merged, "delivery_max_concurrency", *MAX_CONCURRENCY_RANGE)
-        if "delivery_max_concurrency" in merged
-        else None
+    delivery_max_concurrency = _whole(merged, "delivery_max_concurrency", *MAX_CONCURRENCY_RANGE)
+    route_reserved_concurrency = _checked(
+        merged["route_reserved_concurrency"],
+        functools.partial(_check_reserved, "route_reserved_concurrency"),
     )
     throttling_rate_limit = _checked(
         merged["throttling_rate_limit"], functools.partial(_check_number, "throttling_rate_limit", 0)
@@ -286,6 +412,14 @@ def validate_args(args: Mapping[str, Any]) -> Settings:
         "configure_api_gateway_account", merged["configure_api_gateway_account"]
     )
     enable_appsync = _flag("enable_appsync", merged["enable_appsync"])
+    producers = _producers(given, create_event_bus)
+    # Deny by default: a stack that names no policy shows no project to anyone (docs/security.md).
+    access = _checked(merged.get("access", {}), functools.partial(_check_access, "access"))
+    alarm_topic_arn = (
+        _checked(merged["alarm_topic_arn"], functools.partial(_check_topic_arn, "alarm_topic_arn"))
+        if "alarm_topic_arn" in merged
+        else None
+    )
 
     return Settings(
         user_pool_id=pool["user_pool_id"],
@@ -310,4 +444,8 @@ def validate_args(args: Mapping[str, Any]) -> Settings:
         log_level=log_level,
         configure_api_gateway_account=configure_api_gateway_account,
         enable_appsync=enable_appsync,
+        route_reserved_concurrency=route_reserved_concurrency,
+        producers=producers,
+        access=access,
+        alarm_topic_arn=alarm_topic_arn,
     )

@@ -37,7 +37,8 @@ No ``from __future__ import annotations`` here: Pulumi's schema inference reads
 the annotations of the args and the outputs at run time.
 """
 
-from typing import NotRequired, TypedDict
+from collections.abc import Sequence
+from typing import Any, NotRequired, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -143,7 +144,7 @@ class WebSocketMonitoringArgs(TypedDict):
     broadcaster_timeout_seconds: NotRequired[pulumi.Input[int]]
     """Broadcaster timeout in seconds (1 to 900); queue visibility is at least 6 times it. Default: 60."""
     delivery_max_concurrency: NotRequired[pulumi.Input[int]]
-    """Most broadcaster invocations the delivery queue feeds at once (2 to 1000). Default: no cap."""
+    """Most broadcaster invocations the delivery queue feeds at once (2 to 1000). Default: 50."""
     log_retention_days: NotRequired[int]
     """Retention of every log group in days (a value CloudWatch accepts: 7, 30, 365, ...). Default: 30."""
     log_level: NotRequired[str]
@@ -152,6 +153,14 @@ class WebSocketMonitoringArgs(TypedDict):
     """Set the region-wide API Gateway logging role stage logs need (in one stack only). Default: false."""
     enable_appsync: NotRequired[bool]
     """Also serve the events as AppSync GraphQL subscriptions (outputs `graphql_url`...). Default: true."""
+    route_reserved_concurrency: NotRequired[pulumi.Input[int]]
+    """Concurrency reserved per route function (>= 1; -1: none): fan-outs cannot starve them. Default: 25."""
+    producers: NotRequired[pulumi.Input[list[str]]]
+    """Only these may put events (account ids, role/user ARNs) on the bus it creates. Default: own account."""
+    access: NotRequired[pulumi.Input[dict[str, list[str]]]]
+    """Cognito group -> project patterns it may watch (`*`: any characters). Default: none (no access)."""
+    alarm_topic_arn: NotRequired[pulumi.Input[str]]
+    """SNS topic the dead-letter queue's alarms notify (alarm and OK). Default: none (CloudWatch only)."""
 
 
 class WebSocketMonitoring(pulumi.ComponentResource):
@@ -209,6 +218,10 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         """The GraphQL API and its resources; None when ``enable_appsync`` is false."""
         broadcaster = self._broadcaster(settings, management_endpoint)
         self.delivery_mapping = self._event_pipeline(settings, event_bus_name, broadcaster)
+        self.dead_letter_alarms = pipeline.dead_letter_alarms(
+            name, self, self.dead_letter_queue, settings.alarm_topic_arn
+        )
+        """The dead-letter queue's depth and age alarms."""
 
         self.websocket_url = websocket_url
         self.management_endpoint = management_endpoint
@@ -267,8 +280,15 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         routes = gateway.Routes(self._prefix, self, self.api, settings.stage_name)
         env = common_environment(settings, self.tables)
         for route in spec.ROUTES:
+            # Reserved: a broadcaster fanning out to thousands cannot take the account's
+            # concurrency from $connect and ping (docs/security.md, "Rate limits").
             built = self._function(
-                settings, route, env=env, memory=settings.memory_size_mb, timeout=settings.timeout_seconds
+                settings,
+                route,
+                env=env,
+                memory=settings.memory_size_mb,
+                timeout=settings.timeout_seconds,
+                reserved_concurrency=settings.route_reserved_concurrency,
             )
             routes.add(route, built.function)
         return routes.stage(settings)
@@ -285,6 +305,10 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             events_table_arn=events.arn,
             subscribe_groups=settings.subscribe_groups,
             log_retention_days=settings.log_retention_days,
+            client_ids=pulumi.Output.all(settings.user_pool_client_id, settings.extra_client_ids).apply(
+                _client_ids
+            ),
+            access=settings.access,
         )
 
     def _broadcaster(self, settings: Settings, management_endpoint: pulumi.Output[str]) -> LambdaFunction:
@@ -364,6 +388,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         timeout: pulumi.Input[int],
         dead_letter_queue: aws.sqs.Queue | None = None,
         delivery_queue: aws.sqs.Queue | None = None,
+        reserved_concurrency: pulumi.Input[int] | None = None,
     ) -> LambdaFunction:
         """``route``'s function with its log group, role and policy; remembered in ``functions``."""
         built = lambda_function(
@@ -378,6 +403,13 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             timeout=timeout,
             dead_letter_queue=dead_letter_queue,
             delivery_queue=delivery_queue,
+            reserved_concurrency=reserved_concurrency,
         )
         self.functions[route.function] = built.function
         return built
+
+
+def _client_ids(client_and_extras: Sequence[Any]) -> list[str]:
+    """The app client and the further clients: the ones AppSync accepts, as the WebSocket API does."""
+    client, extras = client_and_extras
+    return list(dict.fromkeys([client, *extras]))

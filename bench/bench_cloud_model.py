@@ -1,0 +1,595 @@
+"""Cloud model with DynamoDB: our real broadcaster and store on modelled AWS services, in virtual time.
+
+What runs for real, unchanged: ``handlers.broadcaster.handler`` (grouping,
+sequencing, fan-out, partial batch failures, fan-out tasks) with
+``handlers.store.Store`` on a boto3 DynamoDB client whose requests moto
+executes in-process (tables from ``handlers.spec.TABLES``), and every event
+built by the plugin's ``plugin.envelope.build_envelope``.
+
+What is modelled (``bench/cloudmodel/``, figures at the top of each module):
+EventBridge (PutEvents, then a lognormal latency per entry), the SQS standard
+queue and its event source mapping (at-least-once, best-effort order,
+visibility, DLQ; 5 pollers, +300 a minute, batches of 10), Lambda (containers
+with their own runtime, cold starts, asynchronous self-invocations),
+DynamoDB's latency, per-partition capacity and transaction conflicts, and API
+Gateway's @connections posts under the account's token bucket. Everything
+runs in virtual time on a conservative scheduler (``bench/cloudmodel/clock.py``),
+so the CPU our code and moto take on this machine is not counted: AWS gives
+each invocation its own CPU.
+
+Scenarios (one table each; figures, no assertions):
+
+(a) one deployment, one producer at A_RATES events/s for A_SECONDS, 5 subscribers;
+(b) B_DEPLOYMENTS deployments at 10 events/s each for B_SECONDS;
+(c) one deployment bursting C_BURST events while C_OTHERS others emit 1 event/s.
+
+Environment: A_RATES (default "300,500,1000"), A_SECONDS (60), B_DEPLOYMENTS
+(1000), B_SECONDS (3), B_POLLERS (1000: the mapping already scaled), C_BURST
+(10000), C_OTHERS (100), C_SECONDS (30), SCENARIOS ("a,b,c"), SEED (1),
+MAX_CONCURRENCY (1000), CLOUD_MODEL_CODE (a directory holding the handlers/
+and plugin/ to run, e.g. an export of an older commit; default this tree).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import random
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = Path(os.environ.get("CLOUD_MODEL_CODE", str(ROOT))).resolve()
+sys.path.insert(0, str(ROOT))
+if CODE != ROOT:
+    sys.path.insert(0, str(CODE))  # its handlers/ and plugin/ shadow this tree's
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "model")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "model")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+import boto3  # noqa: E402
+from moto import mock_aws  # noqa: E402
+from moto.dynamodb.models import dynamodb_backends  # noqa: E402
+
+from bench.cloudmodel import apigw, clock, dynamodb, eventbridge, lambdas, sqs  # noqa: E402
+from bench.cloudmodel.clock import VirtualClock  # noqa: E402
+from emulator import moto_patches  # noqa: E402
+from handlers import broadcaster, fanout, spec  # noqa: E402
+from handlers.config import load_config  # noqa: E402
+from handlers.management import RetryPolicy  # noqa: E402
+from handlers.store import Store  # noqa: E402
+from plugin.envelope import build_envelope  # noqa: E402
+
+A_RATES = [int(r) for r in os.environ.get("A_RATES", "300,500,1000").split(",") if r]
+A_SECONDS = float(os.environ.get("A_SECONDS", 60))
+A_SUBSCRIBERS = int(os.environ.get("A_SUBSCRIBERS", 5))
+B_DEPLOYMENTS = int(os.environ.get("B_DEPLOYMENTS", 1000))
+B_RATE = float(os.environ.get("B_RATE", 10))
+B_SECONDS = float(os.environ.get("B_SECONDS", 3))
+B_POLLERS = int(os.environ.get("B_POLLERS", 1000))
+C_BURST = int(os.environ.get("C_BURST", 10_000))
+C_BURST_SECONDS = float(os.environ.get("C_BURST_SECONDS", 1))
+C_OTHERS = int(os.environ.get("C_OTHERS", 100))
+C_SECONDS = float(os.environ.get("C_SECONDS", 30))
+C_BURST_AT = float(os.environ.get("C_BURST_AT", 5))
+SCENARIOS = os.environ.get("SCENARIOS", "a,b,c").split(",")
+SEED = int(os.environ.get("SEED", 1))
+#: The mapping's ScalingConfig.MaximumConcurrency: pulumi_component/settings.py sets none by default,
+#: so AWS's own ceiling of 1,000 applies.
+MAX_CONCURRENCY = int(os.environ.get("MAX_CONCURRENCY", 1000))
+#: After the last emission, how long (virtual) the model waits for every delivery before it stops.
+DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", 60))
+
+SOURCE = spec.DEFAULT_EVENT_SOURCE
+BUS = "cloud-ws-model"
+TABLE_NAMES = {t.role: f"model-{t.role}" for t in spec.TABLES}
+QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/model-delivery"
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/model-delivery-dlq"
+PRODUCER_ID = "0123456789abcdef"
+#: moto's default account, which its mock answers for.
+ACCOUNT_ID = "123456789012"
+
+
+@dataclass
+class Emitted:
+    """One event as the producer emitted it."""
+
+    deployment_id: str
+    index: int
+    """Its place in the producer's emission order for this deployment (from 0)."""
+    hook: float
+    """When the hook was called (virtual epoch seconds)."""
+
+
+@dataclass
+class World:
+    """Every modelled service of one scenario, wired to our code."""
+
+    clock: VirtualClock
+    meter: dynamodb.Meter
+    db: dynamodb.ModelDynamoDB
+    queue: sqs.Queue
+    dlq: sqs.Queue
+    bus: eventbridge.EventBridge
+    account: apigw.Account
+    service: lambdas.LambdaService
+    mapping: sqs.EventSourceMapping
+    raw: Any
+    emitted: dict[str, Emitted] = field(default_factory=dict)
+    subscribers: dict[str, list[str]] = field(default_factory=dict)
+    numbering: str = ""
+
+
+def _supported(fn: Callable[..., Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``fn`` accepts (the store's signature may change under us)."""
+    accepted = inspect.signature(fn).parameters
+    return {k: v for k, v in wanted.items() if k in accepted}
+
+
+def build_world(rng: random.Random, initial_pollers: int) -> World:
+    """Tables in moto, the modelled services around them, and the broadcaster wired in."""
+    virtual = VirtualClock()
+    clock.activate(virtual)
+    raw = boto3.client("dynamodb", region_name="us-east-1")
+    for table in spec.TABLES:
+        raw.create_table(**table.create_table_kwargs(TABLE_NAMES[table.role]))
+    backend = dynamodb_backends[ACCOUNT_ID]["us-east-1"]
+    meter = dynamodb.Meter(virtual)
+    db = dynamodb.ModelDynamoDB(
+        raw, backend, virtual, meter, dynamodb.tables_from_spec(spec.TABLES, TABLE_NAMES)
+    )
+    dlq = sqs.Queue(virtual, rng, DLQ_URL, spec.DELIVERY.visibility_timeout_seconds, None)
+    queue = sqs.Queue(
+        virtual,
+        rng,
+        QUEUE_URL,
+        spec.DELIVERY.visibility_timeout_seconds,
+        spec.DELIVERY.max_receive_count,
+        dlq,
+    )
+    bus = eventbridge.EventBridge(
+        virtual,
+        rng,
+        queue,
+        float(os.environ.get("EB_P50_MS", eventbridge.EB_P50_MS)),
+        float(os.environ.get("EB_P99_MS", eventbridge.EB_P99_MS)),
+    )
+    account = apigw.Account(virtual)
+    env = {
+        **{table.env_var: TABLE_NAMES[table.role] for table in spec.TABLES},
+        "COGNITO_USER_POOL_ID": "us-east-1_model",
+        "COGNITO_CLIENT_IDS": "model",
+        "MANAGEMENT_ENDPOINT": "https://model.execute-api.us-east-1.amazonaws.com/prod",
+        "FANOUT_FUNCTION_NAME": "broadcaster",
+        "DELIVERY_QUEUE_URL": QUEUE_URL,
+        "AWS_REGION": "us-east-1",
+    }
+    config = load_config(env)
+    poster = apigw.ModelPoster(
+        virtual,
+        account,
+        config.broadcast_concurrency,
+        RetryPolicy(max_attempts=config.post_max_attempts),
+        random.Random(rng.random()),
+    )
+    sqs_client = sqs.ModelSqsClient(virtual, {QUEUE_URL: queue, DLQ_URL: dlq})
+    containers = iter(range(1, 1 << 30))
+
+    def make_runtime(service: lambdas.LambdaService) -> lambdas.ModelRuntime:
+        store = Store(
+            db,  # type: ignore[arg-type]  # boto3-shaped
+            config.tables,
+            config.history_ttl_seconds,
+            **_supported(
+                Store.__init__,
+                {
+                    "clock": virtual.time,
+                    "sleep": virtual.sleep,
+                    "rng": random.Random(SEED * 7919 + next(containers)),
+                },
+            ),
+        )
+        runtime = lambdas.ModelRuntime(config, store)
+        runtime.model = service
+        return runtime
+
+    service = lambdas.LambdaService(virtual, make_runtime, broadcaster.handler, poster, sqs_client)
+    broadcaster.get_runtime = service.current_runtime  # type: ignore[attr-defined]  # the container's
+    mapping = sqs.EventSourceMapping(
+        virtual, queue, lambda records: service.invoke({"Records": records}), MAX_CONCURRENCY, initial_pollers
+    )
+    return World(virtual, meter, db, queue, dlq, bus, account, service, mapping, raw)
+
+
+def install_seams() -> list[str]:
+    """Point our modules' clocks at the virtual one, and the fan-out's retry waits too."""
+    patched = clock.patch_time(["handlers.", "plugin."])
+
+    class VirtualFanOut(fanout.FanOut):
+        """The fan-out with the clock's sleep: ``broadcaster.fanout_for`` passes none (a missing seam)."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("sleep", clock.virtual_sleep)
+            super().__init__(*args, **kwargs)
+
+    broadcaster.FanOut = VirtualFanOut  # type: ignore[attr-defined]
+    return patched
+
+
+def subscribe(world: World, deployment_id: str, count: int) -> None:
+    """``count`` subscriptions to a deployment, written straight into moto (not metered)."""
+    ids = [f"{deployment_id}-c{i}" for i in range(count)]
+    ttl = int(world.clock.time()) + 24 * 3600
+    for connection_id in ids:
+        world.raw.put_item(
+            TableName=TABLE_NAMES["subscriptions"],
+            Item={
+                "deploymentId": {"S": deployment_id},
+                "connectionId": {"S": connection_id},
+                "userId": {"S": "model"},
+                "subscribedAt": {"N": str(int(world.clock.time()))},
+                spec.TTL_ATTRIBUTE: {"N": str(ttl)},
+            },
+        )
+    world.subscribers[deployment_id] = ids
+
+
+_ENVELOPE_PARAMETERS = inspect.signature(build_envelope).parameters
+
+
+def emit(world: World, deployment_id: str, seq: int, rng: random.Random) -> None:
+    """One hook call: the plugin's envelope, numbered per deployment, put on the bus."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(world.clock.time())) + "Z"
+    data = {"level": "info", "message": f"step {seq}: " + "x" * rng.randint(40, 160)}
+    numbered: dict[str, Any] = {}
+    if "producer" in _ENVELOPE_PARAMETERS:
+        numbered["producer"] = (PRODUCER_ID, seq)
+        world.numbering = "by the plugin's build_envelope(producer=...)"
+    envelope = build_envelope("log.created", deployment_id, data, timestamp=stamp, **numbered)
+    detail = envelope.detail
+    if not numbered:
+        # This plugin does not number: the two fields a numbering producer sends are added here.
+        detail = detail[:-1] + f',"producer_id":"{PRODUCER_ID}","producer_seq":{seq}}}'
+        world.numbering = "added to the plugin's envelope by the bench"
+    world.emitted[envelope.event_id] = Emitted(deployment_id, seq - 1, world.clock.time())
+    world.bus.put({**envelope.entry(BUS, SOURCE), "Detail": detail})
+
+
+def schedule(rates: Mapping[str, tuple[float, float, float]], rng: random.Random) -> list[tuple[float, str]]:
+    """Emission times: deployment -> (start, rate per second, seconds), evenly spaced with a random phase."""
+    times: list[tuple[float, str]] = []
+    for deployment_id, (start, rate, seconds) in rates.items():
+        step = 1.0 / rate
+        t = start + rng.uniform(0, step)
+        while t < start + seconds:
+            times.append((t, deployment_id))
+            t += step
+    times.sort()
+    return times
+
+
+def run(world: World, times: list[tuple[float, str]], rng: random.Random) -> None:
+    """The producer, the services, and a stop once every event reached every subscriber (or the drain ends)."""
+    expected = sum(len(world.subscribers.get(d, [])) for _, d in times)
+    counters: dict[str, int] = defaultdict(int)
+
+    def main() -> None:
+        world.bus.start()
+        world.mapping.start()
+        begin = world.clock.time()
+        for offset, deployment_id in times:
+            world.clock.sleep_until(begin + offset)
+            counters[deployment_id] += 1
+            emit(world, deployment_id, counters[deployment_id], rng)
+        world.bus.close()
+        deadline = world.clock.time() + DRAIN_SECONDS
+        while world.clock.time() < deadline:
+            if delivered_unique(world) >= expected:
+                break
+            world.clock.sleep(0.5)
+        world.mapping.stop()
+
+    world.clock.run(main)
+
+
+def delivered_unique(world: World) -> int:
+    """Distinct (event, subscriber) deliveries so far."""
+    return sum(len({r.event_id for r in receipts}) for receipts in world.account.received.values())
+
+
+# -- what the subscribers saw --------------------------------------------------------------------
+
+
+def inversions(sequence: list[int]) -> int:
+    """Pairs received in the opposite of emission order (a Fenwick tree: n log n)."""
+    if not sequence:
+        return 0
+    size = max(sequence) + 2
+    tree = [0] * (size + 1)
+    count = 0
+    for seen, value in enumerate(sequence):
+        i, below = value + 1, 0
+        while i > 0:
+            below += tree[i]
+            i -= i & -i
+        count += seen - below  # earlier arrivals emitted after this one
+        i = value + 1
+        while i <= size:
+            tree[i] += 1
+            i += i & -i
+    return count
+
+
+@dataclass
+class Seen:
+    """Delivery figures over a set of deployments."""
+
+    expected: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    inversions: int = 0
+    late: int = 0
+    """Events received after one the producer emitted later."""
+    seq_order_breaks: int = 0
+    """Adjacent receipts whose ``seq`` went down (a client would see a gap, then the fill)."""
+    complete_in_order: int = 0
+    subscribers: int = 0
+    latencies: list[float] = field(default_factory=list)
+    last_delivery: float = 0.0
+
+
+def observe(world: World, deployments: list[str] | None = None, since: float | None = None) -> Seen:
+    """What every subscriber of ``deployments`` (all by default) received, against what was emitted."""
+    per_deployment: dict[str, int] = defaultdict(int)
+    for emitted in world.emitted.values():
+        if since is None or emitted.hook >= since:
+            per_deployment[emitted.deployment_id] += 1
+    seen = Seen()
+    for deployment_id, connections in world.subscribers.items():
+        if deployments is not None and deployment_id not in deployments:
+            continue
+        for connection_id in connections:
+            seen.subscribers += 1
+            seen.expected += per_deployment[deployment_id]
+            receipts = sorted(world.account.received.get(connection_id, []), key=lambda r: r.at)
+            first: dict[str, apigw.Receipt] = {}
+            order: list[int] = []
+            previous_seq = 0
+            for receipt in receipts:
+                if receipt.seq < previous_seq:
+                    seen.seq_order_breaks += 1
+                previous_seq = receipt.seq
+                if receipt.event_id in first:
+                    seen.duplicates += 1
+                    continue
+                first[receipt.event_id] = receipt
+                source = world.emitted.get(receipt.event_id)
+                if source is None or (since is not None and source.hook < since):
+                    continue
+                order.append(source.index)
+                seen.latencies.append(receipt.at - source.hook)
+                seen.last_delivery = max(seen.last_delivery, receipt.at)
+            seen.delivered += len(order)
+            count = inversions(order)
+            seen.inversions += count
+            high = -1
+            for index in order:
+                if index < high:
+                    seen.late += 1
+                high = max(high, index)
+            if count == 0 and len(order) == per_deployment[deployment_id]:
+                seen.complete_in_order += 1
+    return seen
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank), 0 when empty."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def partition_kind(partition: dynamodb.Partition) -> str:
+    """Names a partition by what lives on it (our key layouts, old and new)."""
+    table, index, key = partition
+    if index:
+        return f"{table} index {index}"
+    if table == TABLE_NAMES["events"]:
+        for marker in ("#lease", "#state", "#in#"):
+            if marker in key:
+                return f"events {marker.strip('#')} rows"
+        return "events history+counter"
+    return table.removeprefix("model-")
+
+
+def bound_lines(world: World) -> list[str]:
+    """What limited the run: the busiest partitions, conflicts, throttles, retries, the mapping."""
+    counts = world.meter.counts
+    lines = []
+    for kind, (partition, peak) in sorted(
+        world.meter.peaks_by_kind(partition_kind).items(), key=lambda x: -x[1][1]
+    ):
+        lines.append(f"    busiest {kind:<32} peak {peak:>7,.0f} WCU/s  ({partition[2][:40]})")
+    lines.append(
+        "    transactions: "
+        f"{counts['calls TransactWriteItems']:,} sent, {counts['conflicts (transaction)']:,} TransactionConflict, "
+        f"{counts['cancelled (conditions)']:,} ConditionalCheckFailed, "
+        f"{counts['throttled TransactWriteItems']:,} ThrottlingError"
+    )
+    throttles = {k: v for k, v in counts.items() if k.startswith("throttled") and v}
+    lines.append(
+        f"    throttled requests: {throttles or 'none'}; SDK retries {counts['sdk retries']:,}; "
+        f"plain-write conflicts {counts['conflicts (plain write)']:,}"
+    )
+    calls = {k.removeprefix("calls "): v for k, v in counts.items() if k.startswith("calls ")}
+    lines.append(f"    DynamoDB calls: {calls}")
+    m = world.mapping
+    lines.append(
+        f"    mapping: {m.batches:,} batches, {m.records / max(1, m.batches):.1f} records/batch, pollers "
+        f"{m.pollers}, peak busy {m.peak_busy}, records failed {m.failed_records:,}, batches raised "
+        f"{m.failed_batches:,}; queue sent {world.queue.sent:,}, duplicates {world.queue.duplicates:,}, "
+        f"DLQ {world.dlq.sent:,}; SQS calls by the broadcaster {world.service.sqs.calls or 'none'}"
+    )
+    lines.append(
+        f"    lambda: {world.service.containers} containers, {world.service.invocations:,} invocations "
+        f"({world.service.async_invocations:,} asynchronous, {world.service.async_failures} failed); "
+        f"@connections posts {world.account.posts:,}, throttled {world.account.throttled:,}"
+    )
+    return lines
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+def fresh(seed: int, initial_pollers: int) -> tuple[World, random.Random, Any]:
+    """A new world inside a new moto mock."""
+    mock = mock_aws()
+    mock.start()
+    rng = random.Random(seed)
+    return build_world(rng, initial_pollers), rng, mock
+
+
+def scenario_a() -> None:
+    """One deployment, one producer at a steady rate, 5 subscribers."""
+    print(
+        f"\n(a) one deployment, one producer at a steady rate for {A_SECONDS:.0f} s, {A_SUBSCRIBERS} subscribers"
+    )
+    header = (
+        f"  {'rate':>6} {'emitted':>8} {'delivered':>10} {'in order':>9} {'inversions':>10} {'late':>7} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'reached/s':>9} {'wall s':>7}"
+    )
+    print(header)
+    details: list[str] = []
+    for rate in A_RATES:
+        started = time.perf_counter()
+        world, rng, mock = fresh(SEED, sqs.INITIAL_POLLERS)
+        try:
+            subscribe(world, "DMODELA", A_SUBSCRIBERS)
+            times = schedule({"DMODELA": (0.0, float(rate), A_SECONDS)}, rng)
+            run(world, times, rng)
+            seen = observe(world)
+        finally:
+            mock.stop()
+        emitted = len(times)
+        first = world.clock.start
+        span = max(1e-9, seen.last_delivery - first)
+        reached = seen.delivered / max(1, seen.subscribers) / span
+        print(
+            f"  {rate:>6} {emitted:>8,} {seen.delivered / max(1, seen.subscribers):>10,.0f} "
+            f"{seen.complete_in_order}/{seen.subscribers:<7} {seen.inversions:>10,} {seen.late:>7,} "
+            f"{percentile(seen.latencies, 50) * 1000:>8.0f} {percentile(seen.latencies, 99) * 1000:>8.0f} "
+            f"{max(seen.latencies, default=0) * 1000:>8.0f} {reached:>9.0f} {time.perf_counter() - started:>7.1f}"
+        )
+        details.append(
+            f"  at {rate}/s: seq order breaks seen by clients {seen.seq_order_breaks:,}, "
+            f"duplicates {seen.duplicates:,}, virtual time {world.clock.elapsed():.1f} s"
+        )
+        details += bound_lines(world)
+    print(
+        f"  (numbering: {world.numbering}; 'in order' = subscribers that got every event in emission order)"
+    )
+    print("\n".join(details))
+
+
+def scenario_b() -> None:
+    """Many deployments at a modest rate each."""
+    print(
+        f"\n(b) {B_DEPLOYMENTS:,} deployments at {B_RATE:.0f} events/s each for {B_SECONDS:.0f} s, "
+        f"1 subscriber each, the mapping already at {min(B_POLLERS, MAX_CONCURRENCY)} pollers"
+    )
+    started = time.perf_counter()
+    world, rng, mock = fresh(SEED + 1, min(B_POLLERS, MAX_CONCURRENCY))
+    try:
+        ids = [f"DB{i:05d}" for i in range(B_DEPLOYMENTS)]
+        for deployment_id in ids:
+            subscribe(world, deployment_id, 1)
+        times = schedule(dict.fromkeys(ids, (0.0, B_RATE, B_SECONDS)), rng)
+        run(world, times, rng)
+        seen = observe(world)
+    finally:
+        mock.stop()
+    partition, peak = world.meter.peak()
+    print(
+        f"  {'emitted':>8} {'delivered':>10} {'in order':>11} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'peak WCU/s':>10} {'wall s':>7}"
+    )
+    print(
+        f"  {len(times):>8,} {seen.delivered:>10,} {seen.complete_in_order:>5}/{seen.subscribers:<5} "
+        f"{percentile(seen.latencies, 50) * 1000:>8.0f} {percentile(seen.latencies, 99) * 1000:>8.0f} "
+        f"{max(seen.latencies, default=0) * 1000:>8.0f} {peak:>10,.0f} {time.perf_counter() - started:>7.1f}"
+    )
+    print(f"  busiest partition: {partition}; virtual time {world.clock.elapsed():.1f} s")
+    print("\n".join(bound_lines(world)))
+
+
+def scenario_c() -> None:
+    """A burst on one deployment beside many quiet ones."""
+    print(
+        f"\n(c) one deployment bursts {C_BURST:,} events over {C_BURST_SECONDS:.0f} s at t={C_BURST_AT:.0f} s, "
+        f"while {C_OTHERS} others emit 1 event/s for {C_SECONDS:.0f} s (5 / 1 subscribers)"
+    )
+    started = time.perf_counter()
+    world, rng, mock = fresh(SEED + 2, sqs.INITIAL_POLLERS)
+    try:
+        others = [f"DC{i:04d}" for i in range(C_OTHERS)]
+        for deployment_id in others:
+            subscribe(world, deployment_id, 1)
+        subscribe(world, "DBURST", 5)
+        rates = dict.fromkeys(others, (0.0, 1.0, C_SECONDS))
+        rates["DBURST"] = (C_BURST_AT, C_BURST / C_BURST_SECONDS, C_BURST_SECONDS)
+        times = schedule(rates, rng)
+        run(world, times, rng)
+        before = observe(world, others)
+        during = observe(world, others, since=world.clock.start + C_BURST_AT)
+        burst = observe(world, ["DBURST"])
+    finally:
+        mock.stop()
+    print(
+        f"  {'who':<34} {'delivered':>10} {'of':>8} {'in order':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    )
+    for label, seen in (
+        ("others, whole run", before),
+        ("others, from the burst on", during),
+        ("the bursting deployment", burst),
+    ):
+        print(
+            f"  {label:<34} {seen.delivered:>10,} {seen.expected:>8,} {seen.complete_in_order:>4}/{seen.subscribers:<4} "
+            f"{percentile(seen.latencies, 50) * 1000:>8.0f} {percentile(seen.latencies, 99) * 1000:>8.0f} "
+            f"{max(seen.latencies, default=0) * 1000:>8.0f}"
+        )
+    print(f"  wall {time.perf_counter() - started:.1f} s, virtual time {world.clock.elapsed():.1f} s")
+    print("\n".join(bound_lines(world)))
+
+
+def main() -> None:
+    moto_patches.apply()  # moto's own CPU per request (the emulator's fixes); semantics unchanged
+    if not os.environ.get("CLOUD_MODEL_LOG"):
+        logging.disable(logging.CRITICAL)  # thousands of batch lines; the tables say what happened
+    patched = install_seams()
+    print(
+        f"cloud model (virtual time): code from {CODE}; store {inspect.getsourcefile(Store)}\n"
+        f"  DynamoDB item {dynamodb.ITEM_MS:.0f} ms, transaction {dynamodb.TRANSACT_MS:.0f} ms, query "
+        f"{dynamodb.QUERY_MS:.0f} ms, batch {dynamodb.BATCH_MS:.0f} ms; {dynamodb.PARTITION_WCU:,.0f} WCU/s and "
+        f"{dynamodb.PARTITION_RCU:,.0f} RCU/s per partition-key value, {dynamodb.BURST_SECONDS:.1f} s burst\n"
+        f"  SQS {sqs.SQS_MS:.0f} ms; EventBridge PutEvents {eventbridge.PUT_EVENTS_MS:.0f} ms + latency P50 "
+        f"{os.environ.get('EB_P50_MS', eventbridge.EB_P50_MS)} / P99 {os.environ.get('EB_P99_MS', eventbridge.EB_P99_MS)} ms; "
+        f"Lambda overhead {lambdas.INVOKE_OVERHEAD_MS:.0f} ms, cold start {lambdas.COLD_START_MS:.0f} ms, async start "
+        f"{lambdas.ASYNC_START_MS:.0f} ms; @connections {apigw.POST_MS:.0f} ms/post, "
+        f"{apigw.ACCOUNT_RATE:,.0f}/s + {apigw.ACCOUNT_BURST:,.0f} burst; mapping 5 pollers +300/min <= {MAX_CONCURRENCY}\n"
+        f"  time patched in: {', '.join(sorted(p.rsplit('.', 1)[0] for p in patched))}"
+    )
+    for name, scenario in (("a", scenario_a), ("b", scenario_b), ("c", scenario_c)):
+        if name in SCENARIOS:
+            scenario()
+
+
+if __name__ == "__main__":
+    main()
