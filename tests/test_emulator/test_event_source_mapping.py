@@ -12,6 +12,7 @@ concurrency, and messages sent with ``DelaySeconds`` held back until due.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 import uuid
@@ -448,6 +449,10 @@ def _real_mapping(
         esm.stop()
 
 
+def _running(function: Recorder, count: int) -> bool:
+    return function.now_running() == count
+
+
 def test_the_embedded_queue_runs_concurrency_batches_at_once(moto_sqs: Any) -> None:
     function = Recorder()
     function.gate.clear()
@@ -455,7 +460,7 @@ def test_the_embedded_queue_runs_concurrency_batches_at_once(moto_sqs: Any) -> N
     with _real_mapping(moto_sqs, function, concurrency=3) as (url, depth):
         for n in range(1, 4):  # one at a time: each takes a free slot as its own batch
             moto_sqs.send_message(QueueUrl=url, MessageBody=f"e{n}")
-            eventually_sync(lambda n=n: function.now_running() == n, f"invocation {n} running")
+            eventually_sync(functools.partial(_running, function, n), f"invocation {n} running")
         moto_sqs.send_message(QueueUrl=url, MessageBody="e4")
         threading.Event().wait(0.3)  # time enough for a receiver running ahead to take it
         assert depth() == {"visible": 1, "in_flight": 3}  # no slot: e4 waits on the queue

@@ -36,7 +36,7 @@ def port_in_time_wait() -> int:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((HOST, 0))
     listener.listen(1)
-    port = listener.getsockname()[1]
+    port: int = listener.getsockname()[1]
     peer = socket.create_connection((HOST, port))
     accepted, _ = listener.accept()
     accepted.close()  # the server side closes first: its end goes to TIME-WAIT once the peer closes too
