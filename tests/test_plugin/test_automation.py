@@ -232,3 +232,24 @@ def test_through_the_plugin_to_the_bus(bus: Bus) -> None:
     assert received[-1]["detail-type"] == "stack.failed"
     assert "Subnet not found" in details(received)[-1]["data"]["error_message"]
     assert plugin.stats.sent == len(received)
+
+
+def test_cancel_ends_an_interrupted_stack_once_and_error_message_says_why_it_failed() -> None:
+    """An update interrupted before its summary is cancelled, not failed; the failure's cause is readable."""
+    hooks = Recorder(environment="dev")
+    adapter = AutomationAdapter(hooks, "D1", "storage", layer=2, progress_interval=0)
+    adapter(EngineEvent(1, 0, res_outputs_event=ResOutputsEvent(_metadata("logs"))))
+    assert adapter.error_message is None
+    adapter.cancel("pulumi was interrupted (exit code 255)")
+    adapter.cancel()
+    adapter.finish()
+    assert _types(hooks) == ["stack.started", "stack.progress", "stack.cancelled"]
+    cancelled = hooks.events[-1][2]
+    assert cancelled["stack_name"] == "storage"
+    assert (cancelled["environment"], cancelled["layer"]) == ("dev", 2)
+    assert cancelled["error_message"] == "pulumi was interrupted (exit code 255)"
+
+    failing = AutomationAdapter(Recorder(), "D1", "database-rds", progress_interval=0)
+    play(failing, recorded("pulumi_up_database_rds.jsonl"))
+    assert failing.error_message is not None
+    assert failing.error_message.startswith("creating RDS DB Instance (orders)")
