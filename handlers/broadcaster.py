@@ -2,20 +2,25 @@
 
 It is fed by the delivery queue's event source mapping (see docs/delivery.md):
 ``{"Records": [...]}``, each record an EventBridge event with the cloud-ws
-envelope. For each batch it
+envelope, or a wake message the broadcaster sent itself. For each batch it
 
-1. parses every record (a record that can never be valid is logged and let go);
-2. groups the events by deployment and, per deployment, assigns the ``seq``
-   range and stores history and identities in one transaction
-   (``Store.append_events``): a redelivered ``event_id`` is neither stored nor
-   sent again, and one stored by a delivery whose fan-out did not complete is
-   sent again with the same ``seq``;
-3. fans the deployment's new events out once, as multi-message frames, over
-   as many invocations as its subscriber count needs (``handlers.fanout``);
-4. marks them sent (one BatchWriteItem) and publishes them to AppSync when
-   that is configured;
-5. reports the records of any deployment that failed as ``batchItemFailures``
-   (only those come back) and shortens their visibility so they come back soon.
+1. parses every record (a record that can never be valid is logged and let
+   go); the producer's ``timestamp`` is clamped to the time the queue
+   received the event (``handlers.events``);
+2. groups the events by deployment and hands each group, in a thread of its
+   own, to ``handlers.delivery``: the invocation that holds the deployment's
+   drain lease stores the events in their producer's emission order (the
+   ``seq`` range, history and identities in one transaction: a redelivered
+   ``event_id`` is neither stored nor sent again, one stored by a delivery
+   whose fan-out did not complete is sent again with the same ``seq``), fans
+   them out as multi-message frames over as many invocations as the
+   subscriber count needs (``handlers.fanout``), marks them sent and
+   publishes them to AppSync when that is configured; any other invocation
+   leaves them in the deployment's inbox for the holder and moves on;
+3. sorts failures: DynamoDB throttling sends the deployment's records back
+   (their visibility doubles with each receive), an event DynamoDB refuses
+   as invalid goes to the dead-letter queue at once, anything else comes back
+   soon (``batchItemFailures``: only those records).
 
 The same function serves the fan-out tasks it hands to itself
 (``{"cloud_ws_fanout": {...}}``), and still accepts a bare EventBridge event
@@ -26,17 +31,21 @@ from __future__ import annotations
 
 import contextvars
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import spec
+from handlers import protocol, spec
 from handlers.appsync import publisher_for
-from handlers.events import DeploymentEvent, InvalidEventError, parse_event
+from handlers.delivery import Delivery, DeliveryOutcome, wake_message
+from handlers.events import DeploymentEvent, InvalidEventError, SequencedEvent, parse_event
 from handlers.fanout import FanOut, FanOutSummary, FanOutTask, InvalidTaskError
+from handlers.inbox import Inbox
 from handlers.log import get_logger, inject_lambda_context
 from handlers.runtime import Runtime, get_runtime
+from handlers.store import ThrottledError
 
 log = get_logger("broadcaster")
 
@@ -54,6 +63,10 @@ class BatchOutcome:
     resent: list[int]
     duplicates: list[int]
     fanout: FanOutSummary
+    queued: bool = False
+    """Another invocation held the deployment's lease: the events wait in its inbox for it."""
+    rejected: list[DeploymentEvent] = field(default_factory=list)
+    """Refused by DynamoDB as invalid and dead-lettered."""
 
 
 def fanout_for(runtime: Runtime) -> FanOut:
@@ -77,81 +90,206 @@ def fanout_for(runtime: Runtime) -> FanOut:
     )
 
 
-def broadcast(runtime: Runtime, deployment_id: str, events: Sequence[DeploymentEvent]) -> BatchOutcome:
-    """Sequence, store and fan out one deployment's events (in the order given)."""
-    fanout = fanout_for(runtime)  # fails before anything is stored when it cannot post
-    result = runtime.store.append_events(deployment_id, events)
-    to_send = result.to_send
-    summary = FanOutSummary()
-    if to_send:
-        # GraphQL subscribers get the same events with the same seq. Publishing runs beside
-        # the WebSocket fan-out (both mostly wait on the network) and is done before this
-        # returns; the publisher never raises: a lost mutation is filled by deploymentEvents.
-        publisher = publisher_for(runtime.config)
-        published = (  # in the invocation's context: its log lines name the invocation too
-            _PUBLISHING.submit(contextvars.copy_context().run, publisher.publish, to_send)
-            if publisher is not None
-            else None
-        )
-        try:
-            summary = fanout.broadcast(deployment_id, to_send)
-            runtime.store.mark_sent(to_send)
-        finally:
-            if published is not None:
-                published.result()
-    outcome = BatchOutcome(
-        deployment_id,
-        sent=[e.seq for e in to_send],
-        resent=[e.seq for e in result.unsent],
-        duplicates=[seq for _, seq in result.duplicates],
-        fanout=summary,
+def send(runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent]) -> FanOutSummary:
+    """Post stored events to every subscriber and AppSync, then mark them sent."""
+    fanout = fanout_for(runtime)
+    # GraphQL subscribers get the same events with the same seq. Publishing runs beside
+    # the WebSocket fan-out (both mostly wait on the network) and is done before this
+    # returns; the publisher never raises: a lost mutation is filled by deploymentEvents.
+    publisher = publisher_for(runtime.config)
+    published = (  # in the invocation's context: its log lines name the invocation too
+        _PUBLISHING.submit(contextvars.copy_context().run, publisher.publish, events)
+        if publisher is not None
+        else None
     )
+    try:
+        summary = fanout.broadcast(deployment_id, events)
+        runtime.store.mark_sent(events)
+    finally:
+        if published is not None:
+            published.result()
+    return summary
+
+
+_deliveries: dict[tuple[int, int], Delivery] = {}
+_deliveries_lock = threading.Lock()
+
+
+def delivery_for(runtime: Runtime) -> Delivery:
+    """The container's delivery (one per runtime and store: it caches what it checkpointed)."""
+    key = (id(runtime), id(runtime.store))
+    with _deliveries_lock:
+        made = _deliveries.get(key)
+        if made is None:
+            store = runtime.store
+            made = Delivery(
+                store,
+                Inbox(store.client, runtime.config.tables.events),
+                send=lambda deployment_id, events: send(runtime, deployment_id, events),
+                wake=lambda deployment_id, delay: _send_wake(runtime, deployment_id, delay),
+                dead_letter=lambda events: _dead_letter(runtime, events),
+            )
+            _deliveries.clear()  # a rebuilt runtime (tests, a new configuration) replaces the old one
+            _deliveries[key] = made
+        return made
+
+
+def broadcast(runtime: Runtime, deployment_id: str, events: Sequence[DeploymentEvent]) -> BatchOutcome:
+    """Store (in emission order) and send one deployment's events, or leave them to the lease holder."""
+    fanout_for(runtime)  # fails before anything is stored when it cannot post
+    outcome = delivery_for(runtime).deliver(deployment_id, events)
+    result = _batch_outcome(outcome)
     log.info(
-        "batch broadcast",
+        "batch broadcast" if outcome.claimed else "batch queued for the drain lease holder",
         extra={
             "deployment_id": deployment_id,
-            "events": len(outcome.sent),
-            "first_seq": outcome.sent[0] if outcome.sent else None,
-            "last_seq": outcome.sent[-1] if outcome.sent else None,
-            "resent": len(outcome.resent),
-            "duplicates": len(outcome.duplicates),
-            "frames": summary.frames,
-            "recipients": summary.recipients,
-            "items_read": summary.items_read,
-            "delivered": summary.delivered,
-            "gone": summary.gone,
-            "retrying": summary.retrying,
-            "tasks": summary.tasks,
-            "posts": summary.posts,
+            "events": len(result.sent),
+            "received": len(events),
+            "first_seq": result.sent[0] if result.sent else None,
+            "last_seq": result.sent[-1] if result.sent else None,
+            "resent": len(result.resent),
+            "duplicates": len(result.duplicates),
+            "held": outcome.held,
+            "rounds": outcome.sessions,
+            "handed_over": outcome.handed_over,
+            "frames": outcome.fanout.frames,
+            "recipients": outcome.fanout.recipients,
+            "items_read": outcome.fanout.items_read,
+            "delivered": outcome.fanout.delivered,
+            "gone": outcome.fanout.gone,
+            "retrying": outcome.fanout.retrying,
+            "tasks": outcome.fanout.tasks,
+            "posts": outcome.fanout.posts,
         },
     )
-    return outcome
+    return result
+
+
+def _batch_outcome(outcome: DeliveryOutcome) -> BatchOutcome:
+    return BatchOutcome(
+        outcome.deployment_id,
+        sent=outcome.sent,
+        resent=outcome.resent,
+        duplicates=outcome.duplicates,
+        fanout=outcome.fanout,
+        queued=not outcome.claimed,
+        rejected=outcome.rejected,
+    )
+
+
+def _received_ms(record: Mapping[str, Any]) -> int | None:
+    """When the queue first received the record (``SentTimestamp``, the same on every redelivery)."""
+    try:
+        return int(record.get("attributes", {}).get("SentTimestamp"))
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def handle_records(runtime: Runtime, records: Sequence[Any]) -> dict[str, Any]:
-    """An SQS batch: broadcast each deployment's events; report the records that must come back."""
-    groups: dict[str, list[tuple[str | None, DeploymentEvent]]] = {}
+    """An SQS batch: deliver each deployment's events; report the records that must come back."""
+    groups: dict[str, list[tuple[str | None, DeploymentEvent | None]]] = {}
     for record in records:
         message_id = record.get("messageId") if isinstance(record, Mapping) else None
         try:
             body = json.loads(record["body"])
-            event = parse_event(body)
+            wake = body.get(spec.WAKE_KEY) if isinstance(body, dict) else None
+            if isinstance(wake, dict) and protocol.is_valid_deployment_id(wake.get("deployment_id")):
+                groups.setdefault(wake["deployment_id"], []).append((message_id, None))
+                continue
+            event = parse_event(body, _received_ms(record))
         except (InvalidEventError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Retrying cannot fix a malformed event: let it go (the record counts as done).
             log.warning("event rejected", extra={"reason": str(exc), "sqs_message_id": message_id})
             continue
         groups.setdefault(event.deployment_id, []).append((message_id, event))
 
+    def one(deployment_id: str) -> BatchOutcome:
+        events = [event for _, event in groups[deployment_id] if event is not None]
+        return broadcast(runtime, deployment_id, events)
+
     failed: list[str] = []
-    for deployment_id, items in groups.items():
-        try:
-            broadcast(runtime, deployment_id, [event for _, event in items])
-        except Exception:
-            log.exception("broadcast failed; its records come back", extra={"deployment_id": deployment_id})
-            failed += [message_id for message_id, _ in items if message_id]
+    throttled = False
+    # One thread per deployment: a deployment whose drain takes seconds does not hold up
+    # the others of this batch.
+    results = _run_each(list(groups), one)
+    for deployment_id, outcome in results.items():
+        if not isinstance(outcome, BaseException):
+            continue
+        items = groups[deployment_id]
+        if isinstance(outcome, ThrottledError):
+            throttled = True
+            log.warning(
+                "DynamoDB throttled; the deployment's records come back later",
+                extra={"deployment_id": deployment_id, "reason": str(outcome)},
+            )
+        else:
+            log.error(
+                "broadcast failed; its records come back",
+                exc_info=outcome,
+                extra={"deployment_id": deployment_id},
+            )
+        failed += [message_id for message_id, _ in items if message_id]
     if failed:
-        _come_back_soon(runtime, records, failed)
+        _come_back_soon(runtime, records, failed, throttled)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+
+def _run_each(deployments: list[str], work: Any) -> dict[str, BatchOutcome | BaseException]:
+    """``work(deployment_id)`` for each, in parallel threads (in this invocation's context)."""
+    results: dict[str, BatchOutcome | BaseException] = {}
+    if len(deployments) <= 1:
+        for deployment_id in deployments:
+            try:
+                results[deployment_id] = work(deployment_id)
+            except Exception as exc:  # noqa: BLE001 - sorted and logged by the caller
+                results[deployment_id] = exc
+        return results
+    with ThreadPoolExecutor(len(deployments), thread_name_prefix="deliver") as pool:
+        futures = {
+            deployment_id: pool.submit(contextvars.copy_context().run, work, deployment_id)
+            for deployment_id in deployments
+        }
+        for deployment_id, future in futures.items():
+            try:
+                results[deployment_id] = future.result()
+            except Exception as exc:  # noqa: BLE001 - sorted and logged by the caller
+                results[deployment_id] = exc
+    return results
+
+
+def _send_wake(runtime: Runtime, deployment_id: str, delay_seconds: int) -> None:
+    """Ask for a deployment's inbox to be drained again after ``delay_seconds`` (a wake message)."""
+    queue_url = runtime.config.delivery_queue_url
+    if queue_url is None:
+        log.warning(
+            "no delivery queue to wake: held events wait for the next one",
+            extra={"deployment_id": deployment_id},
+        )
+        return
+    try:
+        runtime.client("sqs").send_message(
+            QueueUrl=queue_url, MessageBody=wake_message(deployment_id), DelaySeconds=max(0, delay_seconds)
+        )
+    except Exception:  # the inbox is safe: the deployment's next event or redelivery drains it
+        log.exception("could not send a wake message", extra={"deployment_id": deployment_id})
+
+
+def _dead_letter(runtime: Runtime, events: Sequence[DeploymentEvent]) -> None:
+    """Send events DynamoDB refused as invalid to the dead-letter queue at once (never retried)."""
+    queue_url = runtime.config.dead_letter_queue_url
+    for event in events:
+        log.error(
+            "event refused as invalid; dead-lettered",
+            extra={"deployment_id": event.deployment_id, "event_id": event.event_id, "type": event.type},
+        )
+        if queue_url is None:
+            continue
+        try:
+            runtime.client("sqs").send_message(
+                QueueUrl=queue_url, MessageBody=json.dumps(event.eventbridge())
+            )
+        except Exception:
+            log.exception("could not dead-letter an event", extra={"event_id": event.event_id})
 
 
 def retry_visibility(record: Mapping[str, Any]) -> int:
@@ -169,8 +307,14 @@ def retry_visibility(record: Mapping[str, Any]) -> int:
     )
 
 
-def _come_back_soon(runtime: Runtime, records: Sequence[Any], failed: Sequence[str]) -> None:
-    """Shorten the failed messages' visibility: the queue's own timeout is minutes, by AWS's advice."""
+def _come_back_soon(
+    runtime: Runtime, records: Sequence[Any], failed: Sequence[str], throttled: bool = False
+) -> None:
+    """Shorten the failed messages' visibility: the queue's own timeout is minutes, by AWS's advice.
+
+    After throttling the first wait is doubled too: coming straight back to a
+    partition that is over its limit only makes it worse.
+    """
     queue_url = runtime.config.delivery_queue_url
     if queue_url is None:
         return
@@ -179,7 +323,9 @@ def _come_back_soon(runtime: Runtime, records: Sequence[Any], failed: Sequence[s
         {
             "Id": str(i),
             "ReceiptHandle": record["receiptHandle"],
-            "VisibilityTimeout": retry_visibility(record),
+            "VisibilityTimeout": min(
+                spec.DELIVERY.visibility_timeout_seconds, retry_visibility(record) * (2 if throttled else 1)
+            ),
         }
         for i, record in enumerate(records)
         if isinstance(record, Mapping) and record.get("messageId") in wanted and record.get("receiptHandle")
@@ -231,6 +377,8 @@ def _single(runtime: Runtime, event: Mapping[str, Any]) -> dict[str, Any]:
     summary = outcome.fanout
     if outcome.duplicates:
         return {"status": "duplicate", "seq": outcome.duplicates[0]}
+    if outcome.queued or not outcome.sent:
+        return {"status": "held" if not outcome.queued else "queued"}
     return {
         "status": "resent" if outcome.resent else "sent",
         "seq": outcome.sent[0],

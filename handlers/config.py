@@ -76,6 +76,8 @@ class Config:
     """Rounds of re-posting to a connection whose posts keep failing (429/5xx)."""
     delivery_queue_url: str | None
     """The delivery queue (SQS): failed messages get their visibility shortened so they come back soon."""
+    dead_letter_queue_url: str | None
+    """Its dead-letter queue: events that can never be stored are sent there at once."""
     appsync_graphql_url: str | None
     """AppSync GraphQL endpoint the broadcaster publishes sequenced events to; None when AppSync is off."""
 
@@ -177,5 +179,6 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             env, names.FANOUT_MAX_ATTEMPTS, spec.DELIVERY.fanout_max_attempts, minimum=1
         ),
         delivery_queue_url=env.get(names.DELIVERY_QUEUE_URL, "").strip() or None,
+        dead_letter_queue_url=env.get(names.DEAD_LETTER_QUEUE_URL, "").strip() or None,
         appsync_graphql_url=env.get(names.APPSYNC_GRAPHQL_URL, "").strip() or None,
     )

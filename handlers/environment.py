@@ -39,7 +39,10 @@ always sets it, checked, keys sorted; ``{}`` (its default) grants no group any p
 MANAGEMENT_ENDPOINT = "MANAGEMENT_ENDPOINT"
 """The @connections endpoint; route handlers derive theirs from the event instead."""
 DELIVERY_QUEUE_URL = "DELIVERY_QUEUE_URL"
-"""The SQS delivery queue: a failed message's visibility is shortened so it comes back soon."""
+"""The SQS delivery queue: a failed message's visibility is shortened so it comes back soon, and
+the broadcaster sends it wake messages (a drain handed over, a gap timing out)."""
+DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
+"""The delivery queue's dead-letter queue: events DynamoDB refuses as invalid go there at once."""
 APPSYNC_GRAPHQL_URL = "APPSYNC_GRAPHQL_URL"
 """The AppSync GraphQL endpoint sequenced events are published to; unset when AppSync is off."""
 FANOUT_FUNCTION_NAME = "FANOUT_FUNCTION_NAME"

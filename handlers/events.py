@@ -8,13 +8,24 @@ the resulting :class:`SequencedEvent` list to every channel that publishes them
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from handlers import protocol, spec
 
 MAX_EVENT_ID_LENGTH = 128
+
+#: A producer's id (``detail.producer_id``): the plugin sends 16 hex digits; any producer may number.
+PRODUCER_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_PRODUCER_ID = re.compile(PRODUCER_ID_PATTERN)
+
+#: A producer's clock may run ahead of ours by at most this much (DESIGN: "Producer clocks are claims").
+MAX_CLOCK_AHEAD_MS = 5_000
 
 #: ``domain.verb`` names the server sends itself: a producer's event may not take them,
 #: or clients would mistake it for the server's own message.
@@ -35,6 +46,63 @@ class DeploymentEvent:
     """The producer's ``event_id``, else EventBridge's ``id``."""
     data: dict[str, Any]
     timestamp: str
+    """The producer's time, clamped to no later than ``received_ms`` + :data:`MAX_CLOCK_AHEAD_MS`."""
+    received_ms: int = 0
+    """When the system first received the event (the delivery queue's ``SentTimestamp``), epoch ms."""
+    producer_id: str | None = None
+    """The producer that numbered the event (``detail.producer_id``), if it did."""
+    producer_seq: int | None = None
+    """Its number among that producer's events for this deployment, from 1 (``detail.producer_seq``)."""
+
+    @property
+    def numbered(self) -> bool:
+        """Whether the producer numbered it: then it is stored in the producer's emission order."""
+        return self.producer_id is not None and self.producer_seq is not None
+
+    def to_json(self) -> str:
+        """The event as stored while it waits in a deployment's inbox (everything :meth:`from_json` needs)."""
+        return json.dumps(
+            {
+                "type": self.type,
+                "deployment_id": self.deployment_id,
+                "event_id": self.event_id,
+                "data": self.data,
+                "timestamp": self.timestamp,
+                "received_ms": self.received_ms,
+                "producer_id": self.producer_id,
+                "producer_seq": self.producer_seq,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DeploymentEvent:
+        """An event :meth:`to_json` wrote (already validated when it was parsed)."""
+        raw = json.loads(text)
+        return cls(
+            type=str(raw["type"]),
+            deployment_id=str(raw["deployment_id"]),
+            event_id=str(raw["event_id"]),
+            data=dict(raw.get("data") or {}),
+            timestamp=str(raw["timestamp"]),
+            received_ms=int(raw.get("received_ms") or 0),
+            producer_id=raw.get("producer_id"),
+            producer_seq=raw.get("producer_seq"),
+        )
+
+    def eventbridge(self, source: str = spec.DEFAULT_EVENT_SOURCE) -> dict[str, Any]:
+        """The event as an EventBridge event again (what the dead-letter queue keeps, redrivable)."""
+        detail: dict[str, Any] = {
+            "deployment_id": self.deployment_id,
+            "event_id": self.event_id,
+            "data": self.data,
+            "timestamp": self.timestamp,
+        }
+        if self.numbered:
+            detail["producer_id"] = self.producer_id
+            detail["producer_seq"] = self.producer_seq
+        return {"detail-type": self.type, "source": source, "detail": detail}
 
     @property
     def identity(self) -> str:
@@ -73,8 +141,14 @@ class SequencedEvent:
         return self.event.deployment_id
 
 
-def parse_event(event: Mapping[str, Any]) -> DeploymentEvent:
+def parse_event(event: Mapping[str, Any], received_ms: int | None = None) -> DeploymentEvent:
     """Validate an EventBridge event carrying the cloud-ws envelope.
+
+    ``received_ms`` is when the system first received it (the delivery queue's
+    ``SentTimestamp``, the same on every redelivery); the producer's
+    ``timestamp`` is a claim and is clamped to no later than that plus
+    :data:`MAX_CLOCK_AHEAD_MS`, so a clock that runs ahead (or says 2099)
+    cannot pin a deployment's dates. Without it, now.
 
     Raises:
         InvalidEventError: the event can never be valid (retrying cannot fix it).
@@ -99,7 +173,66 @@ def parse_event(event: Mapping[str, Any]) -> DeploymentEvent:
         if not isinstance(event_id, str) or not event_id:
             raise InvalidEventError("the event has neither detail.event_id nor an EventBridge id")
         event_id = f"eb:{event_id}"
-    timestamp = detail.get("timestamp")
+    producer_id, producer_seq = _producer(detail)
+    received = int(time.time() * 1000) if received_ms is None else received_ms
+    timestamp = clamp_timestamp(detail.get("timestamp"), received)
+    return DeploymentEvent(
+        str(detail_type),
+        str(deployment_id),
+        event_id,
+        data,
+        timestamp,
+        received_ms=received,
+        producer_id=producer_id,
+        producer_seq=producer_seq,
+    )
+
+
+def _producer(detail: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """``detail.producer_id`` and ``detail.producer_seq``: both valid, or the event counts as unnumbered."""
+    producer_id, producer_seq = detail.get("producer_id"), detail.get("producer_seq")
+    if producer_id is None and producer_seq is None:
+        return None, None
+    if not (isinstance(producer_id, str) and _PRODUCER_ID.match(producer_id)):
+        raise InvalidEventError(f"detail.producer_id must match {PRODUCER_ID_PATTERN}")
+    if not (isinstance(producer_seq, int) and not isinstance(producer_seq, bool) and producer_seq >= 1):
+        raise InvalidEventError("detail.producer_seq must be an integer from 1, with detail.producer_id")
+    return producer_id, producer_seq
+
+
+def clamp_timestamp(claimed: Any, received_ms: int) -> str:
+    """The producer's timestamp, or ``received_ms`` + the allowed skew when it claims a later time.
+
+    A timestamp that cannot be read is replaced by the time of receipt. One
+    that is in range is kept exactly as the producer wrote it.
+    """
+    limit = received_ms + MAX_CLOCK_AHEAD_MS
+    claimed_ms = _epoch_ms(claimed)
+    if claimed_ms is None:
+        return _iso(received_ms)
+    if claimed_ms > limit:
+        return _iso(limit)
+    return str(claimed)
+
+
+def _epoch_ms(timestamp: Any) -> int | None:
     if not isinstance(timestamp, str) or not timestamp:
-        timestamp = event.get("time") if isinstance(event.get("time"), str) else protocol.now_iso()
-    return DeploymentEvent(str(detail_type), str(deployment_id), event_id, data, str(timestamp))
+        return None
+    text = timestamp[:-1] + "+00:00" if timestamp.endswith(("Z", "z")) else timestamp
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return int(parsed.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def _iso(epoch_ms: int) -> str:
+    return (
+        datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{epoch_ms % 1000:03d}Z"
+    )

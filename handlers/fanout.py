@@ -126,6 +126,22 @@ class FanOutSummary:
     """Pages handed to other invocations."""
     gone_ids: list[str] = field(default_factory=list)
 
+    def merge(self, other: FanOutSummary) -> None:
+        """Add another batch's figures (one drain session sends several batches)."""
+        for name in (
+            "frames",
+            "recipients",
+            "items_read",
+            "delivered",
+            "gone",
+            "retrying",
+            "retries",
+            "posts",
+            "tasks",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.gone_ids += other.gone_ids
+
     def add(self, result: FanOutResult) -> None:
         """Count one ``ManagementApi.fan_out`` result."""
         self.delivered += result.delivered

@@ -232,9 +232,13 @@ ROUTES: tuple[RouteSpec, ...] = (
 )
 
 #: The broadcaster: drains the delivery queue (an SQS event source mapping), not an API route.
-#: It sequences a batch in one transaction (TransactWriteItems), reads duplicates back with
-#: BatchGetItem, marks a batch sent with one BatchWriteItem, and hands large fan-outs to
-#: asynchronous invocations of itself (``lambda:InvokeFunction`` on its own ARN).
+#: On the events table (handlers/keys.py) it claims and releases a deployment's drain lease
+#: (UpdateItem), puts, reads and removes inbox rows (BatchWriteItem, Query), sequences in one
+#: transaction (TransactWriteItems: Update of the counter, Put of history rows, Delete of
+#: inbox rows), reads the counter and checkpoint (GetItem) and the history to fold a checkpoint
+#: (Query), and writes checkpoints (PutItem). On the identity table: Puts in the transaction,
+#: BatchGetItem to read duplicates back, BatchWriteItem to mark a batch sent. Large fan-outs go
+#: to asynchronous invocations of itself (``lambda:InvokeFunction`` on its own ARN).
 BROADCASTER = RouteSpec(
     "",
     "broadcaster",
@@ -248,12 +252,12 @@ BROADCASTER = RouteSpec(
             "dynamodb:Query",
             "dynamodb:PutItem",
             "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:BatchWriteItem",
         ),
         "event-ids": (
-            "dynamodb:GetItem",
             "dynamodb:BatchGetItem",
             "dynamodb:PutItem",
-            "dynamodb:UpdateItem",
             "dynamodb:BatchWriteItem",
         ),
     },
@@ -300,6 +304,16 @@ class DeliverySpec:
 
 
 DELIVERY = DeliverySpec()
+
+#: How long the dead-letter queue keeps a message (SQS's maximum, 14 days).
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+
+#: Identity rows ("this event is stored, with this ``seq``") outlive the dead-letter queue by a
+#: day, so a dead letter redriven on its last day is still recognised and never stored twice.
+IDENTITY_TTL_SECONDS = DEAD_LETTER_RETENTION_SECONDS + 24 * 3600
+
+#: Marks a message the broadcaster sends its own queue: "look at this deployment's inbox".
+WAKE_KEY = "cloud_ws_wake"
 
 #: Marks the payload of an asynchronous fan-out invocation of the broadcaster.
 FANOUT_TASK_KEY = "cloud_ws_fanout"

@@ -11,16 +11,18 @@ treats an item whose ``ttl`` has passed as absent.
 
 from __future__ import annotations
 
+import heapq
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from handlers import spec, state
+from handlers import keys, spec, state
 from handlers.backoff import Backoff
 from handlers.config import TableNames
 from handlers.events import DeploymentEvent, SequencedEvent
@@ -34,8 +36,19 @@ Item = dict[str, "AttributeValueTypeDef"]
 _TTL = spec.TTL_ATTRIBUTE
 _COUNTER_SEQ = "0"
 _MAX_HINTS = 10_000
-#: The one partition of the deployment list's index: every counter item carries it.
-_LIST_KEY = "deployments"
+#: Folded states a container keeps to checkpoint without reading the history back (tens of KB each).
+_MAX_STATES = 64
+#: The producers' cursors kept on the counter, most recently moved first out last; past this
+#: many bytes of JSON the least recently moved are forgotten (their next event then waits out
+#: a gap), so the counter item stays under 1 KB however many producers report.
+MAX_PRODUCERS_BYTES = 400
+
+#: Errors of a whole request that mean "too fast for this partition": back off, retry later.
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+#: The same, as a transaction's per-item cancellation reasons.
+THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
 #: Unprocessed items of a batch request that deletes subscriptions or reads counters.
 _BATCH_BACKOFF = Backoff(base=0.025, cap=1.0)
 #: A transaction conflict, or unprocessed items of the event-id writes and history reads: short waits.
@@ -44,6 +57,10 @@ _CONFLICT_BACKOFF = Backoff(base=0.005, cap=0.2)
 
 class SequencingError(RuntimeError):
     """Could not assign a ``seq`` after repeated write conflicts."""
+
+
+class ThrottledError(RuntimeError):
+    """DynamoDB throttled a request: the caller backs off and lets the queue bring the work back."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +96,25 @@ class SubscriberPage:
 
 @dataclass(frozen=True)
 class Counter:
-    """A deployment's counter item."""
+    """A deployment's counter item: small, whatever the deployment's size."""
 
     last_seq: int
-    state: str | None
-    """The state folded through ``last_seq`` (``handlers.state``'s stored form); None before any event."""
+    head: Mapping[str, Any] = field(default_factory=dict)
+    """The deployment-level part of its state through ``last_seq`` (the list's summary and
+    ``started_at``): status, attempt, layers, dates, environment. Empty before any event."""
+    producers: Mapping[str, int] = field(default_factory=dict)
+    """Each numbering producer's last stored ``producer_seq`` (see ``handlers.ordering``)."""
+
+    def head_state(self) -> dict[str, Any]:
+        """A state to fold further events into for the head (stacks and logs are not kept here)."""
+        folded = state.initial()
+        order = folded.get("_keys")  # a fold that orders fields by key: the head's come first
+        for name, value in self.head.items():
+            if name in folded and name != "_keys":
+                folded[name] = value
+                if isinstance(order, dict) and value is not None:
+                    order[name] = [None, 0]
+        return folded
 
 
 @dataclass(frozen=True)
@@ -104,6 +135,8 @@ class SequenceResult:
     """Stored by an earlier delivery whose fan-out did not complete: to be sent again, same ``seq``."""
     duplicates: list[tuple[DeploymentEvent, int]]
     """Stored and fanned out before (with their ``seq``): nothing to do."""
+    rejected: list[DeploymentEvent] = field(default_factory=list)
+    """Refused by DynamoDB as invalid (``ValidationError``): never stored; to be dead-lettered."""
 
     @property
     def to_send(self) -> list[SequencedEvent]:
@@ -163,6 +196,13 @@ class Store:
         # by the transaction's condition, that saves reading the counter before every batch.
         self._last_seq_hint: dict[str, Counter] = {}
         self._reuse_counter = reuse_counter
+        # deployment id -> (seq, state folded through it) this container computed last.
+        self._states: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
+
+    @property
+    def client(self) -> DynamoDBClient:
+        """The DynamoDB client this store uses (the inbox shares it)."""
+        return self._db
 
     def _now(self) -> int:
         return int(self._clock())
@@ -317,41 +357,143 @@ class Store:
         return self.counter(deployment_id).last_seq
 
     def counter(self, deployment_id: str) -> Counter:
-        """The deployment's counter item: its last ``seq`` and its state folded up to it, read together."""
+        """The deployment's counter item: its last ``seq``, its head and its producers' cursors."""
         item = self._db.get_item(
             TableName=self._tables.events,
             Key={"deploymentId": _s(deployment_id), "seq": {"N": _COUNTER_SEQ}},
             ConsistentRead=True,
-            ProjectionExpression="lastSeq, #state",
+            ProjectionExpression="lastSeq, summary, startedAt, producers",
+        ).get("Item")
+        return _counter(item)
+
+    def counter_hint(self, deployment_id: str) -> Counter:
+        """The counter this container wrote last for the deployment, else read (a guess the
+        sequencing transaction checks: a stale one costs one retry, never a wrong ``seq``)."""
+        known = self._last_seq_hint.get(deployment_id)
+        if known is None:
+            known = self.counter(deployment_id)
+            self._remember_counter(deployment_id, known)
+        return known
+
+    def advance_state(self, deployment_id: str, stored: Sequence[SequencedEvent]) -> None:
+        """Fold just-stored events into the container's cached state when they follow it directly."""
+        cached = self._states.get(deployment_id)
+        if not stored:
+            return
+        if cached is None and stored[0].seq == 1:
+            cached = (0, state.initial())
+        if cached is None or cached[0] != stored[0].seq - 1:
+            self._states.pop(deployment_id, None)  # not contiguous: rebuilt from the checkpoint when needed
+            return
+        messages = [
+            {"type": e.event.type, "seq": e.seq, "data": e.event.data, "timestamp": e.event.timestamp}
+            for e in stored
+        ]
+        self._remember_state(deployment_id, stored[-1].seq, state.fold(cached[1], messages))
+
+    def checkpoint(self, deployment_id: str) -> tuple[int, dict[str, Any]]:
+        """The latest checkpoint of the deployment's folded state: its ``seq`` and the state then."""
+        item = self._db.get_item(
+            TableName=self._tables.events,
+            Key=keys.checkpoint(deployment_id),
+            ConsistentRead=True,
+            ProjectionExpression="upTo, #state",
             ExpressionAttributeNames={"#state": "state"},
         ).get("Item")
         if not item:
-            return Counter(0, None)
-        return Counter(_int(item, "lastSeq"), _str(item, "state"))
+            return 0, state.initial()
+        return _int(item, "upTo"), state.loads(_str(item, "state"))
+
+    def put_checkpoint(self, deployment_id: str, seq: int, folded: Mapping[str, Any]) -> bool:
+        """Store the state folded through ``seq`` unless a later checkpoint is there; True if stored.
+
+        A plain PutItem on an item of its own (not the counter, not in a
+        transaction): the state is tens of KB, and rewriting it with every
+        batch on the counter is what capped a deployment at tens of events a
+        second. It keeps the history's lifetime (``ttl``).
+        """
+        try:
+            self._db.put_item(
+                TableName=self._tables.events,
+                Item={
+                    **keys.checkpoint(deployment_id),
+                    "upTo": _n(seq),
+                    "state": _s(state.dumps(folded)),
+                    _TTL: _n(self._now() + self._history_ttl),
+                },
+                ConditionExpression="attribute_not_exists(upTo) OR upTo < :seq",
+                ExpressionAttributeValues={":seq": _n(seq)},
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def folded(self, deployment_id: str, seq: int) -> dict[str, Any]:
+        """The deployment's state folded through ``seq``: the container's cache, else checkpoint + history.
+
+        Every ``seq`` up to the one asked for must be stored already.
+        """
+        cached = self._states.get(deployment_id)
+        if cached is None or cached[0] > seq:
+            cached = self.checkpoint(deployment_id)
+            if cached[0] > seq:  # a later checkpoint: fold from the start of what is still stored
+                cached = (0, state.initial())
+        upto, folded = cached
+        if upto < seq:
+            folded = state.fold(folded, _wire(self.events_between(deployment_id, upto + 1, seq)))
+        self._remember_state(deployment_id, seq, folded)
+        return folded
+
+    def snapshot(self, deployment_id: str) -> tuple[int, dict[str, Any]]:
+        """The deployment's last ``seq`` and its state folded through it (what ``deployment.snapshot`` sends).
+
+        The checkpoint is read first, then the counter (checkpoints are written
+        after their events are stored, so the counter is never behind it), then
+        the events between the two are folded on top.
+        """
+        upto, folded = self.checkpoint(deployment_id)
+        last = self.counter(deployment_id).last_seq
+        if last > upto:
+            folded = state.fold(folded, _wire(self.events_between(deployment_id, upto + 1, last)))
+        return max(last, upto), folded
 
     def deployments(self, page_size: int = 100, max_pages: int = 10) -> Iterator[DeploymentRow]:
-        """Deployments by their latest event, newest first (the ``byUpdate`` index, a page at a time).
+        """Deployments by their latest event, newest first, across the shards of the ``byUpdate`` index.
 
-        The caller stops reading when it has enough; at most ``max_pages`` pages are read.
+        Each shard is read a page at a time (newest first) and the shards are
+        merged, so no single index partition takes every deployment's writes.
+        At most ``max_pages`` pages are read per shard; the caller stops
+        reading when it has enough. Deployments whose latest event is older
+        than the history's lifetime are left out.
         """
+        now = self._now()
+        oldest_ms = (now - self._history_ttl) * 1000
+        shards = [self._list_shard(shard, page_size, max_pages) for shard in range(keys.LIST_SHARDS)]
+        for updated_ms, row in heapq.merge(*shards, key=lambda pair: -pair[0]):
+            if updated_ms >= oldest_ms:
+                yield row
+
+    def _list_shard(self, shard: int, page_size: int, max_pages: int) -> Iterator[tuple[int, DeploymentRow]]:
         kwargs: dict[str, Any] = {
             "TableName": self._tables.events,
             "IndexName": spec.DEPLOYMENTS_BY_UPDATE_INDEX,
             "KeyConditionExpression": "listKey = :k",
-            "ExpressionAttributeValues": {":k": _s(_LIST_KEY)},
+            "ExpressionAttributeValues": {":k": _s(keys.list_key(shard))},
             "ScanIndexForward": False,
             "Limit": page_size,
         }
-        now = self._now()
         for _ in range(max_pages):
             page = self._db.query(**kwargs)
             for item in page.get("Items", []):
-                if _int(item, _TTL, now + 1) <= now:
-                    continue  # expired, not swept yet
                 summary = _str(item, "summary")
                 if summary is None:
                     continue
-                yield DeploymentRow(_str(item, "deploymentId") or "", json.loads(summary))
+                yield (
+                    _int(item, "updatedMs"),
+                    DeploymentRow(_str(item, "deploymentId") or "", json.loads(summary)),
+                )
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -403,24 +545,41 @@ class Store:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def append_events(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> SequenceResult:
-        """Give a deployment's batch of events the next ``seq`` range and store it, exactly once.
+    def append_events(
+        self,
+        deployment_id: str,
+        events: Sequence[DeploymentEvent],
+        *,
+        from_inbox: Collection[str] = (),
+    ) -> SequenceResult:
+        """Give a deployment's events the next ``seq`` range, in the order given, and store them exactly once.
 
-        Each round is one TransactWriteItems: the counter moves from ``last`` to
-        ``last + n`` (guarded by ``lastSeq = last``) and every event gets its
-        history row and its identity row (guarded by "does not exist yet"), so
-        no ``seq`` is ever handed out twice or skipped, and concurrent
-        invocations of one deployment never share one. When the transaction is
-        cancelled, its per-item reasons say what happened: a stale counter
-        (another invocation sequenced first: read it again and retry) and/or
-        events whose identity is already stored (earlier deliveries: they are
-        read back with BatchGetItem, and the rest of the batch is retried).
+        Each round is one TransactWriteItems: the counter moves from ``last``
+        to ``last + n`` (guarded by ``lastSeq = last``), every event gets its
+        history row and its identity row (guarded by "does not exist yet"),
+        the producers' cursors move with the counter, and events taken from
+        the inbox (their identities in ``from_inbox``) leave it in the same
+        transaction. The counter item stays small: the last ``seq``, the
+        deployment's head (status, attempt, layers, dates) and the cursors;
+        the full state is checkpointed apart (:meth:`put_checkpoint`).
 
-        The counter value this container wrote last is reused as the next
-        round's guess, so a busy deployment costs one request per round, not two.
+        A cancelled transaction's per-item reasons decide what happens next:
+
+        - the counter's condition failed: another invocation stored first;
+          read it again and retry;
+        - an identity's condition failed: stored by an earlier delivery
+          (read back: a duplicate, or stored but not yet sent);
+        - ``TransactionConflict``: another request holds one of the items right
+          now; wait a little and retry (at most ``max_sequence_attempts`` rounds);
+        - ``ThrottlingError`` / ``ProvisionedThroughputExceeded``: raise
+          :class:`ThrottledError` at once, so the caller backs off and the
+          queue brings the records back later (retrying here makes it worse);
+        - ``ValidationError``: the event it names can never be stored; it is
+          set aside in ``rejected`` (to be dead-lettered) and the rest retried.
 
         Raises:
-            SequencingError: the counter kept moving for ``max_attempts`` rounds.
+            SequencingError: the counter kept moving or conflicting for ``max_sequence_attempts`` rounds.
+            ThrottledError: DynamoDB throttled the transaction.
         """
         pending: list[DeploymentEvent] = []
         seen: set[str] = set()
@@ -428,38 +587,58 @@ class Store:
             if event.identity not in seen:
                 seen.add(event.identity)
                 pending.append(event)
+        inboxed = set(from_inbox)
         result = SequenceResult([], [], [])
-        ttl = self._now() + self._history_ttl
+        now = self._now()
+        ttl = now + self._history_ttl
+        identity_ttl = now + max(self._history_ttl, spec.IDENTITY_TTL_SECONDS)
         attempts = 0
         while pending:
-            chunk = pending[: spec.DELIVERY.max_events_per_transaction]
+            per_event = 3 if inboxed else 2
+            chunk = pending[: min(spec.DELIVERY.max_events_per_transaction, 99 // per_event)]
             known_counter = self._last_seq_hint.get(deployment_id)
             if known_counter is None:
                 known_counter = self.counter(deployment_id)
             last = known_counter.last_seq
             messages = [event.render(last + 1 + i) for i, event in enumerate(chunk)]
-            folded = state.fold(
-                state.loads(known_counter.state),
+            head = state.fold(
+                known_counter.head_state(),
                 (
                     {"type": e.type, "seq": last + 1 + i, "data": e.data, "timestamp": e.timestamp}
                     for i, e in enumerate(chunk)
                 ),
             )
-            folded_json = state.dumps(folded)
+            summary = _head_of(deployment_id, head)
+            producers = _moved_cursors(known_counter.producers, chunk)
+            items, owners = self._sequence_items(
+                deployment_id, chunk, messages, last, (ttl, identity_ttl), summary, producers, inboxed
+            )
             try:
-                self._db.transact_write_items(
-                    TransactItems=self._sequence_items(deployment_id, chunk, messages, last, ttl, folded)
-                )
+                self._db.transact_write_items(TransactItems=items)
             except ClientError as exc:
-                if _code(exc) != "TransactionCanceledException":
+                code = _code(exc)
+                if code in THROTTLING_CODES:
+                    raise ThrottledError(f"DynamoDB throttled sequencing {deployment_id}: {code}") from exc
+                if code != "TransactionCanceledException":
                     raise
+                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                if any(r in THROTTLING_REASONS for r in reasons):
+                    raise ThrottledError(f"DynamoDB throttled sequencing {deployment_id}") from exc
+                invalid = {
+                    owners[i] for i, r in enumerate(reasons) if r == "ValidationError" and owners[i] >= 0
+                }
+                if invalid:
+                    bad = [chunk[i] for i in sorted(invalid)]
+                    result.rejected.extend(bad)
+                    bad_ids = {e.identity for e in bad}
+                    pending = [e for e in pending if e.identity not in bad_ids]
+                    continue
                 attempts += 1
                 if attempts >= self._max_sequence_attempts:
                     raise SequencingError(
                         f"could not assign a seq for {deployment_id} after {attempts} attempts"
                     ) from exc
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                known = [e for i, e in enumerate(chunk) if _failed(reasons, 2 + 2 * i)]
+                known = [e for i, e in enumerate(chunk) if _failed(reasons, owners.index(i) + 1)]
                 if known:
                     self._classify_known(known, result)
                     known_ids = {e.identity for e in known}
@@ -467,10 +646,10 @@ class Store:
                 if _failed(reasons, 0):
                     self._last_seq_hint.pop(deployment_id, None)  # someone else moved the counter
                 elif not known:
-                    # TransactionConflict: another transaction holds one of these items right now.
-                    self._wait(_CONFLICT_BACKOFF, attempts + 1)  # first wait under 10 ms, as before
+                    # TransactionConflict: another request holds one of these items right now.
+                    self._wait(_CONFLICT_BACKOFF, attempts + 1)  # first wait under 10 ms
                 continue
-            self._remember_counter(deployment_id, Counter(last + len(chunk), folded_json))
+            self._remember_counter(deployment_id, Counter(last + len(chunk), summary, producers))
             result.fresh.extend(
                 SequencedEvent(event, last + 1 + i, message)
                 for i, (event, message) in enumerate(zip(chunk, messages, strict=True))
@@ -484,22 +663,28 @@ class Store:
         chunk: Sequence[DeploymentEvent],
         messages: Sequence[str],
         last: int,
-        ttl: int,
-        folded: dict[str, Any],
-    ) -> list[TransactWriteItemTypeDef]:
-        """The counter update, then a history row and an identity row per event (reasons in this order).
+        ttls: tuple[int, int],
+        summary: Mapping[str, Any],
+        producers: Mapping[str, int],
+        inboxed: Collection[str],
+    ) -> tuple[list[TransactWriteItemTypeDef], list[int]]:
+        """The counter update, then per event its history row, identity row and (if inboxed) inbox delete.
 
-        The counter item also carries the deployment's state folded through the
-        new last ``seq`` (what a subscriber's snapshot is), and its summary and
-        time of latest event for the deployment list's index.
+        Returns the items and, per item, the index in ``chunk`` of the event it
+        belongs to (-1 for the counter), so cancellation reasons map to events.
+        The counter item loses any ``ttl`` an older version gave it: it must
+        outlive every redelivery, or a re-run would start again at ``seq`` 1.
         """
-        updated_ms = state.epoch_ms(folded.get("updated_at")) or int(self._clock() * 1000)
+        ttl, identity_ttl = ttls
+        updated_ms = state.epoch_ms(summary.get("updated_at")) or int(self._clock() * 1000)
+        head = dict(summary)
+        started_at = head.pop("started_at", None)
         values: dict[str, AttributeValueTypeDef] = {
             ":seq": _n(last + len(chunk)),
-            ":ttl": _n(ttl),
-            ":state": _s(state.dumps(folded)),
-            ":summary": _s(json.dumps(state.summary(deployment_id, folded), separators=(",", ":"))),
-            ":list": _s(_LIST_KEY),
+            ":summary": _s(json.dumps(head, separators=(",", ":"))),
+            ":started": _s(started_at or ""),
+            ":producers": _s(json.dumps(producers, separators=(",", ":"))),
+            ":list": _s(keys.list_key(keys.list_shard(deployment_id))),
             ":updated": _n(updated_ms),
         }
         if last:
@@ -508,10 +693,11 @@ class Store:
             {
                 "Update": {
                     "TableName": self._tables.events,
-                    "Key": {"deploymentId": _s(deployment_id), "seq": {"N": _COUNTER_SEQ}},
+                    "Key": keys.counter(deployment_id),
                     "UpdateExpression": (
-                        "SET lastSeq = :seq, #ttl = :ttl, #state = :state, summary = :summary, "
-                        "listKey = :list, updatedMs = :updated"
+                        "SET lastSeq = :seq, summary = :summary, startedAt = :started, "
+                        "producers = :producers, listKey = :list, updatedMs = :updated "
+                        "REMOVE #ttl, #state"
                     ),
                     "ConditionExpression": "lastSeq = :last" if last else "attribute_not_exists(lastSeq)",
                     "ExpressionAttributeNames": {"#ttl": _TTL, "#state": "state"},
@@ -519,6 +705,7 @@ class Store:
                 }
             }
         ]
+        owners = [-1]
         for i, (event, message) in enumerate(zip(chunk, messages, strict=True)):
             seq = last + 1 + i
             items.append(
@@ -540,12 +727,17 @@ class Store:
                 {
                     "Put": {
                         "TableName": self._tables.event_ids,
-                        "Item": _identity_item(event.identity, deployment_id, seq, sent=False, ttl=ttl),
+                        "Item": _identity_item(event.identity, deployment_id, seq, False, identity_ttl),
                         "ConditionExpression": "attribute_not_exists(eventKey)",
                     }
                 }
             )
-        return items
+            owners += [i, i]
+            if event.identity in inboxed:
+                inbox_key = keys.inbox(deployment_id, event.identity)
+                items.append({"Delete": {"TableName": self._tables.events, "Key": inbox_key}})
+                owners.append(i)
+        return items, owners
 
     def _classify_known(self, known: Sequence[DeploymentEvent], result: SequenceResult) -> None:
         """Sort events already stored by an earlier delivery into fanned out (duplicates) and not yet."""
@@ -596,7 +788,7 @@ class Store:
         One BatchWriteItem per 25 events rewrites their identity rows with
         ``sent`` set (the rows carry nothing else that could be lost).
         """
-        ttl = self._now() + self._history_ttl
+        ttl = self._now() + max(self._history_ttl, spec.IDENTITY_TTL_SECONDS)
         puts = [
             {"PutRequest": {"Item": _identity_item(e.event.identity, e.deployment_id, e.seq, True, ttl)}}
             for e in events
@@ -642,9 +834,71 @@ class Store:
             self._last_seq_hint.clear()
         self._last_seq_hint[deployment_id] = counter
 
+    def _remember_state(self, deployment_id: str, seq: int, folded: dict[str, Any]) -> None:
+        self._states[deployment_id] = (seq, folded)
+        self._states.move_to_end(deployment_id)
+        while len(self._states) > _MAX_STATES:
+            self._states.popitem(last=False)
+
     def _wait(self, policy: Backoff, attempt: int) -> None:
         """Wait before retry ``attempt`` (1 for the first) through the sleep this store was given."""
         self._sleep(policy.delay(attempt, self._rng))
+
+
+def _counter(item: Item | None) -> Counter:
+    """A counter item as read (an absent one is the counter of a deployment nobody reported on)."""
+    if not item:
+        return Counter(0)
+    head: dict[str, Any] = {}
+    summary = _str(item, "summary")
+    if summary:
+        try:
+            loaded = json.loads(summary)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            head = loaded
+    started_at = _str(item, "startedAt")
+    if started_at:
+        head["started_at"] = started_at
+    producers: dict[str, int] = {}
+    raw = _str(item, "producers")
+    if raw:
+        try:
+            loaded = json.loads(raw)
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            producers = {str(k): int(v) for k, v in loaded.items() if isinstance(v, int)}
+    return Counter(_int(item, "lastSeq"), head, producers)
+
+
+def _head_of(deployment_id: str, folded: Mapping[str, Any]) -> dict[str, Any]:
+    """The counter's head: the list's summary and when the attempt started."""
+    return {**state.summary(deployment_id, folded), "started_at": folded.get("started_at")}
+
+
+def _moved_cursors(producers: Mapping[str, int], chunk: Iterable[DeploymentEvent]) -> dict[str, int]:
+    """The producers' cursors once ``chunk`` is stored: moved ones last, bounded in bytes."""
+    cursors = dict(producers)
+    for event in chunk:
+        if event.producer_id is not None and event.producer_seq is not None:
+            number = max(cursors.pop(event.producer_id, 0), event.producer_seq)
+            cursors[event.producer_id] = number  # re-inserted: the most recently moved goes last
+    while len(cursors) > 1 and len(json.dumps(cursors, separators=(",", ":"))) > MAX_PRODUCERS_BYTES:
+        del cursors[next(iter(cursors))]
+    return cursors
+
+
+def _wire(messages: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Stored wire messages as the fold takes them."""
+    for message in messages:
+        try:
+            parsed = json.loads(message)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict):
+            yield parsed
 
 
 def _failed(reasons: Sequence[str], index: int) -> bool:

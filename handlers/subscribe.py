@@ -7,8 +7,9 @@ it is in the replay. The worst case is an event both replayed and broadcast,
 which clients drop by ``seq``.
 
 Right after the ack comes ``deployment.snapshot``: the deployment's state
-folded through the ack's ``seq`` (the broadcaster keeps it on the counter
-item, so it is read with the ``seq``, in one request). With ``since``, the
+folded through the ack's ``seq`` (the broadcaster checkpoints the folded state
+every few hundred events and whenever it goes quiet; the events after the
+checkpoint are folded on top here). With ``since``, the
 replay follows it; without, only live events do: a newcomer to a long
 deployment sees where it stands at once instead of replaying its history.
 
@@ -52,9 +53,8 @@ def act(request: Request) -> Iterator[bytes]:
         )
 
     store.put_subscription(deployment_id, connection)
-    # The counter item holds the last seq and the state folded through it, read together.
-    counter = store.counter(deployment_id)
-    last = counter.last_seq
+    # Read after the subscription is stored: whatever is stored later is broadcast to us.
+    last, folded = store.snapshot(deployment_id)
     replay: list[str] = []
     if since is not None and since < last:
         # Bounded: a client that is further behind sees a gap after the replay and asks again.
@@ -62,7 +62,7 @@ def act(request: Request) -> Iterator[bytes]:
         replay = list(store.events_between(deployment_id, since + 1, upto))
     ack = protocol.encode(protocol.subscribed(deployment_id, last, len(replay), request.request_id))
     snapshot = protocol.encode(
-        protocol.snapshot(deployment_id, last, state.public(state.loads(counter.state)), request.request_id)
+        protocol.snapshot(deployment_id, last, state.public(folded), request.request_id)
     )
     # Stored messages are the exact wire JSON of the live broadcast: compact, no raw newline.
     messages = [ack, snapshot, *(message.encode("utf-8") for message in replay)]

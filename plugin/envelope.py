@@ -101,9 +101,19 @@ class Envelope:
 
 
 def build_envelope(
-    event_type: Any, deployment_id: Any, data: Any = None, *, timestamp: str | None = None
+    event_type: Any,
+    deployment_id: Any,
+    data: Any = None,
+    *,
+    timestamp: str | None = None,
+    producer: tuple[str, int] | None = None,
 ) -> Envelope:
     """Validate a hook's arguments and serialize them into an :class:`Envelope`.
+
+    ``producer`` is ``(producer_id, producer_seq)``: the producer's id and the
+    event's number among its events for this deployment (1, 2, 3 …). The
+    broadcaster stores a producer's numbered events in that order, however
+    the bus and the queue shuffle them (docs/protocol.md, "Emission order").
 
     The broadcaster drops events whose type or deployment id are invalid, so
     they are refused here, where the orchestrator's log can say which call was
@@ -131,9 +141,11 @@ def build_envelope(
     # The deployment id matched a pattern that needs no escaping; the timestamp is
     # ASCII, so everything but ``data`` is one byte per character.
     stamp = f'"{protocol.now_iso()}"' if timestamp is None else json.dumps(str(timestamp))
+    # The producer id is ours (hex digits) and the number an int: neither needs escaping.
+    numbering = f',"producer_id":"{producer[0]}","producer_seq":{int(producer[1])}' if producer else ""
     detail = (
         f'{{"deployment_id":"{deployment_id}","event_id":"{event_id}",'
-        f'"data":{data_json},"timestamp":{stamp}}}'
+        f'"data":{data_json},"timestamp":{stamp}{numbering}}}'
     )
     size = len(detail) - len(data_json) + data_bytes
     return Envelope(str(event_type), str(deployment_id), event_id, detail, size)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import threading
+import uuid
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -92,6 +94,11 @@ class OrchestratorPlugin(LifecycleHooks):
             else (lambda: events_client(region=region, endpoint_url=endpoint_url, options=self.options))
         )
         self._sender = Sender(event_bus_name, source, factory, self.options)
+        # One producer per plugin instance: its events are numbered per deployment, so the
+        # broadcaster stores them in the order the hooks were called (docs/protocol.md).
+        self.producer_id = uuid.uuid4().hex[:16]
+        self._numbers: dict[str, int] = {}
+        self._numbering = threading.Lock()
         if autostart:
             self._sender.start()
 
@@ -130,8 +137,12 @@ class OrchestratorPlugin(LifecycleHooks):
     @never_raises
     def emit(self, event_type: str, deployment_id: str, data: Mapping[str, Any] | None = None) -> str | None:
         """Queue one event of any ``domain.verb`` type; its ``event_id``, or None if refused or dropped."""
-        envelope = build_envelope(event_type, deployment_id, data)
-        return envelope.event_id if self._sender.offer(envelope) else None
+        with self._numbering:  # numbered and queued under one lock: queue order is number order
+            number = self._numbers.get(deployment_id, 0) + 1
+            envelope = build_envelope(event_type, deployment_id, data, producer=(self.producer_id, number))
+            self._numbers[deployment_id] = number
+            accepted = self._sender.offer(envelope)
+        return envelope.event_id if accepted else None
 
     def refused(self, hook: str, reason: str) -> None:
         """Count and log a hook call that could not make an event."""

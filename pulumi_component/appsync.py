@@ -138,19 +138,21 @@ export function response(ctx) {
 """
 
 _DEPLOYMENT = """
-// The deployment's snapshot: the state the broadcaster folds into the counter row (seq 0)
-// with every event it stores, the very data the WebSocket API's deployment.snapshot carries.
+// The deployment's snapshot as of its latest checkpoint: the state the broadcaster folds and
+// writes to the `D#state` row every few hundred events, on every status change and whenever the
+// deployment goes quiet (handlers/keys.py). `seq` says how far it reaches: deploymentEvents(since: seq)
+// returns what came after.
 export function request(ctx) {
   authorize(ctx);
   return {
     operation: 'GetItem',
-    key: util.dynamodb.toMapValues({ deploymentId: ctx.args.deployment_id, seq: 0 }),
+    key: util.dynamodb.toMapValues({ deploymentId: ctx.args.deployment_id + '#state', seq: 0 }),
     consistentRead: true,
-    projection: { expression: 'lastSeq, #state', expressionNames: { '#state': 'state' } },
+    projection: { expression: 'upTo, #state', expressionNames: { '#state': 'state' } },
   };
 }
 
-// The stored form orders its fields with `_keys`, which a snapshot leaves out (handlers.state.public).
+// A state stored by an older broadcaster orders its fields with `_keys`, which a snapshot leaves out.
 function withoutKeys(stored) {
   const result = {};
   for (const name of Object.keys(stored)) {
@@ -167,14 +169,14 @@ export function response(ctx) {
   }
   const item = ctx.result;
   const stored = item && item.state ? JSON.parse(item.state) : null;
-  const state = stored && stored._keys ? withoutKeys(stored) : __INITIAL__;
+  const state = stored ? withoutKeys(stored) : __INITIAL__;
   const stacks = {};
   for (const name of Object.keys(state.stacks || {})) {
     stacks[name] = withoutKeys(state.stacks[name]);
   }
   state.stacks = stacks;
   state.deployment_id = ctx.args.deployment_id;
-  state.seq = item && item.lastSeq ? item.lastSeq : 0;
+  state.seq = item && item.upTo ? item.upTo : 0;
   return JSON.stringify(state);
 }
 """

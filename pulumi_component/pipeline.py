@@ -26,7 +26,7 @@ ASYNC_MAX_RETRIES = 2
 #: SQS's default, stated: a message waits out a broadcaster outage of days. Dead
 #: letters keep their first enqueue time, so the DLQ must keep them longer still.
 DELIVERY_RETENTION_SECONDS = 4 * 24 * 3600
-DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
+DEAD_LETTER_RETENTION_SECONDS = spec.DEAD_LETTER_RETENTION_SECONDS
 #: AWS asks for a queue visibility timeout of at least six times the function's timeout.
 VISIBILITY_TIMEOUT_FACTOR = 6
 #: SQS publishes its queue metrics once a minute: the depth alarm looks at each minute.

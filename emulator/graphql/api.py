@@ -338,9 +338,9 @@ class GraphQLApi:
         self.check_mode(info.context.caller, info)
         deployment_id = self.authorize_deployment(info.context.caller, deployment_id, info)
         store = self._runtime().store
-        counter = await asyncio.get_running_loop().run_in_executor(None, store.counter, deployment_id)
-        snapshot = state.public(state.loads(counter.state))
-        return {**snapshot, "deployment_id": deployment_id, "seq": counter.last_seq}
+        # As the cloud resolver does: the latest checkpoint and the seq it reaches.
+        upto, folded = await asyncio.get_running_loop().run_in_executor(None, store.checkpoint, deployment_id)
+        return {**state.public(folded), "deployment_id": deployment_id, "seq": upto}
 
     def _publish(self, _root: Any, info: Info, **args: Any) -> dict[str, Any]:
         self.check_mode(info.context.caller, info)  # not only in the middleware: this one publishes

@@ -1,0 +1,243 @@
+"""One deployment's delivery: claim its lease, store its events in emission order, send them, hand over.
+
+``handlers.broadcaster`` calls :meth:`Delivery.deliver` once per deployment of
+a batch (each in a thread of its own, so one busy deployment does not hold up
+the others of the same batch). What happens then:
+
+1. **Claim.** If another invocation holds the deployment's lease, the events
+   go into its inbox and this invocation is done (``handlers.inbox``).
+2. **Drain.** Otherwise, until nothing is left: take this batch's events and
+   the inbox's, order them (``handlers.ordering``: each producer's in the
+   order it emitted them; those behind a gap wait), store them
+   (``Store.append_events``, up to 33 to a transaction), send them (AppSync
+   and the WebSocket fan-out, in ``seq`` order, while still holding the lease
+   so the next chunk is never posted before this one), mark them sent.
+3. **Release**, unless more arrived meanwhile (then drain again). A session
+   that has run :data:`DRAIN_BUDGET_SECONDS` hands over instead: it releases
+   and sends the delivery queue a *wake* message for the deployment, which
+   goes behind whatever else waits there, so a deployment that never goes
+   quiet shares the pollers with the others rather than keeping one.
+4. Events held behind a gap stay in the inbox, and a wake message is sent
+   to arrive when the gap times out.
+5. The folded state is checkpointed (every :data:`CHECKPOINT_EVERY` events,
+   on every status change, and at the end of a session), off the delivery path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from handlers import ordering, spec
+from handlers.events import DeploymentEvent, SequencedEvent
+from handlers.fanout import FanOutSummary
+from handlers.inbox import Inbox, Lease
+from handlers.log import get_logger
+from handlers.store import Store
+
+log = get_logger("delivery")
+
+#: How long one session drains a deployment that keeps receiving before it hands over.
+DRAIN_BUDGET_SECONDS = 2.0
+
+#: Events between two checkpoints of a busy deployment's folded state (tens of KB each:
+#: at 1,000 events/s that is 5 writes a second, well under one partition's 1,000 WCU/s).
+CHECKPOINT_EVERY = 200
+
+#: A session that ends writes a checkpoint if this container wrote none for the deployment for
+#: this long: a quiet deployment's checkpoint (what AppSync's ``deployment`` query reads) catches
+#: up within a second of its last event, without a write for every event of a steady one.
+CHECKPOINT_IDLE_SECONDS = 1.0
+
+#: SQS's longest message delay.
+_MAX_DELAY_SECONDS = 900
+
+Send = Callable[[str, Sequence[SequencedEvent]], FanOutSummary]
+"""Publishes a deployment's newly stored events to every channel (in ``seq`` order) and marks them sent."""
+Wake = Callable[[str, int], None]
+"""Asks for the deployment's inbox to be drained again in ``n`` seconds (a wake message)."""
+DeadLetter = Callable[[Sequence[DeploymentEvent]], None]
+"""Sets events aside that can never be stored."""
+
+
+@dataclass
+class DeliveryOutcome:
+    """What one :meth:`Delivery.deliver` call did."""
+
+    deployment_id: str
+    claimed: bool = False
+    """This invocation held the lease (else its events went to the inbox)."""
+    sent: list[int] = field(default_factory=list)
+    """``seq`` of every event sent (fresh and resent), in order."""
+    resent: list[int] = field(default_factory=list)
+    duplicates: list[int] = field(default_factory=list)
+    rejected: list[DeploymentEvent] = field(default_factory=list)
+    held: int = 0
+    """Events left in the inbox behind a gap."""
+    handed_over: bool = False
+    sessions: int = 0
+    """Rounds of reading the inbox in this call."""
+    fanout: FanOutSummary = field(default_factory=FanOutSummary)
+
+
+class Delivery:
+    """Stores and sends deployments' events, one lease holder per deployment at a time."""
+
+    def __init__(
+        self,
+        store: Store,
+        inbox: Inbox,
+        send: Send,
+        wake: Wake,
+        dead_letter: DeadLetter,
+        clock: Callable[[], float] = time.time,
+        budget_seconds: float = DRAIN_BUDGET_SECONDS,
+        gap_seconds: float = ordering.GAP_SECONDS,
+    ) -> None:
+        """Wire the parts: the store, the inbox, and how to send, wake and dead-letter."""
+        self._store = store
+        self._inbox = inbox
+        self._send = send
+        self._wake = wake
+        self._dead_letter = dead_letter
+        self._clock = clock
+        self._budget = budget_seconds
+        self._gap = gap_seconds
+        # deployment id -> (the last seq this container checkpointed, when).
+        self._checkpointed: dict[str, tuple[int, float]] = {}
+
+    def deliver(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> DeliveryOutcome:
+        """Store and send these events of one deployment (none: a wake), or leave them to the lease holder.
+
+        Raises whatever storing raised (``ThrottledError``, ``SequencingError``…):
+        the caller lets the queue bring the records back. Events already put in
+        the inbox are safe there either way.
+        """
+        outcome = DeliveryOutcome(deployment_id)
+        owner = uuid.uuid4().hex
+        lease = self._inbox.claim(deployment_id, owner)
+        own = list(events)
+        if lease is None:
+            after = self._inbox.add(deployment_id, own) if own else self._inbox.wake(deployment_id)
+            own = []
+            if not after.free(self._now_ms()):
+                return outcome  # the holder's release fails on our bump: it reads the inbox again
+            lease = self._inbox.claim(deployment_id, owner)  # released in between: drain it ourselves
+            if lease is None:
+                return outcome
+        outcome.claimed = True
+        try:
+            self._drain(deployment_id, owner, own, lease, outcome)
+        except BaseException:
+            # Whatever is in the inbox waits for the next holder; ours come back with the records.
+            self._inbox.abandon(deployment_id, owner)
+            raise
+        return outcome
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _drain(
+        self,
+        deployment_id: str,
+        owner: str,
+        own: list[DeploymentEvent],
+        lease: Lease,
+        outcome: DeliveryOutcome,
+    ) -> None:
+        started = self._clock()
+        wakes, read_inbox = lease.wakes, lease.inbox_may_hold_events
+        pool: dict[str, DeploymentEvent] = {event.identity: event for event in own}
+        inboxed: set[str] = set()
+        wake_in: float | None = None
+        while True:
+            outcome.sessions += 1
+            if read_inbox:
+                for event in self._inbox.waiting(deployment_id):
+                    pool.setdefault(event.identity, event)
+                    inboxed.add(event.identity)
+            counter = self._store.counter_hint(deployment_id)
+            plan = ordering.plan(pool.values(), counter.producers, self._now_ms(), self._gap)
+            if plan.ready:
+                self._store_and_send(deployment_id, plan.ready, inboxed, outcome)
+            pool = {event.identity: event for event in plan.held}
+            wake_in = plan.wake_in_seconds
+            # Held events of our own batch go to the inbox before anyone else may hold the lease.
+            not_yet_inboxed = [event for event in plan.held if event.identity not in inboxed]
+            if not_yet_inboxed:
+                self._inbox.put(deployment_id, not_yet_inboxed)
+                inboxed.update(event.identity for event in not_yet_inboxed)
+            if self._clock() - started >= self._budget:
+                self._inbox.abandon(deployment_id, owner)
+                outcome.handed_over = True
+                self._wake(deployment_id, 0)
+                break
+            if self._inbox.release(deployment_id, owner, wakes, len(plan.held)):
+                break
+            lease = self._inbox.read(deployment_id)  # more arrived: drain again
+            if lease.owner != owner:
+                break  # held past its time and claimed by another: the new holder drains
+            wakes, read_inbox = lease.wakes, True
+        outcome.held = len(pool)
+        if pool and wake_in is not None and not outcome.handed_over:
+            self._wake(deployment_id, min(_MAX_DELAY_SECONDS, math.ceil(wake_in)))
+        self._checkpoint(deployment_id, ending=True)
+
+    def _store_and_send(
+        self, deployment_id: str, ready: list[DeploymentEvent], inboxed: set[str], outcome: DeliveryOutcome
+    ) -> None:
+        result = self._store.append_events(
+            deployment_id, ready, from_inbox=[e.identity for e in ready if e.identity in inboxed]
+        )
+        leftovers = [event for event, _ in result.duplicates if event.identity in inboxed]
+        leftovers += [event for event in result.rejected if event.identity in inboxed]
+        if leftovers:
+            self._inbox.remove(deployment_id, leftovers)
+        if result.rejected:
+            outcome.rejected += result.rejected
+            self._dead_letter(result.rejected)
+        to_send = result.to_send
+        outcome.duplicates += [seq for _, seq in result.duplicates]
+        outcome.resent += [e.seq for e in result.unsent]
+        if not to_send:
+            return
+        summary = self._send(deployment_id, to_send)
+        outcome.sent += [e.seq for e in to_send]
+        outcome.fanout.merge(summary)
+        self._store.advance_state(deployment_id, result.fresh)
+        status_changed = any(e.event.type == "deployment.status" for e in result.fresh)
+        self._checkpoint(deployment_id, status_changed=status_changed)
+
+    def _checkpoint(self, deployment_id: str, status_changed: bool = False, ending: bool = False) -> None:
+        """Write the folded state when it is due (never fails the delivery).
+
+        Due: every :data:`CHECKPOINT_EVERY` events, with every status change
+        (so a finished deployment's checkpoint is its final state), and when a
+        session ends more than :data:`CHECKPOINT_IDLE_SECONDS` after the last one.
+        """
+        last = self._store.counter_hint(deployment_id).last_seq
+        done, when = self._checkpointed.get(deployment_id, (0, 0.0))
+        now = self._clock()
+        due = (
+            last - done >= CHECKPOINT_EVERY
+            or status_changed
+            or (ending and now - when >= CHECKPOINT_IDLE_SECONDS)
+        )
+        if last <= done or not due:
+            return
+        try:
+            self._store.put_checkpoint(deployment_id, last, self._store.folded(deployment_id, last))
+            self._checkpointed[deployment_id] = (last, now)
+            if len(self._checkpointed) > 10_000:  # bounded: a container may see many deployments
+                self._checkpointed.clear()
+        except Exception:  # the next session writes it; snapshots fold the history meanwhile
+            log.exception("checkpoint failed", extra={"deployment_id": deployment_id, "seq": last})
+
+
+def wake_message(deployment_id: str) -> str:
+    """The body of a wake message for a deployment."""
+    return json.dumps({spec.WAKE_KEY: {"deployment_id": deployment_id}}, separators=(",", ":"))

@@ -1,0 +1,302 @@
+"""A deployment's inbox and drain lease: one invocation at a time stores its events, the others hand over.
+
+The event source mapping runs several batches at once, and a busy
+deployment's events are spread over all of them. Were each invocation to
+sequence its own share, they would fight over the deployment's counter
+(DynamoDB cancels all but one transaction on an item, and the losers retry),
+store the producer's events in whatever order they won, and keep the
+mapping's few pollers busy with one deployment while every other waits in
+the queue behind it. Instead:
+
+- the invocation that **claims the lease** (a conditional ``UpdateItem`` on
+  the ``D#lease`` row) stores the deployment's events: its own, then those
+  waiting in the inbox, in the producers' emission order
+  (``handlers.ordering``), many to a transaction;
+- every other invocation **puts its events in the inbox** (``D#in#k`` rows,
+  one ``BatchWriteItem``), bumps the lease's ``wakes`` count and is done in
+  two requests, so the queue keeps draining and other deployments' events
+  are not held up;
+- the holder **releases** only if ``wakes`` has not moved since it last read
+  the inbox (a conditional ``UpdateItem``); otherwise it reads the inbox
+  again. A writer puts its rows *before* it bumps ``wakes``, so every row is
+  either seen by the holder's next read or makes its release fail: nothing is
+  stranded.
+
+``settled`` and ``held`` on the lease say whether the inbox can hold anything
+(``wakes == settled`` and nothing held back), so an idle deployment's single
+event costs no inbox read at all.
+
+A holder that dies keeps the lease until ``until`` passes; the records of its
+own batch, never acknowledged, come back through the queue and drain
+whatever waited meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from handlers import keys
+from handlers.backoff import Backoff
+from handlers.events import DeploymentEvent
+from handlers.log import get_logger
+from handlers.store import THROTTLING_CODES, ThrottledError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+log = get_logger("inbox")
+
+#: How long a lease holds without being released: longer than any drain (whose budget is
+#: seconds) and its fan-out, shorter than the queue's visibility timeout.
+LEASE_SECONDS = 60
+
+_BATCH_BACKOFF = Backoff(base=0.01, cap=0.5)
+_ZERO = {"N": "0"}
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The lease row as last read or written."""
+
+    owner: str | None
+    until_ms: int
+    wakes: int
+    """Bumped by every invocation that put events in the inbox (and by wake messages)."""
+    settled: int
+    """The ``wakes`` value the last holder drained the inbox up to when it released."""
+    held: int
+    """Events the last holder left in the inbox, waiting behind a gap."""
+
+    def free(self, now_ms: int) -> bool:
+        """Whether nobody holds the lease (never claimed, released, or expired)."""
+        return self.owner is None or self.until_ms < now_ms
+
+    @property
+    def inbox_may_hold_events(self) -> bool:
+        """False only when the inbox is known to be empty."""
+        return self.wakes != self.settled or self.held > 0
+
+
+def _lease(item: dict[str, Any] | None) -> Lease:
+    item = item or {}
+
+    def number(name: str) -> int:
+        value = item.get(name)
+        return int(value["N"]) if isinstance(value, dict) and "N" in value else 0
+
+    owner = item.get("owner")
+    return Lease(
+        owner=owner["S"] if isinstance(owner, dict) and "S" in owner else None,
+        until_ms=number("until"),
+        wakes=number("wakes"),
+        settled=number("settled"),
+        held=number("held"),
+    )
+
+
+class Inbox:
+    """The lease and inbox rows of every deployment (in the events table, see ``handlers.keys``)."""
+
+    def __init__(
+        self,
+        client: DynamoDBClient,
+        table: str,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        lease_seconds: float | None = None,
+        ttl_seconds: int = 24 * 3600,
+    ) -> None:
+        """Set up access to one events table.
+
+        Args:
+            clock: the time (epoch seconds) for leases and row lifetimes.
+            sleep: how a retry of unprocessed writes waits.
+            lease_seconds: how long a claim holds; :data:`LEASE_SECONDS` (read now) when None.
+            ttl_seconds: how long an inbox row may wait before DynamoDB sweeps it (a safety net:
+                rows leave the inbox when they are stored).
+        """
+        self._db = client
+        self._table = table
+        self._clock = clock
+        self._sleep = sleep
+        self._lease_ms = int((LEASE_SECONDS if lease_seconds is None else lease_seconds) * 1000)
+        self._ttl = ttl_seconds
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def claim(self, deployment_id: str, owner: str) -> Lease | None:
+        """Take the lease if nobody holds it; the lease as claimed, or None when another holds it."""
+        now = self._now_ms()
+        try:
+            reply = self._update(
+                Key=keys.lease(deployment_id),
+                UpdateExpression=(
+                    "SET #o = :me, #u = :until, wakes = if_not_exists(wakes, :zero), "
+                    "settled = if_not_exists(settled, :zero), held = if_not_exists(held, :zero)"
+                ),
+                ConditionExpression="attribute_not_exists(#o) OR #u < :now",
+                ExpressionAttributeNames={"#o": "owner", "#u": "until"},
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":until": {"N": str(now + self._lease_ms)},
+                    ":now": {"N": str(now)},
+                    ":zero": _ZERO,
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _lease(reply.get("Attributes"))
+
+    def add(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> Lease:
+        """Put events in the inbox, then tell the holder (``wakes``); the lease after the bump."""
+        self.put(deployment_id, events)
+        return self.wake(deployment_id, len(events))
+
+    def put(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
+        """Put events in the inbox without telling anyone (the holder leaving some behind)."""
+        ttl = {"N": str(self._now_ms() // 1000 + self._ttl)}
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        **keys.inbox(deployment_id, event.identity),
+                        "event": {"S": event.to_json()},
+                        "ttl": ttl,
+                    }
+                }
+            }
+            for event in events
+        ]
+        self._batch_write(requests)
+
+    def remove(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
+        """Take events out of the inbox that will never be stored from it (duplicates, rejected)."""
+        self._batch_write(
+            [{"DeleteRequest": {"Key": keys.inbox(deployment_id, event.identity)}} for event in events]
+        )
+
+    def wake(self, deployment_id: str, count: int = 1) -> Lease:
+        """Bump ``wakes`` so the holder's release fails and it reads the inbox again."""
+        reply = self._update(
+            Key=keys.lease(deployment_id),
+            UpdateExpression="ADD wakes :n",
+            ExpressionAttributeValues={":n": {"N": str(max(1, count))}},
+            ReturnValues="ALL_NEW",
+        )
+        return _lease(reply.get("Attributes"))
+
+    def read(self, deployment_id: str) -> Lease:
+        """The lease row now (strongly consistent)."""
+        try:
+            item = self._db.get_item(
+                TableName=self._table, Key=keys.lease(deployment_id), ConsistentRead=True
+            )
+        except ClientError as exc:
+            raise _throttled_or(exc) from exc
+        return _lease(item.get("Item"))
+
+    def waiting(self, deployment_id: str) -> list[DeploymentEvent]:
+        """Every event in the deployment's inbox (any order; ``handlers.ordering`` orders them)."""
+        events: list[DeploymentEvent] = []
+        for shard in range(keys.INBOX_SHARDS):
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "KeyConditionExpression": "deploymentId = :d",
+                "ExpressionAttributeValues": {":d": {"S": keys.inbox_partition(deployment_id, shard)}},
+                "ProjectionExpression": "#e",
+                "ExpressionAttributeNames": {"#e": "event"},
+                "ConsistentRead": True,
+            }
+            while True:
+                try:
+                    page = self._db.query(**kwargs)
+                except ClientError as exc:
+                    raise _throttled_or(exc) from exc
+                for item in page.get("Items", []):
+                    raw = item.get("event", {})
+                    if "S" in raw:
+                        try:
+                            events.append(DeploymentEvent.from_json(raw["S"]))
+                        except (ValueError, KeyError, TypeError):
+                            log.warning(
+                                "unreadable inbox row dropped", extra={"deployment_id": deployment_id}
+                            )
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return events
+
+    def release(self, deployment_id: str, owner: str, wakes: int, held: int) -> bool:
+        """Give the lease up if no work arrived since ``wakes`` was read; False when some did."""
+        try:
+            self._update(
+                Key=keys.lease(deployment_id),
+                UpdateExpression="SET settled = :w, held = :h REMOVE #o, #u",
+                ConditionExpression="#o = :me AND wakes = :w",
+                ExpressionAttributeNames={"#o": "owner", "#u": "until"},
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":w": {"N": str(wakes)},
+                    ":h": {"N": str(held)},
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def abandon(self, deployment_id: str, owner: str) -> None:
+        """Give the lease up whatever waits (a hand-over, or a failure); the next holder reads the inbox."""
+        try:
+            self._update(
+                Key=keys.lease(deployment_id),
+                UpdateExpression="SET held = :one REMOVE #o, #u",
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner", "#u": "until"},
+                ExpressionAttributeValues={":me": {"S": owner}, ":one": {"N": "1"}},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def _update(self, **kwargs: Any) -> Any:
+        try:
+            return self._db.update_item(TableName=self._table, **kwargs)
+        except ClientError as exc:
+            if _code(exc) in THROTTLING_CODES:
+                raise ThrottledError(f"DynamoDB throttled the drain lease: {_code(exc)}") from exc
+            raise
+
+    def _batch_write(self, requests: list[Any]) -> None:
+        for start in range(0, len(requests), 25):  # BatchWriteItem takes at most 25 requests
+            pending: Any = {self._table: requests[start : start + 25]}
+            for attempt in range(1, 9):
+                try:
+                    pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                except ClientError as exc:
+                    raise _throttled_or(exc) from exc
+                if not pending:
+                    break
+                self._sleep(_BATCH_BACKOFF.delay(attempt))
+            else:
+                raise ThrottledError(f"could not write {len(pending[self._table])} inbox rows")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _throttled_or(exc: ClientError) -> Exception:
+    if _code(exc) in THROTTLING_CODES:
+        return ThrottledError(f"DynamoDB throttled an inbox request: {_code(exc)}")
+    return exc

@@ -1,0 +1,78 @@
+"""Where each kind of row lives in the events table, and why it lives there.
+
+The events table (``spec.EVENTS``: hash ``deploymentId`` S, range ``seq`` N)
+holds more than the history. Every row kind but the history gets a hash key
+of its own, derived from the deployment id with ``#`` (which a deployment id
+can never contain, so none collides with a real deployment): DynamoDB limits
+each partition key value to about 1,000 write units a second, and the
+history of a busy deployment needs that partition to itself.
+
+| row | ``deploymentId`` | ``seq`` | written |
+|---|---|---|---|
+| history | ``D`` | 1, 2, 3 … | once per event, in the sequencing transaction |
+| counter | ``D`` | 0 | once per transaction; small (under 1 KB) and never expires |
+| checkpoint | ``D#state`` | 0 | the folded state, every few hundred events and when a drain ends |
+| drain lease | ``D#lease`` | 0 | who stores the deployment's events now, and a count of waiting work |
+| inbox | ``D#in#0`` … ``D#in#3`` | a hash of the event's identity | events waiting to be stored |
+
+The deployment list's index key (``listKey``) is spread over
+:data:`LIST_SHARDS` values by a hash of the deployment id, so the index's
+writes are not all on one partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import Any
+
+#: Values of the list index's hash key (each an index partition of its own).
+LIST_SHARDS = 8
+
+#: Hash keys an inbox is spread over: a burst of 1,000 events a second is 2,000 writes a
+#: second (put, then delete), more than one partition key value takes.
+INBOX_SHARDS = 4
+
+_COUNTER_SEQ = {"N": "0"}
+
+
+def _key(hash_key: str, seq: int = 0) -> dict[str, Any]:
+    return {"deploymentId": {"S": hash_key}, "seq": {"N": str(seq)}}
+
+
+def counter(deployment_id: str) -> dict[str, Any]:
+    """The counter row's key."""
+    return _key(deployment_id)
+
+
+def checkpoint(deployment_id: str) -> dict[str, Any]:
+    """The checkpoint row's key."""
+    return _key(f"{deployment_id}#state")
+
+
+def lease(deployment_id: str) -> dict[str, Any]:
+    """The drain lease row's key."""
+    return _key(f"{deployment_id}#lease")
+
+
+def inbox_partition(deployment_id: str, shard: int) -> str:
+    """One of the deployment's inbox hash keys."""
+    return f"{deployment_id}#in#{shard}"
+
+
+def inbox(deployment_id: str, identity: str) -> dict[str, Any]:
+    """The inbox row's key of one event (the same on every redelivery: a second put overwrites it)."""
+    digest = hashlib.blake2b(identity.encode("utf-8"), digest_size=8).digest()
+    number = int.from_bytes(digest, "big")
+    # DynamoDB numbers keep 38 digits, but a 53-bit value also survives any JSON round trip.
+    return _key(inbox_partition(deployment_id, number % INBOX_SHARDS), number >> 11)
+
+
+def list_key(shard: int) -> str:
+    """The list index's hash key value of one shard."""
+    return f"deployments#{shard}"
+
+
+def list_shard(deployment_id: str) -> int:
+    """The list shard a deployment's counter is indexed under (stable across containers and runs)."""
+    return zlib.crc32(deployment_id.encode("utf-8")) % LIST_SHARDS
