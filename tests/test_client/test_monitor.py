@@ -380,14 +380,14 @@ async def test_until_complete_on_an_ended_deployment_exits_at_once(
 
 
 async def test_until_complete_follows_the_running_attempt(gateway: Gateway) -> None:
-    """Subscribed while attempt 2 deploys: a late status of attempt 1 does not end it; its end does."""
+    """Subscribed while attempt 2 deploys: its end ends the monitor, whatever the producer's clock says."""
     answer_with_snapshot(gateway, 4, snapshot_data("deploying", 2))
     client = CloudWebSocketClient(gateway.url, "token", options=options())
     out = io.StringIO()
     watching = asyncio.create_task(monitor.watch(client, "D1", monitor.PlainView(out), until_complete=True))
     await eventually(lambda: "snapshot" in out.getvalue(), "the snapshot line")
-    # Stamped before attempt 2 started (10:00:00): attempt 1's, arriving late.
-    await send_status(gateway, 5, "2026-12-02T09:59:59Z", status="failed")
+    # Stamped before attempt 2 started (10:00:00), but after it in seq order: attempt 2's.
+    await send_status(gateway, 5, "2026-12-02T09:59:59Z", status="deploying", current_layer=1)
     await send_status(gateway, 6, "2026-12-02T10:00:09Z", status="deploying", current_layer=2)
     await eventually(lambda: "#6 deployment deploying" in out.getvalue(), "the status line")
     assert not watching.done()

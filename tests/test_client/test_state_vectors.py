@@ -81,3 +81,32 @@ def test_snapshot_then_the_rest(case: dict[str, Any]) -> None:
         assert state.to_snapshot() == snapshot_at(case, seq).data, f"snapshot at {seq} read back"
         fold(state, events, since=seq)
         assert state.to_snapshot() == case["expect"]["data"], f"from the snapshot at seq {seq}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
+def test_apply_ignores_duplicates_itself(case: dict[str, Any]) -> None:
+    """Without the sequencing in front, events in seq order with duplicates still fold to the snapshot."""
+    state = DeploymentState(case["deployment_id"])
+    for event in sorted(events_of(case), key=lambda event: event.seq):
+        state.apply(event)
+    assert state.to_snapshot() == case["expect"]["data"]
+
+
+def test_the_clients_limits_are_the_shared_ones() -> None:
+    """The client's caps are conformance/state.json's (and so the server's)."""
+    from cloud_ws_client import state as client_state
+
+    assert VECTORS["limits"] == {
+        "recent_logs": client_state.RECENT_LOGS,
+        "log_message_bytes": client_state.LOG_MESSAGE_CHARS,
+        "error_message_bytes": client_state.ERROR_MESSAGE_BYTES,
+        "stack_name_bytes": client_state.STACK_NAME_BYTES,
+        "environment_bytes": client_state.ENVIRONMENT_BYTES,
+        "level_bytes": client_state.LEVEL_BYTES,
+        "timestamp_bytes": client_state.TIMESTAMP_BYTES,
+        "max_stacks": client_state.MAX_STACKS,
+        "max_log_levels": client_state.MAX_LOG_LEVELS,
+        "other_level": client_state.OTHER_LEVEL,
+        "max_integer": client_state.MAX_SAFE_INTEGER,
+        "snapshot_bytes": 128 * 1024,
+    }

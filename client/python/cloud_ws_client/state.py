@@ -6,49 +6,73 @@ TypeScript client, and written down once as data in
 the vectors prove the two equal):
 
 - **Order.** Events are folded in ``seq`` order (give :meth:`DeploymentState.apply`
-  what :class:`~cloud_ws_client.sequence.DeploymentSequence` releases), but
-  ``seq`` order is not always the order things happened in, so each field
-  remembers the *key* of the event that set it: the producer's ``timestamp``
-  (a missing or unreadable one sorts first), then ``seq``. A field only takes
-  a value from an event with a newer key.
-- **Status ranks.** A status only moves forward: ``pending`` < ``deploying``
-  < the terminal ones for the deployment, ``pending`` < ``deploying`` <
-  ``deployed`` / ``failed`` / ``cancelled`` for a stack; between two of the
-  same rank the newer key wins.
+  what :class:`~cloud_ws_client.sequence.DeploymentSequence` releases) and the
+  later event wins: ``seq`` order is the producer's emission order, while a
+  producer's ``timestamp`` is only a claim, so it orders nothing. A ``seq``
+  at or below the last one folded is a duplicate and is ignored.
+- **Status ranks.** Within an attempt a status only moves forward:
+  ``pending`` < ``deploying`` < the terminal ones for the deployment,
+  ``pending`` < ``deploying`` < ``deployed`` / ``failed`` / ``cancelled`` for
+  a stack; between two of the same rank the later one wins.
 - **Attempts.** The first event starts attempt 1. A non-terminal
-  ``deployment.status`` newer than a terminal one starts attempt ``n + 1``
-  with fresh stacks, ``current_layer``, ``log_counts`` and ``recent_logs``
-  (``total_layers`` is kept unless the status names it). An event older than
-  the running attempt's start changes nothing but ``updated_at``.
+  ``deployment.status`` after a terminal one starts attempt ``n + 1`` with
+  fresh stacks, ``current_layer``, ``log_counts`` and ``recent_logs``
+  (``total_layers`` is kept unless the status names it).
+- **Dates.** ``updated_at`` / ``started_at`` are the timestamps of the latest
+  event / the attempt's first event, as given (the server clamps them).
 - **Layers.** A status without ``current_layer`` / ``total_layers`` keeps the
   last known values.
 - **Logs.** ``log_counts`` counts the attempt's ``log.created`` per level;
-  ``recent_logs`` keeps the latest :data:`RECENT_LOGS` by key, oldest first,
-  each message cut to :data:`LOG_MESSAGE_CHARS` characters.
+  ``recent_logs`` keeps the latest :data:`RECENT_LOGS`, oldest first.
 - **Other types** only move ``updated_at`` and ``environment``.
+- **Bounds.** Every text is cut to a size in bytes of its JSON encoding
+  (:func:`cut`), an attempt keeps at most :data:`MAX_STACKS` stacks (events
+  about further ones are counted in ``dropped_stack_events``) and
+  ``log_counts`` at most :data:`MAX_LOG_LEVELS` levels besides
+  :data:`OTHER_LEVEL`; integers outside 0 to 2^53 - 1 and negative or
+  non-finite durations are ignored. The same limits as the server's, so a
+  snapshot always fits in one 128 KB message.
 
 A state can start from a ``deployment.snapshot`` (:meth:`DeploymentState.from_snapshot`):
 the snapshot is the fold of every event through its ``seq``, and later
-events fold on top. The snapshot does not carry the keys that ordered its
-fields, so each field it gives is taken as set by the snapshot's latest
-event (``updated_at``, then the snapshot's ``seq``): a later event changes it
-only if it is stamped at or after that time, so a late arrival never
-regresses the picture a newcomer was shown.
+events fold on top of it exactly as they fold on the server.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cloud_ws_client.messages import TERMINAL_STATUSES, DeploymentSnapshot, Event
 
+# The limits: the same numbers as the server's and conformance/state.json's "limits".
 #: How many of the attempt's latest log lines a state keeps (as the snapshot does).
 RECENT_LOGS = 50
-#: Longest log message kept in ``recent_logs`` (the server's state lives in one DynamoDB item).
+#: Largest log message kept in ``recent_logs``, in bytes of its JSON encoding (so at most as many characters).
 LOG_MESSAGE_CHARS = 500
+#: Largest stack ``error_message`` (and the attempt's), in bytes of its JSON encoding.
+ERROR_MESSAGE_BYTES = 1_000
+#: Largest stack name, in bytes of its JSON encoding.
+STACK_NAME_BYTES = 128
+#: Largest ``environment``, in bytes of its JSON encoding.
+ENVIRONMENT_BYTES = 64
+#: Largest log level, in bytes of its JSON encoding.
+LEVEL_BYTES = 32
+#: Largest timestamp kept, in bytes of its JSON encoding.
+TIMESTAMP_BYTES = 64
+#: Stacks an attempt keeps; events about further stack names are counted in ``dropped_stack_events``.
+MAX_STACKS = 50
+#: Distinct levels ``log_counts`` keeps besides :data:`OTHER_LEVEL`.
+MAX_LOG_LEVELS = 8
+#: The ``log_counts`` key counting the lines of every level beyond :data:`MAX_LOG_LEVELS`.
+OTHER_LEVEL = "other"
+#: Largest integer every implementation reads exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``).
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_T = TypeVar("_T")
 
 _DEPLOYMENT_RANK = {"pending": 0, "deploying": 1, "succeeded": 2, "failed": 2, "cancelled": 2}
 _STACK_RANK = {"pending": 0, "deploying": 1, "deployed": 2, "failed": 2, "cancelled": 2}
@@ -61,12 +85,6 @@ STACK_STATUS = {
     "stack.failed": "failed",
     "stack.cancelled": "cancelled",
 }
-
-OrderKey = tuple[int, int]
-"""``(epoch milliseconds, seq)``: how two events that set the same field are ordered; a
-missing time is -1, so it sorts before any real one."""
-
-_NEVER: OrderKey = (-1, -1)
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
@@ -82,43 +100,69 @@ def parse_timestamp(value: str | None) -> datetime | None:
 
 
 def epoch_ms(value: str | None) -> int | None:
-    """An ISO 8601 timestamp as epoch milliseconds (the server's unit for ordering), or ``None``."""
+    """An ISO 8601 timestamp as epoch milliseconds, or ``None``."""
     parsed = parse_timestamp(value)
     return None if parsed is None else int(parsed.timestamp() * 1000)
 
 
-def order_key(timestamp: str | None, seq: int) -> OrderKey:
-    """The producer's time, then ``seq`` (events without a usable time sort first)."""
-    ms = epoch_ms(timestamp)
-    return (-1 if ms is None else ms, seq)
+def _char_bytes(code: int) -> int:
+    """Bytes one code point takes in compact JSON written as UTF-8 (non-ASCII unescaped)."""
+    if code in (0x22, 0x5C, 0x08, 0x09, 0x0A, 0x0C, 0x0D):
+        return 2  # \" \\ \b \t \n \f \r
+    if code < 0x20:
+        return 6  # \u00XX
+    if code < 0x80:
+        return 1
+    if code < 0x800:
+        return 2
+    return 3 if code < 0x10000 else 4
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of JSON (UTF-8, quotes not counted), at a character boundary.
+
+    A lone surrogate becomes U+FFFD, as on the server (UTF-8 cannot encode it).
+    """
+    if len(text) * 6 <= limit and not any(0xD800 <= ord(char) <= 0xDFFF for char in text):
+        return text  # short enough whatever the characters
+    kept: list[str] = []
+    size = 0
+    for char in text:
+        code = ord(char)
+        if 0xD800 <= code <= 0xDFFF:
+            char, code = "\ufffd", 0xFFFD
+        size += _char_bytes(code)
+        if size > limit:
+            break
+        kept.append(char)
+    return "".join(kept)
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """An integer from 0 to :data:`MAX_SAFE_INTEGER`, else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INTEGER:
+        return value
+    return None
 
 
 def _number(value: Any) -> int | float | None:
-    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A finite number of seconds, at least 0, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        return _int(value)
+    return value if math.isfinite(value) and value >= 0 else None
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-@dataclass(eq=False)
-class _Fields:
-    """Fields that each remember the key of the event that set them; newest wins."""
-
-    _keys: dict[str, OrderKey] = field(default_factory=dict, repr=False, kw_only=True)
-
-    def _set(self, name: str, value: Any, key: OrderKey) -> None:
-        if value is not None and key > self._keys.get(name, _NEVER):
-            setattr(self, name, value)
-            self._keys[name] = key
+def _text(value: Any, limit: int) -> str | None:
+    """A non-empty string cut to ``limit`` bytes of JSON, else ``None``."""
+    if not isinstance(value, str) or not value:
+        return None
+    return cut(value, limit) or None
 
 
 @dataclass(eq=False)
-class StackState(_Fields):
+class StackState:
     """What is known about one stack of the deployment's current attempt."""
 
     name: str
@@ -132,7 +176,7 @@ class StackState(_Fields):
     resources_done: int | None = None
     """Resources done so far (``stack.progress``); not part of the snapshot."""
     started_at: datetime | None = None
-    """The producer's time of ``stack.started``; not part of the snapshot."""
+    """The time of its latest ``stack.started``; not part of the snapshot."""
 
     def elapsed(self, now: datetime) -> float | None:
         """Seconds the stack took (``duration_seconds``), or has taken so far while it deploys."""
@@ -160,7 +204,7 @@ class LogLine:
 
     seq: int
     timestamp: str | None
-    """The producer's time, as sent (ISO 8601)."""
+    """The event's time, as sent (ISO 8601)."""
     level: str
     message: str
     stack_name: str | None = None
@@ -169,11 +213,6 @@ class LogLine:
     def time(self) -> datetime | None:
         """:attr:`timestamp` as a datetime, when it is readable."""
         return parse_timestamp(self.timestamp)
-
-    @property
-    def key(self) -> OrderKey:
-        """Where the line sorts among the others."""
-        return order_key(self.timestamp, self.seq)
 
     def to_snapshot(self) -> dict[str, Any]:
         """The line as a snapshot's ``recent_logs`` entry."""
@@ -187,7 +226,7 @@ class LogLine:
 
 
 @dataclass(eq=False)
-class DeploymentState(_Fields):
+class DeploymentState:
     """The deployment as its events describe it: its latest attempt.
 
     Start empty or from a snapshot (:meth:`from_snapshot`), then feed every
@@ -205,11 +244,14 @@ class DeploymentState(_Fields):
     current_layer: int | None = None
     total_layers: int | None = None
     started_at: str | None = None
-    """The producer's time of the attempt's first event."""
+    """The time of the attempt's first event (as the server clamped it)."""
     updated_at: str | None = None
-    """The producer's time of the latest event."""
+    """The time of the latest event (as the server clamped it)."""
     environment: str | None = None
     stacks: dict[str, StackState] = field(default_factory=dict)
+    """The attempt's stacks (at most :data:`MAX_STACKS`), in the order they were first heard of."""
+    dropped_stack_events: int = 0
+    """The attempt's stack events about stacks beyond the first :data:`MAX_STACKS` (not kept)."""
     log_counts: dict[str, int] = field(default_factory=dict)
     """The attempt's ``log.created`` per level."""
     recent_logs: list[LogLine] = field(default_factory=list)
@@ -222,8 +264,6 @@ class DeploymentState(_Fields):
     """The highest ``seq`` folded in (or the snapshot's)."""
     events: int = 0
     """Events folded in since the start (or the snapshot)."""
-    _floor: int = field(default=0, repr=False)
-    _seen: set[int] = field(default_factory=set, repr=False)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -258,7 +298,7 @@ class DeploymentState(_Fields):
         """Stacks by layer, then in the order they were first heard of."""
         order = {name: index for index, name in enumerate(self.stacks)}
         return sorted(
-            self.stacks.values(), key=lambda s: (s.layer if s.layer is not None else 1 << 30, order[s.name])
+            self.stacks.values(), key=lambda s: (s.layer if s.layer is not None else 1 << 60, order[s.name])
         )
 
     def to_snapshot(self) -> dict[str, Any]:
@@ -272,6 +312,7 @@ class DeploymentState(_Fields):
             "updated_at": self.updated_at,
             "environment": self.environment,
             "stacks": {name: stack.to_snapshot() for name, stack in self.stacks.items()},
+            "dropped_stack_events": self.dropped_stack_events,
             "log_counts": dict(self.log_counts),
             "recent_logs": [line.to_snapshot() for line in self.recent_logs],
         }
@@ -291,47 +332,39 @@ class DeploymentState(_Fields):
         Events at or before the snapshot's ``seq`` are in it, so :meth:`apply`
         ignores them afterwards (a replay that follows the snapshot fills in
         nothing twice). A snapshot behind the state (or of another
-        deployment) changes nothing.
+        deployment) changes nothing. Its fields are read defensively (a
+        field of the wrong type is "not known") and within the limits.
         """
         if snapshot.deployment_id != self.deployment_id or snapshot.seq <= self.seq:
             return False
         data = snapshot.data
-        # The snapshot does not say which event set each field: take them all as set by its
-        # latest one, so only an event stamped at or after it changes them (see the module doc).
-        key = order_key(_text(data.get("updated_at")), snapshot.seq)
-        self._keys = {}
-        self.status = "pending"
-        self._set("status", data.get("status") if data.get("status") in _DEPLOYMENT_RANK else None, key)
+        status = data.get("status")
+        self.status = status if isinstance(status, str) and status in _DEPLOYMENT_RANK else "pending"
         self.attempt = _int(data.get("attempt")) or 0
-        self.current_layer = self.total_layers = self.environment = None
-        self._set("current_layer", _int(data.get("current_layer")), key)
-        self._set("total_layers", _int(data.get("total_layers")), key)
-        self._set("environment", _text(data.get("environment")), key)
-        self.updated_at = _text(data.get("updated_at"))
-        if self.updated_at is not None:
-            self._keys["updated_at"] = key
-        self.started_at = _text(data.get("started_at"))
-        start = (order_key(self.started_at, -1)[0], -1)
-        self._keys["attempt"] = start
-        if self.started_at is not None:
-            self._keys["started_at"] = start
+        self.current_layer = _int(data.get("current_layer"))
+        self.total_layers = _int(data.get("total_layers"))
+        self.started_at = _text(data.get("started_at"), TIMESTAMP_BYTES)
+        self.updated_at = _text(data.get("updated_at"), TIMESTAMP_BYTES)
+        self.environment = _text(data.get("environment"), ENVIRONMENT_BYTES)
         self.stacks = {}
         stacks = data.get("stacks")
         for name, fields_ in stacks.items() if isinstance(stacks, Mapping) else ():
-            if isinstance(name, str) and isinstance(fields_, Mapping):
-                self.stacks[name] = _stack_from_snapshot(name, fields_, key)
+            key = _text(name, STACK_NAME_BYTES)
+            if key is not None and isinstance(fields_, Mapping) and len(self.stacks) < MAX_STACKS:
+                self.stacks.setdefault(key, _stack_from_snapshot(key, fields_))
+        self.dropped_stack_events = _int(data.get("dropped_stack_events")) or 0
         counts = data.get("log_counts")
-        self.log_counts = {
-            level: count
-            for level, count in (counts.items() if isinstance(counts, Mapping) else ())
-            if isinstance(level, str) and _int(count) is not None
-        }
+        self.log_counts = {}
+        for level, count in counts.items() if isinstance(counts, Mapping) else ():
+            name, number = _text(level, LEVEL_BYTES), _int(count)
+            if name is not None and number:
+                self._count_level(name, number)
         logs = data.get("recent_logs")
         lines = [_line_from_snapshot(line) for line in (logs if isinstance(logs, list) else ())]
-        self.recent_logs = sorted((line for line in lines if line is not None), key=lambda line: line.key)
+        kept = sorted((line for line in lines if line is not None), key=lambda line: line.seq)
+        self.recent_logs = kept[-RECENT_LOGS:]
         self.error_message = self.duration_seconds = None
-        self.seq = self._floor = snapshot.seq
-        self._seen = set()
+        self.seq = snapshot.seq
         return True
 
     # -- folding -----------------------------------------------------------------------------
@@ -340,131 +373,130 @@ class DeploymentState(_Fields):
         """Fold one event of this deployment in; returns whether it was new.
 
         Give events in ``seq`` order (as a :class:`~cloud_ws_client.sequence.DeploymentSequence`
-        releases them): the rules order fields by the producer's time, but an
-        attempt starts at the status that follows a terminal one in ``seq``
-        order. A ``seq`` already folded in (or in the snapshot) changes nothing.
+        releases them): the later event wins. A ``seq`` at or below the last
+        one folded (or the snapshot's) is a duplicate and changes nothing.
         """
         seq = event.seq
-        if event.deployment_id != self.deployment_id or seq <= self._floor or seq in self._seen:
+        if event.deployment_id != self.deployment_id or _int(seq) is None or seq <= self.seq:
             return False
-        self._seen.add(seq)
+        self.seq = seq
         self.events += 1
-        self.seq = max(self.seq, seq)
         self._fold(event)
         return True
 
     def _fold(self, event: Event) -> None:
         kind, data = event.type, event.data
-        timestamp = _text(event.timestamp)
-        key = order_key(timestamp, event.seq)
-        keys = self._keys
+        timestamp = _text(event.timestamp, TIMESTAMP_BYTES)
+        if timestamp is not None:
+            self.updated_at = timestamp
 
-        if timestamp is not None and key > keys.get("updated_at", _NEVER):
-            self.updated_at, keys["updated_at"] = timestamp, key
-
-        status = data.get("status") if kind == "deployment.status" else None
+        raw_status = data.get("status") if kind == "deployment.status" else None
+        status = raw_status if isinstance(raw_status, str) and raw_status in _DEPLOYMENT_RANK else None
         if self.attempt == 0 or (
-            status in _DEPLOYMENT_RANK
-            and status not in TERMINAL_STATUSES
-            and self.status in TERMINAL_STATUSES
-            and key > keys.get("status", _NEVER)
+            status is not None and status not in TERMINAL_STATUSES and self.status in TERMINAL_STATUSES
         ):
-            self._new_attempt(key, timestamp)
-        elif self.attempt > 1 and keys["attempt"] > key:
-            return  # an earlier attempt's event, arriving late
-
-        if timestamp is not None and (self.started_at is None or keys["started_at"] > key):
-            self.started_at, keys["started_at"] = timestamp, key
-        self._set("environment", _text(data.get("environment")), key)
+            self._new_attempt(timestamp)
+        if self.started_at is None:
+            self.started_at = timestamp
+        environment = _text(data.get("environment"), ENVIRONMENT_BYTES)
+        if environment is not None:
+            self.environment = environment
 
         if kind == "deployment.status":
-            if isinstance(status, str) and status in _DEPLOYMENT_RANK:
-                rank, current = _DEPLOYMENT_RANK[status], _DEPLOYMENT_RANK[self.status]
-                if rank > current or (rank == current and key > keys.get("status", _NEVER)):
-                    self.status, keys["status"] = status, key
-            self._set("current_layer", _int(data.get("current_layer")), key)
-            self._set("total_layers", _int(data.get("total_layers")), key)
-            self._set("error_message", _text(data.get("error_message")), key)
-            self._set("duration_seconds", _number(data.get("duration_seconds")), key)
+            if status is not None and _DEPLOYMENT_RANK[status] >= _DEPLOYMENT_RANK[self.status]:
+                self.status = status
+            self.current_layer = _or(_int(data.get("current_layer")), self.current_layer)
+            self.total_layers = _or(_int(data.get("total_layers")), self.total_layers)
+            self.error_message = _or(
+                _text(data.get("error_message"), ERROR_MESSAGE_BYTES), self.error_message
+            )
+            self.duration_seconds = _or(_number(data.get("duration_seconds")), self.duration_seconds)
         elif kind in STACK_STATUS:
-            self._fold_stack(kind, data, key)
+            self._fold_stack(kind, data, timestamp)
         elif kind == "log.created":
-            self._fold_log(event, key, timestamp)
+            self._fold_log(event, timestamp)
 
-    def _new_attempt(self, key: OrderKey, timestamp: str | None) -> None:
+    def _new_attempt(self, timestamp: str | None) -> None:
         self.attempt += 1
         self.status = "pending"
         self.current_layer = None
+        self.started_at = timestamp
         self.stacks = {}
+        self.dropped_stack_events = 0
         self.log_counts = {}
         self.recent_logs = []
-        self.started_at = timestamp
         self.error_message = self.duration_seconds = None
-        for name in ("status", "current_layer", "started_at", "error_message", "duration_seconds"):
-            self._keys.pop(name, None)
-        self._keys["attempt"] = key
-        if timestamp is not None:
-            self._keys["started_at"] = key
 
-    def _fold_stack(self, kind: str, data: Mapping[str, Any], key: OrderKey) -> None:
-        name = _text(data.get("stack_name"))
+    def _fold_stack(self, kind: str, data: Mapping[str, Any], timestamp: str | None) -> None:
+        name = _text(data.get("stack_name"), STACK_NAME_BYTES)
         if name is None:
             return
         stack = self.stacks.get(name)
         if stack is None:
+            if len(self.stacks) >= MAX_STACKS:
+                self.dropped_stack_events += 1
+                return
             stack = self.stacks[name] = StackState(name)
         status = STACK_STATUS[kind]
-        rank, current = _STACK_RANK[status], _STACK_RANK[stack.status]
-        if rank > current or (rank == current and key > stack._keys.get("status", _NEVER)):
-            stack.status, stack._keys["status"] = status, key
-        stack._set("layer", _int(data.get("layer")), key)
-        stack._set("environment", _text(data.get("environment")), key)
-        stack._set("resource_count", _int(data.get("resource_count")), key)
-        stack._set("duration_seconds", _number(data.get("duration_seconds")), key)
-        stack._set("error_message", _text(data.get("error_message")), key)
+        if _STACK_RANK[status] >= _STACK_RANK[stack.status]:
+            stack.status = status
+        stack.layer = _or(_int(data.get("layer")), stack.layer)
+        stack.environment = _or(_text(data.get("environment"), ENVIRONMENT_BYTES), stack.environment)
+        stack.resource_count = _or(_int(data.get("resource_count")), stack.resource_count)
+        stack.duration_seconds = _or(_number(data.get("duration_seconds")), stack.duration_seconds)
+        stack.error_message = _or(_text(data.get("error_message"), ERROR_MESSAGE_BYTES), stack.error_message)
         done = _int(data.get("resources_done"))
         if done is None and kind == "stack.deployed":
             done = _int(data.get("resource_count"))
-        stack._set("resources_done", done, key)
+        stack.resources_done = _or(done, stack.resources_done)
         if kind == "stack.started":
-            stack._set("started_at", _time(key), key)
+            stack.started_at = _or(parse_timestamp(timestamp), stack.started_at)
 
-    def _fold_log(self, event: Event, key: OrderKey, timestamp: str | None) -> None:
+    def _count_level(self, level: str, count: int) -> None:
+        counts = self.log_counts
+        if (
+            level not in counts
+            and level != OTHER_LEVEL
+            and sum(k != OTHER_LEVEL for k in counts) >= MAX_LOG_LEVELS
+        ):
+            level = OTHER_LEVEL
+        counts[level] = counts.get(level, 0) + count
+
+    def _fold_log(self, event: Event, timestamp: str | None) -> None:
         data = event.data
-        level = _text(data.get("level")) or "info"
-        self.log_counts[level] = self.log_counts.get(level, 0) + 1
+        level = _text(data.get("level"), LEVEL_BYTES) or "info"
+        self._count_level(level, 1)
         message = data.get("message")
-        line = LogLine(
-            seq=event.seq,
-            timestamp=timestamp,
-            level=level,
-            message=(message if isinstance(message, str) else "")[:LOG_MESSAGE_CHARS],
-            stack_name=_text(data.get("stack_name")),
+        self.recent_logs.append(
+            LogLine(
+                seq=event.seq,
+                timestamp=timestamp,
+                level=level,
+                message=cut(message, LOG_MESSAGE_CHARS) if isinstance(message, str) else "",
+                stack_name=_text(data.get("stack_name"), STACK_NAME_BYTES),
+            )
         )
-        logs = self.recent_logs
-        position = len(logs)
-        while position > 0 and logs[position - 1].key > key:
-            position -= 1
-        logs.insert(position, line)
-        del logs[:-RECENT_LOGS]
+        del self.recent_logs[:-RECENT_LOGS]
 
 
-def _time(key: OrderKey) -> datetime | None:
-    """The time part of a key as a datetime (``None`` for an event without a time)."""
-    return None if key[0] < 0 else datetime.fromtimestamp(key[0] / 1000, UTC)
+def _or(value: _T | None, current: _T | None) -> _T | None:
+    """``value`` when the event gives one, else what was known (a missing field erases nothing)."""
+    return current if value is None else value
 
 
-def _stack_from_snapshot(name: str, fields_: Mapping[str, Any], key: OrderKey) -> StackState:
-    stack = StackState(name)
+def _stack_from_snapshot(name: str, fields_: Mapping[str, Any]) -> StackState:
     status = fields_.get("status")
-    stack._set("status", status if status in _STACK_RANK else None, key)
-    stack._set("layer", _int(fields_.get("layer")), key)
-    stack._set("environment", _text(fields_.get("environment")), key)
-    stack._set("resource_count", _int(fields_.get("resource_count")), key)
-    stack._set("duration_seconds", _number(fields_.get("duration_seconds")), key)
-    stack._set("error_message", _text(fields_.get("error_message")), key)
+    stack = StackState(
+        name,
+        status=status if isinstance(status, str) and status in _STACK_RANK else "pending",
+        layer=_int(fields_.get("layer")),
+        environment=_text(fields_.get("environment"), ENVIRONMENT_BYTES),
+        resource_count=_int(fields_.get("resource_count")),
+        duration_seconds=_number(fields_.get("duration_seconds")),
+        error_message=_text(fields_.get("error_message"), ERROR_MESSAGE_BYTES),
+    )
     if stack.status == "deployed":
-        stack._set("resources_done", stack.resource_count, key)
+        stack.resources_done = stack.resource_count
     return stack
 
 
@@ -474,8 +506,8 @@ def _line_from_snapshot(line: Any) -> LogLine | None:
     message = line.get("message")
     return LogLine(
         seq=line["seq"],
-        timestamp=_text(line.get("timestamp")),
-        level=_text(line.get("level")) or "info",
-        message=message if isinstance(message, str) else "",
-        stack_name=_text(line.get("stack_name")),
+        timestamp=_text(line.get("timestamp"), TIMESTAMP_BYTES),
+        level=_text(line.get("level"), LEVEL_BYTES) or "info",
+        message=cut(message, LOG_MESSAGE_CHARS) if isinstance(message, str) else "",
+        stack_name=_text(line.get("stack_name"), STACK_NAME_BYTES),
     )
