@@ -254,3 +254,23 @@ def test_cached_expressions_answer_as_moto_does_and_are_parsed_once() -> None:
     # instead of picked one by one (every DynamoDB AttributeValue has ten).
     assert patched["answers"][0]["Items"][0]["b"] == {"B": repr(b"\x00\xffbytes")}
     assert 0 < picks * 3 < plain_picks
+
+
+@pytest.fixture(scope="module")
+def sqs() -> Iterator[Any]:
+    """A patched moto backend process and an SQS client of it."""
+    backend = MotoBackend()
+    endpoint = backend.start()
+    yield client("sqs", endpoint, "us-east-1")
+    backend.stop()
+
+
+def test_a_long_poll_receives_a_delayed_message_that_comes_due_during_it(sqs: Any) -> None:
+    """Unpatched, the poll rescans only every second: a message due half-way through a one-second
+    poll was left for the next poll (the poll's deadline passed before its next scan)."""
+    url = sqs.create_queue(QueueName="delayed")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="wake", DelaySeconds=1)
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages") is None  # not due yet
+    threading.Event().wait(0.5)
+    reply = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)  # it comes due about half-way through
+    assert [m["Body"] for m in reply.get("Messages", [])] == ["wake"]
