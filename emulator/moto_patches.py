@@ -380,7 +380,7 @@ def _fast_queue() -> None:
 def _until_next_due(messages: list[Any], longest: float) -> float:
     """Seconds until the next delayed or invisible message may be received, at most ``longest``."""
     now = time.time() * 1000.0
-    due = [
+    due: list[float] = [
         max(message.delayed_until, message.visible_at)
         for message in messages
         if message.delayed_until > now or message.visible_at > now
