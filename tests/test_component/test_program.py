@@ -454,7 +454,8 @@ def test_mapping_hands_the_broadcaster_batches_and_takes_back_only_failed_record
     # Above 10 messages AWS requires a batching window of at least 1 s.
     assert spec.DELIVERY.batch_size <= 10 or spec.DELIVERY.max_batching_window_seconds >= 1
     assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert "scalingConfig" not in mapping.inputs  # no cap unless configured
+    # A cap by default: uncapped, the mapping could take an account's whole Lambda concurrency.
+    assert mapping.inputs["scalingConfig"] == {"maximumConcurrency": 50}
     # Lambda checks at creation that the function's role may read the queue.
     assert dev.named("cloud-ws-broadcaster-policy").urn in mapping.dependencies
 
