@@ -143,9 +143,6 @@ def run(args: argparse.Namespace) -> int:
         deployment_id = f"pulumi-{secrets.token_hex(3)}"
     if args.deployment_id is None:
         _say(f"reporting as deployment {deployment_id} (watch: cloud-ws monitor {deployment_id})")
-    plugin = _plugin(args)
-    if plugin is None:
-        return run_pulumi([executable, *pulumi_args])
 
     temp_dir: str | None = None
     event_log = flag_value(pulumi_args, ("--event-log",))
@@ -155,6 +152,32 @@ def run(args: argparse.Namespace) -> int:
         event_log = str(Path(temp_dir) / "events.jsonl")
         Path(event_log).touch()
         argv = [executable, *pulumi_args[: index + 1], "--event-log", event_log, *pulumi_args[index + 1 :]]
+    # pulumi starts first: importing and building the plugin (boto3) happens while it
+    # starts up, and the tailer reads the event log from its beginning anyway.
+    process = PulumiProcess(argv)
+    if not process.start():
+        return 127
+    try:
+        plugin = _plugin(args)
+        if plugin is None:
+            return process.wait().exit_code
+        return _report(args, process, plugin, deployment_id, event_log, pulumi_args)
+    finally:
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _report(
+    args: argparse.Namespace,
+    process: PulumiProcess,
+    plugin: OrchestratorPlugin,
+    deployment_id: str,
+    event_log: str,
+    pulumi_args: Sequence[str],
+) -> int:
+    """Follow the running update's event log until pulumi exits; pulumi's exit code."""
+    from plugin.eventlog import EventLogTailer  # noqa: PLC0415
+
     stack = args.stack_name or _short_stack(flag_value(pulumi_args, ("-s", "--stack")))
     report = Report(
         plugin,
@@ -165,20 +188,14 @@ def run(args: argparse.Namespace) -> int:
         total_layers=args.total_layers,
         complete=not args.no_complete,
     )
-    from plugin.eventlog import EventLogTailer  # noqa: PLC0415
-
     tailer = EventLogTailer(event_log, report.on_event)
-    try:
-        report.started()
-        tailer.start()
-        outcome = run_pulumi_watched(argv)
-        tailer.stop(DRAIN_SECONDS)
-        report.ended(outcome)
-        _close(plugin, args.close_timeout)
-        return outcome.exit_code
-    finally:
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)
+    report.started()
+    tailer.start()
+    outcome = process.wait()
+    tailer.stop(DRAIN_SECONDS)
+    report.ended(outcome)
+    _close(plugin, args.close_timeout)
+    return outcome.exit_code
 
 
 # -- running pulumi ---------------------------------------------------------------------------
@@ -196,11 +213,12 @@ class Outcome:
 
 def run_pulumi(argv: Sequence[str]) -> int:
     """Run pulumi with our stdin, stdout and stderr, forwarding signals; its exit code."""
-    return run_pulumi_watched(argv).exit_code
+    process = PulumiProcess(argv)
+    return process.wait().exit_code if process.start() else 127
 
 
-def run_pulumi_watched(argv: Sequence[str]) -> Outcome:
-    """Run pulumi as :func:`run_pulumi` does, and say whether it was interrupted.
+class PulumiProcess:
+    """pulumi running with our stdin, stdout and stderr, SIGINT and SIGTERM forwarded to it.
 
     Signals: on a terminal (stdin is a tty) pulumi stays in our process group,
     so that its prompts can read the terminal; a Ctrl-C then reaches pulumi
@@ -209,29 +227,49 @@ def run_pulumi_watched(argv: Sequence[str]) -> Outcome:
     Elsewhere (CI) pulumi gets a process group of its own and every SIGINT
     or SIGTERM we receive is forwarded to it, exactly once.
     """
-    on_terminal = _stdin_is_tty()
-    try:
-        process = subprocess.Popen(list(argv), process_group=None if on_terminal else 0)  # noqa: S603
-    except OSError as exc:
-        _fail(f"cannot run {argv[0]}: {exc.strerror or exc}", 127)
-        return Outcome(127)
-    outcome = Outcome(0)
 
-    def forward(signum: int, frame: FrameType | None) -> None:
-        outcome.interrupted = True
-        if on_terminal and signum == signal.SIGINT:
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.argv = list(argv)
+        self.outcome = Outcome(0)
+        self._on_terminal = _stdin_is_tty()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._previous: dict[int, Any] = {}
+
+    def start(self) -> bool:
+        """Start pulumi; False (one line said why) when it cannot be run."""
+        # Handlers first: a signal between the start and the handlers would end us, not pulumi.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._forward)
+        try:
+            # The user's own pulumi with the arguments they gave: running it is the point.
+            self._process = subprocess.Popen(self.argv, process_group=None if self._on_terminal else 0)  # noqa: S603
+        except OSError as exc:
+            self._restore()
+            _say(f"cannot run {self.argv[0]}: {exc.strerror or exc}")
+            return False
+        return True
+
+    def wait(self) -> Outcome:
+        """Wait for pulumi to exit; its exit code, and whether it was interrupted."""
+        assert self._process is not None
+        try:
+            code = self._process.wait()
+        finally:
+            self._restore()
+        self.outcome.exit_code = 128 - code if code < 0 else code
+        return self.outcome
+
+    def _forward(self, signum: int, frame: FrameType | None) -> None:
+        self.outcome.interrupted = True
+        if self._on_terminal and signum == signal.SIGINT:
             return  # the terminal sent it to pulumi too
-        if process.poll() is None:
-            process.send_signal(signum)
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signum)
 
-    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        code = process.wait()
-    finally:
-        for signum, handler in previous.items():
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-    outcome.exit_code = 128 - code if code < 0 else code
-    return outcome
+        self._previous = {}
 
 
 def command_index(pulumi_args: Sequence[str]) -> int | None:
