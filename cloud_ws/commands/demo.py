@@ -4,8 +4,14 @@ Four layers of three stacks each; stacks of a layer deploy side by side and
 their events interleave; resources, progress and log lines (one warning)
 stream in, and ``database-rds`` in layer 3 fails with "Subnet not found", so
 the deployment ends ``failed`` without starting layer 4. Paced so a person can
-watch it in the dashboard or with ``cloud-ws monitor`` (about 40 s);
+watch it in the dashboard or with ``cloud-ws monitor`` (20 to 35 s, by the
+schedule :func:`script` draws for the id; :func:`playing_time_range`);
 ``--speed`` plays it faster.
+
+Cut short — Ctrl-C, or the reader of its output gone (``cloud-ws demo | head
+-3``) — it reports the stacks under way and the deployment ``cancelled``
+before it exits, so no watcher is left with a deployment that deploys for
+ever.
 
 The script is written in simulated time (a stack takes minutes, as a real one
 does) and played :data:`SIMULATED_PER_SECOND` times faster. Every duration the
@@ -15,12 +21,15 @@ own timestamps and what a watcher sees elapse; no simulated figure is
 presented as a real one.
 
 Exit codes: 0 when every event was delivered, 1 when some were not, 2 for bad
-arguments or outputs.
+arguments or outputs, 130 after Ctrl-C, 141 (as for SIGPIPE) when its output
+was closed.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import random
 import secrets
 import sys
@@ -155,8 +164,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--outputs", metavar="FILE", help="stack outputs file (default: .cloud-ws/outputs.json)"
     )
+    low, high = playing_time_range()
     parser.add_argument(
-        "--speed", type=float, default=1.0, help="playback speed; 1 takes about 40 s (default: 1)"
+        "--speed",
+        type=float,
+        default=1.0,
+        help=f"playback speed; 1 takes {low}-{high} s, depending on the id (default: 1)",
     )
     parser.add_argument("--environment", default="dev", help="environment named in the events (default: dev)")
     parser.add_argument(
@@ -184,23 +197,64 @@ def run(args: argparse.Namespace) -> int:
 
     plugin = OrchestratorPlugin.from_outputs(outputs, environment=args.environment)
     out = sys.stdout
-    print(f"Deployment {deployment_id}: {len(LAYERS)} layers, one stack will fail.", file=out)
-    print(f"Watch it:  cloud-ws monitor {deployment_id}", file=out)
-    if outputs.get(DASHBOARD_URL):
-        print(f"Dashboard: {outputs[DASHBOARD_URL]}", file=out)
     steps = script(deployment_id, random.Random(deployment_id))
+    running: dict[str, int | None] = {}
+    cut_short: int | None = None
     try:
-        play(steps, plugin, speed=args.speed, out=out)
+        seconds = steps[-1].at / (SIMULATED_PER_SECOND * args.speed)
+        print(
+            f"Deployment {deployment_id}: {len(LAYERS)} layers, one stack will fail;"
+            f" plays for {_about(seconds)}.",
+            file=out,
+        )
+        print(f"Watch it:  cloud-ws monitor {deployment_id}", file=out)
+        if outputs.get(DASHBOARD_URL):
+            print(f"Dashboard: {outputs[DASHBOARD_URL]}", file=out, flush=True)
+        play(steps, plugin, speed=args.speed, out=out, running=running)
     except KeyboardInterrupt:
-        plugin.deployment_completed(deployment_id, "cancelled", error_message="demo interrupted")
-        print("interrupted: deployment marked cancelled", file=out)
-    plugin.close(args.timeout)
+        cut_short = 130
+        _cancel(plugin, deployment_id, running, "demo interrupted")
+        print("interrupted: deployment marked cancelled", file=sys.stderr)
+    except BrokenPipeError:
+        cut_short = 141
+        # Whoever read the output is gone: nothing more goes to it, not even at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _cancel(plugin, deployment_id, running, "demo output closed")
+    try:
+        plugin.close(args.timeout)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for delivery
+        plugin.close(0)
+        return 130
+    if cut_short is not None:
+        return cut_short
     stats = plugin.stats
     if stats.undelivered or stats.queued or stats.in_flight or stats.refused:
         reason = stats.last_error or "delivery timed out"
         return _fail(f"{stats.accepted - stats.sent} of {stats.accepted} events not delivered: {reason}", 1)
     print(f"{stats.sent} events delivered in {stats.put_calls} PutEvents calls.", file=out)
     return 0
+
+
+def _cancel(hooks: LifecycleHooks, deployment_id: str, running: dict[str, int | None], reason: str) -> None:
+    """The stacks under way and the deployment end ``cancelled``: the demo stops here."""
+    for name, layer in running.items():
+        data = {"stack_name": name, "environment": hooks.environment, "layer": layer}
+        hooks.emit("stack.cancelled", deployment_id, {k: v for k, v in data.items() if v is not None})
+    hooks.deployment_completed(deployment_id, "cancelled", error_message=reason)
+
+
+@functools.cache
+def playing_time_range(samples: int = 20) -> tuple[int, int]:
+    """How long the demo plays at speed 1, lowest to highest over ids, to the 5 s outside."""
+    times = [
+        script(f"demo-{index:06x}", random.Random(f"demo-{index:06x}"))[-1].at / SIMULATED_PER_SECOND
+        for index in range(samples)
+    ]
+    return int(min(times) // 5 * 5), int(-(-max(times) // 5) * 5)
+
+
+def _about(seconds: float) -> str:
+    return f"about {round(seconds)} s" if seconds >= 1 else "under a second"
 
 
 def script(deployment_id: str, rng: random.Random) -> list[Step]:
@@ -308,11 +362,14 @@ def play(
     out: TextIO,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    running: dict[str, int | None] | None = None,
 ) -> None:
     """Call each step's hook at its simulated time, scaled by ``speed``; print a line per step.
 
     The durations the steps report are replaced by the ones measured here
     (from the stack's, or the deployment's, start), so they are real.
+    ``running`` is kept up to date with the stacks started and not yet ended
+    (name → layer), for whoever has to cancel them when playing stops early.
     """
     started = clock()
     began: dict[str | None, float] = {}
@@ -332,6 +389,11 @@ def play(
             step = replace(step, kwargs={**step.kwargs, "duration_seconds": measured})
             line += f" after {measured:.1f}s"
         step.call(hooks)
+        if running is not None and subject is not None:
+            if step.hook == "stack_started":
+                running[subject] = step.kwargs.get("layer")
+            elif step.hook in ("stack_deployed", "stack_failed"):
+                running.pop(subject, None)
         print(f"{now - started:6.1f}s  {line}", file=out, flush=True)
 
 

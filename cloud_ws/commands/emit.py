@@ -2,7 +2,9 @@
 
 Exit codes: 0 once EventBridge accepted the event (its ``event_id`` is
 printed), 1 when it could not be delivered before ``--timeout``, 2 for bad
-arguments or outputs (one line on stderr).
+arguments or outputs (one line on stderr), including ``data`` that a known
+type (``deployment.status``, ``stack.*``, ``log.created``) cannot carry by
+docs/asyncapi.yaml, or none at all.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import sys
 import time
 
+from cloud_ws.event_schemas import check_data
 from handlers.outputs import OutputsError
 from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id, is_valid_event_type
 
@@ -60,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"TYPE must be a domain.verb such as deployment.status, not {args.type!r}", 2)
     if not is_valid_deployment_id(args.deployment_id):
         return _fail(f"DEPLOYMENT_ID must match {DEPLOYMENT_ID_PATTERN}", 2)
+    problem = check_data(args.type, data)
+    if problem is not None:  # the AsyncAPI document's schema of a known type's data
+        return _fail(problem, 2)
     # Imported here, not at the top: the parser of every command is built on each
     # run, and the plugin pulls in boto3 (~150 ms).
     from plugin import OrchestratorPlugin  # noqa: PLC0415

@@ -19,6 +19,12 @@ Exit codes: with ``--until-complete``, 0 once the attempt succeeded and 1
 once it failed or was cancelled; 2 for a refused token, an unreachable
 endpoint, a refused subscription or bad arguments; 130 after Ctrl-C.
 
+``--stack NAME`` follows one stack: its events, its row and its log lines
+(the deployment's own status stays in view, it is what ``--until-complete``
+waits for). A deployment nobody reports on within :data:`HINT_SECONDS`
+(a mistyped id, most likely) gets a hint to check the id with
+``cloud-ws list``, and the monitor keeps waiting.
+
 ``--until-complete`` never waits for ever on a lost post: the client's
 keep-alive ``pong`` carries the deployment's latest ``seq``, so a terminal
 status whose delivery failed for good is fetched with ``since`` at the next
@@ -29,11 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import json
 import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from handlers import outputs as contract
 from handlers.outputs import OutputsError
@@ -42,6 +51,7 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
     from cloud_ws_client import CloudWebSocketClient, DeploymentState, LogLine, Message, StackState
+    from cloud_ws_client.messages import DeploymentSnapshot
 
 TOKEN_ENV = "CLOUD_WS_TOKEN"
 #: Refusals of our ``subscribe`` that waiting cannot fix.
@@ -52,6 +62,8 @@ FATAL_SUBSCRIBE_ERRORS = frozenset(
 SIGN_IN_OUTPUTS = (contract.REGION, contract.USER_POOL_CLIENT_ID)
 #: How often the live view redraws on its own (elapsed times move on between events).
 TICK_SECONDS = 0.5
+#: After this long with nothing reported on the deployment, the monitor says how to check the id.
+HINT_SECONDS = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--until-complete",
         action="store_true",
         help="exit when the deployment ends: 0 if it succeeded, 1 if it failed or was cancelled",
+    )
+    parser.add_argument(
+        "--stack", metavar="NAME", help="follow only this stack: its events, resources and log lines"
     )
 
 
@@ -92,11 +107,21 @@ def run(args: argparse.Namespace) -> int:
     if args.as_json:
         view = JsonView(sys.stdout)
     elif sys.stdout.isatty():
-        view = LiveView(client)
+        view = LiveView(client, until_complete=args.until_complete)
     else:
         view = PlainView(sys.stdout)
+    if args.stack:
+        view = StackFilter(view, args.stack)
     try:
-        return asyncio.run(watch(client, args.deployment_id, view, until_complete=args.until_complete))
+        return asyncio.run(
+            watch(
+                client,
+                args.deployment_id,
+                view,
+                until_complete=args.until_complete,
+                token=args.token or os.environ.get(TOKEN_ENV),
+            )
+        )
     except KeyboardInterrupt:
         return 130
 
@@ -125,8 +150,21 @@ def build_client(args: argparse.Namespace) -> CloudWebSocketClient:
     return CloudWebSocketClient.from_outputs(outputs, token)
 
 
-async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *, until_complete: bool) -> int:
-    """Connect, start from the snapshot, follow the deployment, show every message; return the exit code."""
+async def watch(
+    client: CloudWebSocketClient,
+    deployment_id: str,
+    view: View,
+    *,
+    until_complete: bool,
+    token: str | None = None,
+    hint_after: float | None = HINT_SECONDS,
+) -> int:
+    """Connect, start from the snapshot, follow the deployment, show every message; return the exit code.
+
+    ``token`` (the one given, if any) lets a refused handshake say whether it
+    expired or is no token at all; after ``hint_after`` seconds with nothing
+    reported on the deployment, the view is given a hint to check the id.
+    """
     from cloud_ws_client import (  # noqa: PLC0415
         CloudWsError,
         DeploymentSnapshot,
@@ -144,9 +182,10 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
         await client.subscribe(deployment_id)
         await client.connect()
     except (CloudWsError, ValueError) as exc:
-        return _fail(str(exc))
+        return _fail(explain_refusal(exc, token))
     view.start(state)
     error: str | None = None
+    hint = None if hint_after is None else asyncio.create_task(_hint_later(view, state, hint_after))
     try:
         async for message in client.messages():
             if isinstance(message, DeploymentSnapshot):
@@ -175,13 +214,78 @@ async def watch(client: CloudWebSocketClient, deployment_id: str, view: View, *,
             if until_complete and target is not None and state.is_complete and state.attempt >= target:
                 break
     except CloudWsError as exc:  # a reconnect refused (401/403) or impossible
-        error = str(exc)
+        error = explain_refusal(exc, token)
     finally:
+        if hint is not None:
+            hint.cancel()
         view.stop(state)
         await client.disconnect()
     if error is not None:
         return _fail(error)
     return 0 if state.succeeded else 1
+
+
+async def _hint_later(view: View, state: DeploymentState, after: float) -> None:
+    """Once ``after`` seconds have passed with nothing reported on the deployment, hint at the id."""
+    await asyncio.sleep(after)
+    if state.attempt == 0 and state.events == 0:
+        view.hint(
+            f"no events yet for {state.deployment_id}; check the id with `cloud-ws list` (still waiting)"
+        )
+
+
+def explain_refusal(exc: Exception, token: str | None) -> str:
+    """The error, and for a token the server refused (HTTP 401), what is wrong with it and what to do.
+
+    The server answers 401 alike for an expired token and for one that is no
+    token at all; the token's claims are read here, without verifying it, to
+    tell the two apart.
+    """
+    from cloud_ws_client import AuthenticationError  # noqa: PLC0415
+
+    message = str(exc)
+    if not isinstance(exc, AuthenticationError) or getattr(exc, "status", None) != 401 or not token:
+        return message
+    return f"{message}: {diagnose_token(token)}"
+
+
+def diagnose_token(token: str, now: datetime | None = None) -> str:
+    """What a refused token is, read without verifying it: malformed, expired, or neither."""
+    claims = _jwt_claims(token)
+    if claims is None:
+        return (
+            "this is not a JWT (three base64url parts); pass the ID token that `cloud-ws token` prints"
+            f" (or set ${TOKEN_ENV} to it), not an access token, a file name or a quoted string"
+        )
+    expires = claims.get("exp")
+    now = now or datetime.now(UTC)
+    if isinstance(expires, int | float) and not isinstance(expires, bool):
+        when = datetime.fromtimestamp(expires, UTC)
+        if when <= now:
+            ago = _duration((now - when).total_seconds())
+            return (
+                f"the token expired at {when:%Y-%m-%d %H:%M} UTC ({ago} ago); get a fresh one with"
+                f" `cloud-ws token` (or your sign-in step) and pass it with --token or ${TOKEN_ENV}"
+            )
+    if claims.get("token_use") not in (None, "id"):
+        return f"this is an {claims.get('token_use')} token; pass the ID token (`cloud-ws token` prints one)"
+    return (
+        "the token is a JWT that has not expired; check that it comes from this stack's user pool"
+        " (its `iss`) and app client (its `aud`): `cloud-ws token --outputs FILE` for the same outputs"
+    )
+
+
+def _jwt_claims(token: str) -> dict[str, object] | None:
+    """The claims of a JWT, decoded but not verified; None when it is not one."""
+    parts = token.strip().split(".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (ValueError, binascii.Error):
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def following_attempt(state: DeploymentState) -> int:
@@ -213,6 +317,73 @@ class View(Protocol):
     def stop(self, state: DeploymentState) -> None:
         """Called once at the end (may be called again: then it does nothing)."""
 
+    def hint(self, text: str) -> None:
+        """Called with advice for the person watching (not a message of the deployment)."""
+
+
+class StackFilter:
+    """Shows another view only one stack's part of the deployment.
+
+    Events about other stacks, and log lines of other stacks (or of none),
+    are not shown; the deployment's own status still is, and so is what the
+    view draws from the state (header, progress), with only that stack's row
+    and log lines.
+    """
+
+    def __init__(self, view: View, stack_name: str) -> None:
+        self.view = view
+        self.stack_name = stack_name
+
+    def start(self, state: DeploymentState) -> None:
+        """Start the view on the filtered state."""
+        self.view.start(self._state(state))
+
+    def show(self, message: Message, state: DeploymentState) -> None:
+        """Pass the message on if it is about the stack (or the deployment itself)."""
+        from cloud_ws_client import DeploymentSnapshot, Event  # noqa: PLC0415
+
+        if isinstance(message, DeploymentSnapshot):
+            message = self._snapshot(message)
+        elif (
+            isinstance(message, Event)
+            and message.type != "deployment.status"
+            and message.data.get("stack_name") != self.stack_name
+        ):
+            return
+        self.view.show(message, self._state(state))
+
+    def stop(self, state: DeploymentState) -> None:
+        """Stop the view."""
+        self.view.stop(self._state(state))
+
+    def hint(self, text: str) -> None:
+        """Pass the hint on."""
+        self.view.hint(text)
+
+    def _state(self, state: DeploymentState) -> DeploymentState:
+        """A copy of the state with only the stack and its log lines (the views only read it)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        return replace(
+            state,
+            stacks={name: stack for name, stack in state.stacks.items() if name == self.stack_name},
+            recent_logs=[line for line in state.recent_logs if line.stack_name == self.stack_name],
+        )
+
+    def _snapshot(self, snapshot: DeploymentSnapshot) -> DeploymentSnapshot:
+        from cloud_ws_client import parse_message  # noqa: PLC0415
+
+        raw = dict(snapshot.raw)
+        data = dict(raw.get("data") or {})
+        stacks = data.get("stacks") or {}
+        data["stacks"] = {name: value for name, value in stacks.items() if name == self.stack_name}
+        logs = data.get("recent_logs") or []
+        data["recent_logs"] = [
+            line for line in logs if isinstance(line, dict) and line.get("stack_name") == self.stack_name
+        ]
+        filtered = parse_message(json.dumps({**raw, "data": data}))
+        return filtered if isinstance(filtered, type(snapshot)) else snapshot
+
 
 class JsonView:
     """One JSON message per line, exactly as received (acknowledgements and errors too)."""
@@ -229,6 +400,10 @@ class JsonView:
 
     def stop(self, state: DeploymentState) -> None:
         """Nothing to tear down."""
+
+    def hint(self, text: str) -> None:
+        """On stderr: stdout stays one JSON message per line."""
+        print(f"cloud-ws monitor: {text}", file=sys.stderr, flush=True)
 
 
 class PlainView:
@@ -263,6 +438,10 @@ class PlainView:
         if state.is_complete:
             self._print(f"deployment {state.deployment_id} {state.status} (attempt {state.attempt})")
 
+    def hint(self, text: str) -> None:
+        """On stderr: stdout is the deployment's story, for logs and pipes."""
+        print(f"cloud-ws monitor: {text}", file=sys.stderr, flush=True)
+
     def _print(self, line: str) -> None:
         print(line, file=self.out, flush=True)
 
@@ -287,6 +466,9 @@ def describe(message: Message) -> str | None:
         text = f"#{message.seq} snapshot: attempt {data.get('attempt')} {data.get('status')}"
         if data.get("current_layer") is not None and data.get("total_layers") is not None:
             text += f", layer {data['current_layer']}/{data['total_layers']}"
+        failures = snapshot_failures(data)
+        if failures:
+            text += " — " + "; ".join(failures)
         return text
     if not isinstance(message, Event):
         return None
@@ -313,6 +495,23 @@ def describe(message: Message) -> str | None:
     return f"{head} {message.type} {dict(message.data)}"
 
 
+def snapshot_failures(data: Any) -> list[str]:
+    """``stack: first line of its error`` for each failed stack of a snapshot's data."""
+    stacks = data.get("stacks") if isinstance(data, dict) else None
+    if not isinstance(stacks, dict):
+        return []
+    return [
+        _failure(name, fields.get("error_message"))
+        for name, fields in stacks.items()
+        if isinstance(fields, dict) and fields.get("status") == "failed"
+    ]
+
+
+def _failure(stack_name: str, error: object) -> str:
+    lines = str(error).strip().splitlines() if error else []
+    return f"{stack_name}: {lines[0]}" if lines else f"{stack_name} failed"
+
+
 class LiveView:
     """The terminal view: attempt, status and progress over layers, the stacks, the newest log lines.
 
@@ -321,7 +520,9 @@ class LiveView:
     which is where the newest log lines are.
     """
 
-    def __init__(self, client: CloudWebSocketClient, console: Console | None = None) -> None:
+    def __init__(
+        self, client: CloudWebSocketClient, console: Console | None = None, *, until_complete: bool = False
+    ) -> None:
         from rich.console import Console  # noqa: PLC0415
         from rich.live import Live  # noqa: PLC0415
 
@@ -332,6 +533,10 @@ class LiveView:
         self._live = Live(console=self.console, auto_refresh=False, transient=False)
         self._ticker: asyncio.Task[None] | None = None
         self._errors: list[str] = []
+        self._hints: list[str] = []
+        # Without --until-complete the monitor stays after the end (a re-run may follow):
+        # the finished view says how to leave.
+        self._stays = not until_complete
 
     def start(self, state: DeploymentState) -> None:
         """Start drawing, and redrawing every tick for the elapsed times."""
@@ -346,6 +551,7 @@ class LiveView:
 
         if isinstance(message, ErrorMessage):
             self._errors = [*self._errors[-2:], f"{message.code}: {message.message}"]
+        self._state = state  # the ticks redraw the latest (a filtered view passes a new copy each time)
         self._live.update(self._render(state), refresh=True)
 
     def stop(self, state: DeploymentState) -> None:
@@ -357,8 +563,20 @@ class LiveView:
             self._live.update(self._render(state), refresh=True)
             self._live.stop()
 
+    def hint(self, text: str) -> None:
+        """Show the hint under the header."""
+        self._hints = [text]
+        if self._state is not None:
+            self._live.update(self._render(self._state), refresh=True)
+
     def _render(self, state: DeploymentState) -> RenderableType:
-        return render(state, self.client.state, self._errors, console=self.console)
+        return render(
+            state,
+            self.client.state,
+            [*self._hints, *self._errors],
+            console=self.console,
+            quit_hint=self._stays,
+        )
 
     async def _tick(self) -> None:
         while self._state is not None:
@@ -397,6 +615,7 @@ def render(
     now: datetime | None = None,
     *,
     console: Console | None = None,
+    quit_hint: bool = False,
 ) -> RenderableType:
     """The live view of ``state`` as a rich renderable; ``link`` is the client's connection state.
 
@@ -404,7 +623,14 @@ def render(
     cursor): the newest log lines always show, as many as there is room for,
     and when the stacks leave no room for :data:`MIN_LOG_LINES` of them, the
     earliest stacks are summed up in one line. Every row is one line (long
-    cells end in an ellipsis), so what is measured is what is drawn.
+    cells end in an ellipsis), so what is measured is what is drawn, except
+    the failed stacks' errors under the header, which wrap (they say why the
+    deployment failed, and a narrow terminal must not cut that off).
+
+    Once the deployment has ended, stacks still marked deploying stop their
+    clocks at its end; with ``quit_hint`` the view says how long it took and
+    how to quit. With ``NO_COLOR`` set (or a console without colour) the
+    progress bar is drawn in plain characters.
     """
     from rich.console import Group  # noqa: PLC0415
     from rich.text import Text  # noqa: PLC0415
@@ -412,6 +638,18 @@ def render(
     now = now or datetime.now(UTC)
     lines = list(state.logs)
     stacks = state.stacks_in_order()
+    plain = bool(os.environ.get("NO_COLOR")) or (console is not None and console.no_color)
+
+    def _top(
+        state: DeploymentState,
+        link: str,
+        errors: list[str] | None,
+        now: datetime,
+        stacks: list[StackState],
+        hidden: int,
+    ) -> list[RenderableType]:
+        return _top_parts(state, link, errors, now, stacks, hidden, plain=plain, quit_hint=quit_hint)
+
     if console is None:
         return Group(*_top(state, link, errors, now, stacks, 0), _logs_table(lines))
     budget = max(1, console.size.height - 1)
@@ -433,13 +671,16 @@ def render(
     return Group(*top, _logs_table(shown)) if shown else Group(*top, Text("no log lines yet", "dim"))
 
 
-def _top(
+def _top_parts(
     state: DeploymentState,
     link: str,
     errors: list[str] | None,
     now: datetime,
     stacks: list[StackState],
     hidden: int,
+    *,
+    plain: bool = False,
+    quit_hint: bool = False,
 ) -> list[RenderableType]:
     """Everything above the log lines: header, progress, stacks (the first ``hidden`` summed up)."""
     from rich.progress_bar import ProgressBar  # noqa: PLC0415
@@ -460,16 +701,20 @@ def _top(
     )
     total = state.total_layers or 0
     progress = Table.grid(padding=(0, 1))
-    progress.add_row(
-        ProgressBar(
+    bar: RenderableType = (
+        Text(_plain_bar(state.layers_done, max(total, 1), 40), no_wrap=True)
+        if plain
+        else ProgressBar(
             total=max(total, 1),
             completed=state.layers_done,
             width=40,
             complete_style="red" if state.status in ("failed", "cancelled") else "yellow",
             finished_style="green",
-        ),
-        Text(f"layer {state.current_layer or 0}/{total or '?'}"),
+        )
     )
+    progress.add_row(bar, Text(f"layer {state.current_layer or 0}/{total or '?'}"))
+    # Once the deployment has ended, nothing deploys any more: clocks stop at its end.
+    ended_at = parse_time(state.updated_at) if state.is_complete else None
 
     # Expanded so that the error column alone takes what is left, and ends in an ellipsis.
     table = Table(expand=True, box=None, header_style="bold", pad_edge=False)
@@ -480,17 +725,31 @@ def _top(
         resources = "" if stack.resources_done is None else str(stack.resources_done)
         if stack.resource_count is not None and stack.resource_count != stack.resources_done:
             resources += f"/{stack.resource_count}"
+        status = stack.status
+        if state.is_complete and status in ("pending", "deploying"):
+            status = "cancelled" if state.status == "cancelled" else "unfinished"
         table.add_row(
             "" if stack.layer is None else str(stack.layer),
             stack.name,
-            Text(stack.status, STYLES.get(stack.status, "")),
+            Text(status, STYLES.get(status, "")),
             resources,
-            _duration(stack.elapsed(now)),
+            _duration(stack.elapsed(ended_at or now) if ended_at or not state.is_complete else None),
             Text(stack.error_message or "", "red"),
         )
     parts: list[RenderableType] = [header, progress]
+    # Why it failed, whatever the width: the failed stacks' own errors first (the cause), then
+    # the deployment's message; these wrap rather than end in an ellipsis.
+    failures = [_failure(stack.name, stack.error_message) for stack in stacks if stack.status == "failed"]
+    parts += [Text(failure, "bold red") for failure in failures]
     if state.error_message:
         parts.append(Text(state.error_message, "red", no_wrap=True, overflow="ellipsis"))
+    if quit_hint and state.is_complete:
+        took = state.duration_seconds
+        if took is None:
+            began, ended = parse_time(state.started_at), parse_time(state.updated_at)
+            took = (ended - began).total_seconds() if began and ended else None
+        finished = f"{state.status} after {_duration(took)}" if took is not None else state.status
+        parts.append(Text(f"{finished} · still watching for a re-run; Ctrl-C to quit", "dim", no_wrap=True))
     parts.append(Text(""))
     if hidden:
         done = sum(1 for stack in stacks[:hidden] if stack.status == "deployed")
@@ -519,6 +778,19 @@ def _logs_table(lines: list[LogLine]) -> RenderableType:
             Text(line.message, overflow="ellipsis", no_wrap=True),
         )
     return logs
+
+
+def _plain_bar(done: int, total: int, width: int) -> str:
+    """A progress bar in plain characters: ``[##########----------]``."""
+    filled = round(width * min(done, total) / total) if total else 0
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def parse_time(timestamp: str | None) -> datetime | None:
+    """An ISO timestamp as an aware datetime, or None."""
+    from cloud_ws_client.state import parse_timestamp  # noqa: PLC0415
+
+    return parse_timestamp(timestamp)
 
 
 def _duration(seconds: float | None) -> str:
