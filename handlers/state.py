@@ -234,18 +234,24 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def _count(value: Any) -> int | None:
-    """An integer from 0 to :data:`MAX_SAFE_INTEGER`, else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SAFE_INTEGER:
-        return value
-    return None
+    """An integer from 0 to :data:`MAX_SAFE_INTEGER`, else None.
+
+    ``2.0`` counts as 2: JavaScript cannot tell them apart, and every
+    implementation must read a number alike.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if 0 <= value <= MAX_SAFE_INTEGER else None
 
 
 def _seconds(value: Any) -> int | float | None:
-    """A finite number of seconds, at least 0 (an integer within the safe range), else None."""
+    """A finite number of seconds, at least 0 (at most :data:`MAX_SAFE_INTEGER` when whole), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int):
-        return _count(value)
+    if isinstance(value, int) or value.is_integer():
+        return value if _count(value) is not None else None
     return value if math.isfinite(value) and value >= 0 else None
 
 

@@ -7,29 +7,35 @@
  * this class:
  *
  * - **Order.** Events are folded in `seq` order (the client's sequencing
- *   guarantees it), but `seq` order is not always the order things happened
- *   in, so each field remembers the *key* of the event that set it: the
- *   producer's `timestamp` (epoch milliseconds; a missing or unreadable one
- *   sorts first), then `seq`. A field only takes a value from a newer key.
- * - **Status ranks.** `pending` < `deploying` < terminal (`succeeded`,
- *   `failed`, `cancelled`) for the deployment; `pending` < `deploying` <
- *   `deployed` / `failed` / `cancelled` for a stack. A status only moves
- *   forward; between two of the same rank the newer key wins.
+ *   guarantees it) and the later event wins: `seq` order is the producer's
+ *   emission order, while a producer's `timestamp` is only a claim (the
+ *   server clamps it), so it orders nothing. A `seq` at or below the last
+ *   one folded is a duplicate and is ignored.
+ * - **Status ranks.** Within an attempt a status only moves forward:
+ *   `pending` < `deploying` < terminal (`succeeded`, `failed`, `cancelled`)
+ *   for the deployment; `pending` < `deploying` < `deployed` / `failed` /
+ *   `cancelled` for a stack; between two of the same rank the later wins.
  * - **Attempts.** The first event starts attempt 1. A non-terminal
- *   `deployment.status` newer than a terminal one starts attempt `n + 1`,
- *   with fresh stacks, `current_layer`, `log_counts` and `recent_logs`
- *   (`total_layers` is kept unless named). An event older than the running
- *   attempt's start belongs to an earlier one: it only moves `updated_at`.
+ *   `deployment.status` after a terminal one starts attempt `n + 1`, with
+ *   fresh stacks, `current_layer`, `log_counts` and `recent_logs`
+ *   (`total_layers` is kept unless named).
+ * - **Dates.** `updated_at` / `started_at` are the timestamps of the latest
+ *   event / the attempt's first event, as given.
  * - **Layers.** A status without `current_layer` / `total_layers` keeps the
  *   last known values.
  * - **Logs.** `log_counts` per level; `recent_logs` the latest
- *   {@link RECENT_LOGS} by key, oldest first, each message cut to
- *   {@link LOG_MESSAGE_CHARS} characters.
+ *   {@link RECENT_LOGS}, oldest first.
  * - **Other types** only move `updated_at` and `environment`.
+ * - **Bounds** ({@link LIMITS}): every text is cut to a size in bytes of its
+ *   JSON encoding ({@link cut}), an attempt keeps at most `max_stacks`
+ *   stacks (events about further ones are counted in
+ *   `dropped_stack_events`), `log_counts` at most `max_log_levels` levels
+ *   besides `other`; integers outside 0 to 2^53 - 1 and negative or
+ *   non-finite durations are ignored. So a snapshot fits in 128 KB.
  *
  * Beyond the snapshot's fields, the state keeps two things a view wants and
- * the snapshot does not carry, by the same newest-key rule: the attempt's
- * terminal `error_message` / `duration_seconds` and each stack's
+ * the snapshot does not carry, by the same later-event-wins rule: the
+ * attempt's terminal `error_message` / `duration_seconds` and each stack's
  * `resources_done`. {@link DeploymentState.toSnapshot} leaves them out.
  *
  * Pure TypeScript, no I/O and no DOM.
@@ -37,10 +43,35 @@
 
 import { type AnyDeploymentEvent, type DeploymentStatus, type JsonObject, type JsonValue, type SnapshotMessage } from "./protocol.js";
 
+/**
+ * The limits every implementation applies (the numbers of
+ * `conformance/state.json`'s `limits`; the tests hold them equal). Sizes of
+ * texts are bytes of their compact JSON encoding in UTF-8 (see {@link cut}).
+ */
+export const LIMITS = Object.freeze({
+  /** Log lines `recent_logs` keeps: the attempt's latest. */
+  recent_logs: 50,
+  log_message_bytes: 500,
+  error_message_bytes: 1_000,
+  stack_name_bytes: 128,
+  environment_bytes: 64,
+  level_bytes: 32,
+  timestamp_bytes: 64,
+  /** Stacks an attempt keeps; events about further ones are counted in `dropped_stack_events`. */
+  max_stacks: 50,
+  /** Levels `log_counts` keeps besides `other_level`, which counts the rest. */
+  max_log_levels: 8,
+  other_level: "other",
+  /** Largest integer read (2^53 - 1: larger ones are not exact in every implementation). */
+  max_integer: Number.MAX_SAFE_INTEGER,
+  /** API Gateway's limit on one message, which a snapshot always fits in. */
+  snapshot_bytes: 128 * 1024,
+});
+
 /** How many of the attempt's latest log lines the state keeps (the server's limit). */
-export const RECENT_LOGS = 50;
-/** Longest message kept in `recent_logs` (the server keeps the state in one item). */
-export const LOG_MESSAGE_CHARS = 500;
+export const RECENT_LOGS = LIMITS.recent_logs;
+/** Longest message kept in `recent_logs`, in bytes of its JSON encoding (so at most as many characters). */
+export const LOG_MESSAGE_CHARS = LIMITS.log_message_bytes;
 
 /** A stack's status in the state. */
 export type StackStatus = "pending" | "deploying" | "deployed" | "failed" | "cancelled";
@@ -74,6 +105,8 @@ export interface DeploymentSnapshotData {
   updated_at: string | null;
   environment: string | null;
   stacks: Record<string, StackSnapshot>;
+  /** The attempt's stack events about stacks beyond the first `max_stacks` (those are not kept). */
+  dropped_stack_events: number;
   log_counts: Record<string, number>;
   recent_logs: LogEntry[];
 }
@@ -89,17 +122,11 @@ export interface StackState extends StackSnapshot {
 export type FoldResult =
   /** Its `seq` is already folded in (a duplicate, or covered by the starting snapshot). */
   | "stale"
-  /** It belongs to an earlier attempt: only `updated_at` may have moved. */
-  | "late"
   /** Folded into the running attempt. */
   | "folded"
   /** It started a new attempt (fresh stacks, layer and logs), then was folded. */
   | "new-attempt";
 
-/** `[epoch ms or null, seq]`: how two events that set one field are ordered (null sorts first). */
-type Key = readonly [number | null, number];
-
-const NEVER: Key = [null, -1];
 const TERMINAL = new Set<string>(["succeeded", "failed", "cancelled"]);
 const DEPLOYMENT_RANK: Record<string, number> = { pending: 0, deploying: 1, succeeded: 2, failed: 2, cancelled: 2 };
 const STACK_RANK: Record<string, number> = { pending: 0, deploying: 1, deployed: 2, failed: 2, cancelled: 2 };
@@ -120,7 +147,7 @@ export function stackStatusOf(type: string): StackStatus | undefined {
 /**
  * An ISO 8601 timestamp as epoch milliseconds, UTC when it names no zone (as
  * the server reads it: `Date.parse` alone would take such a time as local);
- * null when unreadable.
+ * null when unreadable. For display only: times order nothing.
  */
 export function epochMs(timestamp: unknown): number | null {
   if (typeof timestamp !== "string" || timestamp === "") {
@@ -133,27 +160,62 @@ export function epochMs(timestamp: unknown): number | null {
   return Number.isNaN(ms) ? null : ms;
 }
 
-function newer(key: Key, than: Key | undefined): boolean {
-  const other = than ?? NEVER;
-  const a = key[0] ?? -1;
-  const b = other[0] ?? -1;
-  return a !== b ? a > b : key[1] > other[1];
+/** Bytes one code point takes in compact JSON written as UTF-8 (non-ASCII unescaped), as the server writes it. */
+function charBytes(code: number): number {
+  if (code === 0x22 || code === 0x5c || code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d) {
+    return 2; // \" \\ \b \t \n \f \r
+  }
+  if (code < 0x20) {
+    return 6; // \u00XX
+  }
+  if (code < 0x80) {
+    return 1;
+  }
+  if (code < 0x800) {
+    return 2;
+  }
+  return code < 0x10000 ? 3 : 4;
 }
 
-function isInt(value: JsonValue | undefined): value is number {
-  return typeof value === "number" && Number.isInteger(value);
+/**
+ * `text` cut to at most `limit` bytes of JSON (UTF-8, quotes not counted),
+ * at a code point boundary, exactly as the server cuts it (it counts code
+ * points, not UTF-16 units: an emoji is one character of 4 bytes). A lone
+ * surrogate becomes U+FFFD, as on the server.
+ */
+export function cut(text: string, limit: number): string {
+  let size = 0;
+  let kept = "";
+  for (const char of text) {
+    let code = char.codePointAt(0) ?? 0xfffd;
+    let piece = char;
+    if (code >= 0xd800 && code <= 0xdfff) {
+      code = 0xfffd;
+      piece = "\ufffd";
+    }
+    size += charBytes(code);
+    if (size > limit) {
+      break;
+    }
+    kept += piece;
+  }
+  return kept;
 }
 
 function asInt(value: JsonValue | undefined): number | null {
-  return isInt(value) ? value : null;
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0 ? value : null;
 }
 
-function asNumber(value: JsonValue | undefined): number | null {
-  return typeof value === "number" && Number.isFinite(value) ? value : null;
+function asSeconds(value: JsonValue | undefined): number | null {
+  return typeof value === "number" && Number.isFinite(value) && value >= 0 && (!Number.isInteger(value) || Number.isSafeInteger(value)) ? value : null;
 }
 
-function asText(value: JsonValue | undefined): string | null {
-  return typeof value === "string" && value !== "" ? value : null;
+function asText(value: JsonValue | undefined, limit: number): string | null {
+  if (typeof value !== "string" || value === "") {
+    return null;
+  }
+  const kept = cut(value, limit);
+  return kept === "" ? null : kept;
 }
 
 /** The `recent_logs` entry of a `log.created` event (what the server stores). */
@@ -161,35 +223,29 @@ export function logEntryOf(event: AnyDeploymentEvent): LogEntry {
   const data = event.data;
   const message = data["message"];
   return {
-    level: asText(data["level"]) ?? "info",
-    message: (typeof message === "string" ? message : "").slice(0, LOG_MESSAGE_CHARS),
-    stack_name: asText(data["stack_name"]),
+    level: asText(data["level"], LIMITS.level_bytes) ?? "info",
+    message: typeof message === "string" ? cut(message, LIMITS.log_message_bytes) : "",
+    stack_name: asText(data["stack_name"], LIMITS.stack_name_bytes),
     seq: event.seq,
-    timestamp: asText(event.timestamp),
+    timestamp: asText(event.timestamp, LIMITS.timestamp_bytes),
   };
 }
 
-/** The ordering key of a log line. */
-function logKey(line: LogEntry): Key {
-  return [epochMs(line.timestamp), line.seq];
-}
-
-/** A field's value with the key of the event that set it. */
-class Fields {
-  readonly keys = new Map<string, Key>();
-
-  /** Records that `name` was set by `key` if `value` is known and `key` is newer; returns whether to set it. */
-  take(name: string, value: unknown, key: Key): boolean {
-    if (value === null || value === undefined || !newer(key, this.keys.get(name))) {
-      return false;
+/** Counts `count` lines of `level`: under its own name while there is room, else under `other`. */
+function countLevel(counts: Map<string, number>, level: string, count: number): void {
+  let key = level;
+  if (!counts.has(level) && level !== LIMITS.other_level) {
+    let named = 0;
+    for (const name of counts.keys()) {
+      if (name !== LIMITS.other_level) {
+        named += 1;
+      }
     }
-    this.keys.set(name, key);
-    return true;
+    if (named >= LIMITS.max_log_levels) {
+      key = LIMITS.other_level;
+    }
   }
-}
-
-interface MutableStack extends StackState {
-  readonly fields: Fields;
+  counts.set(key, (counts.get(key) ?? 0) + count);
 }
 
 /**
@@ -209,10 +265,10 @@ export class DeploymentState {
   #environment: string | null = null;
   #errorMessage: string | null = null;
   #durationSeconds: number | null = null;
-  #stacks = new Map<string, MutableStack>();
+  #stacks = new Map<string, StackState>();
+  #droppedStackEvents = 0;
   #logCounts = new Map<string, number>();
   #recentLogs: LogEntry[] = [];
-  readonly #fields = new Fields();
 
   /**
    * @param deploymentId the deployment whose events are folded (others are ignored).
@@ -247,11 +303,11 @@ export class DeploymentState {
   get totalLayers(): number | null {
     return this.#totalLayers;
   }
-  /** The earliest producer time of the running attempt. */
+  /** The time of the running attempt's first event (as the server clamped it). */
   get startedAt(): string | null {
     return this.#startedAt;
   }
-  /** The newest producer time of any event. */
+  /** The time of the latest event (as the server clamped it). */
   get updatedAt(): string | null {
     return this.#updatedAt;
   }
@@ -270,9 +326,13 @@ export class DeploymentState {
   get terminal(): boolean {
     return TERMINAL.has(this.#status);
   }
-  /** The attempt's stacks, in the order they first appeared. */
+  /** The attempt's stacks (at most `LIMITS.max_stacks`), in the order they first appeared. */
   get stacks(): ReadonlyMap<string, Readonly<StackState>> {
     return this.#stacks;
+  }
+  /** The attempt's stack events about stacks beyond the first `LIMITS.max_stacks` (not kept). */
+  get droppedStackEvents(): number {
+    return this.#droppedStackEvents;
   }
   /** The attempt's `log.created` count per level. */
   get logCounts(): ReadonlyMap<string, number> {
@@ -288,50 +348,36 @@ export class DeploymentState {
    * is taken as already folded (`"stale"`) and changes nothing.
    */
   apply(event: AnyDeploymentEvent): FoldResult {
-    if (event.deployment_id !== this.deploymentId || event.seq <= this.#seq) {
+    if (event.deployment_id !== this.deploymentId || asInt(event.seq) === null || event.seq <= this.#seq) {
       return "stale";
     }
     this.#seq = event.seq;
     const data = event.data;
-    const timestamp = asText(event.timestamp);
-    const key: Key = [epochMs(timestamp), event.seq];
-    const fields = this.#fields;
-    if (timestamp !== null && newer(key, fields.keys.get("updated_at"))) {
+    const timestamp = asText(event.timestamp, LIMITS.timestamp_bytes);
+    if (timestamp !== null) {
       this.#updatedAt = timestamp;
-      fields.keys.set("updated_at", key);
     }
 
-    const status = event.type === "deployment.status" ? data["status"] : undefined;
-    const known = typeof status === "string" && Object.hasOwn(DEPLOYMENT_RANK, status);
+    const given = event.type === "deployment.status" ? data["status"] : undefined;
+    const status = typeof given === "string" && Object.hasOwn(DEPLOYMENT_RANK, given) ? (given as DeploymentStatus) : null;
     let result: FoldResult = "folded";
-    if (
-      this.#attempt === 0 ||
-      (known && !TERMINAL.has(status) && TERMINAL.has(this.#status) && newer(key, fields.keys.get("status")))
-    ) {
-      this.#newAttempt(key, timestamp);
+    if (this.#attempt === 0 || (status !== null && !TERMINAL.has(status) && TERMINAL.has(this.#status))) {
+      this.#newAttempt(timestamp);
       result = "new-attempt";
-    } else if (this.#attempt > 1 && newer(fields.keys.get("attempt") ?? NEVER, key)) {
-      return "late"; // an earlier attempt's event, arriving late
     }
-
-    const startedKey = fields.keys.get("started_at");
-    if (timestamp !== null && (this.#startedAt === null || (startedKey !== undefined && newer(startedKey, key)))) {
+    if (this.#startedAt === null) {
       this.#startedAt = timestamp;
-      fields.keys.set("started_at", key);
     }
-    const environment = asText(data["environment"]);
-    if (fields.take("environment", environment, key)) {
-      this.#environment = environment;
-    }
+    this.#environment = asText(data["environment"], LIMITS.environment_bytes) ?? this.#environment;
 
     if (event.type === "deployment.status") {
-      this.#foldStatus(known ? (status as DeploymentStatus) : null, data, key);
+      this.#foldStatus(status, data);
     } else {
       const stackStatus = stackStatusOf(event.type);
       if (stackStatus !== undefined) {
-        this.#foldStack(stackStatus, data, key);
+        this.#foldStack(stackStatus, data);
       } else if (event.type === "log.created") {
-        this.#foldLog(logEntryOf(event), key);
+        this.#foldLog(logEntryOf(event));
       }
     }
     return result;
@@ -359,6 +405,7 @@ export class DeploymentState {
       updated_at: this.#updatedAt,
       environment: this.#environment,
       stacks,
+      dropped_stack_events: this.#droppedStackEvents,
       log_counts: Object.fromEntries(this.#logCounts),
       recent_logs: this.#recentLogs.map((line) => ({ ...line })),
     };
@@ -366,120 +413,65 @@ export class DeploymentState {
 
   // -- folding ---------------------------------------------------------------------------------
 
-  #newAttempt(key: Key, timestamp: string | null): void {
+  #newAttempt(timestamp: string | null): void {
     this.#attempt += 1;
     this.#status = "pending";
     this.#currentLayer = null;
+    this.#startedAt = timestamp;
     this.#stacks = new Map();
+    this.#droppedStackEvents = 0;
     this.#logCounts = new Map();
     this.#recentLogs = [];
-    this.#startedAt = timestamp;
     this.#errorMessage = null;
     this.#durationSeconds = null;
-    const keys = this.#fields.keys;
-    for (const name of ["status", "current_layer", "started_at", "error_message", "duration_seconds"]) {
-      keys.delete(name);
-    }
-    keys.set("attempt", key);
-    if (timestamp !== null) {
-      keys.set("started_at", key);
-    }
   }
 
-  #foldStatus(status: DeploymentStatus | null, data: JsonObject, key: Key): void {
-    const fields = this.#fields;
-    if (status !== null) {
-      const rank = DEPLOYMENT_RANK[status] ?? 0;
-      const current = DEPLOYMENT_RANK[this.#status] ?? 0;
-      if (rank > current || (rank === current && newer(key, fields.keys.get("status")))) {
-        this.#status = status;
-        fields.keys.set("status", key);
-      }
+  #foldStatus(status: DeploymentStatus | null, data: JsonObject): void {
+    if (status !== null && (DEPLOYMENT_RANK[status] ?? 0) >= (DEPLOYMENT_RANK[this.#status] ?? 0)) {
+      this.#status = status;
     }
-    const layer = asInt(data["current_layer"]);
-    if (fields.take("current_layer", layer, key)) {
-      this.#currentLayer = layer;
-    }
-    const total = asInt(data["total_layers"]);
-    if (fields.take("total_layers", total, key)) {
-      this.#totalLayers = total;
-    }
+    this.#currentLayer = asInt(data["current_layer"]) ?? this.#currentLayer;
+    this.#totalLayers = asInt(data["total_layers"]) ?? this.#totalLayers;
     // Not in the snapshot: what a view shows of a finished attempt.
-    const error = asText(data["error_message"]);
-    if (fields.take("error_message", error, key)) {
-      this.#errorMessage = error;
-    }
-    const duration = asNumber(data["duration_seconds"]);
-    if (fields.take("duration_seconds", duration, key)) {
-      this.#durationSeconds = duration;
-    }
+    this.#errorMessage = asText(data["error_message"], LIMITS.error_message_bytes) ?? this.#errorMessage;
+    this.#durationSeconds = asSeconds(data["duration_seconds"]) ?? this.#durationSeconds;
   }
 
-  #foldStack(status: StackStatus, data: JsonObject, key: Key): void {
-    const name = asText(data["stack_name"]);
+  #foldStack(status: StackStatus, data: JsonObject): void {
+    const name = asText(data["stack_name"], LIMITS.stack_name_bytes);
     if (name === null) {
       return;
     }
     let stack = this.#stacks.get(name);
     if (stack === undefined) {
+      if (this.#stacks.size >= LIMITS.max_stacks) {
+        this.#droppedStackEvents += 1;
+        return;
+      }
       stack = newStack(name);
       this.#stacks.set(name, stack);
     }
-    const rank = STACK_RANK[status] ?? 0;
-    const current = STACK_RANK[stack.status] ?? 0;
-    if (rank > current || (rank === current && newer(key, stack.fields.keys.get("status")))) {
+    if ((STACK_RANK[status] ?? 0) >= (STACK_RANK[stack.status] ?? 0)) {
       stack.status = status;
-      stack.fields.keys.set("status", key);
     }
-    const layer = asInt(data["layer"]);
-    if (stack.fields.take("layer", layer, key)) {
-      stack.layer = layer;
-    }
-    const environment = asText(data["environment"]);
-    if (stack.fields.take("environment", environment, key)) {
-      stack.environment = environment;
-    }
-    const resources = asInt(data["resource_count"]);
-    if (stack.fields.take("resource_count", resources, key)) {
-      stack.resource_count = resources;
-    }
-    const duration = asNumber(data["duration_seconds"]);
-    if (stack.fields.take("duration_seconds", duration, key)) {
-      stack.duration_seconds = duration;
-    }
-    const error = asText(data["error_message"]);
-    if (stack.fields.take("error_message", error, key)) {
-      stack.error_message = error;
-    }
-    const done = asInt(data["resources_done"]);
-    if (stack.fields.take("resources_done", done, key)) {
-      stack.resources_done = done;
-    }
+    stack.layer = asInt(data["layer"]) ?? stack.layer;
+    stack.environment = asText(data["environment"], LIMITS.environment_bytes) ?? stack.environment;
+    stack.resource_count = asInt(data["resource_count"]) ?? stack.resource_count;
+    stack.duration_seconds = asSeconds(data["duration_seconds"]) ?? stack.duration_seconds;
+    stack.error_message = asText(data["error_message"], LIMITS.error_message_bytes) ?? stack.error_message;
+    stack.resources_done = asInt(data["resources_done"]) ?? stack.resources_done;
   }
 
-  #foldLog(line: LogEntry, key: Key): void {
-    this.#logCounts.set(line.level, (this.#logCounts.get(line.level) ?? 0) + 1);
+  #foldLog(line: LogEntry): void {
+    countLevel(this.#logCounts, line.level, 1);
     const logs = this.#recentLogs;
-    let position = logs.length;
-    while (position > 0 && newer(logKey(logs[position - 1] as LogEntry), key)) {
-      position -= 1;
-    }
-    logs.splice(position, 0, line);
+    logs.push(line);
     if (logs.length > RECENT_LOGS) {
       logs.splice(0, logs.length - RECENT_LOGS);
     }
   }
 
-  /**
-   * Takes a snapshot as the starting point. The snapshot does not say which
-   * event set each field, so every field it gives a value is taken as set at
-   * the snapshot's horizon (its `updated_at`, at its `seq`): a later event
-   * changes it only when newer than everything the snapshot summarised,
-   * which is what it would do on the server unless producers' clocks
-   * disagree. Fields it leaves null, `started_at` and the attempt's start
-   * are exact: any event may fill the former, and the latter two are times
-   * the snapshot gives.
-   */
+  /** Takes a snapshot as the starting point: it is the fold of every event through its `seq`, exactly. */
   #adopt(seq: number, data: DeploymentSnapshotData): void {
     this.#seq = seq;
     this.#status = data.status;
@@ -489,48 +481,17 @@ export class DeploymentState {
     this.#startedAt = data.started_at;
     this.#updatedAt = data.updated_at;
     this.#environment = data.environment;
-    const horizon: Key = [epochMs(data.updated_at), seq];
-    const keys = this.#fields.keys;
-    keys.clear();
-    if (data.updated_at !== null) {
-      keys.set("updated_at", horizon);
-    }
-    // The attempt's start is its started_at: no event of the attempt is older.
-    keys.set("attempt", [epochMs(data.started_at), seq]);
-    if (data.started_at !== null) {
-      keys.set("started_at", [epochMs(data.started_at), seq]);
-    }
-    const known: [string, unknown][] = [
-      ["current_layer", data.current_layer],
-      ["total_layers", data.total_layers],
-      ["environment", data.environment],
-    ];
-    // A pending status may never have been set by an event: any status can follow it.
-    if (data.status !== "pending") {
-      keys.set("status", horizon);
-    }
-    for (const [name, value] of known) {
-      if (value !== null) {
-        keys.set(name, horizon);
-      }
-    }
     this.#stacks = new Map();
     for (const [name, snapshot] of Object.entries(data.stacks)) {
-      const stack = newStack(name);
-      Object.assign(stack, snapshot);
-      for (const field of ["status", "layer", "environment", "resource_count", "duration_seconds", "error_message"] as const) {
-        if (stack[field] !== null && !(field === "status" && stack.status === "pending")) {
-          stack.fields.keys.set(field, horizon);
-        }
-      }
-      this.#stacks.set(name, stack);
+      this.#stacks.set(name, { ...newStack(name), ...snapshot });
     }
+    this.#droppedStackEvents = data.dropped_stack_events;
     this.#logCounts = new Map(Object.entries(data.log_counts));
     this.#recentLogs = data.recent_logs.map((line) => ({ ...line }));
   }
 }
 
-function newStack(name: string): MutableStack {
+function newStack(name: string): StackState {
   return {
     name,
     status: "pending",
@@ -540,41 +501,43 @@ function newStack(name: string): MutableStack {
     duration_seconds: null,
     error_message: null,
     resources_done: null,
-    fields: new Fields(),
   };
 }
 
 /**
- * A snapshot's `data` read defensively: a field of the wrong type takes its
- * "nothing known" value, so a newer server's additions or a damaged field
- * never break a view.
+ * A snapshot's `data` read defensively and within {@link LIMITS}: a field of
+ * the wrong type takes its "nothing known" value, so a newer server's
+ * additions or a damaged field never break a view.
  */
 export function parseSnapshotData(data: JsonObject): DeploymentSnapshotData {
   const status = data["status"];
   const stacks: Record<string, StackSnapshot> = {};
   const rawStacks = data["stacks"];
   if (isObject(rawStacks)) {
-    for (const [name, raw] of Object.entries(rawStacks)) {
-      if (!isObject(raw)) {
+    for (const [rawName, raw] of Object.entries(rawStacks)) {
+      const name = asText(rawName, LIMITS.stack_name_bytes);
+      if (name === null || !isObject(raw) || Object.hasOwn(stacks, name) || Object.keys(stacks).length >= LIMITS.max_stacks) {
         continue;
       }
       const stackStatus = raw["status"];
       stacks[name] = {
         status: typeof stackStatus === "string" && Object.hasOwn(STACK_RANK, stackStatus) ? (stackStatus as StackStatus) : "pending",
         layer: asInt(raw["layer"]),
-        environment: asText(raw["environment"]),
+        environment: asText(raw["environment"], LIMITS.environment_bytes),
         resource_count: asInt(raw["resource_count"]),
-        duration_seconds: asNumber(raw["duration_seconds"]),
-        error_message: asText(raw["error_message"]),
+        duration_seconds: asSeconds(raw["duration_seconds"]),
+        error_message: asText(raw["error_message"], LIMITS.error_message_bytes),
       };
     }
   }
-  const logCounts: Record<string, number> = {};
+  const counts = new Map<string, number>();
   const rawCounts = data["log_counts"];
   if (isObject(rawCounts)) {
-    for (const [level, count] of Object.entries(rawCounts)) {
-      if (isInt(count) && count >= 0) {
-        logCounts[level] = count;
+    for (const [rawLevel, count] of Object.entries(rawCounts)) {
+      const level = asText(rawLevel, LIMITS.level_bytes);
+      const number = asInt(count);
+      if (level !== null && number !== null && number > 0) {
+        countLevel(counts, level, number);
       }
     }
   }
@@ -582,30 +545,35 @@ export function parseSnapshotData(data: JsonObject): DeploymentSnapshotData {
   const rawLogs = data["recent_logs"];
   if (Array.isArray(rawLogs)) {
     for (const raw of rawLogs) {
-      if (isObject(raw) && isInt(raw["seq"])) {
+      if (isObject(raw)) {
+        const seq = asInt(raw["seq"]);
+        if (seq === null) {
+          continue;
+        }
         const message = raw["message"];
         recentLogs.push({
-          level: asText(raw["level"]) ?? "info",
-          message: typeof message === "string" ? message : "",
-          stack_name: asText(raw["stack_name"]),
-          seq: raw["seq"],
-          timestamp: asText(raw["timestamp"]),
+          level: asText(raw["level"], LIMITS.level_bytes) ?? "info",
+          message: typeof message === "string" ? cut(message, LIMITS.log_message_bytes) : "",
+          stack_name: asText(raw["stack_name"], LIMITS.stack_name_bytes),
+          seq,
+          timestamp: asText(raw["timestamp"], LIMITS.timestamp_bytes),
         });
       }
     }
   }
-  const attempt = asInt(data["attempt"]);
+  recentLogs.sort((a, b) => a.seq - b.seq);
   return {
     status: typeof status === "string" && Object.hasOwn(DEPLOYMENT_RANK, status) ? (status as DeploymentStatus) : "pending",
-    attempt: attempt !== null && attempt >= 0 ? attempt : 0,
+    attempt: asInt(data["attempt"]) ?? 0,
     current_layer: asInt(data["current_layer"]),
     total_layers: asInt(data["total_layers"]),
-    started_at: asText(data["started_at"]),
-    updated_at: asText(data["updated_at"]),
-    environment: asText(data["environment"]),
+    started_at: asText(data["started_at"], LIMITS.timestamp_bytes),
+    updated_at: asText(data["updated_at"], LIMITS.timestamp_bytes),
+    environment: asText(data["environment"], LIMITS.environment_bytes),
     stacks,
-    log_counts: logCounts,
-    recent_logs: recentLogs,
+    dropped_stack_events: asInt(data["dropped_stack_events"]) ?? 0,
+    log_counts: Object.fromEntries(counts),
+    recent_logs: recentLogs.slice(-RECENT_LOGS),
   };
 }
 

@@ -59,7 +59,7 @@ describe("DeploymentModel", () => {
     assert.deepEqual([vpc?.state, vpc?.resourceCount, vpc?.durationSeconds], ["deployed", 15, 300]);
   });
 
-  test("a late started or progress event never regresses a finished stack; states are the snapshot's names", () => {
+  test("a later started or progress event never regresses a finished stack, whatever its time; states are the snapshot's names", () => {
     const model = new DeploymentModel(DEP);
     play(model, [
       ["stack.started", { stack_name: "db", layer: 1 }],
@@ -72,6 +72,7 @@ describe("DeploymentModel", () => {
     assert.equal(vpc?.state, "deployed");
     assert.equal(vpc?.resourceCount, 15);
     assert.equal(vpc?.layer, 1, "fields the final event lacked are still filled in");
+    assert.equal(vpc?.resourcesDone, 9, "the later event's values win, though it is stamped earlier");
   });
 
   test("a re-run is attempt 2: fresh stacks, layer and log pane; total layers kept", () => {
@@ -165,7 +166,7 @@ describe("DeploymentModel", () => {
     assert.ok(model.progress > 0.5 && model.progress < 1);
   });
 
-  test("log lines are placed by the producer's time; unknown event types are counted, not dropped", () => {
+  test("log lines are in seq order whatever their times; unknown event types are counted, not dropped", () => {
     const model = new DeploymentModel(DEP);
     play(model, [
       ["log.created", { level: "info", message: "first" }, 10],
@@ -174,8 +175,8 @@ describe("DeploymentModel", () => {
       ["log.created", { level: "shouting", message: 42 }, 20],
     ]);
     assert.deepEqual(model.logs.map((l) => [l.seq, l.level, l.message]), [
-      [2, "warning", "earlier"],
       [1, "info", "first"],
+      [2, "warning", "earlier"],
       [4, "shouting", ""],
     ]);
     assert.equal(model.otherEvents.get("backup.finished"), 1);
@@ -183,6 +184,34 @@ describe("DeploymentModel", () => {
     model.apply(ev(5, "log.created", { level: "info", message: "last" }, 30));
     assert.equal(model.logsRevision, revision, "a line appended at the end needs no redraw");
     assert.equal(model.apply({ ...ev(6, "log.created", {}), deployment_id: "other" }), false);
+  });
+
+  test("a status stamped 2099 freezes nothing: the re-run and its success show", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [["deployment.status", { status: "deploying", current_layer: 1, total_layers: 1 }]]);
+    model.apply({ ...ev(2, "deployment.status", { status: "failed" }), timestamp: "2099-01-01T00:00:00.000Z" });
+    play(
+      model,
+      [
+        ["deployment.status", { status: "deploying", current_layer: 1 }],
+        ["deployment.status", { status: "succeeded" }],
+      ],
+      3,
+    );
+    assert.deepEqual([model.status, model.attempt, model.lastTimestamp], ["succeeded", 2, ev(4, "x", {}).timestamp]);
+  });
+
+  test("the limits: stacks beyond the cap are counted, not shown; long texts are cut", () => {
+    const model = new DeploymentModel(DEP);
+    const names: [string, JsonObject][] = [];
+    for (let i = 0; i < 52; i += 1) {
+      names.push(["stack.failed", { stack_name: `s${i}`, layer: 1, error_message: "x".repeat(600_000) }]);
+    }
+    play(model, [...names, ["log.created", { message: "y".repeat(10_000) }]]);
+    assert.equal(model.stackList.length, 50);
+    assert.equal(model.droppedStackEvents, 2);
+    assert.equal(model.stack("s0")?.error?.length, 1_000);
+    assert.equal(model.logs[0]?.message.length, 500);
   });
 
   test("formatDuration and formatAge", () => {

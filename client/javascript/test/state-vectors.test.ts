@@ -20,6 +20,7 @@ import {
   parseServerMessage,
   type SnapshotMessage,
 } from "../src/index.js";
+import { cut, LIMITS } from "../src/state.js";
 import { REPO_ROOT } from "./support/stack.js";
 
 interface StateCase {
@@ -30,7 +31,10 @@ interface StateCase {
   expect: { seq: number; data: DeploymentSnapshotData };
 }
 
-const VECTORS = JSON.parse(readFileSync(join(REPO_ROOT, "conformance", "state.json"), "utf8")) as { cases: StateCase[] };
+const VECTORS = JSON.parse(readFileSync(join(REPO_ROOT, "conformance", "state.json"), "utf8")) as {
+  limits: Record<string, number | string>;
+  cases: StateCase[];
+};
 
 /** The events as the client delivers them: parsed from the wire, reordered by seq, each once. */
 function delivered(events: JsonObject[]): AnyDeploymentEvent[] {
@@ -65,9 +69,50 @@ describe("conformance/state.json", () => {
   }
 });
 
+describe("duplicates without the sequencing in front", () => {
+  // The state itself ignores a seq at or below the last folded, whatever the event says.
+  for (const vector of VECTORS.cases) {
+    test(vector.name, () => {
+      const events = vector.events.map((raw) => parseServerMessage(JSON.stringify(raw)) as AnyDeploymentEvent);
+      events.sort((a, b) => a.seq - b.seq);
+      const state = fold(new DeploymentState(vector.deployment_id), events);
+      assert.deepEqual(state.toSnapshot(), vector.expect.data);
+    });
+  }
+});
+
+describe("the limits", () => {
+  test("are conformance/state.json's", () => {
+    assert.deepEqual({ ...LIMITS }, VECTORS.limits);
+  });
+
+  test("cut counts bytes of JSON per code point, as the server does", () => {
+    assert.equal(cut("abcd", 3), "abc");
+    assert.equal(cut('a"b', 3), 'a"');
+    assert.equal(cut("\n\t\\", 6), "\n\t\\");
+    assert.equal(cut("\u0001\u0001", 11), "\u0001");
+    assert.equal(cut("é€😀", 8), "é€"); // an emoji is one character of 4 bytes, not two halves
+    assert.equal(cut("é€😀", 9), "é€😀");
+    assert.equal(cut("\ud800x", 4), "\ufffdx");
+    assert.equal(cut("😀".repeat(200_000), LIMITS.log_message_bytes), "😀".repeat(125));
+  });
+
+  test("a 500 KB error message on five stacks leaves a snapshot under 128 KB", () => {
+    const state = new DeploymentState("D1");
+    const message = "Subnet not found. ".repeat(30_000);
+    for (let i = 0; i < 5; i += 1) {
+      const raw = { type: "stack.failed", deployment_id: "D1", seq: i + 1, data: { stack_name: `stack-${i}`, error_message: message } };
+      state.apply(parseServerMessage(JSON.stringify(raw)) as AnyDeploymentEvent);
+    }
+    const wire = JSON.stringify({ type: "deployment.snapshot", deployment_id: "D1", seq: 5, data: state.toSnapshot() });
+    assert.ok(Buffer.byteLength(wire, "utf8") < LIMITS.snapshot_bytes);
+    assert.equal(state.stacks.get("stack-0")?.error_message, message.slice(0, LIMITS.error_message_bytes));
+  });
+});
+
 describe("a state started from a snapshot", () => {
-  // The server's snapshot strips the keys that order each field; a state started from one
-  // (a fresh page) must still fold the rest of each vector to the same result.
+  // A snapshot is the fold of every event through its seq: a state started from one
+  // (a fresh page) must fold the rest of each vector to the same result.
   for (const vector of VECTORS.cases) {
     test(`${vector.name}: from a snapshot taken at every seq`, () => {
       const events = delivered(vector.events);

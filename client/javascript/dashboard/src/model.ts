@@ -4,10 +4,12 @@
  * Its state is the client's {@link DeploymentState}: the project's folding
  * rules (the server's `handlers/state.py`, checked against
  * `conformance/state.json`), so the page shows exactly what a
- * `deployment.snapshot` says — status ranks, the newest producer time wins,
- * re-runs as attempts with fresh stacks, layer and logs. What the page adds
- * is presentation: layers with a state each, a progress fraction, and a log
- * pane that keeps more lines than the snapshot's latest 50.
+ * `deployment.snapshot` says — events in `seq` order, the later one wins
+ * (a producer's clock orders nothing), status ranks, re-runs as attempts
+ * with fresh stacks, layer and logs, and the same limits. What the page
+ * adds is presentation: layers with a state each, a progress fraction, and
+ * a log pane that keeps more lines than the snapshot's latest 50, in `seq`
+ * order.
  *
  * Where the picture starts: a fresh page subscribes without `since` and
  * starts from the snapshot that follows the ack; the client then delivers
@@ -166,16 +168,9 @@ export class DeploymentModel {
   }
 
   #addLog(line: LogLine): void {
+    // Events come in seq order, so a line always goes last: the pane is appended to.
     const logs = this.#logs;
-    const key = lineKey(line);
-    let index = logs.length;
-    while (index > 0 && compareKeys(lineKey(logs[index - 1] as LogLine), key) > 0) {
-      index -= 1;
-    }
-    if (index !== logs.length) {
-      this.#logsRevision += 1; // placed by its time before lines already drawn
-    }
-    logs.splice(index, 0, line);
+    logs.push(line);
     if (logs.length > MAX_LOG_LINES) {
       logs.splice(0, logs.length - MAX_LOG_LINES);
       this.#logsRevision += 1;
@@ -232,14 +227,19 @@ export class DeploymentModel {
       .join("; ");
   }
 
-  /** The attempt's log lines the page holds, oldest first (by the producer's time). */
+  /** The attempt's log lines the page holds, oldest first (in seq order). */
   get logs(): readonly LogLine[] {
     return this.#logs;
   }
 
-  /** Changes whenever lines were replaced or inserted before the last one (so the pane is redrawn, not appended to). */
+  /** Changes whenever lines were replaced or dropped from the front (so the pane is redrawn, not appended to). */
   get logsRevision(): number {
     return this.#logsRevision;
+  }
+
+  /** The attempt's events about stacks beyond the state's limit (those stacks are not shown). */
+  get droppedStackEvents(): number {
+    return this.#state.droppedStackEvents;
   }
 
   /** The attempt's `log.created` count per level (all of them, not only the lines held). */
@@ -352,15 +352,6 @@ function toLine(entry: LogEntry): LogLine {
     message: entry.message,
     stackName: entry.stack_name ?? undefined,
   };
-}
-
-/** The rules' order of log lines: producer time (none first), then seq. */
-function lineKey(line: LogLine): [number, number] {
-  return [epochMs(line.timestamp) ?? -1, line.seq];
-}
-
-function compareKeys(a: [number, number], b: [number, number]): number {
-  return a[0] !== b[0] ? a[0] - b[0] : a[1] - b[1];
 }
 
 /** "4m 05s", "58s", "1h 02m". */
