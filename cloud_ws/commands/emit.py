@@ -63,9 +63,6 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"TYPE must be a domain.verb such as deployment.status, not {args.type!r}", 2)
     if not is_valid_deployment_id(args.deployment_id):
         return _fail(f"DEPLOYMENT_ID must match {DEPLOYMENT_ID_PATTERN}", 2)
-    problem = check_data(args.type, data)
-    if problem is not None:  # the AsyncAPI document's schema of a known type's data
-        return _fail(problem, 2)
     # Imported here, not at the top: the parser of every command is built on each
     # run, and the plugin pulls in boto3 (~150 ms).
     from plugin import OrchestratorPlugin  # noqa: PLC0415
@@ -74,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         plugin = OrchestratorPlugin.from_outputs(args.outputs)
     except OutputsError as exc:
         return _fail(str(exc), 2)
+    # After the outputs: a missing outputs file is the first thing to fix.
+    problem = check_data(args.type, data)
+    if problem is not None:  # the AsyncAPI document's schema of a known type's data
+        plugin.close(0)
+        return _fail(problem, 2)
     # The plugin's retry warnings would repeat the one line this command prints.
     logging.getLogger("cloud_ws.plugin").setLevel(logging.ERROR)
     event_id = plugin.emit(args.type, args.deployment_id, data)

@@ -89,7 +89,8 @@ def test_emit_to_a_missing_bus_fails_with_exit_code_1(
     path = tmp_path / "outputs.json"
     path.write_text(json.dumps({**bus.outputs, "event_bus_name": "no-such-bus"}), encoding="utf-8")
 
-    assert cli.main(["emit", "log.created", "D1", "--outputs", str(path), "--timeout", "30"]) == 1
+    argv = ["emit", "log.created", "D1", "--data", '{"message": "hello"}', "--outputs", str(path)]
+    assert cli.main([*argv, "--timeout", "30"]) == 1
 
     err = capsys.readouterr().err
     assert err.count("\n") == 1
