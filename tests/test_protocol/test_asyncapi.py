@@ -238,8 +238,10 @@ def test_refusals_of_real_frames_validate(raw: str, code: str) -> None:
 
 
 def conformance_events() -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every event of every conformance case, labelled by case and seq."""
+    """Every conformance event, labelled by case and seq (bar those meant to break the schema)."""
     for case in CASES:
+        if case.get("outside_the_schema"):
+            continue  # what a careless producer may send: the reducer must cope, the schema refuses it
         for message in case["events"]:
             yield f"{case['name']} #{message['seq']}", message
 
