@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cloud_ws.commands.monitor import add_connection_arguments, build_client
+from cloud_ws.commands.monitor import TOKEN_ENV, add_connection_arguments, build_client, explain_refusal
 from handlers.outputs import OutputsError
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except (OutputsError, CloudWsError, ValueError, OSError) as exc:
-        print(f"cloud-ws list: {' '.join(str(exc).split())}", file=sys.stderr)
+        message = explain_refusal(exc, args.token or os.environ.get(TOKEN_ENV))
+        print(f"cloud-ws list: {' '.join(message.split())}", file=sys.stderr)
         return 2
     if args.as_json:
         print(json.dumps(rows, ensure_ascii=False), flush=True)

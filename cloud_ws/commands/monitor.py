@@ -259,14 +259,16 @@ def diagnose_token(token: str, now: datetime | None = None) -> str:
         )
     expires = claims.get("exp")
     now = now or datetime.now(UTC)
-    if isinstance(expires, int | float) and not isinstance(expires, bool):
-        when = datetime.fromtimestamp(expires, UTC)
-        if when <= now:
-            ago = _duration((now - when).total_seconds())
-            return (
-                f"the token expired at {when:%Y-%m-%d %H:%M} UTC ({ago} ago); get a fresh one with"
-                f" `cloud-ws token` (or your sign-in step) and pass it with --token or ${TOKEN_ENV}"
-            )
+    try:
+        when = datetime.fromtimestamp(expires, UTC) if isinstance(expires, int | float) else None
+    except (OverflowError, ValueError, OSError):  # an exp past the calendar: far from expired
+        when = None
+    if when is not None and not isinstance(expires, bool) and when <= now:
+        ago = _duration((now - when).total_seconds())
+        return (
+            f"the token expired at {when:%Y-%m-%d %H:%M} UTC ({ago} ago); get a fresh one with"
+            f" `cloud-ws token` (or your sign-in step) and pass it with --token or ${TOKEN_ENV}"
+        )
     if claims.get("token_use") not in (None, "id"):
         return f"this is an {claims.get('token_use')} token; pass the ID token (`cloud-ws token` prints one)"
     return (
