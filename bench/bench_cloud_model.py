@@ -61,7 +61,7 @@ from moto.dynamodb.models import dynamodb_backends  # noqa: E402
 from bench.cloudmodel import apigw, clock, dynamodb, eventbridge, lambdas, sqs  # noqa: E402
 from bench.cloudmodel.clock import VirtualClock  # noqa: E402
 from emulator import moto_patches  # noqa: E402
-from handlers import broadcaster, fanout, spec  # noqa: E402
+from handlers import broadcaster, spec  # noqa: E402
 from handlers.config import load_config  # noqa: E402
 from handlers.management import RetryPolicy  # noqa: E402
 from handlers.store import Store  # noqa: E402
@@ -209,17 +209,14 @@ def build_world(rng: random.Random, initial_pollers: int) -> World:
 
 
 def install_seams() -> list[str]:
-    """Point our modules' clocks at the virtual one, and the fan-out's retry waits too."""
+    """Point our modules' clocks (module references and bound defaults) and thread pools at the model."""
     patched = clock.patch_time(["handlers.", "plugin."])
+    patched += clock.patch_defaults(["handlers."])
+    # A batch's deployments run side by side in a thread pool: in the model, as tasks.
+    if hasattr(broadcaster, "ThreadPoolExecutor"):
+        broadcaster.ThreadPoolExecutor = clock.VirtualExecutor  # type: ignore[attr-defined,misc]
+        patched.append("handlers.broadcaster.ThreadPoolExecutor")
 
-    class VirtualFanOut(fanout.FanOut):
-        """The fan-out with the clock's sleep: ``broadcaster.fanout_for`` passes none (a missing seam)."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.setdefault("sleep", clock.virtual_sleep)
-            super().__init__(*args, **kwargs)
-
-    broadcaster.FanOut = VirtualFanOut  # type: ignore[attr-defined]
     return patched
 
 
@@ -584,7 +581,7 @@ def main() -> None:
         f"Lambda overhead {lambdas.INVOKE_OVERHEAD_MS:.0f} ms, cold start {lambdas.COLD_START_MS:.0f} ms, async start "
         f"{lambdas.ASYNC_START_MS:.0f} ms; @connections {apigw.POST_MS:.0f} ms/post, "
         f"{apigw.ACCOUNT_RATE:,.0f}/s + {apigw.ACCOUNT_BURST:,.0f} burst; mapping 5 pollers +300/min <= {MAX_CONCURRENCY}\n"
-        f"  time patched in: {', '.join(sorted(p.rsplit('.', 1)[0] for p in patched))}"
+        f"  time patched in: {', '.join(sorted(patched))}"
     )
     for name, scenario in (("a", scenario_a), ("b", scenario_b), ("c", scenario_c)):
         if name in SCENARIOS:

@@ -296,3 +296,110 @@ def patch_time(prefixes: Iterable[str]) -> list[str]:
                 setattr(module, attr, getattr(_SHIM, attr))
                 patched.append(f"{name}.{attr}")
     return patched
+
+
+def patch_defaults(prefixes: Iterable[str]) -> list[str]:
+    """Replace real clocks bound as parameter defaults (``clock=time.time``) in our functions and classes.
+
+    A default is evaluated once, when the function is defined, so patching
+    the module's ``time`` does not reach it; where a caller constructs an
+    object without passing its clock (a missing seam), this is how the model
+    still gets it.
+    """
+    swaps = {id(real): getattr(_SHIM, name) for name, real in _REAL.items()}
+    patched: list[str] = []
+    wanted = tuple(prefixes)
+
+    def fix(fn: Any, where: str) -> None:
+        code_fn = getattr(fn, "__func__", fn)
+        defaults = getattr(code_fn, "__defaults__", None)
+        if defaults and any(id(d) in swaps for d in defaults):
+            code_fn.__defaults__ = tuple(swaps.get(id(d), d) for d in defaults)
+            patched.append(where)
+        kwdefaults = getattr(code_fn, "__kwdefaults__", None)
+        if kwdefaults and any(id(d) in swaps for d in kwdefaults.values()):
+            code_fn.__kwdefaults__ = {k: swaps.get(id(v), v) for k, v in kwdefaults.items()}
+            patched.append(where)
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(wanted):
+            continue
+        for attr, value in list(vars(module).items()):
+            if getattr(value, "__module__", None) != name:
+                continue
+            if isinstance(value, type):
+                for member, fn in list(vars(value).items()):
+                    if callable(fn) or isinstance(fn, staticmethod | classmethod):
+                        fix(fn, f"{name}.{attr}.{member}")
+            elif callable(value):
+                fix(value, f"{name}.{attr}")
+    return patched
+
+
+class VirtualFuture:
+    """A result that a task produces and another task waits for in virtual time."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._signal = Signal(clock)
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        """Whether the work has finished."""
+        return self._done
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait (in virtual time) for the work; its value, or what it raised."""
+        while not self._done:
+            self._signal.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def _finish(self, value: Any, error: BaseException | None) -> None:
+        self._value, self._error, self._done = value, error, True
+        self._signal.notify_all()
+
+
+class VirtualExecutor:
+    """``concurrent.futures.ThreadPoolExecutor`` for code that runs inside the model: each job is a task.
+
+    Our handlers run a batch's deployments side by side in a thread pool; in
+    the model those threads must be tasks (they block on virtual time), and
+    the caller's ``result()`` must wait in virtual time, not hold the baton.
+    """
+
+    def __init__(self, max_workers: int | None = None, thread_name_prefix: str = "", **_: Any) -> None:
+        self._clock = _clock()
+        self._prefix = thread_name_prefix or "pool"
+        self._futures: list[VirtualFuture] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> VirtualFuture:
+        """Run ``fn`` as a task starting now."""
+        future = VirtualFuture(self._clock)
+
+        def job() -> None:
+            try:
+                value = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+                future._finish(None, exc)
+            else:
+                future._finish(value, None)
+
+        self._futures.append(future)
+        self._clock.spawn(job, name=self._prefix)
+        return future
+
+    def shutdown(self, wait: bool = True, **_: Any) -> None:
+        """Wait for every job (in virtual time)."""
+        if wait:
+            for future in self._futures:
+                while not future.done():
+                    future._signal.wait()
+
+    def __enter__(self) -> VirtualExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
