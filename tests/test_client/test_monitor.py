@@ -505,3 +505,149 @@ async def test_an_event_that_overtakes_the_ack_folds_after_the_snapshot(gateway:
         ("deployment.status", 6),
         ("deployment.status", 7),
     ]
+
+
+def test_stack_option_follows_one_stack(stack: LocalStackProcess) -> None:
+    """`--stack network`: that stack's events and log lines, and the deployment's own status."""
+    dep = deployment()
+    watcher = cloud_ws(
+        "monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete", "--stack", "network"
+    )
+    assert watcher.stdout is not None
+    assert watcher.stdout.readline() == f"watching deployment {dep}\n"
+    assert watcher.stdout.readline() == "#0 nothing reported yet\n"
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 1}),
+        ("stack.started", {"stack_name": "network", "layer": 1}),
+        ("stack.started", {"stack_name": "dns", "layer": 1}),
+        ("log.created", {"message": "creating the vpc", "stack_name": "network"}),
+        ("log.created", {"message": "creating the zone", "stack_name": "dns"}),
+        ("log.created", {"message": "a line of no stack"}),
+        ("stack.deployed", {"stack_name": "dns", "layer": 1, "resource_count": 2}),
+        ("stack.failed", {"stack_name": "network", "layer": 1, "error_message": "quota exceeded"}),
+        ("deployment.status", {"status": "failed"}),
+    ]
+    for type_, data in events:
+        stack.put_event(dep, type_, data)
+    code, out, err = finish(watcher)
+    assert code == 1, err
+    described = sorted(re.sub(r"^\S+ #\d+ ", "", line) for line in out.splitlines()[1:-1])
+    assert described == sorted(
+        [
+            "deployment deploying, layer 1/1",
+            "stack network started",
+            "info [network] creating the vpc",
+            "stack network failed: quota exceeded",
+            "deployment failed",
+        ]
+    )
+
+
+def test_a_filtered_live_view_shows_only_the_stack() -> None:
+    state = busy_state(attempt=1)
+    view_state = monitor.StackFilter(monitor.JsonView(io.StringIO()), "stack-2")._state(state)
+    console = Console(width=100, height=40, record=True, file=io.StringIO())
+    console.print(monitor.render(view_state, "connected", console=console))
+    screen = console.export_text()
+    assert "stack-2" in screen
+    assert "stack-3" not in screen
+    assert "no log lines yet" in screen  # the busy state's lines are all stack-1's
+
+
+async def test_an_id_nobody_reports_on_gets_a_hint_and_the_monitor_keeps_waiting(
+    gateway: Gateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer_with_snapshot(gateway, 0, snapshot_data("pending", 0, current_layer=None, total_layers=None))
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    out = io.StringIO()
+    watching = asyncio.create_task(
+        monitor.watch(client, "D1", monitor.PlainView(out), until_complete=True, hint_after=0.01)
+    )
+    await eventually(lambda: "no events yet" in capsys.readouterr().err, "the hint")
+    assert not watching.done()
+    await send_status(gateway, 1, "2026-12-02T10:00:01Z", status="succeeded")
+    assert await asyncio.wait_for(watching, timeout=30) == 0
+    assert "no events yet" not in out.getvalue()  # stdout stays the deployment's story
+
+
+def test_hint_text_names_the_id_and_cloud_ws_list(capsys: pytest.CaptureFixture[str]) -> None:
+    view = monitor.PlainView(io.StringIO())
+    asyncio.run(monitor._hint_later(view, DeploymentState("D1BRV4O"), 0))
+    assert capsys.readouterr().err == (
+        "cloud-ws monitor: no events yet for D1BRV4O; check the id with `cloud-ws list` (still waiting)\n"
+    )
+
+
+def test_a_late_join_shows_why_the_deployment_failed(stack: LocalStackProcess) -> None:
+    """`monitor --until-complete | cat` after the demo failed: the snapshot line names the stack and its
+    error; the live view at 80 columns shows the whole error, wrapped."""
+    dep = deployment()
+    code, _, err = finish(cloud_ws("demo", dep, "--outputs", str(stack.outputs_path), "--speed", DEMO_SPEED))
+    assert code == 0, err
+    code, out, err = finish(
+        cloud_ws("monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete")
+    )
+    assert code == 1, err
+    line = out.splitlines()[1]
+    assert re.fullmatch(
+        r"#\d+ snapshot: attempt 1 failed, layer 3/4 — database-rds: "
+        r"creating RDS DB Instance \(orders\): InvalidSubnet: Subnet not found: subnet-0b7d41",
+        line,
+    ), line
+
+    code, out, err = finish(
+        cloud_ws("monitor", dep, "--outputs", str(stack.outputs_path), "--json", "--until-complete")
+    )
+    state = DeploymentState.from_snapshot(parse_message(out.splitlines()[1]))  # type: ignore[arg-type]
+    console = Console(width=80, height=40, record=True, file=io.StringIO())
+    console.print(monitor.render(state, "connected", console=console))
+    screen = " ".join(console.export_text().split())
+    assert (
+        "database-rds: creating RDS DB Instance (orders): InvalidSubnet: Subnet not found: subnet-0b7d41"
+        in screen
+    )
+
+
+def test_no_color_draws_the_progress_bar_in_plain_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = busy_state(attempt=1)  # layer 3 of 4: two layers done
+    console = Console(width=100, record=True, file=io.StringIO(), no_color=True)
+    console.print(monitor.render(state, "connected", console=console))
+    assert "[" + "#" * 20 + "-" * 20 + "] layer 3/4" in console.export_text()
+    monkeypatch.setenv("NO_COLOR", "1")
+    plain = Console(width=100, record=True, file=io.StringIO())
+    plain.print(monitor.render(state, "connected"))
+    assert "[" + "#" * 20 + "-" * 20 + "]" in plain.export_text()
+
+
+def test_an_ended_deployment_stops_the_clocks_and_says_how_to_quit() -> None:
+    """Cancelled 15 s after a stack started: the stack is shown cancelled at 15s for ever, not
+    `deploying` with a clock that keeps going; without --until-complete the view says how to quit."""
+    state = DeploymentState("D1")
+    for seq, (type_, stamp, data) in enumerate(
+        [
+            (
+                "deployment.status",
+                "2026-12-02T10:00:00Z",
+                {"status": "deploying", "current_layer": 1, "total_layers": 2},
+            ),
+            ("stack.started", "2026-12-02T10:00:00Z", {"stack_name": "vpc", "layer": 1}),
+            (
+                "deployment.status",
+                "2026-12-02T10:00:15Z",
+                {"status": "cancelled", "error_message": "demo interrupted"},
+            ),
+        ],
+        start=1,
+    ):
+        event = {"type": type_, "deployment_id": "D1", "seq": seq, "data": data, "timestamp": stamp}
+        state.apply(parse_message(json.dumps(event)))  # type: ignore[arg-type]
+    console = Console(width=100, record=True, file=io.StringIO())
+    later = datetime(2026, 12, 2, 10, 5, 0, tzinfo=UTC)
+    console.print(monitor.render(state, "connected", now=later, quit_hint=True))
+    screen = console.export_text()
+    assert "deploying" not in screen
+    row = next(line for line in screen.splitlines() if "vpc" in line)
+    assert "cancelled" in row
+    assert "15s" in row
+    assert "cancelled after 15s" in screen
+    assert "Ctrl-C to quit" in screen

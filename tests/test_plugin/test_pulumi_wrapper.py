@@ -90,7 +90,12 @@ def test_stop_reads_what_is_left_including_a_last_line_without_newline(tmp_path:
     events = standin.update_events("dev", 1)[:-1]  # no cancel event: the engine died
     path.write_text("\n".join(json.dumps(event) for event in events))
     seen: list[LoggedEngineEvent] = []
-    tailer = EventLogTailer(path, lambda event: seen.append(event) or 1 / 0)  # a raising callback too
+
+    def keep_then_raise(event: LoggedEngineEvent) -> None:  # a raising callback too
+        seen.append(event)
+        raise RuntimeError("a handler that fails")
+
+    tailer = EventLogTailer(path, keep_then_raise)
     tailer.start()
     assert tailer.stop(5)
     assert len(seen) == len(events)
