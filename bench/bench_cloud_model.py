@@ -214,7 +214,7 @@ def install_seams() -> list[str]:
     patched += clock.patch_defaults(["handlers."])
     # A batch's deployments run side by side in a thread pool: in the model, as tasks.
     if hasattr(broadcaster, "ThreadPoolExecutor"):
-        broadcaster.ThreadPoolExecutor = clock.VirtualExecutor  # type: ignore[attr-defined,misc]
+        broadcaster.ThreadPoolExecutor = clock.VirtualExecutor
         patched.append("handlers.broadcaster.ThreadPoolExecutor")
 
     return patched

@@ -382,7 +382,7 @@ class VirtualExecutor:
         def job() -> None:
             try:
                 value = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            except BaseException as exc:
                 future._finish(None, exc)
             else:
                 future._finish(value, None)
