@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             return _fail(f"--{name.replace('_', '-')} must be 1 or more", 2)
+    if args.total_layers is not None and args.layer is None:
+        return _fail("--total-layers needs --layer (the layer this stack deploys in)", 2)
     if args.layer is not None and args.total_layers is not None and args.layer > args.total_layers:
         return _fail("--layer is past --total-layers", 2)
     executable = args.pulumi or shutil.which("pulumi")

@@ -407,6 +407,8 @@ def test_a_generated_id_is_printed_and_a_missing_pulumi_is_127(
     assert "no pulumi on PATH" in capsys.readouterr().err
     assert cli.main(["pulumi"]) == 2
     assert cli.main(["pulumi", "--deployment-id", "bad id!", "--", "up"]) == 2
+    assert cli.main(["pulumi", "--total-layers", "3", "--", "up"]) == 2
+    assert cli.main(["pulumi", "--layer", "4", "--total-layers", "3", "--", "up"]) == 2
     process = wrapper(fake_pulumi, tmp_path / "none.json", "--", "up", events=standin.update_events("dev", 1))
     _, _, err = finish(process)
     assert err.splitlines()[0].startswith("cloud-ws pulumi: reporting as deployment pulumi-")
