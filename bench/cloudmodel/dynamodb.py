@@ -119,6 +119,8 @@ class Meter:
         self._write: dict[Partition, _Bucket] = {}
         self._read: dict[Partition, _Bucket] = {}
         self.counts: dict[str, int] = defaultdict(int)
+        #: How often each partition refused a request (what bound a run).
+        self.refusals: dict[Partition, int] = defaultdict(int)
 
     def _bucket(self, table: dict[Partition, _Bucket], partition: Partition, rate: float) -> _Bucket:
         now = self._clock.time()
@@ -134,6 +136,8 @@ class Meter:
         """The partitions that would refuse these units now (empty: admitted)."""
         refused = {p for p in writes if self._bucket(self._write, p, PARTITION_WCU).tokens < 0}
         refused |= {p for p in reads if self._bucket(self._read, p, PARTITION_RCU).tokens < 0}
+        for partition in refused:
+            self.refusals[partition] += 1
         return refused
 
     def charge(self, writes: Mapping[Partition, float], reads: Mapping[Partition, float]) -> None:

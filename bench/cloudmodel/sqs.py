@@ -94,7 +94,7 @@ class Queue:
         )
         self.sent += 1
         if delay_seconds > 0:
-            heapq.heappush(self._hidden, (message.visible_at, next(self._order), message, message.version))
+            self._hide(message, delay_seconds)
         else:
             self._make_visible(message)
         return message.message_id
@@ -156,6 +156,9 @@ class Queue:
     def _hide(self, message: Message, seconds: float) -> None:
         message.visible_at = self.clock.time() + seconds
         heapq.heappush(self._hidden, (message.visible_at, next(self._order), message, message.version))
+        if seconds < LONG_POLL_SECONDS:
+            # A waiting poller set its timeout before this message was due: let one look again.
+            self.arrived.notify(1)
 
     def delete(self, receipt: str) -> None:
         """DeleteMessage: forget a received message (a stale receipt of a redelivered copy is ignored)."""
