@@ -129,7 +129,8 @@ def delivery_for(runtime: Runtime) -> Delivery:
                 wake=lambda deployment_id, delay: _send_wake(runtime, deployment_id, delay),
                 dead_letter=lambda events: _dead_letter(runtime, events),
             )
-            _deliveries.clear()  # a rebuilt runtime (tests, a new configuration) replaces the old one
+            if len(_deliveries) >= 64:  # bounded: tests and models build many runtimes
+                _deliveries.pop(next(iter(_deliveries)))
             _deliveries[key] = made
         return made
 

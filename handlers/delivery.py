@@ -37,7 +37,7 @@ from handlers.events import DeploymentEvent, SequencedEvent
 from handlers.fanout import FanOutSummary
 from handlers.inbox import Inbox, Lease
 from handlers.log import get_logger
-from handlers.store import Store
+from handlers.store import SequenceResult, Store, ThrottledError
 
 log = get_logger("delivery")
 
@@ -55,6 +55,14 @@ CHECKPOINT_IDLE_SECONDS = 1.0
 
 #: SQS's longest message delay.
 _MAX_DELAY_SECONDS = 900
+
+#: How long a deployment throttled by DynamoDB waits before its inbox is drained again.
+THROTTLE_PAUSE_SECONDS = 2
+
+
+class _Throttled(Exception):
+    """Raised inside a drain: what was stored is sent and the rest waits in the inbox."""
+
 
 Send = Callable[[str, Sequence[SequencedEvent]], FanOutSummary]
 """Publishes a deployment's newly stored events to every channel (in ``seq`` order) and marks them sent."""
@@ -79,6 +87,8 @@ class DeliveryOutcome:
     held: int = 0
     """Events left in the inbox behind a gap."""
     handed_over: bool = False
+    throttled: bool = False
+    """DynamoDB throttled storing: what was stored is sent, the rest waits in the inbox for a wake."""
     sessions: int = 0
     """Rounds of reading the inbox in this call."""
     fanout: FanOutSummary = field(default_factory=FanOutSummary)
@@ -132,6 +142,11 @@ class Delivery:
         outcome.claimed = True
         try:
             self._drain(deployment_id, owner, own, lease, outcome)
+        except _Throttled:
+            # Everything unsent waits in the inbox: pause, then drain again (the records are done).
+            self._inbox.abandon(deployment_id, owner)
+            outcome.throttled = True
+            self._wake(deployment_id, THROTTLE_PAUSE_SECONDS)
         except BaseException:
             # Whatever is in the inbox waits for the next holder; ours come back with the records.
             self._inbox.abandon(deployment_id, owner)
@@ -162,15 +177,15 @@ class Delivery:
                     inboxed.add(event.identity)
             counter = self._store.counter_hint(deployment_id)
             plan = ordering.plan(pool.values(), counter.producers, self._now_ms(), self._gap)
-            if plan.ready:
-                self._store_and_send(deployment_id, plan.ready, inboxed, outcome)
-            pool = {event.identity: event for event in plan.held}
-            wake_in = plan.wake_in_seconds
             # Held events of our own batch go to the inbox before anyone else may hold the lease.
             not_yet_inboxed = [event for event in plan.held if event.identity not in inboxed]
             if not_yet_inboxed:
                 self._inbox.put(deployment_id, not_yet_inboxed)
                 inboxed.update(event.identity for event in not_yet_inboxed)
+            if plan.ready:
+                self._store_and_send(deployment_id, plan.ready, inboxed, outcome)
+            pool = {event.identity: event for event in plan.held}
+            wake_in = plan.wake_in_seconds
             if self._clock() - started >= self._budget:
                 self._inbox.abandon(deployment_id, owner)
                 outcome.handed_over = True
@@ -190,9 +205,29 @@ class Delivery:
     def _store_and_send(
         self, deployment_id: str, ready: list[DeploymentEvent], inboxed: set[str], outcome: DeliveryOutcome
     ) -> None:
-        result = self._store.append_events(
-            deployment_id, ready, from_inbox=[e.identity for e in ready if e.identity in inboxed]
-        )
+        try:
+            result = self._store.append_events(
+                deployment_id, ready, from_inbox=[e.identity for e in ready if e.identity in inboxed]
+            )
+        except ThrottledError as exc:
+            partial = exc.partial
+            if partial is None or not (partial.fresh or partial.unsent):
+                raise  # nothing stored: the records come back later, their visibility doubled
+            # Some chunks were stored before the throttle: send them (nothing else would: their
+            # inbox rows and records are gone), keep the rest in the inbox, and back off: the lease
+            # is given up and a wake message brings the deployment back after a pause.
+            self._after_store(deployment_id, partial, inboxed, outcome)
+            stored = {e.event.identity for e in partial.fresh}
+            rest = [e for e in ready if e.identity not in inboxed and e.identity not in stored]
+            if rest:
+                self._inbox.put(deployment_id, rest)  # raises if throttled too: the records come back
+                inboxed.update(e.identity for e in rest)
+            raise _Throttled from exc
+        self._after_store(deployment_id, result, inboxed, outcome)
+
+    def _after_store(
+        self, deployment_id: str, result: SequenceResult, inboxed: set[str], outcome: DeliveryOutcome
+    ) -> None:
         leftovers = [event for event, _ in result.duplicates if event.identity in inboxed]
         leftovers += [event for event in result.rejected if event.identity in inboxed]
         if leftovers:

@@ -36,6 +36,9 @@ Item = dict[str, "AttributeValueTypeDef"]
 _TTL = spec.TTL_ATTRIBUTE
 _COUNTER_SEQ = "0"
 _MAX_HINTS = 10_000
+#: Inside the stored summary: until when the list shows the deployment (its history's lifetime),
+#: since the counter item that carries the summary never expires. Never sent to clients.
+_LISTED_UNTIL = "listed_until"
 #: Folded states a container keeps to checkpoint without reading the history back (tens of KB each).
 _MAX_STATES = 64
 #: The producers' cursors kept on the counter, most recently moved first out last; past this
@@ -61,6 +64,9 @@ class SequencingError(RuntimeError):
 
 class ThrottledError(RuntimeError):
     """DynamoDB throttled a request: the caller backs off and lets the queue bring the work back."""
+
+    partial: SequenceResult | None = None
+    """What the same call had already stored before it was throttled (to be sent all the same)."""
 
 
 @dataclass(frozen=True)
@@ -469,13 +475,14 @@ class Store:
         than the history's lifetime are left out.
         """
         now = self._now()
-        oldest_ms = (now - self._history_ttl) * 1000
         shards = [self._list_shard(shard, page_size, max_pages) for shard in range(keys.LIST_SHARDS)]
-        for updated_ms, row in heapq.merge(*shards, key=lambda pair: -pair[0]):
-            if updated_ms >= oldest_ms:
+        for _, expires, row in heapq.merge(*shards, key=lambda entry: -entry[0]):
+            if expires > now:
                 yield row
 
-    def _list_shard(self, shard: int, page_size: int, max_pages: int) -> Iterator[tuple[int, DeploymentRow]]:
+    def _list_shard(
+        self, shard: int, page_size: int, max_pages: int
+    ) -> Iterator[tuple[int, int, DeploymentRow]]:
         kwargs: dict[str, Any] = {
             "TableName": self._tables.events,
             "IndexName": spec.DEPLOYMENTS_BY_UPDATE_INDEX,
@@ -490,10 +497,10 @@ class Store:
                 summary = _str(item, "summary")
                 if summary is None:
                     continue
-                yield (
-                    _int(item, "updatedMs"),
-                    DeploymentRow(_str(item, "deploymentId") or "", json.loads(summary)),
-                )
+                row = json.loads(summary)
+                # Listed while its history lives (the counter itself never expires).
+                expires = int(row.pop(_LISTED_UNTIL, 0) or 0)
+                yield _int(item, "updatedMs"), expires, DeploymentRow(_str(item, "deploymentId") or "", row)
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -617,13 +624,14 @@ class Store:
                 self._db.transact_write_items(TransactItems=items)
             except ClientError as exc:
                 code = _code(exc)
-                if code in THROTTLING_CODES:
-                    raise ThrottledError(f"DynamoDB throttled sequencing {deployment_id}: {code}") from exc
+                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+                if code in THROTTLING_CODES or any(r in THROTTLING_REASONS for r in reasons):
+                    throttled = ThrottledError(f"DynamoDB throttled sequencing {deployment_id}: {code}")
+                    # Earlier chunks of this call are stored: whoever catches this must still send them.
+                    throttled.partial = result
+                    raise throttled from exc
                 if code != "TransactionCanceledException":
                     raise
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                if any(r in THROTTLING_REASONS for r in reasons):
-                    raise ThrottledError(f"DynamoDB throttled sequencing {deployment_id}") from exc
                 invalid = {
                     owners[i] for i, r in enumerate(reasons) if r == "ValidationError" and owners[i] >= 0
                 }
@@ -679,6 +687,7 @@ class Store:
         updated_ms = state.epoch_ms(summary.get("updated_at")) or int(self._clock() * 1000)
         head = dict(summary)
         started_at = head.pop("started_at", None)
+        head[_LISTED_UNTIL] = ttl
         values: dict[str, AttributeValueTypeDef] = {
             ":seq": _n(last + len(chunk)),
             ":summary": _s(json.dumps(head, separators=(",", ":"))),
@@ -858,6 +867,7 @@ def _counter(item: Item | None) -> Counter:
             loaded = None
         if isinstance(loaded, dict):
             head = loaded
+            head.pop(_LISTED_UNTIL, None)
     started_at = _str(item, "startedAt")
     if started_at:
         head["started_at"] = started_at

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -137,7 +137,7 @@ def test_concurrent_invocations_never_share_a_seq(stack: Stack, monkeypatch: pyt
     config = runtime.config
     # Every producer must read the counter: none may start from one it wrote itself.
     runtime.store = Store(
-        _AtomicRequests(stack.ddb), config.tables, config.history_ttl_seconds, reuse_counter=False
+        cast(Any, _AtomicRequests(stack.ddb)), config.tables, config.history_ttl_seconds, reuse_counter=False
     )
     races = {"lost": 0}
     real_transact = stack.ddb.transact_write_items

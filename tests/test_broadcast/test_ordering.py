@@ -1,0 +1,522 @@
+"""Emission order, the drain lease, failure classes and a bounded counter, against moto's DynamoDB."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from handlers import broadcaster, keys, ordering, spec, state
+from handlers.events import DeploymentEvent, parse_event
+from handlers.inbox import Inbox
+from handlers.runtime import get_runtime, reset_runtime
+from handlers.store import Store
+from tests.support.events import eventbridge_event
+from tests.support.moto_stack import REGION, Stack
+
+PRODUCER = "p1"
+
+
+def _numbered(deployment_id: str, n: int, producer: str = PRODUCER, **data: Any) -> dict[str, Any]:
+    detail = {
+        "deployment_id": deployment_id,
+        "event_id": f"{producer}-{deployment_id}-{n}",
+        "data": {"level": "info", "message": f"line {n}", **data},
+        "producer_id": producer,
+        "producer_seq": n,
+    }
+    return eventbridge_event("log.created", detail)
+
+
+def _records(events: list[dict[str, Any]], sent_ms: int | None = None) -> dict[str, Any]:
+    sent = int(time.time() * 1000) if sent_ms is None else sent_ms
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": f"rh-{i}",
+                "body": json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(sent)},
+            }
+            for i, event in enumerate(events)
+        ]
+    }
+
+
+def _messages(stack: Stack, conn: str) -> list[dict[str, Any]]:
+    return [m for frame in stack.mgmt.frames(conn) for m in frame if "seq" in m]
+
+
+def _lines(stack: Stack, conn: str) -> list[str]:
+    return [m["data"]["message"] for m in _messages(stack, conn)]
+
+
+@pytest.fixture
+def queues(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str, str]]:
+    """A real (moto) delivery queue and dead-letter queue the broadcaster knows."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    delivery = sqs.create_queue(QueueName="delivery")["QueueUrl"]
+    dead = sqs.create_queue(QueueName="delivery-dlq")["QueueUrl"]
+    monkeypatch.setenv("DELIVERY_QUEUE_URL", delivery)
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", dead)
+    reset_runtime()
+    yield sqs, delivery, dead
+    reset_runtime()
+
+
+# -- the ordering rule, pure ------------------------------------------------------------------
+
+
+def _event(n: int | None, producer: str | None = PRODUCER, received_ms: int = 1_000) -> DeploymentEvent:
+    return DeploymentEvent(
+        "log.created",
+        "D1",
+        f"{producer}-{n}-{received_ms}",
+        {},
+        "2026-12-01T00:00:00Z",
+        received_ms=received_ms,
+        producer_id=producer if n is not None else None,
+        producer_seq=n,
+    )
+
+
+def test_plan_stores_a_producer_s_events_in_its_order_and_holds_those_behind_a_gap() -> None:
+    """Numbers 3, 1, 2, 5 with nothing stored: 1, 2, 3 are ready in order; 5 waits for 4."""
+    waiting = [_event(3), _event(1), _event(2), _event(5)]
+
+    plan = ordering.plan(waiting, {}, now_ms=1_500)
+
+    assert [e.producer_seq for e in plan.ready] == [1, 2, 3]
+    assert [e.producer_seq for e in plan.held] == [5]
+    assert plan.cursors == {PRODUCER: 3}
+    assert plan.wake_in_seconds == pytest.approx(ordering.GAP_SECONDS - 0.5)
+
+
+def test_plan_skips_a_gap_that_has_waited_long_enough() -> None:
+    """The first event behind a gap waited GAP_SECONDS: the gap is skipped, not waited on for ever."""
+    waiting = [_event(5, received_ms=1_000), _event(6, received_ms=1_000)]
+
+    plan = ordering.plan(waiting, {PRODUCER: 3}, now_ms=1_000 + int(ordering.GAP_SECONDS * 1000))
+
+    assert [e.producer_seq for e in plan.ready] == [5, 6]
+    assert plan.held == []
+    assert plan.cursors == {PRODUCER: 6}
+
+
+def test_plan_keeps_producers_apart_and_lets_unnumbered_events_through() -> None:
+    """Producer a's gap holds only a's events; b's and an unnumbered event go through."""
+    waiting = [_event(2, "a"), _event(1, "b", received_ms=900), _event(None, received_ms=950)]
+
+    plan = ordering.plan(waiting, {}, now_ms=1_000)
+
+    assert [(e.producer_id, e.producer_seq) for e in plan.ready] == [("b", 1), (None, None)]
+    assert [(e.producer_id, e.producer_seq) for e in plan.held] == [("a", 2)]
+
+
+def test_plan_passes_events_at_or_below_the_cursor_on_to_the_identity_check() -> None:
+    """A redelivered (or late) number below the cursor is not held: storing it decides."""
+    plan = ordering.plan([_event(2), _event(4)], {PRODUCER: 3}, now_ms=1_000)
+
+    assert [e.producer_seq for e in plan.ready] == [2, 4]
+    assert plan.held == []
+
+
+# -- emission order through the broadcaster ---------------------------------------------------
+
+
+def test_shuffled_batches_reach_subscribers_in_emission_order(stack: Stack) -> None:
+    """60 numbered events in batches of 5, each batch shuffled and the batches shuffled: seq order
+    is the producer's order at every subscriber (storing in arrival order fails this)."""
+    connections = stack.subscribed("D1", 2)
+    events = [_numbered("D1", n) for n in range(1, 61)]
+    batches = [events[i : i + 5] for i in range(0, 60, 5)]
+    rng = random.Random(7)
+    for batch in batches:
+        rng.shuffle(batch)
+    rng.shuffle(batches)
+
+    for batch in batches:
+        assert broadcaster.handler(_records(batch)) == {"batchItemFailures": []}
+
+    for conn in connections:
+        messages = _messages(stack, conn)
+        assert [m["seq"] for m in messages] == list(range(1, 61))
+        assert [m["data"]["message"] for m in messages] == [f"line {n}" for n in range(1, 61)]
+
+
+def test_events_behind_a_gap_wait_in_the_inbox_and_a_wake_is_sent(
+    stack: Stack, queues: tuple[Any, str, str]
+) -> None:
+    """Numbers 2 and 3 without 1: nothing is sent, both wait, and a delayed wake message is queued;
+    when 1 arrives all three go out in order."""
+    sqs, delivery, _ = queues
+    (conn,) = stack.subscribed("D1", 1)
+
+    broadcaster.handler(_records([_numbered("D1", 3), _numbered("D1", 2)]))
+
+    assert _messages(stack, conn) == []
+    lease = Inbox(stack.ddb, stack.tables["EVENTS_TABLE"]).read("D1")
+    assert lease.owner is None
+    assert lease.held == 2
+    woken = sqs.receive_message(QueueUrl=delivery, WaitTimeSeconds=0, AttributeNames=["All"]).get(
+        "Messages", []
+    )
+    assert woken == []  # delayed: the gap has not timed out yet
+    queued = sqs.get_queue_attributes(
+        QueueUrl=delivery, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )
+    assert queued["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+
+    broadcaster.handler(_records([_numbered("D1", 1)]))
+
+    assert _lines(stack, conn) == ["line 1", "line 2", "line 3"]
+    assert Inbox(stack.ddb, stack.tables["EVENTS_TABLE"]).waiting("D1") == []
+
+
+def test_a_gap_that_timed_out_is_skipped_and_the_straggler_stored_after(stack: Stack) -> None:
+    """Number 1 never comes in time: 2 and 3 go out once they waited GAP_SECONDS; 1, late, after them."""
+    (conn,) = stack.subscribed("D1", 1)
+    long_ago = int((time.time() - ordering.GAP_SECONDS - 1) * 1000)
+
+    broadcaster.handler(_records([_numbered("D1", 2), _numbered("D1", 3)], sent_ms=long_ago))
+    broadcaster.handler(_records([_numbered("D1", 1)]))
+
+    assert _lines(stack, conn) == ["line 2", "line 3", "line 1"]
+    assert [m["seq"] for m in _messages(stack, conn)] == [1, 2, 3]
+
+
+def test_a_wake_message_drains_what_waited(stack: Stack) -> None:
+    """A wake record for a deployment whose held events' gap timed out stores and sends them."""
+    (conn,) = stack.subscribed("D1", 1)
+    long_ago = int((time.time() - ordering.GAP_SECONDS - 1) * 1000)
+    broadcaster.handler(_records([_numbered("D1", 2)], sent_ms=int(time.time() * 1000)))
+    assert _messages(stack, conn) == []
+    # The held row's wait counts from when the queue got it: pretend it has waited long enough.
+    inbox = Inbox(stack.ddb, stack.tables["EVENTS_TABLE"])
+    (held,) = inbox.waiting("D1")
+    inbox.put("D1", [DeploymentEvent(**{**held.__dict__, "received_ms": long_ago})])
+
+    wake = {
+        "Records": [
+            {
+                "messageId": "w1",
+                "receiptHandle": "rh",
+                "body": json.dumps({spec.WAKE_KEY: {"deployment_id": "D1"}}),
+            }
+        ]
+    }
+    assert broadcaster.handler(wake) == {"batchItemFailures": []}
+
+    assert _lines(stack, conn) == ["line 2"]
+
+
+def test_two_producers_each_keep_their_own_order(stack: Stack) -> None:
+    """Two producers on one deployment, interleaved and shuffled: each one's events in its order."""
+    (conn,) = stack.subscribed("D1", 1)
+    events = [_numbered("D1", n, producer=p) for n in range(1, 11) for p in ("a", "b")]
+    random.Random(3).shuffle(events)
+
+    for start in range(0, len(events), 4):
+        broadcaster.handler(_records(events[start : start + 4]))
+
+    received = _messages(stack, conn)
+    assert [m["seq"] for m in received] == list(range(1, 21))
+    for producer in ("a", "b"):
+        mine = [m["event_id"] for m in received if m["event_id"].startswith(f"{producer}-")]
+        assert mine == [f"{producer}-D1-{n}" for n in range(1, 11)]
+
+
+# -- the drain lease --------------------------------------------------------------------------
+
+
+def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(stack: Stack) -> None:
+    """Four invocations claim the lease at the same moment: one wins and stores all 20 events
+    (its own and the inbox's), in emission order; the others only put theirs in the inbox."""
+    (conn,) = stack.subscribed("RACE", 1)
+    runtime = get_runtime()
+    lock = threading.Lock()
+
+    class Serialized:
+        """One request at a time: moto's in-process backend is not thread-safe on its own."""
+
+        def __getattr__(self, name: str) -> Any:
+            attr = getattr(stack.ddb, name)
+            if not callable(attr):
+                return attr
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                with lock:
+                    return attr(*args, **kwargs)
+
+            return call
+
+    runtime.store = Store(cast(Any, Serialized()), runtime.config.tables, runtime.config.history_ttl_seconds)
+    real_claim = Inbox.claim
+    start_line = threading.Barrier(4)
+    claims: list[bool] = []
+
+    def claim_in_lockstep(self: Inbox, deployment_id: str, owner: str) -> Any:
+        if threading.current_thread().name.startswith("racer"):
+            start_line.wait(timeout=10)
+        lease = real_claim(self, deployment_id, owner)
+        with lock:
+            claims.append(lease is not None)
+        return lease
+
+    Inbox.claim = claim_in_lockstep  # type: ignore[method-assign]
+    results: list[Any] = []
+    try:
+        threads = [
+            threading.Thread(
+                target=lambda b=b: results.append(
+                    broadcaster.handler(_records([_numbered("RACE", b * 5 + n) for n in range(1, 6)]))
+                ),
+                name=f"racer-{b}",
+            )
+            for b in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        Inbox.claim = real_claim  # type: ignore[method-assign]
+
+    assert results == [{"batchItemFailures": []}] * 4
+    assert claims[:4].count(True) == 1
+    assert [m["seq"] for m in _messages(stack, conn)] == list(range(1, 21))
+    assert _lines(stack, conn) == [f"line {n}" for n in range(1, 21)]
+    rows = [r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"].startswith("RACE#in#")]
+    assert rows == []  # the inbox is empty again
+
+
+# -- failures told apart ----------------------------------------------------------------------
+
+
+class _Cancelling:
+    """DynamoDB whose next transactions are cancelled with the given per-item reason."""
+
+    def __init__(self, client: Any, reason: str, times: int) -> None:
+        self._client = client
+        self.reason = reason
+        self.times = times
+        self.transactions = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kwargs: Any) -> Any:
+        self.transactions += 1
+        if self.times > 0:
+            self.times -= 1
+            items = kwargs["TransactItems"]
+            reasons: list[Any] = [{"Code": "None"} for _ in items]
+            reasons[1 if self.reason == "ValidationError" else 0] = {"Code": self.reason, "Message": "no"}
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                    "CancellationReasons": reasons,
+                },
+                "TransactWriteItems",
+            )
+        return self._client.transact_write_items(**kwargs)
+
+
+def test_a_throttled_transaction_is_not_retried_as_a_conflict(stack: Stack) -> None:
+    """ThrottlingError: one attempt, the records come back for the queue to retry, nothing stored."""
+    (conn,) = stack.subscribed("D1", 1)
+    runtime = get_runtime()
+    cancelling = _Cancelling(stack.ddb, "ThrottlingError", times=100)
+    runtime.store = Store(cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds)
+    batch = _records([_numbered("D1", 1), _numbered("D1", 2)])
+
+    result = broadcaster.handler(batch)
+
+    assert len(result["batchItemFailures"]) == 2
+    assert cancelling.transactions == 1
+    assert _messages(stack, conn) == []
+    assert [r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"] == "D1"] == []
+
+
+def test_a_conflict_is_retried_and_then_stored(stack: Stack) -> None:
+    """TransactionConflict: retried after a short wait, and stored once."""
+    (conn,) = stack.subscribed("D1", 1)
+    runtime = get_runtime()
+    cancelling = _Cancelling(stack.ddb, "TransactionConflict", times=2)
+    runtime.store = Store(
+        cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds, sleep=lambda _: None
+    )
+
+    assert broadcaster.handler(_records([_numbered("D1", 1)])) == {"batchItemFailures": []}
+
+    assert cancelling.transactions == 3
+    assert _lines(stack, conn) == ["line 1"]
+
+
+def test_an_invalid_event_is_dead_lettered_at_once_and_the_rest_stored(
+    stack: Stack, queues: tuple[Any, str, str]
+) -> None:
+    """ValidationError on one event: it goes to the dead-letter queue at once (redrivable), the
+    other events are stored and sent, and no record comes back to be retried."""
+    sqs, _, dead = queues
+    (conn,) = stack.subscribed("D1", 1)
+    runtime = get_runtime()
+    cancelling = _Cancelling(stack.ddb, "ValidationError", times=1)
+    runtime.store = Store(cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds)
+
+    result = broadcaster.handler(_records([_numbered("D1", 1), _numbered("D1", 2)]))
+
+    assert result == {"batchItemFailures": []}
+    assert _lines(stack, conn) == ["line 2"]
+    (letter,) = sqs.receive_message(QueueUrl=dead, WaitTimeSeconds=0)["Messages"]
+    redriven = parse_event(json.loads(letter["Body"]))
+    assert (redriven.event_id, redriven.producer_seq) == (f"{PRODUCER}-D1-1", 1)
+
+
+# -- a small counter that outlives redrives ---------------------------------------------------
+
+
+def _item_bytes(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (numbers counted as their digits)."""
+    total = 0
+    for name, value in item.items():
+        total += len(name.encode())
+        ((kind, raw),) = value.items()
+        total += len(str(raw).encode()) if kind in ("S", "N") else len(json.dumps(raw).encode())
+    return total
+
+
+def test_the_counter_stays_under_1_kb_however_many_events_and_producers(stack: Stack) -> None:
+    """2,000 events from 40 producers with long names and environments: the counter item is < 1 KB,
+    has no ttl (it never expires), and its size does not grow with the history (only lastSeq's
+    digits and the cursors' do). (moto copies the table in every transaction, so 10,000 events are left to
+    bench/bench_cloud_model.py, which reports the counter's size after them.)"""
+    store = get_runtime().store
+    table = stack.tables["EVENTS_TABLE"]
+    sizes = []
+    for start in range(0, 2_000, 49):
+        events = [
+            parse_event(
+                _numbered("BIG", n, producer=f"producer-{n % 40:02d}-" + "x" * 40, environment="e" * 200)
+            )
+            for n in range(start + 1, min(start + 50, 2_001))
+        ]
+        store.append_events("BIG", events)
+        sizes.append(_item_bytes(stack.ddb.get_item(TableName=table, Key=keys.counter("BIG"))["Item"]))
+
+    item = stack.ddb.get_item(TableName=table, Key=keys.counter("BIG"))["Item"]
+    assert int(item["lastSeq"]["N"]) == 2_000
+    assert max(sizes) < 1024, item
+    # Past the first batches only numbers' digits grow (lastSeq, the cursors kept), never the history.
+    assert max(sizes) - min(sizes[2:]) < 64
+    assert "ttl" not in item
+
+
+def test_identities_outlive_the_dead_letter_queue(stack: Stack) -> None:
+    """An identity row lives longer than a dead letter (14 days), so a redrive on its last day is a no-op."""
+    store = get_runtime().store
+    before = time.time()
+    store.append_events("D1", [parse_event(_numbered("D1", 1))])
+
+    (row,) = stack.snapshot()["EVENT_IDS_TABLE"]
+    assert int(row["ttl"]["N"]) >= before + spec.DEAD_LETTER_RETENTION_SECONDS
+
+
+def test_a_snapshot_is_the_checkpoint_plus_the_events_after_it(stack: Stack) -> None:
+    """250 events: the checkpoint trails the counter, and the snapshot folds the rest on top."""
+    store = get_runtime().store
+    events = [parse_event(_numbered("D1", n)) for n in range(1, 251)]
+    for start in range(0, 250, 10):
+        broadcaster.handler(_records([_numbered("D1", n) for n in range(start + 1, start + 11)]))
+    store.put_checkpoint(
+        "D1",
+        200,
+        state.fold(
+            state.initial(),
+            [
+                {"type": e.type, "seq": i + 1, "data": e.data, "timestamp": e.timestamp}
+                for i, e in enumerate(events[:200])
+            ],
+        ),
+    )
+
+    last, folded = store.snapshot("D1")
+
+    assert last == 250
+    assert folded["log_counts"] == {"info": 250}
+    assert [line["seq"] for line in folded["recent_logs"]][-1] == 250
+
+
+def test_the_deployment_list_is_newest_first_across_its_shards(stack: Stack) -> None:
+    """Deployments spread over every list shard still come back newest first."""
+    names = [f"L{n:02d}" for n in range(24)]
+    assert len({keys.list_shard(name) for name in names}) > 1
+    for minute, name in enumerate(names):
+        broadcaster.handler(
+            eventbridge_event(
+                "deployment.status",
+                {
+                    "deployment_id": name,
+                    "event_id": name,
+                    "data": {"status": "deploying"},
+                    "timestamp": f"2026-12-01T10:{minute:02d}:00Z",
+                },
+            )
+        )
+
+    listed = [row.deployment_id for row in get_runtime().store.deployments(page_size=5)]
+
+    assert listed == list(reversed(names))
+
+
+def test_a_throttle_midway_sends_what_was_stored_and_keeps_the_rest_waiting(
+    stack: Stack, queues: tuple[Any, str, str]
+) -> None:
+    """55 events to store, the second transaction throttled: the first 33 are sent at once (they
+    are stored), the other 22 wait in the inbox, a wake comes after a pause and sends them."""
+    sqs, delivery, _ = queues
+    (conn,) = stack.subscribed("D1", 1)
+    runtime = get_runtime()
+    inbox = Inbox(stack.ddb, stack.tables["EVENTS_TABLE"])
+    inbox.add("D1", [parse_event(_numbered("D1", n)) for n in range(11, 56)])
+    cancelling = _Cancelling(stack.ddb, "ThrottlingError", times=0)
+    runtime.store = Store(cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds)
+    real = cancelling.transact_write_items
+
+    def second_throttled(**kwargs: Any) -> Any:
+        if cancelling.transactions == 1:
+            cancelling.times = 1
+        return real(**kwargs)
+
+    cancelling.transact_write_items = second_throttled  # type: ignore[method-assign]
+
+    result = broadcaster.handler(_records([_numbered("D1", n) for n in range(1, 11)]))
+
+    assert result == {"batchItemFailures": []}  # nothing is lost: the rest waits in the inbox
+    assert [m["seq"] for m in _messages(stack, conn)] == list(range(1, 34))
+    assert len(inbox.waiting("D1")) == 22
+    delayed = sqs.get_queue_attributes(
+        QueueUrl=delivery, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )
+    assert delayed["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
+
+    wake = {
+        "Records": [
+            {
+                "messageId": "w",
+                "receiptHandle": "rh",
+                "body": json.dumps({spec.WAKE_KEY: {"deployment_id": "D1"}}),
+            }
+        ]
+    }
+    assert broadcaster.handler(wake) == {"batchItemFailures": []}
+
+    assert _lines(stack, conn) == [f"line {n}" for n in range(1, 56)]
