@@ -123,6 +123,7 @@ def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo
         names.AWS_ENDPOINT_URL_LAMBDA: f"http://{settings.host}:{port}",
         names.FANOUT_FUNCTION_NAME: spec.BROADCASTER.function,
         names.DELIVERY_QUEUE_URL: backend.queue_url,
+        names.DEAD_LETTER_QUEUE_URL: backend.dead_letter_queue_url,
         names.LOG_LEVEL: settings.log_level,
         names.APPSYNC_GRAPHQL_URL: f"http://{settings.host}:{port}/graphql",
     }

@@ -33,7 +33,7 @@ import contextvars
 import json
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,25 +90,39 @@ def fanout_for(runtime: Runtime) -> FanOut:
     )
 
 
+#: The AppSync publishes an invocation started; it waits for them before it returns.
+_publishes: contextvars.ContextVar[list[Future[Any]] | None] = contextvars.ContextVar(
+    "cloud_ws_publishes", default=None
+)
+
+
 def send(runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent]) -> FanOutSummary:
-    """Post stored events to every subscriber and AppSync, then mark them sent."""
+    """Post stored events to every subscriber and start publishing them to AppSync, then mark them sent.
+
+    GraphQL subscribers get the same events with the same seq. Publishing runs
+    beside the WebSocket fan-out and the drain's next rounds, on one thread per
+    container (so AppSync gets a deployment's batches in order); the invocation
+    waits for it before it returns (:func:`handler`). The publisher never
+    raises: a lost mutation is filled by ``deploymentEvents``.
+    """
     fanout = fanout_for(runtime)
-    # GraphQL subscribers get the same events with the same seq. Publishing runs beside
-    # the WebSocket fan-out (both mostly wait on the network) and is done before this
-    # returns; the publisher never raises: a lost mutation is filled by deploymentEvents.
     publisher = publisher_for(runtime.config)
-    published = (  # in the invocation's context: its log lines name the invocation too
-        _PUBLISHING.submit(contextvars.copy_context().run, publisher.publish, events)
-        if publisher is not None
-        else None
-    )
-    try:
-        summary = fanout.broadcast(deployment_id, events)
-        runtime.store.mark_sent(events)
-    finally:
-        if published is not None:
-            published.result()
+    if publisher is not None:  # in the invocation's context: its log lines name the invocation too
+        future = _PUBLISHING.submit(contextvars.copy_context().run, publisher.publish, events)
+        pending = _publishes.get()
+        if pending is None:
+            future.result()  # called outside an invocation (tests): nothing would wait for it
+        else:
+            pending.append(future)
+    summary = fanout.broadcast(deployment_id, events)
+    runtime.store.mark_sent(events)
     return summary
+
+
+def _finish_publishing() -> None:
+    pending = _publishes.get()
+    while pending:
+        pending.pop(0).result()
 
 
 _deliveries: dict[tuple[int, int], Delivery] = {}
@@ -399,7 +413,12 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     runtime = get_runtime()
     if spec.FANOUT_TASK_KEY in event:
         return run_task(runtime, event[spec.FANOUT_TASK_KEY], context)
-    records = event.get("Records")
-    if isinstance(records, list):
-        return handle_records(runtime, records)
-    return _single(runtime, event)
+    token = _publishes.set([])
+    try:
+        records = event.get("Records")
+        if isinstance(records, list):
+            return handle_records(runtime, records)
+        return _single(runtime, event)
+    finally:
+        _finish_publishing()
+        _publishes.reset(token)

@@ -23,18 +23,22 @@ VERSION = "2012-10-17"
 #: Actions a function needs on its own log group (the group exists before the function).
 LOG_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 
-#: What the broadcaster needs to hand a failed event to the dead-letter queue.
+#: What the broadcaster needs to hand a failed event to the dead-letter queue (Lambda's own
+#: dead-letter of failed fan-out tasks, and events DynamoDB refuses as invalid, sent at once).
 DEAD_LETTER_ACTIONS = ("sqs:SendMessage",)
 
 #: What the delivery queue's event source mapping does with the function's role
 #: (ReceiveMessage, DeleteMessageBatch, GetQueueAttributes), plus what the
 #: broadcaster itself does: ChangeMessageVisibilityBatch on failed records so they
-#: come back in seconds. Batch calls are authorised by their single-message action.
+#: come back in seconds, and SendMessage of wake messages (a drain handed over, a
+#: gap in a producer's numbers timing out: handlers/delivery.py). Batch calls are
+#: authorised by their single-message action.
 DELIVERY_QUEUE_ACTIONS = (
     "sqs:ChangeMessageVisibility",
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
     "sqs:ReceiveMessage",
+    "sqs:SendMessage",
 )
 
 #: A fan-out too large for one invocation continues in asynchronous invocations of itself.

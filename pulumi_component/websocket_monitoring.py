@@ -317,6 +317,7 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             **common_environment(settings, self.tables),
             environment.MANAGEMENT_ENDPOINT: management_endpoint,
             environment.DELIVERY_QUEUE_URL: self.delivery_queue.url,
+            environment.DEAD_LETTER_QUEUE_URL: self.dead_letter_queue.url,
             # The fan-out invokes the function by name: Lambda's own
             # AWS_LAMBDA_FUNCTION_NAME, so nothing here names it (no cycle).
         }

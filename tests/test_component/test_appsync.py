@@ -366,12 +366,12 @@ def test_outsiders_are_refused_by_every_watching_resolver(
 
 
 def test_deployment_answers_the_snapshot_the_websocket_api_sends(node_dir: Path, open_api: Built) -> None:
-    """One GetItem of the counter row; the answer is the folded state without its keys, as a snapshot."""
+    """One GetItem of the checkpoint row; the answer is its folded state as a snapshot, with the seq it reaches."""
     code = open_api.named("cloud-ws-graphql-query-deployment")["code"]
     ctx: dict[str, Any] = {"args": {"deployment_id": "D1"}, "identity": {}}
     request = run_js(node_dir, code, "request", ctx)["value"]
     assert request["operation"] == "GetItem"
-    assert request["key"] == {"deploymentId": {"S": "D1"}, "seq": {"N": "0"}}
+    assert request["key"] == {"deploymentId": {"S": "D1#state"}, "seq": {"N": "0"}}
     assert request["consistentRead"] is True
     messages = [
         json.loads(
@@ -386,7 +386,7 @@ def test_deployment_answers_the_snapshot_the_websocket_api_sends(node_dir: Path,
         json.loads(stored(4, "deployment.status", {"status": "succeeded"})["message"]),
     ]
     folded = state.fold(state.initial(), messages)
-    item = {"lastSeq": 4, "state": state.dumps(folded)}
+    item = {"upTo": 4, "state": state.dumps(folded)}
     answer = json.loads(run_js(node_dir, code, "response", {**ctx, "result": item})["value"])
     assert answer == {**state.public(folded), "deployment_id": "D1", "seq": 4}
     assert answer["status"] == "succeeded"
