@@ -57,7 +57,7 @@ CHECKPOINT_IDLE_SECONDS = 1.0
 _MAX_DELAY_SECONDS = 900
 
 #: How long a deployment throttled by DynamoDB waits before its inbox is drained again.
-THROTTLE_PAUSE_SECONDS = 2
+THROTTLE_PAUSE_SECONDS = 1
 
 
 class _Throttled(Exception):

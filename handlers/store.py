@@ -54,6 +54,10 @@ THROTTLING_CODES = frozenset(
 THROTTLING_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
 #: Unprocessed items of a batch request that deletes subscriptions or reads counters.
 _BATCH_BACKOFF = Backoff(base=0.025, cap=1.0)
+#: A throttled transaction: a few short waits (a hot partition's limit is per second), then the
+#: caller is told, so that it backs off for longer and lets the queue bring the work back.
+_THROTTLE_BACKOFF = Backoff(base=0.05, cap=0.4)
+_THROTTLE_RETRIES = 3
 #: A transaction conflict, or unprocessed items of the event-id writes and history reads: short waits.
 _CONFLICT_BACKOFF = Backoff(base=0.005, cap=0.2)
 
@@ -578,9 +582,10 @@ class Store:
           (read back: a duplicate, or stored but not yet sent);
         - ``TransactionConflict``: another request holds one of the items right
           now; wait a little and retry (at most ``max_sequence_attempts`` rounds);
-        - ``ThrottlingError`` / ``ProvisionedThroughputExceeded``: raise
-          :class:`ThrottledError` at once, so the caller backs off and the
-          queue brings the records back later (retrying here makes it worse);
+        - ``ThrottlingError`` / ``ProvisionedThroughputExceeded``: wait a little
+          and retry, at most three times (never counted as a conflict, never 25
+          times), then raise :class:`ThrottledError`, so the caller backs off for
+          longer and the queue brings the work back later;
         - ``ValidationError``: the event it names can never be stored; it is
           set aside in ``rejected`` (to be dead-lettered) and the rest retried.
 
@@ -600,6 +605,7 @@ class Store:
         ttl = now + self._history_ttl
         identity_ttl = now + max(self._history_ttl, spec.IDENTITY_TTL_SECONDS)
         attempts = 0
+        throttles = 0
         while pending:
             per_event = 3 if inboxed else 2
             chunk = pending[: min(spec.DELIVERY.max_events_per_transaction, 99 // per_event)]
@@ -626,6 +632,10 @@ class Store:
                 code = _code(exc)
                 reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
                 if code in THROTTLING_CODES or any(r in THROTTLING_REASONS for r in reasons):
+                    throttles += 1
+                    if throttles <= _THROTTLE_RETRIES:
+                        self._wait(_THROTTLE_BACKOFF, throttles)
+                        continue
                     throttled = ThrottledError(f"DynamoDB throttled sequencing {deployment_id}: {code}")
                     # Earlier chunks of this call are stored: whoever catches this must still send them.
                     throttled.partial = result

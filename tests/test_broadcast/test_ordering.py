@@ -331,17 +331,22 @@ class _Cancelling:
 
 
 def test_a_throttled_transaction_is_not_retried_as_a_conflict(stack: Stack) -> None:
-    """ThrottlingError: one attempt, the records come back for the queue to retry, nothing stored."""
+    """ThrottlingError: three short backoffs (not 25 conflict retries), then the records come back
+    for the queue to retry, and nothing is stored."""
     (conn,) = stack.subscribed("D1", 1)
     runtime = get_runtime()
     cancelling = _Cancelling(stack.ddb, "ThrottlingError", times=100)
-    runtime.store = Store(cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds)
+    waits: list[float] = []
+    runtime.store = Store(
+        cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds, sleep=waits.append
+    )
     batch = _records([_numbered("D1", 1), _numbered("D1", 2)])
 
     result = broadcaster.handler(batch)
 
     assert len(result["batchItemFailures"]) == 2
-    assert cancelling.transactions == 1
+    assert cancelling.transactions == 4
+    assert len(waits) == 3
     assert _messages(stack, conn) == []
     assert [r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"] == "D1"] == []
 
@@ -488,12 +493,14 @@ def test_a_throttle_midway_sends_what_was_stored_and_keeps_the_rest_waiting(
     inbox = Inbox(stack.ddb, stack.tables["EVENTS_TABLE"])
     inbox.add("D1", [parse_event(_numbered("D1", n)) for n in range(11, 56)])
     cancelling = _Cancelling(stack.ddb, "ThrottlingError", times=0)
-    runtime.store = Store(cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds)
+    runtime.store = Store(
+        cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds, sleep=lambda _: None
+    )
     real = cancelling.transact_write_items
 
     def second_throttled(**kwargs: Any) -> Any:
         if cancelling.transactions == 1:
-            cancelling.times = 1
+            cancelling.times = 4  # more than the store's own retries
         return real(**kwargs)
 
     cancelling.transact_write_items = second_throttled  # type: ignore[method-assign]
