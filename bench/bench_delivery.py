@@ -11,7 +11,13 @@ send) is called to the moment a client has the message.
 1. burst: 1,000 events from one deployment to 5 subscribers: events/s, lag, order;
 2. steady: 100 events/s for 10 s to 5 subscribers: lag p50 / p99;
 3. idle: one event at a time, 300 ms apart, to 1 subscriber: lag p50 / p99;
-4. fan-out: one event to 1,000 subscribers: time to the last receipt.
+4. fan-out: one event to 1,000 subscribers: time to the last receipt;
+5. fairness: right after a burst of 1,000 events on deployment A, one event on
+   deployment B (its own producer): B's hook → screen time.
+
+"in emission order" means that, at every subscriber, `seq` order is the order
+the hooks were called in (the local stack runs 5 delivery batches at once, as
+AWS's event source mapping does, so commit order would break it).
 
 Set BENCH_SMALL=1 for a quick run (fewer events and subscribers).
 """
@@ -114,7 +120,38 @@ def measure(
         "max": worst,
         "last": result["last_received"] - first,
         "in_order": result["in_order"],
+        "emission_order": result.get("emission_order"),
     }
+
+
+def fairness(stack: LocalStackProcess) -> float:
+    """A burst on A, then at once one event on B from its own producer: seconds until B's subscriber has it."""
+    busy, quiet = f"FAIRA{uuid.uuid4().hex[:6].upper()}", f"FAIRB{uuid.uuid4().hex[:6].upper()}"
+    url = f"{stack.outputs['websocket_url']}?token={stack.token('bench')}"
+    watch_a, watch_b = Helper("ws_clients.py"), Helper("ws_clients.py")
+    try:
+        watch_a.send({"cmd": "open", "url": url, "n": 5, "subscribe": busy, "concurrency": 5})
+        watch_b.send({"cmd": "open", "url": url, "n": 1, "subscribe": quiet, "concurrency": 1})
+        burst, single = PluginProducer(stack.outputs_path, busy), PluginProducer(stack.outputs_path, quiet)
+        try:
+            measure(watch_b, single, 1, 1, 0)  # warm both producers' clients
+            measure(watch_a, burst, 1, 5, 0)
+            watch_a.send({"cmd": "reset"})
+            watch_b.send({"cmd": "reset"})
+            for i in range(BURST):
+                burst.emit(i)
+            single.emit(0)
+            result = watch_b.send({"cmd": "wait", "count": 1, "timeout": 120})
+            assert result["received"] == 1, result
+            watch_a.send({"cmd": "wait", "count": BURST * 5, "timeout": 300})
+            return float(result["latencies"][0])
+        finally:
+            burst.close()
+            single.close()
+    finally:
+        for helper in (watch_a, watch_b):
+            helper.send({"cmd": "close"})
+            helper.stop()
 
 
 def run_case(
@@ -166,7 +203,7 @@ def main() -> None:
             print(f"1. burst: {BURST:,} events from one deployment → 5 subscribers")
             print(
                 f"   cloud-ws {s['rate']:,.0f} events/s, last at {s['last']:.2f} s, lag p50 {ms(s['p50'])} "
-                f"max {ms(s['max'])}, in order: {s['in_order']}"
+                f"max {ms(s['max'])}, in emission order at every subscriber: {s['emission_order']}"
             )
             print(
                 f"   bare relay {r['rate']:,.0f} events/s, last at {r['last']:.2f} s, lag p50 {ms(r['p50'])} "
@@ -185,6 +222,9 @@ def main() -> None:
             s, r = run_case("FANOUT", stack, port, 1, FANOUT, 0)
             print(f"4. fan-out: one event → {FANOUT:,} subscribers, last receipt")
             print(f"   cloud-ws {ms(s['max'])}; bare relay {ms(r['max'])}; ratio {s['max'] / r['max']:.1f}")
+            quiesce(stack)
+            print(f"5. fairness: one event on B right after a {BURST:,}-event burst on A → B's subscriber")
+            print(f"   cloud-ws {ms(fairness(stack))} (hook → screen)")
         finally:
             relay.stop()
             stop_local_stack(stack)

@@ -19,11 +19,13 @@ from websockets.asyncio.client import ClientConnection, connect
 connections: list[ClientConnection] = []
 receipts: list[tuple[float, float]] = []  # (received_at, sent_at)
 seqs: dict[int, list[int]] = {}  # connection → the seq of every timed message, in arrival order
+emitted: dict[int, list[tuple[int, int]]] = {}  # connection → (seq, the producer's emission index ``i``)
 received = asyncio.Event()
 
 
 async def reader(ws: ClientConnection) -> None:
     arrived = seqs.setdefault(id(ws), [])
+    numbered = emitted.setdefault(id(ws), [])
     try:
         async for raw in ws:
             now = time.time()
@@ -34,6 +36,8 @@ async def reader(ws: ClientConnection) -> None:
                 if isinstance(data, dict) and "sent_at" in data:
                     receipts.append((now, float(data["sent_at"])))
                     arrived.append(int(message.get("seq", 0)))
+                    if "i" in data:
+                        numbered.append((int(message.get("seq", 0)), int(data["i"])))
                     received.set()
     except Exception:  # noqa: S110 - closed connections simply stop counting
         pass
@@ -77,11 +81,17 @@ async def handle(command: dict[str, Any]) -> dict[str, Any]:
             else [],
             # Each connection saw its timed messages in strictly increasing seq order.
             "in_order": all(all(a < b for a, b in itertools.pairwise(s)) for s in seqs.values()),
+            # seq order is the order the producer emitted in (what AWS's concurrency must not break)
+            "emission_order": all(
+                all(a[1] < b[1] for a, b in itertools.pairwise(sorted(pairs))) for pairs in emitted.values()
+            ),
         }
     if command["cmd"] == "reset":
         receipts.clear()
         for arrived in seqs.values():
             arrived.clear()
+        for pairs in emitted.values():
+            pairs.clear()
         return {"ok": True}
     if command["cmd"] == "close":
         await asyncio.gather(*(ws.close() for ws in connections), return_exceptions=True)
