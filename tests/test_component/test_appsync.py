@@ -366,7 +366,7 @@ def test_outsiders_are_refused_by_every_watching_resolver(
 
 
 def test_deployment_answers_the_snapshot_the_websocket_api_sends(node_dir: Path, open_api: Built) -> None:
-    """One GetItem of the checkpoint row; the answer is its folded state as a snapshot, with the seq it reaches."""
+    """One GetItem of the checkpoint row: its folded state as a snapshot, with the seq it reaches."""
     code = open_api.named("cloud-ws-graphql-query-deployment")["code"]
     ctx: dict[str, Any] = {"args": {"deployment_id": "D1"}, "identity": {}}
     request = run_js(node_dir, code, "request", ctx)["value"]
