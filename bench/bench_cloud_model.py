@@ -553,6 +553,7 @@ def scenario_c() -> None:
         before = observe(world, others)
         during = observe(world, others, since=world.clock.start + C_BURST_AT)
         burst = observe(world, ["DBURST"])
+        counter = counter_bytes(world, "DBURST")
     finally:
         mock.stop()
     print(
@@ -569,7 +570,18 @@ def scenario_c() -> None:
             f"{max(seen.latencies, default=0) * 1000:>8.0f}"
         )
     print(f"  wall {time.perf_counter() - started:.1f} s, virtual time {world.clock.elapsed():.1f} s")
+    print(f"  the bursting deployment's counter item after its {C_BURST:,} events: {counter}")
     print("\n".join(bound_lines(world)))
+
+
+def counter_bytes(world: World, deployment_id: str) -> str:
+    """The counter item's size as DynamoDB counts it (attribute names plus values), and its last seq."""
+    item = world.raw.get_item(
+        TableName=TABLE_NAMES["events"], Key={"deploymentId": {"S": deployment_id}, "seq": {"N": "0"}}
+    ).get("Item", {})
+    size = sum(len(name) + len(str(next(iter(value.values())))) for name, value in item.items())
+    last = item.get("lastSeq", {}).get("N", "?")
+    return f"{size:,} bytes (lastSeq {last})"
 
 
 def main() -> None:

@@ -403,7 +403,7 @@ def test_the_counter_stays_under_1_kb_however_many_events_and_producers(stack: S
     """2,000 events from 40 producers with long names and environments: the counter item is < 1 KB,
     has no ttl (it never expires), and its size does not grow with the history (only lastSeq's
     digits and the cursors' do). (moto copies the table in every transaction, so 10,000 events are left to
-    bench/bench_cloud_model.py, which reports the counter's size after them.)"""
+    bench/bench_cloud_model.py's scenario (c), which reports the counter's size after them.)"""
     store = get_runtime().store
     table = stack.tables["EVENTS_TABLE"]
     sizes = []
