@@ -56,6 +56,9 @@ CHECKPOINT_IDLE_SECONDS = 1.0
 #: SQS's longest message delay.
 _MAX_DELAY_SECONDS = 900
 
+#: How long a container goes straight to a deployment's inbox after finding its lease held.
+BUSY_HINT_SECONDS = 1.0
+
 #: How long a deployment throttled by DynamoDB waits before its inbox is drained again.
 THROTTLE_PAUSE_SECONDS = 1
 
@@ -117,6 +120,8 @@ class Delivery:
         self._clock = clock
         self._budget = budget_seconds
         self._gap = gap_seconds
+        # deployment id -> until when this container takes it to be held by another invocation.
+        self._busy: dict[str, float] = {}
         # deployment id -> (the last seq this container checkpointed, when).
         self._checkpointed: dict[str, tuple[int, float]] = {}
 
@@ -129,14 +134,20 @@ class Delivery:
         """
         outcome = DeliveryOutcome(deployment_id)
         owner = uuid.uuid4().hex
-        lease = self._inbox.claim(deployment_id, owner)
         own = list(events)
+        # A deployment this container just found held is most likely held still: go straight to
+        # the inbox (a failed claim is a write too, on the lease row every invocation touches).
+        lease = (
+            None
+            if own and self._busy.get(deployment_id, 0.0) > self._clock()
+            else self._claim(deployment_id, owner)
+        )
         if lease is None:
             after = self._inbox.add(deployment_id, own) if own else self._inbox.wake(deployment_id)
             own = []
             if not after.free(self._now_ms()):
                 return outcome  # the holder's release fails on our bump: it reads the inbox again
-            lease = self._inbox.claim(deployment_id, owner)  # released in between: drain it ourselves
+            lease = self._claim(deployment_id, owner)  # released in between: drain it ourselves
             if lease is None:
                 return outcome
         outcome.claimed = True
@@ -155,6 +166,17 @@ class Delivery:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    def _claim(self, deployment_id: str, owner: str) -> Lease | None:
+        """Claim the lease, remembering for a moment when another holds it."""
+        lease = self._inbox.claim(deployment_id, owner)
+        if lease is None:
+            self._busy[deployment_id] = self._clock() + BUSY_HINT_SECONDS
+            if len(self._busy) > 10_000:  # bounded: a container may see many deployments
+                self._busy.clear()
+        else:
+            self._busy.pop(deployment_id, None)
+        return lease
 
     def _drain(
         self,
