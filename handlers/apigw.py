@@ -61,8 +61,22 @@ class WebSocketEvent:
 
     @property
     def management_endpoint(self) -> str:
-        """The @connections endpoint of the API this event came through, as on AWS."""
+        """``https://{domainName}/{stage}``: the host and stage the client connected through.
+
+        Not where replies go: behind a custom domain, ``domainName`` is that domain and
+        its base-path mapping need not be the stage, so a post there misses the API.
+        Replies use :meth:`execute_api_endpoint`.
+        """
         return f"https://{self.domain_name}/{self.stage}"
+
+    def execute_api_endpoint(self, region: str) -> str:
+        """The @connections endpoint of this event's API, whatever domain the client used.
+
+        ``https://{apiId}.execute-api.{region}.amazonaws.com/{stage}`` always reaches the
+        API's stage (a custom domain is only a mapping in front of it); ``region`` is the
+        function's, which is the API's: the component deploys both in one region.
+        """
+        return f"https://{self.api_id}.execute-api.{region}.amazonaws.com/{self.stage}"
 
 
 def _lower_keys(headers: Any) -> dict[str, str]:

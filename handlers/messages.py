@@ -77,7 +77,10 @@ def message_handler(route: str, action: Action) -> Callable[[Mapping[str, Any], 
         ws = WebSocketEvent.from_lambda(event)
         runtime = get_runtime()
         config = runtime.config
-        api = runtime.management(config.management_endpoint or ws.management_endpoint)
+        # The execute-api endpoint, never the event's domainName: behind a custom domain that
+        # host's base path need not be the stage. MANAGEMENT_ENDPOINT overrides it where the
+        # API is not on AWS (cloud-ws local sets it; the component leaves it off route functions).
+        api = runtime.management(config.management_endpoint or ws.execute_api_endpoint(config.region))
         fields: dict[str, Any] = {"connection_id": ws.connection_id, "route": route}
         sent = 0
         frame: Frame | None = None
