@@ -1,12 +1,18 @@
 /**
  * Where the dashboard connects, and with which token.
  *
- * In order: `url` / `token` / `deployment` from the page's hash or query
- * (`#url=wss://…&token=…&deployment=…`; the hash never reaches a server's
- * logs); else, when served by `cloud-ws local`, its helper endpoints
- * (`/_cloud-ws/outputs` for the URL, `/_cloud-ws/token` for a fresh dev token
- * before every connection attempt); else what the user entered last time
- * (the URL in localStorage, the token only in sessionStorage).
+ * In order: `url` / `token` / `deployment` from the page's hash (`#url=wss://…&token=…&deployment=…`;
+ * the hash never reaches a server's logs) — `url` and `deployment` may also come from the query
+ * string, a token never does (query strings land in server and proxy logs, so a `?token=` is
+ * dropped from the address bar unread); else, when served by `cloud-ws local`, its helper
+ * endpoints (`/_cloud-ws/outputs` for the URL, `/_cloud-ws/token` for a fresh dev token before every
+ * connection attempt); else what the user entered last time (the URL in localStorage, the token
+ * only in sessionStorage).
+ *
+ * A stored token is bound to the origin (scheme, host and port) of the WebSocket URL it was given
+ * for, and is only ever sent there. A link whose `url=` names another origin does not get it: the
+ * page asks for a token for that stack instead, so a crafted link cannot make the dashboard hand
+ * the user's token to a server of the link author's choosing.
  */
 
 export interface Settings {
@@ -20,22 +26,59 @@ export interface Settings {
   source: "page-url" | "local-stack" | "saved" | "entered";
 }
 
+/** What the page should do: connect, or open the settings panel (URL prefilled, token empty) and say why. */
+export type Resolution =
+  | { kind: "connect"; settings: Settings }
+  | { kind: "ask"; url: string | null; reason: string };
+
 export interface PageParams {
   url: string | null;
+  /** A token from the hash; never from the query string. */
   token: string | null;
   deployment: string | null;
+  /** The query string carried a `token`, which was ignored. */
+  queryToken: boolean;
 }
 
 const URL_KEY = "cloud-ws.dashboard.url";
 const TOKEN_KEY = "cloud-ws.dashboard.token";
+/** The origin of the WebSocket URL the stored token was given for: the only place it is sent. */
+const TOKEN_ORIGIN_KEY = "cloud-ws.dashboard.token-origin";
 const RECENT_KEY = "cloud-ws.dashboard.recent";
 
-/** Parameters from the hash (preferred) and the query string. */
-export function readPageParams(location: Location): PageParams {
+export const PASTE_HINT = "Paste a stack's websocket_url and a Cognito token (`cloud-ws token` prints one).";
+export const NOT_CONFIGURED = "Not connected to a stack yet: paste its websocket_url and a token.";
+export const QUERY_TOKEN_IGNORED =
+  "The token in the address's query string was ignored (query strings reach server logs): paste it under Connection…, or put it in the link's #hash.";
+
+/** Parameters from the hash (preferred) and the query string; a token from the hash only. */
+export function readPageParams(location: Pick<Location, "search" | "hash">): PageParams {
   const query = new URLSearchParams(location.search);
   const hash = new URLSearchParams(location.hash.replace(/^#/, ""));
   const pick = (name: string): string | null => hash.get(name) || query.get(name) || null;
-  return { url: pick("url"), token: pick("token"), deployment: pick("deployment") ?? pick("d") };
+  return {
+    url: pick("url"),
+    token: hash.get("token") || null,
+    deployment: pick("deployment") ?? pick("d"),
+    queryToken: query.has("token"),
+  };
+}
+
+/**
+ * `scheme://host[:port]` of a ws:// or wss:// URL (lower-cased, default ports dropped, as the URL
+ * parser does); null for anything else, which the dashboard never connects to.
+ */
+export function socketOrigin(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+    return null;
+  }
+  return `${parsed.protocol}//${parsed.host}`;
 }
 
 /** Removes the token from the address bar (it stays in this tab's sessionStorage). */
@@ -58,34 +101,90 @@ export function rememberDeploymentInAddress(location: Location, history: History
   history.replaceState(null, "", url.toString());
 }
 
-/** Resolves the settings; null when the user has to enter them. */
-export async function resolveSettings(params: PageParams, base: string): Promise<Settings | null> {
+/** The stored token, if it was given for `url`'s origin; null otherwise (including a token stored
+ * without an origin by an older page: it is bound to nothing, so it is sent nowhere). */
+export function storedTokenFor(url: string): string | null {
+  const origin = socketOrigin(url);
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (origin === null || !token || sessionStorage.getItem(TOKEN_ORIGIN_KEY) !== origin) {
+    return null;
+  }
+  return token;
+}
+
+/** Keeps `token` in this tab, bound to `url`'s origin; an empty token forgets the stored one. */
+function storeToken(url: string, token: string | null): void {
+  const origin = socketOrigin(url);
+  if (!token || origin === null) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(TOKEN_ORIGIN_KEY);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  sessionStorage.setItem(TOKEN_ORIGIN_KEY, origin);
+}
+
+/** Resolves the settings, or why the user has to enter them. */
+export async function resolveSettings(params: PageParams, base: string): Promise<Resolution> {
   if (params.url !== null) {
-    if (params.token !== null) {
-      sessionStorage.setItem(TOKEN_KEY, params.token);
-    }
-    localStorage.setItem(URL_KEY, params.url);
-    return { url: params.url, token: params.token ?? sessionStorage.getItem(TOKEN_KEY), tokenEndpoint: null, source: "page-url" };
+    return fromLink(params.url, params.token, base);
   }
   const local = await localStack(base);
   if (local !== null) {
-    return { url: local.url, token: params.token, tokenEndpoint: local.tokenEndpoint, source: "local-stack" };
+    return { kind: "connect", settings: { url: local.url, token: params.token, tokenEndpoint: local.tokenEndpoint, source: "local-stack" } };
   }
   const saved = localStorage.getItem(URL_KEY);
-  if (saved !== null) {
-    const token = params.token ?? sessionStorage.getItem(TOKEN_KEY);
+  if (saved !== null && socketOrigin(saved) !== null) {
     if (params.token !== null) {
-      sessionStorage.setItem(TOKEN_KEY, params.token);
+      storeToken(saved, params.token);
     }
-    return { url: saved, token, tokenEndpoint: null, source: "saved" };
+    const token = storedTokenFor(saved);
+    if (token === null) {
+      return { kind: "ask", url: saved, reason: `Paste a token for ${saved} (a token is kept only in the tab it was entered in).` };
+    }
+    return { kind: "connect", settings: { url: saved, token, tokenEndpoint: null, source: "saved" } };
   }
-  return null;
+  return { kind: "ask", url: null, reason: NOT_CONFIGURED };
+}
+
+/**
+ * A link's `url=`: used with the token the link carries in its hash, or with the stored token only
+ * when that token was given for the same origin. Anything else is a question to the user, and
+ * nothing is stored until they answer (so a reload does not connect to the link's URL either).
+ */
+async function fromLink(url: string, linkToken: string | null, base: string): Promise<Resolution> {
+  const origin = socketOrigin(url);
+  if (origin === null) {
+    return { kind: "ask", url: null, reason: "The link's url is not a ws:// or wss:// URL: it was ignored. Paste the stack's websocket_url and a token." };
+  }
+  if (linkToken !== null) {
+    storeToken(url, linkToken);
+    localStorage.setItem(URL_KEY, url);
+    return { kind: "connect", settings: { url, token: linkToken, tokenEndpoint: null, source: "page-url" } };
+  }
+  const stored = storedTokenFor(url);
+  if (stored !== null) {
+    localStorage.setItem(URL_KEY, url);
+    return { kind: "connect", settings: { url, token: stored, tokenEndpoint: null, source: "page-url" } };
+  }
+  const local = await localStack(base);
+  if (local !== null && socketOrigin(local.url) === origin) {
+    // The page's own local stack: its token endpoint mints tokens for exactly this origin.
+    return { kind: "connect", settings: { url, token: null, tokenEndpoint: local.tokenEndpoint, source: "local-stack" } };
+  }
+  const boundTo = sessionStorage.getItem(TOKEN_KEY) ? sessionStorage.getItem(TOKEN_ORIGIN_KEY) : null;
+  const reason =
+    boundTo !== null
+      ? `This link points the dashboard at ${origin}, not at ${boundTo} where your token was entered: your token was not sent. To watch that stack, paste a token for it; otherwise ignore the link.`
+      : `This link points the dashboard at ${origin}. Nothing was sent: paste a token for that stack to connect, or ignore the link.`;
+  return { kind: "ask", url, reason };
 }
 
 /** Settings typed into the settings panel. */
 export function enteredSettings(url: string, token: string): Settings {
   localStorage.setItem(URL_KEY, url);
-  sessionStorage.setItem(TOKEN_KEY, token);
+  // The user typed both: the token is bound to this URL's origin from now on.
+  storeToken(url, token || null);
   return { url, token: token || null, tokenEndpoint: null, source: "entered" };
 }
 

@@ -26,6 +26,8 @@ import {
   enteredSettings,
   fetchToken,
   forgetTokenInAddress,
+  PASTE_HINT,
+  QUERY_TOKEN_IGNORED,
   readPageParams,
   recentDeployments,
   rememberDeploymentInAddress,
@@ -155,12 +157,20 @@ class Dashboard {
     if (params.deployment !== null && isValidDeploymentId(params.deployment)) {
       this.watch(params.deployment);
     }
-    const settings = await resolveSettings(params, window.location.href);
-    if (settings === null) {
-      this.#openSettings("Not connected to a stack yet: paste its websocket_url and a token.");
+    const resolution = await resolveSettings(params, window.location.href);
+    const ignored = params.queryToken ? ` ${QUERY_TOKEN_IGNORED}` : "";
+    if (resolution.kind === "ask") {
+      // Prefilled with the URL to confirm, never with a token: the user pastes one for that stack.
+      this.#ui.settingsUrl.value = resolution.url ?? "";
+      this.#ui.settingsToken.value = "";
+      this.#ui.settingsSource.textContent = PASTE_HINT;
+      this.#openSettings(resolution.reason + ignored);
       return;
     }
-    this.connect(settings);
+    this.connect(resolution.settings);
+    if (ignored) {
+      this.#notify(QUERY_TOKEN_IGNORED);
+    }
   }
 
   /** (Re)connects with these settings; the watched deployment is replayed from its start. */
@@ -172,7 +182,7 @@ class Dashboard {
     this.#ui.settingsSource.textContent =
       settings.source === "local-stack"
         ? "Connected to the local stack (cloud-ws local): a fresh dev token is fetched for every connection."
-        : "Paste a stack's websocket_url and a Cognito token (`cloud-ws token` prints one).";
+        : PASTE_HINT;
     if (previous !== null) {
       void previous.disconnect();
     }
