@@ -196,12 +196,14 @@ ROUTES: tuple[RouteSpec, ...] = (
         management_methods=(),
     ),
     RouteSpec("$default", "default", "default"),
+    # subscribe and unsubscribe keep the connection row's set of watched deployments (UpdateItem),
+    # the one atomic count of a connection's subscriptions.
     RouteSpec(
         "subscribe",
         "subscribe",
         "subscribe",
         tables={
-            "connections": _CONNECTION_READ,
+            "connections": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
             "subscriptions": ("dynamodb:PutItem", "dynamodb:Query"),
             "events": ("dynamodb:GetItem", "dynamodb:Query"),
         },
@@ -210,7 +212,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "unsubscribe",
         "unsubscribe",
         "unsubscribe",
-        tables={"subscriptions": ("dynamodb:DeleteItem",)},
+        tables={"subscriptions": ("dynamodb:DeleteItem",), "connections": ("dynamodb:UpdateItem",)},
     ),
     # pong tells the tail: the connection's subscriptions (by-connection index) and their counters.
     RouteSpec(

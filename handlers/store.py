@@ -324,6 +324,50 @@ class Store:
             },
         )
 
+    def reserve_subscription(self, connection_id: str, deployment_id: str, limit: int) -> bool:
+        """Count a deployment against the connection's limit, atomically; False when it is full.
+
+        One conditional UpdateItem adds the deployment to the connection row's
+        set of watched deployments unless the set already holds ``limit`` others:
+        API Gateway may run one connection's frames concurrently, and counting
+        the subscriptions first and writing after let 21 concurrent subscribes
+        all pass a limit of 20. Watching a deployment again never counts twice.
+        """
+        try:
+            self._db.update_item(
+                TableName=self._tables.connections,
+                Key={"connectionId": _s(connection_id)},
+                UpdateExpression="ADD watching :d",
+                ConditionExpression=(
+                    "attribute_exists(connectionId) AND "
+                    "(attribute_not_exists(watching) OR size(watching) < :limit OR contains(watching, :id))"
+                ),
+                ExpressionAttributeValues={
+                    ":d": {"SS": [deployment_id]},
+                    ":id": _s(deployment_id),
+                    ":limit": _n(limit),
+                },
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_subscription(self, connection_id: str, deployment_id: str) -> None:
+        """Take a deployment off the connection's count (unsubscribe)."""
+        try:
+            self._db.update_item(
+                TableName=self._tables.connections,
+                Key={"connectionId": _s(connection_id)},
+                UpdateExpression="DELETE watching :d",
+                ConditionExpression="attribute_exists(connectionId)",
+                ExpressionAttributeValues={":d": {"SS": [deployment_id]}},
+            )
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+
     def delete_subscription(self, deployment_id: str, connection_id: str) -> bool:
         """Unsubscribe; True when a subscription existed."""
         old = self._db.delete_item(

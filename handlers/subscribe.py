@@ -43,8 +43,11 @@ def act(request: Request) -> Iterator[bytes]:
         raise ProtocolError(
             ErrorCode.FORBIDDEN, f"you are not allowed to watch deployment {deployment_id}", ACTION
         )
-    current = store.subscriptions_of(request.connection_id)
-    if deployment_id not in current and len(current) >= config.max_subscriptions_per_connection:
+    # Atomic: one connection's frames may run concurrently (API Gateway does), so a count read
+    # before the write would let several subscribes past the limit at once.
+    if not store.reserve_subscription(
+        request.connection_id, deployment_id, config.max_subscriptions_per_connection
+    ):
         raise ProtocolError(
             ErrorCode.TOO_MANY_SUBSCRIPTIONS,
             f"a connection may watch at most {config.max_subscriptions_per_connection} deployments; "

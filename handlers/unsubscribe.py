@@ -14,6 +14,7 @@ def act(request: Request) -> Iterator[bytes]:
     """Delete the subscription, if any, and acknowledge."""
     deployment_id = protocol.validate_deployment_id(request.frame.body.get("deployment_id"), ACTION)
     request.runtime.store.delete_subscription(deployment_id, request.connection_id)
+    request.runtime.store.release_subscription(request.connection_id, deployment_id)
     yield protocol.encode(protocol.unsubscribed(deployment_id, request.request_id))
 
 

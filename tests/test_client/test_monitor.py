@@ -21,7 +21,7 @@ from cloud_ws.commands import monitor
 from cloud_ws_client import CloudWebSocketClient, DeploymentState, parse_message
 from tests.support import events
 from tests.support.local_stack import DEMO_SPEED, ROOT, LocalStackProcess, cloud_ws, finish
-from tests.support.waiting import eventually
+from tests.support.waiting import eventually, eventually_sync
 from tests.test_client.conftest import Tokens, deployment, options
 from tests.test_client.fakes import Gateway
 
@@ -578,12 +578,36 @@ def test_hint_text_names_the_id_and_cloud_ws_list(capsys: pytest.CaptureFixture[
     )
 
 
+def _stored_status(stack: LocalStackProcess, deployment_id: str) -> str | None:
+    """The deployment's status as its counter row stores it (None before its first event)."""
+    item = (
+        stack.aws("dynamodb")
+        .get_item(
+            TableName=_events_table(stack),
+            Key={"deploymentId": {"S": deployment_id}, "seq": {"N": "0"}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
+    summary = item.get("summary", {}).get("S") if item else None
+    return json.loads(summary).get("status") if summary else None
+
+
+def _events_table(stack: LocalStackProcess) -> str:
+    """The local stack's events table (``<prefix>-events``)."""
+    names = stack.aws("dynamodb").list_tables()["TableNames"]
+    return next(name for name in names if name.endswith("events"))
+
+
 def test_a_late_join_shows_why_the_deployment_failed(stack: LocalStackProcess) -> None:
     """`monitor --until-complete | cat` after the demo failed: the snapshot line names the stack and its
     error; the live view at 80 columns shows the whole error, wrapped."""
     dep = deployment()
     code, _, err = finish(cloud_ws("demo", dep, "--outputs", str(stack.outputs_path), "--speed", DEMO_SPEED))
     assert code == 0, err
+    # A late join: the demo's last events may still be on their way (the bus, the queue, the drain)
+    # when it exits; the monitor joins once the stored state says the deployment failed.
+    eventually_sync(lambda: _stored_status(stack, dep) == "failed", "the demo's failure to be stored")
     code, out, err = finish(
         cloud_ws("monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete")
     )
