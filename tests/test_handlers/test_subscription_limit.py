@@ -1,4 +1,4 @@
-"""The per-connection subscription limit holds when a connection's frames run concurrently (API Gateway may)."""
+"""The subscription limit holds when one connection's frames run concurrently (as API Gateway may)."""
 
 from __future__ import annotations
 
