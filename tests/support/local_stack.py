@@ -40,6 +40,12 @@ def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[int, st
     return process.returncode, out, err
 
 
+#: The test process as one producer (``put_event``): its id, and each deployment's last number.
+_PRODUCER_ID = f"tests-{uuid.uuid4().hex[:12]}"
+_NUMBERS: dict[str, int] = {}
+_NUMBERED: dict[str, int] = {}
+
+
 @dataclass
 class LocalStackProcess:
     """A running local stack and how to reach it."""
@@ -94,6 +100,15 @@ class LocalStackProcess:
     ) -> str:
         """Put one envelope on the bus with boto3, as any producer could; returns its event_id."""
         detail = envelope(deployment_id, data, event_id, timestamp)  # data: the sample status
+        # A numbering producer, as the plugin is: events put one after another keep that order
+        # however the stack's concurrent delivery batches interleave.
+        # (The same event put again, a redelivery, keeps its number, as the plugin's retries do.)
+        number = _NUMBERED.get(detail["event_id"])
+        if number is None:
+            number = _NUMBERS.get(deployment_id, 0) + 1
+            _NUMBERS[deployment_id] = number
+            _NUMBERED[detail["event_id"]] = number
+        detail.update(producer_id=_PRODUCER_ID, producer_seq=number)
         event_id = detail["event_id"]
         reply = self.aws("events").put_events(
             Entries=[

@@ -141,8 +141,18 @@ export class LocalStack {
   /**
    * Puts deployment events on the stack's bus with EventBridge's JSON API, as
    * any producer could (the embedded endpoint does not check signatures).
-   * Entries of one call keep their order; returns their event ids.
+   * Numbered per deployment, so entries keep their order; returns their event ids.
    */
+  /** This test process as a producer: one id, and each deployment's events numbered 1, 2, 3 … */
+  private readonly producerId = `test-${randomUUID()}`;
+  private readonly numbers = new Map<string, number>();
+
+  private nextNumber(deploymentId: string): number {
+    const next = (this.numbers.get(deploymentId) ?? 0) + 1;
+    this.numbers.set(deploymentId, next);
+    return next;
+  }
+
   async putEvents(deploymentId: string, events: { type: string; data: Record<string, unknown> }[]): Promise<string[]> {
     const ids: string[] = [];
     for (let start = 0; start < events.length; start += 10) {
@@ -158,6 +168,10 @@ export class LocalStack {
             event_id: eventId,
             data: event.data,
             timestamp: new Date().toISOString(),
+            // A numbering producer, as the plugin is: its events get their seq in this order
+            // however the stack's concurrent delivery batches interleave.
+            producer_id: this.producerId,
+            producer_seq: this.nextNumber(deploymentId),
           }),
         };
       });
