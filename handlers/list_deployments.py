@@ -1,9 +1,10 @@
 """``list_deployments``: recent deployments the caller may watch, newest first.
 
 Each deployment's counter item carries a summary of its state (status,
-attempt, layer, environment, time of its latest event), indexed by that time;
-one Query of the index, newest first, gives the list without reading any
-deployment's events.
+attempt, layer, environment, time of its latest event), indexed by that time
+under one of a few shard keys (``handlers.keys``: no single index partition
+takes every deployment's writes); a Query per shard, newest first, merged,
+gives the list without reading any deployment's events.
 """
 
 from __future__ import annotations
