@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import requests
 
+from handlers import protocol
 from tests.support.cognito import sign_in
 from tests.support.events import TIMESTAMP, envelope
 
@@ -102,13 +103,15 @@ class LocalStackProcess:
         detail = envelope(deployment_id, data, event_id, timestamp)  # data: the sample status
         # A numbering producer, as the plugin is: events put one after another keep that order
         # however the stack's concurrent delivery batches interleave.
-        # (The same event put again, a redelivery, keeps its number, as the plugin's retries do.)
-        number = _NUMBERED.get(detail["event_id"])
-        if number is None:
-            number = _NUMBERS.get(deployment_id, 0) + 1
-            _NUMBERS[deployment_id] = number
-            _NUMBERED[detail["event_id"]] = number
-        detail.update(producer_id=_PRODUCER_ID, producer_seq=number)
+        # (The same event put again, a redelivery, keeps its number, as the plugin's retries do;
+        # an event of no valid type gets none, as the plugin refuses it before numbering.)
+        if protocol.is_valid_event_type(type_):
+            number = _NUMBERED.get(detail["event_id"])
+            if number is None:
+                number = _NUMBERS.get(deployment_id, 0) + 1
+                _NUMBERS[deployment_id] = number
+                _NUMBERED[detail["event_id"]] = number
+            detail.update(producer_id=_PRODUCER_ID, producer_seq=number)
         event_id = detail["event_id"]
         reply = self.aws("events").put_events(
             Entries=[
