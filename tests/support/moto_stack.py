@@ -82,6 +82,30 @@ class CognitoPool:
         )
 
 
+class AtomicRequests:
+    """A DynamoDB client whose requests are atomic, as on DynamoDB, while callers interleave.
+
+    moto's in-process backend applies a transaction by snapshotting tables and
+    restoring them on failure, which is not safe across threads; tests that race
+    threads on one store give it this wrapper (one request at a time).
+    """
+
+    def __init__(self, client: Any, lock: threading.Lock | None = None) -> None:
+        self._client = client
+        self.lock = lock or threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return attr(*args, **kwargs)
+
+        return call
+
+
 def counters_in_lockstep(store: Any, parties: int) -> Callable[[str], Any]:
     """Make ``store.counter`` hold each of ``parties`` threads, after its first read, until
     every one of them has read it: none writes before all have read, a guaranteed race.

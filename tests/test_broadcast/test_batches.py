@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -17,7 +17,7 @@ from handlers.fanout import FanOutTask
 from handlers.runtime import Runtime, get_runtime, reset_runtime
 from handlers.store import Store
 from tests.support.events import envelope, eventbridge_event
-from tests.support.moto_stack import REGION, Stack, counters_in_lockstep
+from tests.support.moto_stack import REGION, AtomicRequests, Stack, counters_in_lockstep
 from tests.support.waiting import eventually_sync
 
 
@@ -171,22 +171,8 @@ def test_concurrent_batches_of_one_deployment_never_share_a_seq(
     config = runtime.config
     lock = threading.Lock()
 
-    class Serialized:
-        """DynamoDB requests are atomic; moto's in-process backend is not thread-safe on its own."""
-
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(stack.ddb, name)
-            if not callable(attr):
-                return attr
-
-            def call(*args: Any, **kwargs: Any) -> Any:
-                with lock:
-                    return attr(*args, **kwargs)
-
-            return call
-
     runtime.store = Store(  # every invocation must read the counter, none reuse its own
-        Serialized(),  # type: ignore[arg-type]
+        cast(Any, AtomicRequests(stack.ddb, lock)),
         config.tables,
         config.history_ttl_seconds,
         reuse_counter=False,

@@ -12,7 +12,7 @@ from handlers import broadcaster, state
 from handlers.runtime import get_runtime, reset_runtime
 from handlers.store import Counter, Store
 from tests.support.events import eventbridge_event
-from tests.support.moto_stack import Stack, counters_in_lockstep
+from tests.support.moto_stack import AtomicRequests, Stack, counters_in_lockstep
 
 
 def _events(stack: Stack, conn: str) -> list[dict[str, Any]]:
@@ -104,29 +104,6 @@ def test_redelivery_after_an_interrupted_fan_out_resends_the_stored_event(stack:
     assert stack.publish("D1", event_id="ev")["status"] == "duplicate"
 
 
-class _AtomicRequests:
-    """Serializes DynamoDB requests: each is atomic, as on DynamoDB, while callers interleave.
-
-    moto applies a transaction by snapshotting tables and restoring them on
-    failure, which is not safe across threads; real DynamoDB requests are atomic.
-    """
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return attr(*args, **kwargs)
-
-        return call
-
-
 def test_concurrent_invocations_never_share_a_seq(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight producers racing on one deployment get 1..8, each exactly once, even when every drain
     lease has expired at once (each of them believes it holds the deployment)."""
@@ -137,7 +114,7 @@ def test_concurrent_invocations_never_share_a_seq(stack: Stack, monkeypatch: pyt
     config = runtime.config
     # Every producer must read the counter: none may start from one it wrote itself.
     runtime.store = Store(
-        cast(Any, _AtomicRequests(stack.ddb)), config.tables, config.history_ttl_seconds, reuse_counter=False
+        cast(Any, AtomicRequests(stack.ddb)), config.tables, config.history_ttl_seconds, reuse_counter=False
     )
     races = {"lost": 0}
     real_transact = stack.ddb.transact_write_items

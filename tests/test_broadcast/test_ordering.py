@@ -20,7 +20,7 @@ from handlers.inbox import Inbox
 from handlers.runtime import get_runtime, reset_runtime
 from handlers.store import Store
 from tests.support.events import eventbridge_event
-from tests.support.moto_stack import REGION, Stack
+from tests.support.moto_stack import REGION, AtomicRequests, Stack
 
 PRODUCER = "p1"
 
@@ -244,21 +244,9 @@ def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(stac
     runtime = get_runtime()
     lock = threading.Lock()
 
-    class Serialized:
-        """One request at a time: moto's in-process backend is not thread-safe on its own."""
-
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(stack.ddb, name)
-            if not callable(attr):
-                return attr
-
-            def call(*args: Any, **kwargs: Any) -> Any:
-                with lock:
-                    return attr(*args, **kwargs)
-
-            return call
-
-    runtime.store = Store(cast(Any, Serialized()), runtime.config.tables, runtime.config.history_ttl_seconds)
+    runtime.store = Store(
+        cast(Any, AtomicRequests(stack.ddb, lock)), runtime.config.tables, runtime.config.history_ttl_seconds
+    )
     real_claim = Inbox.claim
     start_line = threading.Barrier(4)
     claims: list[bool] = []

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from handlers.runtime import get_runtime
 from handlers.store import Store
-from tests.support.moto_stack import Stack
+from tests.support.moto_stack import AtomicRequests, Stack
 
 
 def test_concurrent_subscribes_never_pass_the_limit(stack: Stack) -> None:
@@ -17,21 +17,9 @@ def test_concurrent_subscribes_never_pass_the_limit(stack: Stack) -> None:
     runtime = get_runtime()
     lock = threading.Lock()
 
-    class Serialized:
-        """One request at a time: moto's in-process backend is not thread-safe on its own."""
-
-        def __getattr__(self, name: str) -> Any:
-            attr = getattr(stack.ddb, name)
-            if not callable(attr):
-                return attr
-
-            def call(*args: Any, **kwargs: Any) -> Any:
-                with lock:
-                    return attr(*args, **kwargs)
-
-            return call
-
-    runtime.store = Store(cast(Any, Serialized()), runtime.config.tables, runtime.config.history_ttl_seconds)
+    runtime.store = Store(
+        cast(Any, AtomicRequests(stack.ddb, lock)), runtime.config.tables, runtime.config.history_ttl_seconds
+    )
     start_line = threading.Barrier(21)
     real_reserve = runtime.store.reserve_subscription
 
