@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from handlers import protocol, spec
+from handlers import protocol, spec, state
 
 MAX_EVENT_ID_LENGTH = 128
 
@@ -207,28 +207,12 @@ def clamp_timestamp(claimed: Any, received_ms: int) -> str:
     that is in range is kept exactly as the producer wrote it.
     """
     limit = received_ms + MAX_CLOCK_AHEAD_MS
-    claimed_ms = _epoch_ms(claimed)
+    claimed_ms = state.epoch_ms(claimed)
     if claimed_ms is None:
         return _iso(received_ms)
     if claimed_ms > limit:
         return _iso(limit)
     return str(claimed)
-
-
-def _epoch_ms(timestamp: Any) -> int | None:
-    if not isinstance(timestamp, str) or not timestamp:
-        return None
-    text = timestamp[:-1] + "+00:00" if timestamp.endswith(("Z", "z")) else timestamp
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return int(parsed.timestamp() * 1000)
-    except (OverflowError, ValueError, OSError):
-        return None
 
 
 def _iso(epoch_ms: int) -> str:

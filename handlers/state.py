@@ -188,7 +188,10 @@ def epoch_ms(timestamp: Any) -> int | None:
     if parsed.tzinfo is None:
         text += "+00:00"
         parsed = datetime.fromisoformat(text)
-    return int(parsed.timestamp() * 1000)
+    try:
+        return int(parsed.timestamp() * 1000)
+    except (OverflowError, ValueError, OSError):  # a date at the calendar's edge, in a far zone
+        return None
 
 
 # -- values ------------------------------------------------------------------------------------

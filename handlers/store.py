@@ -912,29 +912,23 @@ def _counter(item: Item | None) -> Counter:
     """A counter item as read (an absent one is the counter of a deployment nobody reported on)."""
     if not item:
         return Counter(0)
-    head: dict[str, Any] = {}
-    summary = _str(item, "summary")
-    if summary:
-        try:
-            loaded = json.loads(summary)
-        except ValueError:
-            loaded = None
-        if isinstance(loaded, dict):
-            head = loaded
-            head.pop(_LISTED_UNTIL, None)
+    head = _json_object(item, "summary")
+    head.pop(_LISTED_UNTIL, None)
     started_at = _str(item, "startedAt")
     if started_at:
         head["started_at"] = started_at
-    producers: dict[str, int] = {}
-    raw = _str(item, "producers")
-    if raw:
-        try:
-            loaded = json.loads(raw)
-        except ValueError:
-            loaded = None
-        if isinstance(loaded, dict):
-            producers = {str(k): int(v) for k, v in loaded.items() if isinstance(v, int)}
+    producers = {str(k): int(v) for k, v in _json_object(item, "producers").items() if isinstance(v, int)}
     return Counter(_int(item, "lastSeq"), head, producers)
+
+
+def _json_object(item: Item, name: str) -> dict[str, Any]:
+    """A string attribute holding a JSON object, parsed; empty when absent or unreadable."""
+    raw = _str(item, name)
+    try:
+        loaded = json.loads(raw) if raw else None
+    except ValueError:
+        loaded = None
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _head_of(deployment_id: str, folded: Mapping[str, Any]) -> dict[str, Any]:
