@@ -42,7 +42,14 @@ async def _collect(ws: ClientConnection, deployment_id: str, count: int, into: l
     """Read ``deployment_id``'s events until ``count`` arrived (clients drop duplicates by seq)."""
     seen: set[int] = set()
     while len(seen) < count:
-        frame = await asyncio.wait_for(ws.recv(), timeout=60)
+        try:
+            frame = await asyncio.wait_for(ws.recv(), timeout=60)
+        except TimeoutError:
+            missing = sorted(set(range(1, count + 1)) - seen)
+            raise AssertionError(
+                f"{deployment_id}: {len(seen)} of {count} events after 60 s of silence; "
+                f"highest seq {max(seen, default=0)}, missing {missing[:20]}"
+            ) from None
         for line in str(frame).split("\n"):
             message = json.loads(line)
             fresh = message.get("deployment_id") == deployment_id and "event_id" in message
@@ -70,6 +77,9 @@ async def test_a_burst_reaches_every_subscriber_in_emission_order(shuffled_stack
     with _plugin(shuffled_stack) as plugin:
         for n in range(BURST):
             plugin.log(deployment, f"line {n}", n=n)
+        # Every line sent, however slow this machine: close() alone gives up after its
+        # 5 s deadline, which is the plugin's promise to the deployment, not to this test.
+        assert plugin.flush(timeout=120)
 
     await asyncio.gather(*readers)
     for ws in subscribers:
@@ -103,7 +113,7 @@ async def test_a_burst_does_not_hold_up_another_deployment(shuffled_stack: Local
     with _plugin(shuffled_stack) as plugin:
         for n in range(BURST):
             plugin.log(a, f"line {n}", n=n)
-        plugin.flush()
+        assert plugin.flush(timeout=120)
         shuffled_stack.put_event(b, "deployment.status", {"status": "deploying"})
 
     await asyncio.gather(*readers)
