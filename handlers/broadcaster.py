@@ -15,7 +15,8 @@ envelope, or a wake message the broadcaster sent itself. For each batch it
    whose fan-out did not complete is sent again with the same ``seq``), fans
    them out as multi-message frames over as many invocations as the
    subscriber count needs (``handlers.fanout``), marks them sent and
-   publishes them to AppSync when that is configured; any other invocation
+   publishes them to AppSync when that is configured, and notifies each
+   attempt's outcome once (``handlers.notify``); any other invocation
    leaves them in the deployment's inbox for the holder and moves on;
 3. sorts failures: DynamoDB throttling sends the deployment's records back
    (their visibility doubles with each receive), an event DynamoDB refuses
@@ -37,7 +38,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import protocol, spec
+from handlers import notify, protocol, spec
 from handlers.appsync import publisher_for
 from handlers.delivery import Delivery, DeliveryOutcome, wake_message
 from handlers.events import DeploymentEvent, InvalidEventError, SequencedEvent, parse_event
@@ -116,6 +117,8 @@ def send(runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent])
             pending.append(future)
     summary = fanout.broadcast(deployment_id, events)
     runtime.store.mark_sent(events)
+    # An attempt's outcome among them: notified once, whatever is resent (never raises).
+    notify.after_send(runtime, deployment_id, events)
     return summary
 
 

@@ -14,6 +14,7 @@ history of a busy deployment needs that partition to itself.
 | checkpoint | ``D#state`` | 0 | the folded state, every few hundred events and when a drain ends |
 | drain lease | ``D#lease`` | 0 | who stores the deployment's events now, and a count of waiting work |
 | inbox | ``D#in#0`` … ``D#in#3`` | a hash of the event's identity | events waiting to be stored |
+| notified | ``D#notified`` | the attempt | once per attempt, when its outcome is notified |
 
 The deployment list's index key (``listKey``) is spread over
 :data:`LIST_SHARDS` values by a hash of the deployment id, so the index's
@@ -53,6 +54,11 @@ def checkpoint(deployment_id: str) -> dict[str, Any]:
 def lease(deployment_id: str) -> dict[str, Any]:
     """The drain lease row's key."""
     return _key(f"{deployment_id}#lease")
+
+
+def notified(deployment_id: str, attempt: int) -> dict[str, Any]:
+    """The marker row of an attempt whose outcome was notified (put only if absent: exactly once)."""
+    return _key(f"{deployment_id}#notified", attempt)
 
 
 def inbox_partition(deployment_id: str, shard: int) -> str:
