@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "monitor": "monitor",
     "list": "list_deployments",
     "pulumi": "pulumi_wrapper",
+    "notify": "notify",
 }
 
 HELP: dict[str, str] = {
@@ -30,6 +31,7 @@ HELP: dict[str, str] = {
     "monitor": "watch a deployment live (--json, --until-complete for CI)",
     "list": "recent deployments you may watch, newest first (--json for scripts)",
     "pulumi": "run pulumi (cloud-ws pulumi -- up ...) and report its update as a deployment",
+    "notify": "notifications: `notify test` sends a sample outcome to the topic and webhooks configured",
 }
 
 

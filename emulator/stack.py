@@ -45,9 +45,11 @@ from emulator.gateway import Gateway, GatewaySettings, RefusedHandshakeFilter
 from emulator.graphql import GraphQLApi, GraphQLSettings, graphql_routes
 from emulator.lambda_api import LambdaApi
 from emulator.lambdas import LambdaRuntime
+from emulator.notifications import Dispatcher, Provisioned
+from emulator.notifications import provision as provision_notifications
 from handlers import environment as names
+from handlers import notify, spec
 from handlers import outputs as contract
-from handlers import spec
 from handlers.runtime import reset_runtime
 
 #: Where the dashboard's built files are looked for (first that exists wins).
@@ -81,6 +83,8 @@ class LocalSettings:
     shuffle_max_delay_ms: float = 0
     """The shuffle fault at start-up: each delivery invocation first waits a random 0..N ms (0: off)."""
     log_level: str = "WARNING"
+    notifications: notify.Targets | None = None
+    """Where each attempt's outcome goes (the embedded SNS, real webhooks); None: no notifications."""
 
 
 def outputs_for(settings: LocalSettings, port: int, backend: BackendInfo) -> dict[str, Any]:
@@ -221,6 +225,24 @@ class LocalStack:
             routes.append(Route("/dashboard/", not_built))
         return routes
 
+    def _notifications(self, info: BackendInfo, port: int) -> Provisioned | None:
+        """The notifications bus, topic and rules when configured; the broadcaster told of them."""
+        targets = self.settings.notifications
+        if targets is None or not targets.any:
+            return None
+        provisioned = provision_notifications(
+            client("events", info.endpoint, info.region),
+            client("sqs", info.endpoint, info.region),
+            client("sns", info.endpoint, info.region),
+            f"cloud-ws-{self.settings.stage}",
+            targets,
+        )
+        os.environ[names.NOTIFY_EVENT_BUS_NAME] = provisioned.bus_name
+        os.environ[names.NOTIFY_DASHBOARD_URL] = (
+            targets.dashboard_url or f"http://{self.settings.host}:{port}/"
+        )
+        return provisioned
+
     async def serve(self) -> None:
         """Run until SIGINT/SIGTERM."""
         import uvicorn  # noqa: PLC0415 - heavy; only the local stack needs it
@@ -242,9 +264,16 @@ class LocalStack:
             ) from None
         lambdas: LambdaRuntime | None = None
         pump: EventSourceMapping | None = None
+        dispatcher: Dispatcher | None = None
         try:
             self._info = info = self._backend.provision(endpoint, settings.stage, settings.event_source)
             os.environ.update(handler_environment(settings, port, info))
+            notifications = self._notifications(info, port)
+            if notifications is not None:
+                dispatcher = Dispatcher(
+                    client("sqs", endpoint, info.region), client("sns", endpoint, info.region), notifications
+                )
+                dispatcher.start()
             logging.getLogger("cloud_ws").setLevel(settings.log_level)
             logging.getLogger("uvicorn.error").addFilter(RefusedHandshakeFilter())
             reset_runtime()
@@ -288,6 +317,10 @@ class LocalStack:
             server = uvicorn.Server(config)
             pump.start()
             self.outputs = outputs_for(settings, port, info)
+            if notifications is not None:
+                self.outputs[contract.NOTIFICATION_BUS_NAME] = notifications.bus_name
+                if notifications.topic_arn is not None:
+                    self.outputs[contract.NOTIFICATION_TOPIC_ARN] = notifications.topic_arn
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started and not serving.done():
                 await asyncio.sleep(0.02)
@@ -298,6 +331,8 @@ class LocalStack:
         finally:
             if pump is not None:
                 pump.stop()
+            if dispatcher is not None:
+                dispatcher.stop()
             if lambdas is not None:
                 lambdas.shutdown()
             self._backend.stop()

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -477,3 +478,150 @@ def after_send(runtime: Any, deployment_id: str, events: Sequence[SequencedEvent
         log.exception("notifications are misconfigured", extra={"deployment_id": deployment_id})
         return []
     return [] if notifier is None else notifier.after_send(deployment_id, events)
+
+
+# -- where notifications go: the component's argument, cloud-ws local's option ---------------------
+
+#: The header a webhook's connection sends when none is named (API destinations need an
+#: authorization; a plain incoming webhook, Slack's included, ignores it).
+DEFAULT_HEADER_NAME = "X-Cloud-Ws-Notification"
+#: Requests a second per webhook unless one says otherwise (Slack's incoming webhooks allow about one).
+DEFAULT_RATE_LIMIT = 1
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_HEADER = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """One webhook: an HTTPS endpoint that takes a Slack-compatible ``{"text": ...}`` POST."""
+
+    url: str
+    projects: tuple[str, ...] = ()
+    """Only these projects' outcomes (empty: every project's)."""
+    outcomes: tuple[str, ...] = ()
+    """Only these outcomes (empty: all three)."""
+    header_name: str = DEFAULT_HEADER_NAME
+    header_value: str | None = None
+    """Sent as ``header_name`` (a secret such as a token); none: a fixed marker value."""
+    rate_limit_per_second: int = DEFAULT_RATE_LIMIT
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where each attempt's outcome goes: an SNS topic and its subscribers, and webhooks."""
+
+    topic: bool = True
+    """Publish to an SNS topic (the component creates it; email, SMS and push endpoints subscribe)."""
+    emails: tuple[str, ...] = ()
+    sms: tuple[str, ...] = ()
+    """Phone numbers in E.164 form (``+15551234567``)."""
+    projects: tuple[str, ...] = ()
+    """The topic's filter: only these projects (empty: every project)."""
+    outcomes: tuple[str, ...] = ()
+    """The topic's filter: only these outcomes (empty: all three)."""
+    webhooks: tuple[Webhook, ...] = ()
+    dashboard_url: str | None = None
+    """The dashboard's base URL, linked from every notification."""
+
+    @property
+    def any(self) -> bool:
+        """Whether anything is to be notified at all."""
+        return self.topic or bool(self.webhooks)
+
+
+_TARGET_FIELDS = {"topic", "emails", "sms", "projects", "outcomes", "webhooks", "dashboard_url"}
+_WEBHOOK_FIELDS = {"url", "projects", "outcomes", "header_name", "header_value", "rate_limit_per_second"}
+
+
+def _snake(name: str) -> str:
+    """``dashboardUrl`` → ``dashboard_url`` (Pulumi config keys are camelCase, arguments snake_case)."""
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def _fields(value: Any, where: str, known: set[str]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be an object, got {value!r}")
+    given = {_snake(str(k)): v for k, v in value.items() if v is not None}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"{where}.{unknown[0]} is not a setting; expected one of {', '.join(sorted(known))}")
+    return given
+
+
+def _texts(value: Any, where: str, pattern: re.Pattern[str], what: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and pattern.match(v) for v in value):
+        raise ValueError(f"{where} must be a list of {what}, got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _outcomes(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(v in OUTCOMES for v in value):
+        raise ValueError(f"{where} must be a list of {', '.join(OUTCOMES)}; got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _url(value: Any, where: str, schemes: tuple[str, ...] = ("https://",)) -> str:
+    if not isinstance(value, str) or not value.startswith(schemes) or any(c.isspace() for c in value):
+        raise ValueError(f"{where} must be a URL starting with {' or '.join(schemes)}, got {value!r}")
+    return value
+
+
+def parse_targets(value: Any, *, local: bool = False) -> Targets:
+    """The ``notifications`` setting checked into :class:`Targets`.
+
+    Raises ``ValueError`` naming the field (``notifications.webhooks[0].url ...``).
+    ``local``: webhooks may be plain ``http://`` (the local stack posts them itself;
+    API destinations take only HTTPS).
+    """
+    given = _fields(value, "notifications", _TARGET_FIELDS)
+    topic = given.get("topic", True)
+    if not isinstance(topic, bool):
+        raise ValueError(f"notifications.topic must be true or false, got {topic!r}")
+    schemes = ("https://", "http://") if local else ("https://",)
+    webhooks: list[Webhook] = []
+    raw_hooks = given.get("webhooks", [])
+    if not isinstance(raw_hooks, list | tuple):
+        raise ValueError(f"notifications.webhooks must be a list of objects, got {raw_hooks!r}")
+    for index, raw in enumerate(raw_hooks):
+        where = f"notifications.webhooks[{index}]"
+        hook = _fields(raw, where, _WEBHOOK_FIELDS)
+        rate = hook.get("rate_limit_per_second", DEFAULT_RATE_LIMIT)
+        if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 300:
+            raise ValueError(
+                f"{where}.rate_limit_per_second must be a whole number from 1 to 300, got {rate!r}"
+            )
+        header = hook.get("header_name", DEFAULT_HEADER_NAME)
+        if not isinstance(header, str) or not _HEADER.match(header):
+            raise ValueError(f"{where}.header_name must be an HTTP header name, got {header!r}")
+        secret = hook.get("header_value")
+        if secret is not None and not (isinstance(secret, str) and secret):
+            raise ValueError(f"{where}.header_value must be a non-empty string")
+        webhooks.append(
+            Webhook(
+                url=_url(hook.get("url"), f"{where}.url", schemes),
+                projects=_texts(hook.get("projects", []), f"{where}.projects", _PROJECT, "project names"),
+                outcomes=_outcomes(hook.get("outcomes", []), f"{where}.outcomes"),
+                header_name=header,
+                header_value=secret,
+                rate_limit_per_second=rate,
+            )
+        )
+    dashboard = given.get("dashboard_url")
+    targets = Targets(
+        topic=topic,
+        emails=_texts(given.get("emails", []), "notifications.emails", _EMAIL, "email addresses"),
+        sms=_texts(given.get("sms", []), "notifications.sms", _PHONE, "E.164 phone numbers (+15551234567)"),
+        projects=_texts(given.get("projects", []), "notifications.projects", _PROJECT, "project names"),
+        outcomes=_outcomes(given.get("outcomes", []), "notifications.outcomes"),
+        webhooks=tuple(webhooks),
+        dashboard_url=None
+        if dashboard is None
+        else _url(dashboard, "notifications.dashboard_url", ("https://", "http://")),
+    )
+    if not targets.topic and (targets.emails or targets.sms):
+        raise ValueError(
+            "notifications.emails and notifications.sms subscribe to the topic: leave topic true"
+        )
+    return targets

@@ -43,6 +43,8 @@ GRAPHQL_URL = "graphql_url"
 GRAPHQL_REALTIME_URL = "graphql_realtime_url"
 STAGE = "stage"
 DEV_USERNAME = "dev_username"
+NOTIFICATION_BUS_NAME = "notification_bus_name"
+NOTIFICATION_TOPIC_ARN = "notification_topic_arn"
 
 #: Keys every stack exports, and what each means.
 REQUIRED: Mapping[str, str] = {
@@ -64,6 +66,8 @@ OPTIONAL: Mapping[str, str] = {
     GRAPHQL_REALTIME_URL: "when AppSync is enabled (always locally): the GraphQL real-time endpoint",
     STAGE: "local only: the API stage in the URLs",
     DEV_USERNAME: "local only: the dev user of the embedded user pool",
+    NOTIFICATION_BUS_NAME: "when notifications are configured: the bus each attempt's outcome is put on",
+    NOTIFICATION_TOPIC_ARN: "when notifications go to a topic: the SNS topic email, SMS, push subscribe to",
 }
 
 #: What the orchestrator plugin reads (and ``aws_endpoint_url`` when present). Here, not in

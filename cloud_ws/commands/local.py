@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
+from handlers import notify
 from handlers.outputs import default_path
 
 
@@ -43,6 +46,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start with the shuffle fault on: each delivery invocation first waits a random 0..N ms "
         "(default: 0, off; POST /_cloud-ws/faults/shuffle changes it)",
     )
+    parser.add_argument(
+        "--notifications",
+        default=None,
+        metavar="JSON",
+        help="where each attempt's outcome goes, as the component's `notifications` argument: a JSON "
+        'object or @FILE, e.g. \'{"projects": ["alpha"], "webhooks": [{"url": "http://..."}]}\' '
+        "(default: the embedded SNS topic only)",
+    )
+    parser.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="POST each attempt's outcome there, Slack-compatible (repeatable; adds to --notifications)",
+    )
+    parser.add_argument(
+        "--no-notifications", action="store_true", help="no notifications bus, topic or webhooks"
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler invocation")
 
 
@@ -64,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if refusal is not None:
         print(f"cloud-ws local: --shuffle-ms: {refusal}", flush=True)
         return 2
+    try:
+        notifications = _notifications(args)
+    except ValueError as exc:
+        print(f"cloud-ws local: {exc}", flush=True)
+        return 2
     settings = LocalSettings(
         host=args.host,
         port=args.port,
@@ -74,7 +100,33 @@ def run(args: argparse.Namespace) -> int:
         max_connection_seconds=args.max_duration,
         log_level="INFO" if args.verbose else "WARNING",
         shuffle_max_delay_ms=args.shuffle_ms,
+        notifications=notifications,
     )
     if args.delivery_concurrency is not None:
         settings.delivery_concurrency = args.delivery_concurrency
     return run_stack(settings)
+
+
+def _notifications(args: argparse.Namespace) -> notify.Targets | None:
+    """``--notifications`` and ``--webhook`` checked into the targets (ValueError names the field)."""
+    if args.no_notifications:
+        if args.notifications or args.webhook:
+            raise ValueError("--no-notifications cannot be combined with --notifications or --webhook")
+        return None
+    raw: Any = {}
+    if args.notifications:
+        text = args.notifications
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"--notifications: cannot read {text[1:]}: {exc.strerror or exc}") from None
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise ValueError("--notifications must be a JSON object (or @FILE holding one)") from None
+    if args.webhook:
+        if not isinstance(raw, dict):
+            raise ValueError("--notifications must be a JSON object (or @FILE holding one)")
+        raw = {**raw, "webhooks": [*raw.get("webhooks", []), *({"url": url} for url in args.webhook)]}
+    return notify.parse_targets(raw, local=True)
