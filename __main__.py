@@ -48,6 +48,7 @@ CONFIG_KEYS: dict[str, str] = {
     "producers": "producers",
     "access": "access",
     "alarm_topic_arn": "alarmTopicArn",
+    "notifications": "notifications",
 }
 
 INTEGER_KEYS = frozenset(
@@ -65,7 +66,7 @@ FLOAT_KEYS = frozenset({"throttling_rate_limit"})
 BOOL_KEYS = frozenset({"create_event_bus", "configure_api_gateway_account", "enable_appsync"})
 LIST_KEYS = frozenset({"extra_client_ids", "subscribe_groups", "producers"})
 #: A JSON object (a YAML mapping in Pulumi.<stack>.yaml, or a JSON string from `pulumi config set`).
-OBJECT_KEYS = frozenset({"access"})
+OBJECT_KEYS = frozenset({"access", "notifications"})
 
 
 def read_config(config: pulumi.Config) -> dict[str, Any]:
@@ -176,7 +177,13 @@ def main() -> None:
     for key in outputs.REQUIRED:
         pulumi.export(key, getattr(monitoring, key))
     # Only when AppSync is enabled: consumers take an absent key for "no GraphQL API".
-    for key in (outputs.GRAPHQL_URL, outputs.GRAPHQL_REALTIME_URL):
+    # Only when notifications are configured (cloud-ws notify test reads the bus).
+    for key in (
+        outputs.GRAPHQL_URL,
+        outputs.GRAPHQL_REALTIME_URL,
+        outputs.NOTIFICATION_BUS_NAME,
+        outputs.NOTIFICATION_TOPIC_ARN,
+    ):
         if getattr(monitoring, key) is not None:
             pulumi.export(key, getattr(monitoring, key))
 

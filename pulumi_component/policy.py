@@ -290,3 +290,56 @@ def producer_policy(bus_arn: str, producers: Sequence[str]) -> PolicyDocument:
         }
     )
     return {"Version": VERSION, "Statement": statements}
+
+
+# -- notifications: the broadcaster puts outcomes on their bus, rules deliver them ----------------
+
+#: What EventBridge needs to call an API destination with a rule's role.
+INVOKE_API_DESTINATION_ACTION = "events:InvokeApiDestination"
+
+
+def notification_put_policy(bus_arn: str) -> PolicyDocument:
+    """The broadcaster may put each attempt's outcome on the notifications bus, and on no other."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "PutOutcomesOnTheNotificationsBus",
+                "Effect": "Allow",
+                "Action": [PUT_EVENTS_ACTION],
+                "Resource": [bus_arn],
+            }
+        ],
+    }
+
+
+def notification_topic_policy(topic_arn: str, rule_arn: str) -> PolicyDocument:
+    """Topic policy: EventBridge may publish to the topic only on behalf of the topic's rule."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "EventBridgeNotifications",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sns:Publish",
+                "Resource": topic_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }
+
+
+def invoke_api_destinations_policy(destination_arns: Sequence[str]) -> PolicyDocument:
+    """The webhook rules' role may call exactly these API destinations."""
+    return {
+        "Version": VERSION,
+        "Statement": [
+            {
+                "Sid": "InvokeWebhooks",
+                "Effect": "Allow",
+                "Action": [INVOKE_API_DESTINATION_ACTION],
+                "Resource": list(destination_arns),
+            }
+        ],
+    }

@@ -19,7 +19,7 @@ from typing import Any, TypeVar, Union
 
 import pulumi
 
-from handlers import spec
+from handlers import notify, spec
 
 T = TypeVar("T")
 
@@ -157,10 +157,14 @@ class Settings:
     """Cognito group → project patterns; empty (the default): no group is granted any project."""
     alarm_topic_arn: Checked[str] | None
     """None: the alarms notify nobody (they still show in CloudWatch)."""
+    notifications: notify.Targets | None
+    """Where each attempt's outcome goes; None: no notifications (no bus, topic or webhooks)."""
+    webhook_secrets: tuple[Any, ...] = ()
+    """Each webhook's ``header_value`` as given (plain or an Output, made secret by the builder)."""
 
 
 #: The argument names, in the order of :class:`Settings` (and of ``WebSocketMonitoringArgs``).
-ARG_NAMES = tuple(f.name for f in fields(Settings))
+ARG_NAMES = tuple(f.name for f in fields(Settings) if f.name != "webhook_secrets")
 
 # -- checks (each returns the value it accepts, so it can run inside an apply) --------------------
 
@@ -351,6 +355,40 @@ def _producers(given: Mapping[str, Any], create_event_bus: bool) -> Checked[list
     return _checked(producers, functools.partial(_check_producers, "producers"))
 
 
+def _notifications(value: Any) -> tuple[notify.Targets | None, tuple[Any, ...]]:
+    """The notification targets (plain: they decide which resources exist) and the webhooks' secrets.
+
+    A webhook's ``header_value`` may be an Output (a secret from another stack);
+    it is set aside before the check and handed to the connection as it is.
+    """
+    if value is None:
+        return None, ()
+    if not _is_plain(value):
+        raise WebSocketMonitoringArgsError(
+            "notifications", "must be a plain object: it decides which resources exist"
+        )
+    secrets: list[Any] = []
+    plain: Any = value
+    if isinstance(value, Mapping) and isinstance(value.get("webhooks"), list | tuple):
+        hooks = []
+        for hook in value["webhooks"]:
+            if isinstance(hook, Mapping):
+                secret = hook.get("header_value", hook.get("headerValue"))
+                secrets.append(secret)
+                if secret is not None and not _is_plain(secret):
+                    hook = {k: ("-" if k in ("header_value", "headerValue") else v) for k, v in hook.items()}
+            hooks.append(hook)
+        plain = {**value, "webhooks": hooks}
+    try:
+        targets = notify.parse_targets(plain)
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(" ")
+        raise WebSocketMonitoringArgsError(field, reason) from None
+    if not targets.any:
+        return None, ()
+    return targets, tuple(secrets)
+
+
 def validate_args(args: Mapping[str, Any]) -> Settings:
     """The arguments with defaults filled in, every plain value checked.
 
@@ -421,6 +459,8 @@ def validate_args(args: Mapping[str, Any]) -> Settings:
         else None
     )
 
+    notifications, webhook_secrets = _notifications(given.get("notifications"))
+
     return Settings(
         user_pool_id=pool["user_pool_id"],
         user_pool_client_id=pool["user_pool_client_id"],
@@ -448,4 +488,6 @@ def validate_args(args: Mapping[str, Any]) -> Settings:
         producers=producers,
         access=access,
         alarm_topic_arn=alarm_topic_arn,
+        notifications=notifications,
+        webhook_secrets=webhook_secrets,
     )

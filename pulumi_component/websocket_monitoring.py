@@ -19,7 +19,10 @@ pattern) and from the code in ``handlers/``, so the deployed stack and
   and for fan-out tasks that still failed after Lambda's retries.
 
 - with AppSync enabled (the default), the GraphQL API of ``appsync.py`` that
-  the broadcaster also publishes every sequenced event to.
+  the broadcaster also publishes every sequenced event to;
+- with ``notifications``, a notifications bus the broadcaster puts each
+  attempt's outcome on, an SNS topic and webhooks (API destinations) fed from
+  it by rules filtered by project and outcome (``notifications.py``).
 
 Why a queue sits between the rule and the broadcaster, and how each number was
 chosen: docs/delivery.md.
@@ -48,6 +51,7 @@ from pulumi_component import gateway, pipeline
 from pulumi_component._shared import child
 from pulumi_component.appsync import AppSyncGraphQL
 from pulumi_component.functions import LambdaFunction, common_environment, lambda_function
+from pulumi_component.notifications import Notifications, notification_targets, notifications_bus
 from pulumi_component.pipeline import (
     ASYNC_MAX_RETRIES,
     DEAD_LETTER_RETENTION_SECONDS,
@@ -89,6 +93,8 @@ __all__ = [
     "TYPE_TOKEN",
     "VERSION",
     "VISIBILITY_TIMEOUT_FACTOR",
+    "NotificationWebhookArgs",
+    "NotificationsArgs",
     "WebSocketMonitoring",
     "WebSocketMonitoringArgs",
     "WebSocketMonitoringArgsError",
@@ -104,6 +110,42 @@ PACKAGE = "cloud-ws"
 VERSION = "0.1.0"
 #: ``<package>:index:<Class>``, as the multi-language host requires.
 TYPE_TOKEN = f"{PACKAGE}:index:WebSocketMonitoring"
+
+
+class NotificationWebhookArgs(TypedDict):
+    """A webhook each matching attempt outcome is POSTed to, as Slack-compatible `{"text": ...}` JSON."""
+
+    url: str
+    """HTTPS endpoint (an EventBridge API destination: retries, rate limit and auth are EventBridge's)."""
+    projects: NotRequired[list[str]]
+    """Only these projects' outcomes. Default: every project's."""
+    outcomes: NotRequired[list[str]]
+    """Only these outcomes (`succeeded`, `failed`, `cancelled`). Default: all three."""
+    header_name: NotRequired[str]
+    """Header the connection sends with every call. Default: `X-Cloud-Ws-Notification`."""
+    header_value: NotRequired[pulumi.Input[str]]
+    """Its value, kept secret (a token the endpoint wants). Default: a fixed marker."""
+    rate_limit_per_second: NotRequired[int]
+    """Most calls a second (1 to 300). Default: 1."""
+
+
+class NotificationsArgs(TypedDict):
+    """Where each deployment attempt's outcome is sent when nobody is watching."""
+
+    topic: NotRequired[bool]
+    """Publish a one-line summary to an SNS topic (email, SMS, mobile push subscribe). Default: true."""
+    emails: NotRequired[list[str]]
+    """Email addresses subscribed to the topic (each confirms by email). Default: none."""
+    sms: NotRequired[list[str]]
+    """Phone numbers (E.164, `+15551234567`) subscribed to the topic. Default: none."""
+    projects: NotRequired[list[str]]
+    """The topic gets only these projects' outcomes. Default: every project's."""
+    outcomes: NotRequired[list[str]]
+    """The topic gets only these outcomes (`succeeded`, `failed`, `cancelled`). Default: all three."""
+    webhooks: NotRequired[list[NotificationWebhookArgs]]
+    """Webhooks (Slack-compatible), each with its own filters. Default: none."""
+    dashboard_url: NotRequired[str]
+    """The dashboard's base URL, linked from every notification (`{url}/?deployment=ID`). Default: none."""
 
 
 class WebSocketMonitoringArgs(TypedDict):
@@ -161,6 +203,8 @@ class WebSocketMonitoringArgs(TypedDict):
     """Cognito group -> project patterns it may watch (`*`: any characters). Default: none (no access)."""
     alarm_topic_arn: NotRequired[pulumi.Input[str]]
     """SNS topic the dead-letter queue's alarms notify (alarm and OK). Default: none (CloudWatch only)."""
+    notifications: NotRequired[NotificationsArgs]
+    """Each attempt's outcome to an SNS topic and webhooks, by project and outcome. Default: none."""
 
 
 class WebSocketMonitoring(pulumi.ComponentResource):
@@ -186,6 +230,10 @@ class WebSocketMonitoring(pulumi.ComponentResource):
     """`https://{id}.appsync-api.{region}.amazonaws.com/graphql` (absent without AppSync)."""
     graphql_realtime_url: pulumi.Output[str] | None
     """`wss://{id}.appsync-realtime-api.{region}.amazonaws.com/graphql` (absent without AppSync)."""
+    notification_bus_name: pulumi.Output[str] | None
+    """Bus each attempt's outcome is put on (absent without notifications); `cloud-ws notify test` uses it."""
+    notification_topic_arn: pulumi.Output[str] | None
+    """SNS topic of the outcomes (absent without a notifications topic): subscribe push endpoints to it."""
 
     def __init__(
         self,
@@ -216,7 +264,19 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         # Before the broadcaster: it publishes to the API's URL.
         self.appsync = self._appsync(settings)
         """The GraphQL API and its resources; None when ``enable_appsync`` is false."""
-        broadcaster = self._broadcaster(settings, management_endpoint)
+        bus = notifications_bus(name, self) if settings.notifications is not None else None
+        broadcaster = self._broadcaster(settings, management_endpoint, bus)
+        self.notifications: Notifications | None = None
+        """The notifications bus, topic and webhooks; None without ``notifications``."""
+        if bus is not None and settings.notifications is not None:
+            self.notifications = notification_targets(
+                name,
+                self,
+                bus=bus,
+                targets=settings.notifications,
+                header_values=settings.webhook_secrets,
+                broadcaster_role=broadcaster.role,
+            )
         self.delivery_mapping = self._event_pipeline(settings, event_bus_name, broadcaster)
         self.dead_letter_alarms = pipeline.dead_letter_alarms(
             name, self, self.dead_letter_queue, settings.alarm_topic_arn
@@ -233,6 +293,9 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         self.connections_table_name = self.tables[spec.CONNECTIONS.role].name
         self.graphql_url = self.appsync.graphql_url if self.appsync else None
         self.graphql_realtime_url = self.appsync.graphql_realtime_url if self.appsync else None
+        self.notification_bus_name = bus.name if bus is not None else None
+        topic = self.notifications.topic if self.notifications is not None else None
+        self.notification_topic_arn = topic.arn if topic is not None else None
         self.register_outputs(self._outputs())
 
     # -- builders, in the order the constructor calls them ------------------------------------------
@@ -311,7 +374,12 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             access=settings.access,
         )
 
-    def _broadcaster(self, settings: Settings, management_endpoint: pulumi.Output[str]) -> LambdaFunction:
+    def _broadcaster(
+        self,
+        settings: Settings,
+        management_endpoint: pulumi.Output[str],
+        notification_bus: aws.cloudwatch.EventBus | None = None,
+    ) -> LambdaFunction:
         """The function the delivery queue feeds, allowed to fan out to itself and to publish to AppSync."""
         env: dict[str, pulumi.Input[str]] = {
             **common_environment(settings, self.tables),
@@ -323,6 +391,10 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         }
         if self.appsync is not None:
             env[environment.APPSYNC_GRAPHQL_URL] = self.appsync.graphql_url
+        if notification_bus is not None and settings.notifications is not None:
+            env[environment.NOTIFY_EVENT_BUS_NAME] = notification_bus.name
+            if settings.notifications.dashboard_url:
+                env[environment.NOTIFY_DASHBOARD_URL] = settings.notifications.dashboard_url
         broadcaster = self._function(
             settings,
             spec.BROADCASTER,
@@ -375,6 +447,10 @@ class WebSocketMonitoring(pulumi.ComponentResource):
         if self.graphql_url is not None and self.graphql_realtime_url is not None:
             outputs["graphql_url"] = self.graphql_url
             outputs["graphql_realtime_url"] = self.graphql_realtime_url
+        if self.notification_bus_name is not None:
+            outputs["notification_bus_name"] = self.notification_bus_name
+        if self.notification_topic_arn is not None:
+            outputs["notification_topic_arn"] = self.notification_topic_arn
         return outputs
 
     # -- building blocks ------------------------------------------------------------------------

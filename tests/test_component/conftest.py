@@ -101,6 +101,21 @@ class AwsMocks(pulumi.runtime.Mocks):
                 "name": physical,
                 "arn": arn.format(service="events", resource=f"rule/{prefix}{physical}"),
             }
+        elif typ == "aws:sns/topic:Topic":
+            outputs |= {"name": physical, "arn": arn.format(service="sns", resource=physical)}
+            rid = outputs["arn"]
+        elif typ == "aws:cloudwatch/eventConnection:EventConnection":
+            outputs |= {
+                "name": physical,
+                "arn": arn.format(service="events", resource=f"connection/{physical}/{_suffix(physical)}"),
+            }
+        elif typ == "aws:cloudwatch/eventApiDestination:EventApiDestination":
+            outputs |= {
+                "name": physical,
+                "arn": arn.format(
+                    service="events", resource=f"api-destination/{physical}/{_suffix(physical)}"
+                ),
+            }
         elif typ == "aws:appsync/graphQLApi:GraphQLApi":
             rid = f"gql{_suffix(args.name)}"
             outputs |= {

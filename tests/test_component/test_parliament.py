@@ -53,12 +53,16 @@ def _findings(document: str) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def everything() -> Deployment:
-    """A stack with every optional document: foreign producers, the API Gateway logging role, AppSync."""
+    """A stack with every optional document: foreign producers, the API Gateway logging role, AppSync,
+    notifications (topic and webhooks)."""
     return deploy(
         {
             "configureApiGatewayAccount": True,
             "producers": json.dumps([f"arn:aws:iam::{ACCOUNT}:role/orchestrator", "210987654321"]),
             "alarmTopicArn": f"arn:aws:sns:eu-west-1:{ACCOUNT}:alerts",
+            "notifications": json.dumps(
+                {"emails": ["oncall@example.com"], "webhooks": [{"url": "https://hooks.example.com/x"}]}
+            ),
         }
     )
 
@@ -81,6 +85,13 @@ def test_every_policy_document_passes_parliament(
         assert expected in audited, expected
     assert "cloud-ws-delivery-queue-policy" in audited
     assert "cloud-ws-graphql-publish-policy" in audited
+    for expected in (
+        "cloud-ws-broadcaster-notify-policy",
+        "cloud-ws-notifications-topic-policy",
+        "cloud-ws-notify-webhooks-policy",
+        "cloud-ws-notify-webhooks-role",
+    ):
+        assert expected in audited, expected
 
 
 def test_every_allowed_finding_still_occurs(dev: Deployment) -> None:

@@ -70,14 +70,22 @@ def test_schema_offers_the_outputs_contract_and_documents_every_input() -> None:
         "connectionsTableName",
         "graphqlUrl",
         "graphqlRealtimeUrl",
+        "notificationBusName",
+        "notificationTopicArn",
     }
     assert all(p["type"] == "string" for p in resource["properties"].values())
-    # Absent when AppSync is disabled: optional outputs, every other one always there.
-    assert set(resource["properties"]) - set(resource["required"]) == {"graphqlUrl", "graphqlRealtimeUrl"}
+    # Absent when AppSync is disabled or nothing is notified: optional outputs, every other one always there.
+    assert set(resource["properties"]) - set(resource["required"]) == {
+        "graphqlUrl",
+        "graphqlRealtimeUrl",
+        "notificationBusName",
+        "notificationTopicArn",
+    }
     assert sorted(resource["requiredInputs"]) == ["userPoolClientId", "userPoolId"]
     for name, prop in {**resource["inputProperties"], **resource["properties"]}.items():
         assert prop.get("description"), name
-    types = {name: prop["type"] for name, prop in resource["inputProperties"].items()}
+    types = {name: prop.get("type", prop.get("$ref")) for name, prop in resource["inputProperties"].items()}
+    assert types["notifications"] == "#/types/cloud-ws:index:NotificationsArgs"
     assert types["throttlingBurstLimit"] == "integer"
     assert types["throttlingRateLimit"] == "number"
     assert types["subscribeGroups"] == "array"
