@@ -62,6 +62,9 @@ ERROR_CHARS = 300
 #: The deployment id of ``cloud-ws notify test``'s sample.
 SAMPLE_DEPLOYMENT_ID = "cloud-ws-notify-test"
 
+#: Characters the topic's input template cannot carry as they are, and what stands in for them.
+_TEMPLATE_SAFE = str.maketrans({'"': "'", "\\": "/", "<": "(", ">": ")"})
+
 _ICONS = {"succeeded": ":white_check_mark:", "failed": ":x:", "cancelled": ":no_entry_sign:"}
 
 
@@ -104,7 +107,10 @@ class Outcome:
             text += "."
         if self.dashboard_url:
             text += f" {self.dashboard_url}"
-        return ("[sample] " if self.sample else "") + " ".join(text.split())
+        text = ("[sample] " if self.sample else "") + " ".join(text.split())
+        # The topic's input transformer puts it inside a JSON string ("<summary>"): no character that
+        # would need escaping there, whatever a stack's error says.
+        return text.translate(_TEMPLATE_SAFE)
 
     @property
     def text(self) -> str:

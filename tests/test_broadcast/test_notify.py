@@ -208,6 +208,13 @@ def test_message_formatting() -> None:
         "Stack db (and 1 more) failed: xxx"
     )
     assert outcome.dashboard_url is None
+    quoted = notify.outcome_of(
+        "D1",
+        {"stacks": {"db": {"status": "failed", "error_message": 'bad "name" in C:\\x <y>'}}},
+        status="failed",
+    )
+    assert "Stack db failed: bad 'name' in C:/x (y)." in quoted.summary
+    assert 'bad "name"' in quoted.text
     sample = notify.sample_outcome("http://127.0.0.1:8080/")
     assert sample.summary.startswith("[sample] cloud-ws: deployment cloud-ws-notify-test failed")
     assert "database-rds" in sample.text
