@@ -25,18 +25,17 @@ NEEDS = (contract.NOTIFICATION_BUS_NAME, contract.REGION)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cloud-ws notify``."""
-    sub = parser.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
-    test = sub.add_parser("test", help="send a sample outcome to what is configured")
-    test.add_argument(
+    parser.add_argument("action", choices=["test"], help="test: send a sample outcome to what is configured")
+    parser.add_argument(
         "--outputs", metavar="FILE", help="stack outputs file (default: .cloud-ws/outputs.json)"
     )
-    test.add_argument(
+    parser.add_argument(
         "--project", default=notify.DEFAULT_PROJECT, help="the sample's project (filters match on it)"
     )
-    test.add_argument(
+    parser.add_argument(
         "--outcome", default="failed", choices=notify.OUTCOMES, help="the sample's outcome (default: failed)"
     )
-    test.add_argument(
+    parser.add_argument(
         "--dashboard-url", default=None, metavar="URL", help="the dashboard the sample links to"
     )
 
