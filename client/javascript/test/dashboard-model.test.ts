@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { DeploymentModel, formatAge, formatDuration } from "../dashboard/src/model.js";
+import { DeploymentModel, formatAge, formatDuration, type LogLine, logLineMatches } from "../dashboard/src/model.js";
 import { type AnyDeploymentEvent, type JsonObject, type SnapshotMessage } from "../src/index.js";
 
 const DEP = "D1";
@@ -212,6 +212,87 @@ describe("DeploymentModel", () => {
     assert.equal(model.droppedStackEvents, 2);
     assert.equal(model.stack("s0")?.error?.length, 1_000);
     assert.equal(model.logs[0]?.message.length, 500);
+  });
+
+  test("a cancelled run: its layer and deploying stacks are cancelled, not failed; the banner says why and what it stopped", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [
+      ["deployment.status", { status: "deploying", current_layer: 1, total_layers: 3 }],
+      ["stack.started", { stack_name: "vpc", layer: 1 }],
+      ["stack.started", { stack_name: "dns", layer: 1 }],
+      ["stack.deployed", { stack_name: "vpc", layer: 1, resource_count: 15 }],
+    ]);
+    assert.equal(model.banner, undefined, "a running attempt has no banner");
+    assert.equal(model.stack("dns")?.stopped, false);
+    play(model, [["deployment.status", { status: "cancelled" }]], 5);
+    assert.deepEqual(model.layers.map((l) => l.state), ["cancelled", "skipped", "skipped"]);
+    assert.deepEqual([model.stack("dns")?.state, model.stack("dns")?.stopped, model.stack("vpc")?.stopped], ["deploying", true, false]);
+    assert.deepEqual(model.banner, { status: "cancelled", text: "Deployment cancelled (no reason was reported); stopped while deploying: dns" });
+
+    const withReason = new DeploymentModel(DEP);
+    play(withReason, [
+      ["deployment.status", { status: "deploying", current_layer: 1, total_layers: 1 }],
+      ["deployment.status", { status: "cancelled", error_message: "Ctrl-C" }],
+    ]);
+    assert.deepEqual(withReason.banner, { status: "cancelled", text: "Deployment cancelled: Ctrl-C" });
+    assert.deepEqual(withReason.layers.map((l) => l.state), ["cancelled"]);
+  });
+
+  test("a failed run's banner: its error, else its failed stacks, else says none was reported", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [
+      ["deployment.status", { status: "deploying", current_layer: 1, total_layers: 1 }],
+      ["deployment.status", { status: "failed" }],
+    ]);
+    assert.deepEqual(model.banner, { status: "failed", text: "Deployment failed: no reason was reported" });
+    const fromSnapshot = new DeploymentModel(DEP);
+    fromSnapshot.applySnapshot(snapshot(138, FAILED_AT_3));
+    assert.deepEqual(fromSnapshot.banner, { status: "failed", text: "Deployment failed: stack database-rds failed in layer 3: Subnet not found" });
+  });
+
+  test("the duration is the attempt's: from started_at to now while it runs, its own figure or span once it ended", () => {
+    const model = new DeploymentModel(DEP);
+    assert.equal(model.elapsed(Date.now()), undefined, "nothing reported yet");
+    // Given a snapshot of a run that started at 10:00:01 and last reported at 10:02:00,
+    model.applySnapshot(snapshot(20, { ...FAILED_AT_3, status: "deploying" }));
+    // a page opened at 10:05:01 shows five minutes, and counts on;
+    assert.deepEqual(model.elapsed(Date.parse("2026-11-26T10:05:01Z")), { seconds: 300, running: true });
+    assert.deepEqual(model.elapsed(Date.parse("2026-11-26T10:05:11Z")), { seconds: 310, running: true });
+    // a browser clock behind the producer's never shows less than the events span.
+    assert.deepEqual(model.elapsed(Date.parse("2026-11-26T09:00:00Z")), { seconds: 119, running: true });
+
+    // An ended run stands still: its span, whatever the time now,
+    const ended = new DeploymentModel(DEP);
+    ended.applySnapshot(snapshot(138, FAILED_AT_3));
+    assert.deepEqual(ended.elapsed(Date.parse("2026-11-27T00:00:00Z")), { seconds: 119, running: false });
+    // or the figure its final status gave.
+    const given = new DeploymentModel(DEP);
+    play(given, [
+      ["deployment.status", { status: "deploying", current_layer: 1, total_layers: 1 }],
+      ["deployment.status", { status: "succeeded", duration_seconds: 30 }],
+    ]);
+    assert.deepEqual(given.elapsed(Date.now()), { seconds: 30, running: false });
+  });
+
+  test("a refusal is kept for the view; the log filter matches stack and text; lines the page does not hold are counted", () => {
+    const model = new DeploymentModel(DEP);
+    assert.equal(model.refusal, undefined);
+    model.refuse("forbidden", "you are not allowed to watch deployment D1");
+    assert.deepEqual(model.refusal, { code: "forbidden", message: "you are not allowed to watch deployment D1" });
+
+    const line: LogLine = { seq: 1, timestamp: undefined, level: "warning", message: "Security group REPLACED", stackName: "sg" };
+    assert.equal(logLineMatches(line, { stack: undefined, text: "" }), true);
+    assert.equal(logLineMatches(line, { stack: undefined, text: " replaced " }), true, "case and surrounding spaces do not matter");
+    assert.equal(logLineMatches(line, { stack: undefined, text: "warn" }), true, "the level matches");
+    assert.equal(logLineMatches(line, { stack: "sg", text: "group" }), true);
+    assert.equal(logLineMatches(line, { stack: "vpc", text: "" }), false);
+    assert.equal(logLineMatches({ ...line, stackName: undefined }, { stack: "sg", text: "" }), false);
+    assert.equal(logLineMatches(line, { stack: undefined, text: "created" }), false);
+
+    const started = new DeploymentModel(DEP);
+    started.applySnapshot(snapshot(138, FAILED_AT_3));
+    assert.equal(started.logLinesNotHeld, 83, "85 lines, the snapshot's latest 2 held");
+    assert.deepEqual(started.logStacks, ["vpc", "database-rds"]);
   });
 
   test("formatDuration and formatAge", () => {

@@ -20,6 +20,7 @@ import {
   LOG_LEVELS,
   type LogLevel,
   type StackStatus,
+  SubscriptionError,
 } from "../../src/index.js";
 import {
   addRecentDeployment,
@@ -34,12 +35,23 @@ import {
   resolveSettings,
   type Settings,
 } from "./config.js";
-import { DeploymentModel, formatAge, formatDuration, type LayerView, type LogLine, type StackView } from "./model.js";
+import {
+  DeploymentModel,
+  formatAge,
+  formatDuration,
+  type LayerView,
+  type LogFilter,
+  type LogLine,
+  logLineMatches,
+  type StackView,
+} from "./model.js";
 
 /** How often the home page asks for the deployment list again (milliseconds). */
 const LIST_INTERVAL = 2_000;
 /** How many deployments the home page lists. */
 const LIST_LIMIT = 50;
+/** How often a running deployment's duration is redrawn (milliseconds). */
+const TICK_INTERVAL = 1_000;
 
 const STATE_TEXT: Record<ConnectionState, string> = {
   idle: "Not connected",
@@ -61,6 +73,7 @@ const LAYER_STATE_TEXT: Record<LayerView["state"], string> = {
   active: "deploying",
   done: "done",
   failed: "failed",
+  cancelled: "cancelled",
   skipped: "not deployed",
 };
 
@@ -112,6 +125,8 @@ class Dashboard {
   #listTimer: ReturnType<typeof setInterval> | undefined;
   #listing = false;
   readonly #levels = new Set<LogLevel>(LOG_LEVELS);
+  readonly #logFilter: LogFilter = { stack: undefined, text: "" };
+  #logStacksShown = "";
 
   readonly #ui = {
     connection: element<HTMLDivElement>("connection"),
@@ -140,6 +155,15 @@ class Dashboard {
     durationText: element<HTMLElement>("duration-text"),
     stats: element<HTMLElement>("stats"),
     error: element<HTMLDivElement>("deployment-error"),
+    facts: element<HTMLElement>("facts"),
+    forbidden: element<HTMLElement>("forbidden"),
+    forbiddenMessage: element<HTMLParagraphElement>("forbidden-message"),
+    forbiddenRetry: element<HTMLButtonElement>("forbidden-retry"),
+    progressPanel: element<HTMLDivElement>("progress-panel"),
+    columns: element<HTMLDivElement>("columns"),
+    logText: element<HTMLInputElement>("log-text"),
+    logStack: element<HTMLSelectElement>("log-stack"),
+    logNote: element<HTMLParagraphElement>("log-note"),
     progressBar: element<HTMLDivElement>("progress-bar"),
     layers: element<HTMLOListElement>("layers"),
     stacks: element<HTMLDivElement>("stacks"),
@@ -152,6 +176,8 @@ class Dashboard {
     document.addEventListener("visibilitychange", () => this.#refreshList());
     this.#renderRecent();
     this.#renderLogFilter();
+    // A running deployment's duration counts on between events; a finished one's stands still.
+    setInterval(() => this.#tick(), TICK_INTERVAL);
     const params = readPageParams(window.location);
     forgetTokenInAddress(window.location, window.history);
     if (params.deployment !== null && isValidDeploymentId(params.deployment)) {
@@ -244,7 +270,7 @@ class Dashboard {
       this.#notify("A deployment id is 1 to 64 letters, digits, '-' or '_'.");
       return;
     }
-    if (this.#model?.deploymentId === deploymentId) {
+    if (this.#model?.deploymentId === deploymentId && this.#model.refusal === undefined) {
       return;
     }
     const previous = this.#model;
@@ -262,6 +288,7 @@ class Dashboard {
 
   #resetModel(deploymentId: string): void {
     this.#model = new DeploymentModel(deploymentId);
+    this.#logFilter.stack = undefined;
     this.#renderedLogs = 0;
     this.#renderedLogsRevision = -1;
     this.#ui.log.replaceChildren();
@@ -275,8 +302,27 @@ class Dashboard {
    */
   #subscribe(deploymentId: string): void {
     this.#client?.subscribe(deploymentId).catch((error: unknown) => {
+      if (error instanceof SubscriptionError && error.code === "forbidden" && this.#refuse(deploymentId, error.code, error.message)) {
+        return;
+      }
       this.#notify(`Cannot watch ${deploymentId}: ${error instanceof Error ? error.message : String(error)}`);
     });
+  }
+
+  /**
+   * The server will not show this deployment: the page says so and what to do, instead of
+   * waiting. Returns false when it is not the deployment shown.
+   */
+  #refuse(deploymentId: string, code: string, message: string): boolean {
+    const model = this.#model;
+    if (model === null || model.deploymentId !== deploymentId) {
+      return false;
+    }
+    if (model.refusal === undefined) {
+      model.refuse(code, message);
+      this.#render();
+    }
+    return true;
   }
 
   // -- home page -------------------------------------------------------------------------------
@@ -312,18 +358,19 @@ class Dashboard {
       ...rows.map((row) => {
         const tr = make("tr", "", "", { "data-deployment": row.deployment_id, "data-status": row.status, "data-attempt": String(row.attempt) });
         const open = make("button", "open-deployment", row.deployment_id, { type: "button" });
-        const name = make("td");
+        // data-label: on a phone each row is a card, and each cell shows its column's name (style.css).
+        const name = make("td", "cell-deployment", "", { "data-label": "Deployment" });
         name.append(open);
-        const status = make("td");
+        const status = make("td", "cell-status", "", { "data-label": "Status" });
         status.append(make("span", "status-badge small", row.status, { "data-status": row.status }));
         const layer = row.total_layers !== null ? `${row.current_layer ?? 0} of ${row.total_layers}` : row.current_layer !== null ? String(row.current_layer) : "–";
         tr.append(
           name,
           status,
-          make("td", "cell-attempt", row.attempt > 0 ? String(row.attempt) : "–"),
-          make("td", "cell-layer", layer),
-          make("td", "cell-environment", row.environment ?? ""),
-          make("td", "cell-age", formatAge(row.updated_at, now), { "data-updated": row.updated_at ?? "" }),
+          make("td", "cell-attempt", row.attempt > 0 ? String(row.attempt) : "–", { "data-label": "Attempt" }),
+          make("td", "cell-layer", layer, { "data-label": "Layer" }),
+          make("td", "cell-environment", row.environment ?? "", { "data-label": "Environment" }),
+          make("td", "cell-age", formatAge(row.updated_at, now), { "data-label": "Updated", "data-updated": row.updated_at ?? "" }),
         );
         tr.addEventListener("click", () => this.watch(row.deployment_id));
         return tr;
@@ -366,6 +413,20 @@ class Dashboard {
       this.connect(next);
     });
     ui.reconnect.addEventListener("click", () => this.#client?.reconnect());
+    ui.forbiddenRetry.addEventListener("click", () => {
+      const model = this.#model;
+      if (model !== null) {
+        this.watch(model.deploymentId);
+      }
+    });
+    ui.logText.addEventListener("input", () => {
+      this.#logFilter.text = ui.logText.value;
+      this.#applyLogFilter();
+    });
+    ui.logStack.addEventListener("change", () => {
+      this.#logFilter.stack = ui.logStack.value === "" ? undefined : ui.logStack.value;
+      this.#applyLogFilter();
+    });
   }
 
   #openSettings(message: string | null): void {
@@ -382,6 +443,15 @@ class Dashboard {
   }
 
   #showError(error: ClientError): void {
+    if (
+      error.kind === "server" &&
+      error.message.code === "forbidden" &&
+      error.deployment_id !== undefined &&
+      // Its own view, not a notice: a refused subscription is dropped, nothing will follow.
+      this.#refuse(error.deployment_id, error.message.code, error.message.message)
+    ) {
+      return;
+    }
     if (error.kind === "server") {
       const about = error.deployment_id === undefined ? "" : ` (${error.deployment_id})`;
       this.#notify(`Server: ${error.message.message}${about}`);
@@ -435,6 +505,16 @@ class Dashboard {
       return;
     }
     ui.deploymentId.textContent = model.deploymentId;
+    const refusal = model.refusal;
+    ui.forbidden.hidden = refusal === undefined;
+    ui.forbiddenMessage.textContent = refusal?.message ?? "";
+    ui.facts.hidden = ui.progressPanel.hidden = ui.columns.hidden = refusal !== undefined;
+    if (refusal !== undefined) {
+      ui.status.dataset["status"] = "forbidden";
+      ui.status.textContent = "not allowed";
+      ui.error.hidden = true;
+      return;
+    }
     const reported = model.attempt > 0;
     ui.status.dataset["status"] = reported ? model.status : "unknown";
     ui.status.textContent = reported ? model.status : "waiting for events";
@@ -445,11 +525,22 @@ class Dashboard {
     ui.layerText.textContent =
       model.totalLayers !== undefined ? `${Math.max(model.currentLayer ?? 0, 0)} of ${model.totalLayers}` : layers.length > 0 ? `${layers.length}` : "–";
     const counts = [`${model.count("deployed")} deployed`];
-    if (model.count("deploying") > 0) {
-      counts.push(`${model.count("deploying")} deploying`);
+    // Stacks a finished attempt left pending or deploying count as stopped: they will not move on.
+    const stacks = model.stackList;
+    const stopped = stacks.filter((stack) => stack.stopped).length;
+    const deploying = stacks.filter((stack) => !stack.stopped && stack.state === "deploying").length;
+    if (deploying > 0) {
+      counts.push(`${deploying} deploying`);
     }
     if (model.count("failed") > 0) {
       counts.push(`${model.count("failed")} failed`);
+    }
+    const cancelled = model.count("cancelled") + (model.status === "cancelled" ? stopped : 0);
+    if (cancelled > 0) {
+      counts.push(`${cancelled} cancelled`);
+    }
+    if (model.status !== "cancelled" && stopped > 0) {
+      counts.push(`${stopped} stopped`);
     }
     ui.stackCounts.textContent = model.state.stacks.size > 0 ? counts.join(" · ") : "–";
     ui.durationText.textContent = this.#durationText(model);
@@ -460,9 +551,10 @@ class Dashboard {
     ui.stats.title =
       model.snapshotSeq === undefined ? "" : `Started from the deployment's snapshot at seq ${model.snapshotSeq}; events counted since.`;
 
-    const showError = reported && (model.status === "failed" || model.status === "cancelled") && model.error !== undefined;
-    ui.error.hidden = !showError;
-    ui.error.textContent = showError ? `Deployment ${model.status}: ${model.error ?? ""}` : "";
+    const banner = model.banner;
+    ui.error.hidden = banner === undefined;
+    ui.error.dataset["status"] = banner?.status ?? "";
+    ui.error.textContent = banner?.text ?? "";
 
     const percent = Math.round(model.progress * 100);
     ui.progressBar.setAttribute("aria-valuenow", String(percent));
@@ -480,19 +572,25 @@ class Dashboard {
     );
 
     this.#renderStacks(model.layers, model.unlayeredStacks);
+    this.#renderLogStacks();
     this.#renderLogs(model.logs, model.logsRevision);
   }
 
   #durationText(model: DeploymentModel): string {
-    if (model.durationSeconds !== undefined) {
-      return formatDuration(model.durationSeconds);
+    const elapsed = model.elapsed(Date.now());
+    if (elapsed === undefined) {
+      return "–";
     }
-    if (model.startedAt !== undefined && model.lastTimestamp !== undefined) {
-      const seconds = (Date.parse(model.lastTimestamp) - Date.parse(model.startedAt)) / 1000;
-      // A finished attempt started from a snapshot has no status duration: its span is the best figure.
-      return Number.isFinite(seconds) ? `${formatDuration(seconds)}${model.terminal ? "" : " so far"}` : "–";
+    return `${formatDuration(elapsed.seconds)}${elapsed.running ? " so far" : ""}`;
+  }
+
+  /** Redraws what counts with the clock: a running deployment's duration (nothing else ticks). */
+  #tick(): void {
+    const model = this.#model;
+    if (model === null || document.hidden || model.refusal !== undefined || model.terminal) {
+      return;
     }
-    return "–";
+    this.#ui.durationText.textContent = this.#durationText(model);
   }
 
   #renderStacks(layers: LayerView[], unlayered: StackView[]): void {
@@ -521,9 +619,18 @@ class Dashboard {
   }
 
   #stackCard(stack: StackView): HTMLElement {
-    const card = make("article", `stack stack-${stack.state}`, "", { "data-stack": stack.name, "data-state": stack.state });
+    const card = make("article", `stack stack-${stack.state}${stack.stopped ? " stack-stopped" : ""}`, "", {
+      "data-stack": stack.name,
+      "data-state": stack.state,
+      "data-stopped": String(stack.stopped),
+      title: `Show ${stack.name}'s log lines`,
+    });
     const head = make("div", "stack-head");
-    head.append(make("span", "stack-name", stack.name), make("span", `badge badge-${stack.state}`, STACK_STATE_TEXT[stack.state]));
+    // A stack the attempt left behind says so (it keeps its folded state in data-state).
+    const badge = stack.stopped ? (this.#model?.status === "cancelled" ? "cancelled" : "stopped") : STACK_STATE_TEXT[stack.state];
+    head.append(make("span", "stack-name", stack.name), make("span", `badge badge-${stack.stopped ? "stopped" : stack.state}`, badge));
+    // A click shows the stack's own log lines (the log pane's stack filter).
+    card.addEventListener("click", () => this.#filterLogByStack(stack.name));
     const meta = make("div", "stack-meta");
     const duration = stack.state === "deploying" || stack.state === "pending" ? "" : formatDuration(stack.durationSeconds);
     meta.append(make("span", "duration", duration, { "data-seconds": String(stack.durationSeconds ?? "") }));
@@ -561,6 +668,7 @@ class Dashboard {
     log.append(
       ...fresh.map((line) => {
         const item = make("li", "log-line", "", { "data-level": line.level, "data-seq": String(line.seq) });
+        item.hidden = !logLineMatches(line, this.#logFilter);
         item.append(make("time", "log-time", clockTime(line.timestamp)), make("span", `level level-${line.level}`, line.level));
         if (line.stackName !== undefined) {
           item.append(make("span", "log-stack", line.stackName));
@@ -570,9 +678,71 @@ class Dashboard {
       }),
     );
     this.#renderLogFilter();
+    this.#renderLogNote();
     if (nearBottom) {
       log.scrollTop = log.scrollHeight;
     }
+  }
+
+  /** Shows the lines that pass the stack and text filters (the level chips hide with CSS). */
+  #applyLogFilter(): void {
+    const lines = this.#model?.logs ?? [];
+    const items = this.#ui.log.children;
+    // The pane's items are the model's lines in order (#renderLogs keeps them so).
+    for (let index = 0; index < items.length; index += 1) {
+      const item = items[index];
+      const line = lines[index];
+      if (item instanceof HTMLElement && line !== undefined) {
+        item.hidden = !logLineMatches(line, this.#logFilter);
+      }
+    }
+    this.#renderLogNote();
+  }
+
+  #filterLogByStack(name: string): void {
+    this.#logFilter.stack = this.#logFilter.stack === name ? undefined : name;
+    this.#renderLogStacks(true);
+    this.#applyLogFilter();
+    this.#ui.logStack.scrollIntoView({ block: "nearest" });
+  }
+
+  /** The stack filter's choices: every stack of the attempt and every stack its lines name. */
+  #renderLogStacks(force = false): void {
+    const names = this.#model?.logStacks ?? [];
+    const key = names.join("\n");
+    const select = this.#ui.logStack;
+    if (force || key !== this.#logStacksShown) {
+      this.#logStacksShown = key;
+      const chosen = this.#logFilter.stack;
+      const options = names.includes(chosen ?? "") || chosen === undefined ? names : [...names, chosen];
+      select.replaceChildren(make("option", "", "All stacks", { value: "" }), ...options.map((name) => make("option", "", name, { value: name })));
+    }
+    select.value = this.#logFilter.stack ?? "";
+  }
+
+  /** Says what the pane does not show: lines before the snapshot's latest, lines the filters hide. */
+  #renderLogNote(): void {
+    const model = this.#model;
+    const note = this.#ui.logNote;
+    if (model === null) {
+      note.hidden = true;
+      return;
+    }
+    const parts: string[] = [];
+    const notHeld = model.logLinesNotHeld;
+    if (notHeld > 0) {
+      parts.push(
+        `${notHeld} earlier line${notHeld === 1 ? "" : "s"} of this attempt not shown: the page started from the deployment's snapshot, which carries the latest lines only.`,
+      );
+    }
+    const filtering = this.#logFilter.stack !== undefined || this.#logFilter.text.trim() !== "";
+    if (filtering) {
+      const shown = model.logs.filter((line) => logLineMatches(line, this.#logFilter)).length;
+      parts.push(`${shown} of ${model.logs.length} lines match the filter.`);
+    }
+    note.hidden = parts.length === 0;
+    note.textContent = parts.join(" ");
+    note.dataset["notHeld"] = String(notHeld);
   }
 
   #renderLogFilter(): void {

@@ -55,6 +55,11 @@ export interface StackView {
   /** Resources done so far while deploying. */
   resourcesDone: number | undefined;
   error: string | undefined;
+  /**
+   * The attempt ended while this stack was still pending or deploying (a cancelled run, or a
+   * failure elsewhere): it will not move on, and no figure of it keeps counting.
+   */
+  stopped: boolean;
 }
 
 export interface LogLine {
@@ -66,7 +71,25 @@ export interface LogLine {
   stackName: string | undefined;
 }
 
-export type LayerState = "pending" | "active" | "done" | "failed" | "skipped";
+export type LayerState = "pending" | "active" | "done" | "failed" | "cancelled" | "skipped";
+
+/** Why the server will not show this deployment (a refused subscribe, e.g. `forbidden`). */
+export interface Refusal {
+  code: string;
+  message: string;
+}
+
+/** What the page draws above the progress bar when an attempt did not succeed. */
+export interface EndBanner {
+  status: "failed" | "cancelled";
+  text: string;
+}
+
+/** The log pane's filter: a stack (undefined: all) and a text that a line's message, stack or level contains. */
+export interface LogFilter {
+  stack: string | undefined;
+  text: string;
+}
 
 export interface LayerView {
   number: number;
@@ -89,6 +112,7 @@ export class DeploymentModel {
   #unanchored: AnyDeploymentEvent[] = [];
   #logs: LogLine[] = [];
   #logsRevision = 0;
+  #refusal: Refusal | undefined;
 
   constructor(deploymentId: string) {
     this.deploymentId = deploymentId;
@@ -179,6 +203,18 @@ export class DeploymentModel {
 
   // -- what the page reads -----------------------------------------------------------------------
 
+  /**
+   * The server refused to show this deployment (its subscription is dropped); the page
+   * says why and what to do instead of waiting for events that will not come.
+   */
+  refuse(code: string, message: string): void {
+    this.#refusal = { code, message };
+  }
+
+  get refusal(): Refusal | undefined {
+    return this.#refusal;
+  }
+
   /** The last `seq` folded in (or the snapshot's). */
   get lastSeq(): number {
     return this.#state.seq;
@@ -227,6 +263,69 @@ export class DeploymentModel {
       .join("; ");
   }
 
+  /**
+   * How long the attempt has run, in seconds: a finished one its status's `duration_seconds`,
+   * else from its `started_at` to its `updated_at`; a running one from `started_at` to `now`
+   * (never less than the events already span). Producers' clocks, not when the page opened:
+   * a page opened late or reloaded shows the same figure. `running` says it still counts.
+   */
+  elapsed(now: number): { seconds: number; running: boolean } | undefined {
+    const started = epochMs(this.startedAt);
+    const updated = epochMs(this.lastTimestamp);
+    if (this.terminal) {
+      if (this.durationSeconds !== undefined) {
+        return { seconds: this.durationSeconds, running: false };
+      }
+      return started === null || updated === null ? undefined : { seconds: Math.max(0, (updated - started) / 1000), running: false };
+    }
+    if (started === null) {
+      return undefined;
+    }
+    const until = Math.max(now, updated ?? now);
+    return { seconds: Math.max(0, (until - started) / 1000), running: true };
+  }
+
+  /**
+   * The banner of an attempt that failed or was cancelled: why (its `error_message`, else
+   * its failed stacks), and for a cancelled one also the stacks it stopped.
+   */
+  get banner(): EndBanner | undefined {
+    const status = this.status;
+    if (this.attempt === 0 || (status !== "failed" && status !== "cancelled")) {
+      return undefined;
+    }
+    const reason = this.error;
+    if (status === "failed") {
+      return { status, text: `Deployment failed: ${reason ?? "no reason was reported"}` };
+    }
+    const stopped = this.stackList.filter((stack) => stack.stopped).map((stack) => stack.name);
+    const parts = [`Deployment cancelled${reason === undefined ? " (no reason was reported)" : `: ${reason}`}`];
+    if (stopped.length > 0) {
+      parts.push(`stopped while deploying: ${stopped.join(", ")}`);
+    }
+    return { status, text: parts.join("; ") };
+  }
+
+  /** How many of the attempt's log lines the page does not hold (before the snapshot's latest lines, or beyond the pane's limit). */
+  get logLinesNotHeld(): number {
+    let total = 0;
+    for (const count of this.logCounts.values()) {
+      total += count;
+    }
+    return Math.max(0, total - this.#logs.length);
+  }
+
+  /** The names of the stacks that have log lines or cards, in order of first appearance. */
+  get logStacks(): string[] {
+    const names = new Set(this.#state.stacks.keys());
+    for (const line of this.#logs) {
+      if (line.stackName !== undefined) {
+        names.add(line.stackName);
+      }
+    }
+    return [...names];
+  }
+
   /** The attempt's log lines the page holds, oldest first (in seq order). */
   get logs(): readonly LogLine[] {
     return this.#logs;
@@ -258,6 +357,7 @@ export class DeploymentModel {
       resourceCount: stack.resource_count ?? undefined,
       resourcesDone: stack.resources_done ?? undefined,
       error: stack.error_message ?? undefined,
+      stopped: this.#state.terminal && (stack.status === "pending" || stack.status === "deploying"),
     }));
   }
 
@@ -308,7 +408,7 @@ export class DeploymentModel {
       for (const layer of layers) {
         if (layer.state === "done") {
           done += 1;
-        } else if (layer.state === "active" || layer.state === "failed") {
+        } else if (layer.state === "active" || layer.state === "failed" || layer.state === "cancelled") {
           const finished = layer.stacks.filter((s) => isFinished(s.state)).length;
           done += layer.stacks.length > 0 ? (finished / layer.stacks.length) * 0.99 : 0;
         }
@@ -320,8 +420,15 @@ export class DeploymentModel {
   }
 
   #layerState(number: number, current: number, stacks: StackView[]): LayerState {
-    if (stacks.some((s) => s.state === "failed" || s.state === "cancelled")) {
+    if (stacks.some((s) => s.state === "failed")) {
       return "failed";
+    }
+    // A cancelled run's layer is cancelled, not failed: nothing in it went wrong.
+    if (stacks.some((s) => s.state === "cancelled") || (this.status === "cancelled" && stacks.some((s) => s.stopped))) {
+      return "cancelled";
+    }
+    if (this.status === "cancelled" && number === current && !(stacks.length > 0 && stacks.every((s) => s.state === "deployed"))) {
+      return "cancelled";
     }
     const allDeployed = stacks.length > 0 && stacks.every((s) => s.state === "deployed");
     if (this.status === "succeeded" || (allDeployed && number < current)) {
@@ -352,6 +459,18 @@ function toLine(entry: LogEntry): LogLine {
     message: entry.message,
     stackName: entry.stack_name ?? undefined,
   };
+}
+
+/** Whether a log line passes the pane's filter (the level chips hide lines apart, with CSS). */
+export function logLineMatches(line: LogLine, filter: LogFilter): boolean {
+  if (filter.stack !== undefined && line.stackName !== filter.stack) {
+    return false;
+  }
+  const text = filter.text.trim().toLowerCase();
+  if (text === "") {
+    return true;
+  }
+  return [line.message, line.stackName ?? "", line.level].some((field) => field.toLowerCase().includes(text));
 }
 
 /** "4m 05s", "58s", "1h 02m". */
