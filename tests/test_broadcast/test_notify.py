@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -218,3 +219,30 @@ def test_message_formatting() -> None:
     sample = notify.sample_outcome("http://127.0.0.1:8080/")
     assert sample.summary.startswith("[sample] cloud-ws: deployment cloud-ws-notify-test failed")
     assert "database-rds" in sample.text
+
+
+def test_the_project_comes_from_the_event(stack: Stack, outbox: Any) -> None:
+    """The deployment's project as its events carry it (``detail.project``), for the filters."""
+    runtime = get_runtime()
+    settings = notify.settings_from()
+    assert settings is not None
+    puts: list[dict[str, Any]] = []
+
+    def put(entries: list[dict[str, Any]]) -> dict[str, Any]:
+        puts.extend(entries)
+        return {"FailedEntryCount": 0}
+
+    notifier = notify.Notifier(
+        runtime.store.client,
+        runtime.config.tables.events,
+        put,
+        settings,
+        lambda d, s: {"status": "succeeded", "attempt": 3, "environment": "prod"},
+    )
+    event = SimpleNamespace(type="deployment.status", data={"status": "succeeded"}, project="alpha")
+    (outcome,) = notifier.after_send("D7", [SequencedEvent(event, 9, "{}")])  # type: ignore[arg-type]
+
+    assert (outcome.project, outcome.attempt, outcome.environment) == ("alpha", 3, "prod")
+    detail = json.loads(puts[0]["Detail"])
+    assert notify.matches(detail, ["alpha"], ["succeeded"])
+    assert not notify.matches(detail, ["beta"], [])
