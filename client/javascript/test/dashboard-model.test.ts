@@ -295,6 +295,16 @@ describe("DeploymentModel", () => {
     assert.deepEqual(started.logStacks, ["vpc", "database-rds"]);
   });
 
+  test("a snapshot below the folded seq says the server's history went back; one at or above it does not", () => {
+    const model = new DeploymentModel(DEP);
+    model.applySnapshot(snapshot(41, FAILED_AT_3));
+    assert.equal(model.historyWentBack(snapshot(3, FAILED_AT_3)), true, "a restarted stack, a reused id");
+    assert.equal(model.historyWentBack(snapshot(41, FAILED_AT_3)), false);
+    assert.equal(model.historyWentBack(snapshot(50, FAILED_AT_3)), false, "a history that grew meanwhile");
+    assert.equal(model.historyWentBack({ ...snapshot(3, FAILED_AT_3), deployment_id: "other" }), false);
+    assert.equal(new DeploymentModel(DEP).historyWentBack(snapshot(0, { status: "pending", attempt: 0 })), false, "a fresh page knows no history");
+  });
+
   test("formatDuration and formatAge", () => {
     assert.deepEqual([formatDuration(undefined), formatDuration(58), formatDuration(245), formatDuration(3725)], ["", "58s", "4m 05s", "1h 02m"]);
     const now = Date.parse("2026-11-26T12:00:00Z");

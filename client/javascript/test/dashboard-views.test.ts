@@ -355,6 +355,83 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     await closePage(page);
   });
 
+  test("a history that went back (the stack restarted, the id reused) is noticed after a reconnect: the page starts again from the snapshot", async () => {
+    const deployment = deploymentId("reset");
+    const page = await newPage();
+    // The page's WebSocket talks to the test alone, which plays a stack that loses its history.
+    const stacks = (names: string[], status: string): Record<string, unknown> =>
+      Object.fromEntries(names.map((name) => [name, { status, layer: 1, environment: "dev", resource_count: 3, duration_seconds: 5, error_message: null }]));
+    const picture = (seq: number, names: string[], status: string, infos: number): Record<string, unknown> => ({
+      type: "deployment.snapshot",
+      deployment_id: deployment,
+      seq,
+      data: {
+        status: "deploying",
+        attempt: 1,
+        current_layer: 1,
+        total_layers: 2,
+        started_at: new Date(Date.now() - 60_000).toISOString(),
+        updated_at: new Date().toISOString(),
+        environment: "dev",
+        stacks: stacks(names, status),
+        dropped_stack_events: 0,
+        log_counts: { info: infos },
+        recent_logs: [],
+      },
+    });
+    // The first connection's history is at seq 41; after the "restart" the stack is at seq 3.
+    const histories = [picture(41, ["vpc", "dns", "cdn"], "deployed", 56), picture(3, ["vpc"], "deploying", 1)];
+    const sockets: { close(options?: { code?: number; reason?: string }): Promise<void> }[] = [];
+    const subscribes: Record<string, unknown>[] = [];
+    await page.routeWebSocket(/.*/, (socket) => {
+      const history = histories[Math.min(sockets.length, histories.length - 1)] ?? {};
+      sockets.push(socket);
+      socket.onMessage((frame) => {
+        const asked = JSON.parse(String(frame)) as Record<string, unknown>;
+        const reply = (message: Record<string, unknown>): void => socket.send(JSON.stringify({ ...message, id: asked["id"] }));
+        if (asked["action"] === "subscribe") {
+          subscribes.push(asked);
+          reply({ type: "subscribed", deployment_id: deployment, seq: history["seq"], replay: 0 });
+          socket.send(JSON.stringify(history));
+        } else if (asked["action"] === "unsubscribe") {
+          reply({ type: "unsubscribed", deployment_id: deployment });
+        } else if (asked["action"] === "ping") {
+          reply({ type: "pong", latest: { [deployment]: history["seq"] } });
+        } else if (asked["action"] === "list_deployments") {
+          reply({ type: "deployments", deployments: [] });
+        }
+      });
+    });
+    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await page.locator('#stats[data-last-seq="41"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator(".stack").count(), 3);
+
+    // When the stack "restarts" (the page's socket closes) and its history starts again,
+    await sockets[0]?.close({ code: 1011, reason: "restart" });
+    await page.locator('#stats[data-last-seq="3"]').waitFor({ timeout: 20_000 });
+
+    // then the page shows the new history's picture, says why, and follows it from there.
+    assert.deepEqual(
+      await page.locator(".stack").evaluateAll((items) => items.map((item) => [item.getAttribute("data-stack"), item.getAttribute("data-state")])),
+      [["vpc", "deploying"]],
+    );
+    assert.match((await page.locator("#log-filter").textContent()) ?? "", /info 1/);
+    assert.match((await page.locator("#notice").textContent()) ?? "", /history of .* went back \(seq 3, the page had 41\)/);
+    assert.deepEqual(
+      subscribes.map((asked) => asked["since"] ?? null),
+      [null, 41, null],
+      "resumed with since = 41, then subscribed afresh without since",
+    );
+    const last = sockets.at(-1);
+    assert.ok(last !== undefined);
+    (last as unknown as { send(message: string): void }).send(
+      JSON.stringify({ type: "stack.deployed", deployment_id: deployment, seq: 4, event_id: "e4", timestamp: new Date().toISOString(), data: { stack_name: "vpc", layer: 1, resource_count: 15, duration_seconds: 30 } }),
+    );
+    await page.locator('.stack[data-stack="vpc"][data-state="deployed"]').waitFor({ timeout: 15_000 });
+    assert.equal(await page.locator("#stats").getAttribute("data-last-seq"), "4");
+    await closePage(page);
+  });
+
   test("the log pane filters by text and by stack; a click on a stack shows its lines", async () => {
     const deployment = deploymentId("logs");
     await stack.putEvents(deployment, underWay());

@@ -240,7 +240,13 @@ class Dashboard {
       }
     });
     client.on("snapshot", (snapshot) => {
-      if (client === this.#client && this.#model !== null && this.#model.applySnapshot(snapshot)) {
+      const model = this.#model;
+      if (client !== this.#client || model === null) {
+        return;
+      }
+      if (model.historyWentBack(snapshot)) {
+        this.#startOver(model.deploymentId, snapshot.seq, model.lastSeq);
+      } else if (model.applySnapshot(snapshot)) {
         this.#scheduleRender();
       }
     });
@@ -307,6 +313,20 @@ class Dashboard {
       }
       this.#notify(`Cannot watch ${deploymentId}: ${error instanceof Error ? error.message : String(error)}`);
     });
+  }
+
+  /**
+   * The server's history went back below what the page folded (issue: a restarted local
+   * stack, a reused id): drop the picture and the client's position, and subscribe afresh,
+   * which starts from the server's snapshot. Said, not silent.
+   */
+  #startOver(deploymentId: string, serverSeq: number, pageSeq: number): void {
+    this.#client?.unsubscribe(deploymentId);
+    this.#resetModel(deploymentId);
+    this.#notify(
+      `The server's history of ${deploymentId} went back (seq ${serverSeq}, the page had ${pageSeq}): the stack was restarted or the id reused. The page started again from the server's picture.`,
+    );
+    this.#subscribe(deploymentId);
   }
 
   /**

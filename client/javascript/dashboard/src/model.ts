@@ -175,6 +175,17 @@ export class DeploymentModel {
     return true;
   }
 
+  /**
+   * Whether a snapshot says the server's history is behind what this page folded: its `seq`
+   * below ours. A consistent history only grows (an event is stored before it is sent), so
+   * the stack lost its history (a local stack restarted) or the id was reused after its
+   * events expired. What the page shows belongs to a history that no longer exists: it must
+   * start again from a fresh subscription (the client's own position, `since`, is as stale).
+   */
+  historyWentBack(snapshot: SnapshotMessage): boolean {
+    return snapshot.deployment_id === this.deploymentId && snapshot.seq < this.#state.seq;
+  }
+
   #fold(event: AnyDeploymentEvent): void {
     const result: FoldResult = this.#state.apply(event);
     if (result === "new-attempt") {
