@@ -159,7 +159,11 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
       { type: "deployment.status", data: { status: "deploying", current_layer: 3, total_layers: 4, environment: "dev" } },
       { type: "deployment.status", data: { status: "failed" } },
     ]);
-    await stack.putEvents(deployment, underWay());
+    await stack.putEvents(deployment, [
+      ...underWay(),
+      // A token with nowhere to break (a digest, a key) must not widen the page either.
+      { type: "log.created", data: { level: "debug", message: `digest ${"0123456789abcdef".repeat(6)}`, stack_name: "kms-keys" } },
+    ]);
     const page = await newPage({
       viewport: { width: PHONE.width, height: PHONE.height },
       deviceScaleFactor: PHONE.scale,
@@ -199,7 +203,7 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     // A tap opens the deployment page, which fits too.
     await row.locator(".open-deployment").tap();
     await page.locator('.stack[data-stack="security-groups"]').waitFor({ timeout: 15_000 });
-    await page.locator("#log .log-line").nth(2).waitFor();
+    await page.locator("#log .log-line").nth(3).waitFor();
     assert.ok((await pageWidth(page)) <= PHONE.width, `deployment page ${await pageWidth(page)} px wide`);
     assert.deepEqual(
       await offScreen(
@@ -271,6 +275,11 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     }
     assert.equal(await page.locator('#connection[data-state="open"]').count(), 1, "the connection itself is fine");
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-forbidden.png"), fullPage: true });
+    // It fits a phone too.
+    await page.setViewportSize({ width: PHONE.width, height: PHONE.height });
+    assert.ok((await pageWidth(page)) <= PHONE.width, `the view is ${await pageWidth(page)} px wide at ${PHONE.width}`);
+    assert.deepEqual(await offScreen(page, ["#forbidden h2", "#forbidden-message", "#forbidden-retry", "#forbidden code"], PHONE.width), []);
+    await page.setViewportSize({ width: 1400, height: 1000 });
 
     // Once an administrator grants the project, Try again shows the deployment.
     granted = true;
