@@ -13,14 +13,19 @@
  */
 
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 
+import { CloudWebSocketClient, SubscriptionError } from "../src/index.js";
+import WebSocket from "ws";
 import { browserMissing, launchBrowser } from "./support/browser.js";
-import { deploymentId, LocalStack, REPO_ROOT, waitFor } from "./support/stack.js";
+import { deploymentId, LocalStack, type Outputs, PYTHON, REPO_ROOT, waitFor } from "./support/stack.js";
 
 const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const DIST = join(PACKAGE_ROOT, "dashboard", "dist");
@@ -475,5 +480,133 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     await page.locator('#log-filter [data-level="info"]').click();
     assert.equal(await page.locator("#log .log-line:visible").count(), 0);
     await closePage(page);
+  });
+});
+
+/**
+ * `cloud-ws local --access POLICY`: a stack that shows a deployment only to users one of whose
+ * groups is granted its project. Started here rather than through LocalStack, which starts a
+ * stack without a policy; skipped while the stack has no `--access` option.
+ */
+const ACCESS_MISSING = ((): string | null => {
+  if (missing !== null) {
+    return missing;
+  }
+  const help = spawnSync(PYTHON, ["-m", "cloud_ws.cli", "local", "--help"], { cwd: REPO_ROOT, encoding: "utf8" });
+  return (help.stdout ?? "").includes("--access") ? null : "cloud-ws local has no --access option yet";
+})();
+
+class AccessStack {
+  private constructor(
+    readonly outputs: Outputs,
+    readonly child: ChildProcess,
+    readonly directory: string,
+  ) {}
+
+  static async start(policy: Record<string, string[]>): Promise<AccessStack> {
+    const directory = mkdtempSync(join(tmpdir(), "cloud-ws-access-"));
+    const outputsPath = join(directory, "outputs.json");
+    const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: "1" };
+    delete env["AWS_ENDPOINT_URL"];
+    delete env["AWS_PROFILE"];
+    const args = ["-m", "cloud_ws.cli", "local", "--port", "0", "--outputs", outputsPath, "--access", JSON.stringify(policy)];
+    const child = spawn(PYTHON, args, { cwd: REPO_ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    const log: string[] = [];
+    child.stdout?.on("data", (chunk: Buffer) => log.push(chunk.toString()));
+    child.stderr?.on("data", (chunk: Buffer) => log.push(chunk.toString()));
+    await waitFor(() => existsSync(outputsPath) || child.exitCode !== null, { timeout: 60_000, what: "cloud-ws local --access to start" });
+    if (child.exitCode !== null) {
+      throw new Error(`cloud-ws local --access exited early:\n${log.join("")}`);
+    }
+    return new AccessStack(JSON.parse(readFileSync(outputsPath, "utf8")) as Outputs, child, directory);
+  }
+
+  get http(): string {
+    return this.outputs.dashboard_url.replace(/\/$/, "");
+  }
+
+  async token(): Promise<string> {
+    const reply = await fetch(`${this.http}/_cloud-ws/token`);
+    return ((await reply.json()) as { token: string }).token;
+  }
+
+  /** One event of `project` through EventBridge's PutEvents, as any producer sends it. */
+  async put(deployment: string, project: string, type: string, data: Record<string, unknown>, number: number): Promise<void> {
+    const detail = { deployment_id: deployment, event_id: randomUUID(), data, timestamp: new Date().toISOString(), project, producer_id: `test-${deployment}`, producer_seq: number };
+    const entry = { Source: this.outputs.event_source, DetailType: type, EventBusName: this.outputs.event_bus_name, Detail: JSON.stringify(detail) };
+    const reply = await fetch(`${this.outputs.aws_endpoint_url}/`, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "AWSEvents.PutEvents",
+        Authorization: `AWS4-HMAC-SHA256 Credential=local/20260101/${this.outputs.region}/events/aws4_request, SignedHeaders=host, Signature=0`,
+      },
+      body: JSON.stringify({ Entries: [entry] }),
+    });
+    assert.ok(reply.ok, `PutEvents answered ${reply.status}`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) {
+      const exited = new Promise((done) => this.child.once("exit", done));
+      this.child.kill("SIGTERM");
+      await exited;
+    }
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+}
+
+describe("dashboard against a stack with an access policy", { skip: ACCESS_MISSING ?? false }, () => {
+  test("a deployment of a project none of the user's groups is granted: the 'not allowed' view with the server's message; a granted one shows", async () => {
+    // The local dev user is in the group "developers", granted project "alpha" only.
+    const access = await AccessStack.start({ developers: ["alpha"] });
+    try {
+      const allowed = deploymentId("alpha");
+      const refused = deploymentId("beta");
+      await access.put(allowed, "alpha", "deployment.status", { status: "deploying", current_layer: 1, total_layers: 2, environment: "dev" }, 1);
+      await access.put(refused, "beta", "deployment.status", { status: "deploying", current_layer: 1, total_layers: 2, environment: "dev" }, 1);
+
+      // Given both are stored (the refused one's project is known once its first event is),
+      const client = new CloudWebSocketClient({ url: access.outputs.websocket_url, token: () => access.token(), WebSocket });
+      await client.connect();
+      await waitFor(
+        async () => {
+          try {
+            await client.subscribe(refused);
+            client.unsubscribe(refused);
+            return false;
+          } catch (error) {
+            return error instanceof SubscriptionError && error.code === "forbidden";
+          }
+        },
+        { timeout: 30_000, what: `the stack to refuse ${refused}` },
+      );
+      await client.disconnect();
+
+      // the home page lists only the granted one,
+      const page = await newPage();
+      await page.goto(`${access.http}/dashboard/`);
+      await page.locator(`tr[data-deployment="${allowed}"]`).waitFor({ timeout: 30_000 });
+      assert.equal(await page.locator(`tr[data-deployment="${refused}"]`).count(), 0, "the list holds only what the user may watch");
+
+      // and the other one's page says not allowed, with the server's own message.
+      await page.goto(`${access.http}/dashboard/?deployment=${refused}`);
+      await page.locator("#forbidden").waitFor({ timeout: 15_000 });
+      const message = (await page.locator("#forbidden-message").textContent()) ?? "";
+      assert.match(message, new RegExp(`${refused}.*'beta'.*access policy`));
+      assert.equal(await page.locator("#deployment-status").textContent(), "not allowed");
+      assert.ok(await page.locator("#progress-panel").isHidden());
+      assert.ok(await page.locator("#notice").isHidden());
+      await page.screenshot({ path: join(ARTIFACTS, "dashboard-forbidden-access.png"), fullPage: true });
+
+      // The granted one opens as usual.
+      await page.locator("#deployment-input").fill(allowed);
+      await page.locator("#watch-form button[type=submit]").click();
+      await page.locator('#deployment-status[data-status="deploying"]').waitFor({ timeout: 15_000 });
+      assert.ok(await page.locator("#forbidden").isHidden());
+      await closePage(page);
+    } finally {
+      await access.stop();
+    }
   });
 });
