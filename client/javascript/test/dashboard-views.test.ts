@@ -466,8 +466,14 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     await page.locator('.stack[data-stack="vpc"]').click();
     assert.equal(await page.locator("#log-stack").inputValue(), "vpc");
     assert.deepEqual(await shown(), ["vpc"]);
+    assert.equal(await page.locator('.stack[aria-pressed="true"]').getAttribute("data-stack"), "vpc");
+    await page.locator('.stack[data-stack="vpc"]').press("Enter");
+    assert.deepEqual(await shown(), ["vpc", "security-groups", "kms-keys"], "again: all lines");
+    await page.locator('.stack[data-stack="security-groups"]').press("Enter");
+    assert.deepEqual(await shown(), ["security-groups"], "from the keyboard too");
     await page.locator("#log-stack").selectOption("");
     assert.deepEqual(await shown(), ["vpc", "security-groups", "kms-keys"]);
+    assert.equal(await page.locator('.stack[aria-pressed="true"]').count(), 0);
 
     // A line that arrives while a filter is on is filtered too; the level chips still apply on top.
     await page.locator("#log-stack").selectOption("kms-keys");

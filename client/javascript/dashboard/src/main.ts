@@ -446,6 +446,7 @@ class Dashboard {
     ui.logStack.addEventListener("change", () => {
       this.#logFilter.stack = ui.logStack.value === "" ? undefined : ui.logStack.value;
       this.#applyLogFilter();
+      this.#markFilteredStack();
     });
   }
 
@@ -649,8 +650,16 @@ class Dashboard {
     // A stack the attempt left behind says so (it keeps its folded state in data-state).
     const badge = stack.stopped ? (this.#model?.status === "cancelled" ? "cancelled" : "stopped") : STACK_STATE_TEXT[stack.state];
     head.append(make("span", "stack-name", stack.name), make("span", `badge badge-${stack.stopped ? "stopped" : stack.state}`, badge));
-    // A click shows the stack's own log lines (the log pane's stack filter).
+    // A click (or Enter) shows the stack's own log lines (the log pane's stack filter); again, all lines.
+    card.tabIndex = 0;
+    card.setAttribute("aria-pressed", String(this.#logFilter.stack === stack.name));
     card.addEventListener("click", () => this.#filterLogByStack(stack.name));
+    card.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        this.#filterLogByStack(stack.name);
+      }
+    });
     const meta = make("div", "stack-meta");
     const duration = stack.state === "deploying" || stack.state === "pending" ? "" : formatDuration(stack.durationSeconds);
     meta.append(make("span", "duration", duration, { "data-seconds": String(stack.durationSeconds ?? "") }));
@@ -723,7 +732,15 @@ class Dashboard {
     this.#logFilter.stack = this.#logFilter.stack === name ? undefined : name;
     this.#renderLogStacks(true);
     this.#applyLogFilter();
+    this.#markFilteredStack();
     this.#ui.logStack.scrollIntoView({ block: "nearest" });
+  }
+
+  /** The card of the stack whose lines the log shows is pressed. */
+  #markFilteredStack(): void {
+    this.#ui.stacks.querySelectorAll<HTMLElement>(".stack").forEach((card) => {
+      card.setAttribute("aria-pressed", String(card.dataset["stack"] === this.#logFilter.stack));
+    });
   }
 
   /** The stack filter's choices: every stack of the attempt and every stack its lines name. */
