@@ -23,8 +23,10 @@ class ModelStore:
         self.query_seconds = query_seconds
         self.queries = 0
 
-    def subscriber_pages(self, deployment_id: str, page_size: int) -> Iterator[SubscriberPage]:
-        """The subscribers, ``page_size`` per modelled Query."""
+    def subscriber_pages(
+        self, deployment_id: str, page_size: int, project: str | None = None
+    ) -> Iterator[SubscriberPage]:
+        """The subscribers, ``page_size`` per modelled Query (every one granted ``project``)."""
         ttl = int(time.time()) + 3600
         for start in range(0, self.subscribers, page_size):
             time.sleep(self.query_seconds)

@@ -85,6 +85,8 @@ class LocalSettings:
     log_level: str = "WARNING"
     notifications: notify.Targets | None = None
     """Where each attempt's outcome goes (the embedded SNS, real webhooks); None: no notifications."""
+    access: dict[str, list[str]] | None = None
+    """The access policy (Cognito group -> project patterns); None: every user sees every project."""
 
 
 def outputs_for(settings: LocalSettings, port: int, backend: BackendInfo) -> dict[str, Any]:
@@ -130,6 +132,11 @@ def handler_environment(settings: LocalSettings, port: int, backend: BackendInfo
         names.DEAD_LETTER_QUEUE_URL: backend.dead_letter_queue_url,
         names.LOG_LEVEL: settings.log_level,
         names.APPSYNC_GRAPHQL_URL: f"http://{settings.host}:{port}/graphql",
+        **(
+            {names.ACCESS_POLICY: json.dumps(settings.access, sort_keys=True)}
+            if settings.access is not None
+            else {}
+        ),
     }
 
 

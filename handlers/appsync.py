@@ -52,16 +52,18 @@ MAX_EVENTS_LIMIT = 1000
 #: Every field of the returned type is selected, because subscribers can only
 #: receive the fields the publishing mutation selected.
 PUBLISH_EVENT = """mutation PublishDeploymentEvent($deployment_id: ID!, $seq: Int!, $type: String!,
-  $event_id: String, $timestamp: String, $data: AWSJSON!) {
+  $event_id: String, $timestamp: String, $data: AWSJSON!, $project: String) {
   publishDeploymentEvent(deployment_id: $deployment_id, seq: $seq, type: $type, event_id: $event_id,
-    timestamp: $timestamp, data: $data) { deployment_id seq type event_id timestamp data }
+    timestamp: $timestamp, data: $data, project: $project) {
+    deployment_id seq type event_id timestamp data project
+  }
 }"""
 
 PUBLISH_UPDATE = """mutation PublishDeploymentUpdate($deployment_id: ID!, $status: String!,
-  $current_layer: Int, $total_layers: Int, $updated_at: String!) {
+  $current_layer: Int, $total_layers: Int, $updated_at: String!, $project: String) {
   publishDeploymentUpdate(deployment_id: $deployment_id, status: $status, current_layer: $current_layer,
-    total_layers: $total_layers, updated_at: $updated_at) {
-    deployment_id status current_layer total_layers updated_at
+    total_layers: $total_layers, updated_at: $updated_at, project: $project) {
+    deployment_id status current_layer total_layers updated_at project
   }
 }"""
 
@@ -111,6 +113,8 @@ def requests_for(events: Sequence[SequencedEvent]) -> list[PublishRequest]:
             "event_id": event.event_id,
             "timestamp": event.timestamp,
             "data": json.dumps(data, separators=(",", ":")),
+            # What AppSync's subscription filters admit a subscriber by (its groups' grants).
+            "project": event.project,
         }
         out.append(
             _request(event.deployment_id, sequenced.seq, "publishDeploymentEvent", PUBLISH_EVENT, variables)
@@ -118,6 +122,7 @@ def requests_for(events: Sequence[SequencedEvent]) -> list[PublishRequest]:
         if event.type == "deployment.status" and isinstance(data, Mapping):
             update = _update_variables(event.deployment_id, event.timestamp, data)
             if update is not None:
+                update["project"] = event.project
                 out.append(
                     _request(
                         event.deployment_id, sequenced.seq, "publishDeploymentUpdate", PUBLISH_UPDATE, update

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from handlers import environment as names
 from handlers import spec
+from handlers.authorization import AccessPolicy, AccessPolicyError
 
 
 class ConfigError(ValueError):
@@ -59,6 +60,8 @@ class Config:
     region: str
     subscribe_groups: frozenset[str]
     """Cognito groups allowed to subscribe; empty means every authenticated user of the pool."""
+    access: AccessPolicy | None
+    """Which groups may watch which projects (``ACCESS_POLICY``); None: every user sees every project."""
     connection_ttl_seconds: int
     history_ttl_seconds: int
     max_subscriptions_per_connection: int
@@ -112,6 +115,16 @@ def _set(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _access(env: Mapping[str, str]) -> AccessPolicy | None:
+    raw = env.get(names.ACCESS_POLICY)
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return AccessPolicy.parse(raw)
+    except AccessPolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _required(env: Mapping[str, str], name: str) -> str:
     value = env.get(name, "").strip()
     if not value:
@@ -160,6 +173,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         management_endpoint=env.get(names.MANAGEMENT_ENDPOINT, "").strip().rstrip("/") or None,
         region=region,
         subscribe_groups=_set(env, names.SUBSCRIBE_GROUPS),
+        access=_access(env),
         connection_ttl_seconds=_int(env, names.CONNECTION_TTL_HOURS, 24, minimum=1) * 3600,
         history_ttl_seconds=_int(env, names.HISTORY_TTL_HOURS, 72, minimum=1) * 3600,
         max_subscriptions_per_connection=_int(env, names.MAX_SUBSCRIPTIONS_PER_CONNECTION, 20, minimum=1),

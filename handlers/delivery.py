@@ -87,6 +87,8 @@ class DeliveryOutcome:
     resent: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
     rejected: list[DeploymentEvent] = field(default_factory=list)
+    refused: list[DeploymentEvent] = field(default_factory=list)
+    """Claimed another project than their deployment's: logged, never stored."""
     held: int = 0
     """Events left in the inbox behind a gap."""
     handed_over: bool = False
@@ -252,6 +254,19 @@ class Delivery:
     ) -> None:
         leftovers = [event for event, _ in result.duplicates if event.identity in inboxed]
         leftovers += [event for event in result.rejected if event.identity in inboxed]
+        leftovers += [event for event in result.refused if event.identity in inboxed]
+        if result.refused:
+            outcome.refused += result.refused
+            for event in result.refused:
+                log.warning(
+                    "event refused: it claims another project than its deployment's",
+                    extra={
+                        "deployment_id": deployment_id,
+                        "event_id": event.event_id,
+                        "claimed_project": event.project,
+                        "project": self._store.counter_hint(deployment_id).project,
+                    },
+                )
         if leftovers:
             self._inbox.remove(deployment_id, leftovers)
         if result.rejected:
@@ -287,7 +302,10 @@ class Delivery:
         if last <= done or not due:
             return
         try:
-            self._store.put_checkpoint(deployment_id, last, self._store.folded(deployment_id, last))
+            counter = self._store.counter_hint(deployment_id)
+            self._store.put_checkpoint(
+                deployment_id, last, self._store.folded(deployment_id, last), counter.project
+            )
             self._checkpointed[deployment_id] = (last, now)
             if len(self._checkpointed) > 10_000:  # bounded: a container may see many deployments
                 self._checkpointed.clear()

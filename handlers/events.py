@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from handlers import protocol, spec, state
+from handlers.authorization import DEFAULT_PROJECT, PROJECT_PATTERN, is_valid_project
 
 MAX_EVENT_ID_LENGTH = 128
 
@@ -53,6 +54,9 @@ class DeploymentEvent:
     """The producer that numbered the event (``detail.producer_id``), if it did."""
     producer_seq: int | None = None
     """Its number among that producer's events for this deployment, from 1 (``detail.producer_seq``)."""
+    project: str = DEFAULT_PROJECT
+    """The project the event claims its deployment belongs to (``detail.project``); the first stored
+    event's claim fixes the deployment's, and a later event claiming another is refused."""
 
     @property
     def numbered(self) -> bool:
@@ -71,6 +75,7 @@ class DeploymentEvent:
                 "received_ms": self.received_ms,
                 "producer_id": self.producer_id,
                 "producer_seq": self.producer_seq,
+                "project": self.project,
             },
             separators=(",", ":"),
             ensure_ascii=False,
@@ -89,6 +94,7 @@ class DeploymentEvent:
             received_ms=int(raw.get("received_ms") or 0),
             producer_id=raw.get("producer_id"),
             producer_seq=raw.get("producer_seq"),
+            project=str(raw.get("project") or DEFAULT_PROJECT),
         )
 
     def eventbridge(self, source: str = spec.DEFAULT_EVENT_SOURCE) -> dict[str, Any]:
@@ -102,6 +108,8 @@ class DeploymentEvent:
         if self.numbered:
             detail["producer_id"] = self.producer_id
             detail["producer_seq"] = self.producer_seq
+        if self.project != DEFAULT_PROJECT:
+            detail["project"] = self.project
         return {"detail-type": self.type, "source": source, "detail": detail}
 
     @property
@@ -174,6 +182,10 @@ def parse_event(event: Mapping[str, Any], received_ms: int | None = None) -> Dep
             raise InvalidEventError("the event has neither detail.event_id nor an EventBridge id")
         event_id = f"eb:{event_id}"
     producer_id, producer_seq = _producer(detail)
+    project = detail.get("project")
+    project = DEFAULT_PROJECT if project is None else project
+    if not is_valid_project(project):
+        raise InvalidEventError(f"detail.project must match {PROJECT_PATTERN}, got {project!r}")
     received = int(time.time() * 1000) if received_ms is None else received_ms
     timestamp = clamp_timestamp(detail.get("timestamp"), received)
     return DeploymentEvent(
@@ -185,6 +197,7 @@ def parse_event(event: Mapping[str, Any], received_ms: int | None = None) -> Dep
         received_ms=received,
         producer_id=producer_id,
         producer_seq=producer_seq,
+        project=str(project),
     )
 
 

@@ -215,7 +215,10 @@ class FanOut:
         frames = pack(events)
         seqs = tuple(e.seq for e in events)
         summary = FanOutSummary(frames=len(frames))
-        pages = self._store.subscriber_pages(deployment_id, self._query_page_size)
+        # Every stored event of a deployment carries its project (a claim of another is refused):
+        # subscribers whose groups do not grant it get nothing, nor does an expired token.
+        project = events[0].event.project if events else None
+        pages = self._store.subscriber_pages(deployment_id, self._query_page_size, project)
         if self._dispatch is None:
             result = self._api.fan_out(self._ids(pages, summary), frames, on_gone=self._remove_gone)
             summary.add(result)

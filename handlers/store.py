@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from handlers import keys, spec, state
+from handlers.authorization import granted
 from handlers.backoff import Backoff
 from handlers.config import TableNames
 from handlers.events import DeploymentEvent, SequencedEvent
@@ -114,6 +115,8 @@ class Counter:
     ``started_at``): status, attempt, layers, dates, environment. Empty before any event."""
     producers: Mapping[str, int] = field(default_factory=dict)
     """Each numbering producer's last stored ``producer_seq`` (see ``handlers.ordering``)."""
+    project: str | None = None
+    """The deployment's project, fixed by its first stored event (None before it)."""
 
     def head_state(self) -> dict[str, Any]:
         """A state to fold further events into for the head (stacks and logs are not kept here)."""
@@ -146,6 +149,8 @@ class SequenceResult:
     duplicates: list[tuple[DeploymentEvent, int]]
     """Stored and fanned out before (with their ``seq``): nothing to do."""
     rejected: list[DeploymentEvent] = field(default_factory=list)
+    refused: list[DeploymentEvent] = field(default_factory=list)
+    """Claimed another project than the deployment's: never stored (logged by the caller)."""
     """Refused by DynamoDB as invalid (``ValidationError``): never stored; to be dead-lettered."""
 
     @property
@@ -311,8 +316,15 @@ class Store:
                 return deployments
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def put_subscription(self, deployment_id: str, connection: ConnectionRecord) -> None:
-        """Subscribe a connection to a deployment (idempotent); the row lives as long as the connection's."""
+    def put_subscription(
+        self, deployment_id: str, connection: ConnectionRecord, grants: Sequence[str]
+    ) -> None:
+        """Subscribe a connection to a deployment (idempotent); the row lives as long as the connection's.
+
+        The row carries what the broadcaster checks before each post, without
+        reading the connection: the project patterns the user's groups grant
+        (``handlers.authorization``) and when the connection's token expires.
+        """
         self._db.put_item(
             TableName=self._tables.subscriptions,
             Item={
@@ -320,6 +332,8 @@ class Store:
                 "connectionId": _s(connection.connection_id),
                 "userId": _s(connection.user_id),
                 "subscribedAt": _n(self._now()),
+                "grants": {"L": [_s(pattern) for pattern in grants]},
+                "tokenExpiresAt": _n(connection.token_expires_at),
                 _TTL: _n(connection.ttl),
             },
         )
@@ -377,20 +391,25 @@ class Store:
         )
         return bool(old.get("Attributes"))
 
-    def subscriber_pages(self, deployment_id: str, page_size: int) -> Iterator[SubscriberPage]:
+    def subscriber_pages(
+        self, deployment_id: str, page_size: int, project: str | None = None
+    ) -> Iterator[SubscriberPage]:
         """A deployment's live subscribers, one DynamoDB Query page at a time.
 
         A strongly consistent Query on the hash key: reads grow with this
         deployment's subscribers only, and a subscription stored just before
         an event is stored is always seen (the subscribe handler relies on it).
-        Expired rows are read (they count in ``items_read``) but not returned.
+        Rows that are read but not returned (they count in ``items_read``):
+        expired ones, those whose connection's token has expired (nothing is
+        posted after ``exp``), and, given the deployment's ``project``, those
+        whose grants do not cover it.
         """
         now = self._now()
         kwargs: dict[str, Any] = {
             "TableName": self._tables.subscriptions,
             "KeyConditionExpression": "deploymentId = :d",
             "ExpressionAttributeValues": {":d": _s(deployment_id)},
-            "ProjectionExpression": "connectionId, #ttl",
+            "ProjectionExpression": "connectionId, #ttl, grants, tokenExpiresAt",
             "ExpressionAttributeNames": {"#ttl": _TTL},
             "ConsistentRead": True,
             "Limit": page_size,
@@ -398,7 +417,13 @@ class Store:
         while True:
             page = self._db.query(**kwargs)
             items = page.get("Items", [])
-            live = [Subscriber(i["connectionId"]["S"], _int(i, _TTL)) for i in items if _int(i, _TTL) > now]
+            live = [
+                Subscriber(i["connectionId"]["S"], _int(i, _TTL))
+                for i in items
+                if _int(i, _TTL) > now
+                and _int(i, "tokenExpiresAt") > now
+                and (project is None or granted(_strings(i, "grants"), project))
+            ]
             yield SubscriberPage(live, page.get("ScannedCount", len(items)))
             if "LastEvaluatedKey" not in page:
                 return
@@ -416,7 +441,7 @@ class Store:
             TableName=self._tables.events,
             Key={"deploymentId": _s(deployment_id), "seq": {"N": _COUNTER_SEQ}},
             ConsistentRead=True,
-            ProjectionExpression="lastSeq, summary, startedAt, producers",
+            ProjectionExpression="lastSeq, summary, startedAt, producers, projectName",
         ).get("Item")
         return _counter(item)
 
@@ -458,7 +483,9 @@ class Store:
             return 0, state.initial()
         return _int(item, "upTo"), state.loads(_str(item, "state"))
 
-    def put_checkpoint(self, deployment_id: str, seq: int, folded: Mapping[str, Any]) -> bool:
+    def put_checkpoint(
+        self, deployment_id: str, seq: int, folded: Mapping[str, Any], project: str | None = None
+    ) -> bool:
         """Store the state folded through ``seq`` unless a later checkpoint is there; True if stored.
 
         A plain PutItem on an item of its own (not the counter, not in a
@@ -473,6 +500,8 @@ class Store:
                     **keys.checkpoint(deployment_id),
                     "upTo": _n(seq),
                     "state": _s(state.dumps(folded)),
+                    # What AppSync's deployment resolver authorizes by.
+                    **({"projectName": _s(project)} if project else {}),
                     _TTL: _n(self._now() + self._history_ttl),
                 },
                 ConditionExpression="attribute_not_exists(upTo) OR upTo < :seq",
@@ -650,12 +679,25 @@ class Store:
         identity_ttl = now + max(self._history_ttl, spec.IDENTITY_TTL_SECONDS)
         attempts = 0
         throttles = 0
+        # Refused numbered events still move their producer's cursor (with the next write), so the
+        # producer's later events do not wait out a gap for numbers that will never be stored.
+        passed: list[DeploymentEvent] = []
         while pending:
             per_event = 3 if inboxed else 2
             chunk = pending[: min(spec.DELIVERY.max_events_per_transaction, 99 // per_event)]
             known_counter = self._last_seq_hint.get(deployment_id)
             if known_counter is None:
                 known_counter = self.counter(deployment_id)
+            # The first stored event fixes the deployment's project; a claim of another is refused.
+            project = known_counter.project or pending[0].project
+            claims_other = [e for e in pending if e.project != project]
+            if claims_other:
+                result.refused.extend(claims_other)
+                passed.extend(claims_other)
+                pending = [e for e in pending if e.project == project]
+                if not pending:
+                    break
+                continue
             last = known_counter.last_seq
             messages = [event.render(last + 1 + i) for i, event in enumerate(chunk)]
             head = state.fold(
@@ -666,9 +708,17 @@ class Store:
                 ),
             )
             summary = _head_of(deployment_id, head)
-            producers = _moved_cursors(known_counter.producers, chunk)
+            producers = _moved_cursors(known_counter.producers, [*passed, *chunk])
             items, owners = self._sequence_items(
-                deployment_id, chunk, messages, last, (ttl, identity_ttl), summary, producers, inboxed
+                deployment_id,
+                chunk,
+                messages,
+                last,
+                (ttl, identity_ttl),
+                summary,
+                producers,
+                inboxed,
+                project,
             )
             try:
                 self._db.transact_write_items(TransactItems=items)
@@ -711,7 +761,8 @@ class Store:
                     # TransactionConflict: another request holds one of these items right now.
                     self._wait(_CONFLICT_BACKOFF, attempts + 1)  # first wait under 10 ms
                 continue
-            self._remember_counter(deployment_id, Counter(last + len(chunk), summary, producers))
+            self._remember_counter(deployment_id, Counter(last + len(chunk), summary, producers, project))
+            passed = []
             result.fresh.extend(
                 SequencedEvent(event, last + 1 + i, message)
                 for i, (event, message) in enumerate(zip(chunk, messages, strict=True))
@@ -729,6 +780,7 @@ class Store:
         summary: Mapping[str, Any],
         producers: Mapping[str, int],
         inboxed: Collection[str],
+        project: str,
     ) -> tuple[list[TransactWriteItemTypeDef], list[int]]:
         """The counter update, then per event its history row, identity row and (if inboxed) inbox delete.
 
@@ -742,6 +794,7 @@ class Store:
         head = dict(summary)
         started_at = head.pop("started_at", None)
         head[_LISTED_UNTIL] = ttl
+        head["project"] = project
         values: dict[str, AttributeValueTypeDef] = {
             ":seq": _n(last + len(chunk)),
             ":summary": _s(json.dumps(head, separators=(",", ":"))),
@@ -749,6 +802,7 @@ class Store:
             ":producers": _s(json.dumps(producers, separators=(",", ":"))),
             ":list": _s(keys.list_key(keys.list_shard(deployment_id))),
             ":updated": _n(updated_ms),
+            ":project": _s(project),
         }
         if last:
             values[":last"] = _n(last)
@@ -759,10 +813,12 @@ class Store:
                     "Key": keys.counter(deployment_id),
                     "UpdateExpression": (
                         "SET lastSeq = :seq, summary = :summary, startedAt = :started, "
-                        "producers = :producers, listKey = :list, updatedMs = :updated "
-                        "REMOVE #ttl, #state"
+                        "producers = :producers, listKey = :list, updatedMs = :updated, "
+                        "projectName = :project REMOVE #ttl, #state"
                     ),
-                    "ConditionExpression": "lastSeq = :last" if last else "attribute_not_exists(lastSeq)",
+                    # The project is fixed once: a counter that names another refuses the write.
+                    "ConditionExpression": ("lastSeq = :last" if last else "attribute_not_exists(lastSeq)")
+                    + " AND (attribute_not_exists(projectName) OR projectName = :project)",
                     "ExpressionAttributeNames": {"#ttl": _TTL, "#state": "state"},
                     "ExpressionAttributeValues": values,
                 }
@@ -780,6 +836,8 @@ class Store:
                             "seq": _n(seq),
                             "eventId": _s(event.event_id),
                             "message": _s(message),
+                            # Not in the message: what AppSync's deploymentEvents resolver authorizes by.
+                            "projectName": _s(project),
                             _TTL: _n(ttl),
                         },
                         "ConditionExpression": "attribute_not_exists(seq)",
@@ -918,7 +976,12 @@ def _counter(item: Item | None) -> Counter:
     if started_at:
         head["started_at"] = started_at
     producers = {str(k): int(v) for k, v in _json_object(item, "producers").items() if isinstance(v, int)}
-    return Counter(_int(item, "lastSeq"), head, producers)
+    return Counter(_int(item, "lastSeq"), head, producers, _str(item, "projectName"))
+
+
+def _strings(item: Item, name: str) -> list[str]:
+    """A list attribute of strings (empty when absent)."""
+    return [value.get("S", "") for value in item.get(name, {}).get("L", [])]
 
 
 def _json_object(item: Item, name: str) -> dict[str, Any]:

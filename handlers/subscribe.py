@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from handlers import protocol, spec, state
-from handlers.authorization import may_subscribe
+from handlers.authorization import DEFAULT_PROJECT, forbidden_message, granted, grants_of
 from handlers.messages import Request, live_connection, message_handler
 from handlers.protocol import ErrorCode, ProtocolError
 
@@ -39,9 +39,20 @@ def act(request: Request) -> Iterator[bytes]:
     since = protocol.validate_since(body.get("since"), ACTION)
 
     connection = live_connection(request, ACTION)
-    if not may_subscribe(connection, deployment_id, config):
+    grants = grants_of(connection.groups, config.access, config.subscribe_groups)
+    if config.subscribe_groups and not grants:
         raise ProtocolError(
-            ErrorCode.FORBIDDEN, f"you are not allowed to watch deployment {deployment_id}", ACTION
+            ErrorCode.FORBIDDEN,
+            f"you are not allowed to watch deployment {deployment_id}: watching is limited to "
+            "members of the stack's subscribe groups",
+            ACTION,
+        )
+    # A deployment nobody has reported on yet has no project: the subscription is accepted, and
+    # the broadcaster posts its events only if the project they carry is granted (the row says).
+    known = store.counter(deployment_id)
+    if known.last_seq and not granted(grants, known.project or DEFAULT_PROJECT):
+        raise ProtocolError(
+            ErrorCode.FORBIDDEN, forbidden_message(deployment_id, known.project or DEFAULT_PROJECT), ACTION
         )
     # Atomic: one connection's frames may run concurrently (API Gateway does), so a count read
     # before the write would let several subscribes past the limit at once.
@@ -55,9 +66,16 @@ def act(request: Request) -> Iterator[bytes]:
             ACTION,
         )
 
-    store.put_subscription(deployment_id, connection)
+    store.put_subscription(deployment_id, connection, grants)
     # Read after the subscription is stored: whatever is stored later is broadcast to us.
     last, folded = store.snapshot(deployment_id)
+    if last and not known.last_seq:
+        # Its first events were stored in between: their project decides, as it would have above.
+        project = store.counter(deployment_id).project or DEFAULT_PROJECT
+        if not granted(grants, project):
+            store.delete_subscription(deployment_id, request.connection_id)
+            store.release_subscription(request.connection_id, deployment_id)
+            raise ProtocolError(ErrorCode.FORBIDDEN, forbidden_message(deployment_id, project), ACTION)
     replay: list[str] = []
     if since is not None and since < last:
         # Bounded: a client that is further behind sees a gap after the replay and asks again.

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any
 
 from handlers import protocol, spec
+from handlers.authorization import PROJECT_PATTERN, is_valid_project
 
 #: One API Gateway WebSocket frame.
 FRAME_BYTES = spec.API_GATEWAY_LIMITS.frame_bytes
@@ -107,6 +108,7 @@ def build_envelope(
     *,
     timestamp: str | None = None,
     producer: tuple[str, int] | None = None,
+    project: str | None = None,
 ) -> Envelope:
     """Validate a hook's arguments and serialize them into an :class:`Envelope`.
 
@@ -114,6 +116,8 @@ def build_envelope(
     event's number among its events for this deployment (1, 2, 3 …). The
     broadcaster stores a producer's numbered events in that order, however
     the bus and the queue shuffle them (docs/protocol.md, "Emission order").
+    ``project`` is the project the deployment belongs to (absent: ``default``);
+    its first stored event fixes it, and an event claiming another is refused.
 
     The broadcaster drops events whose type or deployment id are invalid, so
     they are refused here, where the orchestrator's log can say which call was
@@ -128,6 +132,8 @@ def build_envelope(
         raise EnvelopeError(
             f"deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}, got {deployment_id!r:.80}"
         )
+    if project is not None and not is_valid_project(project):
+        raise EnvelopeError(f"project must match {PROJECT_PATTERN}, got {project!r:.80}")
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -143,6 +149,8 @@ def build_envelope(
     stamp = f'"{protocol.now_iso()}"' if timestamp is None else json.dumps(str(timestamp))
     # The producer id is ours (hex digits) and the number an int: neither needs escaping.
     numbering = f',"producer_id":"{producer[0]}","producer_seq":{int(producer[1])}' if producer else ""
+    # A project name matched a pattern that needs no escaping.
+    numbering += f',"project":"{project}"' if project is not None else ""
     detail = (
         f'{{"deployment_id":"{deployment_id}","event_id":"{event_id}",'
         f'"data":{data_json},"timestamp":{stamp}{numbering}}}'

@@ -20,6 +20,7 @@ import boto3
 from botocore.config import Config
 
 from handlers import outputs as contract
+from handlers.authorization import PROJECT_PATTERN, is_valid_project
 from handlers.spec import DEFAULT_EVENT_SOURCE
 from plugin.automation import AutomationAdapter
 from plugin.envelope import build_envelope
@@ -57,6 +58,7 @@ class OrchestratorPlugin(LifecycleHooks):
         region: str | None = None,
         endpoint_url: str | None = None,
         environment: str | None = None,
+        project: str | None = None,
         options: DeliveryOptions | None = None,
         client: Any = None,
         autostart: bool = True,
@@ -69,6 +71,10 @@ class OrchestratorPlugin(LifecycleHooks):
             region: AWS region; boto3's usual lookup when omitted.
             endpoint_url: EventBridge endpoint, e.g. the local stack's ``aws_endpoint_url``.
             environment: Default ``environment`` of stack and log events.
+            project: The project every deployment this plugin reports on belongs to
+                (``detail.project``; absent: ``default``). The stack's access policy
+                grants Cognito groups projects; a deployment's first stored event fixes
+                its project, and events claiming another are refused.
             options: Queue bound, batching and retry settings.
             client: A ready EventBridge client (tests, custom sessions); built
                 lazily on the sender thread when omitted, so construction stays cheap.
@@ -82,6 +88,9 @@ class OrchestratorPlugin(LifecycleHooks):
             raise ValueError("event_bus_name must be a non-empty string")
         if not isinstance(source, str) or not source:
             raise ValueError("source must be a non-empty string")
+        if project is not None and not is_valid_project(project):
+            raise ValueError(f"project must match {PROJECT_PATTERN}, got {project!r}")
+        self.project = project
         self.event_bus_name = event_bus_name
         self.source = source
         self.region = region
@@ -108,6 +117,7 @@ class OrchestratorPlugin(LifecycleHooks):
         outputs: Mapping[str, Any] | str | os.PathLike[str] | None = None,
         *,
         environment: str | None = None,
+        project: str | None = None,
         options: DeliveryOptions | None = None,
         client: Any = None,
         autostart: bool = True,
@@ -129,6 +139,7 @@ class OrchestratorPlugin(LifecycleHooks):
             region=values[contract.REGION],
             endpoint_url=str(endpoint) if endpoint else None,
             environment=environment,
+            project=project,
             options=options,
             client=client,
             autostart=autostart,
@@ -139,7 +150,9 @@ class OrchestratorPlugin(LifecycleHooks):
         """Queue one event of any ``domain.verb`` type; its ``event_id``, or None if refused or dropped."""
         with self._numbering:  # numbered and queued under one lock: queue order is number order
             number = self._numbers.get(deployment_id, 0) + 1
-            envelope = build_envelope(event_type, deployment_id, data, producer=(self.producer_id, number))
+            envelope = build_envelope(
+                event_type, deployment_id, data, producer=(self.producer_id, number), project=self.project
+            )
             self._numbers[deployment_id] = number
             accepted = self._sender.offer(envelope)
         return envelope.event_id if accepted else None

@@ -44,7 +44,7 @@ NO_ACCESS: Mapping[str, Sequence[str]] = MappingProxyType({})
 
 # -- resolver code (APPSYNC_JS: no try/catch, no while; util.error and util.unauthorized stop it) -------
 
-_AUTHORIZE = """import { util } from '@aws-appsync/utils';
+_AUTHORIZE = """import { util, extensions } from '@aws-appsync/utils';
 
 const SUBSCRIBE_GROUPS = __SUBSCRIBE_GROUPS__;
 // The stack's access policy (handlers.environment.ACCESS_POLICY): Cognito group -> project patterns,
@@ -65,6 +65,31 @@ function authorize(ctx) {
     }
   }
 }
+
+// The project patterns the caller's groups grant (handlers.authorization.grants_of).
+function grantsOf(ctx) {
+  const groups = (ctx.identity && ctx.identity.groups) || [];
+  const grants = [];
+  for (const group of groups) {
+    const patterns = ACCESS_POLICY[group] || [];
+    for (const pattern of patterns) {
+      grants.push(pattern);
+    }
+  }
+  return grants;
+}
+
+// `*` matches any run of characters; patterns hold only [a-z0-9._*-], so `.` is the one to escape.
+function granted(grants, project) {
+  return grants.some((pattern) =>
+    util.matches('^' + pattern.split('.').join('\\.').split('*').join('.*') + '$', project)
+  );
+}
+
+// A stored row's project: rows stored before projects existed belong to the default one.
+function projectOf(item) {
+  return (item && item.projectName) || 'default';
+}
 """
 
 PUBLISH_CODE = """// NONE data source: the result is the arguments; AppSync fans it out to subscribers.
@@ -78,13 +103,46 @@ export function response(ctx) {
 """
 
 _SUBSCRIBE = """
-// Runs when a client subscribes: a refusal here means no subscription is created.
+// Runs when a client subscribes: a refusal here means no subscription is created. The deployment's
+// counter row says its project (absent: nobody has reported on it yet).
 export function request(ctx) {
   authorize(ctx);
-  return { payload: null };
+  return {
+    operation: 'GetItem',
+    key: util.dynamodb.toMapValues({ deploymentId: ctx.args.deployment_id, seq: 0 }),
+    consistentRead: true,
+    projection: { expression: 'projectName, lastSeq' },
+  };
 }
 
+// Known deployment: its project must be granted. Either way, the subscription only receives
+// what the publisher marks with a granted project (enhanced subscription filter): a literal
+// pattern is an `eq`, `prefix*` a `beginsWith`, `*` no filter at all. A pattern with an inner `*`
+// cannot be expressed as a filter and grants nothing here (it still does in queries).
 export function response(ctx) {
+  if (ctx.error) {
+    util.error(ctx.error.message, ctx.error.type);
+  }
+  const grants = grantsOf(ctx);
+  if (ctx.result && ctx.result.lastSeq && !granted(grants, projectOf(ctx.result))) {
+    util.unauthorized();
+  }
+  if (grants.includes('*')) {
+    return null;
+  }
+  const any = [];
+  for (const pattern of grants) {
+    const star = pattern.indexOf('*');
+    if (star < 0) {
+      any.push({ project: { eq: pattern } });
+    } else if (star === pattern.length - 1) {
+      any.push({ project: { beginsWith: pattern.slice(0, star) } });
+    }
+  }
+  if (any.length === 0 || any.length > __MAX_FILTERS__) {
+    util.unauthorized();
+  }
+  extensions.setSubscriptionFilter(util.transform.toSubscriptionFilter({ or: any }));
   return null;
 }
 """
@@ -123,6 +181,10 @@ export function response(ctx) {
   if (ctx.error) {
     util.error(ctx.error.message, ctx.error.type);
   }
+  // Every row of a deployment carries its project: the first says whose it is.
+  if (ctx.result.items.length > 0 && !granted(grantsOf(ctx), projectOf(ctx.result.items[0]))) {
+    util.unauthorized();
+  }
   return ctx.result.items.map((item) => {
     const event = JSON.parse(item.message);
     return {
@@ -148,7 +210,7 @@ export function request(ctx) {
     operation: 'GetItem',
     key: util.dynamodb.toMapValues({ deploymentId: ctx.args.deployment_id + '#state', seq: 0 }),
     consistentRead: true,
-    projection: { expression: 'upTo, #state', expressionNames: { '#state': 'state' } },
+    projection: { expression: 'upTo, #state, projectName', expressionNames: { '#state': 'state' } },
   };
 }
 
@@ -168,6 +230,9 @@ export function response(ctx) {
     util.error(ctx.error.message, ctx.error.type);
   }
   const item = ctx.result;
+  if (item && !granted(grantsOf(ctx), projectOf(item))) {
+    util.unauthorized();
+  }
   const stored = item && item.state ? JSON.parse(item.state) : null;
   const state = stored ? withoutKeys(stored) : __INITIAL__;
   const stacks = {};
@@ -191,9 +256,15 @@ def _with_authorize(body: str, groups: Sequence[str], access: Mapping[str, Seque
     return header + body
 
 
+#: AppSync takes at most this many filter groups in one subscription filter.
+MAX_SUBSCRIPTION_FILTERS = 10
+
+
 def subscribe_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
-    """The subscription resolvers' code (authorization only) for ``SUBSCRIBE_GROUPS`` = ``groups``."""
-    return _with_authorize(_SUBSCRIBE, groups, access)
+    """The subscription resolvers' code: who may subscribe, and the project filter their grants set."""
+    return _with_authorize(
+        _SUBSCRIBE.replace("__MAX_FILTERS__", str(MAX_SUBSCRIPTION_FILTERS)), groups, access
+    )
 
 
 def deployment_events_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
@@ -410,8 +481,9 @@ class AppSyncGraphQL:
         self.resolvers: dict[str, aws.appsync.Resolver] = {}
         for field in PUBLISH_FIELDS:
             self._resolver("Mutation", field, none, PUBLISH_CODE)
-        self._resolver("Subscription", "onDeploymentEvent", none, rules.apply(_Code(subscribe_code)))
-        self._resolver("Subscription", "onDeploymentUpdated", none, rules.apply(_Code(subscribe_code)))
+        # On the history data source: a subscription reads the deployment's counter row (its project).
+        self._resolver("Subscription", "onDeploymentEvent", history, rules.apply(_Code(subscribe_code)))
+        self._resolver("Subscription", "onDeploymentUpdated", history, rules.apply(_Code(subscribe_code)))
         self._resolver("Query", "deploymentEvents", history, rules.apply(_Code(deployment_events_code)))
         self._resolver("Query", "deployment", history, rules.apply(_Code(deployment_code)))
 

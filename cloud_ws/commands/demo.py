@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
+from handlers.authorization import PROJECT_PATTERN, is_valid_project
 from handlers.outputs import DASHBOARD_URL, PLUGIN_NEEDS, OutputsError, load_outputs
 from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
 
@@ -173,6 +174,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--environment", default="dev", help="environment named in the events (default: dev)")
     parser.add_argument(
+        "--project",
+        default=None,
+        help="the project the deployment belongs to (default: default); the stack's access policy "
+        "decides which groups may watch it",
+    )
+    parser.add_argument(
         "--timeout",
         type=float,
         default=10.0,
@@ -188,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"DEPLOYMENT_ID must match {DEPLOYMENT_ID_PATTERN}", 2)
     if not args.speed > 0:
         return _fail("--speed must be a positive number", 2)
+    if args.project is not None and not is_valid_project(args.project):
+        return _fail(f"--project must match {PROJECT_PATTERN}, not {args.project!r}", 2)
     try:
         # The plugin's keys, checked before it is imported: building the CLI parser must not pull in boto3.
         outputs = load_outputs(args.outputs, needs=PLUGIN_NEEDS)
@@ -195,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc), 2)
     from plugin import OrchestratorPlugin  # noqa: PLC0415
 
-    plugin = OrchestratorPlugin.from_outputs(outputs, environment=args.environment)
+    plugin = OrchestratorPlugin.from_outputs(outputs, environment=args.environment, project=args.project)
     out = sys.stdout
     steps = script(deployment_id, random.Random(deployment_id))
     running: dict[str, int | None] = {}

@@ -16,6 +16,7 @@ import sys
 import time
 
 from cloud_ws.event_schemas import check_data
+from handlers.authorization import PROJECT_PATTERN, is_valid_project
 from handlers.outputs import OutputsError
 from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id, is_valid_event_type
 
@@ -49,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="how long to keep trying (default: 10)"
     )
+    parser.add_argument(
+        "--project",
+        default=None,
+        help="the project the deployment belongs to (default: default); the stack's access policy "
+        "decides which groups may watch it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,12 +70,14 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"TYPE must be a domain.verb such as deployment.status, not {args.type!r}", 2)
     if not is_valid_deployment_id(args.deployment_id):
         return _fail(f"DEPLOYMENT_ID must match {DEPLOYMENT_ID_PATTERN}", 2)
+    if args.project is not None and not is_valid_project(args.project):
+        return _fail(f"--project must match {PROJECT_PATTERN}, not {args.project!r}", 2)
     # Imported here, not at the top: the parser of every command is built on each
     # run, and the plugin pulls in boto3 (~150 ms).
     from plugin import OrchestratorPlugin  # noqa: PLC0415
 
     try:
-        plugin = OrchestratorPlugin.from_outputs(args.outputs)
+        plugin = OrchestratorPlugin.from_outputs(args.outputs, project=args.project)
     except OutputsError as exc:
         return _fail(str(exc), 2)
     # After the outputs: a missing outputs file is the first thing to fix.

@@ -64,6 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-notifications", action="store_true", help="no notifications bus, topic or webhooks"
     )
+    parser.add_argument(
+        "--access",
+        default=None,
+        metavar="JSON",
+        help="who may watch which projects, as the component's `access` argument: Cognito group -> "
+        'project patterns (`*` matches any run of characters), e.g. \'{"team-a": ["alpha"], "sre": ["*"]}\' '
+        "or @FILE (default: every signed-in user sees every project)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler invocation")
 
 
@@ -87,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         notifications = _notifications(args)
+        access = _access(args.access)
     except ValueError as exc:
         print(f"cloud-ws local: {exc}", flush=True)
         return 2
@@ -101,10 +110,28 @@ def run(args: argparse.Namespace) -> int:
         log_level="INFO" if args.verbose else "WARNING",
         shuffle_max_delay_ms=args.shuffle_ms,
         notifications=notifications,
+        access=access,
     )
     if args.delivery_concurrency is not None:
         settings.delivery_concurrency = args.delivery_concurrency
     return run_stack(settings)
+
+
+def _access(raw: str | None) -> dict[str, list[str]] | None:
+    """``--access``: the policy as the handlers read it (ValueError says what is wrong)."""
+    from handlers.authorization import AccessPolicy, AccessPolicyError  # noqa: PLC0415
+
+    if raw is None:
+        return None
+    try:
+        text = Path(raw[1:]).read_text(encoding="utf-8") if raw.startswith("@") else raw
+    except OSError as exc:
+        raise ValueError(f"--access: cannot read {raw[1:]}: {exc.strerror or exc}") from None
+    try:
+        policy = AccessPolicy.parse(text)
+    except AccessPolicyError as exc:
+        raise ValueError(f"--access: {str(exc).removeprefix('ACCESS_POLICY').lstrip(': ')}") from None
+    return {group: list(patterns) for group, patterns in policy.groups.items()}
 
 
 def _notifications(args: argparse.Namespace) -> notify.Targets | None:

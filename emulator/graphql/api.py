@@ -10,7 +10,9 @@ publisher depend on it:
   resolve it, else its type's, else only the default mode (Cognito). So users
   cannot call the ``@aws_iam`` publish mutations, and IAM cannot query.
 - The same per-deployment authorization as the WebSocket API
-  (:func:`handlers.authorization.may_subscribe`) on queries and subscriptions.
+  (``handlers.authorization``: the caller's groups must grant the deployment's
+  project) on queries and subscriptions; a subscription to a deployment nobody
+  has reported on gets only events whose ``project`` its grants cover.
 - NONE-data-source publish mutations: the result is the arguments; every
   subscription the mutation triggers (``@aws_subscribe``) whose arguments equal
   the result's fields receives it, restricted to the fields the mutation
@@ -57,10 +59,9 @@ from emulator.graphql.auth import Authenticator, AuthError, Caller, SignedReques
 from emulator.graphql.schema import COGNITO, AppSyncSchema, load_schema
 from handlers import protocol, state
 from handlers.appsync import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT
-from handlers.authorization import may_subscribe
+from handlers.authorization import DEFAULT_PROJECT, granted, grants_of
 from handlers.log import get_logger
 from handlers.runtime import Runtime, get_runtime
-from handlers.store import ConnectionRecord
 
 log = get_logger("emulator.graphql")
 
@@ -133,12 +134,17 @@ class Listener:
 
     field_name: str
     filters: dict[str, Any]
+    grants: tuple[str, ...] | None = None
+    """Project patterns the subscriber's groups grant; None: no project filter (IAM callers)."""
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=_pending_queue)
     dropped: int = 0
     """Events not queued because the subscriber fell :data:`MAX_PENDING_EVENTS` behind."""
 
-    def matches(self, payload: Mapping[str, Any]) -> bool:
-        """AppSync's argument filter: every argument given equals the published field of that name."""
+    def matches(self, payload: Mapping[str, Any], project: str | None = None) -> bool:
+        """AppSync's argument filter (every argument given equals the published field of that name),
+        and the subscription filter the cloud resolver sets: the published ``project`` is granted."""
+        if self.grants is not None and not granted(self.grants, project or DEFAULT_PROJECT):
+            return False
         return all(name in payload and payload[name] == value for name, value in self.filters.items())
 
     async def stream(self) -> AsyncIterator[dict[str, Any]]:
@@ -161,11 +167,11 @@ class PubSub:
         """Stop delivering to ``listener`` (idempotent)."""
         self._listeners.get(listener.field_name, set()).discard(listener)
 
-    def publish(self, field_name: str, payload: dict[str, Any]) -> int:
+    def publish(self, field_name: str, payload: dict[str, Any], project: str | None = None) -> int:
         """Queue ``payload`` for every matching listener of ``field_name``; how many got it."""
         delivered = 0
         for listener in self._listeners.get(field_name, ()):
-            if not listener.matches(payload):
+            if not listener.matches(payload, project):
                 continue
             try:
                 listener.queue.put_nowait(payload)
@@ -285,8 +291,8 @@ class GraphQLApi:
         if caller.mode not in self.schema.allowed_modes(info.parent_type, field_def):
             raise unauthorized(info)
 
-    def authorize_deployment(self, caller: Caller, deployment_id: Any, info: Info) -> str:
-        """The deployment id, if well-formed and the caller may watch it (as ``subscribe`` decides)."""
+    def authorize_deployment(self, caller: Caller, deployment_id: Any, info: Info) -> tuple[str, ...]:
+        """The caller's grants, if the id is well-formed and they may watch it (as ``subscribe`` decides)."""
         if not protocol.is_valid_deployment_id(deployment_id):
             raise graphql_error(
                 f"deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}", "ValidationError"
@@ -294,20 +300,14 @@ class GraphQLApi:
         identity = caller.identity
         if caller.mode != COGNITO or identity is None:
             raise unauthorized(info)
-        record = ConnectionRecord(
-            connection_id="",
-            user_id=identity.user_id,
-            username=identity.username,
-            email=identity.email,
-            groups=identity.groups,
-            token_expires_at=identity.expires_at,
-            connected_at=0,
-            last_ping=0,
-            ttl=identity.expires_at,
-        )
-        if not may_subscribe(record, str(deployment_id), self._runtime().config):
+        runtime = self._runtime()
+        grants = grants_of(identity.groups, runtime.config.access, runtime.config.subscribe_groups)
+        if runtime.config.subscribe_groups and not grants:
             raise unauthorized(info)
-        return str(deployment_id)
+        known = runtime.store.counter(str(deployment_id))
+        if known.last_seq and not granted(grants, known.project or DEFAULT_PROJECT):
+            raise unauthorized(info)
+        return grants
 
     # -- resolvers -----------------------------------------------------------------------------
 
@@ -320,7 +320,7 @@ class GraphQLApi:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         self.check_mode(info.context.caller, info)
-        deployment_id = self.authorize_deployment(info.context.caller, deployment_id, info)
+        self.authorize_deployment(info.context.caller, deployment_id, info)
         since = 0 if since is None else since
         limit = DEFAULT_EVENTS_LIMIT if limit is None else limit
         if since < 0:
@@ -336,7 +336,7 @@ class GraphQLApi:
 
     async def _deployment(self, _root: Any, info: Info, deployment_id: str) -> dict[str, Any]:
         self.check_mode(info.context.caller, info)
-        deployment_id = self.authorize_deployment(info.context.caller, deployment_id, info)
+        self.authorize_deployment(info.context.caller, deployment_id, info)
         store = self._runtime().store
         # As the cloud resolver does: the latest checkpoint and the seq it reaches.
         upto, folded = await asyncio.get_running_loop().run_in_executor(None, store.checkpoint, deployment_id)
@@ -349,16 +349,17 @@ class GraphQLApi:
         selected = _selected_fields(info.field_nodes[0].selection_set, info)
         payload = {name: value for name, value in args.items() if name in selected}
         for subscription_field in self.schema.triggers.get(info.field_name, ()):
-            self.pubsub.publish(subscription_field, payload)
+            self.pubsub.publish(subscription_field, payload, args.get("project"))
         return args
 
     def _subscribe(self, _root: Any, info: Info, **args: Any) -> AsyncIterator[dict[str, Any]]:
         context: Context = info.context
         self.check_mode(context.caller, info)
+        grants = None
         if "deployment_id" in args:
-            self.authorize_deployment(context.caller, args["deployment_id"], info)
+            grants = self.authorize_deployment(context.caller, args["deployment_id"], info)
         listener = Listener(
-            info.field_name, {name: value for name, value in args.items() if value is not None}
+            info.field_name, {name: value for name, value in args.items() if value is not None}, grants
         )
         self.pubsub.add(listener)
         context.listeners.append(listener)

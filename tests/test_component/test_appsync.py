@@ -159,7 +159,8 @@ def test_logs_carry_no_tokens(open_api: Built) -> None:
 
 
 def test_every_field_has_its_resolver_on_the_right_data_source(open_api: Built) -> None:
-    """Mutations and subscriptions on NONE, the queries on the history table; all APPSYNC_JS units."""
+    """Mutations on NONE; queries and subscriptions (which read the deployment's project) on the
+    history table; all APPSYNC_JS units."""
     resolvers = open_api.of_type("aws:appsync/resolver:Resolver")
     by_field = {(r["type"], r["field"]): r for r in resolvers.values()}
     assert set(by_field) == {
@@ -173,7 +174,7 @@ def test_every_field_has_its_resolver_on_the_right_data_source(open_api: Built) 
     for (type_name, _), resolver in by_field.items():
         assert resolver["kind"] == "UNIT"
         assert resolver["runtime"] == {"name": "APPSYNC_JS", "runtimeVersion": "1.0.0"}
-        assert resolver["dataSource"] == ("history" if type_name == "Query" else "none")
+        assert resolver["dataSource"] == ("none" if type_name == "Mutation" else "history")
     sources = {s["name"]: s for s in open_api.of_type("aws:appsync/dataSource:DataSource").values()}
     assert sources["none"]["type"] == "NONE"
     assert sources["history"]["type"] == "AMAZON_DYNAMODB"
@@ -229,6 +230,10 @@ export const util = {
   unauthorized: () => { throw new Stop('unauthorized', 'Unauthorized', 'Unauthorized'); },
   dynamodb: { toMapValues: (values) => Object.fromEntries(Object.entries(values).map(([k, v]) =>
     [k, typeof v === 'number' ? { N: String(v) } : { S: String(v) }])) },
+  transform: { toSubscriptionFilter: (filter) => ({ converted: filter }) },
+};
+export const extensions = {
+  setSubscriptionFilter: (filter) => { globalThis.subscriptionFilter = filter; },
 };
 """
 
@@ -237,7 +242,8 @@ import { Stop } from '@aws-appsync/utils';
 const { phase, ctx } = JSON.parse(process.argv[2]);
 const resolver = await import('./resolver.mjs');
 try {
-  console.log(JSON.stringify({ value: resolver[phase](ctx) }));
+  const value = resolver[phase](ctx);
+  console.log(JSON.stringify({ value, filter: globalThis.subscriptionFilter }));
 } catch (e) {
   if (!(e instanceof Stop)) throw e;
   console.log(JSON.stringify({ stopped: e.kind, message: e.message, type: e.type }));
@@ -299,7 +305,8 @@ def test_every_resolver_is_valid_javascript(node_dir: Path, restricted: Built) -
 
 def test_deployment_events_queries_the_page_after_since(node_dir: Path, restricted: Built) -> None:
     """since 10, limit 5 → one consistent ascending Query of seq 11..15; items map to DeploymentEvent."""
-    code = restricted.named("cloud-ws-graphql-query-deploymentEvents")["code"]
+    del restricted
+    code = appsync.deployment_events_code(["ops"], {"ops": ["*"]})  # a policy that grants ops everything
     ctx = {"args": {"deployment_id": "D1", "since": 10, "limit": 5}, "identity": {"groups": ["ops"]}}
     request = run_js(node_dir, code, "request", ctx)["value"]
     assert request["operation"] == "Query"
@@ -367,8 +374,9 @@ def test_outsiders_are_refused_by_every_watching_resolver(
 
 def test_deployment_answers_the_snapshot_the_websocket_api_sends(node_dir: Path, open_api: Built) -> None:
     """One GetItem of the checkpoint row: its folded state as a snapshot, with the seq it reaches."""
-    code = open_api.named("cloud-ws-graphql-query-deployment")["code"]
-    ctx: dict[str, Any] = {"args": {"deployment_id": "D1"}, "identity": {}}
+    del open_api
+    code = appsync.deployment_code([], {"ops": ["*"]})  # a policy that grants ops everything
+    ctx: dict[str, Any] = {"args": {"deployment_id": "D1"}, "identity": {"groups": ["ops"]}}
     request = run_js(node_dir, code, "request", ctx)["value"]
     assert request["operation"] == "GetItem"
     assert request["key"] == {"deploymentId": {"S": "D1#state"}, "seq": {"N": "0"}}
@@ -402,3 +410,63 @@ def test_publish_resolvers_return_their_arguments(node_dir: Path, open_api: Buil
     args = {"deployment_id": "D1", "seq": 3, "type": "log.created", "data": "{}"}
     assert run_js(node_dir, code, "request", {"args": args})["value"] == {"payload": args}
     assert run_js(node_dir, code, "response", {"args": args, "result": args})["value"] == args
+
+
+# -- projects and access -----------------------------------------------------------------------------
+
+POLICY = {"team-a": ["alpha"], "sre": ["*"], "web": ["web-*"], "odd": ["a*z"]}
+
+
+def _as(groups: list[str], **extra: Any) -> dict[str, Any]:
+    return {"args": {"deployment_id": "D1"}, "identity": {"groups": groups}, **extra}
+
+
+def test_a_subscription_to_a_known_deployment_needs_its_project_granted(node_dir: Path) -> None:
+    """The subscribe resolver reads the counter row; an ungranted project is unauthorized, a granted
+    one subscribes with a filter on the published ``project``."""
+    code = appsync.subscribe_code([], POLICY)
+    request = run_js(node_dir, code, "request", _as(["team-a"]))["value"]
+    assert request["operation"] == "GetItem"
+    assert request["key"] == {"deploymentId": {"S": "D1"}, "seq": {"N": "0"}}
+    beta = {"projectName": "beta", "lastSeq": 3}
+    assert run_js(node_dir, code, "response", _as(["team-a"], result=beta))["stopped"] == "unauthorized"
+    alpha = run_js(node_dir, code, "response", _as(["team-a"], result={"projectName": "alpha", "lastSeq": 3}))
+    assert alpha["filter"] == {"converted": {"or": [{"project": {"eq": "alpha"}}]}}
+    # `*` grants everything: no filter at all.
+    sre = run_js(node_dir, code, "response", _as(["sre"], result=beta))
+    assert "value" in sre
+    assert sre.get("filter") is None
+
+
+def test_a_subscription_to_an_unknown_deployment_is_filtered_by_the_grants(node_dir: Path) -> None:
+    """Nobody reported on it yet: accepted, with a filter only granted projects pass; a user with
+    no expressible grant is refused (nothing could ever reach the subscription)."""
+    code = appsync.subscribe_code([], POLICY)
+    both = run_js(node_dir, code, "response", _as(["team-a", "web", "odd"], result=None))
+    assert both["filter"] == {
+        "converted": {"or": [{"project": {"eq": "alpha"}}, {"project": {"beginsWith": "web-"}}]}
+    }
+    assert run_js(node_dir, code, "response", _as(["odd"], result=None))["stopped"] == "unauthorized"
+    assert run_js(node_dir, code, "response", _as([], result=None))["stopped"] == "unauthorized"
+
+
+def test_queries_refuse_a_deployment_of_an_ungranted_project(node_dir: Path) -> None:
+    """``deploymentEvents`` and ``deployment`` check the project stored on the rows they read;
+    rows stored before projects existed belong to ``default``."""
+    events = appsync.deployment_events_code([], POLICY)
+    items = [{**stored(1, "deployment.status", {"status": "deploying"}), "projectName": "beta"}]
+    refused = run_js(node_dir, events, "response", _as(["team-a"], result={"items": items}))
+    assert refused["stopped"] == "unauthorized"
+    items[0]["projectName"] = "web-shop"
+    served = run_js(node_dir, events, "response", _as(["web"], result={"items": items}))
+    assert [event["seq"] for event in served["value"]] == [1]
+    legacy = [stored(1, "deployment.status", {"status": "deploying"})]
+    assert run_js(node_dir, events, "response", _as(["team-a"], result={"items": legacy}))["stopped"] == (
+        "unauthorized"
+    )
+    snapshot = appsync.deployment_code([], POLICY)
+    checkpoint = {"upTo": 1, "state": state.dumps(state.initial()), "projectName": "alpha"}
+    assert "value" in run_js(node_dir, snapshot, "response", _as(["team-a"], result=checkpoint))
+    assert (
+        run_js(node_dir, snapshot, "response", _as(["web"], result=checkpoint))["stopped"] == "unauthorized"
+    )

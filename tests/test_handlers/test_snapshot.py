@@ -158,6 +158,7 @@ def test_deployments_are_listed_newest_first_with_their_summary(stack: Stack) ->
             "total_layers": 4,
             "updated_at": "2026-12-02T10:00:30.000Z",
             "environment": "prod",
+            "project": "default",
         },
         {
             "deployment_id": "OLDER",
@@ -167,6 +168,7 @@ def test_deployments_are_listed_newest_first_with_their_summary(stack: Stack) ->
             "total_layers": 2,
             "updated_at": "2026-12-02T10:00:12.000Z",
             "environment": None,
+            "project": "default",
         },
     ]
 
