@@ -90,18 +90,37 @@ def port_is_free(host: str, port: int) -> bool:
 class MotoBackend:
     """moto's server on a loopback port, with the cloud-ws resources created."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        region: str = "us-east-1",
+        token_lifetime_seconds: int | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.region = region
+        self.token_lifetime_seconds = token_lifetime_seconds
+        """How long the tokens the embedded Cognito mints live (None: moto's hour)."""
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> str:
         """Start the server in its own process; returns its endpoint URL."""
         if self.port and not port_is_free(self.host, self.port):
             raise OSError(f"port {self.port} is already in use")
+        command = [
+            sys.executable,
+            "-m",
+            "emulator.moto_process",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        if self.token_lifetime_seconds is not None:
+            command += ["--token-lifetime", str(self.token_lifetime_seconds)]
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-            [sys.executable, "-m", "emulator.moto_process", "--host", self.host, "--port", str(self.port)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

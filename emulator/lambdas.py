@@ -47,7 +47,7 @@ class LambdaRuntime:
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="lambda")
         self._handlers: dict[str, Handler] = {}
         self._warm: set[str] = set()
-        for route in (*spec.ROUTES, spec.BROADCASTER):
+        for route in spec.FUNCTIONS:
             module = importlib.import_module(f"handlers.{route.module}")
             self._handlers[route.function] = module.handler
         gc.collect()

@@ -24,6 +24,7 @@ collected as before.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import logging
@@ -70,11 +71,33 @@ def freezing_after_first_requests(app: Callable[..., Iterable[bytes]]) -> Callab
     return serve
 
 
+def set_token_lifetime(seconds: int) -> None:
+    """Make the embedded Cognito mint ID and access tokens that expire ``seconds`` after issue.
+
+    Local only (``cloud-ws local --token-lifetime``): Cognito's shortest
+    lifetime is 5 minutes and moto's is a fixed hour, too long to watch a
+    connection outlive its token in a test. Every token moto mints goes
+    through ``create_jwt`` with its default lifetime; that default is replaced.
+    """
+    from moto.cognitoidp.models import CognitoIdpUserPool  # noqa: PLC0415 - moto only runs here
+
+    mint = CognitoIdpUserPool.create_jwt
+
+    @functools.wraps(mint)
+    def create_jwt(self: Any, *args: Any, **kwargs: Any) -> tuple[str, int]:
+        if len(args) < 4:  # (client_id, username, token_use[, expires_in]): no lifetime given
+            kwargs["expires_in"] = seconds
+        return mint(self, *args, **kwargs)
+
+    CognitoIdpUserPool.create_jwt = create_jwt  # type: ignore[method-assign]
+
+
 def main() -> None:
     """Serve moto on ``--host``/``--port`` (0 picks a free port) until stdin closes."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token-lifetime", type=int, default=None, help="seconds an ID/access token lives")
     args = parser.parse_args()
 
     import waitress  # noqa: PLC0415 - heavy, and only this process needs it
@@ -86,6 +109,8 @@ def main() -> None:
     from emulator import moto_patches  # noqa: PLC0415
 
     moto_patches.apply()
+    if args.token_lifetime is not None:
+        set_token_lifetime(args.token_lifetime)
     logging.getLogger("waitress").setLevel(logging.ERROR)  # no line per request or per queue depth
     server = waitress.create_server(
         freezing_after_first_requests(DomainDispatcherApplication(create_backend_app)),

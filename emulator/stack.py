@@ -83,10 +83,21 @@ class LocalSettings:
     shuffle_max_delay_ms: float = 0
     """The shuffle fault at start-up: each delivery invocation first waits a random 0..N ms (0: off)."""
     log_level: str = "WARNING"
+    token_lifetime_seconds: int | None = None
+    """Local only: ID and access tokens the embedded Cognito mints live this long (None: an hour,
+    as moto mints them; Cognito's own minimum is 5 minutes). For watching a connection outlive its
+    token: the sweeper closes it, the clients refresh theirs."""
+    sweep_interval_seconds: float = spec.SWEEP.local_interval_seconds
+    """How often the token sweeper runs (the cloud runs it every minute, waiting for what comes due)."""
     notifications: notify.Targets | None = None
     """Where each attempt's outcome goes (the embedded SNS, real webhooks); None: no notifications."""
     access: dict[str, list[str]] | None = None
     """The access policy (Cognito group -> project patterns); None: every user sees every project."""
+
+
+#: The shortest ``--token-lifetime``: the clients refresh a token 60 s (or a third of its
+#: lifetime, when that is less) before it expires, and must get to use it first.
+MIN_TOKEN_LIFETIME_SECONDS = 10
 
 
 def outputs_for(settings: LocalSettings, port: int, backend: BackendInfo) -> dict[str, Any]:
@@ -146,6 +157,9 @@ def _check_settings(settings: LocalSettings) -> None:
     refusal = shuffle_refusal(settings.shuffle_max_delay_ms)
     if refusal is not None:
         raise LocalStackError(f"the shuffle fault: {refusal}")
+    lifetime = settings.token_lifetime_seconds
+    if lifetime is not None and lifetime < MIN_TOKEN_LIFETIME_SECONDS:
+        raise LocalStackError(f"the token lifetime must be at least {MIN_TOKEN_LIFETIME_SECONDS} seconds")
 
 
 def _check_outputs_writable(path: Path) -> None:
@@ -186,7 +200,7 @@ class LocalStack:
         self.settings = settings
         self.outputs: dict[str, Any] = {}
         self._announce = announce or (lambda text: print(text, flush=True))
-        self._backend = MotoBackend(settings.host, 0, settings.region)
+        self._backend = MotoBackend(settings.host, 0, settings.region, settings.token_lifetime_seconds)
         self._info: BackendInfo | None = None
 
     def _dev_token(self, username: str) -> str:
@@ -323,6 +337,7 @@ class LocalStack:
             )
             server = uvicorn.Server(config)
             pump.start()
+            sweeping = asyncio.create_task(_sweep_tokens(lambdas, settings.sweep_interval_seconds))
             self.outputs = outputs_for(settings, port, info)
             if notifications is not None:
                 self.outputs[contract.NOTIFICATION_BUS_NAME] = notifications.bus_name
@@ -334,7 +349,10 @@ class LocalStack:
             if server.started:
                 _write_atomically(settings.outputs, self.outputs)
                 self._announce(_banner(self.outputs, settings.outputs))
-            await serving
+            try:
+                await serving
+            finally:
+                sweeping.cancel()
         finally:
             if pump is not None:
                 pump.stop()
@@ -346,6 +364,21 @@ class LocalStack:
             sock.close()
             with contextlib.suppress(FileNotFoundError):
                 settings.outputs.unlink()
+
+
+async def _sweep_tokens(lambdas: LambdaRuntime, interval: float) -> None:
+    """Run the token sweeper every ``interval`` seconds, as the cloud's schedule runs it every minute.
+
+    With no horizon: each run closes what is due now, so a connection is closed
+    within ``interval`` (plus the verifier's leeway) of its token's ``exp``.
+    """
+    task = {spec.SWEEP_TASK_KEY: {"horizon_seconds": 0}}
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await lambdas.invoke(spec.SWEEPER.function, task)
+        except Exception:
+            logging.getLogger("cloud_ws.emulator").exception("the token sweeper failed")
 
 
 def _banner(outputs: dict[str, Any], path: Path) -> str:

@@ -55,13 +55,22 @@ def live_connection(request: Request, action: str) -> ConnectionRecord:
         raise ProtocolError(
             ErrorCode.UNKNOWN_CONNECTION, "this connection is not registered any more; reconnect", action
         )
-    if connection.token_expires_at + request.runtime.config.auth.leeway_seconds < time.time():
+    check_token(request, connection.token_expires_at, action)
+    return connection
+
+
+def check_token(request: Request, token_expires_at: int, action: str) -> None:
+    """Refuse the request when the connection's token has expired (``exp`` plus the verifier's leeway).
+
+    Raises:
+        ProtocolError: ``token_expired``.
+    """
+    if token_expires_at + request.runtime.config.auth.leeway_seconds < time.time():
         raise ProtocolError(
             ErrorCode.TOKEN_EXPIRED,
             "the token this connection was opened with has expired; reconnect with a fresh token",
             action,
         )
-    return connection
 
 
 #: An action yields the posts to send back, in order: each one encoded message, or several

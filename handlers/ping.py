@@ -11,19 +11,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from handlers import protocol
-from handlers.messages import Request, message_handler
+from handlers.messages import Request, check_token, message_handler
 from handlers.protocol import ErrorCode, ProtocolError
 
 ACTION = "ping"
 
 
 def act(request: Request) -> Iterator[bytes]:
-    """Record the ping on the connection row and answer ``pong`` with every subscription's latest seq."""
+    """Record the ping on the connection row and answer ``pong`` with every subscription's latest seq.
+
+    Refused ``token_expired`` once the connection's token has expired: the pong
+    that proves a connection alive must not keep one alive past its token.
+    """
     store = request.runtime.store
-    if not store.touch_connection(request.connection_id):
+    token_expires_at = store.touch_connection(request.connection_id)
+    if token_expires_at is None:
         raise ProtocolError(
             ErrorCode.UNKNOWN_CONNECTION, "this connection is not registered any more; reconnect", ACTION
         )
+    check_token(request, token_expires_at, ACTION)  # a connection lives no longer than its token
     # Read after the touch: a subscription stored before this ping is listed (the
     # by-connection index is eventually consistent, so one made a moment ago may
     # show at the next ping instead).

@@ -110,8 +110,25 @@ def _key_schema(hash_key: KeyAttribute, range_key: KeyAttribute | None) -> list[
 CONNECTION_ID = KeyAttribute("connectionId", "S")
 DEPLOYMENT_ID = KeyAttribute("deploymentId", "S")
 
-#: One item per open connection: who it is, when its token and its row expire.
-CONNECTIONS = TableSpec(role="connections", env_var="CONNECTIONS_TABLE", hash_key=CONNECTION_ID)
+#: Name of the connections index the sweeper reads expiring tokens from.
+CONNECTIONS_BY_EXPIRY_INDEX = "byExpiry"
+
+#: One item per open connection: who it is, when its token and its row expire. A sparse
+#: index files each connection under the minute its token expires (``expiresMinute``, epoch
+#: seconds // 60; rows written before it existed carry none and are not in it), so the
+#: sweeper reads the few minutes around now instead of scanning every connection.
+CONNECTIONS = TableSpec(
+    role="connections",
+    env_var="CONNECTIONS_TABLE",
+    hash_key=CONNECTION_ID,
+    indexes=(
+        IndexSpec(
+            CONNECTIONS_BY_EXPIRY_INDEX,
+            KeyAttribute("expiresMinute", "N"),
+            KeyAttribute("tokenExpiresAt", "N"),
+        ),
+    ),
+)
 
 #: Name of the subscriptions index that finds a connection's subscriptions on disconnect.
 SUBSCRIPTIONS_BY_CONNECTION_INDEX = "byConnection"
@@ -212,7 +229,10 @@ ROUTES: tuple[RouteSpec, ...] = (
         "unsubscribe",
         "unsubscribe",
         "unsubscribe",
-        tables={"subscriptions": ("dynamodb:DeleteItem",), "connections": ("dynamodb:UpdateItem",)},
+        tables={
+            "subscriptions": ("dynamodb:DeleteItem",),
+            "connections": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+        },
     ),
     # pong tells the tail: the connection's subscriptions (by-connection index) and their counters.
     RouteSpec(
@@ -265,6 +285,55 @@ BROADCASTER = RouteSpec(
     },
     management_methods=("POST",),
 )
+
+
+#: The token sweeper: run every minute by an EventBridge schedule (``SWEEP``), not an API route.
+#: It reads the connections filed under the minutes around now (Query on the by-expiry index),
+#: closes each one whose token has expired (@connections ``DELETE``; ``$disconnect`` then removes
+#: its rows), and removes the rows of one that answers 410 Gone as ``$disconnect`` would: the
+#: connection (DeleteItem) and its subscriptions (by-connection Query, BatchWriteItem).
+SWEEPER = RouteSpec(
+    "",
+    "sweeper",
+    "sweeper",
+    tables={
+        "connections": ("dynamodb:Query", "dynamodb:DeleteItem"),
+        "subscriptions": _SUBSCRIPTION_CLEANUP,
+    },
+    management_methods=("DELETE",),
+)
+
+
+#: Every Lambda function of the stack: one per route, the broadcaster and the sweeper.
+FUNCTIONS: tuple[RouteSpec, ...] = (*ROUTES, BROADCASTER, SWEEPER)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """When connections are closed after their token's ``exp`` (docs/protocol.md, "Token lifetime").
+
+    The contract: closed no later than 60 s after ``exp``. A schedule fires at most once a
+    minute and not to the second, so each run also takes the connections whose token expires
+    before the next run is due and closes each one when its time comes, waiting inside the
+    invocation: every connection is closed within seconds of ``exp`` + the verifier's leeway.
+    """
+
+    schedule_expression: str = "rate(1 minute)"
+    """How often EventBridge runs the sweeper in the cloud."""
+    horizon_seconds: int = 75
+    """Tokens expiring this far ahead are taken by a run (the period, plus the schedule's slack)."""
+    lookback_minutes: int = 15
+    """Past minutes a run reads again: connections a failed or late run left open."""
+    function_timeout_seconds: int = 120
+    """The sweeper's Lambda timeout: the horizon's wait plus the closes."""
+    local_interval_seconds: float = 5.0
+    """How often ``cloud-ws local`` runs it (with no horizon: it closes only what is due)."""
+
+
+SWEEP = SweepSpec()
+
+#: The payload of the sweeper's invocations: ``{SWEEP_TASK_KEY: {"horizon_seconds": N}}``.
+SWEEP_TASK_KEY = "cloud_ws_sweep"
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,8 @@ class Store:
             "username": _s(record.username),
             "groups": {"L": [_s(g) for g in record.groups]},
             "tokenExpiresAt": _n(record.token_expires_at),
+            # Files the row under its token's minute in the sweeper's index (spec.CONNECTIONS).
+            "expiresMinute": _n(record.token_expires_at // 60),
             "connectedAt": _n(record.connected_at),
             "lastPing": _n(record.last_ping),
             _TTL: _n(record.ttl),
@@ -261,22 +263,23 @@ class Store:
             ttl=_int(item, _TTL),
         )
 
-    def touch_connection(self, connection_id: str) -> bool:
-        """Record a ping; False when the connection is not registered."""
+    def touch_connection(self, connection_id: str) -> int | None:
+        """Record a ping; returns when the connection's token expires, None when it is not registered."""
         try:
-            self._db.update_item(
+            reply = self._db.update_item(
                 TableName=self._tables.connections,
                 Key={"connectionId": _s(connection_id)},
                 UpdateExpression="SET lastPing = :now",
                 ConditionExpression="attribute_exists(connectionId) AND #ttl > :now",
                 ExpressionAttributeNames={"#ttl": _TTL},
                 ExpressionAttributeValues={":now": _n(self._now())},
+                ReturnValues="ALL_NEW",  # the row's tokenExpiresAt, in the same request
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
-                return False
+                return None
             raise
-        return True
+        return _int(reply.get("Attributes", {}), "tokenExpiresAt")
 
     def delete_connection(self, connection_id: str) -> int:
         """Remove a connection and every subscription it holds; returns the subscriptions removed."""
@@ -286,6 +289,31 @@ class Store:
             self._batch_delete(self._tables.subscriptions, keys[start : start + 25])
         self._db.delete_item(TableName=self._tables.connections, Key={"connectionId": _s(connection_id)})
         return len(keys)
+
+    def expiring_connections(self, first_minute: int, last_minute: int, until: int) -> list[tuple[str, int]]:
+        """Connections whose token expires by ``until``, filed under these minutes (epoch s // 60).
+
+        ``(connection id, tokenExpiresAt)`` pairs, soonest first. One Query per
+        minute on the sparse by-expiry index: the reads grow with the minutes
+        and the connections expiring in them, never with every connection. The
+        index is eventually consistent: a row deleted a moment ago may still be
+        listed (closing it again answers 410 Gone, which is harmless).
+        """
+        found: list[tuple[str, int]] = []
+        for minute in range(first_minute, last_minute + 1):
+            kwargs: dict[str, Any] = {
+                "TableName": self._tables.connections,
+                "IndexName": spec.CONNECTIONS_BY_EXPIRY_INDEX,
+                "KeyConditionExpression": "expiresMinute = :m AND tokenExpiresAt <= :until",
+                "ExpressionAttributeValues": {":m": _n(minute), ":until": _n(until)},
+            }
+            while True:
+                page = self._db.query(**kwargs)
+                found += [(i["connectionId"]["S"], _int(i, "tokenExpiresAt")) for i in page.get("Items", [])]
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(found, key=lambda pair: pair[1])
 
     def _batch_delete(self, table: str, keys: list[Item]) -> None:
         pending: Any = {table: [{"DeleteRequest": {"Key": k}} for k in keys]}

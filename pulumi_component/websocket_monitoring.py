@@ -18,6 +18,9 @@ pattern) and from the code in ``handlers/``, so the deployed stack and
   dead-letter queue for events that could not be delivered or kept failing,
   and for fan-out tasks that still failed after Lambda's retries.
 
+- the token sweeper: a function an EventBridge schedule runs every minute,
+  closing connections whose token has expired (``handlers/sweeper.py``);
+
 - with AppSync enabled (the default), the GraphQL API of ``appsync.py`` that
   the broadcaster also publishes every sequenced event to;
 - with ``notifications``, a notifications bus the broadcaster puts each
@@ -47,7 +50,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers import environment, spec
-from pulumi_component import gateway, pipeline
+from pulumi_component import gateway, pipeline, token_sweep
 from pulumi_component._shared import child
 from pulumi_component.appsync import AppSyncGraphQL
 from pulumi_component.functions import LambdaFunction, common_environment, lambda_function
@@ -278,6 +281,8 @@ class WebSocketMonitoring(pulumi.ComponentResource):
                 broadcaster_role=broadcaster.role,
             )
         self.delivery_mapping = self._event_pipeline(settings, event_bus_name, broadcaster)
+        self.token_sweep = self._token_sweeper(settings, management_endpoint)
+        """The schedule that closes connections whose token has expired (``handlers.sweeper``)."""
         self.dead_letter_alarms = pipeline.dead_letter_alarms(
             name, self, self.dead_letter_queue, settings.alarm_topic_arn
         )
@@ -409,6 +414,23 @@ class WebSocketMonitoring(pulumi.ComponentResource):
             self.appsync.allow_publish(broadcaster.role.id)
         pipeline.allow_self_invoke(self._prefix, self, broadcaster.role, broadcaster.function)
         return broadcaster
+
+    def _token_sweeper(
+        self, settings: Settings, management_endpoint: pulumi.Output[str]
+    ) -> aws.cloudwatch.EventRule:
+        """The sweeper function, closing through @connections (DELETE), run every minute."""
+        sweeper = self._function(
+            settings,
+            spec.SWEEPER,
+            env={
+                **common_environment(settings, self.tables),
+                environment.MANAGEMENT_ENDPOINT: management_endpoint,
+            },
+            memory=settings.memory_size_mb,
+            # A run waits inside the invocation for tokens that expire before the next run.
+            timeout=spec.SWEEP.function_timeout_seconds,
+        )
+        return token_sweep.schedule_sweeps(self._prefix, self, sweeper.function)
 
     def _event_pipeline(
         self, settings: Settings, bus_name: pulumi.Output[str], broadcaster: LambdaFunction

@@ -72,13 +72,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         'project patterns (`*` matches any run of characters), e.g. \'{"team-a": ["alpha"], "sre": ["*"]}\' '
         "or @FILE (default: every signed-in user sees every project)",
     )
+    parser.add_argument(
+        "--token-lifetime",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="local only: the embedded Cognito's ID and access tokens expire this long after issue "
+        "(default: an hour; at least 10), to watch connections outlive their tokens",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every handler invocation")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run in the foreground until Ctrl-C."""
     from emulator.faults import shuffle_refusal  # noqa: PLC0415 - heavy imports only for this command
-    from emulator.stack import LocalSettings  # noqa: PLC0415
+    from emulator.stack import MIN_TOKEN_LIFETIME_SECONDS, LocalSettings  # noqa: PLC0415
     from emulator.stack import run as run_stack  # noqa: PLC0415
 
     for name in ("port", "aws_port"):
@@ -99,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"cloud-ws local: {exc}", flush=True)
         return 2
+    if args.token_lifetime is not None and args.token_lifetime < MIN_TOKEN_LIFETIME_SECONDS:
+        print(f"cloud-ws local: --token-lifetime must be at least {MIN_TOKEN_LIFETIME_SECONDS}", flush=True)
+        return 2
     settings = LocalSettings(
         host=args.host,
         port=args.port,
@@ -109,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         max_connection_seconds=args.max_duration,
         log_level="INFO" if args.verbose else "WARNING",
         shuffle_max_delay_ms=args.shuffle_ms,
+        token_lifetime_seconds=args.token_lifetime,
         notifications=notifications,
         access=access,
     )

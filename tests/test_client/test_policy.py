@@ -65,12 +65,15 @@ def test_other_failures_are_fatal() -> None:
 
 
 def test_rotation_comes_before_the_cap_and_the_token_expiry() -> None:
-    """The earlier of max age and expiry minus margin, never sooner than the floor."""
+    """The earlier of max age and expiry minus margin (a third of a short token's life), floor first."""
     common = {"now_wall": 1000.0, "margin": 60.0, "floor": 5.0}
     assert rotation_delay(max_age=6600.0, token_exp=None, **common) == 6600.0
     assert rotation_delay(max_age=6600.0, token_exp=1000.0 + 3600, **common) == 3540.0
     assert rotation_delay(max_age=100.0, token_exp=1000.0 + 3600, **common) == 100.0
-    assert rotation_delay(max_age=6600.0, token_exp=1000.0 + 30, **common) == 5.0
+    # A short-lived token is refreshed with a third of its lifetime left, never sooner than the floor.
+    assert rotation_delay(max_age=6600.0, token_exp=1000.0 + 30, **common) == 20.0
+    assert rotation_delay(max_age=6600.0, token_exp=1000.0 + 6, **common) == 5.0
+    assert rotation_delay(max_age=6600.0, token_exp=1000.0 - 10, **common) == 5.0
 
 
 def test_options_are_validated() -> None:

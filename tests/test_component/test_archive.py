@@ -42,7 +42,7 @@ sys.path[:0] = [bundle, runtime]
 scenario = json.load(sys.stdin)
 
 from handlers import spec
-modules = ["handlers." + r.module for r in (*spec.ROUTES, spec.BROADCASTER)] + ["handlers.cognito"]
+modules = ["handlers." + r.module for r in spec.FUNCTIONS] + ["handlers.cognito"]
 for name in modules:
     importlib.import_module(name)
 

@@ -17,7 +17,7 @@ def test_every_function_sets_only_names_of_the_contract(dev: Deployment, prod: D
     without_appsync = deploy({"enableAppSync": False})
     for deployment in (dev, prod, without_appsync):
         variables = _variables(deployment)
-        assert len(variables) == len(spec.ROUTES) + 1
+        assert len(variables) == len(spec.FUNCTIONS)
         for name, env in variables.items():
             assert set(env) <= environment.NAMES, (name, sorted(set(env) - environment.NAMES))
     broadcaster = _variables(dev)[f"cloud-ws-{spec.BROADCASTER.function}"]

@@ -13,7 +13,7 @@ from handlers import spec
 from pulumi_component import policy
 from tests.test_component.conftest import REGION, Deployment, Registered
 
-ALL_FUNCTIONS = (*spec.ROUTES, spec.BROADCASTER)
+ALL_FUNCTIONS = spec.FUNCTIONS
 TABLE_BY_ROLE = {t.role: t for t in spec.TABLES}
 #: What the event source mapping (receive, delete, queue attributes) and the broadcaster
 #: (shorten a failed message's visibility) do on the delivery queue, written out here.
@@ -141,13 +141,14 @@ def test_no_wildcard_action_anywhere(dev: Deployment, prod: Deployment) -> None:
 
 def test_only_connections_on_this_api_stage_may_be_managed(dev: Deployment) -> None:
     (api,) = dev.of_type("aws:apigatewayv2/api:Api")
-    allowed = f"{api.outputs['executionArn']}/dev/POST/@connections/*"
     for route in ALL_FUNCTIONS:
         _, document = _role_policy(dev, route)
         managed = [s for s in _statements(document) if "execute-api:ManageConnections" in s["Action"]]
         if route.management_methods:
             (statement,) = managed
-            assert statement["Resource"] == [allowed]
+            # POST for the functions that reply and broadcast; DELETE for the token sweeper only.
+            method = "DELETE" if route is spec.SWEEPER else "POST"
+            assert statement["Resource"] == [f"{api.outputs['executionArn']}/dev/{method}/@connections/*"]
         else:
             assert managed == [], route.function  # $connect and $disconnect never post
 

@@ -19,7 +19,7 @@ from tests.test_component.conftest import ACCOUNT, COMPONENT_TYPE, REGION, STACK
 OUTPUT_KEYS = REQUIRED_KEYS  # the outputs contract, as its consumers read it
 GRAPHQL_KEYS = frozenset({GRAPHQL_URL, GRAPHQL_REALTIME_URL})  # exported when AppSync is enabled
 PROGRAM_TYPES = {"aws:cognito/userPool:UserPool", "aws:cognito/userPoolClient:UserPoolClient"}
-ALL_FUNCTIONS = (*spec.ROUTES, spec.BROADCASTER)
+ALL_FUNCTIONS = spec.FUNCTIONS
 
 
 def _function(deployment: Deployment, route: spec.RouteSpec) -> Registered:
@@ -73,7 +73,10 @@ def test_one_of_each_resource_per_spec_entry(dev: Deployment) -> None:
     assert counts["aws:appsync/resolver:Resolver"] == 6  # every Mutation, Subscription and Query field
     assert counts["aws:apigatewayv2/integration:Integration"] == routes
     assert counts["aws:apigatewayv2/route:Route"] == routes
-    assert counts["aws:lambda/permission:Permission"] == routes  # EventBridge reaches a queue, not a function
+    # + the sweeper's schedule (the delivery rule reaches a queue, not a function)
+    assert counts["aws:lambda/permission:Permission"] == routes + 1
+    assert counts["aws:cloudwatch/eventRule:EventRule"] == 2  # the delivery rule and the sweeper's schedule
+    assert counts["aws:cloudwatch/eventTarget:EventTarget"] == 2
     assert counts["aws:sqs/queue:Queue"] == 2  # the delivery queue and its dead-letter queue
     assert counts["aws:sqs/queuePolicy:QueuePolicy"] == 2
     for single in (
@@ -81,8 +84,6 @@ def test_one_of_each_resource_per_spec_entry(dev: Deployment) -> None:
         "aws:apigatewayv2/deployment:Deployment",
         "aws:apigatewayv2/stage:Stage",
         "aws:cloudwatch/eventBus:EventBus",
-        "aws:cloudwatch/eventRule:EventRule",
-        "aws:cloudwatch/eventTarget:EventTarget",
         "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy",
         "aws:lambda/eventSourceMapping:EventSourceMapping",
         "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig",
@@ -250,7 +251,8 @@ def test_functions_run_arm64_python_from_the_shared_archive(dev: Deployment, bar
         archives.add(code.path)
         broadcaster = route is spec.BROADCASTER
         assert function.inputs["memorySize"] == (512 if broadcaster else 256)
-        assert function.inputs["timeout"] == (60 if broadcaster else 10)
+        timeout = 60 if broadcaster else spec.SWEEP.function_timeout_seconds if route is spec.SWEEPER else 10
+        assert function.inputs["timeout"] == timeout
         assert function.inputs["role"] == dev.named(f"cloud-ws-{route.function}-role").outputs["arn"]
     assert archives == {str(build_archive().path)}
 
@@ -294,6 +296,9 @@ def test_function_environment_is_what_the_handlers_validate(dev: Deployment) -> 
             name = _function(dev, route).outputs["name"]
             lambda_env = {**variables, "AWS_REGION": REGION, "AWS_LAMBDA_FUNCTION_NAME": name}
             assert load_config(lambda_env).fanout_function == name
+        elif route is spec.SWEEPER:
+            assert variables["MANAGEMENT_ENDPOINT"] == endpoint == config.management_endpoint  # no event
+            assert "DELIVERY_QUEUE_URL" not in variables
         else:
             assert "MANAGEMENT_ENDPOINT" not in variables  # route handlers use the event's own endpoint
             assert "DELIVERY_QUEUE_URL" not in variables
@@ -327,8 +332,16 @@ def test_api_gateway_may_invoke_each_route_function_only_through_this_api_and_st
 
 
 def test_only_api_gateway_may_invoke_functions_from_outside(dev: Deployment) -> None:
-    """The broadcaster has no resource policy: its mapping and its fan-out use its own role."""
+    """The broadcaster has no resource policy: its mapping and its fan-out use its own role.
+
+    Besides API Gateway, EventBridge may invoke the token sweeper, on behalf of its schedule only.
+    """
     permissions = dev.of_type("aws:lambda/permission:Permission")
+    from_events = [p for p in permissions if p.inputs["principal"] == "events.amazonaws.com"]
+    assert [p.name for p in from_events] == ["cloud-ws-sweeper-schedule-invoke"]
+    assert from_events[0].inputs["function"] == _function(dev, spec.SWEEPER).outputs["name"]
+    assert from_events[0].inputs["sourceArn"] == dev.named("cloud-ws-sweeper-schedule").outputs["arn"]
+    permissions = [p for p in permissions if p not in from_events]
     assert {p.inputs["principal"] for p in permissions} == {"apigateway.amazonaws.com"}
     broadcaster = _function(dev, spec.BROADCASTER).outputs["name"]
     assert all(p.inputs["function"] != broadcaster for p in permissions)
@@ -361,7 +374,7 @@ DETAIL = {
 
 
 def test_rule_pattern_matches_the_plugin_envelope(dev: Deployment) -> None:
-    (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
+    rule = dev.named("cloud-ws-rule")
     assert json.loads(rule.inputs["eventPattern"]) == spec.event_pattern("cloud.orchestrator")
     pattern = EventPattern.load(rule.inputs["eventPattern"])
     for detail_type in ("deployment.status", "stack.deployed", "stack.failed", "log.created", "custom.thing"):
@@ -374,7 +387,7 @@ def test_rule_uses_the_configured_source_and_bus() -> None:
     from tests.test_component.conftest import deploy
 
     deployment = deploy({"eventSource": "acme.deployer", "eventBusName": "shared"})
-    (rule,) = deployment.of_type("aws:cloudwatch/eventRule:EventRule")
+    rule = deployment.named("cloud-ws-rule")
     assert rule.inputs["eventBusName"] == "shared"
     pattern = EventPattern.load(rule.inputs["eventPattern"])
     assert pattern.matches_event(_envelope("acme.deployer", DETAIL))
@@ -386,8 +399,8 @@ def test_rule_uses_the_configured_source_and_bus() -> None:
 
 def test_dedicated_bus_feeds_the_delivery_queue_with_retries_and_a_dead_letter_queue(dev: Deployment) -> None:
     (bus,) = dev.of_type("aws:cloudwatch/eventBus:EventBus")
-    (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
-    (target,) = dev.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    rule = dev.named("cloud-ws-rule")
+    target = dev.named("cloud-ws-target")
     queue = dev.named("cloud-ws-delivery-queue")
     dead_letters = dev.named("cloud-ws-dlq")
     assert rule.inputs["eventBusName"] == bus.outputs["name"] == dev.exports["event_bus_name"]
@@ -426,7 +439,7 @@ def test_delivery_queue_is_standard_encrypted_and_redrives_to_the_dead_letter_qu
 
 def test_delivery_queue_accepts_only_our_rule(dev: Deployment) -> None:
     queue = dev.named("cloud-ws-delivery-queue")
-    (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
+    rule = dev.named("cloud-ws-rule")
     queue_policy = dev.named("cloud-ws-delivery-queue-policy")
     assert queue_policy.inputs["queueUrl"] == queue.outputs["url"]
     document = json.loads(queue_policy.inputs["policy"])
@@ -440,7 +453,7 @@ def test_delivery_queue_accepts_only_our_rule(dev: Deployment) -> None:
             "Condition": {"ArnEquals": {"aws:SourceArn": rule.outputs["arn"]}},
         }
     ]
-    (target,) = dev.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    target = dev.named("cloud-ws-target")
     assert queue_policy.urn in target.dependencies  # EventBridge may send before the target exists
 
 
@@ -498,7 +511,7 @@ def test_resources_of_earlier_stacks_keep_their_names_types_and_parent(dev: Depl
 
 def test_dead_letter_queue_accepts_only_our_rule(dev: Deployment) -> None:
     queue = dev.named("cloud-ws-dlq")
-    (rule,) = dev.of_type("aws:cloudwatch/eventRule:EventRule")
+    rule = dev.named("cloud-ws-rule")
     queue_policy = dev.named("cloud-ws-dlq-policy")
     assert queue_policy.inputs["queueUrl"] == queue.outputs["url"]
     document = json.loads(queue_policy.inputs["policy"])
@@ -526,7 +539,7 @@ def test_default_bus_when_asked_not_to_create_one() -> None:
     from tests.test_component.conftest import deploy
 
     deployment = deploy({"createEventBus": False})
-    (rule,) = deployment.of_type("aws:cloudwatch/eventRule:EventRule")
+    rule = deployment.named("cloud-ws-rule")
     assert rule.inputs["eventBusName"] == "default"
     assert deployment.of_type("aws:cloudwatch/eventBus:EventBus") == []
     assert deployment.exports["event_bus_name"] == "default"

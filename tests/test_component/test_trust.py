@@ -163,7 +163,7 @@ def test_access_policy_reaches_every_handler_and_defaults_to_none(bare: Deployme
         assert env[environment.ACCESS_POLICY] == "{}", name  # deny by default
     deployment = deploy({"access": json.dumps(ACCESS)})
     by_function = _variables(deployment)
-    assert len(by_function) == len(spec.ROUTES) + 1
+    assert len(by_function) == len(spec.FUNCTIONS)
     for name, env in by_function.items():
         assert json.loads(env[environment.ACCESS_POLICY]) == ACCESS, name
         assert env[environment.ACCESS_POLICY] == '{"sre":["*"],"team-a":["alpha","alpha-*"]}'

@@ -71,7 +71,7 @@ def test_every_route_module_exists_and_has_a_handler() -> None:
     """The spec names real modules; the component and the emulator rely on it."""
     import importlib
 
-    for route in (*spec.ROUTES, spec.BROADCASTER):
+    for route in spec.FUNCTIONS:
         module = importlib.import_module(f"handlers.{route.module}")
         assert callable(module.handler), route.handler
 
@@ -96,7 +96,14 @@ def test_table_spec_builds_create_table_arguments() -> None:
     (index,) = kwargs["GlobalSecondaryIndexes"]
     assert index["IndexName"] == spec.SUBSCRIPTIONS_BY_CONNECTION_INDEX
     assert index["KeySchema"][0] == {"AttributeName": "connectionId", "KeyType": "HASH"}
-    assert "GlobalSecondaryIndexes" not in spec.CONNECTIONS.create_table_kwargs("c")
+    # The connections' by-expiry index: the sweeper reads a minute's expiring tokens, never a Scan.
+    (expiry,) = spec.CONNECTIONS.create_table_kwargs("c")["GlobalSecondaryIndexes"]
+    assert expiry["IndexName"] == spec.CONNECTIONS_BY_EXPIRY_INDEX
+    assert expiry["KeySchema"] == [
+        {"AttributeName": "expiresMinute", "KeyType": "HASH"},
+        {"AttributeName": "tokenExpiresAt", "KeyType": "RANGE"},
+    ]
+    assert expiry["Projection"] == {"ProjectionType": "KEYS_ONLY"}
 
 
 def test_event_pattern_matches_the_envelope_source_and_requires_a_deployment() -> None:

@@ -75,6 +75,13 @@ export interface ClientTuning {
   maxQueuedMessages: number;
   /** Reconnect (planned, no delay) before the server's 2-hour cap closes the connection; 0 disables. */
   maxConnectionAge: number;
+  /**
+   * With a token *provider*, reconnect (planned, with a fresh token) this long before the
+   * token's `exp`: the server refuses requests after `exp` and closes the connection soon
+   * after. A token that lives less than three margins is refreshed with a third of its
+   * remaining lifetime left. A fixed token cannot be refreshed: its expiry triggers nothing.
+   */
+  tokenRefreshMargin: number;
 }
 
 /** What every option not given falls back to (partysocket's `DEFAULT` shape). */
@@ -95,6 +102,7 @@ export const DEFAULT: Readonly<ClientTuning> = Object.freeze({
   maxGapRetries: 3,
   maxQueuedMessages: 1_000,
   maxConnectionAge: 110 * 60_000,
+  tokenRefreshMargin: 60_000,
 });
 
 export interface CloudWebSocketClientOptions extends Partial<ClientTuning> {
@@ -127,6 +135,46 @@ export function deadConnectionBound(
     return Number.POSITIVE_INFINITY;
   }
   return options.pingInterval + options.pongTimeout + options.minReconnectionDelay + options.connectionTimeout;
+}
+
+/**
+ * Milliseconds from opening a connection to replacing it (undefined: never): before the
+ * server's 2-hour cap (`maxConnectionAge`) and, for a token that expires at `tokenExp`
+ * (epoch ms), `tokenRefreshMargin` before it (a third of its remaining lifetime when that is
+ * less), but never sooner than `minUptime`, so a provider that hands out nearly expired
+ * tokens cannot make the client reconnect in a tight loop.
+ */
+export function replacementDelay(
+  options: Pick<ClientTuning, "maxConnectionAge" | "tokenRefreshMargin" | "minUptime">,
+  tokenExp: number | undefined,
+  now: number,
+): number | undefined {
+  let delay = options.maxConnectionAge > 0 ? options.maxConnectionAge : Number.POSITIVE_INFINITY;
+  if (tokenExp !== undefined) {
+    const remaining = tokenExp - now;
+    delay = Math.min(delay, remaining - Math.min(options.tokenRefreshMargin, Math.max(remaining, 0) / 3));
+  }
+  return Number.isFinite(delay) ? Math.max(delay, options.minUptime) : undefined;
+}
+
+/**
+ * The `exp` claim of a JWT in epoch milliseconds, read without verifying it (the server
+ * verifies; the client only wants to reconnect before it refuses the token). Undefined when
+ * the token is not a JWT or has no numeric `exp`.
+ */
+export function tokenExpiry(token: string | null | undefined): number | undefined {
+  const payload = token?.split(".")[1];
+  if (token?.split(".").length !== 3 || !payload) {
+    return undefined;
+  }
+  try {
+    const base64 = payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "=");
+    const claims: unknown = JSON.parse(atob(base64));
+    const exp = typeof claims === "object" && claims !== null ? Reflect.get(claims, "exp") : undefined;
+    return typeof exp === "number" && Number.isFinite(exp) ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The stack outputs the client needs (`cloud-ws local` writes them; Pulumi exports them). */
@@ -199,6 +247,8 @@ export class CloudWebSocketClient {
   #attempt = 0;
   #hasOpened = false;
   #plannedReconnect = false;
+  /** When the token of the connection being opened expires (epoch ms), if a provider gave it. */
+  #tokenExp: number | undefined;
   /** The protocol: subscriptions, positions, pending replies, the queue. */
   readonly #core: ClientProtocol;
   #openWaiters: Waiter<void>[] = [];
@@ -413,6 +463,8 @@ export class CloudWebSocketClient {
     if (generation !== this.#generation || this.#stopped) {
       return;
     }
+    // Only a provider can hand out a fresh token: a fixed one's expiry triggers nothing.
+    this.#tokenExp = typeof this.#token === "function" ? tokenExpiry(token) : undefined;
     const WebSocketImpl = this.#WebSocket ?? globalWebSocket();
     if (WebSocketImpl === undefined) {
       this.#emit("error", {
@@ -450,11 +502,18 @@ export class CloudWebSocketClient {
     this.#uptimeTimer = setTimeout(() => {
       this.#attempt = 0;
     }, this.#options.minUptime);
-    if (this.#options.maxConnectionAge > 0) {
+    const replaceIn = replacementDelay(this.#options, this.#tokenExp, Date.now());
+    if (replaceIn !== undefined) {
+      const ageCap = this.#options.maxConnectionAge;
+      const forToken = this.#tokenExp !== undefined && (ageCap <= 0 || replaceIn < ageCap);
       this.#ageTimer = setTimeout(() => {
         this.#plannedReconnect = true;
-        this.#lose(socket, CLOSE_REFRESH, "refreshing before the connection's maximum age");
-      }, this.#options.maxConnectionAge);
+        this.#lose(
+          socket,
+          CLOSE_REFRESH,
+          forToken ? "refreshing the token before it expires" : "refreshing before the connection's maximum age",
+        );
+      }, replaceIn);
     }
     this.#schedulePing();
     // Subscriptions first (resuming from the last seq), then what was queued meanwhile.

@@ -5,6 +5,8 @@ export {
   SubscriptionError,
   buildHandshake,
   deadConnectionBound,
+  replacementDelay,
+  tokenExpiry,
   type ClientError,
   type ClientEvents,
   type ClientTuning,

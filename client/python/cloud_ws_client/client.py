@@ -79,7 +79,8 @@ class ClientOptions:
     max_connection_age: float = 6600.0
     """Replace a connection after this long: 1 h 50 min, before API Gateway's 2 h cap."""
     token_refresh_margin: float = 60.0
-    """Replace a connection this long before its token's ``exp``."""
+    """Replace a connection this long before its token's ``exp`` (a third of the token's remaining
+    lifetime, for tokens that live less than three margins)."""
     backoff_initial: float = 1.0
     """Upper bound of the first retry delay (full jitter)."""
     backoff_max: float = 30.0
@@ -145,11 +146,15 @@ def rotation_delay(
 
     The earlier of ``max_age`` and ``margin`` before the token expires, but
     never less than ``floor``: a provider that hands out nearly expired tokens
-    must not make the client reconnect in a tight loop.
+    must not make the client reconnect in a tight loop. A token that lives
+    less than three margins is refreshed when a third of its remaining
+    lifetime is left (a 30 s token after 20 s), so its connection is used
+    for most of it and still replaced well before ``exp``.
     """
     delay = max_age
     if token_exp is not None:
-        delay = min(delay, token_exp - margin - now_wall)
+        remaining = token_exp - now_wall
+        delay = min(delay, remaining - min(margin, max(remaining, 0.0) / 3))
     return max(delay, floor)
 
 
@@ -489,7 +494,7 @@ class CloudWebSocketClient:
         # provider can hand out a fresh one; a fixed token would be refused on
         # the replacement while the connection it has keeps working.
         exp = token_expiry(token) if callable(self._token) else None
-        if exp is not None and exp - options.token_refresh_margin - now_wall < options.min_uptime:
+        if exp is not None and exp - now_wall < options.min_uptime:
             log.warning(
                 "cloud-ws: the token expires in %.0f s; the provider should return fresh ones", exp - now_wall
             )

@@ -52,14 +52,14 @@ export class LocalStack {
     this.#log = log;
   }
 
-  /** Starts `cloud-ws local --port 0` and waits (up to 60 s) for its outputs file. */
-  static async start(): Promise<LocalStack> {
+  /** Starts `cloud-ws local --port 0` (and any further options) and waits (up to 60 s) for its outputs file. */
+  static async start(...options: string[]): Promise<LocalStack> {
     const directory = mkdtempSync(join(tmpdir(), "cloud-ws-js-"));
     const outputsPath = join(directory, "outputs.json");
     const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: "1" };
     delete env["AWS_ENDPOINT_URL"];
     delete env["AWS_PROFILE"];
-    const child = spawn(PYTHON, ["-m", "cloud_ws.cli", "local", "--port", "0", "--outputs", outputsPath], {
+    const child = spawn(PYTHON, ["-m", "cloud_ws.cli", "local", "--port", "0", "--outputs", outputsPath, ...options], {
       cwd: REPO_ROOT,
       env,
       stdio: ["ignore", "pipe", "pipe"],
