@@ -67,6 +67,7 @@ def test_each_event_is_one_mutation_and_each_status_adds_an_update() -> None:
         "event_id": batch[1].event.event_id,
         "timestamp": batch[1].event.timestamp,
         "data": '{"status":"deploying","current_layer":2,"total_layers":3}',
+        "project": "default",  # what AppSync's subscription filter admits subscribers by
     }
     update = json.loads(built[2].body)["variables"]
     assert update == {
@@ -75,6 +76,7 @@ def test_each_event_is_one_mutation_and_each_status_adds_an_update() -> None:
         "current_layer": 2,
         "total_layers": 3,
         "updated_at": batch[1].event.timestamp,
+        "project": "default",
     }
 
 
