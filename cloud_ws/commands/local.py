@@ -65,20 +65,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-notifications", action="store_true", help="no notifications bus, topic or webhooks"
     )
     parser.add_argument(
-        "--access",
-        default=None,
-        metavar="JSON",
-        help="who may watch which projects, as the component's `access` argument: Cognito group -> "
-        'project patterns (`*` matches any run of characters), e.g. \'{"team-a": ["alpha"], "sre": ["*"]}\' '
-        "or @FILE (default: every signed-in user sees every project)",
-    )
-    parser.add_argument(
         "--token-lifetime",
         type=int,
         default=None,
         metavar="SECONDS",
         help="local only: the embedded Cognito's ID and access tokens expire this long after issue "
         "(default: an hour; at least 10), to watch connections outlive their tokens",
+    )
+    parser.add_argument(
+        "--access",
+        default=None,
+        metavar="JSON",
+        help="who may watch which projects, as the component's `access` argument: Cognito group -> "
+        'project patterns (`*` matches any run of characters), e.g. \'{"team-a": ["alpha"], "sre": ["*"]}\' '
+        "or @FILE (default: every signed-in user sees every project)",
     )
     parser.add_argument("--verbose", action="store_true", help="log every handler invocation")
 
