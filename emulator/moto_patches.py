@@ -66,6 +66,13 @@
    received up to a second after it was due (0.5-0.7 s late on average for
    a 1 s delay). The wait now also ends when the next such message is due.
 
+**Guarded.** Every fix rebinds moto's internals, so a moto release can
+silently change what they patch. Before the first fix is applied,
+:func:`check_moto` compares the installed moto with :data:`MOTO_VERSION` (the
+one the ``local`` extra pins) and every function a fix replaces with the
+parameters it had there; any difference stops the local stack with a message
+that says which, and how to install the moto it was written for.
+
 Everything else is moto's own code. ``tests/test_integration`` drives the
 patched backend; ``tests/test_emulator/test_moto_patches.py`` checks each
 property directly.
@@ -88,9 +95,97 @@ from typing import Any
 _LOCK = threading.RLock()
 _APPLIED: set[str] = set()
 
+#: The moto these fixes were written against; pyproject.toml's ``local`` extra pins it.
+MOTO_VERSION = "5.2.5"
+
+#: What the fixes replace: (module, attribute path, its parameters in :data:`MOTO_VERSION`;
+#: None where only its presence matters).
+REPLACED: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    ("moto.dynamodb.models", "DynamoDBBackend.transact_write_items", ("self", "transact_items")),
+    ("moto.dynamodb.models", "get_filter_expression", ("expr", "names", "values")),
+    ("moto.dynamodb.models.table", "get_filter_expression", ("expr", "names", "values")),
+    ("moto.dynamodb.models", "UpdateExpressionParser", None),
+    ("moto.dynamodb.models", "copy", None),
+    (
+        "moto.dynamodb.comparisons",
+        "ConditionExpressionParser.__init__",
+        ("self", "condition_expression", "expression_attribute_names", "expression_attribute_values"),
+    ),
+    ("moto.dynamodb.responses", "DynamoHandler.call_action", ("self",)),
+    ("moto.dynamodb.responses", "create_condition_expression_parser", ("expr", "names", "values")),
+    ("moto.sqs.models", "unix_time", ("dt",)),
+    ("moto.sqs.models", "unix_time_millis", ("dt",)),
+    (
+        "moto.sqs.models",
+        "SQSBackend.is_message_valid_based_on_retention_period",
+        ("self", "queue_name", "message"),
+    ),
+    ("moto.sqs.models", "camelcase_to_underscores", ("argument",)),
+    ("moto.sqs.models", "generate_receipt_handle", ()),
+    (
+        "moto.sqs.models",
+        "SQSBackend.send_message",
+        (
+            "self",
+            "queue_name",
+            "message_body",
+            "message_attributes",
+            "delay_seconds",
+            "deduplication_id",
+            "group_id",
+            "system_attributes",
+            "validate_group_id",
+        ),
+    ),
+    ("moto.sqs.models", "Queue.delete_message", ("self", "receipt_handle")),
+    ("moto.sqs.models", "Queue.wait_for_messages", ("self", "timeout")),
+    ("moto.core.serialize", "XFormedAttributePicker.get_possible_keys", ("self", "context")),
+    (
+        "moto.core.serialize",
+        "ResponseSerializer._serialize_structure_member",
+        ("self", "serialized", "value", "shape", "key"),
+    ),
+    ("moto.backends", "list_of_moto_modules", ()),
+    ("moto.core.responses", "method_names_from_class", ("clazz",)),
+    ("jsonpath_ng.ext", "parse", ("path", "debug")),
+)
+
+
+class MotoMismatchError(RuntimeError):
+    """The installed moto is not the one the fixes were written against."""
+
+
+def check_moto(installed: str | None = None) -> None:
+    """Refuse a moto whose version or patched functions differ from :data:`MOTO_VERSION`'s.
+
+    Raises:
+        MotoMismatchError: naming the version or the function that changed, and the fix.
+    """
+    import importlib  # noqa: PLC0415
+    import importlib.metadata  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+
+    install = f"install the moto it was written for: pip install 'moto[server]=={MOTO_VERSION}'"
+    version = importlib.metadata.version("moto") if installed is None else installed
+    if version != MOTO_VERSION:
+        raise MotoMismatchError(
+            f"cloud-ws local patches moto {MOTO_VERSION}'s internals and found moto {version}; {install}"
+        )
+    for module_name, path, parameters in REPLACED:
+        target: Any = importlib.import_module(module_name)
+        try:
+            for part in path.split("."):
+                target = getattr(target, part)
+        except AttributeError:
+            raise MotoMismatchError(f"moto has no {module_name}.{path} any more; {install}") from None
+        if parameters is not None and tuple(inspect.signature(target).parameters) != parameters:
+            raise MotoMismatchError(f"{module_name}.{path} no longer takes {parameters}; {install}")
+
 
 def apply() -> None:
-    """Install every fix (idempotent)."""
+    """Check moto (:func:`check_moto`), then install every fix (idempotent)."""
+    if not _APPLIED:
+        check_moto()
     if "dynamodb" not in _APPLIED:
         from moto.dynamodb import models  # noqa: PLC0415 - moto is imported only where it runs
         from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415

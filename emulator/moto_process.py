@@ -108,7 +108,11 @@ def main() -> None:
 
     from emulator import moto_patches  # noqa: PLC0415
 
-    moto_patches.apply()
+    try:
+        moto_patches.apply()
+    except moto_patches.MotoMismatchError as exc:
+        print(f"cloud-ws local: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(3) from None
     if args.token_lifetime is not None:
         set_token_lifetime(args.token_lifetime)
     logging.getLogger("waitress").setLevel(logging.ERROR)  # no line per request or per queue depth

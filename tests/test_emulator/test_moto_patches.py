@@ -274,3 +274,27 @@ def test_a_long_poll_receives_a_delayed_message_that_comes_due_during_it(sqs: An
     threading.Event().wait(0.5)
     reply = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)  # it comes due about half-way through
     assert [m["Body"] for m in reply.get("Messages", [])] == ["wake"]
+
+
+def test_the_patches_refuse_a_moto_they_were_not_written_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another moto version, or a patched function whose parameters changed, stops the local stack
+    with a message naming what changed and the moto to install."""
+    from emulator import moto_patches
+
+    moto_patches.check_moto()  # the pinned moto passes
+    with pytest.raises(moto_patches.MotoMismatchError, match=r"found moto 5\.3\.0.*moto\[server\]==5\.2\.5"):
+        moto_patches.check_moto("5.3.0")
+
+    from moto.sqs import models
+
+    def delete_message(self: Any, receipt_handle: str, force: bool = False) -> None:
+        del self, receipt_handle, force
+
+    monkeypatch.setattr(models.Queue, "delete_message", delete_message)
+    with pytest.raises(moto_patches.MotoMismatchError, match=r"Queue\.delete_message no longer takes"):
+        moto_patches.check_moto()
+    monkeypatch.delattr(models.SQSBackend, "send_message")
+    with pytest.raises(
+        moto_patches.MotoMismatchError, match=r"has no moto\.sqs\.models\.SQSBackend\.send_message"
+    ):
+        moto_patches.check_moto()
