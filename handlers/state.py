@@ -28,6 +28,10 @@ dashboard's model):
   attempt that has one), as given: the server has already clamped them.
 - **Layers.** A status without ``current_layer`` / ``total_layers`` keeps the
   last known values.
+- **The attempt's outcome.** A ``deployment.status`` carrying
+  ``error_message`` / ``duration_seconds`` (the producer's final status says
+  why the attempt failed and how long it took) sets the attempt's; a status
+  without them keeps the last known values, and a re-run starts without.
 - **Logs.** ``log_counts`` counts the attempt's ``log.created`` per level;
   ``recent_logs`` keeps its latest :data:`RECENT_LOGS`, in ``seq`` order,
   oldest first.
@@ -73,7 +77,7 @@ STACK_STATUS = {
 RECENT_LOGS = 50
 #: Largest log message in ``recent_logs``, in bytes of its JSON encoding (so at most as many characters).
 LOG_MESSAGE_CHARS = 500
-#: Largest stack ``error_message``, in bytes of its JSON encoding.
+#: Largest ``error_message`` (a stack's, the attempt's), in bytes of its JSON encoding.
 ERROR_MESSAGE_BYTES = 1_000
 #: Largest stack name (a ``stacks`` key, a log line's ``stack_name``), in bytes of its JSON encoding.
 STACK_NAME_BYTES = 128
@@ -103,6 +107,8 @@ PUBLIC_FIELDS = (
     "started_at",
     "updated_at",
     "environment",
+    "error_message",
+    "duration_seconds",
     "stacks",
     "dropped_stack_events",
     "log_counts",
@@ -121,6 +127,8 @@ def initial() -> dict[str, Any]:
         "started_at": None,
         "updated_at": None,
         "environment": None,
+        "error_message": None,
+        "duration_seconds": None,
         "stacks": {},
         "dropped_stack_events": 0,
         "log_counts": {},
@@ -304,8 +312,13 @@ def _fold_one(result: dict[str, Any], message: Mapping[str, Any]) -> None:
     if kind == "deployment.status":
         if status is not None and _DEPLOYMENT_RANK[status] >= _DEPLOYMENT_RANK[result["status"]]:
             result["status"] = status
-        for field in ("current_layer", "total_layers"):
-            value = _count(data.get(field))
+        outcome = {
+            "current_layer": _count(data.get("current_layer")),
+            "total_layers": _count(data.get("total_layers")),
+            "error_message": _text(data.get("error_message"), ERROR_MESSAGE_BYTES),
+            "duration_seconds": _seconds(data.get("duration_seconds")),
+        }
+        for field, value in outcome.items():
             if value is not None:
                 result[field] = value
     elif isinstance(kind, str) and kind in STACK_STATUS:
@@ -320,6 +333,8 @@ def _new_attempt(state: dict[str, Any], timestamp: str | None) -> None:
         status="pending",
         current_layer=None,
         started_at=timestamp,
+        error_message=None,
+        duration_seconds=None,
         stacks={},
         dropped_stack_events=0,
         log_counts={},
@@ -393,6 +408,8 @@ def _bounded(raw: Mapping[str, Any]) -> dict[str, Any]:
     result["started_at"] = _text(raw.get("started_at"), TIMESTAMP_BYTES)
     result["updated_at"] = _text(raw.get("updated_at"), TIMESTAMP_BYTES)
     result["environment"] = _text(raw.get("environment"), ENVIRONMENT_BYTES)
+    result["error_message"] = _text(raw.get("error_message"), ERROR_MESSAGE_BYTES)
+    result["duration_seconds"] = _seconds(raw.get("duration_seconds"))
     result["seq"] = _count(raw.get("seq")) or 0
     dropped = _count(raw.get("dropped_stack_events")) or 0
     stacks = raw.get("stacks")

@@ -468,9 +468,17 @@ def describe(message: Message) -> str | None:
         text = f"#{message.seq} snapshot: attempt {data.get('attempt')} {data.get('status')}"
         if data.get("current_layer") is not None and data.get("total_layers") is not None:
             text += f", layer {data['current_layer']}/{data['total_layers']}"
-        failures = snapshot_failures(data)
-        if failures:
-            text += " — " + "; ".join(failures)
+        duration = data.get("duration_seconds")
+        if isinstance(duration, int | float) and not isinstance(duration, bool):
+            text += f", in {_duration(duration)}"
+        reasons = snapshot_failures(data)
+        # Why the attempt ended, as its producer's final status said it (a cancelled run has no
+        # failed stack to name); left out when a failed stack's line already says it.
+        reason = _first_line(data.get("error_message"))
+        if reason and not any(reason in failure for failure in reasons):
+            reasons.insert(0, reason)
+        if reasons:
+            text += " — " + "; ".join(reasons)
         return text
     if not isinstance(message, Event):
         return None
@@ -510,8 +518,14 @@ def snapshot_failures(data: Any) -> list[str]:
 
 
 def _failure(stack_name: str, error: object) -> str:
-    lines = str(error).strip().splitlines() if error else []
-    return f"{stack_name}: {lines[0]}" if lines else f"{stack_name} failed"
+    line = _first_line(error)
+    return f"{stack_name}: {line}" if line else f"{stack_name} failed"
+
+
+def _first_line(text: object) -> str:
+    """The first line of an error message, or ``""`` without one."""
+    lines = str(text).strip().splitlines() if text else []
+    return lines[0] if lines else ""
 
 
 class LiveView:

@@ -362,6 +362,34 @@ async def send_status(gateway: Gateway, seq: int, stamp: str, **data: Any) -> No
         await ws.send(json.dumps(event))
 
 
+def test_a_snapshot_line_says_how_long_the_attempt_took_and_why_it_ended() -> None:
+    """The final status's duration and reason reach the late-join line, also with no failed stack."""
+    cancelled = snapshot_data(
+        "cancelled", 1, error_message="cancelled by user (Ctrl-C)\ntrace", duration_seconds=125
+    )
+    failed = snapshot_data(
+        "failed",
+        1,
+        error_message="Subnet not found",
+        duration_seconds=7.4,
+        stacks={"db": {"status": "failed", "error_message": "Subnet not found"}},
+    )
+
+    lines = [
+        monitor.describe(
+            parse_message(
+                json.dumps({"type": "deployment.snapshot", "deployment_id": "D1", "seq": 9, "data": data})
+            )
+        )
+        for data in (cancelled, failed)
+    ]
+
+    assert lines == [
+        "#9 snapshot: attempt 1 cancelled, layer 1/2, in 2m 05s — cancelled by user (Ctrl-C)",
+        "#9 snapshot: attempt 1 failed, layer 1/2, in 7s — db: Subnet not found",  # said once
+    ]
+
+
 @pytest.mark.parametrize(("status", "code"), [("succeeded", 0), ("failed", 1), ("cancelled", 1)])
 async def test_until_complete_on_an_ended_deployment_exits_at_once(
     gateway: Gateway, status: str, code: int
@@ -600,8 +628,9 @@ def _events_table(stack: LocalStackProcess) -> str:
 
 
 def test_a_late_join_shows_why_the_deployment_failed(stack: LocalStackProcess) -> None:
-    """`monitor --until-complete | cat` after the demo failed: the snapshot line names the stack and its
-    error; the live view at 80 columns shows the whole error, wrapped."""
+    """`monitor --until-complete | cat` after the demo failed: the snapshot line says how long it took and
+    why (the final status's reason), and names the stack and its error; the live view at 80 columns shows
+    the whole error, wrapped."""
     dep = deployment()
     code, _, err = finish(cloud_ws("demo", dep, "--outputs", str(stack.outputs_path), "--speed", DEMO_SPEED))
     assert code == 0, err
@@ -614,7 +643,8 @@ def test_a_late_join_shows_why_the_deployment_failed(stack: LocalStackProcess) -
     assert code == 1, err
     line = out.splitlines()[1]
     assert re.fullmatch(
-        r"#\d+ snapshot: attempt 1 failed, layer 3/4 — database-rds: "
+        r"#\d+ snapshot: attempt 1 failed, layer 3/4, in \d+s — "
+        r"stack database-rds failed in layer 3; layer 4 not deployed; database-rds: "
         r"creating RDS DB Instance \(orders\): InvalidSubnet: Subnet not found: subnet-0b7d41",
         line,
     ), line

@@ -25,6 +25,8 @@ DEPLOYMENT_FIELDS = (
     "started_at",
     "updated_at",
     "environment",
+    "error_message",
+    "duration_seconds",
 )
 
 
@@ -104,6 +106,8 @@ def test_the_vectors_cover_every_rule() -> None:
         "limits: log_counts",
         "limits: texts",
         "limits: numbers",
+        "the attempt's outcome",
+        "limits: the attempt's error_message",
     ):
         assert rule in names, rule
 
@@ -291,6 +295,8 @@ def _worst_case_state() -> dict[str, Any]:
         "started_at": timestamp,
         "updated_at": timestamp,
         "environment": "e" * state.ENVIRONMENT_BYTES,
+        "error_message": "x" * state.ERROR_MESSAGE_BYTES,
+        "duration_seconds": longest_float,
         "stacks": {
             f"{i:03d}".rjust(state.STACK_NAME_BYTES, "s"): {
                 "status": "cancelled",

@@ -33,10 +33,13 @@
  *   besides `other`; integers outside 0 to 2^53 - 1 and negative or
  *   non-finite durations are ignored. So a snapshot fits in 128 KB.
  *
- * Beyond the snapshot's fields, the state keeps two things a view wants and
- * the snapshot does not carry, by the same later-event-wins rule: the
- * attempt's terminal `error_message` / `duration_seconds` and each stack's
- * `resources_done`. {@link DeploymentState.toSnapshot} leaves them out.
+ * - **The attempt's outcome.** A `deployment.status` carrying
+ *   `error_message` / `duration_seconds` (the producer's final status) sets
+ *   the attempt's; a status without them keeps them; a re-run starts without.
+ *
+ * Beyond the snapshot's fields, the state keeps what a view wants and the
+ * snapshot does not carry, by the same later-event-wins rule: each stack's
+ * `resources_done`. {@link DeploymentState.toSnapshot} leaves it out.
  *
  * Pure TypeScript, no I/O and no DOM.
  */
@@ -104,6 +107,10 @@ export interface DeploymentSnapshotData {
   started_at: string | null;
   updated_at: string | null;
   environment: string | null;
+  /** Why the attempt ended: the latest `deployment.status` that carried an `error_message`. */
+  error_message: string | null;
+  /** How long the attempt took: the latest `deployment.status` that carried a `duration_seconds`. */
+  duration_seconds: number | null;
   stacks: Record<string, StackSnapshot>;
   /** The attempt's stack events about stacks beyond the first `max_stacks` (those are not kept). */
   dropped_stack_events: number;
@@ -314,11 +321,11 @@ export class DeploymentState {
   get environment(): string | null {
     return this.#environment;
   }
-  /** The attempt's terminal `error_message`, when a status carried one (not in the snapshot). */
+  /** Why the attempt ended: the `error_message` of its latest status that carried one. */
   get errorMessage(): string | null {
     return this.#errorMessage;
   }
-  /** The attempt's `duration_seconds`, when a status carried one (not in the snapshot). */
+  /** How long the attempt took: the `duration_seconds` of its latest status that carried one. */
   get durationSeconds(): number | null {
     return this.#durationSeconds;
   }
@@ -404,6 +411,8 @@ export class DeploymentState {
       started_at: this.#startedAt,
       updated_at: this.#updatedAt,
       environment: this.#environment,
+      error_message: this.#errorMessage,
+      duration_seconds: this.#durationSeconds,
       stacks,
       dropped_stack_events: this.#droppedStackEvents,
       log_counts: Object.fromEntries(this.#logCounts),
@@ -432,7 +441,7 @@ export class DeploymentState {
     }
     this.#currentLayer = asInt(data["current_layer"]) ?? this.#currentLayer;
     this.#totalLayers = asInt(data["total_layers"]) ?? this.#totalLayers;
-    // Not in the snapshot: what a view shows of a finished attempt.
+    // The producer's final status says why the attempt ended and how long it took.
     this.#errorMessage = asText(data["error_message"], LIMITS.error_message_bytes) ?? this.#errorMessage;
     this.#durationSeconds = asSeconds(data["duration_seconds"]) ?? this.#durationSeconds;
   }
@@ -481,6 +490,8 @@ export class DeploymentState {
     this.#startedAt = data.started_at;
     this.#updatedAt = data.updated_at;
     this.#environment = data.environment;
+    this.#errorMessage = data.error_message;
+    this.#durationSeconds = data.duration_seconds;
     this.#stacks = new Map();
     for (const [name, snapshot] of Object.entries(data.stacks)) {
       this.#stacks.set(name, { ...newStack(name), ...snapshot });
@@ -570,6 +581,8 @@ export function parseSnapshotData(data: JsonObject): DeploymentSnapshotData {
     started_at: asText(data["started_at"], LIMITS.timestamp_bytes),
     updated_at: asText(data["updated_at"], LIMITS.timestamp_bytes),
     environment: asText(data["environment"], LIMITS.environment_bytes),
+    error_message: asText(data["error_message"], LIMITS.error_message_bytes),
+    duration_seconds: asSeconds(data["duration_seconds"]),
     stacks,
     dropped_stack_events: asInt(data["dropped_stack_events"]) ?? 0,
     log_counts: Object.fromEntries(counts),

@@ -22,6 +22,9 @@ the vectors prove the two equal):
   event / the attempt's first event, as given (the server clamps them).
 - **Layers.** A status without ``current_layer`` / ``total_layers`` keeps the
   last known values.
+- **The attempt's outcome.** A ``deployment.status`` carrying
+  ``error_message`` / ``duration_seconds`` (the producer's final status) sets
+  the attempt's; a status without them keeps them; a re-run starts without.
 - **Logs.** ``log_counts`` counts the attempt's ``log.created`` per level;
   ``recent_logs`` keeps the latest :data:`RECENT_LOGS`, oldest first.
 - **Other types** only move ``updated_at`` and ``environment``.
@@ -263,9 +266,9 @@ class DeploymentState:
     recent_logs: list[LogLine] = field(default_factory=list)
     """The attempt's latest :data:`RECENT_LOGS` log lines, oldest first."""
     error_message: str | None = None
-    """Why the attempt failed, from its terminal status (not part of the snapshot)."""
+    """Why the attempt ended, from the latest status that carried one (its terminal status)."""
     duration_seconds: float | None = None
-    """How long the attempt took, from its terminal status (not part of the snapshot)."""
+    """How long the attempt took, from the latest status that carried it (its terminal status)."""
     seq: int = 0
     """The highest ``seq`` folded in (or the snapshot's)."""
     events: int = 0
@@ -317,6 +320,8 @@ class DeploymentState:
             "started_at": self.started_at,
             "updated_at": self.updated_at,
             "environment": self.environment,
+            "error_message": self.error_message,
+            "duration_seconds": self.duration_seconds,
             "stacks": {name: stack.to_snapshot() for name, stack in self.stacks.items()},
             "dropped_stack_events": self.dropped_stack_events,
             "log_counts": dict(self.log_counts),
@@ -369,7 +374,8 @@ class DeploymentState:
         lines = [_line_from_snapshot(line) for line in (logs if isinstance(logs, list) else ())]
         kept = sorted((line for line in lines if line is not None), key=lambda line: line.seq)
         self.recent_logs = kept[-RECENT_LOGS:]
-        self.error_message = self.duration_seconds = None
+        self.error_message = _text(data.get("error_message"), ERROR_MESSAGE_BYTES)
+        self.duration_seconds = _number(data.get("duration_seconds"))
         self.seq = snapshot.seq
         return True
 
