@@ -67,6 +67,8 @@ class Config:
     max_subscriptions_per_connection: int
     max_message_bytes: int
     max_json_depth: int
+    frame_rate_limit: spec.FrameRateLimit | None
+    """Frames one connection may send (a burst, then a rate); None: no limit."""
     replay_limit: int
     broadcast_concurrency: int
     subscriber_page_size: int
@@ -109,6 +111,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {value}")
     return value
+
+
+def _frame_rate_limit(env: Mapping[str, str]) -> spec.FrameRateLimit | None:
+    default = spec.FRAME_RATE_LIMIT
+    per_second = _float(env, names.FRAME_RATE_PER_SECOND, default.per_second)
+    burst = _int(env, names.FRAME_BURST, default.burst, minimum=1)
+    return spec.FrameRateLimit(burst=burst, per_second=per_second) if per_second > 0 else None
 
 
 def _set(env: Mapping[str, str], name: str) -> frozenset[str]:
@@ -179,6 +188,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_subscriptions_per_connection=_int(env, names.MAX_SUBSCRIPTIONS_PER_CONNECTION, 20, minimum=1),
         max_message_bytes=_int(env, names.MAX_MESSAGE_BYTES, 4096, minimum=64),
         max_json_depth=_int(env, names.MAX_JSON_DEPTH, 4, minimum=1),
+        frame_rate_limit=_frame_rate_limit(env),
         replay_limit=_int(env, names.REPLAY_LIMIT, 1000, minimum=1),
         broadcast_concurrency=_int(env, names.BROADCAST_CONCURRENCY, 64, minimum=1),
         subscriber_page_size=_int(env, names.SUBSCRIBER_PAGE_SIZE, 1000, minimum=1),

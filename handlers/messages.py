@@ -3,7 +3,9 @@
 Each route parses its frame with ``handlers.protocol``, runs its action, and
 posts the replies to the sender through the @connections Management API, in
 order, exactly as on AWS. A refused frame gets one ``error`` reply; the
-connection stays open and nothing is stored.
+connection stays open and nothing is stored. Every frame read as a JSON object
+with an ``action`` is first counted against its connection's rate limit
+(``take_allowance``): past it, the frame is refused with ``rate_limited``.
 
 Every reply to a frame that carried an ``id`` echoes it, errors included, and
 an error names the frame's ``deployment_id`` when it was well-formed: API
@@ -14,6 +16,7 @@ replies by ``id``, never by order. One post may carry several messages
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -78,6 +81,29 @@ def check_token(request: Request, token_expires_at: int, action: str) -> None:
 Action = Callable[[Request], Iterable[bytes]]
 
 
+def take_allowance(request: Request) -> None:
+    """Count the frame against its connection's rate limit (``spec.FRAME_RATE_LIMIT``).
+
+    Runs before every action, so a frame past the limit is answered and nothing
+    else happens: no subscription, no replay, no read. A connection that is not
+    registered passes, and its action answers ``unknown_connection``.
+
+    Raises:
+        ProtocolError: ``rate_limited``, with when to retry.
+    """
+    limit = request.runtime.config.frame_rate_limit
+    if limit is None:
+        return
+    wait = request.runtime.store.take_frame_allowance(request.connection_id, limit.burst, limit.per_second)
+    if wait > 0:
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"this connection sent frames faster than allowed ({limit.burst} at once, then "
+            f"{limit.per_second:g} a second); retry in {math.ceil(wait * 10) / 10:g} s",
+            request.frame.action[:64],
+        )
+
+
 def message_handler(route: str, action: Action) -> Callable[[Mapping[str, Any], Any], LambdaResponse]:
     """A Lambda handler for a message route that runs ``action`` on each valid frame."""
 
@@ -99,7 +125,9 @@ def message_handler(route: str, action: Action) -> Callable[[Mapping[str, Any], 
             )
             if frame.deployment_id is not None:
                 fields["deployment_id"] = frame.deployment_id
-            for reply in action(Request(ws.connection_id, frame, runtime)):
+            request = Request(ws.connection_id, frame, runtime)
+            take_allowance(request)
+            for reply in action(request):
                 outcome, _ = api.post(ws.connection_id, reply)
                 if outcome is PostOutcome.GONE:
                     log.info("sender left before its reply", extra=fields)

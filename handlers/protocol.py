@@ -42,6 +42,7 @@ class ErrorCode:
     FORBIDDEN = "forbidden"
     TOKEN_EXPIRED = "token_expired"
     UNKNOWN_CONNECTION = "unknown_connection"
+    RATE_LIMITED = "rate_limited"
     INTERNAL_ERROR = "internal_error"
 
 

@@ -196,6 +196,10 @@ class RouteSpec:
 
 _CONNECTION_READ = ("dynamodb:GetItem",)
 _SUBSCRIPTION_CLEANUP = ("dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem")
+#: Every message route counts each frame against its connection's rate limit (``FRAME_RATE_LIMIT``)
+#: with a conditional UpdateItem on the connection's row (two after an idle spell), before its
+#: action runs.
+_FRAME_ALLOWANCE = ("dynamodb:UpdateItem",)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
@@ -212,7 +216,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         tables={"connections": ("dynamodb:DeleteItem",), "subscriptions": _SUBSCRIPTION_CLEANUP},
         management_methods=(),
     ),
-    RouteSpec("$default", "default", "default"),
+    RouteSpec("$default", "default", "default", tables={"connections": _FRAME_ALLOWANCE}),
     # subscribe and unsubscribe keep the connection row's set of watched deployments (UpdateItem),
     # the one atomic count of a connection's subscriptions.
     RouteSpec(
@@ -249,7 +253,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "list_deployments",
         "list_deployments",
         "list-deployments",
-        tables={"connections": _CONNECTION_READ, "events": ("dynamodb:Query",)},
+        tables={"connections": (*_CONNECTION_READ, *_FRAME_ALLOWANCE), "events": ("dynamodb:Query",)},
     ),
 )
 
@@ -437,3 +441,27 @@ class ApiGatewayLimits:
 
 
 API_GATEWAY_LIMITS = ApiGatewayLimits()
+
+
+@dataclass(frozen=True)
+class FrameRateLimit:
+    """How many frames one connection may send to the message routes (docs/protocol.md, Rate limit).
+
+    A token bucket per connection, kept on its row of the connections table
+    (``Store.take_frame_allowance``): ``burst`` frames at once, then ``per_second``.
+    A frame beyond it is answered ``rate_limited`` and does nothing else, so one
+    client's flood cannot turn into DynamoDB work and replays that starve the others.
+    ``FRAME_BURST`` and ``FRAME_RATE_PER_SECOND`` override the defaults.
+    """
+
+    burst: int = 40
+    """Frames a connection may send at once. A client that reconnects resubscribes to as many as
+    20 deployments (``MAX_SUBSCRIPTIONS_PER_CONNECTION``), lists them and pings: 22 frames in a
+    few milliseconds. Twice 20 leaves room for that and for the gap repairs that may follow."""
+    per_second: float = 10.0
+    """Frames per second a connection may keep sending once its burst is spent. A well-behaved
+    client pings every few minutes and resubscribes now and then; ten a second is far above
+    that and far below a flood (the bucket refills one frame every 100 ms)."""
+
+
+FRAME_RATE_LIMIT = FrameRateLimit()

@@ -326,6 +326,72 @@ class Store:
         if pending:
             raise RuntimeError(f"could not delete {len(pending[table])} subscriptions from {table}")
 
+    #: The frame limiter's one attribute on a connection row (:meth:`take_frame_allowance`).
+    FRAME_ALLOWANCE_ATTRIBUTE = "allowanceFullAt"
+
+    def take_frame_allowance(self, connection_id: str, burst: int, per_second: float) -> float:
+        """Count one frame against the connection's rate limit; 0 when it may go ahead, else the
+        seconds until the next frame would be allowed.
+
+        A token bucket kept as one number on the connection row (the generic cell
+        rate algorithm): ``allowanceFullAt``, the epoch millisecond at which the
+        connection's whole burst is available again. Each allowed frame moves it
+        one interval (``1000 / per_second`` ms) later; a frame is allowed while it
+        is at most ``burst - 1`` intervals ahead of now. The usual frame costs one
+        conditional UpdateItem; the first after the connection was idle (the time
+        in the past) costs two, as DynamoDB cannot take ``max(time, now)`` in one
+        update. Both writes are conditional, so frames of one connection that run
+        concurrently (API Gateway may) never share one allowance. A refused frame
+        changes nothing. A connection that is not registered is not created here
+        (0 is returned: the route answers ``unknown_connection`` as it would anyway).
+        """
+        interval = max(1, round(1000 / per_second))
+        names = {"#at": self.FRAME_ALLOWANCE_ATTRIBUTE}
+        key = {"connectionId": _s(connection_id)}
+        for _ in range(3):
+            now = int(self._clock() * 1000)
+            edge = now + (burst - 1) * interval
+            try:
+                self._db.update_item(
+                    TableName=self._tables.connections,
+                    Key=key,
+                    UpdateExpression="ADD #at :interval",
+                    ConditionExpression="#at BETWEEN :now AND :edge",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":interval": _n(interval), ":now": _n(now), ":edge": _n(edge)},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return 0.0
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+                old: Item | None = exc.response.get("Item")  # type: ignore[assignment]
+            if not old:
+                return 0.0
+            full_at = _int(old, self.FRAME_ALLOWANCE_ATTRIBUTE, default=now - 1)
+            if full_at > edge:
+                return (full_at - edge) / 1000
+            try:  # idle: the whole burst is there again; this frame takes the first of it
+                self._db.update_item(
+                    TableName=self._tables.connections,
+                    Key=key,
+                    UpdateExpression="SET #at = :next",
+                    ConditionExpression=(
+                        "attribute_exists(connectionId) AND (attribute_not_exists(#at) OR #at < :now)"
+                    ),
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":next": _n(now + interval), ":now": _n(now)},
+                )
+                return 0.0
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+            # Another frame of this connection started the bucket first (or the row just went):
+            # take this one from the bucket it started.
+        # Three rounds lost to concurrent frames of the same connection: let this one through
+        # rather than refuse a frame the limit may well allow.
+        return 0.0
+
     # -- subscriptions -------------------------------------------------------------------------
 
     def subscriptions_of(self, connection_id: str) -> list[str]:

@@ -116,6 +116,7 @@ export const ERROR_CODES = [
   "forbidden",
   "token_expired",
   "unknown_connection",
+  "rate_limited",
   "internal_error",
 ] as const;
 

@@ -63,6 +63,7 @@ ERROR_CODES = frozenset(
         "forbidden",
         "token_expired",
         "unknown_connection",
+        "rate_limited",
         "internal_error",
     }
 )
