@@ -25,6 +25,11 @@ waits for). A deployment nobody reports on within :data:`HINT_SECONDS`
 (a mistyped id, most likely) gets a hint to check the id with
 ``cloud-ws list``, and the monitor keeps waiting.
 
+A server whose history of the deployment went back (a restarted local
+stack forgets everything; an id reused after its history expired) is
+reported by the client as a ``history_reset``: the monitor says so, drops
+what it folded and starts again from the server's new snapshot.
+
 ``--until-complete`` never waits for ever on a lost post: the client's
 keep-alive ``pong`` carries the deployment's latest ``seq``, so a terminal
 status whose delivery failed for good is fetched with ``since`` at the next
@@ -171,6 +176,7 @@ async def watch(
         DeploymentState,
         ErrorMessage,
         Event,
+        HistoryReset,
     )
 
     state = DeploymentState(deployment_id)
@@ -188,6 +194,12 @@ async def watch(
     hint = None if hint_after is None else asyncio.create_task(_hint_later(view, state, hint_after))
     try:
         async for message in client.messages():
+            if isinstance(message, HistoryReset) and message.deployment_id == deployment_id:
+                # The server's history went back (a restarted local stack, a reused id): what was
+                # folded belongs to a history that is gone. Start again from the snapshot that
+                # follows, and wait for the end of the attempt it shows (or of the next one).
+                state = DeploymentState(deployment_id)
+                started, target = False, None
             if isinstance(message, DeploymentSnapshot):
                 if not started and message.deployment_id == deployment_id:
                     started = True
@@ -388,7 +400,11 @@ class StackFilter:
 
 
 class JsonView:
-    """One JSON message per line, exactly as received (acknowledgements and errors too)."""
+    """One JSON message per line, exactly as received (acknowledgements and errors too).
+
+    Besides, the client's own ``history_reset`` (the server's history went back and the
+    snapshot that follows starts the picture again), as one JSON line of that type.
+    """
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -455,12 +471,19 @@ def describe(message: Message) -> str | None:
         DeploymentStatus,
         ErrorMessage,
         Event,
+        HistoryReset,
         LogCreated,
         StackEvent,
     )
 
     if isinstance(message, ErrorMessage):
         return f"error {message.code}: {message.message}"
+    if isinstance(message, HistoryReset):
+        return (
+            f"the history of {message.deployment_id} went back (the server is at #{message.seq}, "
+            f"this monitor had #{message.previous}): the stack was restarted, and forgot its "
+            "deployments, or the id was reused; starting again from the server's snapshot"
+        )
     if isinstance(message, DeploymentSnapshot):
         data = message.data
         if not data.get("attempt"):
@@ -563,10 +586,12 @@ class LiveView:
 
     def show(self, message: Message, state: DeploymentState) -> None:
         """Redraw with the new state."""
-        from cloud_ws_client import ErrorMessage  # noqa: PLC0415
+        from cloud_ws_client import ErrorMessage, HistoryReset  # noqa: PLC0415
 
         if isinstance(message, ErrorMessage):
             self._errors = [*self._errors[-2:], f"{message.code}: {message.message}"]
+        elif isinstance(message, HistoryReset):
+            self._hints = [describe(message) or ""]
         self._state = state  # the ticks redraw the latest (a filtered view passes a new copy each time)
         self._live.update(self._render(state), refresh=True)
 

@@ -424,6 +424,49 @@ async def test_until_complete_follows_the_running_attempt(gateway: Gateway) -> N
     assert out.getvalue().splitlines()[-1] == "deployment D1 succeeded (attempt 2)"
 
 
+async def test_a_history_that_went_back_starts_the_picture_again(gateway: Gateway) -> None:
+    """The server restarts under the monitor and forgets the deployment (a local stack): the resubscribe
+    (since 3) is answered at seq 0; the monitor says so, starts again from the new snapshot and ends with
+    the new history's outcome, whose events it would otherwise drop as duplicates of the old one's."""
+    histories = iter(
+        [(3, snapshot_data("deploying", 1)), (0, snapshot_data("pending", 0, current_layer=None))]
+    )
+
+    async def subscribe(ws: Any, deployment_id: str, since: int | None, frame: dict[str, Any]) -> None:
+        seq, data = next(histories)
+        gateway.subscribers[ws].add(deployment_id)
+        ack = {"type": "subscribed", "deployment_id": deployment_id, "seq": seq, "replay": 0}
+        await gateway.reply(ws, ack, frame)
+        await gateway.reply(
+            ws,
+            {"type": "deployment.snapshot", "deployment_id": deployment_id, "seq": seq, "data": data},
+            frame,
+        )
+
+    gateway._subscribe = subscribe  # type: ignore[method-assign]
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    out = io.StringIO()
+    watching = asyncio.create_task(monitor.watch(client, "D1", monitor.PlainView(out), until_complete=True))
+    await eventually(lambda: "#3 snapshot: attempt 1 deploying" in out.getvalue(), "the first snapshot")
+    # When the stack restarts (the connection drops, the new one finds no history)...
+    await gateway.connection(1).close(1012)
+    await eventually(lambda: "went back" in out.getvalue(), "the history reset line")
+    assert gateway.frames_of(2, "subscribe") == [{"action": "subscribe", "deployment_id": "D1", "since": 3}]
+    await send_status(gateway, 1, "2026-12-02T11:00:01Z", status="deploying", current_layer=1, total_layers=1)
+    await send_status(gateway, 2, "2026-12-02T11:00:02Z", status="succeeded")
+    # ...the new history's deployment is followed to its end.
+    assert await asyncio.wait_for(watching, timeout=30) == 0
+    assert out.getvalue().splitlines()[2:] == [
+        "the history of D1 went back (the server is at #0, this monitor had #3): the stack was restarted, "
+        "and forgot its deployments, or the id was reused; starting again from the server's snapshot",
+        "#0 nothing reported yet",
+        "attempt 1 started",
+        "11:00:01 #1 deployment deploying, layer 1/1",
+        "11:00:02 #2 deployment succeeded",
+        "deployment D1 succeeded (attempt 1)",
+    ]
+
+
 async def test_until_complete_waits_for_the_first_attempt(gateway: Gateway) -> None:
     """Nothing reported yet (attempt 0): the monitor ends with the first attempt's outcome."""
     answer_with_snapshot(gateway, 0, snapshot_data("pending", 0, current_layer=None, total_layers=None))

@@ -18,6 +18,7 @@ from cloud_ws_client import (
     CloudWsError,
     ConnectError,
     Event,
+    HistoryReset,
     Message,
     Subscribed,
 )
@@ -425,3 +426,34 @@ async def test_a_server_without_request_ids_still_works(gateway: Gateway) -> Non
         assert await inbox.until_seq("D2", 1) == [1]
     assert client.stats.dead_connections == 0
     assert client.stats.unmatched == 0
+
+
+async def test_a_history_that_went_back_is_reported_and_followed(gateway: Gateway) -> None:
+    """The server forgets the deployment under a connected client (a restarted local stack): the
+    resubscribe with since 3 is answered at seq 0; the client hands over a HistoryReset, drops its
+    position and delivers the new history's events instead of dropping them as duplicates."""
+    client = CloudWebSocketClient(gateway.url, "token", options=options())
+    inbox = Inbox(client)
+    async with client:
+        await client.subscribe("D1", since=0)
+        for _ in range(3):
+            await gateway.publish("D1")
+        await inbox.until_seq("D1", 3)
+        # When the server restarts with an empty history...
+        gateway.history["D1"] = []
+        await gateway.connection(1).close(1012)
+        await eventually(lambda: bool(inbox.of_type("history_reset")), "the history reset")
+        await gateway.publish("D1", "new 1")
+        await gateway.publish("D1", "new 2")
+        # ...the new history is delivered from its start, after the report.
+        await eventually(lambda: len(inbox.seqs("D1")) == 5, "the new history's two events")
+        assert inbox.seqs("D1") == [1, 2, 3, 1, 2]
+        assert client.position("D1") == 2
+    (reset,) = inbox.of_type("history_reset")
+    assert isinstance(reset, HistoryReset)
+    assert (reset.deployment_id, reset.seq, reset.previous) == ("D1", 0, 3)
+    assert reset.raw == {"type": "history_reset", "deployment_id": "D1", "seq": 0, "previous": 3}
+    kinds = [m.type for m in inbox.messages if m.type in ("subscribed", "history_reset")]
+    assert kinds == ["subscribed", "subscribed", "history_reset"]
+    assert gateway.frames_of(2, "subscribe") == [{"action": "subscribe", "deployment_id": "D1", "since": 3}]
+    assert client.stats.history_resets == 1

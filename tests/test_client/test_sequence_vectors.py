@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from cloud_ws_client import ClientProtocol, DeploymentSnapshot, ErrorMessage, Event, Message, Outgoing
+from cloud_ws_client import (
+    ClientProtocol,
+    DeploymentSnapshot,
+    ErrorMessage,
+    Event,
+    HistoryReset,
+    Message,
+    Outgoing,
+)
 
 VECTORS = json.loads((Path(__file__).parents[2] / "conformance" / "sequence.json").read_text())
 
@@ -75,6 +83,13 @@ def requests(sent: list[Outgoing]) -> list[dict[str, Any]]:
     return [{key: value for key, value in body.items() if key != "id"} for body in bodies]
 
 
+def delivered_entry(message: Event | DeploymentSnapshot | HistoryReset) -> dict[str, Any]:
+    """What expect.delivered lists of a message handed to the user."""
+    if isinstance(message, HistoryReset):
+        return {"type": message.type, "seq": message.seq, "previous": message.previous}
+    return {"type": message.type, "seq": message.seq}
+
+
 @pytest.mark.parametrize("case", VECTORS["cases"], ids=[case["name"] for case in VECTORS["cases"]])
 def test_sequence_vector(case: dict[str, Any]) -> None:
     """The client delivers, asks and drops exactly what the vector says."""
@@ -85,7 +100,9 @@ def test_sequence_vector(case: dict[str, Any]) -> None:
 
     expect = case["expect"]
     delivered = [
-        {"type": m.type, "seq": m.seq} for m in runner.delivered if isinstance(m, Event | DeploymentSnapshot)
+        delivered_entry(m)
+        for m in runner.delivered
+        if isinstance(m, Event | DeploymentSnapshot | HistoryReset)
     ]
     assert delivered == expect["delivered"]
     assert requests(runner.sent) == expect["requests"]

@@ -209,7 +209,7 @@ export interface ReconnectInfo {
   delay: number;
 }
 
-export { type ClientError, type GapInfo, RequestError, SubscriptionError } from "./core.js";
+export { type ClientError, type GapInfo, type HistoryResetInfo, RequestError, SubscriptionError } from "./core.js";
 
 /** What `on(type, …)` hands to its handler, per type. */
 export type ClientEvents = ProtocolEvents & {

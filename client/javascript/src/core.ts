@@ -53,6 +53,21 @@ export interface GapInfo {
   action: "resubscribe" | "skipped";
 }
 
+/**
+ * A subscribe with `since` was answered with a lower `seq`: the server's
+ * history is not the one the client followed (a restarted local stack forgot
+ * everything, or a deployment id was reused after its history expired). The
+ * client dropped its position and starts again from the snapshot that comes
+ * next; a view drops what it folded and starts from it too.
+ */
+export interface HistoryResetInfo {
+  deployment_id: string;
+  /** The server's latest `seq` (its ack's): where the new history stands. */
+  seq: number;
+  /** The last `seq` the client had (the `since` it resubscribed with). */
+  previous: number;
+}
+
 export type ClientError =
   | { kind: "server"; message: ErrorMessage; deployment_id?: string }
   | { kind: "transport"; error: Error }
@@ -73,6 +88,8 @@ export interface ProtocolEvents {
   deployments: DeploymentsMessage;
   error: ClientError;
   gap: GapInfo;
+  /** The server's history of a deployment went backwards; its snapshot follows (see {@link HistoryResetInfo}). */
+  history_reset: HistoryResetInfo;
 }
 
 /** A subscribe refused by the server (or cancelled by `unsubscribe`/`disconnect`). */
@@ -407,6 +424,9 @@ export class ClientProtocol {
       return;
     }
     subscription.answered = true;
+    if (request.since !== undefined && ack.seq < request.since) {
+      this.#historyWentBack(subscription, ack, request.since);
+    }
     const released = subscription.sequence.acknowledge(ack, request.since);
     for (const waiter of subscription.waiters.splice(0)) {
       waiter.resolve(ack);
@@ -416,6 +436,21 @@ export class ClientProtocol {
     } else {
       this.#deliver(subscription, released);
     }
+  }
+
+  /**
+   * A history only grows (an event is stored before it is sent), so an ack below the `since`
+   * asked for comes from another history. Mixing the two would drop the new one's events as
+   * duplicates of the old one's: the position starts again at the ack's `seq` (the snapshot
+   * that follows stands for what is before it) and the user is told. A new history that has
+   * already grown past `since` cannot be told apart by `seq` alone.
+   */
+  #historyWentBack(subscription: Subscription, ack: SubscribedMessage, since: number): void {
+    subscription.sequence.restart(ack.seq);
+    subscription.gapDeadline = undefined;
+    subscription.gapRetries = 0;
+    subscription.gapRetriesAt = null;
+    this.#host.emit("history_reset", { deployment_id: ack.deployment_id, seq: ack.seq, previous: since });
   }
 
   #releaseHeld(): void {

@@ -14,6 +14,7 @@ export {
   type CloudWebSocketClientOptions,
   type ConnectionState,
   type GapInfo,
+  type HistoryResetInfo,
   type OpenInfo,
   type Provider,
   type ReconnectInfo,

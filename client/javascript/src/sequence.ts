@@ -93,6 +93,20 @@ export class DeploymentSequence {
     this.#latest = Math.max(this.#latest, seq);
   }
 
+  /**
+   * Starts again at `seq`: the server's history went backwards, below what was
+   * delivered (a restarted local stack, an id reused after its history
+   * expired). What is held or known belongs to a history that no longer
+   * exists: the position continues from `seq`, as a live-only subscription
+   * does from its ack (the snapshot that follows stands for the rest).
+   */
+  restart(seq: number): void {
+    this.#last = seq;
+    this.#latest = seq;
+    this.#replayEnd = null;
+    this.#pending.clear();
+  }
+
   /** Offers one received event; returns the events now deliverable, in order. */
   push(event: AnyDeploymentEvent): AnyDeploymentEvent[] {
     const seq = event.seq;

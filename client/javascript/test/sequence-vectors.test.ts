@@ -30,7 +30,7 @@ interface SequenceCase {
   subscribe: { since: number | null };
   steps: Step[];
   expect: {
-    delivered: { type: string; seq: number }[];
+    delivered: { type: string; seq: number; previous?: number }[];
     requests: Record<string, JsonValue>[];
     errors: string[];
     subscribed: boolean;
@@ -45,7 +45,7 @@ const VECTORS = JSON.parse(readFileSync(join(REPO_ROOT, "conformance", "sequence
 /** Plays one case: the host side of the core, with the case's clock. */
 class Runner implements ProtocolHost {
   readonly sent: ClientMessage[] = [];
-  readonly delivered: { type: string; seq: number }[] = [];
+  readonly delivered: { type: string; seq: number; previous?: number }[] = [];
   readonly errors: string[] = [];
   readonly core: ClientProtocol;
   now = 0;
@@ -64,6 +64,9 @@ class Runner implements ProtocolHost {
     if (type === "snapshot") {
       const snapshot = payload as ProtocolEvents["snapshot"];
       this.delivered.push({ type: snapshot.type, seq: snapshot.seq });
+    } else if (type === "history_reset") {
+      const reset = payload as ProtocolEvents["history_reset"];
+      this.delivered.push({ type: "history_reset", seq: reset.seq, previous: reset.previous });
     } else if (type === "error") {
       const error = payload as ProtocolEvents["error"];
       if (error.kind === "server") {

@@ -137,6 +137,8 @@ class ClientStats:
     """Events dropped because their ``seq`` was already delivered."""
     repairs: int = 0
     """Resubscribes sent to fill a gap in ``seq``."""
+    history_resets: int = 0
+    """Deployments whose history went backwards and were started again from the snapshot."""
 
 
 def rotation_delay(
@@ -300,6 +302,7 @@ class CloudWebSocketClient:
         snapshot.repairs = self._protocol.repairs
         snapshot.catch_ups = self._protocol.catch_ups
         snapshot.unmatched = self._protocol.unmatched
+        snapshot.history_resets = self._protocol.history_resets
         return snapshot
 
     # -- the API ----------------------------------------------------------------------------

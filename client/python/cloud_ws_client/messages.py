@@ -216,6 +216,33 @@ class DeploymentSnapshot(Message):
 
 
 @dataclass(frozen=True, kw_only=True)
+class HistoryReset(Message):
+    """``history_reset``: the client's own report that a deployment's history went backwards.
+
+    Not a server message. A resubscribe with ``since`` = the last ``seq`` the
+    client had was answered with a lower ``seq``: the server's history is not
+    the one the client followed (a restarted local stack forgot everything, or
+    a deployment id was reused after its history expired). The client dropped
+    its position for the deployment and starts again from the server's
+    snapshot, which comes next; a view drops what it folded and starts from it
+    too. ``raw`` is ``{"type": "history_reset", "deployment_id", "seq",
+    "previous"}``.
+    """
+
+    deployment_id: str
+    seq: int
+    """The server's latest ``seq`` (its acknowledgement's): the new history's position."""
+    previous: int
+    """The last ``seq`` the client had (the ``since`` it resubscribed with)."""
+
+    @classmethod
+    def of(cls, deployment_id: str, seq: int, previous: int) -> HistoryReset:
+        """The report for ``deployment_id``, with ``raw`` in the shape of a message."""
+        raw = {"type": "history_reset", "deployment_id": deployment_id, "seq": seq, "previous": previous}
+        return cls(type="history_reset", raw=raw, deployment_id=deployment_id, seq=seq, previous=previous)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Deployments(Message):
     """``deployments``: the answer to ``list_deployments``, newest first (by ``updated_at``).
 

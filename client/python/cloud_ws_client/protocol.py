@@ -26,6 +26,7 @@ from cloud_ws_client.messages import (
     DeploymentSnapshot,
     ErrorMessage,
     Event,
+    HistoryReset,
     MalformedMessage,
     Message,
     Pong,
@@ -138,6 +139,8 @@ class ClientProtocol:
         """Messages that could not be parsed (logged and skipped)."""
         self.unmatched = 0
         """Replies whose ``id`` answers no request of ours (ignored)."""
+        self.history_resets = 0
+        """Deployments whose history went backwards (a :class:`HistoryReset` was delivered)."""
         self._streams: dict[str, DeploymentSequence] = {}
         self._pending: OrderedDict[str, Outgoing] = OrderedDict()
         self._last_id = 0
@@ -258,9 +261,10 @@ class ClientProtocol:
                 delivered.extend(held)  # no snapshot right after the ack: hand them over first
                 held = []
             taken = self._take(message, now)
-            if isinstance(message, Subscribed) and len(taken) > 1:
-                delivered.append(taken[0])
-                held, held_for = taken[1:], message.deployment_id
+            released = [item for item in taken if isinstance(item, Event)]
+            if isinstance(message, Subscribed) and released:
+                delivered.extend(item for item in taken if not isinstance(item, Event))
+                held, held_for = list(released), message.deployment_id
                 continue
             delivered.extend(taken)
             if awaited:
@@ -292,12 +296,38 @@ class ClientProtocol:
             stream = self._streams.get(message.deployment_id)
             if stream is not None:
                 since = request.since if request is not None else None
+                if since is not None and message.seq < since:
+                    return [message, self._history_went_back(stream, message, since)]
                 return [message, *stream.acknowledge(message.seq, now, since=since, replay=message.replay)]
         elif isinstance(message, Pong):
             self._observe_latest(message, now)
         elif isinstance(message, ErrorMessage):
             self._on_refusal(message, request)
         return [message]
+
+    def _history_went_back(self, stream: DeploymentSequence, ack: Subscribed, since: int) -> HistoryReset:
+        """The server answered a ``since`` with a lower ``seq``: start again from its snapshot.
+
+        A history only grows (an event is stored before it is sent), so the
+        server's is not the one this stream followed: a restarted local stack
+        forgot everything, or the deployment id was reused after its history
+        expired. Mixing the two would drop the new history's events as
+        duplicates of the old one's; instead the stream starts again at the
+        acknowledged ``seq`` (the snapshot that follows stands for what is
+        before it) and the user is told, so a view drops what it folded.
+        A new history that has already grown past ``since`` cannot be told
+        apart by ``seq`` alone.
+        """
+        self.history_resets += 1
+        log.warning(
+            "cloud-ws: the history of %s went back (the server is at seq %d, this client had %d): "
+            "the stack was restarted or the id reused; starting again from the server's snapshot",
+            ack.deployment_id,
+            ack.seq,
+            since,
+        )
+        stream.restart(ack.seq)
+        return HistoryReset.of(ack.deployment_id, ack.seq, since)
 
     def _on_refusal(self, error: ErrorMessage, request: Outgoing | None) -> None:
         """Drop a subscription the server refused for good, so no new connection asks again."""

@@ -88,6 +88,19 @@ class DeploymentSequence:
             self._replay_end = since + replay
         return self._release(now)
 
+    def restart(self, seq: int) -> None:
+        """Start again at ``seq``: the server's history went backwards, below what was delivered.
+
+        Everything held or known belongs to a history that no longer exists:
+        the buffer, the gap clock and the position are dropped, and the
+        stream continues from ``seq`` as a live-only subscription does from
+        its acknowledgement (the snapshot that follows stands for the rest).
+        """
+        self.last_seq = seq
+        self.latest_known = seq
+        self._buffer.clear()
+        self._waiting_since = self._ask_at = self._replay_end = None
+
     def accept(self, event: Event, now: float) -> list[Event]:
         """Take one event; returns the events deliverable now, in ``seq`` order.
 
