@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JS_DIR := client/javascript
 
-.PHONY: run test lint pytest js-build js-test dashboard amplify bench clean
+.PHONY: run test lint pytest js-build js-test mobile-test dashboard amplify bench clean
 
 # The TypeScript client and the dashboard (client/javascript): npm ci on first use
 # or when the lockfile changes, a rebuild when a source changes.
@@ -80,7 +80,24 @@ pytest: $(STAMP) amplify
 js-test: $(STAMP) $(JS_BUILT)
 	cd $(JS_DIR) && npm test
 
-test: lint pytest js-test
+# The mobile example (examples/mobile): an Expo app on the TypeScript client's build output,
+# tested with jest-expo and its web export in Chromium against a real local stack. Its own
+# package (Expo, React Native, jest-expo), installed on first use like Amplify's.
+MOBILE_DIR       := examples/mobile
+MOBILE_INSTALLED := $(MOBILE_DIR)/node_modules/.installed
+
+$(MOBILE_INSTALLED): $(MOBILE_DIR)/package.json $(MOBILE_DIR)/package-lock.json
+	@echo "==> installing the mobile example's npm packages (first run only: about a minute)"
+	@cd $(MOBILE_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+mobile-test: $(STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(JS_BUILT) $(MOBILE_INSTALLED) && \
+		cd $(MOBILE_DIR) && EXPO_NO_TELEMETRY=1 npm test; \
+	else echo "warning: npm not found; the mobile example's tests are skipped" >&2; fi
+
+test: lint pytest js-test mobile-test
 
 bench: $(STAMP)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
@@ -88,3 +105,4 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
 	rm -rf $(AMPLIFY_DIR)/node_modules $(JS_DIR)/node_modules $(JS_DIR)/dist $(JS_DIR)/build $(JS_DIR)/dashboard/dist
+	rm -rf $(MOBILE_DIR)/node_modules $(MOBILE_DIR)/build $(MOBILE_DIR)/artifacts $(MOBILE_DIR)/.expo
