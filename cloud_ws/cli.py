@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
 }
 
 HELP: dict[str, str] = {
-    "local": "run the whole stack on this machine (no AWS account needed)",
+    "local": "run the whole stack on this machine (no AWS account needed; a restart keeps nothing)",
     "token": "print a fresh Cognito ID token (the local dev user by default)",
     "emit": "emit one event through the plugin",
     "demo": "play a demo deployment",

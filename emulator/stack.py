@@ -398,7 +398,8 @@ def _banner(outputs: dict[str, Any], path: Path) -> str:
         f"  {command} demo D1BRV40         # and in a third: play one (a stack fails in layer 3)",
         f"  {command} list                 # recent deployments",
         f"  open {outputs['dashboard_url']} in a browser for the dashboard",
-        "Ctrl-C stops the stack.",
+        "Ctrl-C stops the stack. A restart keeps nothing: every start is a new user pool, empty tables",
+        f"and no history (a running `{command} monitor` signs in again and starts afresh).",
     ]
     return "\n".join(lines)
 

@@ -45,6 +45,8 @@ import binascii
 import json
 import os
 import sys
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -69,6 +71,14 @@ SIGN_IN_OUTPUTS = (contract.REGION, contract.USER_POOL_CLIENT_ID)
 TICK_SECONDS = 0.5
 #: After this long with nothing reported on the deployment, the monitor says how to check the id.
 HINT_SECONDS = 30.0
+#: The outputs keys that name the stack a local sign-in goes to: another value is another stack.
+STACK_IDENTITY = (
+    contract.WEBSOCKET_URL,
+    contract.AWS_ENDPOINT_URL,
+    contract.REGION,
+    contract.USER_POOL_ID,
+    contract.USER_POOL_CLIENT_ID,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,11 +114,16 @@ def run(args: argparse.Namespace) -> int:
     # Imported here: building the CLI parser must not pay for the client or rich.
     from cloud_ws_client import CloudWsError  # noqa: PLC0415
 
+    view: View | None = None
+
+    def announce(text: str) -> None:
+        if view is not None:
+            view.hint(text)
+
     try:
-        client = build_client(args)
+        client = build_client(args, announce=announce)
     except (OutputsError, CloudWsError, ValueError, OSError) as exc:
         return _fail(str(exc))
-    view: View
     if args.as_json:
         view = JsonView(sys.stdout)
     elif sys.stdout.isatty():
@@ -131,8 +146,14 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def build_client(args: argparse.Namespace) -> CloudWebSocketClient:
+def build_client(
+    args: argparse.Namespace, *, announce: Callable[[str], None] | None = None
+) -> CloudWebSocketClient:
     """The client for ``--url``/``--token``, or for the outputs file.
+
+    Without a token, for a local stack, the client signs the dev user in on
+    every connection and follows the stack across restarts
+    (:class:`LocalSignIn`); ``announce`` is told when it does.
 
     Raises:
         ValueError: No way to get a token.
@@ -150,9 +171,102 @@ def build_client(args: argparse.Namespace) -> CloudWebSocketClient:
     outputs = contract.load_outputs(args.outputs, needs=needs)
     if token is None and not outputs.get(contract.AWS_ENDPOINT_URL):
         raise ValueError(f"pass --token or set ${TOKEN_ENV} for a cloud stack (`cloud-ws token` prints one)")
+    if token is not None:
+        return CloudWebSocketClient.from_outputs(outputs, token)
     # Without a token the client signs the local dev user in on every
     # connection, so a reconnect an hour later still has a valid token.
-    return CloudWebSocketClient.from_outputs(outputs, token)
+    sign_in = LocalSignIn(args.outputs or contract.default_path(), outputs, announce=announce)
+    client = CloudWebSocketClient(str(outputs[contract.WEBSOCKET_URL]), sign_in)
+    sign_in.client = client
+    return client
+
+
+class LocalSignIn:
+    """The token provider of a client of ``cloud-ws local``: the dev user, signed in on every connection.
+
+    Every start of ``cloud-ws local`` is a new stack: a new user pool and app
+    client, empty tables, no history. A client that signed in to the previous
+    one is refused by the new one ("Cognito refused the sign-in of dev"), so a
+    refused sign-in re-reads the outputs file: when it names another stack,
+    the client follows it (signs in there, and connects to its URL), and
+    ``announce`` says that the stack restarted and forgot its deployments.
+    The resubscribe that follows finds the history gone, which the client
+    reports as a history that went back. An unreachable Cognito endpoint
+    (a stack that came back on other ports) re-reads the file too. While the
+    file is missing (the stack stopped, or is starting: it writes the file
+    once it answers) or still names the refusing stack for up to
+    :attr:`grace` seconds (a stack killed without removing its file), the
+    refusal is retried as a network error is, with the client's backoff.
+
+    Args:
+        path: The outputs file.
+        outputs: What it holds now.
+        announce: Told, in a sentence, when the client follows a restarted stack.
+    """
+
+    grace = 30.0
+    """Seconds a refused sign-in is retried while the outputs file still names the same stack."""
+
+    def __init__(
+        self, path: Path, outputs: Mapping[str, Any], *, announce: Callable[[str], None] | None = None
+    ) -> None:
+        from cloud_ws_client.outputs import password_auth  # noqa: PLC0415
+
+        self.path = path
+        self.announce = announce
+        self.client: CloudWebSocketClient | None = None
+        """The client whose ``url`` follows the stack (set once it is built)."""
+        self.outputs = dict(outputs)
+        self._auth = password_auth(self.outputs)
+        self._refused_since: float | None = None
+
+    async def __call__(self) -> str:
+        """A fresh ID token of the dev user, from the stack the outputs file names now."""
+        from cloud_ws_client import AuthenticationError  # noqa: PLC0415
+
+        try:
+            token = await self._auth()
+        except (AuthenticationError, OSError) as failure:
+            token = await self._follow(failure)
+        self._refused_since = None
+        return token
+
+    async def _follow(self, failure: Exception) -> str:
+        """After a failed sign-in: the stack the outputs file names now, if it is another one.
+
+        A refusal (the pool or app client is gone) and an unreachable endpoint (a stack that
+        came back on other ports) both send the client to the file; anything else is raised
+        for the client to decide (an ``OSError`` is retried, a refusal is final).
+        """
+        from cloud_ws_client.outputs import password_auth  # noqa: PLC0415
+
+        unreachable = isinstance(failure, OSError)
+        try:
+            outputs = contract.load_outputs(self.path, needs=(contract.WEBSOCKET_URL, *SIGN_IN_OUTPUTS))
+        except OutputsError as exc:
+            # Stopped (the file is removed) or starting (written once it answers): wait for it.
+            if unreachable:
+                raise failure from None
+            raise ConnectionError(f"{failure}; waiting for the local stack ({exc})") from None
+        if [outputs.get(key) for key in STACK_IDENTITY] == [self.outputs.get(key) for key in STACK_IDENTITY]:
+            if unreachable:
+                raise failure
+            now = time.monotonic()
+            if self._refused_since is None:
+                self._refused_since = now
+            if now - self._refused_since < self.grace:
+                raise ConnectionError(f"{failure}; waiting for the local stack to write {self.path}")
+            raise failure
+        self.outputs = dict(outputs)
+        self._auth = password_auth(self.outputs)
+        if self.client is not None:
+            self.client.url = str(outputs[contract.WEBSOCKET_URL])  # read by the connection attempt
+        if self.announce is not None:
+            self.announce(
+                f"the local stack restarted ({self.path} names a new user pool): every restart starts "
+                "with no deployments and no history; signed in again and watching on"
+            )
+        return await self._auth()
 
 
 async def watch(
