@@ -9,11 +9,14 @@ deployment on the new stack to its end.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from cloud_ws.commands import monitor
+from cloud_ws_client import AuthenticationError, CloudWebSocketClient
 from tests.support.local_stack import CLI, ROOT, start_local_stack, stop_local_stack
 from tests.support.waiting import eventually_sync
 from tests.test_client.conftest import deployment
@@ -74,3 +77,88 @@ def test_a_monitor_follows_a_restarted_local_stack(tmp_path: Path) -> None:
     reset = next(index for index, line in enumerate(lines) if "went back" in line)
     assert lines[reset + 1] == "#0 nothing reported yet", lines
     assert lines[-1] == f"deployment {dep} succeeded (attempt 1)", lines
+
+
+class FakeAuth:
+    """A sign-in that answers with a token, or raises what it was given."""
+
+    def __init__(self, client_id: str, refusals: dict[str, Exception]) -> None:
+        self.client_id = client_id
+        self.refusals = refusals
+
+    async def __call__(self) -> str:
+        if self.client_id in self.refusals:
+            raise self.refusals[self.client_id]
+        return f"token-of-{self.client_id}"
+
+
+def local_outputs(client_id: str, port: int = 9000) -> dict[str, str]:
+    return {
+        "websocket_url": f"ws://127.0.0.1:{port}/local",
+        "aws_endpoint_url": f"http://127.0.0.1:{port + 1}",
+        "region": "us-east-1",
+        "user_pool_id": f"pool-{client_id}",
+        "user_pool_client_id": client_id,
+    }
+
+
+@pytest.fixture
+def refusals(monkeypatch: pytest.MonkeyPatch) -> dict[str, Exception]:
+    """Client ids whose sign-in fails, and how; the rest sign in."""
+    from cloud_ws_client import outputs as client_outputs
+
+    failing: dict[str, Exception] = {}
+    monkeypatch.setattr(
+        client_outputs, "password_auth", lambda outputs: FakeAuth(outputs["user_pool_client_id"], failing)
+    )
+    return failing
+
+
+async def test_a_refused_sign_in_follows_the_stack_the_outputs_file_names_now(
+    tmp_path: Path, refusals: dict[str, Exception]
+) -> None:
+    """Refused (or unreachable) by the old stack, with a file naming a new one: sign in there, move the
+    client's URL, say so once."""
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(local_outputs("old")))
+    said: list[str] = []
+    sign_in = monitor.LocalSignIn(path, local_outputs("old"), announce=said.append)
+    sign_in.client = CloudWebSocketClient("ws://127.0.0.1:9000/local", sign_in)
+    assert await sign_in() == "token-of-old"
+
+    refusals["old"] = AuthenticationError("Cognito refused the sign-in of dev: old")
+    path.write_text(json.dumps(local_outputs("new", port=9100)))
+    assert await sign_in() == "token-of-new"
+    assert sign_in.client.url == "ws://127.0.0.1:9100/local"
+    assert len(said) == 1
+    assert "the local stack restarted" in said[0]
+
+    refusals["new"] = ConnectionRefusedError("the stack is down")
+    path.write_text(json.dumps(local_outputs("newest", port=9200)))
+    assert await sign_in() == "token-of-newest"  # an unreachable endpoint re-reads the file too
+    assert len(said) == 2
+
+
+async def test_a_refused_sign_in_waits_for_the_file_then_gives_up(
+    tmp_path: Path, refusals: dict[str, Exception]
+) -> None:
+    """No file (the stack is down or starting) or the same stack for a while: retried (an OSError);
+    the same stack still refusing after the grace period: the refusal itself, which is final."""
+    path = tmp_path / "outputs.json"
+    sign_in = monitor.LocalSignIn(path, local_outputs("old"))
+    refusals["old"] = refused = AuthenticationError("Cognito refused the sign-in of dev: old")
+    with pytest.raises(ConnectionError, match="waiting for the local stack"):
+        await sign_in()  # no file
+
+    path.write_text(json.dumps(local_outputs("old")))
+    with pytest.raises(ConnectionError, match="waiting for the local stack to write"):
+        await sign_in()  # the same stack: it may not have written its new file yet
+    sign_in.grace = 0.0
+    with pytest.raises(AuthenticationError) as raised:
+        await sign_in()
+    assert raised.value is refused
+
+    refusals["old"] = unreachable = ConnectionRefusedError("down")
+    with pytest.raises(ConnectionRefusedError) as down:
+        await sign_in()  # unreachable, same file: the client retries it as it is
+    assert down.value is unreachable
