@@ -53,11 +53,24 @@ dashboard:
 run: $(STAMP) dashboard
 	@$(BIN)/cloud-ws local --port $(PORT)
 
+# The AppSync resolvers (pulumi_component/resolvers/*.js) are linted with AWS's APPSYNC_JS rules
+# (@aws-appsync/eslint-plugin), from their own package; without npm they are not, with a warning.
+APPSYNC_LINT_DIR       := tools/appsync-lint
+APPSYNC_LINT_INSTALLED := $(APPSYNC_LINT_DIR)/node_modules/.installed
+
+$(APPSYNC_LINT_INSTALLED): $(APPSYNC_LINT_DIR)/package.json $(APPSYNC_LINT_DIR)/package-lock.json
+	@echo "==> installing the AppSync resolver linter (first run only)"
+	@cd $(APPSYNC_LINT_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/mypy --strict client/python/cloud_ws_client
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory $(APPSYNC_LINT_INSTALLED) && \
+		$(APPSYNC_LINT_DIR)/node_modules/.bin/eslint -c $(APPSYNC_LINT_DIR)/eslint.config.mjs pulumi_component/resolvers; \
+	else echo "warning: npm not found; the AppSync resolvers are not linted" >&2; fi
 
 # The Amplify v6 test (tests/test_graphql/test_amplify.py) needs Amplify and ws, kept in
 # their own package so the project's JavaScript package does not carry them.
@@ -106,3 +119,4 @@ clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
 	rm -rf $(AMPLIFY_DIR)/node_modules $(JS_DIR)/node_modules $(JS_DIR)/dist $(JS_DIR)/build $(JS_DIR)/dashboard/dist
 	rm -rf $(MOBILE_DIR)/node_modules $(MOBILE_DIR)/build $(MOBILE_DIR)/artifacts $(MOBILE_DIR)/.expo
+	rm -rf $(APPSYNC_LINT_DIR)/node_modules

@@ -24,6 +24,7 @@ Built by :class:`AppSyncGraphQL` under a parent component (``WebSocketMonitoring
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
@@ -43,208 +44,26 @@ _RUNTIME = {"name": "APPSYNC_JS", "runtime_version": "1.0.0"}
 NO_ACCESS: Mapping[str, Sequence[str]] = MappingProxyType({})
 
 # -- resolver code (APPSYNC_JS: no try/catch, no while; util.error and util.unauthorized stop it) -------
+# The code is in resolvers/*.js (package data), linted by `make lint` with AWS's APPSYNC_JS rules
+# (tools/appsync-lint). A resolver is one file, so authorize.js's code goes in front of each watching
+# resolver's; the lines marked `// lint-only` (authorize.js's export of what the others use, their
+# import of it) let each file be linted on its own and are left out here. The `__NAME__` placeholders
+# (globals to the linter) are filled in below, each with why its value is safe where it goes.
 
-_AUTHORIZE = """import { util, extensions } from '@aws-appsync/utils';
+_RESOLVERS = resources.files("pulumi_component") / "resolvers"
 
-const SUBSCRIBE_GROUPS = __SUBSCRIBE_GROUPS__;
-// The stack's access policy (handlers.environment.ACCESS_POLICY): Cognito group -> project patterns,
-// `*` matching any run of characters; {} grants no group any project.
-const ACCESS_POLICY = __ACCESS_POLICY__;
 
-// The WebSocket API's rule (handlers.authorization.may_subscribe): a well-formed deployment id,
-// and, when SUBSCRIBE_GROUPS is set, membership of one of those Cognito groups.
-function authorize(ctx) {
-  const id = ctx.args.deployment_id;
-  if (!util.matches('__ID_PATTERN__', id)) {
-    util.error('deployment_id must match __ID_PATTERN__', 'ValidationError');
-  }
-  if (SUBSCRIBE_GROUPS.length > 0) {
-    const groups = (ctx.identity && ctx.identity.groups) || [];
-    if (!groups.some((group) => SUBSCRIBE_GROUPS.includes(group))) {
-      util.unauthorized();
-    }
-  }
-}
+def _resolver_code(name: str) -> str:
+    """``resolvers/<name>.js`` without its ``// lint-only`` lines."""
+    text = (_RESOLVERS / f"{name}.js").read_text(encoding="utf-8")
+    return "".join(line for line in text.splitlines(keepends=True) if "// lint-only" not in line)
 
-// The project patterns the caller's groups grant (handlers.authorization.grants_of).
-function grantsOf(ctx) {
-  const groups = (ctx.identity && ctx.identity.groups) || [];
-  const grants = [];
-  for (const group of groups) {
-    const patterns = ACCESS_POLICY[group] || [];
-    for (const pattern of patterns) {
-      grants.push(pattern);
-    }
-  }
-  return grants;
-}
 
-// `*` matches any run of characters; patterns hold only [a-z0-9._*-], so `.` is the one to escape.
-function granted(grants, project) {
-  return grants.some((pattern) =>
-    util.matches('^' + pattern.split('.').join('\\.').split('*').join('.*') + '$', project)
-  );
-}
-
-// A stored row's project: rows stored before projects existed belong to the default one.
-function projectOf(item) {
-  return (item && item.projectName) || 'default';
-}
-"""
-
-PUBLISH_CODE = """// NONE data source: the result is the arguments; AppSync fans it out to subscribers.
-export function request(ctx) {
-  return { payload: ctx.args };
-}
-
-export function response(ctx) {
-  return ctx.result;
-}
-"""
-
-_SUBSCRIBE = """
-// Runs when a client subscribes: a refusal here means no subscription is created. The deployment's
-// counter row says its project (absent: nobody has reported on it yet).
-export function request(ctx) {
-  authorize(ctx);
-  return {
-    operation: 'GetItem',
-    key: util.dynamodb.toMapValues({ deploymentId: ctx.args.deployment_id, seq: 0 }),
-    consistentRead: true,
-    projection: { expression: 'projectName, lastSeq' },
-  };
-}
-
-// Known deployment: its project must be granted. Either way, the subscription only receives
-// what the publisher marks with a granted project (enhanced subscription filter): a literal
-// pattern is an `eq`, `prefix*` a `beginsWith`, `*` no filter at all. A pattern with an inner `*`
-// cannot be expressed as a filter and grants nothing here (it still does in queries).
-export function response(ctx) {
-  if (ctx.error) {
-    util.error(ctx.error.message, ctx.error.type);
-  }
-  const grants = grantsOf(ctx);
-  if (ctx.result && ctx.result.lastSeq && !granted(grants, projectOf(ctx.result))) {
-    util.unauthorized();
-  }
-  if (grants.includes('*')) {
-    return null;
-  }
-  const any = [];
-  for (const pattern of grants) {
-    const star = pattern.indexOf('*');
-    if (star < 0) {
-      any.push({ project: { eq: pattern } });
-    } else if (star === pattern.length - 1) {
-      any.push({ project: { beginsWith: pattern.slice(0, star) } });
-    }
-  }
-  if (any.length === 0 || any.length > __MAX_FILTERS__) {
-    util.unauthorized();
-  }
-  extensions.setSubscriptionFilter(util.transform.toSubscriptionFilter({ or: any }));
-  return null;
-}
-"""
-
-_DEPLOYMENT_EVENTS = """
-// The replay AppSync lacks: seq has no gaps, so the first `limit` events after `since`
-// are seq since+1 .. since+limit of the history table (one Query, ascending).
-export function request(ctx) {
-  authorize(ctx);
-  const since = ctx.args.since === undefined || ctx.args.since === null ? 0 : ctx.args.since;
-  const limit = ctx.args.limit === undefined || ctx.args.limit === null ? __DEFAULT_LIMIT__ : ctx.args.limit;
-  if (since < 0) {
-    util.error('since must not be negative', 'ValidationError');
-  }
-  if (limit < 1 || limit > __MAX_LIMIT__) {
-    util.error('limit must be between 1 and __MAX_LIMIT__', 'ValidationError');
-  }
-  return {
-    operation: 'Query',
-    query: {
-      expression: 'deploymentId = :d AND #seq BETWEEN :first AND :last',
-      expressionNames: { '#seq': 'seq' },
-      expressionValues: util.dynamodb.toMapValues({
-        ':d': ctx.args.deployment_id,
-        ':first': since + 1,
-        ':last': since + limit,
-      }),
-    },
-    consistentRead: true,
-    scanIndexForward: true,
-    limit: limit,
-  };
-}
-
-export function response(ctx) {
-  if (ctx.error) {
-    util.error(ctx.error.message, ctx.error.type);
-  }
-  // Every row of a deployment carries its project: the first says whose it is.
-  if (ctx.result.items.length > 0 && !granted(grantsOf(ctx), projectOf(ctx.result.items[0]))) {
-    util.unauthorized();
-  }
-  return ctx.result.items.map((item) => {
-    const event = JSON.parse(item.message);
-    return {
-      deployment_id: event.deployment_id,
-      seq: event.seq,
-      type: event.type,
-      event_id: event.event_id,
-      timestamp: event.timestamp,
-      data: JSON.stringify(event.data),
-    };
-  });
-}
-"""
-
-_DEPLOYMENT = """
-// The deployment's snapshot as of its latest checkpoint: the state the broadcaster folds and
-// writes to the `D#state` row every few hundred events, on every status change and whenever the
-// deployment goes quiet (handlers/keys.py). `seq` says how far it reaches: deploymentEvents(since: seq)
-// returns what came after.
-export function request(ctx) {
-  authorize(ctx);
-  return {
-    operation: 'GetItem',
-    key: util.dynamodb.toMapValues({ deploymentId: ctx.args.deployment_id + '#state', seq: 0 }),
-    consistentRead: true,
-    projection: { expression: 'upTo, #state, projectName', expressionNames: { '#state': 'state' } },
-  };
-}
-
-// A state stored by an older broadcaster orders its fields with `_keys`, which a snapshot leaves out.
-function withoutKeys(stored) {
-  const result = {};
-  for (const name of Object.keys(stored)) {
-    if (name !== '_keys') {
-      result[name] = stored[name];
-    }
-  }
-  return result;
-}
-
-export function response(ctx) {
-  if (ctx.error) {
-    util.error(ctx.error.message, ctx.error.type);
-  }
-  const item = ctx.result;
-  if (item && !granted(grantsOf(ctx), projectOf(item))) {
-    util.unauthorized();
-  }
-  const stored = item && item.state ? JSON.parse(item.state) : null;
-  const state = stored ? withoutKeys(stored) : __INITIAL__;
-  const stacks = {};
-  for (const name of Object.keys(state.stacks || {})) {
-    stacks[name] = withoutKeys(state.stacks[name]);
-  }
-  state.stacks = stacks;
-  state.deployment_id = ctx.args.deployment_id;
-  state.seq = item && item.upTo ? item.upTo : 0;
-  return JSON.stringify(state);
-}
-"""
+_AUTHORIZE = _resolver_code("authorize")
+PUBLISH_CODE = _resolver_code("publish")
+_SUBSCRIBE = _resolver_code("subscribe")
+_DEPLOYMENT_EVENTS = _resolver_code("deployment_events")
+_DEPLOYMENT = _resolver_code("deployment")
 
 
 def _with_authorize(body: str, groups: Sequence[str], access: Mapping[str, Sequence[str]]) -> str:
@@ -262,6 +81,7 @@ MAX_SUBSCRIPTION_FILTERS = 10
 
 def subscribe_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
     """The subscription resolvers' code: who may subscribe, and the project filter their grants set."""
+    # An int is a JS number literal.
     return _with_authorize(
         _SUBSCRIBE.replace("__MAX_FILTERS__", str(MAX_SUBSCRIPTION_FILTERS)), groups, access
     )
@@ -269,6 +89,7 @@ def subscribe_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = 
 
 def deployment_events_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
     """``Query.deploymentEvents``: one ascending Query on the history table."""
+    # Ints: JS number literals, and digits in the error message's string.
     body = _DEPLOYMENT_EVENTS.replace("__DEFAULT_LIMIT__", str(DEFAULT_EVENTS_LIMIT)).replace(
         "__MAX_LIMIT__", str(MAX_EVENTS_LIMIT)
     )
@@ -277,6 +98,7 @@ def deployment_events_code(groups: Sequence[str], access: Mapping[str, Sequence[
 
 def deployment_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
     """``Query.deployment``: one GetItem of the counter row, whose state is the deployment's snapshot."""
+    # JSON is a JS literal (an object expression where __INITIAL__ stands).
     initial = json.dumps(state.public(state.initial()), sort_keys=True)
     return _with_authorize(_DEPLOYMENT.replace("__INITIAL__", initial), groups, access)
 

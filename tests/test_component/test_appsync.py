@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import pulumi
 import pytest
 from pulumi.runtime import settings
 
-from handlers import state
+from handlers import authorization, state
 from handlers.appsync import SCHEMA_PATH
 from pulumi_component import appsync
 
@@ -470,3 +471,37 @@ def test_queries_refuse_a_deployment_of_an_ungranted_project(node_dir: Path) -> 
     assert (
         run_js(node_dir, snapshot, "response", _as(["web"], result=checkpoint))["stopped"] == "unauthorized"
     )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "project"),
+    [
+        ("a.b", "a.b"),
+        ("a.b", "a-b"),  # `.` is a literal dot, as in the WebSocket API, not any character
+        ("a.b", "axb"),
+        ("web-*", "web-shop"),
+        ("web-*", "web"),
+        ("a*z", "abcz"),
+        ("*.prod", "shop.prod"),
+        ("*.prod", "shop-prod"),
+    ],
+)
+def test_a_pattern_grants_what_it_grants_on_the_websocket_api(
+    node_dir: Path, pattern: str, project: str
+) -> None:
+    """The resolvers' ``granted`` is ``handlers.authorization.granted``: ``*`` any run, the rest literal."""
+    code = appsync.deployment_events_code([], {"team": [pattern]})
+    items = [{**stored(1, "deployment.status", {"status": "deploying"}), "projectName": project}]
+    result = run_js(node_dir, code, "response", _as(["team"], result={"items": items}))
+    assert ("value" in result) is authorization.granted([pattern], project)
+
+
+def test_the_resolver_files_become_whole_resolvers(restricted: Built) -> None:
+    """Every placeholder is filled in, every lint-only line (the files' imports of one another) left out."""
+    codes = [r["code"] for r in restricted.of_type("aws:appsync/resolver:Resolver").values()]
+    assert len(codes) == 6
+    for code in codes:
+        assert not re.search(r"__[A-Z_]+__", code), code
+        assert "lint-only" not in code
+        assert "./authorize.js" not in code
+        assert code.count("from '@aws-appsync/utils'") <= 1

@@ -1,0 +1,51 @@
+import { util, authorize, grantsOf, granted, projectOf } from './authorize.js'; // lint-only
+
+// The replay AppSync lacks: seq has no gaps, so the first `limit` events after `since`
+// are seq since+1 .. since+limit of the history table (one Query, ascending).
+export function request(ctx) {
+  authorize(ctx);
+  const since = ctx.args.since === undefined || ctx.args.since === null ? 0 : ctx.args.since;
+  const limit = ctx.args.limit === undefined || ctx.args.limit === null ? __DEFAULT_LIMIT__ : ctx.args.limit;
+  if (since < 0) {
+    util.error('since must not be negative', 'ValidationError');
+  }
+  if (limit < 1 || limit > __MAX_LIMIT__) {
+    util.error('limit must be between 1 and __MAX_LIMIT__', 'ValidationError');
+  }
+  return {
+    operation: 'Query',
+    query: {
+      expression: 'deploymentId = :d AND #seq BETWEEN :first AND :last',
+      expressionNames: { '#seq': 'seq' },
+      expressionValues: util.dynamodb.toMapValues({
+        ':d': ctx.args.deployment_id,
+        ':first': since + 1,
+        ':last': since + limit,
+      }),
+    },
+    consistentRead: true,
+    scanIndexForward: true,
+    limit: limit,
+  };
+}
+
+export function response(ctx) {
+  if (ctx.error) {
+    util.error(ctx.error.message, ctx.error.type);
+  }
+  // Every row of a deployment carries its project: the first says whose it is.
+  if (ctx.result.items.length > 0 && !granted(grantsOf(ctx), projectOf(ctx.result.items[0]))) {
+    util.unauthorized();
+  }
+  return ctx.result.items.map((item) => {
+    const event = JSON.parse(item.message);
+    return {
+      deployment_id: event.deployment_id,
+      seq: event.seq,
+      type: event.type,
+      event_id: event.event_id,
+      timestamp: event.timestamp,
+      data: JSON.stringify(event.data),
+    };
+  });
+}
