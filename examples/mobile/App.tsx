@@ -1,6 +1,6 @@
 import { StatusBar } from "expo-status-bar";
 import { useEffect, useMemo, useState, useSyncExternalStore } from "react";
-import { AppState, Platform, Pressable, StatusBar as NativeStatusBar, Text, View } from "react-native";
+import { AppState, BackHandler, Platform, Pressable, StatusBar as NativeStatusBar, Text, View } from "react-native";
 
 import type { WebSocketConstructor } from "./src/cloudws";
 import { DeploymentMonitor, type MonitorOptions } from "./src/monitor";
@@ -72,6 +72,18 @@ function Monitor({ session, options, onSignOut }: { session: Session; options: M
       void monitor.stop();
     };
   }, [monitor]);
+
+  // Android's back button (and gesture) goes from a deployment back to the list, not out of the app.
+  useEffect(() => {
+    if (view.selected === null) {
+      return undefined;
+    }
+    const subscription = BackHandler.addEventListener("hardwareBackPress", () => {
+      monitor.back();
+      return true;
+    });
+    return () => subscription.remove();
+  }, [monitor, view.selected]);
 
   return (
     <>

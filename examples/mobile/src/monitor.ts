@@ -204,10 +204,9 @@ export class DeploymentMonitor {
       });
   }
 
-  /** Closes everything for good (sign-out, unmount). */
+  /** Closes the connection (sign-out, unmount); `start()` opens a new one. */
   async stop(): Promise<void> {
     await this.pause();
-    this.#listeners.clear();
   }
 
   #subscribe(client: CloudWebSocketClient, deploymentId: string): void {
