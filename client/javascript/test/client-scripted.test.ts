@@ -302,6 +302,31 @@ describe("reconnecting", () => {
     assert.deepEqual(withoutId(server.connections[1]?.received[0]), { action: "subscribe", deployment_id: DEP, since: 2 });
   });
 
+  test("a history that went back is reported, and the new history's events are delivered", async () => {
+    // The server restarts and forgets the deployment (a local stack): events 1-3, then a new 1-2.
+    let history = [1, 2, 3].map((seq) => event(DEP, seq));
+    replayingServer(() => history, () => history.length);
+    const c = newClient();
+    const events = collect(c);
+    const resets: { deployment_id: string; seq: number; previous: number }[] = [];
+    c.on("history_reset", (reset) => resets.push(reset));
+    await c.connect();
+    await c.subscribe(DEP, { since: 0 });
+    await waitFor(() => events.length === 3, { what: "the first history" });
+    history = [];
+    server.connections[0]?.socket.close(1012);
+    await waitFor(() => resets.length === 1, { what: "the history reset" });
+    assert.deepEqual(resets, [{ deployment_id: DEP, seq: 0, previous: 3 }]);
+    assert.deepEqual(withoutId(server.connections[1]?.received[0]), { action: "subscribe", deployment_id: DEP, since: 3 });
+    history = [1, 2].map((seq) => event(DEP, seq));
+    for (const e of history) {
+      server.connections[1]?.send(e);
+    }
+    await waitFor(() => events.length === 5, { what: "the new history's events" });
+    assert.deepEqual(events.map((e) => e.seq), [1, 2, 3, 1, 2]);
+    assert.equal(c.lastSeq(DEP), 2);
+  });
+
   test("token_expired makes the client reconnect with a fresh token", async () => {
     let tokens = 0;
     server.onFrame((connection, frame) => {
