@@ -31,7 +31,7 @@ export type Connection = ConnectionState | "paused";
 /** What the screens show; a new object after every change (for `useSyncExternalStore`). */
 export interface MonitorView {
   connection: Connection;
-  /** The recent deployments, newest first (refreshed every `listInterval` while active). */
+  /** The recent deployments, newest first (asked on start, on return, and every `listInterval` while the list is shown). */
   deployments: readonly DeploymentSummary[];
   /** The deployment on screen, if one is open. */
   selected: string | null;
@@ -50,7 +50,7 @@ export interface MonitorView {
 export interface MonitorOptions {
   /** The WebSocket implementation: React Native's and browsers' global by default (`ws` in the Node tests). */
   WebSocket?: WebSocketConstructor;
-  /** Milliseconds between refreshes of the list while it is shown (0: only on start, resume and open). */
+  /** Milliseconds between refreshes of the list while it is shown (0: only on start, on return and on the way back to it). */
   listInterval?: number;
   /** How many deployments the list asks for. */
   listLimit?: number;
@@ -139,7 +139,11 @@ export class DeploymentMonitor {
     });
     this.refreshList();
     if (this.#listInterval > 0) {
-      this.#listTimer = setInterval(() => this.refreshList(), this.#listInterval);
+      this.#listTimer = setInterval(() => {
+        if (this.#view.selected === null) {
+          this.refreshList();
+        }
+      }, this.#listInterval);
     }
     const selected = this.#view.selected;
     if (selected !== null) {

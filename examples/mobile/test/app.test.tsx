@@ -29,12 +29,19 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-/** `ws`, recording the type of every message the app receives (a frame holds one per line). */
-function recordingWebSocket(): { WebSocket: WebSocketConstructor; received: string[] } {
+/** `ws`, recording what the app sends and the type of every message it receives (a frame holds one per line). */
+function recordingWebSocket(): { WebSocket: WebSocketConstructor; sent: Record<string, unknown>[]; received: string[] } {
+  const sent: Record<string, unknown>[] = [];
   const received: string[] = [];
   class Recording extends (NodeWebSocket as unknown as typeof import("ws").WebSocket) {
     constructor(...args: ConstructorParameters<typeof import("ws").WebSocket>) {
       super(...args);
+      // The client sends text frames only: one JSON message each.
+      const send = this.send.bind(this) as (data: string) => void;
+      this.send = ((data: string) => {
+        sent.push(JSON.parse(data) as Record<string, unknown>);
+        send(data);
+      }) as typeof this.send;
       this.on("message", (data: Buffer) => {
         for (const line of data.toString().split("\n").filter(Boolean)) {
           received.push((JSON.parse(line) as { type: string }).type);
@@ -42,7 +49,7 @@ function recordingWebSocket(): { WebSocket: WebSocketConstructor; received: stri
       });
     }
   }
-  return { WebSocket: Recording as unknown as WebSocketConstructor, received };
+  return { WebSocket: Recording as unknown as WebSocketConstructor, sent, received };
 }
 
 /** The app's AppState listener (React Native's mock records it), called as the OS would. */
@@ -144,7 +151,7 @@ test("follows a live deployment, survives a background period from the snapshot 
   ];
   await stack.put(id, start);
   await stack.snapshot(id);
-  const { WebSocket, received } = recordingWebSocket();
+  const { WebSocket, sent, received } = recordingWebSocket();
   const session = pastedToken(stack.outputs, await stack.token());
 
   render(<App session={session} WebSocket={WebSocket} listInterval={500} />);
@@ -166,6 +173,7 @@ test("follows a live deployment, survives a background period from the snapshot 
   expect(screen.getByTestId("connection")).toHaveTextContent("Paused");
   await waitFor(async () => expect(await openConnections(stack)).toBe(0), LONG);
   const beforeBackground = received.length;
+  const sentBeforeBackground = sent.length;
 
   // Meanwhile the deployment goes on: a layer, a failure and 120 log lines, none of them sent to the phone.
   await stack.put(id, failingDeployment(120).slice(3));
@@ -179,6 +187,10 @@ test("follows a live deployment, survives a background period from the snapshot 
   await waitFor(() => expect(screen.getByTestId("seq")).toHaveTextContent(`#${server.seq}`), LONG);
   expectScreenToShow(server);
   expect(screen.getByTestId("connection")).toHaveTextContent("Live");
+  // It asked for the deployment without `since` (a resume with `since` would replay all 127 events).
+  const subscribes = sent.slice(sentBeforeBackground).filter((message) => message["action"] === "subscribe");
+  expect(subscribes).toEqual([expect.objectContaining({ deployment_id: id })]);
+  expect(subscribes[0]).not.toHaveProperty("since");
   const sinceResume = received.slice(beforeBackground);
   expect(sinceResume.filter((type) => type === "deployment.snapshot")).toHaveLength(1);
   expect(sinceResume.filter((type) => type.includes(".") && type !== "deployment.snapshot")).toEqual([]);
