@@ -253,8 +253,10 @@ async def test_supervisor_wait_never_swallows_a_cancellation(turns: int) -> None
 
 
 def expiring_token() -> str:
-    """A JWT-shaped token whose exp is inside the refresh margin (the fake server does not verify)."""
-    payload = base64.urlsafe_b64encode(json.dumps({"exp": time.time() + 30}).encode()).decode().rstrip("=")
+    """A JWT-shaped token whose exp is inside the refresh margin (the fake server does not verify):
+    3 s, so a provider's is replaced after 2 s (a short token is refreshed with a third of its
+    lifetime left)."""
+    payload = base64.urlsafe_b64encode(json.dumps({"exp": time.time() + 3}).encode()).decode().rstrip("=")
     return f"e30.{payload}.c2ln"
 
 
