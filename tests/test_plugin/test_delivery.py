@@ -397,3 +397,51 @@ def test_a_malformed_reply_is_retried_not_fatal(bus: Bus, flaky: FlakyClient) ->
     assert plugin.stats.sent == 2
     # The third reply accepted the first entry only; the second was retried alone.
     assert [d["event_id"] for d in details(bus.received(1))] == ids[1:]
+
+
+class _SlowClient(FlakyClient):
+    """Takes 50 ms per request (a far region's round trip) and records how many overlap."""
+
+    def __init__(self, real: Any) -> None:
+        super().__init__(real)
+        self.running = 0
+        self.most = 0
+        self._count = threading.Lock()
+
+    def put_events(self, *, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        with self._count:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)
+            return super().put_events(Entries=Entries)
+        finally:
+            with self._count:
+                self.running -= 1
+
+
+def test_several_requests_in_flight_deliver_every_event_once_numbered_in_hook_order(bus: Bus) -> None:
+    """requests_in_flight=4: up to four PutEvents at once, every event delivered exactly once, a
+    failed entry retried; the arrival order may change, the numbering (what the broadcaster
+    stores by) is the hook order."""
+    slow = _SlowClient(bus.events)
+    slow.fail_next({3: "ThrottlingException"})
+    plugin = bus.plugin(client=slow, options=DeliveryOptions(requests_in_flight=4, backoff_base=0.001))
+    ids = _logs(plugin, 100)
+
+    assert plugin.close(30)
+
+    assert slow.most == 4
+    assert plugin.stats.sent == 100
+    assert plugin.stats.retried_entries == 1
+    received = details(bus.received(100))
+    assert sorted(d["event_id"] for d in received) == sorted(ids)
+    by_id = {d["event_id"]: d["producer_seq"] for d in received}
+    assert [by_id[event_id] for event_id in ids] == list(range(1, 101))
+
+
+def test_one_request_in_flight_is_the_default_and_the_width_is_bounded() -> None:
+    assert DeliveryOptions().requests_in_flight == 1
+    for width in (0, 9):
+        with pytest.raises(ValueError, match="requests_in_flight"):
+            DeliveryOptions(requests_in_flight=width)
