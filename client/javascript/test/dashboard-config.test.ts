@@ -7,8 +7,11 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, test } from "node:test";
 
+import { CognitoSession, REFRESH_MARGIN_MS, SignInError, signInTarget } from "../dashboard/src/auth.js";
 import {
   enteredSettings,
+  fetchToken,
+  signedInSettings,
   NOT_CONFIGURED,
   type PageParams,
   readPageParams,
@@ -248,5 +251,92 @@ describe("served by cloud-ws local", () => {
     assert.equal(question.url, EVIL);
     assert.ok(!fetched.some((url) => url.endsWith("/_cloud-ws/token")), "no token was even fetched");
     assert.deepEqual(stored(), { local: {}, session: {} });
+  });
+});
+
+/** An unsigned JWT whose `exp` is `seconds` from now (the page reads `exp`, the server verifies). */
+function jwt(seconds: number, name = "id"): string {
+  const part = (value: object): string => Buffer.from(JSON.stringify(value)).toString("base64url");
+  return `${part({ alg: "none" })}.${part({ exp: Math.floor(Date.now() / 1000) + seconds, name, jti: Math.random() })}.sig`;
+}
+
+/** A Cognito InitiateAuth endpoint that knows one password and answers refreshes with `lifetime`-second ID tokens. */
+function cognito(lifetime: number): { calls: { url: string; target: string | null; body: Record<string, unknown> }[] } {
+  const seen = { calls: [] as { url: string; target: string | null; body: Record<string, unknown> }[] };
+  globalThis.fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    const body = JSON.parse(String(init?.body ?? "{}")) as Record<string, unknown>;
+    const headers = new Headers(init?.headers);
+    seen.calls.push({ url: String(input), target: headers.get("x-amz-target"), body });
+    const parameters = body["AuthParameters"] as Record<string, string>;
+    if (body["AuthFlow"] === "USER_PASSWORD_AUTH" && parameters["PASSWORD"] !== "right") {
+      return new Response(JSON.stringify({ __type: "NotAuthorizedException", message: "Incorrect username or password." }), { status: 400 });
+    }
+    await new Promise((wake) => setTimeout(wake, 10));
+    return new Response(JSON.stringify({ AuthenticationResult: { IdToken: jwt(lifetime, String(body["AuthFlow"])), RefreshToken: "refresh-1" } }), { status: 200 });
+  };
+  return seen;
+}
+
+describe("a Cognito sign-in", () => {
+  const target = signInTarget("eu-west-1", "client-1");
+  const origin = "wss://abc123.execute-api.eu-west-1.amazonaws.com";
+
+  test("Cognito's regional endpoint unless the outputs name one; no region or client id, no sign-in", () => {
+    assert.deepEqual(target, { region: "eu-west-1", clientId: "client-1", endpoint: "https://cognito-idp.eu-west-1.amazonaws.com/" });
+    assert.equal(signInTarget("us-east-1", "c", "http://127.0.0.1:8081")?.endpoint, "http://127.0.0.1:8081/");
+    assert.equal(signInTarget("", "client-1"), null);
+    assert.equal(signInTarget("eu-west-1", " "), null);
+    assert.equal(signInTarget("evil.example/x", "client-1"), null);
+  });
+
+  test("a wrong password is a SignInError and stores nothing; a right one keeps the tokens in memory only", async () => {
+    assert.ok(target !== null);
+    const seen = cognito(3600);
+    await assert.rejects(CognitoSession.signIn(target, origin, "dev", "wrong"), (error: unknown) => error instanceof SignInError && /Incorrect/.test(error.message));
+    assert.deepEqual(stored(), { local: {}, session: {} });
+    assert.deepEqual(seen.calls[0], {
+      url: "https://cognito-idp.eu-west-1.amazonaws.com/",
+      target: "AWSCognitoIdentityProviderService.InitiateAuth",
+      body: { AuthFlow: "USER_PASSWORD_AUTH", AuthParameters: { USERNAME: "dev", PASSWORD: "wrong" }, ClientId: "client-1" },
+    });
+
+    session.setItem("cloud-ws.dashboard.token", "pasted");
+    session.setItem("cloud-ws.dashboard.token-origin", origin);
+    const signedIn = await CognitoSession.signIn(target, origin, "dev", "right");
+    const settings = signedInSettings(STACK, signedIn);
+    assert.deepEqual(stored(), { local: { "cloud-ws.dashboard.url": STACK }, session: {} }, "the URL only; the pasted token is forgotten");
+    const token = await fetchToken(settings);
+    assert.equal(JSON.parse(Buffer.from(String(token).split(".")[1] ?? "", "base64url").toString())["name"], "USER_PASSWORD_AUTH");
+    assert.equal(seen.calls.length, 2, "an hour to live: no refresh");
+    assert.ok(!JSON.stringify(stored()).includes(String(token)));
+  });
+
+  test("the session's token goes only to the origin it signed in for", async () => {
+    assert.ok(target !== null);
+    cognito(3600);
+    const signedIn = await CognitoSession.signIn(target, origin, "dev", "right");
+    assert.throws(() => signedInSettings(EVIL, signedIn), /not wss:\/\/evil\.example/);
+    const settings = signedInSettings(STACK, signedIn);
+    const seen = cognito(3600);
+    await assert.rejects(fetchToken({ ...settings, url: EVIL }), /its token was not sent/);
+    await assert.rejects(fetchToken({ ...settings, url: "wss://abc123.execute-api.eu-west-1.amazonaws.com.evil.example/prod" }), /its token was not sent/);
+    assert.equal(seen.calls.length, 0, "not even refreshed");
+  });
+
+  test("within 90 s of exp the ID token is refreshed with REFRESH_TOKEN_AUTH, once for concurrent callers", async () => {
+    assert.ok(target !== null);
+    assert.equal(REFRESH_MARGIN_MS, 90_000);
+    const seen = cognito(60); // every token lives 60 s: always within the margin
+    const signedIn = await CognitoSession.signIn(target, origin, "dev", "right");
+    const [first, second] = await Promise.all([signedIn.token(), signedIn.token()]);
+    assert.equal(first, second);
+    assert.deepEqual(
+      seen.calls.map((call) => call.body["AuthFlow"]),
+      ["USER_PASSWORD_AUTH", "REFRESH_TOKEN_AUTH"],
+    );
+    assert.deepEqual(seen.calls[1]?.body, { AuthFlow: "REFRESH_TOKEN_AUTH", AuthParameters: { REFRESH_TOKEN: "refresh-1" }, ClientId: "client-1" });
+    const third = await signedIn.token();
+    assert.notEqual(third, first, "the next attempt refreshes again");
+    assert.equal(seen.calls.length, 3);
   });
 });

@@ -13,7 +13,13 @@
  * for, and is only ever sent there. A link whose `url=` names another origin does not get it: the
  * page asks for a token for that stack instead, so a crafted link cannot make the dashboard hand
  * the user's token to a server of the link author's choosing.
+ *
+ * Or the user signs in under Connection… (username and password against the stack's Cognito user
+ * pool, auth.ts): the session's tokens stay in memory, bound to the origin of the WebSocket URL it
+ * signed in for, and are refreshed ahead of their expiry; nothing of it is stored.
  */
+
+import type { CognitoSession } from "./auth.js";
 
 export interface Settings {
   /** The stack's websocket_url. */
@@ -22,8 +28,10 @@ export interface Settings {
   token: string | null;
   /** The local stack's token endpoint, when there is one. */
   tokenEndpoint: string | null;
+  /** A Cognito sign-in (in memory only), whose token provider refreshes the ID token; null otherwise. */
+  session: CognitoSession | null;
   /** Where the settings came from, for the settings panel. */
-  source: "page-url" | "local-stack" | "saved" | "entered";
+  source: "page-url" | "local-stack" | "saved" | "entered" | "signed-in";
 }
 
 /** What the page should do: connect, or open the settings panel (URL prefilled, token empty) and say why. */
@@ -46,8 +54,8 @@ const TOKEN_KEY = "cloud-ws.dashboard.token";
 const TOKEN_ORIGIN_KEY = "cloud-ws.dashboard.token-origin";
 const RECENT_KEY = "cloud-ws.dashboard.recent";
 
-export const PASTE_HINT = "Paste a stack's websocket_url and a Cognito token (`cloud-ws token` prints one).";
-export const NOT_CONFIGURED = "Not connected to a stack yet: paste its websocket_url and a token.";
+export const PASTE_HINT = "Paste a stack's websocket_url and a Cognito token (`cloud-ws token` prints one), or sign in below.";
+export const NOT_CONFIGURED = "Not connected to a stack yet: paste its websocket_url and a token, or sign in.";
 export const QUERY_TOKEN_IGNORED =
   "The token in the address's query string was ignored (query strings reach server logs): paste it under Connection…, or put it in the link's #hash.";
 
@@ -131,7 +139,7 @@ export async function resolveSettings(params: PageParams, base: string): Promise
   }
   const local = await localStack(base);
   if (local !== null) {
-    return { kind: "connect", settings: { url: local.url, token: params.token, tokenEndpoint: local.tokenEndpoint, source: "local-stack" } };
+    return { kind: "connect", settings: { url: local.url, token: params.token, tokenEndpoint: local.tokenEndpoint, session: null, source: "local-stack" } };
   }
   const saved = localStorage.getItem(URL_KEY);
   if (saved !== null && socketOrigin(saved) !== null) {
@@ -142,7 +150,7 @@ export async function resolveSettings(params: PageParams, base: string): Promise
     if (token === null) {
       return { kind: "ask", url: saved, reason: `Paste a token for ${saved} (a token is kept only in the tab it was entered in).` };
     }
-    return { kind: "connect", settings: { url: saved, token, tokenEndpoint: null, source: "saved" } };
+    return { kind: "connect", settings: { url: saved, token, tokenEndpoint: null, session: null, source: "saved" } };
   }
   return { kind: "ask", url: null, reason: NOT_CONFIGURED };
 }
@@ -160,17 +168,17 @@ async function fromLink(url: string, linkToken: string | null, base: string): Pr
   if (linkToken !== null) {
     storeToken(url, linkToken);
     localStorage.setItem(URL_KEY, url);
-    return { kind: "connect", settings: { url, token: linkToken, tokenEndpoint: null, source: "page-url" } };
+    return { kind: "connect", settings: { url, token: linkToken, tokenEndpoint: null, session: null, source: "page-url" } };
   }
   const stored = storedTokenFor(url);
   if (stored !== null) {
     localStorage.setItem(URL_KEY, url);
-    return { kind: "connect", settings: { url, token: stored, tokenEndpoint: null, source: "page-url" } };
+    return { kind: "connect", settings: { url, token: stored, tokenEndpoint: null, session: null, source: "page-url" } };
   }
   const local = await localStack(base);
   if (local !== null && socketOrigin(local.url) === origin) {
     // The page's own local stack: its token endpoint mints tokens for exactly this origin.
-    return { kind: "connect", settings: { url, token: null, tokenEndpoint: local.tokenEndpoint, source: "local-stack" } };
+    return { kind: "connect", settings: { url, token: null, tokenEndpoint: local.tokenEndpoint, session: null, source: "local-stack" } };
   }
   const boundTo = sessionStorage.getItem(TOKEN_KEY) ? sessionStorage.getItem(TOKEN_ORIGIN_KEY) : null;
   const reason =
@@ -185,11 +193,33 @@ export function enteredSettings(url: string, token: string): Settings {
   localStorage.setItem(URL_KEY, url);
   // The user typed both: the token is bound to this URL's origin from now on.
   storeToken(url, token || null);
-  return { url, token: token || null, tokenEndpoint: null, source: "entered" };
+  return { url, token: token || null, tokenEndpoint: null, session: null, source: "entered" };
 }
 
-/** A token: the fixed one, else a fresh one from the local stack's endpoint. */
+/**
+ * After a sign-in: the URL is remembered (a reload offers it again), the session is not (it is
+ * memory only: a reload asks to sign in again), and a token pasted earlier is forgotten.
+ */
+export function signedInSettings(url: string, session: CognitoSession): Settings {
+  if (socketOrigin(url) !== session.origin) {
+    throw new Error(`this sign-in is for ${session.origin}, not ${url}`);
+  }
+  localStorage.setItem(URL_KEY, url);
+  storeToken(url, null);
+  return { url, token: null, tokenEndpoint: null, session, source: "signed-in" };
+}
+
+/**
+ * A token: the signed-in session's current ID token (refreshed ahead of its expiry, and only for
+ * the origin it signed in for), else the fixed one, else a fresh one from the local stack's endpoint.
+ */
 export async function fetchToken(settings: Settings): Promise<string | null> {
+  if (settings.session !== null) {
+    if (socketOrigin(settings.url) !== settings.session.origin) {
+      throw new Error(`the sign-in is for ${settings.session.origin}, not ${settings.url}: its token was not sent`);
+    }
+    return settings.session.token();
+  }
   if (settings.token !== null || settings.tokenEndpoint === null) {
     return settings.token;
   }
@@ -220,19 +250,48 @@ export function addRecentDeployment(deploymentId: string): string[] {
   return recent;
 }
 
-async function localStack(base: string): Promise<{ url: string; tokenEndpoint: string } | null> {
+/** What sign-in needs from a stack's outputs (every field a string, empty when absent). */
+export interface OutputFields {
+  websocketUrl: string;
+  region: string;
+  clientId: string;
+  /** `aws_endpoint_url` (the local stack's embedded AWS, Cognito included); empty for a cloud stack. */
+  endpoint: string;
+}
+
+/** The fields of a stack's outputs object (`pulumi stack output --json`, `cloud-ws local --outputs`); null when it has no websocket_url. */
+export function outputFields(outputs: unknown): OutputFields | null {
+  if (typeof outputs !== "object" || outputs === null) {
+    return null;
+  }
+  const text = (name: string): string => {
+    const value: unknown = Reflect.get(outputs, name);
+    return typeof value === "string" ? value : "";
+  };
+  const websocketUrl = text("websocket_url");
+  if (websocketUrl === "") {
+    return null;
+  }
+  return { websocketUrl, region: text("region"), clientId: text("user_pool_client_id"), endpoint: text("aws_endpoint_url") };
+}
+
+/** The outputs of the `cloud-ws local` that serves this page; null on any other host. */
+export async function localOutputs(base: string): Promise<OutputFields | null> {
   try {
     const reply = await fetch(new URL("../_cloud-ws/outputs", base), { cache: "no-store" });
     if (!reply.ok) {
       return null;
     }
-    const outputs: unknown = await reply.json();
-    const url = typeof outputs === "object" && outputs !== null ? Reflect.get(outputs, "websocket_url") : undefined;
-    if (typeof url !== "string") {
-      return null;
-    }
-    return { url, tokenEndpoint: new URL("../_cloud-ws/token", base).toString() };
+    return outputFields(await reply.json());
   } catch {
     return null; // static hosting: no helper endpoints
   }
+}
+
+async function localStack(base: string): Promise<{ url: string; tokenEndpoint: string } | null> {
+  const outputs = await localOutputs(base);
+  if (outputs === null) {
+    return null;
+  }
+  return { url: outputs.websocketUrl, tokenEndpoint: new URL("../_cloud-ws/token", base).toString() };
 }

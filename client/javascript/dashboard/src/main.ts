@@ -21,12 +21,17 @@ import {
   type LogLevel,
   type StackStatus,
   SubscriptionError,
+  tokenExpiry,
 } from "../../src/index.js";
+import { CognitoSession, SignInError, signInTarget } from "./auth.js";
 import {
   addRecentDeployment,
   enteredSettings,
   fetchToken,
   forgetTokenInAddress,
+  localOutputs,
+  type OutputFields,
+  outputFields,
   PASTE_HINT,
   QUERY_TOKEN_IGNORED,
   readPageParams,
@@ -34,6 +39,8 @@ import {
   rememberDeploymentInAddress,
   resolveSettings,
   type Settings,
+  signedInSettings,
+  socketOrigin,
 } from "./config.js";
 import {
   DeploymentModel,
@@ -52,6 +59,8 @@ const LIST_INTERVAL = 2_000;
 const LIST_LIMIT = 50;
 /** How often a running deployment's duration is redrawn (milliseconds). */
 const TICK_INTERVAL = 1_000;
+/** A pasted token with less than this left gets a notice (milliseconds). */
+const TOKEN_WARNING = 10 * 60_000;
 
 const STATE_TEXT: Record<ConnectionState, string> = {
   idle: "Not connected",
@@ -140,7 +149,17 @@ class Dashboard {
     settingsToken: element<HTMLInputElement>("settings-token"),
     settingsSource: element<HTMLParagraphElement>("settings-source"),
     reconnect: element<HTMLButtonElement>("reconnect"),
+    signInForm: element<HTMLFormElement>("signin-form"),
+    signInOutputs: element<HTMLTextAreaElement>("signin-outputs"),
+    signInRegion: element<HTMLInputElement>("signin-region"),
+    signInClientId: element<HTMLInputElement>("signin-client-id"),
+    signInEndpoint: element<HTMLInputElement>("signin-endpoint"),
+    signInUsername: element<HTMLInputElement>("signin-username"),
+    signInPassword: element<HTMLInputElement>("signin-password"),
+    signInSubmit: element<HTMLButtonElement>("signin-submit"),
+    signInError: element<HTMLParagraphElement>("signin-error"),
     notice: element<HTMLDivElement>("notice"),
+    tokenNotice: element<HTMLDivElement>("token-notice"),
     recent: element<HTMLElement>("recent"),
     empty: element<HTMLElement>("empty"),
     deployments: element<HTMLTableElement>("deployments"),
@@ -180,6 +199,12 @@ class Dashboard {
     setInterval(() => this.#tick(), TICK_INTERVAL);
     const params = readPageParams(window.location);
     forgetTokenInAddress(window.location, window.history);
+    // Served by cloud-ws local: its outputs name its user pool, so signing in needs only a username.
+    void localOutputs(window.location.href).then((outputs) => {
+      if (outputs !== null) {
+        this.#fillSignIn(outputs, false);
+      }
+    });
     if (params.deployment !== null && isValidDeploymentId(params.deployment)) {
       this.watch(params.deployment);
     }
@@ -206,15 +231,17 @@ class Dashboard {
     this.#ui.settingsUrl.value = settings.url;
     this.#ui.settingsToken.value = settings.token ?? "";
     this.#ui.settingsSource.textContent =
-      settings.source === "local-stack"
-        ? "Connected to the local stack (cloud-ws local): a fresh dev token is fetched for every connection."
-        : PASTE_HINT;
+      settings.session !== null
+        ? `Signed in as ${settings.session.username}: the ID token is refreshed before it expires (kept in this tab's memory only; a reload asks you to sign in again).`
+        : settings.source === "local-stack"
+          ? "Connected to the local stack (cloud-ws local): a fresh dev token is fetched for every connection."
+          : PASTE_HINT;
     if (previous !== null) {
       void previous.disconnect();
     }
     const client = new CloudWebSocketClient({
       url: settings.url,
-      token: () => fetchToken(settings),
+      token: () => this.#token(settings),
     });
     this.#client = client;
     this.#reconnects = 0;
@@ -262,12 +289,106 @@ class Dashboard {
       this.#resetModel(model.deploymentId);
       this.#subscribe(model.deploymentId);
     }
+    this.#showTokenExpiry();
     client.connect().catch((error: unknown) => {
       this.#notify(`Cannot connect: ${error instanceof Error ? error.message : String(error)}`);
     });
     // The home page stays live by asking again every few seconds (while it is shown).
     clearInterval(this.#listTimer);
     this.#listTimer = setInterval(() => this.#refreshList(), LIST_INTERVAL);
+  }
+
+  /** The token for the next connection attempt; a sign-in whose refresh is refused says so. */
+  async #token(settings: Settings): Promise<string | null> {
+    try {
+      return await fetchToken(settings);
+    } catch (error) {
+      if (settings === this.#settings && settings.session !== null) {
+        const why = error instanceof SignInError ? `Cognito refused to refresh your sign-in (${error.message})` : String(error instanceof Error ? error.message : error);
+        this.#notify(`${why}: sign in again, or paste a token, under Connection…`);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * A pasted (fixed) token cannot be refreshed: shortly before its `exp`, and after, the page says
+   * so, since from then on the server posts nothing and every reconnect is refused.
+   */
+  #showTokenExpiry(): void {
+    const settings = this.#settings;
+    const notice = this.#ui.tokenNotice;
+    const fixed = settings !== null && settings.session === null ? settings.token : null;
+    const exp = tokenExpiry(fixed);
+    const left = exp === undefined ? Infinity : exp - Date.now();
+    if (left > TOKEN_WARNING) {
+      notice.hidden = true;
+      notice.textContent = "";
+      notice.dataset["expiresIn"] = "";
+      return;
+    }
+    const minutes = Math.max(1, Math.ceil(left / 60_000));
+    notice.hidden = false;
+    notice.dataset["expiresIn"] = left <= 0 ? "expired" : String(minutes);
+    notice.textContent =
+      left <= 0
+        ? "Your token has expired: sign in or paste a new one under Connection…"
+        : `Your token expires in ${minutes} min: sign in or paste a new one under Connection…`;
+  }
+
+  /** Fills the sign-in fields from a stack's outputs (and the WebSocket URL, when asked). */
+  #fillSignIn(outputs: OutputFields, withUrl: boolean): void {
+    const ui = this.#ui;
+    if (withUrl) {
+      ui.settingsUrl.value = outputs.websocketUrl;
+    }
+    ui.signInRegion.value = outputs.region;
+    ui.signInClientId.value = outputs.clientId;
+    ui.signInEndpoint.value = outputs.endpoint;
+  }
+
+  /** Signs in with the form's username and password; on success connects with the session, else says why and changes nothing. */
+  async #signIn(): Promise<void> {
+    const ui = this.#ui;
+    const password = ui.signInPassword.value;
+    ui.signInPassword.value = ""; // not kept, not even in the form
+    const username = ui.signInUsername.value.trim();
+    const url = ui.settingsUrl.value.trim();
+    const origin = socketOrigin(url);
+    const target = signInTarget(ui.signInRegion.value, ui.signInClientId.value, ui.signInEndpoint.value);
+    const fail = (message: string): void => {
+      ui.signInError.hidden = false;
+      ui.signInError.textContent = message;
+    };
+    if (origin === null) {
+      fail("The WebSocket URL above starts with wss:// (or ws:// locally): the sign-in is for that stack.");
+      return;
+    }
+    if (target === null) {
+      fail("Enter the stack's region and app client id (its region and user_pool_client_id outputs), or paste its outputs JSON.");
+      return;
+    }
+    if (username === "" || password === "") {
+      fail("Enter your username and password.");
+      return;
+    }
+    ui.signInError.hidden = true;
+    ui.signInSubmit.disabled = true;
+    ui.signInSubmit.textContent = "Signing in…";
+    try {
+      const session = await CognitoSession.signIn(target, origin, username, password);
+      const settings = signedInSettings(url, session);
+      ui.settings.hidden = true;
+      ui.settingsToggle.setAttribute("aria-expanded", "false");
+      this.#notify(null);
+      this.connect(settings);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      fail(error instanceof SignInError ? `Sign-in refused: ${message}` : `Sign-in failed: ${message}`);
+    } finally {
+      ui.signInSubmit.disabled = false;
+      ui.signInSubmit.textContent = "Sign in";
+    }
   }
 
   /** Shows a deployment: its snapshot at once, then its live events. */
@@ -424,7 +545,7 @@ class Dashboard {
       const token = ui.settingsToken.value.trim();
       const current = this.#settings;
       const next =
-        current !== null && current.source === "local-stack" && current.url === url && token === ""
+        current !== null && (current.source === "local-stack" || current.session !== null) && current.url === url && token === ""
           ? current
           : enteredSettings(url, token);
       ui.settings.hidden = true;
@@ -433,6 +554,27 @@ class Dashboard {
       this.connect(next);
     });
     ui.reconnect.addEventListener("click", () => this.#client?.reconnect());
+    ui.signInForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.#signIn();
+    });
+    ui.signInOutputs.addEventListener("input", () => {
+      const text = ui.signInOutputs.value.trim();
+      if (text === "") {
+        return;
+      }
+      let fields: OutputFields | null = null;
+      try {
+        fields = outputFields(JSON.parse(text));
+      } catch {
+        fields = null;
+      }
+      ui.signInError.hidden = fields !== null;
+      ui.signInError.textContent = fields !== null ? "" : "That is not a stack's outputs JSON (an object with websocket_url).";
+      if (fields !== null) {
+        this.#fillSignIn(fields, true);
+      }
+    });
     ui.forbiddenRetry.addEventListener("click", () => {
       const model = this.#model;
       if (model !== null) {
@@ -607,6 +749,7 @@ class Dashboard {
 
   /** Redraws what counts with the clock: a running deployment's duration (nothing else ticks). */
   #tick(): void {
+    this.#showTokenExpiry();
     const model = this.#model;
     if (model === null || document.hidden || model.refusal !== undefined || model.terminal) {
       return;
