@@ -22,6 +22,8 @@ class Gateway:
         """Statuses for the next handshakes, in order (then they are accepted)."""
         self.answer_subscribe = True
         self.answer_ping = True
+        self.limit_pings = False
+        """Answer pings with a ``rate_limited`` refusal (a flooding connection's)."""
         self.echo_ids = True
         """Echo request ids (False: a server that predates them)."""
         self.pong_id: str | None = None
@@ -62,7 +64,10 @@ class Gateway:
             async for raw in ws:
                 frame = json.loads(raw)
                 self.frames.append((number, frame))
-                if frame["action"] == "ping" and self.answer_ping:
+                if frame["action"] == "ping" and self.limit_pings:
+                    refusal = {"type": "error", "code": "rate_limited", "message": "retry in 0.1 s"}
+                    await self.reply(ws, {**refusal, "action": "ping"}, frame)
+                elif frame["action"] == "ping" and self.answer_ping:
                     latest = {d: len(self.history.get(d, [])) for d in self.subscribers.get(ws, ())}
                     asked = frame if self.pong_id is None else {**frame, "id": self.pong_id}
                     await self.reply(ws, {"type": "pong", "timestamp": "now", "latest": latest}, asked)

@@ -459,3 +459,18 @@ async def test_a_history_that_went_back_is_reported_and_followed(gateway: Gatewa
     assert kinds == ["subscribed", "subscribed", "history_reset"]
     assert gateway.frames_of(2, "subscribe") == [{"action": "subscribe", "deployment_id": "D1", "since": 3}]
     assert client.stats.history_resets == 1
+
+
+async def test_a_refused_ping_still_proves_the_connection_alive(gateway: Gateway) -> None:
+    """A ping answered ``rate_limited`` (the connection is flooding) is an answer: the connection
+    is not declared dead and replaced, which would orphan every request waiting on it."""
+    gateway.limit_pings = True
+    client = CloudWebSocketClient(
+        gateway.url, "token", options=options(ping_interval=UNIT, pong_timeout=2 * UNIT)
+    )
+    async with client:
+        await eventually(
+            lambda: sum(1 for _, f in gateway.frames if f["action"] == "ping") >= 5, "five pings"
+        )
+        assert client.stats.dead_connections == 0
+    assert gateway.handshakes == 1

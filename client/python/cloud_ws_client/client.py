@@ -582,6 +582,11 @@ class CloudWebSocketClient:
                     link.ping_sent_at = link.ping_id = None
                     self._stats.pongs += 1
                 continue
+            if isinstance(message, ErrorMessage) and request_id is not None and request_id == link.ping_id:
+                # An answer to our ping, even a refusal (``rate_limited`` while the connection
+                # floods, ``token_expired``), proves the connection alive: replacing it would
+                # orphan every request still waiting for an answer on it.
+                link.ping_sent_at = link.ping_id = None
             if request_id is not None and request_id in link.pending:
                 link.pending.discard(request_id)
                 if not link.pending:
