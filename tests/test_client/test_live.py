@@ -393,3 +393,5 @@ async def test_a_throttled_terminal_status_still_reaches_the_client_and_ends_the
     assert [m["seq"] for m in lines if m["type"] == "deployment.status"] == [1, 2]
     # The post was lost for good (one attempt, one round), so the client caught up itself.
     assert client.stats.catch_ups + client.stats.reconnects >= 1
+    # Disarm what is left of the fault: the stack is shared, and later replies must not be lost.
+    await control(stack, "faults/throttle", {"count": 0})
