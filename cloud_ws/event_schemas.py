@@ -9,7 +9,7 @@ tests/test_plugin/test_emit_schemas.py checks they are still the document's.
 
 The checker knows the JSON Schema keywords these schemas use (``type``,
 ``enum``, ``const``, ``minimum``, ``maximum``, ``minLength``, ``maxLength``,
-``required``, ``properties``), nothing more.
+``required``, ``properties``, ``items``, ``maxItems``), nothing more.
 """
 
 from __future__ import annotations
@@ -36,6 +36,19 @@ DEPLOYMENT_STATUS: dict[str, Any] = {
     },
 }
 
+#: ``ResourceStep``: one entry of a ``stack.progress``'s ``resources``.
+RESOURCE_STEP: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "type", "operation", "status"],
+    "properties": {
+        "name": {"type": "string", "maxLength": 128},
+        "type": {"type": "string", "maxLength": 128},
+        "operation": {"type": "string", "minLength": 1},
+        "status": {"type": "string", "enum": ["running", "done", "failed"]},
+        "duration_seconds": _SECONDS,
+    },
+}
+
 #: ``StackData`` (every ``stack.*`` type).
 STACK: dict[str, Any] = {
     "type": "object",
@@ -49,6 +62,7 @@ STACK: dict[str, Any] = {
         "error_message": {"type": "string"},
         "resources_done": _COUNT,
         "resources_in_progress": _COUNT,
+        "resources": {"type": "array", "maxItems": 100, "items": RESOURCE_STEP},
         "truncated": {"const": True},
     },
 }
@@ -108,6 +122,7 @@ _TYPES = {
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     ),
     "boolean": lambda value: isinstance(value, bool),
+    "array": lambda value: isinstance(value, list),
     "null": lambda value: value is None,
 }
 
@@ -132,6 +147,14 @@ def _check(schema: Mapping[str, Any], value: Any, where: str) -> str | None:
             return f"{where} must not be empty"
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             return f"{where} must be at most {schema['maxLength']} characters"
+    if isinstance(value, list):
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            return f"{where} must have at most {schema['maxItems']} items"
+        if "items" in schema:
+            for index, item in enumerate(value):
+                problem = _check(schema["items"], item, f"{where}[{index}]")
+                if problem is not None:
+                    return problem
     if isinstance(value, Mapping):
         for name in schema.get("required", ()):
             if name not in value:

@@ -5,9 +5,10 @@ An orchestrator that deploys with ``pulumi.automation`` passes one adapter as
 
     stack.up(on_event=plugin.automation("D1BRV40", "network", layer=1))
 
-and the stack's start, progress (resources done), diagnostics (as log lines),
-failures (with their diagnostic messages) and result (duration, resource
-count) reach the dashboard with no other code.
+and the stack's start, progress (resources done, and each resource's step:
+operation, type, name, running/done/failed, duration), diagnostics (as log
+lines), failures (with their diagnostic messages) and result (duration,
+resource count) reach the dashboard with no other code.
 
 Pulumi is *not* imported here: the plugin installs without it, and the engine
 events are read by attribute, as ``pulumi.automation.events`` defines them
@@ -17,6 +18,7 @@ events are read by attribute, as ``pulumi.automation.events`` defines them
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -65,8 +67,44 @@ EXISTING_OPS = frozenset(
     {"same", "create", "update", "replace", "create-replacement", "read", "refresh", "import"}
 )
 
+#: At most this many ``resources`` entries in one ``stack.progress`` (more changes go in several events).
+MAX_RESOURCES_PER_EVENT = 100
+#: A resource's ``name`` and ``type`` in a ``resources`` entry are cut to this many characters.
+MAX_RESOURCE_TEXT = 128
+#: The ``resources`` entries of one event stay under this many bytes of JSON, so the whole
+#: event fits one 32 KB WebSocket frame however long or non-ASCII the names are
+#: (100 entries of 128-character ASCII names and types are ~33 KB: names that long are cut
+#: into more events, not into less information).
+MAX_RESOURCES_BYTES = 24_000
+
 # ANSI escapes and Pulumi's own colour markup (``<{%fg 1%}>``, ``<{%reset%}>``).
 _COLOUR = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|<\{%[^%]*%\}>")
+
+
+class _Step:
+    """What the adapter knows of one resource's step in this update (keyed by URN)."""
+
+    __slots__ = ("duration", "name", "operation", "started_at", "status", "type")
+
+    def __init__(self, name: str, type_: str, operation: str, started_at: float | None) -> None:
+        self.name = name
+        self.type = type_
+        self.operation = operation
+        self.started_at = started_at
+        self.status = "running"
+        self.duration: float | None = None
+
+    def entry(self) -> dict[str, Any]:
+        """The step as a ``stack.progress`` ``resources`` entry (docs/asyncapi.yaml ``ResourceStep``)."""
+        entry: dict[str, Any] = {
+            "name": _cut(self.name),
+            "type": _cut(self.type),
+            "operation": self.operation,
+            "status": self.status,
+        }
+        if self.duration is not None:
+            entry["duration_seconds"] = self.duration
+        return entry
 
 
 class AutomationAdapter:
@@ -94,7 +132,11 @@ class AutomationAdapter:
         environment: Its environment; the plugin's default when omitted.
         layer: The layer it deploys in, if the orchestrator has layers.
         progress_interval: At most one ``stack.progress`` per this many seconds
-            (0 sends one per finished resource).
+            (0 sends one per resource step: started, done, failed). The steps
+            of the interval are batched in its ``resources``; what changed
+            since the last one is sent when the interval is up even if the
+            engine says nothing more (a timer), and before the stack's
+            terminal event in any case.
         clock: Monotonic seconds; tests pass a fake.
         """
         self.hooks = hooks
@@ -111,7 +153,12 @@ class AutomationAdapter:
         self._in_progress: set[str] = set()
         self._done = 0
         self._progress_sent_at: float | None = None
-        self._progress_pending = False
+        # Every resource step of the update by URN, and the URNs changed since the last
+        # stack.progress (a dict as an ordered set: the order they changed in).
+        self._steps: dict[str, _Step] = {}
+        self._changed: dict[str, None] = {}
+        self._last_finished: _Step | None = None
+        self._timer: threading.Timer | None = None
         self._failed_urns: list[str] = []
         self._errors: list[tuple[str | None, str]] = []  # (urn, message) of error diagnostics
         self._error_log = RateLimitedLog(log, interval=30.0)
@@ -146,7 +193,9 @@ class AutomationAdapter:
                 if self._finished:
                     return
                 self._ensure_started()
+                self._send_progress()  # the steps seen so far, before the stack's last event
                 self._finished = True
+                self._stop_timer()
                 duration = None if self._started_at is None else self._clock() - self._started_at
                 data = {
                     "stack_name": self.stack_name,
@@ -211,33 +260,99 @@ class AutomationAdapter:
     def _resource_pre(self, event: ResourcePreEvent | ResourceStep) -> None:
         if event.planning:
             return
-        self._in_progress.add(event.metadata.urn)
+        urn = event.metadata.urn
+        self._in_progress.add(urn)
+        name, type_ = _split_urn(urn)
+        self._steps[urn] = _Step(name, type_ or event.metadata.type, _op(event.metadata.op), self._clock())
+        self._step_changed(urn)
 
     def _resource_done(self, event: ResOutputsEvent | ResourceStep) -> None:
         if event.planning:
             return
-        self._in_progress.discard(event.metadata.urn)
+        urn = event.metadata.urn
+        self._in_progress.discard(urn)
         self._done += 1
-        now = self._clock()
-        if self._progress_sent_at is not None and now - self._progress_sent_at < self.progress_interval:
-            return
-        self._progress_sent_at = now
-        name, type_ = _split_urn(event.metadata.urn)
-        self.hooks.stack_progress(
-            self.deployment_id,
-            self.stack_name,
-            resources_done=self._done,
-            resources_in_progress=len(self._in_progress),
-            resource=name,
-            resource_type=type_ or event.metadata.type,
-            operation=_op(event.metadata.op),
-            **self._where(),
-        )
+        step = self._end_step(urn, event.metadata.type, _op(event.metadata.op), "done")
+        self._last_finished = step
+        self._step_changed(urn)
 
     def _resource_failed(self, event: ResOpFailedEvent | ResourceFailure) -> None:
         urn = event.metadata.urn
         self._in_progress.discard(urn)
         self._failed_urns.append(urn)
+        self._end_step(urn, event.metadata.type, _op(event.metadata.op), "failed")
+        self._step_changed(urn)
+
+    def _end_step(self, urn: str, type_: str, operation: str, status: str) -> _Step:
+        step = self._steps.get(urn)
+        if step is None:  # its start was not seen (a log read from the middle): no duration
+            name, urn_type = _split_urn(urn)
+            step = self._steps[urn] = _Step(name, urn_type or type_, operation, None)
+        step.status = status
+        if step.started_at is not None:
+            step.duration = round(max(0.0, self._clock() - step.started_at), 3)
+        return step
+
+    # -- progress ---------------------------------------------------------------------
+
+    def _step_changed(self, urn: str) -> None:
+        """A step started or ended: send progress now if the interval is up, else once it is."""
+        self._changed.pop(urn, None)  # moved to the end: the order steps changed in
+        self._changed[urn] = None
+        now = self._clock()
+        if self._progress_sent_at is None or now - self._progress_sent_at >= self.progress_interval:
+            self._send_progress()
+        elif self._timer is None:
+            # One long resource and a quiet engine must not hide the steps already seen.
+            delay = max(0.0, self.progress_interval - (now - self._progress_sent_at))
+            self._timer = threading.Timer(delay, self._progress_due)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _progress_due(self) -> None:
+        """The timer's end: send what changed since the last progress; never raises."""
+        try:
+            with self._lock:
+                self._timer = None
+                if not self._finished:
+                    self._send_progress()
+        except Exception as exc:  # noqa: BLE001 - a timer thread has nobody to raise to
+            self._error_log.warning("cannot send Pulumi progress: %s: %s", type(exc).__name__, exc)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _send_progress(self) -> None:
+        """``stack.progress`` with the counts and every step changed since the last one.
+
+        Nothing changed, nothing sent. More changes than one event holds
+        (:data:`MAX_RESOURCES_PER_EVENT`, :data:`MAX_RESOURCES_BYTES`) go in
+        consecutive events, each with the same counts: none is dropped here.
+        """
+        if not self._changed:
+            return
+        self._progress_sent_at = self._clock()
+        entries = [self._steps[urn].entry() for urn in self._changed]
+        self._changed.clear()
+        last: dict[str, Any] = {}
+        if self._last_finished is not None:  # as before the resources list: the last one finished
+            last = {
+                "resource": self._last_finished.name,
+                "resource_type": self._last_finished.type,
+                "operation": self._last_finished.operation,
+            }
+        for batch in _batches(entries):
+            self.hooks.stack_progress(
+                self.deployment_id,
+                self.stack_name,
+                resources_done=self._done,
+                resources_in_progress=len(self._in_progress),
+                **last,
+                resources=batch,
+                **self._where(),
+            )
 
     def _diagnostic(self, event: DiagnosticEvent | Diagnostic) -> None:
         if event.ephemeral:
@@ -299,7 +414,9 @@ class AutomationAdapter:
         self, *, duration: float | None, resource_count: int, changes: dict[str, int] | None
     ) -> None:
         self._ensure_started()
+        self._send_progress()  # the last steps, before the stack's last event
         self._finished = True
+        self._stop_timer()
         if duration is None and self._started_at is not None:
             duration = self._clock() - self._started_at
         extra: dict[str, Any] = {} if changes is None else {"changes": changes}
@@ -349,6 +466,29 @@ def _split_urn(urn: str | None) -> tuple[str, str]:
     if len(parts) < 4:
         return urn, ""
     return parts[-1], parts[-2].rsplit("$", 1)[-1]
+
+
+def _cut(text: str) -> str:
+    """A name or type cut to :data:`MAX_RESOURCE_TEXT` characters (ending in ``…`` when cut)."""
+    return text if len(text) <= MAX_RESOURCE_TEXT else text[: MAX_RESOURCE_TEXT - 1] + "…"
+
+
+def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Entries in order, split so no batch exceeds the count or JSON-size cap of one event."""
+    batches: list[list[dict[str, Any]]] = []
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for entry in entries:
+        # ensure_ascii: the broadcaster's encoding, the larger one for non-ASCII names.
+        entry_size = len(json.dumps(entry)) + 2
+        if batch and (len(batch) >= MAX_RESOURCES_PER_EVENT or size + entry_size > MAX_RESOURCES_BYTES):
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry_size
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def _op(op: Any) -> str:

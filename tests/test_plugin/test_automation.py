@@ -4,6 +4,7 @@ log, as ``stack.up(on_event=...)`` parses it into ``pulumi.automation`` event ob
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,17 @@ from pulumi.automation import (
     EngineEvent,
     OpType,
     PolicyEvent,
+    ResOpFailedEvent,
+    ResourcePreEvent,
     ResOutputsEvent,
     StdoutEngineEvent,
     StepEventMetadata,
     SummaryEvent,
 )
 
+from cloud_ws import event_schemas
 from plugin import AutomationAdapter
+from plugin.automation import MAX_RESOURCE_TEXT, MAX_RESOURCES_BYTES, MAX_RESOURCES_PER_EVENT
 from tests.test_plugin.conftest import Bus, details
 from tests.test_plugin.test_hooks import Recorder
 
@@ -42,26 +47,25 @@ def _types(recorder: Recorder) -> list[str]:
 
 
 def test_a_successful_up_becomes_started_progress_logs_and_deployed() -> None:
-    """Every finished resource is progress; diagnostics are logs; the summary is stack.deployed."""
+    """Every resource step is progress; diagnostics are logs; the summary is stack.deployed."""
     hooks = Recorder(environment="dev")
     adapter = AutomationAdapter(hooks, "D1", "network", layer=1, progress_interval=0)
 
     play(adapter, recorded("pulumi_up_network.jsonl"))
 
+    # 5 resources: each one's start and end (interval 0: one progress per step).
     assert _types(hooks) == [
         "stack.started",
-        "stack.progress",
+        *["stack.progress"] * 3,
         "log.created",
-        "stack.progress",
-        "stack.progress",
+        *["stack.progress"] * 5,
         "log.created",
-        "stack.progress",
-        "stack.progress",
+        *["stack.progress"] * 2,
         "stack.deployed",
     ]
     data = [event[2] for event in hooks.events]
     assert data[0] == {"stack_name": "network", "environment": "dev", "layer": 1}
-    assert data[3] == {
+    assert data[6] == {
         "stack_name": "network",
         "environment": "dev",
         "layer": 1,
@@ -70,9 +74,21 @@ def test_a_successful_up_becomes_started_progress_logs_and_deployed() -> None:
         "resource": "main",
         "resource_type": "aws:ec2/vpc:Vpc",
         "operation": "create",
+        "resources": [
+            {
+                "name": "main",
+                "type": "aws:ec2/vpc:Vpc",
+                "operation": "create",
+                "status": "done",
+                "duration_seconds": data[6]["resources"][0]["duration_seconds"],
+            }
+        ],
     }
-    assert data[2]["message"] == "Creating the VPC in us-east-1"
-    assert data[5] == {  # Pulumi's colour markup is gone, the resource is named
+    assert data[5]["resources"] == [
+        {"name": "main", "type": "aws:ec2/vpc:Vpc", "operation": "create", "status": "running"}
+    ]
+    assert data[4]["message"] == "Creating the VPC in us-east-1"
+    assert data[10] == {  # Pulumi's colour markup is gone, the resource is named
         "level": "warning",
         "message": "map_public_ip_on_launch is deprecated",
         "stack_name": "network",
@@ -80,7 +96,7 @@ def test_a_successful_up_becomes_started_progress_logs_and_deployed() -> None:
         "resource": "private-b",
         "resource_type": "aws:ec2/subnet:Subnet",
     }
-    assert [d["resources_done"] for d in data if "resources_done" in d] == [1, 2, 3, 4, 5]
+    assert [d["resources_done"] for d in data if "resources_done" in d] == [0, 0, 1, 1, 2, 2, 2, 3, 4, 5]
     assert data[-1] == {
         "stack_name": "network",
         "environment": "dev",
@@ -116,7 +132,7 @@ def test_a_failed_up_becomes_stack_failed_with_the_diagnostic_that_caused_it() -
 
 
 def test_progress_is_coalesced_by_interval() -> None:
-    """At most one progress event per interval; the final count is in stack.deployed anyway."""
+    """At most one progress event per interval; the rest of the steps go out before stack.deployed."""
     now = [0.0]
     hooks = Recorder()
     adapter = AutomationAdapter(hooks, "D1", "network", progress_interval=10, clock=lambda: now[0])
@@ -124,7 +140,11 @@ def test_progress_is_coalesced_by_interval() -> None:
     play(adapter, recorded("pulumi_up_network.jsonl"))
 
     progress = [d for t, _, d in hooks.events if t == "stack.progress"]
-    assert [p["resources_done"] for p in progress] == [1]
+    # The first step at once, the other nine batched in the flush before the terminal event.
+    assert [len(p["resources"]) for p in progress] == [1, 5]
+    assert [p["resources_done"] for p in progress] == [0, 5]
+    assert _types(hooks)[-2:] == ["stack.progress", "stack.deployed"]
+    assert {r["status"] for r in progress[-1]["resources"]} == {"done"}
     assert hooks.events[-1][2]["resource_count"] == 5
 
 
@@ -253,3 +273,121 @@ def test_cancel_ends_an_interrupted_stack_once_and_error_message_says_why_it_fai
     play(failing, recorded("pulumi_up_database_rds.jsonl"))
     assert failing.error_message is not None
     assert failing.error_message.startswith("creating RDS DB Instance (orders)")
+
+
+# -- the resources list of stack.progress ----------------------------------------------------------
+
+
+def _resource(
+    sequence: int, name: str, step: str, op: OpType = OpType.CREATE, type_: str = "aws:s3/bucketV2:BucketV2"
+) -> EngineEvent:
+    """One step of a resource: ``pre`` (it starts), ``done`` (its outputs) or ``failed``."""
+    metadata = StepEventMetadata(
+        op=op, urn=f"urn:pulumi:dev::infra::{type_}::{name}", type=type_, provider=""
+    )
+    if step == "pre":
+        return EngineEvent(sequence, 0, resource_pre_event=ResourcePreEvent(metadata))
+    if step == "done":
+        return EngineEvent(sequence, 0, res_outputs_event=ResOutputsEvent(metadata))
+    return EngineEvent(sequence, 0, res_op_failed_event=ResOpFailedEvent(metadata, 1, 1))
+
+
+def _entries(hooks: Recorder) -> list[dict[str, Any]]:
+    return [entry for t, _, d in hooks.events if t == "stack.progress" for entry in d.get("resources", ())]
+
+
+def test_300_resources_are_batched_capped_and_all_flushed_before_the_summary() -> None:
+    """300 resources' 600 steps within one interval: a handful of events, none over 100 entries,
+    every resource's last step (done, with its duration) sent before stack.deployed."""
+    now = [0.0]
+    hooks = Recorder()
+    adapter = AutomationAdapter(hooks, "D1", "app", progress_interval=10, clock=lambda: now[0])
+    sequence = 0
+    for index in range(300):
+        for step in ("pre", "done"):
+            sequence += 1
+            now[0] += 0.01
+            adapter(_resource(sequence, f"bucket-{index:03}", step))
+    adapter(EngineEvent(sequence + 1, 0, summary_event=SummaryEvent(False, 6, {OpType.CREATE: 300}, {})))
+
+    types = _types(hooks)
+    assert types[0] == "stack.started"
+    assert types[-1] == "stack.deployed"
+    progress = [d for t, _, d in hooks.events if t == "stack.progress"]
+    # The first step at once; the other 300 resources in three full batches before the end.
+    assert [len(p["resources"]) for p in progress] == [1, 100, 100, 100]
+    assert all(p["resources_done"] == 300 for p in progress[1:])
+    assert all(event_schemas.check_data("stack.progress", p) is None for p in progress)  # the document's
+    last: dict[str, dict[str, Any]] = {}
+    for entry in _entries(hooks):
+        last[entry["name"]] = entry
+    assert len(last) == 300
+    assert {entry["status"] for entry in last.values()} == {"done"}
+    assert last["bucket-007"]["duration_seconds"] == pytest.approx(0.01)
+    assert last["bucket-007"]["operation"] == "create"
+
+
+def test_long_and_non_ascii_names_are_cut_and_keep_each_event_small() -> None:
+    """Names and types are cut to the documented length; entries are split by JSON size too."""
+    hooks = Recorder()
+    adapter = AutomationAdapter(hooks, "D1", "app", progress_interval=0)
+    adapter(_resource(1, "x" * 500, "pre", type_="custom:module:" + "T" * 300))
+    entry = _entries(hooks)[0]
+    assert len(entry["name"]) == MAX_RESOURCE_TEXT
+    assert entry["name"].endswith("…")
+    assert len(entry["type"]) == MAX_RESOURCE_TEXT
+
+    now = [0.0]
+    wide = Recorder()
+    adapter = AutomationAdapter(wide, "D1", "app", progress_interval=10, clock=lambda: now[0])
+    for index in range(MAX_RESOURCES_PER_EVENT):  # one batch by count, several by size: é is \u00e9
+        adapter(_resource(index + 1, f"{index:03}" + "é" * 200, "pre", type_="custom:module:" + "É" * 200))
+    adapter.finish()
+    progress = [d for t, _, d in wide.events if t == "stack.progress"]
+    assert len(progress) > 2
+    assert all(len(json.dumps(p["resources"])) <= MAX_RESOURCES_BYTES for p in progress)
+    assert len(_entries(wide)) == MAX_RESOURCES_PER_EVENT
+    assert len(json.dumps(progress[-1])) < 32_000  # one WebSocket frame
+
+
+def test_a_failed_step_is_failed_and_a_step_whose_start_was_not_seen_has_no_duration() -> None:
+    """resOpFailedEvent ends its resource as failed; an end without a start has no duration."""
+    now = [100.0]
+    hooks = Recorder()
+    adapter = AutomationAdapter(hooks, "D1", "db", progress_interval=0, clock=lambda: now[0])
+    adapter(_resource(1, "orders", "pre", type_="aws:rds/instance:Instance"))
+    now[0] += 42.5
+    adapter(_resource(2, "orders", "failed", type_="aws:rds/instance:Instance"))
+    adapter(_resource(3, "logs", "done", op=OpType.SAME))
+    entries = _entries(hooks)
+    assert entries[1] == {
+        "name": "orders",
+        "type": "aws:rds/instance:Instance",
+        "operation": "create",
+        "status": "failed",
+        "duration_seconds": 42.5,
+    }
+    assert entries[2] == {
+        "name": "logs",
+        "type": "aws:s3/bucketV2:BucketV2",
+        "operation": "same",
+        "status": "done",
+    }
+
+
+def test_steps_held_by_the_interval_are_sent_when_it_is_up_without_another_engine_event() -> None:
+    """A resource that starts just after a progress event is shown running once the interval is
+    up, even though the engine says nothing more (one long resource); cancel sends nothing twice."""
+    hooks = Recorder()
+    adapter = AutomationAdapter(hooks, "D1", "db", progress_interval=0.3)
+    adapter(_resource(1, "subnets", "pre"))
+    adapter(_resource(2, "database", "pre", type_="aws:rds/instance:Instance"))
+    assert [e["name"] for e in _entries(hooks)] == ["subnets"]  # the second one is held
+    deadline = time.monotonic() + 5
+    while len(_entries(hooks)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    shown = [(e["name"], e["status"]) for e in _entries(hooks)]
+    assert shown == [("subnets", "running"), ("database", "running")]
+    adapter.cancel("interrupted")
+    assert _types(hooks)[-1] == "stack.cancelled"
+    assert len(_entries(hooks)) == 2

@@ -45,6 +45,9 @@ def test_the_copied_schemas_are_the_documents(ours: dict[str, Any], theirs: str)
     assert ours == resolved(theirs)
 
 
+#: A valid ``resources`` entry of ``stack.progress``.
+STEP = {"name": "m", "type": "t", "operation": "x", "status": "done"}
+
 SAMPLES: list[tuple[str, Any]] = [
     ("deployment.status", {"status": "deploying", "current_layer": 2, "total_layers": 4}),
     ("deployment.status", {"status": "bogus"}),
@@ -56,6 +59,30 @@ SAMPLES: list[tuple[str, Any]] = [
     ("stack.deployed", {"stack_name": "x" * 257}),
     ("stack.progress", {"layer": 1}),
     ("stack.started", {"stack_name": "db", "truncated": False}),
+    (
+        "stack.progress",
+        {
+            "stack_name": "app",
+            "resources": [
+                {"name": "main", "type": "aws:ec2/vpc:Vpc", "operation": "create", "status": "done"},
+                {"name": "db", "type": "t", "operation": "update", "status": "done", "duration_seconds": 1},
+            ],
+        },
+    ),
+    ("stack.progress", {"stack_name": "app", "resources": {"name": "main"}}),
+    ("stack.progress", {"stack_name": "app", "resources": [{"name": "main", "type": "t", "operation": "x"}]}),
+    (
+        "stack.progress",
+        {"stack_name": "app", "resources": [{"name": "m", "type": "t", "operation": "x", "status": "new"}]},
+    ),
+    (
+        "stack.progress",
+        {"stack_name": "a", "resources": [{**STEP, "name": "m" * 129}]},
+    ),
+    (
+        "stack.progress",
+        {"stack_name": "a", "resources": [STEP] * 101},
+    ),
     ("log.created", {"message": "hello", "level": "warning"}),
     ("log.created", {"message": 3}),
     ("log.created", {"level": "info"}),
