@@ -23,6 +23,7 @@ export {
   type TokenTransport,
 } from "./client.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
+export { CognitoTokens, REFRESH_MARGIN_MS, SignInError, signInTarget, type Fetch, type SignInTarget } from "./cognito.js";
 export { ClientProtocol, MAX_PENDING_LISTS, type ProtocolEvents, type ProtocolHost, type ProtocolTuning } from "./core.js";
 export { DeploymentSequence } from "./sequence.js";
 export {

@@ -1,9 +1,14 @@
 /**
  * Where the app connects and who it is: a stack's outputs (the project's one
  * contract between a stack and its consumers) and a token provider, either
- * from a Cognito sign-in (USER_PASSWORD_AUTH, then REFRESH_TOKEN_AUTH ahead
- * of each ID token's expiry) or from a pasted token.
+ * from a Cognito sign-in (the client package's, shared with the dashboard:
+ * USER_PASSWORD_AUTH, then REFRESH_TOKEN_AUTH ahead of each ID token's
+ * expiry) or from a pasted token.
  */
+
+import { CognitoTokens, type Fetch, SignInError, signInTarget } from "./cloudws";
+
+export { SignInError, type Fetch };
 
 /** The outputs keys the app reads (`cloud-ws local` writes them; `pulumi stack output --json` gives them). */
 export interface StackOutputs {
@@ -24,13 +29,8 @@ export interface Session {
   who: string;
 }
 
-export type Fetch = typeof fetch;
-
 /** The password of `cloud-ws local`'s dev user: fixed, printed in its banner, throwaway. */
 export const LOCAL_DEV_PASSWORD = "Local-Dev-Passw0rd!";
-
-/** Refresh the ID token this long before its `exp` (the client itself reconnects 60 s before it). */
-const REFRESH_MARGIN_MS = 90_000;
 
 /**
  * The outputs from what the user typed: the outputs JSON itself, or the
@@ -82,88 +82,16 @@ export function pastedToken(outputs: StackOutputs, token: string): Session {
   return { outputs, token: () => Promise.resolve(value), who: "pasted token" };
 }
 
-/** Cognito refused the sign-in (wrong password, unknown user, a challenge the app cannot answer). */
-export class SignInError extends Error {
-  override readonly name = "SignInError";
-}
-
-interface AuthenticationResult {
-  IdToken?: string;
-  RefreshToken?: string;
-}
-
 /**
  * Signs in through the stack's user pool (its app client allows
  * USER_PASSWORD_AUTH) and returns a session whose token provider refreshes
  * the ID token with the refresh token when it is close to expiring.
  */
 export async function signIn(outputs: StackOutputs, username: string, password: string, fetchImpl: Fetch = fetch): Promise<Session> {
-  const { region, user_pool_client_id: clientId } = outputs;
-  if (!region || !clientId) {
+  const target = signInTarget(outputs.region ?? "", outputs.user_pool_client_id ?? "", outputs.aws_endpoint_url);
+  if (target === null) {
     throw new SignInError("The outputs name no user pool (region, user_pool_client_id): paste a token instead");
   }
-  const endpoint = outputs.aws_endpoint_url ?? `https://cognito-idp.${region}.amazonaws.com`;
-  const first = await initiateAuth(fetchImpl, endpoint, {
-    AuthFlow: "USER_PASSWORD_AUTH",
-    ClientId: clientId,
-    AuthParameters: { USERNAME: username, PASSWORD: password },
-  });
-  let idToken = first.IdToken ?? "";
-  const refreshToken = first.RefreshToken;
-  return {
-    outputs,
-    who: username,
-    token: async () => {
-      const exp = expiry(idToken);
-      if (refreshToken && exp !== undefined && exp - Date.now() < REFRESH_MARGIN_MS) {
-        const next = await initiateAuth(fetchImpl, endpoint, {
-          AuthFlow: "REFRESH_TOKEN_AUTH",
-          ClientId: clientId,
-          AuthParameters: { REFRESH_TOKEN: refreshToken },
-        });
-        idToken = next.IdToken ?? idToken;
-      }
-      return idToken;
-    },
-  };
-}
-
-async function initiateAuth(fetchImpl: Fetch, endpoint: string, body: object): Promise<AuthenticationResult> {
-  const reply = await fetchImpl(endpoint.replace(/\/?$/, "/"), {
-    method: "POST",
-    headers: {
-      "Content-Type": "application/x-amz-json-1.1",
-      "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
-    },
-    body: JSON.stringify(body),
-  });
-  const answer = (await reply.json().catch(() => ({}))) as {
-    AuthenticationResult?: AuthenticationResult;
-    ChallengeName?: string;
-    message?: string;
-    __type?: string;
-  };
-  if (!reply.ok) {
-    // 5xx is Cognito's own trouble (the caller may retry); 4xx is a refusal.
-    const reason = answer.message ?? answer.__type ?? `HTTP ${reply.status}`;
-    throw reply.status >= 500 ? new Error(`Cognito answered ${reply.status}`) : new SignInError(reason);
-  }
-  if (!answer.AuthenticationResult?.IdToken) {
-    throw new SignInError(`Cognito answered with ${answer.ChallengeName ?? "no token"}: sign in once elsewhere`);
-  }
-  return answer.AuthenticationResult;
-}
-
-/** A JWT's `exp` in epoch ms, read without verifying (the server verifies). */
-function expiry(token: string): number | undefined {
-  const payload = token.split(".")[1];
-  if (!payload) {
-    return undefined;
-  }
-  try {
-    const json = JSON.parse(atob(payload.replace(/-/g, "+").replace(/_/g, "/"))) as { exp?: unknown };
-    return typeof json.exp === "number" ? json.exp * 1000 : undefined;
-  } catch {
-    return undefined;
-  }
+  const tokens = await CognitoTokens.signIn(target, username, password, fetchImpl);
+  return { outputs, who: username, token: () => tokens.token() };
 }
