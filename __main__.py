@@ -7,6 +7,7 @@ and app client unless an existing pool is configured, instantiates
 """
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -17,71 +18,34 @@ from pulumi_component import (
     WebSocketMonitoring,
     WebSocketMonitoringArgs,
     WebSocketMonitoringArgsError,
+    arguments,
     validate_args,
 )
 
 NAMESPACE = "cloud-ws"
 
-#: Component argument ← configuration key. Errors found by the component are
-#: reported under the key the user actually set.
-CONFIG_KEYS: dict[str, str] = {
-    "user_pool_id": "userPoolId",
-    "user_pool_client_id": "userPoolClientId",
-    "extra_client_ids": "extraClientIds",
-    "stage_name": "stageName",
-    "throttling_burst_limit": "throttlingBurstLimit",
-    "throttling_rate_limit": "throttlingRateLimit",
-    "event_source": "eventSource",
-    "event_bus_name": "eventBusName",
-    "create_event_bus": "createEventBus",
-    "connection_ttl_hours": "connectionTtlHours",
-    "history_ttl_hours": "historyTtlHours",
-    "subscribe_groups": "subscribeGroups",
-    "runtime": "lambdaRuntime",
-    "log_retention_days": "logRetentionDays",
-    "log_level": "logLevel",
-    "configure_api_gateway_account": "configureApiGatewayAccount",
-    "broadcaster_timeout_seconds": "broadcasterTimeoutSeconds",
-    "delivery_max_concurrency": "deliveryMaxConcurrency",
-    "enable_appsync": "enableAppSync",
-    "route_reserved_concurrency": "routeReservedConcurrency",
-    "producers": "producers",
-    "access": "access",
-    "alarm_topic_arn": "alarmTopicArn",
-    "notifications": "notifications",
-}
-
-INTEGER_KEYS = frozenset(
-    {
-        "throttling_burst_limit",
-        "connection_ttl_hours",
-        "history_ttl_hours",
-        "log_retention_days",
-        "broadcaster_timeout_seconds",
-        "delivery_max_concurrency",
-        "route_reserved_concurrency",
-    }
-)
-FLOAT_KEYS = frozenset({"throttling_rate_limit"})
-BOOL_KEYS = frozenset({"create_event_bus", "configure_api_gateway_account", "enable_appsync"})
-LIST_KEYS = frozenset({"extra_client_ids", "subscribe_groups", "producers"})
-#: A JSON object (a YAML mapping in Pulumi.<stack>.yaml, or a JSON string from `pulumi config set`).
-OBJECT_KEYS = frozenset({"access", "notifications"})
+#: Component argument ← configuration key, and how each key is read: both from the table of
+#: the component's arguments (pulumi_component/arguments.py). Errors found by the component
+#: are reported under the key the user actually set.
+CONFIG_KEYS: Mapping[str, str] = arguments.CONFIG_KEYS
+CONFIG_TYPES: Mapping[str, arguments.ConfigType] = arguments.CONFIG_TYPES
 
 
 def read_config(config: pulumi.Config) -> dict[str, Any]:
     """The component's arguments from stack configuration (only the keys that are set)."""
     args: dict[str, Any] = {}
     for field, key in CONFIG_KEYS.items():
-        if field in INTEGER_KEYS:
+        kind = CONFIG_TYPES[field]
+        if kind == "integer":
             value: Any = config.get_int(key)
-        elif field in FLOAT_KEYS:
+        elif kind == "number":
             value = config.get_float(key)
-        elif field in BOOL_KEYS:
+        elif kind == "boolean":
             value = config.get_bool(key)
-        elif field in OBJECT_KEYS:
+        elif kind == "object":
+            # A YAML mapping in Pulumi.<stack>.yaml, or a JSON string from `pulumi config set`.
             value = config.get_object(key)
-        elif field in LIST_KEYS:  # a YAML list, or "a,b" from `pulumi config set`
+        elif kind == "list":  # a YAML list, or "a,b" from `pulumi config set`
             raw = config.get(key)
             if raw is not None and raw.lstrip().startswith("["):
                 value = config.get_object(key)

@@ -1,7 +1,9 @@
 """``WebSocketMonitoring``'s arguments, checked once into a typed, frozen :class:`Settings`.
 
-Every default lives in :data:`DEFAULTS`, every bound beside it: the component,
-the Pulumi program (``__main__.py``) and the tests read them from here.
+The arguments themselves (names, types, defaults, docs) are the table of
+``arguments.py``, which generates :class:`Settings` below; every bound lives
+here: the component, the Pulumi program (``__main__.py``) and the tests read
+them from here.
 
 A plain value is checked now; a value that is an Output (another resource's, or
 another stack's) is checked once known, so the deployment then fails naming the
@@ -13,13 +15,16 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from types import MappingProxyType
+from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
 import pulumi
 
-from handlers import notify, spec
+from handlers import notify
+
+# Re-exported (`as`): they were defined here before the table of arguments.py.
+from pulumi_component.arguments import ARG_NAMES as ARG_NAMES
+from pulumi_component.arguments import DEFAULTS as DEFAULTS
 
 T = TypeVar("T")
 
@@ -28,7 +33,7 @@ Checked = Union[T, pulumi.Output[T]]  # noqa: UP007  # a generic alias: `T | Out
 
 #: Lambda runtimes the handlers and the bundled libraries are known to run on.
 SUPPORTED_RUNTIMES = ("python3.12", "python3.13")
-DEFAULT_RUNTIME = "python3.13"
+DEFAULT_RUNTIME: str = DEFAULTS["runtime"]
 #: Retention periods CloudWatch Logs accepts.
 LOG_RETENTION_DAYS = (
     1,
@@ -55,30 +60,6 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-#: Every argument's default (the arguments not listed have none: required, or derived).
-#: The arguments' docstrings state these values; tests/test_component holds them to it.
-DEFAULTS: Mapping[str, Any] = MappingProxyType(
-    {
-        "throttling_burst_limit": 5000,
-        "throttling_rate_limit": 10000.0,
-        "event_source": spec.DEFAULT_EVENT_SOURCE,
-        "connection_ttl_hours": 24,
-        "history_ttl_hours": 72,
-        "runtime": DEFAULT_RUNTIME,
-        "memory_size_mb": 256,
-        "timeout_seconds": 10,
-        "broadcaster_memory_size_mb": 512,
-        "broadcaster_timeout_seconds": spec.DELIVERY.function_timeout_seconds,
-        "log_retention_days": 30,
-        "log_level": "INFO",
-        "configure_api_gateway_account": False,
-        "enable_appsync": True,
-        # A cap by default: see docs/delivery.md ("The real ceiling") and docs/security.md.
-        "delivery_max_concurrency": 50,
-        "route_reserved_concurrency": 25,
-    }
-)
 
 #: API Gateway's integration timeout caps how long a route handler may run.
 MAX_ROUTE_TIMEOUT_SECONDS = 29
@@ -118,6 +99,7 @@ class WebSocketMonitoringArgsError(ValueError):
         self.reason = reason
 
 
+# -- generated from the table of pulumi_component/arguments.py: edit the table, not this --
 @dataclass(frozen=True)
 class Settings:
     """The checked arguments, defaults filled in: what the builders read (field = argument)."""
@@ -143,11 +125,11 @@ class Settings:
     memory_size_mb: Checked[int]
     timeout_seconds: Checked[int]
     broadcaster_memory_size_mb: Checked[int]
-    broadcaster_timeout_seconds: Checked[int]
-    delivery_max_concurrency: Checked[int]
     log_retention_days: int
     log_level: str
     configure_api_gateway_account: bool
+    broadcaster_timeout_seconds: Checked[int]
+    delivery_max_concurrency: Checked[int]
     enable_appsync: bool
     route_reserved_concurrency: Checked[int]
     """``UNRESERVED`` (-1): no reservation."""
@@ -163,8 +145,7 @@ class Settings:
     """Each webhook's ``header_value`` as given (plain or an Output, made secret by the builder)."""
 
 
-#: The argument names, in the order of :class:`Settings` (and of ``WebSocketMonitoringArgs``).
-ARG_NAMES = tuple(f.name for f in fields(Settings) if f.name != "webhook_secrets")
+# -- end of generated code --
 
 # -- checks (each returns the value it accepts, so it can run inside an apply) --------------------
 

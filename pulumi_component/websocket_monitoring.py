@@ -31,11 +31,13 @@ Why a queue sits between the rule and the broadcaster, and how each number was
 chosen: docs/delivery.md.
 
 The constructor composes small builders, one module per part, the way
-pulumi-awsx composes its components: ``settings`` (the arguments, checked into
-a typed ``Settings``), ``gateway`` (API, routes, stage), ``functions`` (a
-function with its log group and role), ``pipeline`` (bus, queues, rule,
-mapping) and ``appsync``. Resource names, types and parents are what they were
-when all of it lived in this file: existing stacks see no replacement.
+pulumi-awsx composes its components: ``arguments`` (the table of the
+arguments, which generates ``WebSocketMonitoringArgs`` below), ``settings``
+(the arguments, checked into a typed ``Settings``), ``gateway`` (API, routes,
+stage), ``functions`` (a function with its log group and role), ``pipeline``
+(bus, queues, rule, mapping) and ``appsync``. Resource names, types and
+parents are what they were when all of it lived in this file: existing stacks
+see no replacement.
 
 Its outputs are exactly the outputs contract of docs/design.md.
 
@@ -151,6 +153,7 @@ class NotificationsArgs(TypedDict):
     """The dashboard's base URL, linked from every notification (`{url}/?deployment=ID`). Default: none."""
 
 
+# -- generated from the table of pulumi_component/arguments.py: edit the table, not this --
 class WebSocketMonitoringArgs(TypedDict):
     """Arguments of :class:`WebSocketMonitoring`."""
 
@@ -186,16 +189,16 @@ class WebSocketMonitoringArgs(TypedDict):
     """Timeout of each route function in seconds (1 to 29, API Gateway's limit). Default: 10."""
     broadcaster_memory_size_mb: NotRequired[pulumi.Input[int]]
     """Memory of the broadcaster in MB (128 to 10240; more memory, more CPU to fan out). Default: 512."""
-    broadcaster_timeout_seconds: NotRequired[pulumi.Input[int]]
-    """Broadcaster timeout in seconds (1 to 900); queue visibility is at least 6 times it. Default: 60."""
-    delivery_max_concurrency: NotRequired[pulumi.Input[int]]
-    """Most broadcaster invocations the delivery queue feeds at once (2 to 1000). Default: 50."""
     log_retention_days: NotRequired[int]
     """Retention of every log group in days (a value CloudWatch accepts: 7, 30, 365, ...). Default: 30."""
     log_level: NotRequired[str]
     """Handler log level: `DEBUG`, `INFO`, `WARNING` or `ERROR`. Default: `INFO`."""
     configure_api_gateway_account: NotRequired[bool]
     """Set the region-wide API Gateway logging role stage logs need (in one stack only). Default: false."""
+    broadcaster_timeout_seconds: NotRequired[pulumi.Input[int]]
+    """Broadcaster timeout in seconds (1 to 900); queue visibility is at least 6 times it. Default: 60."""
+    delivery_max_concurrency: NotRequired[pulumi.Input[int]]
+    """Most broadcaster invocations the delivery queue feeds at once (2 to 1000). Default: 50."""
     enable_appsync: NotRequired[bool]
     """Also serve the events as AppSync GraphQL subscriptions (outputs `graphql_url`...). Default: true."""
     route_reserved_concurrency: NotRequired[pulumi.Input[int]]
@@ -208,6 +211,9 @@ class WebSocketMonitoringArgs(TypedDict):
     """SNS topic the dead-letter queue's alarms notify (alarm and OK). Default: none (CloudWatch only)."""
     notifications: NotRequired[NotificationsArgs]
     """Each attempt's outcome to an SNS topic and webhooks, by project and outcome. Default: none."""
+
+
+# -- end of generated code --
 
 
 class WebSocketMonitoring(pulumi.ComponentResource):
