@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { DeploymentModel, formatAge, formatDuration, type LogLine, logLineMatches } from "../dashboard/src/model.js";
+import { DeploymentModel, formatAge, formatDuration, type LogLine, logLineMatches, resourceSeconds } from "../dashboard/src/model.js";
 import { type AnyDeploymentEvent, type JsonObject, type SnapshotMessage } from "../src/index.js";
 
 const DEP = "D1";
@@ -312,5 +312,99 @@ describe("DeploymentModel", () => {
       ["2026-11-26T11:59:48Z", "2026-11-26T11:56:00Z", "2026-11-26T09:00:00Z", "2026-11-24T12:00:00Z", null].map((t) => formatAge(t, now)),
       ["12s ago", "4m ago", "3h ago", "2d ago", ""],
     );
+  });
+});
+
+describe("DeploymentModel: a stack's resources", () => {
+  const vpc = (status: string, extra: JsonObject = {}): JsonObject => ({ name: "main", type: "aws:ec2/vpc:Vpc", operation: "create", status, ...extra });
+  const subnet = (name: string, status: string, extra: JsonObject = {}): JsonObject => ({ name, type: "aws:ec2/subnet:Subnet", operation: "create", status, ...extra });
+
+  test("the resources entries of stack.progress fold per type and name, the later entry winning, in the order they first appeared", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [
+      ["stack.started", { stack_name: "network", layer: 1 }],
+      ["stack.progress", { stack_name: "network", resources_done: 0, resources: [vpc("running"), subnet("private-a", "running")] }, 10],
+      ["stack.progress", { stack_name: "network", resources_done: 1, resources: [vpc("done", { duration_seconds: 2.5 }), subnet("private-b", "running")] }, 12],
+      // The same name with another type is another resource (Pulumi names are unique per type).
+      ["stack.progress", { stack_name: "network", resources_done: 1, resources: [{ name: "main", type: "aws:ec2/internetGateway:InternetGateway", operation: "create", status: "failed", duration_seconds: 1 }] }, 13],
+      ["stack.progress", { stack_name: "db", resources: [subnet("other", "running")] }, 14],
+    ]);
+    const network = model.resources("network");
+    assert.deepEqual(
+      network.resources.map((r) => [r.type.split(":").pop(), r.name, r.status, r.durationSeconds]),
+      [
+        ["Vpc", "main", "done", 2.5],
+        ["Subnet", "private-a", "running", undefined],
+        ["Subnet", "private-b", "running", undefined],
+        ["InternetGateway", "main", "failed", 1],
+      ],
+    );
+    assert.deepEqual([network.running, network.done, network.failed], [2, 1, 1]);
+    assert.deepEqual(model.resources("db").resources.map((r) => r.name), ["other"], "each stack its own");
+    assert.deepEqual(model.resources("nothing").resources, []);
+    assert.equal(model.stack("network")?.resourcesDone, 1, "the shared fold is unchanged");
+  });
+
+  test("a running resource's duration counts from when it was first reported, and stands still once its stack ended", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [
+      ["stack.started", { stack_name: "network" }],
+      ["stack.progress", { stack_name: "network", resources: [subnet("a", "running")] }, 10],
+      ["stack.progress", { stack_name: "network", resources: [subnet("a", "running"), subnet("b", "running")] }, 20],
+    ]);
+    const [a, b] = model.resources("network").resources;
+    assert.ok(a !== undefined && b !== undefined);
+    const now = Date.UTC(2026, 10, 26, 10, 0, 30);
+    assert.equal(resourceSeconds(a, now, true), 20, "from its first report at :10, not the repeat at :20");
+    assert.equal(resourceSeconds(b, now, true), 10);
+    assert.equal(resourceSeconds(a, now, false), undefined, "not ticking: no figure");
+    model.apply(ev(4, "stack.progress", { stack_name: "network", resources: [subnet("a", "done", { duration_seconds: 19.5 })] }, 30));
+    assert.equal(resourceSeconds(model.resources("network").resources[0]!, now + 60_000, true), 19.5, "a finished one its own duration");
+  });
+
+  test("malformed entries are skipped; a new attempt starts with no resources; a snapshot keeps those of its stacks", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [
+      ["deployment.status", { status: "deploying" }],
+      ["stack.started", { stack_name: "network" }],
+      ["stack.progress", { stack_name: "network", resources: [subnet("a", "running"), { name: "b", status: "queued" }, "c", { status: "done" }, subnet("d", "done", { duration_seconds: -1 })] }],
+      ["stack.progress", { stack_name: "network", resources: "not a list" }],
+    ]);
+    assert.deepEqual(model.resources("network").resources.map((r) => [r.name, r.durationSeconds]), [["a", undefined], ["d", undefined]]);
+    model.apply(ev(5, "deployment.status", { status: "failed" }));
+    model.apply(ev(6, "deployment.status", { status: "deploying" }));
+    assert.equal(model.attempt, 2);
+    assert.deepEqual(model.resources("network").resources, [], "attempt 2 starts afresh");
+
+    // A page whose first events overtook the snapshot: it keeps their resources.
+    const late = new DeploymentModel(DEP);
+    late.apply(ev(8, "stack.progress", { stack_name: "network", resources: [subnet("a", "running")] }));
+    late.apply(ev(9, "stack.progress", { stack_name: "gone", resources: [subnet("x", "running")] }));
+    late.applySnapshot(
+      snapshot(8, {
+        status: "deploying",
+        attempt: 1,
+        current_layer: null,
+        total_layers: null,
+        started_at: null,
+        updated_at: null,
+        environment: null,
+        stacks: { network: { status: "deploying", layer: null, environment: null, resource_count: null, duration_seconds: null, error_message: null } },
+        log_counts: {},
+        recent_logs: [],
+      }),
+    );
+    assert.deepEqual(late.resources("network").resources.map((r) => r.name), ["a"]);
+    assert.deepEqual(late.resources("gone").resources.map((r) => r.name), ["x"], "seq 9 came after the snapshot: folded again");
+  });
+
+  test("a stack's own log lines", () => {
+    const model = new DeploymentModel(DEP);
+    play(model, [
+      ["log.created", { message: "one", stack_name: "network" }],
+      ["log.created", { message: "two", stack_name: "db" }],
+      ["log.created", { message: "three", stack_name: "network" }],
+    ]);
+    assert.deepEqual(model.stackLogs("network").map((line) => line.message), ["one", "three"]);
   });
 });

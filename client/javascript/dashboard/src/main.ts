@@ -9,6 +9,10 @@
  * client delivers once and in seq order and resumes with `since` after a
  * reconnect. The model (model.ts) folds by the project's shared rules; this
  * file only draws it and the connection state.
+ *
+ * A click on a stack's card opens its panel: its resources (from its
+ * `stack.progress` events' `resources`, a running one's duration counting)
+ * and its own log lines; the log pane below shows that stack's lines too.
  */
 
 import {
@@ -50,6 +54,8 @@ import {
   type LogFilter,
   type LogLine,
   logLineMatches,
+  type ResourceView,
+  resourceSeconds,
   type StackView,
 } from "./model.js";
 
@@ -59,6 +65,8 @@ const LIST_INTERVAL = 2_000;
 const LIST_LIMIT = 50;
 /** How often a running deployment's duration is redrawn (milliseconds). */
 const TICK_INTERVAL = 1_000;
+/** Log lines of one stack its panel shows (the newest; the log pane below has them all). */
+const STACK_PANEL_LOG_LINES = 100;
 /** A pasted token with less than this left gets a notice (milliseconds). */
 const TOKEN_WARNING = 10 * 60_000;
 
@@ -136,6 +144,8 @@ class Dashboard {
   readonly #levels = new Set<LogLevel>(LOG_LEVELS);
   readonly #logFilter: LogFilter = { stack: undefined, text: "" };
   #logStacksShown = "";
+  /** The stack whose panel is open. */
+  #openStack: string | undefined;
 
   readonly #ui = {
     connection: element<HTMLDivElement>("connection"),
@@ -188,6 +198,16 @@ class Dashboard {
     stacks: element<HTMLDivElement>("stacks"),
     logFilter: element<HTMLDivElement>("log-filter"),
     log: element<HTMLOListElement>("log"),
+    stackPanel: element<HTMLElement>("stack-panel"),
+    stackPanelTitle: element<HTMLHeadingElement>("stack-panel-title"),
+    stackPanelCounts: element<HTMLSpanElement>("stack-panel-counts"),
+    stackPanelClose: element<HTMLButtonElement>("stack-panel-close"),
+    stackPanelNote: element<HTMLParagraphElement>("stack-panel-note"),
+    resources: element<HTMLTableElement>("resources"),
+    resourceRows: element<HTMLTableSectionElement>("resources-rows"),
+    resourcesEmpty: element<HTMLParagraphElement>("resources-empty"),
+    stackLog: element<HTMLOListElement>("stack-log"),
+    stackLogEmpty: element<HTMLParagraphElement>("stack-log-empty"),
   };
 
   async start(): Promise<void> {
@@ -416,6 +436,7 @@ class Dashboard {
   #resetModel(deploymentId: string): void {
     this.#model = new DeploymentModel(deploymentId);
     this.#logFilter.stack = undefined;
+    this.#openStack = undefined;
     this.#renderedLogs = 0;
     this.#renderedLogsRevision = -1;
     this.#ui.log.replaceChildren();
@@ -554,6 +575,14 @@ class Dashboard {
       this.connect(next);
     });
     ui.reconnect.addEventListener("click", () => this.#client?.reconnect());
+    ui.stackPanelClose.addEventListener("click", () => {
+      const name = this.#openStack;
+      this.#openStack = undefined;
+      if (name !== undefined && this.#logFilter.stack === name) {
+        this.#filterLogByStack(name); // the log pane shows all lines again, as a second click would
+      }
+      this.#renderStackPanel();
+    });
     ui.signInForm.addEventListener("submit", (event) => {
       event.preventDefault();
       void this.#signIn();
@@ -673,6 +702,7 @@ class Dashboard {
     ui.forbiddenMessage.textContent = refusal?.message ?? "";
     ui.facts.hidden = ui.progressPanel.hidden = ui.columns.hidden = refusal !== undefined;
     if (refusal !== undefined) {
+      ui.stackPanel.hidden = true;
       ui.status.dataset["status"] = "forbidden";
       ui.status.textContent = "not allowed";
       ui.error.hidden = true;
@@ -735,6 +765,7 @@ class Dashboard {
     );
 
     this.#renderStacks(model.layers, model.unlayeredStacks);
+    this.#renderStackPanel();
     this.#renderLogStacks();
     this.#renderLogs(model.logs, model.logsRevision);
   }
@@ -747,7 +778,7 @@ class Dashboard {
     return `${formatDuration(elapsed.seconds)}${elapsed.running ? " so far" : ""}`;
   }
 
-  /** Redraws what counts with the clock: a running deployment's duration (nothing else ticks). */
+  /** Redraws what counts with the clock: a running deployment's duration, and its open stack's running resources. */
   #tick(): void {
     this.#showTokenExpiry();
     const model = this.#model;
@@ -755,6 +786,92 @@ class Dashboard {
       return;
     }
     this.#ui.durationText.textContent = this.#durationText(model);
+    if (this.#openStack !== undefined && model.stack(this.#openStack)?.state === "deploying") {
+      this.#renderStackPanel();
+    }
+  }
+
+  /** The open stack's panel: its resources (a running one's duration counting) and its own log lines. */
+  #renderStackPanel(): void {
+    const ui = this.#ui;
+    const model = this.#model;
+    const name = this.#openStack;
+    ui.stackPanel.hidden = model === null || name === undefined || model.refusal !== undefined;
+    if (model === null || name === undefined) {
+      ui.stackPanel.dataset["stack"] = "";
+      return;
+    }
+    const stack = model.stack(name);
+    const { resources, running, done, failed } = model.resources(name);
+    ui.stackPanel.dataset["stack"] = name;
+    ui.stackPanel.dataset["state"] = stack?.state ?? "";
+    ui.stackPanelTitle.textContent = name;
+    ui.stackPanelTitle.title = name;
+    const counts = [`${resources.length} resource${resources.length === 1 ? "" : "s"}`];
+    if (running > 0) {
+      counts.push(`${running} running`);
+    }
+    counts.push(`${done} done`);
+    if (failed > 0) {
+      counts.push(`${failed} failed`);
+    }
+    ui.stackPanelCounts.textContent = counts.join(" · ");
+    ui.stackPanelCounts.dataset["running"] = String(running);
+    ui.stackPanelCounts.dataset["done"] = String(done);
+    ui.stackPanelCounts.dataset["failed"] = String(failed);
+    // A page that started from a snapshot lists only what the events it folded since say.
+    const partial = model.snapshotSeq !== undefined && model.snapshotSeq > 0;
+    ui.stackPanelNote.hidden = !partial;
+    ui.stackPanelNote.textContent = partial
+      ? `The page started from the deployment's snapshot (seq ${model.snapshotSeq}), which does not list resources: only the steps reported since are shown.`
+      : "";
+    const ticking = stack !== undefined && stack.state === "deploying" && !stack.stopped;
+    const now = Date.now();
+    ui.resources.hidden = resources.length === 0;
+    ui.resourcesEmpty.hidden = resources.length > 0;
+    ui.resourceRows.replaceChildren(...resources.map((resource) => this.#resourceRow(resource, now, ticking)));
+    const lines = model.stackLogs(name).slice(-STACK_PANEL_LOG_LINES);
+    ui.stackLogEmpty.hidden = lines.length > 0;
+    ui.stackLog.replaceChildren(
+      ...lines.map((line) => {
+        const item = make("li", "stack-log-line", "", { "data-level": line.level, "data-seq": String(line.seq) });
+        item.append(make("time", "log-time", clockTime(line.timestamp)), make("span", `level level-${line.level}`, line.level), make("span", "log-message", line.message));
+        return item;
+      }),
+    );
+  }
+
+  #resourceRow(resource: ResourceView, now: number, ticking: boolean): HTMLTableRowElement {
+    const seconds = resourceSeconds(resource, now, ticking);
+    const row = make("tr", `resource resource-${resource.status}`, "", {
+      "data-name": resource.name,
+      "data-type": resource.type,
+      "data-status": resource.status,
+      "data-operation": resource.operation,
+    });
+    // One line each: long names and types are cut with an ellipsis (CSS), the whole in the tooltip.
+    const type = make("td", "res-type", "", { title: resource.type });
+    // On a phone only the type's last part (`Vpc` of `aws:ec2/vpc:Vpc`) is shown.
+    type.append(make("span", "type-full", resource.type), make("span", "type-short", resource.type.split(":").pop() ?? resource.type));
+    row.append(
+      make("td", "res-op", resource.operation, { title: resource.operation, "data-operation": resource.operation }),
+      type,
+      make("td", "res-name", resource.name, { title: resource.name }),
+      make("td", "res-status", "", {}),
+      make("td", "res-duration num", formatDuration(seconds), { "data-seconds": seconds === undefined ? "" : String(Math.round(seconds * 1000) / 1000) }),
+    );
+    row.querySelector(".res-status")?.append(make("span", `badge badge-${resource.status === "done" ? "deployed" : resource.status === "running" ? "deploying" : "failed"}`, resource.status));
+    return row;
+  }
+
+  /** Opens a stack's panel (its card clicked again closes it), showing its lines in the log pane too. */
+  #toggleStack(name: string): void {
+    this.#filterLogByStack(name);
+    this.#openStack = this.#logFilter.stack;
+    this.#renderStackPanel();
+    if (this.#openStack !== undefined) {
+      this.#ui.stackPanel.scrollIntoView({ block: "nearest" });
+    }
   }
 
   #renderStacks(layers: LayerView[], unlayered: StackView[]): void {
@@ -787,20 +904,21 @@ class Dashboard {
       "data-stack": stack.name,
       "data-state": stack.state,
       "data-stopped": String(stack.stopped),
-      title: `Show ${stack.name}'s log lines`,
+      title: `Show ${stack.name}'s resources and log lines`,
     });
     const head = make("div", "stack-head");
     // A stack the attempt left behind says so (it keeps its folded state in data-state).
     const badge = stack.stopped ? (this.#model?.status === "cancelled" ? "cancelled" : "stopped") : STACK_STATE_TEXT[stack.state];
     head.append(make("span", "stack-name", stack.name), make("span", `badge badge-${stack.stopped ? "stopped" : stack.state}`, badge));
-    // A click (or Enter) shows the stack's own log lines (the log pane's stack filter); again, all lines.
+    // A click (or Enter) opens the stack's panel and shows its own log lines (the log pane's
+    // stack filter); again, closes it and shows all lines.
     card.tabIndex = 0;
     card.setAttribute("aria-pressed", String(this.#logFilter.stack === stack.name));
-    card.addEventListener("click", () => this.#filterLogByStack(stack.name));
+    card.addEventListener("click", () => this.#toggleStack(stack.name));
     card.addEventListener("keydown", (event) => {
       if (event.key === "Enter" || event.key === " ") {
         event.preventDefault();
-        this.#filterLogByStack(stack.name);
+        this.#toggleStack(stack.name);
       }
     });
     const meta = make("div", "stack-meta");
@@ -876,7 +994,6 @@ class Dashboard {
     this.#renderLogStacks(true);
     this.#applyLogFilter();
     this.#markFilteredStack();
-    this.#ui.logStack.scrollIntoView({ block: "nearest" });
   }
 
   /** The card of the stack whose lines the log shows is pressed. */

@@ -21,11 +21,19 @@
  * `seq`. An anchored model ignores later snapshots: after a reconnect the
  * client asks with `since`, and the replay brings exactly the missing events.
  *
+ * Each stack's resources are the view's own fold, not the snapshot's: the
+ * `resources` entries of its `stack.progress` events (the steps that started
+ * or ended since the previous one), the later entry of a resource winning.
+ * The snapshot does not carry them, so a page that started from one lists
+ * the resources of the events it folded since (and of those it kept while
+ * waiting for the snapshot).
+ *
  * Pure TypeScript, no DOM: the view renders it, the tests check it in Node.
  */
 
 import {
   type AnyDeploymentEvent,
+  type JsonValue,
   type DeploymentStatus,
   DeploymentState,
   epochMs,
@@ -42,6 +50,35 @@ import {
 export const MAX_LOG_LINES = 5_000;
 /** Events kept while the model is not anchored, to fold again on top of the snapshot. */
 const MAX_UNANCHORED = 10_000;
+/** Resources kept per stack (the oldest finished ones go beyond this). */
+export const MAX_RESOURCES_PER_STACK = 5_000;
+
+/** A resource step's status in a `stack.progress`'s `resources` entry. */
+export type ResourceStatus = "running" | "done" | "failed";
+const RESOURCE_STATUSES = new Set<string>(["running", "done", "failed"]);
+
+/** One resource of a stack, as its latest `resources` entry says. */
+export interface ResourceView {
+  name: string;
+  type: string;
+  /** Pulumi's step operation (`create`, `update`, `same`, …). */
+  operation: string;
+  status: ResourceStatus;
+  /** How long its step took (done or failed; absent when the producer did not see it start). */
+  durationSeconds: number | undefined;
+  /** When it was first reported running (the producer's time, epoch ms), for a running one's duration. */
+  startedAt: number | undefined;
+  /** The `seq` of the event that last changed it. */
+  seq: number;
+}
+
+/** A stack's resources: counts by status and the list in the order they first appeared. */
+export interface StackResources {
+  resources: ResourceView[];
+  running: number;
+  done: number;
+  failed: number;
+}
 
 export interface StackView {
   name: string;
@@ -113,6 +150,9 @@ export class DeploymentModel {
   #logs: LogLine[] = [];
   #logsRevision = 0;
   #refusal: Refusal | undefined;
+  /** Per stack: its resources by `type` and `name` (a Map keeps the order they first appeared). */
+  #resources = new Map<string, Map<string, ResourceView>>();
+  #resourcesRevision = 0;
 
   constructor(deploymentId: string) {
     this.deploymentId = deploymentId;
@@ -165,6 +205,14 @@ export class DeploymentModel {
     this.#logs = data.recent_logs.map(toLine);
     this.#logsRevision += 1;
     this.otherEvents.clear();
+    // The snapshot carries no resources: keep those the kept events gave the snapshot's stacks
+    // (folding the later ones again changes nothing, the later entry wins either way).
+    for (const name of [...this.#resources.keys()]) {
+      if (!this.#state.stacks.has(name)) {
+        this.#resources.delete(name);
+      }
+    }
+    this.#resourcesRevision += 1;
     const kept = this.#unanchored;
     this.#unanchored = [];
     for (const event of kept) {
@@ -191,15 +239,62 @@ export class DeploymentModel {
     if (result === "new-attempt") {
       this.#logs = [];
       this.#logsRevision += 1;
+      this.#resources.clear();
+      this.#resourcesRevision += 1;
     }
     if (result !== "folded" && result !== "new-attempt") {
       return;
     }
     if (event.type === "log.created") {
       this.#addLog(toLine(logEntryOf(event)));
+    } else if (event.type === "stack.progress") {
+      this.#foldResources(event);
     } else if (event.type !== "deployment.status" && stackStatusOf(event.type) === undefined) {
       this.otherEvents.set(event.type, (this.otherEvents.get(event.type) ?? 0) + 1);
     }
+  }
+
+  /** A `stack.progress`'s `resources` entries, each over the resource's previous one; malformed ones are skipped. */
+  #foldResources(event: AnyDeploymentEvent): void {
+    const stackName = event.data["stack_name"];
+    const entries = event.data["resources"];
+    // A stack beyond the state's limit is not shown, nor are its resources.
+    if (typeof stackName !== "string" || !Array.isArray(entries) || !this.#state.stacks.has(stackName)) {
+      return;
+    }
+    let stack = this.#resources.get(stackName);
+    if (stack === undefined) {
+      stack = new Map();
+      this.#resources.set(stackName, stack);
+    }
+    const at = epochMs(event.timestamp) ?? undefined;
+    for (const entry of entries) {
+      const step = resourceOf(entry);
+      if (step === undefined) {
+        continue;
+      }
+      const key = `${step.type}\u0000${step.name}`;
+      const previous = stack.get(key);
+      // Still the step it was running: it started when first reported (an update after a
+      // create in the same run starts again).
+      const sameStep = previous !== undefined && previous.status === "running" && previous.operation === step.operation;
+      stack.set(key, {
+        ...step,
+        startedAt: sameStep ? previous.startedAt : step.status === "running" ? at : undefined,
+        seq: event.seq,
+      });
+    }
+    if (stack.size > MAX_RESOURCES_PER_STACK) {
+      for (const [key, resource] of stack) {
+        if (stack.size <= MAX_RESOURCES_PER_STACK) {
+          break;
+        }
+        if (resource.status !== "running") {
+          stack.delete(key);
+        }
+      }
+    }
+    this.#resourcesRevision += 1;
   }
 
   #addLog(line: LogLine): void {
@@ -347,6 +442,26 @@ export class DeploymentModel {
     return this.#logsRevision;
   }
 
+  /** A stack's resources as its `stack.progress` events listed them (empty when none did). */
+  resources(stackName: string): StackResources {
+    const resources = [...(this.#resources.get(stackName)?.values() ?? [])];
+    const result: StackResources = { resources, running: 0, done: 0, failed: 0 };
+    for (const resource of resources) {
+      result[resource.status] += 1;
+    }
+    return result;
+  }
+
+  /** Changes whenever any stack's resources changed (so a view redraws them only then). */
+  get resourcesRevision(): number {
+    return this.#resourcesRevision;
+  }
+
+  /** The log lines the page holds of one stack, oldest first. */
+  stackLogs(stackName: string): LogLine[] {
+    return this.#logs.filter((line) => line.stackName === stackName);
+  }
+
   /** The attempt's events about stacks beyond the state's limit (those stacks are not shown). */
   get droppedStackEvents(): number {
     return this.#state.droppedStackEvents;
@@ -460,6 +575,38 @@ export class DeploymentModel {
 
 function isFinished(state: StackStatus): boolean {
   return state === "deployed" || state === "failed" || state === "cancelled";
+}
+
+/** A `resources` entry as the protocol gives it (docs/asyncapi.yaml `ResourceStep`), or undefined. */
+function resourceOf(entry: JsonValue): Omit<ResourceView, "startedAt" | "seq"> | undefined {
+  if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+    return undefined;
+  }
+  const { name, type, operation, status, duration_seconds: duration } = entry;
+  if (typeof name !== "string" || typeof status !== "string" || !RESOURCE_STATUSES.has(status)) {
+    return undefined;
+  }
+  return {
+    name,
+    type: typeof type === "string" ? type : "",
+    operation: typeof operation === "string" ? operation : "",
+    status: status as ResourceStatus,
+    durationSeconds: typeof duration === "number" && Number.isFinite(duration) && duration >= 0 ? duration : undefined,
+  };
+}
+
+/**
+ * How long a resource's step has taken, in seconds: a finished one its own duration, a running
+ * one from when it was first reported to `now` (while `ticking`: its stack still deploys).
+ */
+export function resourceSeconds(resource: ResourceView, now: number, ticking: boolean): number | undefined {
+  if (resource.status !== "running") {
+    return resource.durationSeconds;
+  }
+  if (!ticking || resource.startedAt === undefined) {
+    return undefined;
+  }
+  return Math.max(0, (now - resource.startedAt) / 1000);
 }
 
 function toLine(entry: LogEntry): LogLine {
