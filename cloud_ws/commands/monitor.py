@@ -21,7 +21,11 @@ endpoint, a refused subscription or bad arguments; 130 after Ctrl-C.
 
 ``--stack NAME`` follows one stack: its events, its row and its log lines
 (the deployment's own status stays in view, it is what ``--until-complete``
-waits for). A deployment nobody reports on within :data:`HINT_SECONDS`
+waits for), and its resources: the ``resources`` entries of its
+``stack.progress`` events (Pulumi's adapter and ``cloud-ws pulumi`` send
+them), folded here since the server's snapshot does not carry them — the
+live view lists the running ones and the last finished ones, one line each;
+the plain view prints a line per step. A deployment nobody reports on within :data:`HINT_SECONDS`
 (a mistyped id, most likely) gets a hint to check the id with
 ``cloud-ws list``, and the monitor keeps waiting.
 
@@ -47,6 +51,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -71,6 +76,13 @@ SIGN_IN_OUTPUTS = (contract.REGION, contract.USER_POOL_CLIENT_ID)
 TICK_SECONDS = 0.5
 #: After this long with nothing reported on the deployment, the monitor says how to check the id.
 HINT_SECONDS = 30.0
+#: Resource lines the live view shows at most under ``--stack`` (running ones first, then the
+#: last finished ones), fewer when the terminal has no room.
+MAX_RESOURCE_LINES = 15
+#: Of those, the last finished ones it keeps when many are running.
+MIN_FINISHED_LINES = 3
+#: The statuses of a ``resources`` entry (docs/asyncapi.yaml ``ResourceStep``).
+RESOURCE_STATUSES = frozenset({"running", "done", "failed"})
 #: The outputs keys that name the stack a local sign-in goes to: another value is another stack.
 STACK_IDENTITY = (
     contract.WEBSOCKET_URL,
@@ -449,18 +461,123 @@ class View(Protocol):
         """Called with advice for the person watching (not a message of the deployment)."""
 
 
+@dataclass
+class Resource:
+    """One resource of a stack, as the latest ``resources`` entry about it says."""
+
+    name: str
+    type: str
+    operation: str
+    status: str
+    duration_seconds: float | None
+    #: When it was first reported running (the event's time), for a running one's clock.
+    started_at: datetime | None
+    #: Order of its latest change (the last finished ones are the highest).
+    changed: int
+
+
+def resource_entries(data: Mapping[str, Any]) -> list[tuple[str, str, str, str, float | None]]:
+    """The well-formed ``resources`` entries of a ``stack.progress``'s data, as
+    ``(name, type, operation, status, duration_seconds)``; others are skipped."""
+    entries = data.get("resources")
+    if not isinstance(entries, list):
+        return []
+    parsed = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        name, status = entry.get("name"), entry.get("status")
+        if not isinstance(name, str) or status not in RESOURCE_STATUSES:
+            continue
+        type_, operation, duration = entry.get("type"), entry.get("operation"), entry.get("duration_seconds")
+        parsed.append(
+            (
+                name,
+                type_ if isinstance(type_, str) else "",
+                operation if isinstance(operation, str) else "",
+                str(status),
+                float(duration)
+                if isinstance(duration, int | float) and not isinstance(duration, bool) and duration >= 0
+                else None,
+            )
+        )
+    return parsed
+
+
+class ResourceBoard:
+    """One stack's resources, folded from its ``stack.progress`` events' ``resources`` entries.
+
+    By type and name, the later entry winning (each entry is a step that
+    started or ended since the producer's previous event). The server's fold
+    and snapshot do not carry them: a monitor that joined late knows the
+    resources of the events it received.
+    """
+
+    def __init__(self) -> None:
+        self.resources: dict[tuple[str, str], Resource] = {}
+        self._changes = 0
+
+    def clear(self) -> None:
+        """Forget every resource (a new attempt, a history that went back)."""
+        self.resources.clear()
+
+    def apply(self, data: Mapping[str, Any], timestamp: str | None) -> None:
+        """Fold one ``stack.progress``'s entries."""
+        at = parse_time(timestamp)
+        for name, type_, operation, status, duration in resource_entries(data):
+            key = (type_, name)
+            previous = self.resources.get(key)
+            still = previous is not None and previous.status == "running" and previous.operation == operation
+            self._changes += 1
+            self.resources[key] = Resource(
+                name=name,
+                type=type_,
+                operation=operation,
+                status=status,
+                duration_seconds=duration,
+                started_at=previous.started_at if still and previous else at if status == "running" else None,
+                changed=self._changes,
+            )
+
+    def counts(self) -> dict[str, int]:
+        """How many resources are running, done and failed."""
+        counts = dict.fromkeys(("running", "done", "failed"), 0)
+        for resource in self.resources.values():
+            counts[resource.status] += 1
+        return counts
+
+    def lines(self, room: int) -> tuple[list[Resource], int]:
+        """At most ``room`` resources to show: the last finished ones (oldest first), then the
+        running ones (longest running first); and how many running ones did not fit."""
+        if room <= 0:
+            return [], sum(1 for r in self.resources.values() if r.status == "running")
+        running = [r for r in self.resources.values() if r.status == "running"]
+        finished = sorted(
+            (r for r in self.resources.values() if r.status != "running"), key=lambda r: r.changed
+        )
+        keep_finished = min(len(finished), max(room - len(running), min(MIN_FINISHED_LINES, room // 2)))
+        shown_running = running[: room - keep_finished]
+        shown = (finished[-keep_finished:] if keep_finished else []) + shown_running
+        return shown, len(running) - len(shown_running)
+
+
 class StackFilter:
     """Shows another view only one stack's part of the deployment.
 
     Events about other stacks, and log lines of other stacks (or of none),
     are not shown; the deployment's own status still is, and so is what the
     view draws from the state (header, progress), with only that stack's row
-    and log lines.
+    and log lines. The stack's resources are folded here (:class:`ResourceBoard`)
+    and handed to the views that draw them.
     """
 
     def __init__(self, view: View, stack_name: str) -> None:
         self.view = view
         self.stack_name = stack_name
+        self.resources = ResourceBoard()
+        self._attempt: int | None = None
+        if isinstance(view, LiveView | PlainView):
+            view.resources = self.resources
 
     def start(self, state: DeploymentState) -> None:
         """Start the view on the filtered state."""
@@ -468,8 +585,13 @@ class StackFilter:
 
     def show(self, message: Message, state: DeploymentState) -> None:
         """Pass the message on if it is about the stack (or the deployment itself)."""
-        from cloud_ws_client import DeploymentSnapshot, Event  # noqa: PLC0415
+        from cloud_ws_client import DeploymentSnapshot, Event, HistoryReset  # noqa: PLC0415
 
+        # A new attempt deploys the stack afresh; a history that went back is another history.
+        new_attempt = self._attempt is not None and state.attempt != self._attempt
+        if isinstance(message, HistoryReset) or new_attempt:
+            self.resources.clear()
+        self._attempt = state.attempt
         if isinstance(message, DeploymentSnapshot):
             message = self._snapshot(message)
         elif (
@@ -478,6 +600,8 @@ class StackFilter:
             and message.data.get("stack_name") != self.stack_name
         ):
             return
+        if isinstance(message, Event) and message.type == "stack.progress":
+            self.resources.apply(message.data, message.timestamp)
         self.view.show(message, self._state(state))
 
     def stop(self, state: DeploymentState) -> None:
@@ -545,6 +669,8 @@ class PlainView:
         self.out = out
         self._done = False
         self._attempt: int | None = None
+        #: Set by ``--stack``: each ``stack.progress``'s resource steps get a line each.
+        self.resources: ResourceBoard | None = None
 
     def start(self, state: DeploymentState) -> None:
         """Say what is being watched."""
@@ -552,7 +678,7 @@ class PlainView:
 
     def show(self, message: Message, state: DeploymentState) -> None:
         """Print the message's line, if it has one, and say when a new attempt starts."""
-        from cloud_ws_client import DeploymentSnapshot  # noqa: PLC0415
+        from cloud_ws_client import DeploymentSnapshot, Event  # noqa: PLC0415
 
         line = describe(message)
         if self._attempt is not None and state.attempt > self._attempt:
@@ -561,6 +687,10 @@ class PlainView:
             self._attempt = state.attempt
         if line is not None:
             self._print(line)
+        if self.resources is not None and isinstance(message, Event) and message.type == "stack.progress":
+            for name, type_, operation, status, duration in resource_entries(message.data):
+                took = f" {_duration_fine(duration)}" if duration is not None else ""
+                self._print(f"  {operation} {type_} {name} {status}{took}")
 
     def stop(self, state: DeploymentState) -> None:
         """Print the outcome once."""
@@ -690,6 +820,8 @@ class LiveView:
         # Without --until-complete the monitor stays after the end (a re-run may follow):
         # the finished view says how to leave.
         self._stays = not until_complete
+        #: Set by ``--stack``: the stack's resources, drawn under its row.
+        self.resources: ResourceBoard | None = None
 
     def start(self, state: DeploymentState) -> None:
         """Start drawing, and redrawing every tick for the elapsed times."""
@@ -731,6 +863,7 @@ class LiveView:
             [*self._hints, *self._errors],
             console=self.console,
             quit_hint=self._stays,
+            resources=self.resources,
         )
 
     async def _tick(self) -> None:
@@ -771,8 +904,14 @@ def render(
     *,
     console: Console | None = None,
     quit_hint: bool = False,
+    resources: ResourceBoard | None = None,
 ) -> RenderableType:
     """The live view of ``state`` as a rich renderable; ``link`` is the client's connection state.
+
+    With ``resources`` (``--stack``), a block under the stacks lists the
+    stack's running resources and its last finished ones, one line each (up
+    to :data:`MAX_RESOURCE_LINES`, as many as the height leaves beside
+    :data:`MIN_LOG_LINES` log lines).
 
     With ``console``, the view fits its height (one line is left for the
     cursor): the newest log lines always show, as many as there is room for,
@@ -803,8 +942,14 @@ def render(
         stacks: list[StackState],
         hidden: int,
     ) -> list[RenderableType]:
-        return _top_parts(state, link, errors, now, stacks, hidden, plain=plain, quit_hint=quit_hint)
+        parts = _top_parts(state, link, errors, now, stacks, hidden, plain=plain, quit_hint=quit_hint)
+        if resources is None:
+            return parts
+        # Under the stack's row, above "latest logs" (the last two parts).
+        block = _resource_parts(state, resources, now, room)
+        return [*parts[:-2], *block, *parts[-2:]]
 
+    room = MAX_RESOURCE_LINES
     if console is None:
         return Group(*_top(state, link, errors, now, stacks, 0), _logs_table(lines))
     budget = max(1, console.size.height - 1)
@@ -813,6 +958,12 @@ def render(
     def height(parts: list[RenderableType]) -> int:
         return len(console.render_lines(Group(*parts), options, pad=False))
 
+    if resources is not None:
+        # Each resource is one line: the room is what the rest leaves beside a few log lines
+        # (measured with none shown; the "more running" line is counted then too).
+        room = 0
+        spare = budget - height(_top(state, link, errors, now, stacks, 0)) - min(MIN_LOG_LINES, len(lines))
+        room = max(0, min(MAX_RESOURCE_LINES, spare))
     hidden = 0
     top = _top(state, link, errors, now, stacks, hidden)
     # The earliest stacks make room for the newest log lines (a deployment has few layers on screen).
@@ -913,6 +1064,64 @@ def _top_parts(
     parts += [Text(error, "red", no_wrap=True, overflow="ellipsis") for error in errors or ()]
     parts += [Text(""), Text("latest logs", "bold")]
     return parts
+
+
+def _resource_parts(
+    state: DeploymentState, board: ResourceBoard, now: datetime, room: int
+) -> list[RenderableType]:
+    """The stack's resources: a line of counts, then up to ``room`` resources, one line each."""
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
+    counts = board.counts()
+    total = len(board.resources)
+    summary = f"resources  {total} · {counts['running']} running · {counts['done']} done"
+    if counts["failed"]:
+        summary += f" · {counts['failed']} failed"
+    if not total:
+        summary = "resources  none reported yet"
+    parts: list[RenderableType] = [Text(""), Text(summary, "bold", no_wrap=True, overflow="ellipsis")]
+    shown, more = board.lines(room)
+    if more and room > 0:
+        shown, more = board.lines(room - 1)  # a line for "… N more running"
+    # A running resource's clock stops when its stack (or the deployment) no longer deploys.
+    deploying = any(stack.status == "deploying" for stack in state.stacks.values())
+    stack_running = deploying and not state.is_complete
+    # One line each: the type and the name share what the fixed columns leave, and end in "…".
+    table = Table(expand=True, box=None, show_header=False, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, overflow="ellipsis", ratio=2)
+    table.add_column(no_wrap=True, overflow="ellipsis", ratio=3)
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, justify="right")
+    for resource in shown:
+        seconds = resource.duration_seconds
+        if resource.status == "running":
+            seconds = (
+                max(0.0, (now - resource.started_at).total_seconds())
+                if stack_running and resource.started_at is not None
+                else None
+            )
+        style = {"running": "yellow", "done": "green", "failed": "bold red"}[resource.status]
+        table.add_row(
+            resource.operation,
+            Text(resource.type, "dim", no_wrap=True, overflow="ellipsis"),
+            Text(resource.name, no_wrap=True, overflow="ellipsis"),
+            Text(resource.status, style),
+            _duration_fine(seconds),
+        )
+    if shown:
+        parts.append(table)
+    if more:
+        parts.append(Text(f"… {more} more running", "dim", no_wrap=True))
+    return parts
+
+
+def _duration_fine(seconds: float | None) -> str:
+    """A resource's duration: tenths under 10 s (most steps take a few), else as the stacks'."""
+    if seconds is None:
+        return ""
+    return f"{seconds:.1f}s" if seconds < 10 else _duration(seconds)
 
 
 def _logs_table(lines: list[LogLine]) -> RenderableType:
