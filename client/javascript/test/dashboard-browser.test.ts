@@ -7,23 +7,18 @@
  */
 
 import assert from "node:assert/strict";
-import { createReadStream, existsSync, mkdirSync } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { dirname, extname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
-import { after, before, describe, test } from "node:test";
-import type { Browser, Page, Route } from "playwright-core";
+import { extname, join, normalize } from "node:path";
+import { describe, test } from "node:test";
+import type { Page, Route } from "playwright-core";
 import WebSocket from "ws";
 
 import { DeploymentModel, formatDuration } from "../dashboard/src/model.js";
 import { type AnyDeploymentEvent, CloudWebSocketClient, isEventOf } from "../src/index.js";
-import { browserMissing, launchBrowser } from "./support/browser.js";
-import { deploymentId, gate, LocalStack, waitFor } from "./support/stack.js";
-
-const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const DIST = join(PACKAGE_ROOT, "dashboard", "dist");
-const ARTIFACTS = join(PACKAGE_ROOT, "artifacts");
+import { ARTIFACTS, dashboardInChromium, DIST } from "./support/dashboard.js";
+import { deploymentId, gate, waitFor } from "./support/stack.js";
 
 /** What `cloud-ws demo` plays (plugin side: cloud_ws/commands/demo.py): layer → stack → resources. */
 const DEMO_LAYERS: Record<string, number>[] = [
@@ -35,51 +30,12 @@ const DEMO_LAYERS: Record<string, number>[] = [
 const FAILING_STACK = "database-rds";
 const FAILURE = "InvalidSubnet: Subnet not found: subnet-0b7d41";
 
-const missing = browserMissing();
-let stack: LocalStack;
-let browser: Browser;
-
-before(async () => {
-  if (missing !== null) {
-    return;
-  }
-  assert.ok(existsSync(join(DIST, "index.html")), "build the dashboard first (npm run build)");
-  mkdirSync(ARTIFACTS, { recursive: true });
-  [stack, browser] = await Promise.all([LocalStack.start(), launchBrowser()]);
+const dashboard = dashboardInChromium({
+  artifacts: true,
+  // Static hosting: no local helper endpoint.
+  expectedErrors: (message) => message.location().url.includes("/_cloud-ws/outputs"),
 });
-
-after(async () => {
-  if (missing !== null) {
-    return;
-  }
-  await browser?.close();
-  const code = await stack?.stop();
-  assert.equal(code, 0, `cloud-ws local exited with ${code}`);
-});
-
-/** Errors the page reported, per page (checked before each page closes). */
-const problems = new WeakMap<Page, string[]>();
-
-async function newPage(): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  const seen: string[] = [];
-  problems.set(page, seen);
-  page.on("pageerror", (error) => seen.push(error.message));
-  page.on("console", (message) => {
-    const expected =
-      message.text().includes("WebSocket") || // a refused or dropped socket, which the client handles
-      message.location().url.includes("/_cloud-ws/outputs"); // static hosting: no local helper endpoint
-    if (message.type() === "error" && !expected) {
-      seen.push(`${message.text()} (${message.location().url})`);
-    }
-  });
-  return page;
-}
-
-async function closePage(page: Page): Promise<void> {
-  assert.deepEqual(problems.get(page), [], "the page reported errors");
-  await page.close();
-}
+const { missing } = dashboard;
 
 async function attribute(page: Page, selector: string, name: string): Promise<string | null> {
   return page.locator(selector).getAttribute(name);
@@ -91,7 +47,7 @@ async function seqShown(page: Page): Promise<number> {
 
 /** An observer on the same deployment, from seq 1: the ground truth the page must match. */
 async function observe(deployment: string): Promise<{ client: CloudWebSocketClient; events: AnyDeploymentEvent[] }> {
-  const client = new CloudWebSocketClient({ url: stack.outputs.websocket_url, token: () => stack.token(), WebSocket });
+  const client = new CloudWebSocketClient({ url: dashboard.stack.outputs.websocket_url, token: () => dashboard.stack.token(), WebSocket });
   const events: AnyDeploymentEvent[] = [];
   client.on("event", (event) => events.push(event));
   await client.connect();
@@ -102,7 +58,7 @@ async function observe(deployment: string): Promise<{ client: CloudWebSocketClie
 describe("dashboard in Chromium", { skip: missing ?? false }, () => {
   test("shows the demo's final picture, across a server-side close mid-demo", async (t) => {
     const deployment = deploymentId("demo");
-    const page = await newPage();
+    const page = await dashboard.newPage();
 
     // Every connection attempt fetches a fresh token; the test can hold one back.
     let tokenRequests = 0;
@@ -113,16 +69,16 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
       await route.continue();
     });
 
-    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
     await page.locator('#connection[data-state="open"]').waitFor({ timeout: 15_000 });
     assert.equal(await page.locator("#deployment-id").textContent(), deployment);
-    const listed = await stack.connections();
+    const listed = await dashboard.stack.connections();
     assert.equal(listed.length, 1, "only the page is connected");
     const pageConnection = listed[0]?.connectionId ?? "";
     const observer = await observe(deployment);
 
     // Given the demo is running and the page has drawn part of it,
-    const demo = stack.demo(deployment, 5);
+    const demo = dashboard.stack.demo(deployment, 5);
     await waitFor(async () => (await seqShown(page)) >= 15 && (await page.locator('.stack[data-state="deployed"]').count()) >= 1, {
       timeout: 60_000,
       what: "the page to show the demo under way",
@@ -131,7 +87,7 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
     // when the server closes the page's socket and holds it away while events go on,
     hold = gate();
     const seqAtClose = await seqShown(page);
-    await stack.closeConnection(pageConnection, 1011);
+    await dashboard.stack.closeConnection(pageConnection, 1011);
     await page.locator('#connection[data-state="reconnecting"]').waitFor({ timeout: 10_000 });
     assert.match((await page.locator("#connection-text").textContent()) ?? "", /Reconnecting/);
     await waitFor(() => (observer.events.at(-1)?.seq ?? 0) >= seqAtClose + 15, {
@@ -212,28 +168,28 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
 
     await page.locator("#log .log-line").last().scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-final.png"), fullPage: true });
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("a failed demo re-run on the same id: the page says attempt 2, succeeded, also after a reload", async () => {
     const deployment = deploymentId("story");
-    const page = await newPage();
-    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    const page = await dashboard.newPage();
+    await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
     await page.locator('#connection[data-state="open"]').waitFor({ timeout: 15_000 });
 
     // Given `cloud-ws demo` ran on the id and failed in layer 3,
-    const { code, output } = await stack.demo(deployment, 20).done;
+    const { code, output } = await dashboard.stack.demo(deployment, 20).done;
     assert.equal(code, 0, output);
     await page.locator('#deployment-status[data-status="failed"]').waitFor({ timeout: 30_000 });
     assert.equal(await attribute(page, "#attempt-text", "data-attempt"), "1");
     assert.match((await page.locator("#deployment-error").textContent()) ?? "", new RegExp(`stack ${FAILING_STACK} failed in layer 3`));
 
     // when a new run on the same id is reported through the plugin and succeeds,
-    await stack.emit("deployment.status", deployment, { status: "deploying", current_layer: 3, total_layers: 4, environment: "dev" });
+    await dashboard.stack.emit("deployment.status", deployment, { status: "deploying", current_layer: 3, total_layers: 4, environment: "dev" });
     await page.locator('#attempt-text[data-attempt="2"]').waitFor({ timeout: 15_000 });
-    await stack.emit("stack.deployed", deployment, { stack_name: FAILING_STACK, layer: 3, environment: "dev", resource_count: 9, duration_seconds: 64 });
-    await stack.emit("log.created", deployment, { level: "info", message: "subnet found on retry", stack_name: FAILING_STACK, environment: "dev" });
-    await stack.emit("deployment.status", deployment, { status: "succeeded", current_layer: 4, duration_seconds: 98 });
+    await dashboard.stack.emit("stack.deployed", deployment, { stack_name: FAILING_STACK, layer: 3, environment: "dev", resource_count: 9, duration_seconds: 64 });
+    await dashboard.stack.emit("log.created", deployment, { level: "info", message: "subnet found on retry", stack_name: FAILING_STACK, environment: "dev" });
+    await dashboard.stack.emit("deployment.status", deployment, { status: "succeeded", current_layer: 4, duration_seconds: 98 });
 
     // then the page shows attempt 2, succeeded, with only that attempt's stacks and log.
     const attempt2 = async (shown: Page): Promise<void> => {
@@ -257,20 +213,20 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
     await attempt2(page);
     assert.equal(await attribute(page, "#stats", "data-snapshot-seq"), String(lastSeq));
     assert.equal(await attribute(page, "#stats", "data-events"), "0");
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("the home page lists deployments newest first, live; a click opens one; a reload starts from its snapshot", async () => {
     const older = deploymentId("home-a");
     const newer = deploymentId("home-b");
-    await stack.putEvents(older, [{ type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 3, environment: "dev" } }]);
-    await stack.putEvents(newer, [
+    await dashboard.stack.putEvents(older, [{ type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 3, environment: "dev" } }]);
+    await dashboard.stack.putEvents(newer, [
       { type: "deployment.status", data: { status: "deploying", current_layer: 2, total_layers: 2, environment: "prod" } },
       { type: "deployment.status", data: { status: "failed" } },
     ]);
 
-    const page = await newPage();
-    await page.goto(`${stack.http}/dashboard/`);
+    const page = await dashboard.newPage();
+    await page.goto(`${dashboard.stack.http}/dashboard/`);
     const ours = async (): Promise<string[]> =>
       (await page.locator("#deployments-rows tr").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-deployment") ?? ""))).filter(
         (id) => id === older || id === newer,
@@ -287,7 +243,7 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
     assert.deepEqual((await row(older)).slice(0, 5), [older, "deploying", "1", "1 of 3", "dev"]);
 
     // When the older one moves on, the list shows it live, now first.
-    await stack.putEvents(older, [{ type: "deployment.status", data: { status: "deploying", current_layer: 2, total_layers: 3 } }]);
+    await dashboard.stack.putEvents(older, [{ type: "deployment.status", data: { status: "deploying", current_layer: 2, total_layers: 3 } }]);
     await waitFor(async () => (await ours())[0] === older && (await row(older))[3] === "2 of 3", { timeout: 30_000, what: "the list to update" });
     await page.screenshot({ path: join(ARTIFACTS, "dashboard-home.png"), fullPage: true });
 
@@ -321,7 +277,7 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
       ["subscribed", "deployment.snapshot"],
       "the ack and the snapshot, no replayed event",
     );
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("as static files against a stack it only has the URL and a token of", async () => {
@@ -331,40 +287,40 @@ describe("dashboard in Chromium", { skip: missing ?? false }, () => {
     const origin = `http://127.0.0.1:${address.port}`;
     const deployment = deploymentId("static");
     try {
-      const page = await newPage();
+      const page = await dashboard.newPage();
       await page.goto(`${origin}/index.html`);
       await page.locator("#settings-url").waitFor({ state: "visible" });
       assert.match((await page.locator("#notice").textContent()) ?? "", /paste its websocket_url and a token/);
 
       // The user pastes the URL and a token, then picks a deployment.
-      await page.locator("#settings-url").fill(stack.outputs.websocket_url);
-      await page.locator("#settings-token").fill(await stack.token());
+      await page.locator("#settings-url").fill(dashboard.stack.outputs.websocket_url);
+      await page.locator("#settings-token").fill(await dashboard.stack.token());
       await page.locator("#settings-form button[type=submit]").click();
       await page.locator('#connection[data-state="open"]').waitFor({ timeout: 15_000 });
       await page.locator("#deployment-input").fill(deployment);
       await page.locator("#watch-form button[type=submit]").click();
-      await waitFor(async () => (await stack.connections()).length >= 1, { what: "the page's connection" });
-      await stack.putEvents(deployment, [
+      await waitFor(async () => (await dashboard.stack.connections()).length >= 1, { what: "the page's connection" });
+      await dashboard.stack.putEvents(deployment, [
         { type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 1 } },
         { type: "stack.started", data: { stack_name: "vpc", layer: 1, environment: "prod" } },
       ]);
       await page.locator('.stack[data-stack="vpc"][data-state="deploying"]').waitFor({ timeout: 15_000 });
       assert.match(page.url(), new RegExp(`deployment=${deployment}`));
-      await closePage(page);
+      await dashboard.closePage(page);
 
       // A link carrying everything in its hash works too, and the token leaves the address bar.
-      const linked = await newPage();
-      const hash = new URLSearchParams({ url: stack.outputs.websocket_url, token: await stack.token(), deployment });
+      const linked = await dashboard.newPage();
+      const hash = new URLSearchParams({ url: dashboard.stack.outputs.websocket_url, token: await dashboard.stack.token(), deployment });
       await linked.goto(`${origin}/index.html#${hash.toString()}`);
       await linked.locator('.stack[data-stack="vpc"][data-state="deploying"]').waitFor({ timeout: 15_000 });
       // A fresh page starts from the snapshot: the two events are in it, none was replayed.
       assert.equal(await attribute(linked, "#stats", "data-snapshot-seq"), "2");
       assert.equal(await attribute(linked, "#stats", "data-events"), "0");
       assert.doesNotMatch(linked.url(), /token=/);
-      await stack.putEvents(deployment, [{ type: "stack.deployed", data: { stack_name: "vpc", layer: 1, resource_count: 15, duration_seconds: 65 } }]);
+      await dashboard.stack.putEvents(deployment, [{ type: "stack.deployed", data: { stack_name: "vpc", layer: 1, resource_count: 15, duration_seconds: 65 } }]);
       await linked.locator('.stack[data-stack="vpc"][data-state="deployed"] .resources:text("15 resources")').waitFor({ timeout: 15_000 });
       assert.equal(await linked.locator('.stack[data-stack="vpc"] .duration').textContent(), "1m 05s");
-      await closePage(linked);
+      await dashboard.closePage(linked);
     } finally {
       await new Promise<void>((done) => server.close(() => done()));
     }

@@ -17,67 +17,22 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { after, before, describe, test } from "node:test";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import type { Page } from "playwright-core";
 
 import { CloudWebSocketClient, SubscriptionError } from "../src/index.js";
 import WebSocket from "ws";
-import { browserMissing, launchBrowser } from "./support/browser.js";
-import { deploymentId, LocalStack, type Outputs, PYTHON, REPO_ROOT, waitFor } from "./support/stack.js";
+import { ARTIFACTS, dashboardInChromium } from "./support/dashboard.js";
+import { deploymentId, type Outputs, PYTHON, REPO_ROOT, waitFor } from "./support/stack.js";
 
-const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const DIST = join(PACKAGE_ROOT, "dashboard", "dist");
-const ARTIFACTS = join(PACKAGE_ROOT, "artifacts");
 const DOC_SCREENSHOTS = join(REPO_ROOT, "docs", "screenshots");
 
 /** An iPhone 12–15's screen in CSS pixels, and its device pixel ratio. */
 const PHONE = { width: 390, height: 844, scale: 2 };
 
-const missing = browserMissing();
-let stack: LocalStack;
-let browser: Browser;
-
-before(async () => {
-  if (missing !== null) {
-    return;
-  }
-  assert.ok(existsSync(join(DIST, "index.html")), "build the dashboard first (npm run build)");
-  mkdirSync(ARTIFACTS, { recursive: true });
-  [stack, browser] = await Promise.all([LocalStack.start(), launchBrowser()]);
-});
-
-after(async () => {
-  if (missing !== null) {
-    return;
-  }
-  await browser?.close();
-  const code = await stack?.stop();
-  assert.equal(code, 0, `cloud-ws local exited with ${code}`);
-});
-
-/** Errors the page reported, per page (checked before each page closes). */
-const problems = new WeakMap<Page, string[]>();
-
-async function newPage(options: Parameters<Browser["newContext"]>[0] = { viewport: { width: 1400, height: 1000 } }): Promise<Page> {
-  const context: BrowserContext = await browser.newContext(options);
-  const page = await context.newPage();
-  const seen: string[] = [];
-  problems.set(page, seen);
-  page.on("pageerror", (error) => seen.push(error.message));
-  page.on("console", (message) => {
-    if (message.type() === "error" && !message.text().includes("WebSocket")) {
-      seen.push(`${message.text()} (${message.location().url})`);
-    }
-  });
-  return page;
-}
-
-async function closePage(page: Page): Promise<void> {
-  assert.deepEqual(problems.get(page), [], "the page reported errors");
-  await page.context().close();
-}
+const dashboard = dashboardInChromium({ artifacts: true });
+const { missing } = dashboard;
 
 /** The width and height a PNG file says it has (its IHDR chunk). */
 function pngSize(path: string): { width: number; height: number } {
@@ -156,28 +111,30 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
   test("fits a phone: no sideways scrolling, every figure on screen, one column of stacks, all the home page's columns", async () => {
     const deployment = deploymentId("phone");
     // A few others first, so the home page (and its screenshot) lists several.
-    await stack.putEvents(deploymentId("nightly"), [
+    await dashboard.stack.putEvents(deploymentId("nightly"), [
       { type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 2, environment: "staging" } },
       { type: "deployment.status", data: { status: "succeeded", current_layer: 2, total_layers: 2 } },
     ]);
-    await stack.putEvents(deploymentId("hotfix"), [
+    await dashboard.stack.putEvents(deploymentId("hotfix"), [
       { type: "deployment.status", data: { status: "deploying", current_layer: 3, total_layers: 4, environment: "dev" } },
       { type: "deployment.status", data: { status: "failed" } },
     ]);
-    await stack.putEvents(deployment, [
+    await dashboard.stack.putEvents(deployment, [
       ...underWay(),
       // A token with nowhere to break (a digest, a key) must not widen the page either.
       { type: "log.created", data: { level: "debug", message: `digest ${"0123456789abcdef".repeat(6)}`, stack_name: "kms-keys" } },
     ]);
-    const page = await newPage({
-      viewport: { width: PHONE.width, height: PHONE.height },
-      deviceScaleFactor: PHONE.scale,
-      hasTouch: true,
-      isMobile: true,
+    const page = await dashboard.newPage({
+      context: {
+        viewport: { width: PHONE.width, height: PHONE.height },
+        deviceScaleFactor: PHONE.scale,
+        hasTouch: true,
+        isMobile: true,
+      },
     });
 
     // The home page: the row of our deployment shows every column, with its name, within the screen.
-    await page.goto(`${stack.http}/dashboard/`);
+    await page.goto(`${dashboard.stack.http}/dashboard/`);
     const row = page.locator(`tr[data-deployment="${deployment}"]`);
     await row.waitFor({ timeout: 30_000 });
     assert.ok((await pageWidth(page)) <= PHONE.width, `home page ${await pageWidth(page)} px wide`);
@@ -245,13 +202,13 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     await page.locator("#settings-url").waitFor();
     assert.ok((await pageWidth(page)) <= PHONE.width, `with the settings open ${await pageWidth(page)} px wide`);
     assert.deepEqual(await offScreen(page, ["#settings-url", "#settings-token", "#reconnect"], PHONE.width), []);
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("a subscribe refused with forbidden shows the 'not allowed' view, and Try again watches it once granted", async () => {
     const deployment = deploymentId("secret");
-    await stack.putEvents(deployment, underWay());
-    const page = await newPage();
+    await dashboard.stack.putEvents(deployment, underWay());
+    const page = await dashboard.newPage();
     // The stack answers this deployment's subscribe as a stack whose access policy does not
     // grant its project would; every other frame passes through unchanged.
     let granted = false;
@@ -268,7 +225,7 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
       });
     });
 
-    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
     await page.locator("#forbidden").waitFor({ timeout: 15_000 });
     assert.equal(await page.locator("#forbidden h2").textContent(), "Not allowed");
     assert.equal(await page.locator("#forbidden-message").textContent(), message);
@@ -292,17 +249,17 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     await page.locator('.stack[data-stack="kms-keys"]').waitFor({ timeout: 15_000 });
     assert.ok(await page.locator("#forbidden").isHidden());
     assert.equal(await page.locator("#deployment-status").getAttribute("data-status"), "deploying");
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("a cancelled deployment: a cancelled banner and layer, its deploying stack stopped, a duration that stands still", async () => {
     const deployment = deploymentId("cancel");
-    await stack.putEvents(deployment, underWay());
-    const page = await newPage();
-    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await dashboard.stack.putEvents(deployment, underWay());
+    const page = await dashboard.newPage();
+    await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
     await page.locator('.stack[data-stack="security-groups"]').waitFor({ timeout: 15_000 });
     // Given a page watching live, when the run is cancelled with a reason while two stacks deploy,
-    await stack.putEvents(deployment, [
+    await dashboard.stack.putEvents(deployment, [
       { type: "stack.deployed", data: { stack_name: "iam-roles", layer: 2, environment: LONG_ENV, resource_count: 22, duration_seconds: 40 } },
       { type: "deployment.status", data: { status: "cancelled", error_message: "cancelled by alice (Ctrl-C)" } },
     ]);
@@ -345,16 +302,16 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     assert.equal(await page.locator('#layers .layer[data-layer="2"]').getAttribute("data-state"), "cancelled");
     assert.equal(await page.locator('.stack[data-stopped="true"] .badge').allTextContents().then((badges) => badges.join()), "cancelled,cancelled");
     assert.match((await page.locator("#duration-text").textContent()) ?? "", /^\d+s$/);
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("a running deployment's duration counts from its start, not from when the page opened", async () => {
     const deployment = deploymentId("clock");
-    await stack.putEvents(deployment, [{ type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 2 } }]);
+    await dashboard.stack.putEvents(deployment, [{ type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 2 } }]);
     // Given the deployment started a few seconds before the page opens,
     await new Promise((wake) => setTimeout(wake, 3_000));
-    const page = await newPage();
-    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    const page = await dashboard.newPage();
+    await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
     await page.locator('#deployment-status[data-status="deploying"]').waitFor({ timeout: 15_000 });
     const seconds = async (): Promise<number> => {
       const text = (await page.locator("#duration-text").textContent()) ?? "";
@@ -366,12 +323,12 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     const first = await seconds();
     assert.ok(first >= 3, `${first}s: counted from the deployment's start`);
     await waitFor(async () => (await seconds()) >= first + 2, { timeout: 5_000, what: "the duration to count on" });
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("a history that went back (the stack restarted, the id reused) is noticed after a reconnect: the page starts again from the snapshot", async () => {
     const deployment = deploymentId("reset");
-    const page = await newPage();
+    const page = await dashboard.newPage();
     // The page's WebSocket talks to the test alone, which plays a stack that loses its history.
     const stacks = (names: string[], status: string): Record<string, unknown> =>
       Object.fromEntries(names.map((name) => [name, { status, layer: 1, environment: "dev", resource_count: 3, duration_seconds: 5, error_message: null }]));
@@ -416,7 +373,7 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
         }
       });
     });
-    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
     await page.locator('#stats[data-last-seq="41"]').waitFor({ timeout: 15_000 });
     assert.equal(await page.locator(".stack").count(), 3);
 
@@ -443,14 +400,14 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     );
     await page.locator('.stack[data-stack="vpc"][data-state="deployed"]').waitFor({ timeout: 15_000 });
     assert.equal(await page.locator("#stats").getAttribute("data-last-seq"), "4");
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test("the log pane filters by text and by stack; a click on a stack shows its lines", async () => {
     const deployment = deploymentId("logs");
-    await stack.putEvents(deployment, underWay());
-    const page = await newPage();
-    await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+    await dashboard.stack.putEvents(deployment, underWay());
+    const page = await dashboard.newPage();
+    await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
     await page.locator("#log .log-line").nth(2).waitFor({ timeout: 15_000 });
     const shown = (): Promise<string[]> => page.locator("#log .log-line:visible .log-stack").allTextContents();
     assert.deepEqual(await shown(), ["vpc", "security-groups", "kms-keys"]);
@@ -477,7 +434,7 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
 
     // A line that arrives while a filter is on is filtered too; the level chips still apply on top.
     await page.locator("#log-stack").selectOption("kms-keys");
-    await stack.putEvents(deployment, [
+    await dashboard.stack.putEvents(deployment, [
       { type: "log.created", data: { level: "info", message: "key rotated", stack_name: "kms-keys" } },
       { type: "log.created", data: { level: "info", message: "rule added", stack_name: "security-groups" } },
     ]);
@@ -485,7 +442,7 @@ describe("dashboard views in Chromium", { skip: missing ?? false }, () => {
     assert.deepEqual(await page.locator("#log .log-line:visible .log-message").allTextContents(), ["creating key alias alias/deployments", "key rotated"]);
     await page.locator('#log-filter [data-level="info"]').click();
     assert.equal(await page.locator("#log .log-line:visible").count(), 0);
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 });
 
@@ -590,7 +547,7 @@ describe("dashboard against a stack with an access policy", { skip: ACCESS_MISSI
       await client.disconnect();
 
       // the home page lists only the granted one,
-      const page = await newPage();
+      const page = await dashboard.newPage();
       await page.goto(`${access.http}/dashboard/`);
       await page.locator(`tr[data-deployment="${allowed}"]`).waitFor({ timeout: 30_000 });
       assert.equal(await page.locator(`tr[data-deployment="${refused}"]`).count(), 0, "the list holds only what the user may watch");
@@ -610,7 +567,7 @@ describe("dashboard against a stack with an access policy", { skip: ACCESS_MISSI
       await page.locator("#watch-form button[type=submit]").click();
       await page.locator('#deployment-status[data-status="deploying"]').waitFor({ timeout: 15_000 });
       assert.ok(await page.locator("#forbidden").isHidden());
-      await closePage(page);
+      await dashboard.closePage(page);
     } finally {
       await access.stop();
     }
