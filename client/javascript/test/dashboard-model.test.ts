@@ -3,7 +3,16 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
-import { DeploymentModel, formatAge, formatDuration, type LogLine, logLineMatches, resourceSeconds } from "../dashboard/src/model.js";
+import {
+  DeploymentModel,
+  formatAge,
+  formatDuration,
+  formatStepDuration,
+  liveOrder,
+  type LogLine,
+  logLineMatches,
+  resourceSeconds,
+} from "../dashboard/src/model.js";
 import { type AnyDeploymentEvent, type JsonObject, type SnapshotMessage } from "../src/index.js";
 
 const DEP = "D1";
@@ -343,6 +352,12 @@ describe("DeploymentModel: a stack's resources", () => {
     assert.deepEqual(model.resources("db").resources.map((r) => r.name), ["other"], "each stack its own");
     assert.deepEqual(model.resources("nothing").resources, []);
     assert.equal(model.stack("network")?.resourcesDone, 1, "the shared fold is unchanged");
+    // A live table: the running ones on top, then the finished ones, the last finished first.
+    assert.deepEqual(
+      liveOrder(network.resources).map((r) => `${r.name}:${r.status}`),
+      ["private-a:running", "private-b:running", "main:failed", "main:done"],
+    );
+    assert.deepEqual([0.04, 2.46, 9.99, 61, undefined].map(formatStepDuration), ["0.0s", "2.4s", "9.9s", "1m 01s", ""]);
   });
 
   test("a running resource's duration counts from when it was first reported, and stands still once its stack ended", () => {

@@ -8,7 +8,9 @@
  * update, the panel following it live to every resource done, with pulumi's exit code.
  *
  * `CLOUD_WS_SHOW_RESOURCES=300` runs that update with 300 resources (issue 20's show); with
- * CLOUD_WS_UPDATE_SCREENSHOTS=1 its mid-update screenshot is written to docs/screenshots/.
+ * CLOUD_WS_UPDATE_SCREENSHOTS=1 its mid-update screenshot is written to docs/screenshots/, and
+ * with CLOUD_WS_SHOW_MONITOR=DIR `cloud-ws monitor --stack dev` follows it too, its live view
+ * in a 100×32 terminal (`script`) and its plain lines, recorded into DIR.
  */
 
 import assert from "node:assert/strict";
@@ -82,11 +84,11 @@ async function closePage(page: Page): Promise<void> {
   await page.context().close();
 }
 
-/** A screenshot into artifacts/ (and docs/screenshots/ when asked). */
-async function screenshot(page: Page, name: string): Promise<void> {
+/** A screenshot into artifacts/ (and docs/screenshots/ when asked and `toDocs`). */
+async function screenshot(page: Page, name: string, toDocs = false): Promise<void> {
   const path = join(ARTIFACTS, name);
-  await page.screenshot({ path, fullPage: false });
-  if (process.env["CLOUD_WS_UPDATE_SCREENSHOTS"] === "1") {
+  await page.screenshot({ path, fullPage: true });
+  if (toDocs && process.env["CLOUD_WS_UPDATE_SCREENSHOTS"] === "1") {
     mkdirSync(DOC_SCREENSHOTS, { recursive: true });
     copyFileSync(path, join(DOC_SCREENSHOTS, name));
   }
@@ -107,6 +109,29 @@ async function rows(page: Page): Promise<string[][]> {
 async function openEmpty(page: Page, deployment: string): Promise<void> {
   await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
   await page.locator("#stats[data-snapshot-seq=\"0\"]").waitFor({ state: "attached", timeout: 60_000 });
+}
+
+/**
+ * With CLOUD_WS_SHOW_MONITOR=DIR: `cloud-ws monitor --stack dev --until-complete` on the
+ * deployment, its live view in a 100×32 terminal (`script` records it, escapes and all, into
+ * DIR/monitor-live.typescript) and its plain lines (DIR/monitor-plain.txt). Resolves with their
+ * exit codes.
+ */
+function showMonitors(deployment: string): [string, Promise<number | null>][] {
+  const directory = process.env["CLOUD_WS_SHOW_MONITOR"];
+  if (directory === undefined || directory === "") {
+    return [];
+  }
+  mkdirSync(directory, { recursive: true });
+  const monitor = `${PYTHON} -m cloud_ws.cli monitor ${deployment} --outputs ${stack.outputsPath} --stack dev --until-complete`;
+  const runs: [string, string[]][] = [
+    ["live", ["script", "-q", "-e", "-c", `stty cols 100 rows 32; ${monitor}`, join(directory, "monitor-live.typescript")]],
+    ["plain", ["sh", "-c", `${monitor} > ${join(directory, "monitor-plain.txt")} 2>&1`]],
+  ];
+  return runs.map(([name, [command, ...args]]) => {
+    const child = spawn(command ?? "sh", args, { cwd: REPO_ROOT, env: { ...process.env, PYTHONUNBUFFERED: "1", TERM: "xterm-256color" }, stdio: "ignore" });
+    return [name, new Promise<number | null>((settle) => child.on("exit", (code) => settle(code)))];
+  });
 }
 
 const LONG_NAME = "sg-ingress-from-the-transit-gateway-attachment-0123456789abcdef-and-more";
@@ -156,9 +181,9 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
     const panel = page.locator('#stack-panel[data-stack="network"]');
     await panel.waitFor({ timeout: 5_000 });
     assert.deepEqual(await rows(page), [
-      ["create", "Vpc", "main", "done"],
       ["create", "SecurityGroup", LONG_NAME, "running"],
       ["create", "Subnet", "private-a", "running"],
+      ["create", "Vpc", "main", "done"],
     ]);
     assert.equal(await page.locator("#stack-panel-counts").textContent(), "3 resources · 2 running · 1 done");
     assert.deepEqual(await page.locator("#stack-log .log-message").allTextContents(), ["creating the VPC"], "its own log lines only");
@@ -182,7 +207,7 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
     const running = page.locator('#resources-rows tr[data-name="private-a"] .res-duration');
     const first = Number(await running.getAttribute("data-seconds"));
     await waitFor(async () => Number(await running.getAttribute("data-seconds")) >= first + 1, { timeout: 5_000, what: "a running resource's duration to count" });
-    assert.equal(await page.locator('#resources-rows tr[data-name="main"] .res-duration').textContent(), "2s");
+    assert.equal(await page.locator('#resources-rows tr[data-name="main"] .res-duration').textContent(), "2.4s");
 
     // Live: the next progress event's entries change their rows and add new ones.
     await stack.putEvents(deployment, [
@@ -243,6 +268,10 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
       const page = await phonePage();
       await openEmpty(page, deployment);
 
+      const monitors = showMonitors(deployment);
+      if (monitors.length > 0) {
+        await new Promise((settle) => setTimeout(settle, 5_000)); // subscribed before the first event
+      }
       const started = Date.now();
       const wrapper: ChildProcess = spawn(
         PYTHON,
@@ -269,7 +298,7 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
       });
       assert.equal(code, undefined, `pulumi still running mid-update (exit ${code}): ${output.join("")}`);
       assert.ok(Number(await counts.getAttribute("data-running")) >= 1, "resources running while it deploys");
-      await screenshot(page, RESOURCES >= 300 ? "dashboard-phone-resources.png" : `dashboard-phone-resources-${RESOURCES}.png`);
+      await screenshot(page, RESOURCES >= 300 ? "dashboard-phone-resources.png" : `dashboard-phone-resources-${RESOURCES}.png`, RESOURCES >= 300);
 
       assert.equal(await exited, 0, output.join(""));
       const seconds = (Date.now() - started) / 1000;
@@ -278,12 +307,18 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
       assert.equal(await counts.getAttribute("data-running"), "0");
       const shown = await rows(page);
       assert.equal(shown.length, RESOURCES + 1, "every resource and the stack's own");
-      assert.deepEqual(shown[1], ["create", "BucketV2", "resource-1", "done"]);
+      // The last finished first: the stack's own resource, then resource-300 … resource-1.
+      assert.deepEqual(shown[0], ["create", "Stack", "infra-dev", "done"]);
+      assert.deepEqual(shown[1], ["create", RESOURCES % 2 ? "BucketV2" : "Subnet", `resource-${RESOURCES}`, "done"]);
+      assert.deepEqual(shown[RESOURCES], ["create", "BucketV2", "resource-1", "done"]);
       assert.ok((await page.locator("#stack-log .log-message").allTextContents()).includes("map_public_ip_on_launch is deprecated"), "its log lines");
       const events = Number(await page.locator("#stats").getAttribute("data-events"));
       // The figures of the show (issue 20): how many events carried the update, and how long it took.
       console.log(`# ${RESOURCES} resources: ${events} events on the page, wrapper ${seconds.toFixed(1)} s, exit code ${code}`);
       assert.ok(events < RESOURCES, `batched: ${events} events for ${RESOURCES} resources`);
+      for (const [name, done] of monitors) {
+        assert.equal(await done, 0, `cloud-ws monitor (${name}) exit code`);
+      }
       await closePage(page);
     } finally {
       rmSync(work, { recursive: true, force: true });

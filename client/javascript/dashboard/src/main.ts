@@ -54,6 +54,8 @@ import {
   type LogFilter,
   type LogLine,
   logLineMatches,
+  formatStepDuration,
+  liveOrder,
   type ResourceView,
   resourceSeconds,
   type StackView,
@@ -829,7 +831,7 @@ class Dashboard {
     const now = Date.now();
     ui.resources.hidden = resources.length === 0;
     ui.resourcesEmpty.hidden = resources.length > 0;
-    ui.resourceRows.replaceChildren(...resources.map((resource) => this.#resourceRow(resource, now, ticking)));
+    ui.resourceRows.replaceChildren(...liveOrder(resources).map((resource) => this.#resourceRow(resource, now, ticking)));
     const lines = model.stackLogs(name).slice(-STACK_PANEL_LOG_LINES);
     ui.stackLogEmpty.hidden = lines.length > 0;
     ui.stackLog.replaceChildren(
@@ -858,7 +860,7 @@ class Dashboard {
       type,
       make("td", "res-name", resource.name, { title: resource.name }),
       make("td", "res-status", "", {}),
-      make("td", "res-duration num", formatDuration(seconds), { "data-seconds": seconds === undefined ? "" : String(Math.round(seconds * 1000) / 1000) }),
+      make("td", "res-duration num", formatStepDuration(seconds), { "data-seconds": seconds === undefined ? "" : String(Math.round(seconds * 1000) / 1000) }),
     );
     row.querySelector(".res-status")?.append(make("span", `badge badge-${resource.status === "done" ? "deployed" : resource.status === "running" ? "deploying" : "failed"}`, resource.status));
     return row;

@@ -70,6 +70,8 @@ export interface ResourceView {
   startedAt: number | undefined;
   /** The `seq` of the event that last changed it. */
   seq: number;
+  /** Order of its latest change among all the stack's entries (the last finished is the highest). */
+  changed: number;
 }
 
 /** A stack's resources: counts by status and the list in the order they first appeared. */
@@ -153,6 +155,7 @@ export class DeploymentModel {
   /** Per stack: its resources by `type` and `name` (a Map keeps the order they first appeared). */
   #resources = new Map<string, Map<string, ResourceView>>();
   #resourcesRevision = 0;
+  #resourceChanges = 0;
 
   constructor(deploymentId: string) {
     this.deploymentId = deploymentId;
@@ -278,10 +281,12 @@ export class DeploymentModel {
       // Still the step it was running: it started when first reported (an update after a
       // create in the same run starts again).
       const sameStep = previous !== undefined && previous.status === "running" && previous.operation === step.operation;
+      this.#resourceChanges += 1;
       stack.set(key, {
         ...step,
         startedAt: sameStep ? previous.startedAt : step.status === "running" ? at : undefined,
         seq: event.seq,
+        changed: this.#resourceChanges,
       });
     }
     if (stack.size > MAX_RESOURCES_PER_STACK) {
@@ -578,7 +583,7 @@ function isFinished(state: StackStatus): boolean {
 }
 
 /** A `resources` entry as the protocol gives it (docs/asyncapi.yaml `ResourceStep`), or undefined. */
-function resourceOf(entry: JsonValue): Omit<ResourceView, "startedAt" | "seq"> | undefined {
+function resourceOf(entry: JsonValue): Omit<ResourceView, "startedAt" | "seq" | "changed"> | undefined {
   if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
     return undefined;
   }
@@ -593,6 +598,25 @@ function resourceOf(entry: JsonValue): Omit<ResourceView, "startedAt" | "seq"> |
     status: status as ResourceStatus,
     durationSeconds: typeof duration === "number" && Number.isFinite(duration) && duration >= 0 ? duration : undefined,
   };
+}
+
+/**
+ * The order a live table shows resources in: what is under way first (the longest running on
+ * top), then the finished ones, the last finished first — what moves is at the top, however
+ * many resources the stack has.
+ */
+export function liveOrder(resources: readonly ResourceView[]): ResourceView[] {
+  const running = resources.filter((resource) => resource.status === "running");
+  const finished = resources.filter((resource) => resource.status !== "running").sort((a, b) => b.changed - a.changed);
+  return [...running, ...finished];
+}
+
+/** A resource's duration: tenths under 10 s (most steps take a few seconds), else as {@link formatDuration}. */
+export function formatStepDuration(seconds: number | undefined): string {
+  if (seconds === undefined) {
+    return "";
+  }
+  return seconds < 10 ? `${(Math.floor(seconds * 10) / 10).toFixed(1)}s` : formatDuration(seconds);
 }
 
 /**
