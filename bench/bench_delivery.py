@@ -19,7 +19,9 @@ send) is called to the moment a client has the message.
 the hooks were called in (the local stack runs 5 delivery batches at once, as
 AWS's event source mapping does, so commit order would break it).
 
-Set BENCH_SMALL=1 for a quick run (fewer events and subscribers).
+Set BENCH_SMALL=1 for a quick run (fewer events and subscribers), and
+BENCH_CASES to a comma-separated subset of ``burst,steady,idle,fanout,fairness``
+to run only those (the default runs all five).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ STEADY_SECONDS = 3 if SMALL else 10
 STEADY_RATE = 100
 IDLE_EVENTS = 10 if SMALL else 30
 FANOUT = 100 if SMALL else 1_000
+CASES = set((os.environ.get("BENCH_CASES") or "burst,steady,idle,fanout,fairness").split(","))
 
 
 class Producer:
@@ -199,35 +202,62 @@ def main() -> None:
         relay = Helper("bare_relay.py")
         try:
             port = relay.read()["port"]
-            s, r = run_case("BURST", stack, port, BURST, 5, 0)
-            print(f"1. burst: {BURST:,} events from one deployment → 5 subscribers")
-            print(
-                f"   cloud-ws {s['rate']:,.0f} events/s, last at {s['last']:.2f} s, lag p50 {ms(s['p50'])} "
-                f"max {ms(s['max'])}, in emission order at every subscriber: {s['emission_order']}"
-            )
-            print(
-                f"   bare relay {r['rate']:,.0f} events/s, last at {r['last']:.2f} s, lag p50 {ms(r['p50'])} "
-                f"max {ms(r['max'])}; ratio {s['rate'] / r['rate']:.2f}"
-            )
-            s, r = run_case("STEADY", stack, port, STEADY_RATE * STEADY_SECONDS, 5, 1 / STEADY_RATE)
-            print(f"2. steady: {STEADY_RATE} events/s for {STEADY_SECONDS} s → 5 subscribers (hook → screen)")
-            print(
-                f"   cloud-ws p50 {ms(s['p50'])}, p99 {ms(s['p99'])}, max {ms(s['max'])}, in order: {s['in_order']}"
-            )
-            print(f"   bare relay p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max {ms(r['max'])}")
-            s, r = run_case("IDLE", stack, port, IDLE_EVENTS, 1, 0.3)
-            print(f"3. idle: {IDLE_EVENTS} events, 300 ms apart → 1 subscriber (hook → screen)")
-            print(f"   cloud-ws p50 {ms(s['p50'])}, p99 {ms(s['p99'])}")
-            print(f"   bare relay p50 {ms(r['p50'])}, p99 {ms(r['p99'])}")
-            s, r = run_case("FANOUT", stack, port, 1, FANOUT, 0)
-            print(f"4. fan-out: one event → {FANOUT:,} subscribers, last receipt")
-            print(f"   cloud-ws {ms(s['max'])}; bare relay {ms(r['max'])}; ratio {s['max'] / r['max']:.1f}")
-            quiesce(stack)
-            print(f"5. fairness: one event on B right after a {BURST:,}-event burst on A → B's subscriber")
-            print(f"   cloud-ws {ms(fairness(stack))} (hook → screen)")
+            if "burst" in CASES:
+                burst_case(stack, port)
+            if "steady" in CASES:
+                steady_case(stack, port)
+            if "idle" in CASES:
+                idle_case(stack, port)
+            if "fanout" in CASES:
+                fanout_case(stack, port)
+            if "fairness" in CASES:
+                quiesce(stack)
+                print(
+                    f"5. fairness: one event on B right after a {BURST:,}-event burst on A → B's subscriber"
+                )
+                print(f"   cloud-ws {ms(fairness(stack))} (hook → screen)")
         finally:
             relay.stop()
             stop_local_stack(stack)
+
+
+def burst_case(stack: LocalStackProcess, port: int) -> None:
+    """1. A burst from one plugin to 5 subscribers."""
+    s, r = run_case("BURST", stack, port, BURST, 5, 0)
+    print(f"1. burst: {BURST:,} events from one deployment → 5 subscribers")
+    print(
+        f"   cloud-ws {s['rate']:,.0f} events/s, last at {s['last']:.2f} s, lag p50 {ms(s['p50'])} "
+        f"max {ms(s['max'])}, in emission order at every subscriber: {s['emission_order']}"
+    )
+    print(
+        f"   bare relay {r['rate']:,.0f} events/s, last at {r['last']:.2f} s, lag p50 {ms(r['p50'])} "
+        f"max {ms(r['max'])}; ratio {s['rate'] / r['rate']:.2f}"
+    )
+
+
+def steady_case(stack: LocalStackProcess, port: int) -> None:
+    """2. A steady rate to 5 subscribers."""
+    s, r = run_case("STEADY", stack, port, STEADY_RATE * STEADY_SECONDS, 5, 1 / STEADY_RATE)
+    print(f"2. steady: {STEADY_RATE} events/s for {STEADY_SECONDS} s → 5 subscribers (hook → screen)")
+    print(
+        f"   cloud-ws p50 {ms(s['p50'])}, p99 {ms(s['p99'])}, max {ms(s['max'])}, in order: {s['in_order']}"
+    )
+    print(f"   bare relay p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max {ms(r['max'])}")
+
+
+def idle_case(stack: LocalStackProcess, port: int) -> None:
+    """3. One event at a time to one subscriber."""
+    s, r = run_case("IDLE", stack, port, IDLE_EVENTS, 1, 0.3)
+    print(f"3. idle: {IDLE_EVENTS} events, 300 ms apart → 1 subscriber (hook → screen)")
+    print(f"   cloud-ws p50 {ms(s['p50'])}, p99 {ms(s['p99'])}")
+    print(f"   bare relay p50 {ms(r['p50'])}, p99 {ms(r['p99'])}")
+
+
+def fanout_case(stack: LocalStackProcess, port: int) -> None:
+    """4. One event to many subscribers."""
+    s, r = run_case("FANOUT", stack, port, 1, FANOUT, 0)
+    print(f"4. fan-out: one event → {FANOUT:,} subscribers, last receipt")
+    print(f"   cloud-ws {ms(s['max'])}; bare relay {ms(r['max'])}; ratio {s['max'] / r['max']:.1f}")
 
 
 if __name__ == "__main__":

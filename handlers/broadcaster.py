@@ -98,7 +98,9 @@ _publishes: contextvars.ContextVar[list[Future[Any]] | None] = contextvars.Conte
 
 
 def send(runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent]) -> FanOutSummary:
-    """Post stored events to every subscriber and start publishing them to AppSync, then mark them sent.
+    """Post stored events to every subscriber and start publishing them to AppSync.
+
+    What was sent is recorded by the delivery's lease holder (the lease's ``sentUpTo``).
 
     GraphQL subscribers get the same events with the same seq. Publishing runs
     beside the WebSocket fan-out and the drain's next rounds, on one thread per
@@ -116,7 +118,6 @@ def send(runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent])
         else:
             pending.append(future)
     summary = fanout.broadcast(deployment_id, events)
-    runtime.store.mark_sent(events)
     # An attempt's outcome among them: notified once, whatever is resent (never raises).
     notify.after_send(runtime, deployment_id, events)
     return summary

@@ -11,8 +11,13 @@ the others of the same batch). What happens then:
    order it emitted them; those behind a gap wait), store them
    (``Store.append_events``, up to 33 to a transaction), send them (AppSync
    and the WebSocket fan-out, in ``seq`` order, while still holding the lease
-   so the next chunk is never posted before this one), mark them sent.
-3. **Release**, unless more arrived meanwhile (then drain again). A session
+   so the next chunk is never posted before this one).
+3. **Release**, unless more arrived meanwhile (then drain again), recording
+   on the lease that every ``seq`` up to the last one sent was sent
+   (``sentUpTo``: one attribute on a write the release makes anyway, instead
+   of rewriting every event's identity row). A holder that claims a lease
+   whose holder ran out of time first resends what that holder stored past
+   its mark (it may have died between storing and sending). A session
    that has run :data:`DRAIN_BUDGET_SECONDS` hands over instead: it releases
    and sends the delivery queue a *wake* message for the deployment, which
    goes behind whatever else waits there, so a deployment that never goes
@@ -68,7 +73,7 @@ class _Throttled(Exception):
 
 
 Send = Callable[[str, Sequence[SequencedEvent]], FanOutSummary]
-"""Publishes a deployment's newly stored events to every channel (in ``seq`` order) and marks them sent."""
+"""Publishes a deployment's newly stored events to every channel (in ``seq`` order)."""
 Wake = Callable[[str, int], None]
 """Asks for the deployment's inbox to be drained again in ``n`` seconds (a wake message)."""
 DeadLetter = Callable[[Sequence[DeploymentEvent]], None]
@@ -97,6 +102,19 @@ class DeliveryOutcome:
     sessions: int = 0
     """Rounds of reading the inbox in this call."""
     fanout: FanOutSummary = field(default_factory=FanOutSummary)
+
+
+@dataclass
+class _Session:
+    """One holder's hold of a deployment's lease."""
+
+    owner: str
+    sent_up_to: int | None = None
+    """Every ``seq`` up to this one has been sent (the lease's mark, moved by this holder's sends)."""
+
+    def sent(self, events: Sequence[SequencedEvent]) -> None:
+        if events:
+            self.sent_up_to = max(self.sent_up_to or 0, max(e.seq for e in events))
 
 
 class Delivery:
@@ -153,18 +171,47 @@ class Delivery:
             if lease is None:
                 return outcome
         outcome.claimed = True
+        session = _Session(owner, lease.sent_up_to)
         try:
-            self._drain(deployment_id, owner, own, lease, outcome)
+            if lease.took_over:
+                self._resend_past_mark(deployment_id, session, outcome)
+            self._drain(deployment_id, session, own, lease, outcome)
         except _Throttled:
             # Everything unsent waits in the inbox: pause, then drain again (the records are done).
-            self._inbox.abandon(deployment_id, owner)
+            self._inbox.abandon(deployment_id, owner, session.sent_up_to)
             outcome.throttled = True
             self._wake(deployment_id, THROTTLE_PAUSE_SECONDS)
         except BaseException:
             # Whatever is in the inbox waits for the next holder; ours come back with the records.
-            self._inbox.abandon(deployment_id, owner)
+            self._inbox.abandon(deployment_id, owner, session.sent_up_to)
             raise
         return outcome
+
+    def _resend_past_mark(self, deployment_id: str, session: _Session, outcome: DeliveryOutcome) -> None:
+        """Send again what was stored past the lease's mark, claimed from a holder that ran out of time.
+
+        A holder that dies between storing and sending leaves events whose
+        records may never come back (those it took from the inbox were
+        acknowledged by the invocations that put them there): the next holder
+        sends them, in ``seq`` order, before anything newer. A holder that was
+        only slow sends its own as well: subscribers drop the copies by ``seq``.
+        """
+        if session.sent_up_to is None:
+            return
+        last = self._store.counter(deployment_id).last_seq
+        if last <= session.sent_up_to:
+            return
+        messages = list(self._store.events_between(deployment_id, session.sent_up_to + 1, last))
+        resend = [SequencedEvent.from_message(m) for m in messages]
+        log.warning(
+            "resending events stored past the lease's sent mark (their holder stopped before sending)",
+            extra={"deployment_id": deployment_id, "first": session.sent_up_to + 1, "last": last},
+        )
+        if resend:
+            outcome.fanout.merge(self._send(deployment_id, resend))
+            outcome.sent += [e.seq for e in resend]
+            outcome.resent += [e.seq for e in resend]
+        session.sent_up_to = last
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -183,7 +230,7 @@ class Delivery:
     def _drain(
         self,
         deployment_id: str,
-        owner: str,
+        session: _Session,
         own: list[DeploymentEvent],
         lease: Lease,
         outcome: DeliveryOutcome,
@@ -207,18 +254,18 @@ class Delivery:
                 self._inbox.put(deployment_id, not_yet_inboxed)
                 inboxed.update(event.identity for event in not_yet_inboxed)
             if plan.ready:
-                self._store_and_send(deployment_id, plan.ready, inboxed, outcome)
+                self._store_and_send(deployment_id, plan.ready, inboxed, session, outcome)
             pool = {event.identity: event for event in plan.held}
             wake_in = plan.wake_in_seconds
             if self._clock() - started >= self._budget:
-                self._inbox.abandon(deployment_id, owner)
+                self._inbox.abandon(deployment_id, session.owner, session.sent_up_to)
                 outcome.handed_over = True
                 self._wake(deployment_id, 0)
                 break
-            if self._inbox.release(deployment_id, owner, wakes, len(plan.held)):
+            if self._inbox.release(deployment_id, session.owner, wakes, len(plan.held), session.sent_up_to):
                 break
             lease = self._inbox.read(deployment_id)  # more arrived: drain again
-            if lease.owner != owner:
+            if lease.owner != session.owner:
                 break  # held past its time and claimed by another: the new holder drains
             wakes, read_inbox = lease.wakes, True
         outcome.held = len(pool)
@@ -227,11 +274,19 @@ class Delivery:
         self._checkpoint(deployment_id, ending=True)
 
     def _store_and_send(
-        self, deployment_id: str, ready: list[DeploymentEvent], inboxed: set[str], outcome: DeliveryOutcome
+        self,
+        deployment_id: str,
+        ready: list[DeploymentEvent],
+        inboxed: set[str],
+        session: _Session,
+        outcome: DeliveryOutcome,
     ) -> None:
         try:
             result = self._store.append_events(
-                deployment_id, ready, from_inbox=[e.identity for e in ready if e.identity in inboxed]
+                deployment_id,
+                ready,
+                from_inbox=[e.identity for e in ready if e.identity in inboxed],
+                sent_up_to=session.sent_up_to,
             )
         except ThrottledError as exc:
             partial = exc.partial
@@ -240,17 +295,22 @@ class Delivery:
             # Some chunks were stored before the throttle: send them (nothing else would: their
             # inbox rows and records are gone), keep the rest in the inbox, and back off: the lease
             # is given up and a wake message brings the deployment back after a pause.
-            self._after_store(deployment_id, partial, inboxed, outcome)
+            self._after_store(deployment_id, partial, inboxed, session, outcome)
             stored = {e.event.identity for e in partial.fresh}
             rest = [e for e in ready if e.identity not in inboxed and e.identity not in stored]
             if rest:
                 self._inbox.put(deployment_id, rest)  # raises if throttled too: the records come back
                 inboxed.update(e.identity for e in rest)
             raise _Throttled from exc
-        self._after_store(deployment_id, result, inboxed, outcome)
+        self._after_store(deployment_id, result, inboxed, session, outcome)
 
     def _after_store(
-        self, deployment_id: str, result: SequenceResult, inboxed: set[str], outcome: DeliveryOutcome
+        self,
+        deployment_id: str,
+        result: SequenceResult,
+        inboxed: set[str],
+        session: _Session,
+        outcome: DeliveryOutcome,
     ) -> None:
         leftovers = [event for event, _ in result.duplicates if event.identity in inboxed]
         leftovers += [event for event in result.rejected if event.identity in inboxed]
@@ -278,6 +338,7 @@ class Delivery:
         if not to_send:
             return
         summary = self._send(deployment_id, to_send)
+        session.sent(to_send)
         outcome.sent += [e.seq for e in to_send]
         outcome.fanout.merge(summary)
         self._store.advance_state(deployment_id, result.fresh)

@@ -148,6 +148,19 @@ class SequencedEvent:
         """The deployment the event reports on."""
         return self.event.deployment_id
 
+    @classmethod
+    def from_message(cls, message: str) -> SequencedEvent:
+        """A stored wire message as an event to send again (what a holder resends after a takeover)."""
+        raw = json.loads(message)
+        event = DeploymentEvent(
+            type=str(raw["type"]),
+            deployment_id=str(raw["deployment_id"]),
+            event_id=str(raw["event_id"]),
+            data=dict(raw.get("data") or {}),
+            timestamp=str(raw.get("timestamp") or ""),
+        )
+        return cls(event, int(raw["seq"]), message)
+
 
 def parse_event(event: Mapping[str, Any], received_ms: int | None = None) -> DeploymentEvent:
     """Validate an EventBridge event carrying the cloud-ws envelope.

@@ -71,6 +71,11 @@ class Lease:
     """The ``wakes`` value the last holder drained the inbox up to when it released."""
     held: int
     """Events the last holder left in the inbox, waiting behind a gap."""
+    sent_up_to: int | None = None
+    """Every ``seq`` up to this one was sent by a holder that released or abandoned the lease
+    (None: never recorded, as on rows written before the mark existed)."""
+    took_over: bool = False
+    """Claimed from a holder whose lease ran out: what it stored past ``sent_up_to`` may be unsent."""
 
     def free(self, now_ms: int) -> bool:
         """Whether nobody holds the lease (never claimed, released, or expired)."""
@@ -96,6 +101,7 @@ def _lease(item: dict[str, Any] | None) -> Lease:
         wakes=number("wakes"),
         settled=number("settled"),
         held=number("held"),
+        sent_up_to=number("sentUpTo") if "sentUpTo" in item else None,
     )
 
 
@@ -138,7 +144,8 @@ class Inbox:
                 Key=keys.lease(deployment_id),
                 UpdateExpression=(
                     "SET #o = :me, #u = :until, wakes = if_not_exists(wakes, :zero), "
-                    "settled = if_not_exists(settled, :zero), held = if_not_exists(held, :zero)"
+                    "settled = if_not_exists(settled, :zero), held = if_not_exists(held, :zero), "
+                    "sentUpTo = if_not_exists(sentUpTo, :zero)"
                 ),
                 ConditionExpression="attribute_not_exists(#o) OR #u < :now",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
@@ -148,13 +155,25 @@ class Inbox:
                     ":now": {"N": str(now)},
                     ":zero": _ZERO,
                 },
-                ReturnValues="ALL_NEW",
+                # The row as it was: whether a holder still named in it ran out of time (a takeover).
+                ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
                 return None
             raise
-        return _lease(reply.get("Attributes"))
+        before = reply.get("Attributes") or {}
+        old = _lease(before)
+        return Lease(
+            owner=owner,
+            until_ms=now + self._lease_ms,
+            wakes=old.wakes,
+            settled=old.settled,
+            held=old.held,
+            # A row without the mark (new, or written before it existed) starts it at 0.
+            sent_up_to=old.sent_up_to or 0,
+            took_over="owner" in before,
+        )
 
     def add(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> Lease:
         """Put events in the inbox, then tell the holder (``wakes``); the lease after the bump."""
@@ -235,19 +254,25 @@ class Inbox:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return events
 
-    def release(self, deployment_id: str, owner: str, wakes: int, held: int) -> bool:
-        """Give the lease up if no work arrived since ``wakes`` was read; False when some did."""
+    def release(
+        self, deployment_id: str, owner: str, wakes: int, held: int, sent_up_to: int | None = None
+    ) -> bool:
+        """Give the lease up if no work arrived since ``wakes`` was read; False when some did.
+
+        ``sent_up_to``: every ``seq`` up to it has been sent (recorded for the next holder).
+        """
+        values: dict[str, Any] = {":me": {"S": owner}, ":w": {"N": str(wakes)}, ":h": {"N": str(held)}}
+        mark = ""
+        if sent_up_to is not None:
+            values[":s"] = {"N": str(sent_up_to)}
+            mark = ", sentUpTo = :s"
         try:
             self._update(
                 Key=keys.lease(deployment_id),
-                UpdateExpression="SET settled = :w, held = :h REMOVE #o, #u",
+                UpdateExpression=f"SET settled = :w, held = :h{mark} REMOVE #o, #u",
                 ConditionExpression="#o = :me AND wakes = :w",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
-                ExpressionAttributeValues={
-                    ":me": {"S": owner},
-                    ":w": {"N": str(wakes)},
-                    ":h": {"N": str(held)},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
@@ -255,15 +280,23 @@ class Inbox:
             raise
         return True
 
-    def abandon(self, deployment_id: str, owner: str) -> None:
-        """Give the lease up whatever waits (a hand-over, or a failure); the next holder reads the inbox."""
+    def abandon(self, deployment_id: str, owner: str, sent_up_to: int | None = None) -> None:
+        """Give the lease up whatever waits (a hand-over, or a failure); the next holder reads the inbox.
+
+        ``sent_up_to``: every ``seq`` up to it has been sent (recorded for the next holder).
+        """
+        values: dict[str, Any] = {":me": {"S": owner}, ":one": {"N": "1"}}
+        mark = ""
+        if sent_up_to is not None:
+            values[":s"] = {"N": str(sent_up_to)}
+            mark = ", sentUpTo = :s"
         try:
             self._update(
                 Key=keys.lease(deployment_id),
-                UpdateExpression="SET held = :one REMOVE #o, #u",
+                UpdateExpression=f"SET held = :one{mark} REMOVE #o, #u",
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
-                ExpressionAttributeValues={":me": {"S": owner}, ":one": {"N": "1"}},
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":

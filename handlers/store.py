@@ -729,6 +729,7 @@ class Store:
         events: Sequence[DeploymentEvent],
         *,
         from_inbox: Collection[str] = (),
+        sent_up_to: int | None = None,
     ) -> SequenceResult:
         """Give a deployment's events the next ``seq`` range, in the order given, and store them exactly once.
 
@@ -746,7 +747,9 @@ class Store:
         - the counter's condition failed: another invocation stored first;
           read it again and retry;
         - an identity's condition failed: stored by an earlier delivery
-          (read back: a duplicate, or stored but not yet sent);
+          (read back: a duplicate when its ``seq`` is at most ``sent_up_to``,
+          the lease holder's mark that everything up to it was sent; else
+          stored but not yet sent, and resent);
         - ``TransactionConflict``: another request holds one of the items right
           now; wait a little and retry (at most ``max_sequence_attempts`` rounds);
         - ``ThrottlingError`` / ``ProvisionedThroughputExceeded``: wait a little
@@ -846,7 +849,7 @@ class Store:
                     ) from exc
                 known = [e for i, e in enumerate(chunk) if _failed(reasons, owners.index(i) + 1)]
                 if known:
-                    self._classify_known(known, result)
+                    self._classify_known(known, result, sent_up_to)
                     known_ids = {e.identity for e in known}
                     pending = [e for e in pending if e.identity not in known_ids]
                 if _failed(reasons, 0):
@@ -942,7 +945,7 @@ class Store:
                 {
                     "Put": {
                         "TableName": self._tables.event_ids,
-                        "Item": _identity_item(event.identity, deployment_id, seq, False, identity_ttl),
+                        "Item": _identity_item(event.identity, deployment_id, seq, identity_ttl),
                         "ConditionExpression": "attribute_not_exists(eventKey)",
                     }
                 }
@@ -954,8 +957,14 @@ class Store:
                 owners.append(i)
         return items, owners
 
-    def _classify_known(self, known: Sequence[DeploymentEvent], result: SequenceResult) -> None:
-        """Sort events already stored by an earlier delivery into fanned out (duplicates) and not yet."""
+    def _classify_known(
+        self, known: Sequence[DeploymentEvent], result: SequenceResult, sent_up_to: int | None
+    ) -> None:
+        """Sort events already stored by an earlier delivery into fanned out (duplicates) and not yet.
+
+        Sent: a ``seq`` at most ``sent_up_to``, or an identity row an earlier
+        version marked ``sent`` (identity rows are written once and never marked now).
+        """
         identities = self._batch_get(
             self._tables.event_ids, [{"eventKey": _s(e.identity)} for e in known], "eventKey, seq, sent"
         )
@@ -967,7 +976,7 @@ class Store:
                 result.duplicates.append((event, 0))
                 continue
             seq = _int(item, "seq")
-            if item.get("sent", {}).get("BOOL", False):
+            if item.get("sent", {}).get("BOOL", False) or (sent_up_to is not None and seq <= sent_up_to):
                 result.duplicates.append((event, seq))
             else:
                 unsent.append((event, seq))
@@ -996,20 +1005,6 @@ class Store:
         )
         found = {_int(row, "seq"): _str(row, "message") for row in rows}
         return [m for _, m in sorted(found.items()) if m is not None]
-
-    def mark_sent(self, events: Sequence[SequencedEvent]) -> None:
-        """Record that these events' fan-out completed, so a redelivery does not resend them.
-
-        One BatchWriteItem per 25 events rewrites their identity rows with
-        ``sent`` set (the rows carry nothing else that could be lost).
-        """
-        ttl = self._now() + max(self._history_ttl, spec.IDENTITY_TTL_SECONDS)
-        puts = [
-            {"PutRequest": {"Item": _identity_item(e.event.identity, e.deployment_id, e.seq, True, ttl)}}
-            for e in events
-        ]
-        for start in range(0, len(puts), 25):  # BatchWriteItem takes at most 25 requests
-            self._batch_write(self._tables.event_ids, puts[start : start + 25])
 
     def _batch_write(self, table: str, requests: list[Any]) -> None:
         pending: Any = {table: requests}
@@ -1121,14 +1116,10 @@ def _failed(reasons: Sequence[str], index: int) -> bool:
     return index < len(reasons) and reasons[index] == "ConditionalCheckFailed"
 
 
-def _identity_item(event_key: str, deployment_id: str, seq: int, sent: bool, ttl: int) -> Item:
-    return {
-        "eventKey": _s(event_key),
-        "deploymentId": _s(deployment_id),
-        "seq": _n(seq),
-        "sent": {"BOOL": sent},
-        _TTL: _n(ttl),
-    }
+def _identity_item(event_key: str, deployment_id: str, seq: int, ttl: int) -> Item:
+    # Written once with its event and never rewritten: whether it was sent is the lease's
+    # ``sentUpTo`` mark (handlers.inbox), one attribute instead of a write per event.
+    return {"eventKey": _s(event_key), "deploymentId": _s(deployment_id), "seq": _n(seq), _TTL: _n(ttl)}
 
 
 def _code(exc: ClientError) -> str:

@@ -12,7 +12,7 @@ from typing import Any, cast
 import boto3
 import pytest
 
-from handlers import broadcaster, spec
+from handlers import broadcaster, keys, spec
 from handlers.fanout import FanOutTask
 from handlers.runtime import Runtime, get_runtime, reset_runtime
 from handlers.store import Store
@@ -151,11 +151,11 @@ def test_a_batch_mixing_sent_unsent_and_new_events_resends_only_the_unsent(stack
     """A batch redelivered after a crash: the sent event skipped, the unsent resent, the new sequenced."""
     (conn,) = stack.subscribed("D1", 1)
     broadcaster.handler(_records([_event("D1", 0, "a"), _event("D1", 1, "b")]))
-    stack.ddb.update_item(  # as if the container died after storing "b" and before marking it sent
-        TableName=stack.tables["EVENT_IDS_TABLE"],
-        Key={"eventKey": {"S": "D1/b"}},
-        UpdateExpression="SET sent = :f",
-        ExpressionAttributeValues={":f": {"BOOL": False}},
+    stack.ddb.update_item(  # as if the container died after storing "b" and before sending it
+        TableName=stack.tables["EVENTS_TABLE"],
+        Key=keys.lease("D1"),
+        UpdateExpression="SET sentUpTo = :one",
+        ExpressionAttributeValues={":one": {"N": "1"}},
     )
     stack.mgmt.clear()
 
@@ -197,7 +197,9 @@ def test_concurrent_batches_of_one_deployment_never_share_a_seq(
     assert results == [{"batchItemFailures": []}] * 4
     rows = [r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"] == "RACE"]
     assert sorted(int(r["seq"]["N"]) for r in rows) == list(range(0, 21))  # the counter and 1..20
-    assert sorted(_seqs(stack, conn)) == list(range(1, 21))
+    # Every seq reaches the subscriber; a holder that claims a lease run out of time also resends
+    # what its predecessor stored past the lease's sent mark, so copies are allowed (dropped by seq).
+    assert sorted(set(_seqs(stack, conn))) == list(range(1, 21))
 
 
 def test_a_partial_batch_failure_reports_only_the_failed_records(

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from handlers import broadcaster, state
+from handlers import broadcaster, keys, state
 from handlers.runtime import get_runtime, reset_runtime
 from handlers.store import Counter, Store
 from tests.support.events import eventbridge_event
@@ -89,11 +89,11 @@ def test_redelivery_after_an_interrupted_fan_out_resends_the_stored_event(stack:
     """If the first invocation died before finishing, the retry sends the same seq again."""
     (conn,) = stack.subscribed("D1", 1)
     stack.publish("D1", event_id="ev")
-    stack.ddb.update_item(  # as if the container died between storing and marking sent
-        TableName=stack.tables["EVENT_IDS_TABLE"],
-        Key={"eventKey": {"S": "D1/ev"}},
-        UpdateExpression="SET sent = :f",
-        ExpressionAttributeValues={":f": {"BOOL": False}},
+    stack.ddb.update_item(  # as if the container died between storing and sending
+        TableName=stack.tables["EVENTS_TABLE"],
+        Key=keys.lease("D1"),
+        UpdateExpression="SET sentUpTo = :z",
+        ExpressionAttributeValues={":z": {"N": "0"}},
     )
 
     retry = stack.publish("D1", event_id="ev")
@@ -102,6 +102,45 @@ def test_redelivery_after_an_interrupted_fan_out_resends_the_stored_event(stack:
     assert retry["seq"] == 1
     assert [m["seq"] for m in _events(stack, conn)] == [1, 1]  # clients drop the copy by seq
     assert stack.publish("D1", event_id="ev")["status"] == "duplicate"
+
+
+def test_a_holder_that_ran_out_of_time_has_what_it_stored_past_its_mark_resent(stack: Stack) -> None:
+    """The lease's holder stored 2 and 3, then died before sending (their inbox rows and records
+    were gone with it): the next invocation takes the expired lease over and sends them first."""
+    (conn,) = stack.subscribed("D1", 1)
+    for n in range(3):
+        stack.publish("D1", event_id=f"ev-{n}")
+    stack.ddb.update_item(  # the dead holder's lease: still named, run out, sent only up to 1
+        TableName=stack.tables["EVENTS_TABLE"],
+        Key=keys.lease("D1"),
+        UpdateExpression="SET #o = :dead, #u = :past, sentUpTo = :one",
+        ExpressionAttributeNames={"#o": "owner", "#u": "until"},
+        ExpressionAttributeValues={":dead": {"S": "dead"}, ":past": {"N": "1"}, ":one": {"N": "1"}},
+    )
+    before = len(_events(stack, conn))
+
+    stack.publish("D1", event_id="ev-3")
+
+    assert [m["seq"] for m in _events(stack, conn)][before:] == [2, 3, 4]
+    lease = stack.ddb.get_item(TableName=stack.tables["EVENTS_TABLE"], Key=keys.lease("D1"))["Item"]
+    assert lease["sentUpTo"] == {"N": "4"}
+    assert "owner" not in lease
+
+
+def test_the_lease_records_what_was_sent_and_a_redelivery_after_it_is_a_duplicate(stack: Stack) -> None:
+    """Sending marks the lease (one attribute) instead of rewriting every identity row."""
+    stack.subscribed("D1", 1)
+    for n in range(3):
+        stack.publish("D1", event_id=f"ev-{n}")
+
+    lease = stack.ddb.get_item(TableName=stack.tables["EVENTS_TABLE"], Key=keys.lease("D1"))["Item"]
+    identity = stack.ddb.get_item(
+        TableName=stack.tables["EVENT_IDS_TABLE"], Key={"eventKey": {"S": "D1/ev-1"}}
+    )["Item"]
+    assert lease["sentUpTo"] == {"N": "3"}
+    assert "sent" not in identity
+    assert identity["seq"] == {"N": "2"}
+    assert stack.publish("D1", event_id="ev-1")["status"] == "duplicate"
 
 
 def test_concurrent_invocations_never_share_a_seq(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 from cloud_ws_client import ClientOptions, CloudWebSocketClient, Event, Message
-from handlers import spec
+from handlers import keys, spec
 from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack
 from tests.support.waiting import PATIENCE, eventually
 from tests.test_client.fakes import Gateway
@@ -120,18 +120,21 @@ def tokens(stack: LocalStackProcess) -> Tokens:
 
 
 async def fan_out_done(stack: LocalStackProcess, deployment_id: str, event_id: str) -> bool:
-    """Whether the broadcaster finished posting an event (its identity row is marked sent)."""
-    table = f"cloud-ws-{stack.outputs['stage']}-{spec.EVENT_IDS.role}"
-    item = await asyncio.to_thread(
-        lambda: (
-            stack.aws("dynamodb")
-            .get_item(
-                TableName=table, Key={"eventKey": {"S": f"{deployment_id}/{event_id}"}}, ConsistentRead=True
-            )
-            .get("Item")
-        )
-    )
-    return bool(item and item.get("sent", {}).get("BOOL"))
+    """Whether the broadcaster finished posting an event (the lease's ``sentUpTo`` mark reached its seq)."""
+    ddb = stack.aws("dynamodb")
+    identities = f"cloud-ws-{stack.outputs['stage']}-{spec.EVENT_IDS.role}"
+    events = f"cloud-ws-{stack.outputs['stage']}-{spec.EVENTS.role}"
+
+    def read() -> bool:
+        identity = ddb.get_item(
+            TableName=identities, Key={"eventKey": {"S": f"{deployment_id}/{event_id}"}}, ConsistentRead=True
+        ).get("Item")
+        lease = ddb.get_item(TableName=events, Key=keys.lease(deployment_id), ConsistentRead=True).get("Item")
+        if not identity or not lease or "sentUpTo" not in lease:
+            return False
+        return int(lease["sentUpTo"]["N"]) >= int(identity["seq"]["N"])
+
+    return await asyncio.to_thread(read)
 
 
 async def next_message(stream: AsyncIterator[Message]) -> Message:
