@@ -1,20 +1,23 @@
 /**
- * A real `cloud-ws local` in a child process for the app's tests, started as
- * client/javascript/test/support/stack.ts starts it (that file is an ES
- * module of the client's own test build; jest runs this one through Babel):
- * port 0, an outputs file in a temporary folder, the repository's venv.
- * Events go in as any producer's do, through EventBridge's PutEvents on the
- * embedded AWS endpoint, numbered per deployment so they keep their order.
+ * A real `cloud-ws local` in a child process for the app's tests, started,
+ * fed and stopped by the client's own test support (client/javascript/test/
+ * support/local-stack.ts, which its stack.ts extends as this file does): port
+ * 0, an outputs file in a temporary folder, the repository's venv. Events go
+ * in as any producer's do, through EventBridge's PutEvents on the embedded AWS
+ * endpoint, numbered per deployment so they keep their order.
+ *
+ * Not that stack.ts itself: it reads `import.meta.url`, which the web
+ * project's babel-jest leaves undefined, and calls the global fetch, which
+ * under jest-expo is React Native's (no native side). Every request here goes
+ * through Node's fetch (`nodeFetch`).
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 import WebSocket from "ws";
 
+import { type LocalProcess, RunningLocal, startLocal, waitFor } from "../../../../client/javascript/test/support/local-stack";
 import { CloudWebSocketClient, type SnapshotMessage, type WebSocketConstructor } from "../../src/cloudws";
 
 export const REPO_ROOT = resolve(__dirname, "../../../..");
@@ -40,50 +43,14 @@ export interface TestEvent {
   data: Record<string, unknown>;
 }
 
-export class LocalStack {
-  readonly #producer = `mobile-test-${randomUUID()}`;
-  readonly #numbers = new Map<string, number>();
-
-  private constructor(
-    readonly outputs: Outputs,
-    readonly outputsText: string,
-    readonly log: string[],
-    private readonly child: ChildProcess,
-    private readonly directory: string,
-  ) {}
+export class LocalStack extends RunningLocal<Outputs> {
+  private constructor(local: LocalProcess) {
+    super(local, `mobile-test-${randomUUID()}`, nodeFetch);
+  }
 
   /** Starts `cloud-ws local --port 0` and waits (up to 90 s) for its outputs file. */
   static async start(): Promise<LocalStack> {
-    const directory = mkdtempSync(join(tmpdir(), "cloud-ws-mobile-"));
-    const outputsPath = join(directory, "outputs.json");
-    const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: "1" };
-    delete env["AWS_ENDPOINT_URL"];
-    delete env["AWS_PROFILE"];
-    const child = spawn(PYTHON, ["-m", "cloud_ws.cli", "local", "--port", "0", "--outputs", outputsPath], {
-      cwd: REPO_ROOT,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const log: string[] = [];
-    child.stdout?.on("data", (chunk: Buffer) => log.push(chunk.toString()));
-    child.stderr?.on("data", (chunk: Buffer) => log.push(chunk.toString()));
-    await waitFor(() => existsSync(outputsPath) || child.exitCode !== null, { timeout: 90_000, what: "cloud-ws local's outputs" });
-    if (child.exitCode !== null) {
-      throw new Error(`cloud-ws local exited early:\n${log.join("")}`);
-    }
-    const text = readFileSync(outputsPath, "utf8");
-    return new LocalStack(JSON.parse(text) as Outputs, text, log, child, directory);
-  }
-
-  async stop(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
-      const exited = new Promise((done) => this.child.once("exit", done));
-      this.child.kill("SIGTERM");
-      const timer = setTimeout(() => this.child.kill("SIGKILL"), 20_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    rmSync(this.directory, { recursive: true, force: true });
+    return new LocalStack(await startLocal({ root: REPO_ROOT, python: PYTHON, prefix: "cloud-ws-mobile-", timeout: 90_000 }));
   }
 
   /** A fresh ID token of the dev user from the embedded Cognito (what `cloud-ws token` prints). */
@@ -94,43 +61,7 @@ export class LocalStack {
 
   /** Puts events on the stack's bus, in order, ten to a PutEvents call. */
   async put(deploymentId: string, events: TestEvent[]): Promise<void> {
-    for (let start = 0; start < events.length; start += 10) {
-      const entries = events.slice(start, start + 10).map((event) => {
-        const number = (this.#numbers.get(deploymentId) ?? 0) + 1;
-        this.#numbers.set(deploymentId, number);
-        return {
-          Source: this.outputs.event_source,
-          DetailType: event.type,
-          EventBusName: this.outputs.event_bus_name,
-          Detail: JSON.stringify({
-            deployment_id: deploymentId,
-            event_id: randomUUID(),
-            data: event.data,
-            timestamp: new Date().toISOString(),
-            producer_id: this.#producer,
-            producer_seq: number,
-          }),
-        };
-      });
-      const reply = await nodeFetch(`${this.outputs.aws_endpoint_url}/`, {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/x-amz-json-1.1",
-          "X-Amz-Target": "AWSEvents.PutEvents",
-          Authorization: `AWS4-HMAC-SHA256 Credential=local/20260101/${this.outputs.region}/events/aws4_request, SignedHeaders=host, Signature=0`,
-        },
-        body: JSON.stringify({ Entries: entries }),
-      });
-      const body = (await reply.json()) as { FailedEntryCount?: number };
-      if (!reply.ok || body.FailedEntryCount !== 0) {
-        throw new Error(`PutEvents failed: ${reply.status} ${JSON.stringify(body)}`);
-      }
-    }
-  }
-
-  /** Events put so far for a deployment (each gets seq 1, 2, … in this order). */
-  count(deploymentId: string): number {
-    return this.#numbers.get(deploymentId) ?? 0;
+    await this.putEvents(deploymentId, events);
   }
 
   /**
@@ -159,23 +90,6 @@ export class LocalStack {
       throw new Error("no snapshot");
     }
     return latest;
-  }
-}
-
-/** Polls `condition` until it holds; fails with `what` after `timeout` ms. */
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  { timeout = 20_000, interval = 20, what = "a condition" }: { timeout?: number; interval?: number; what?: string } = {},
-): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    if (await condition()) {
-      return;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
-    }
-    await new Promise((wake) => setTimeout(wake, interval));
   }
 }
 
