@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from handlers import ordering, spec
 from handlers.events import DeploymentEvent, SequencedEvent
 from handlers.fanout import FanOutSummary
-from handlers.inbox import Inbox, Lease
+from handlers.inbox import Inbox, InboxRow, Lease
 from handlers.log import get_logger
 from handlers.store import SequenceResult, Store, ThrottledError
 
@@ -70,6 +70,11 @@ THROTTLE_PAUSE_SECONDS = 1
 
 class _Throttled(Exception):
     """Raised inside a drain: what was stored is sent and the rest waits in the inbox."""
+
+    def __init__(self, done: set[str]) -> None:
+        super().__init__("DynamoDB throttled storing")
+        self.done = done
+        """Identities of the events dealt with before the throttle (stored, found stored, set aside)."""
 
 
 Send = Callable[[str, Sequence[SequencedEvent]], FanOutSummary]
@@ -239,13 +244,16 @@ class Delivery:
         wakes, read_inbox = lease.wakes, lease.inbox_may_hold_events
         pool: dict[str, DeploymentEvent] = {event.identity: event for event in own}
         inboxed: set[str] = set()
+        rows: list[InboxRow] = []
         wake_in: float | None = None
         while True:
             outcome.sessions += 1
             if read_inbox:
-                for event in self._inbox.waiting(deployment_id):
-                    pool.setdefault(event.identity, event)
-                    inboxed.add(event.identity)
+                rows = self._inbox.rows(deployment_id)
+                for row in rows:
+                    for event in row.events:
+                        pool.setdefault(event.identity, event)
+                        inboxed.add(event.identity)
             counter = self._store.counter_hint(deployment_id)
             plan = ordering.plan(pool.values(), counter.producers, self._now_ms(), self._gap)
             # Held events of our own batch go to the inbox before anyone else may hold the lease.
@@ -254,7 +262,14 @@ class Delivery:
                 self._inbox.put(deployment_id, not_yet_inboxed)
                 inboxed.update(event.identity for event in not_yet_inboxed)
             if plan.ready:
-                self._store_and_send(deployment_id, plan.ready, inboxed, session, outcome)
+                try:
+                    self._store_and_send(deployment_id, plan.ready, inboxed, session, outcome)
+                except _Throttled as throttled:
+                    waiting = {e.identity for e in [*plan.ready, *plan.held]} - throttled.done
+                    self._inbox.settle(rows, waiting)
+                    raise
+                # Off the posting path: what was stored (or found stored, or set aside) leaves the inbox.
+                rows = self._inbox.settle(rows, {event.identity for event in plan.held})
             pool = {event.identity: event for event in plan.held}
             wake_in = plan.wake_in_seconds
             if self._clock() - started >= self._budget:
@@ -285,23 +300,24 @@ class Delivery:
             result = self._store.append_events(
                 deployment_id,
                 ready,
-                from_inbox=[e.identity for e in ready if e.identity in inboxed],
                 sent_up_to=session.sent_up_to,
             )
         except ThrottledError as exc:
             partial = exc.partial
             if partial is None or not (partial.fresh or partial.unsent):
                 raise  # nothing stored: the records come back later, their visibility doubled
-            # Some chunks were stored before the throttle: send them (nothing else would: their
-            # inbox rows and records are gone), keep the rest in the inbox, and back off: the lease
-            # is given up and a wake message brings the deployment back after a pause.
+            # Some chunks were stored before the throttle: send them (nothing else would: the
+            # records are acknowledged), keep the rest in the inbox, and back off: the lease is
+            # given up and a wake message brings the deployment back after a pause.
             self._after_store(deployment_id, partial, inboxed, session, outcome)
-            stored = {e.event.identity for e in partial.fresh}
-            rest = [e for e in ready if e.identity not in inboxed and e.identity not in stored]
+            done = {e.event.identity for e in partial.fresh + partial.unsent}
+            done.update(e.identity for e, _ in partial.duplicates)
+            done.update(e.identity for e in partial.rejected + partial.refused)
+            rest = [e for e in ready if e.identity not in inboxed and e.identity not in done]
             if rest:
                 self._inbox.put(deployment_id, rest)  # raises if throttled too: the records come back
                 inboxed.update(e.identity for e in rest)
-            raise _Throttled from exc
+            raise _Throttled(done) from exc
         self._after_store(deployment_id, result, inboxed, session, outcome)
 
     def _after_store(
@@ -312,9 +328,6 @@ class Delivery:
         session: _Session,
         outcome: DeliveryOutcome,
     ) -> None:
-        leftovers = [event for event, _ in result.duplicates if event.identity in inboxed]
-        leftovers += [event for event in result.rejected if event.identity in inboxed]
-        leftovers += [event for event in result.refused if event.identity in inboxed]
         if result.refused:
             outcome.refused += result.refused
             for event in result.refused:
@@ -327,8 +340,6 @@ class Delivery:
                         "project": self._store.counter_hint(deployment_id).project,
                     },
                 )
-        if leftovers:
-            self._inbox.remove(deployment_id, leftovers)
         if result.rejected:
             outcome.rejected += result.rejected
             self._dead_letter(result.rejected)

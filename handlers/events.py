@@ -84,7 +84,11 @@ class DeploymentEvent:
     @classmethod
     def from_json(cls, text: str) -> DeploymentEvent:
         """An event :meth:`to_json` wrote (already validated when it was parsed)."""
-        raw = json.loads(text)
+        return cls.from_object(json.loads(text))
+
+    @classmethod
+    def from_object(cls, raw: Any) -> DeploymentEvent:
+        """An event :meth:`to_json` wrote, already decoded from JSON."""
         return cls(
             type=str(raw["type"]),
             deployment_id=str(raw["deployment_id"]),

@@ -12,8 +12,9 @@ the queue behind it. Instead:
   the ``D#lease`` row) stores the deployment's events: its own, then those
   waiting in the inbox, in the producers' emission order
   (``handlers.ordering``), many to a transaction;
-- every other invocation **puts its events in the inbox** (``D#in#k`` rows,
-  one ``BatchWriteItem``), bumps the lease's ``wakes`` count and is done in
+- every other invocation **puts its events in the inbox** (one ``D#in#k``
+  row per batch, holding the batch's events as a JSON list: a row write
+  instead of one per event), bumps the lease's ``wakes`` count and is done in
   two requests, so the queue keeps draining and other deployments' events
   are not held up;
 - the holder **releases** only if ``wakes`` has not moved since it last read
@@ -33,8 +34,10 @@ whatever waited meanwhile.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +58,19 @@ log = get_logger("inbox")
 #: seconds) and its fan-out, shorter than the queue's visibility timeout.
 LEASE_SECONDS = 60
 
+#: Largest inbox row written (DynamoDB items hold at most 400 KB; an event is at most 256 KB).
+ROW_BYTES = 300_000
+
 _BATCH_BACKOFF = Backoff(base=0.01, cap=0.5)
 _ZERO = {"N": "0"}
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """One inbox row as read: the events it holds and its key."""
+
+    key: dict[str, Any]
+    events: tuple[DeploymentEvent, ...]
 
 
 @dataclass(frozen=True)
@@ -181,27 +195,51 @@ class Inbox:
         return self.wake(deployment_id, len(events))
 
     def put(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
-        """Put events in the inbox without telling anyone (the holder leaving some behind)."""
+        """Put events in the inbox without telling anyone (the holder leaving some behind).
+
+        One row for all of them (more only past :data:`ROW_BYTES`), under a
+        fresh name: a redelivered batch makes a second row, whose events the
+        holder recognises as the same (by identity) and stores once.
+        """
         ttl = {"N": str(self._now_ms() // 1000 + self._ttl)}
         requests = [
             {
                 "PutRequest": {
                     "Item": {
-                        **keys.inbox(deployment_id, event.identity),
-                        "event": {"S": event.to_json()},
+                        **keys.inbox(deployment_id, uuid.uuid4().hex),
+                        "events": {"S": "[" + ",".join(row) + "]"},
                         "ttl": ttl,
                     }
                 }
             }
-            for event in events
+            for row in _rows(event.to_json() for event in events)
         ]
         self._batch_write(requests)
 
-    def remove(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> None:
-        """Take events out of the inbox that will never be stored from it (duplicates, rejected)."""
-        self._batch_write(
-            [{"DeleteRequest": {"Key": keys.inbox(deployment_id, event.identity)}} for event in events]
-        )
+    def settle(self, rows: Sequence[InboxRow], keep: set[str]) -> list[InboxRow]:
+        """Take what was stored out of rows read earlier; the rows left, as they now are.
+
+        A row none of whose events is in ``keep`` (identities still waiting) is
+        deleted; one with some is rewritten with those; one with all of them is
+        left as it is. One ``BatchWriteItem`` for all. Not in the storing
+        transaction: a row that outlives its events (the holder stopped in
+        between) only makes the next holder meet them again as duplicates.
+        """
+        requests: list[Any] = []
+        left: list[InboxRow] = []
+        ttl = {"N": str(self._now_ms() // 1000 + self._ttl)}
+        for row in rows:
+            waiting = tuple(e for e in row.events if e.identity in keep)
+            if len(waiting) == len(row.events):
+                left.append(row)
+            elif not waiting:
+                requests.append({"DeleteRequest": {"Key": row.key}})
+            else:
+                text = "[" + ",".join(e.to_json() for e in waiting) + "]"
+                requests.append({"PutRequest": {"Item": {**row.key, "events": {"S": text}, "ttl": ttl}}})
+                left.append(InboxRow(row.key, waiting))
+        self._batch_write(requests)
+        return left
 
     def wake(self, deployment_id: str, count: int = 1) -> Lease:
         """Bump ``wakes`` so the holder's release fails and it reads the inbox again."""
@@ -225,14 +263,16 @@ class Inbox:
 
     def waiting(self, deployment_id: str) -> list[DeploymentEvent]:
         """Every event in the deployment's inbox (any order; ``handlers.ordering`` orders them)."""
-        events: list[DeploymentEvent] = []
+        return [event for row in self.rows(deployment_id) for event in row.events]
+
+    def rows(self, deployment_id: str) -> list[InboxRow]:
+        """Every row of the deployment's inbox, with the events each holds."""
+        rows: list[InboxRow] = []
         for shard in range(keys.INBOX_SHARDS):
             kwargs: dict[str, Any] = {
                 "TableName": self._table,
                 "KeyConditionExpression": "deploymentId = :d",
                 "ExpressionAttributeValues": {":d": {"S": keys.inbox_partition(deployment_id, shard)}},
-                "ProjectionExpression": "#e",
-                "ExpressionAttributeNames": {"#e": "event"},
                 "ConsistentRead": True,
             }
             while True:
@@ -241,18 +281,12 @@ class Inbox:
                 except ClientError as exc:
                     raise _throttled_or(exc) from exc
                 for item in page.get("Items", []):
-                    raw = item.get("event", {})
-                    if "S" in raw:
-                        try:
-                            events.append(DeploymentEvent.from_json(raw["S"]))
-                        except (ValueError, KeyError, TypeError):
-                            log.warning(
-                                "unreadable inbox row dropped", extra={"deployment_id": deployment_id}
-                            )
+                    key = {"deploymentId": item["deploymentId"], "seq": item["seq"]}
+                    rows.append(InboxRow(key, tuple(_events_of(item, deployment_id))))
                 if "LastEvaluatedKey" not in page:
                     break
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return events
+        return rows
 
     def release(
         self, deployment_id: str, owner: str, wakes: int, held: int, sent_up_to: int | None = None
@@ -323,6 +357,33 @@ class Inbox:
                 self._sleep(_BATCH_BACKOFF.delay(attempt))
             else:
                 raise ThrottledError(f"could not write {len(pending[self._table])} inbox rows")
+
+
+def _rows(encoded: Iterable[str]) -> list[list[str]]:
+    """Encoded events packed into rows of at most :data:`ROW_BYTES`."""
+    rows: list[list[str]] = []
+    size = ROW_BYTES
+    for text in encoded:
+        length = len(text.encode("utf-8")) + 1
+        if size + length > ROW_BYTES:
+            rows.append([])
+            size = 2
+        rows[-1].append(text)
+        size += length
+    return rows
+
+
+def _events_of(item: dict[str, Any], deployment_id: str) -> list[DeploymentEvent]:
+    """The events an inbox row holds (``events``: a JSON list; ``event``: one, as older rows held)."""
+    try:
+        if "events" in item:
+            return [DeploymentEvent.from_object(raw) for raw in json.loads(item["events"]["S"])]
+        if "event" in item:
+            return [DeploymentEvent.from_json(item["event"]["S"])]
+    except (ValueError, KeyError, TypeError):
+        pass
+    log.warning("unreadable inbox row dropped", extra={"deployment_id": deployment_id})
+    return []
 
 
 def _code(exc: ClientError) -> str:

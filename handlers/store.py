@@ -16,7 +16,7 @@ import json
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -728,7 +728,6 @@ class Store:
         deployment_id: str,
         events: Sequence[DeploymentEvent],
         *,
-        from_inbox: Collection[str] = (),
         sent_up_to: int | None = None,
     ) -> SequenceResult:
         """Give a deployment's events the next ``seq`` range, in the order given, and store them exactly once.
@@ -736,11 +735,11 @@ class Store:
         Each round is one TransactWriteItems: the counter moves from ``last``
         to ``last + n`` (guarded by ``lastSeq = last``), every event gets its
         history row and its identity row (guarded by "does not exist yet"),
-        the producers' cursors move with the counter, and events taken from
-        the inbox (their identities in ``from_inbox``) leave it in the same
-        transaction. The counter item stays small: the last ``seq``, the
-        deployment's head (status, attempt, layers, dates) and the cursors;
-        the full state is checkpointed apart (:meth:`put_checkpoint`).
+        and the producers' cursors move with the counter (the caller takes
+        events it read from the inbox out of it afterwards). The counter
+        item stays small: the last ``seq``, the deployment's head (status,
+        attempt, layers, dates) and the cursors; the full state is checkpointed
+        apart (:meth:`put_checkpoint`).
 
         A cancelled transaction's per-item reasons decide what happens next:
 
@@ -769,7 +768,6 @@ class Store:
             if event.identity not in seen:
                 seen.add(event.identity)
                 pending.append(event)
-        inboxed = set(from_inbox)
         result = SequenceResult([], [], [])
         now = self._now()
         ttl = now + self._history_ttl
@@ -780,8 +778,7 @@ class Store:
         # producer's later events do not wait out a gap for numbers that will never be stored.
         passed: list[DeploymentEvent] = []
         while pending:
-            per_event = 3 if inboxed else 2
-            chunk = pending[: min(spec.DELIVERY.max_events_per_transaction, 99 // per_event)]
+            chunk = pending[: min(spec.DELIVERY.max_events_per_transaction, 99 // 2)]
             known_counter = self._last_seq_hint.get(deployment_id)
             if known_counter is None:
                 known_counter = self.counter(deployment_id)
@@ -814,7 +811,6 @@ class Store:
                 (ttl, identity_ttl),
                 summary,
                 producers,
-                inboxed,
                 project,
             )
             try:
@@ -876,10 +872,9 @@ class Store:
         ttls: tuple[int, int],
         summary: Mapping[str, Any],
         producers: Mapping[str, int],
-        inboxed: Collection[str],
         project: str,
     ) -> tuple[list[TransactWriteItemTypeDef], list[int]]:
-        """The counter update, then per event its history row, identity row and (if inboxed) inbox delete.
+        """The counter update, then per event its history row and its identity row.
 
         Returns the items and, per item, the index in ``chunk`` of the event it
         belongs to (-1 for the counter), so cancellation reasons map to events.
@@ -951,10 +946,6 @@ class Store:
                 }
             )
             owners += [i, i]
-            if event.identity in inboxed:
-                inbox_key = keys.inbox(deployment_id, event.identity)
-                items.append({"Delete": {"TableName": self._tables.events, "Key": inbox_key}})
-                owners.append(i)
         return items, owners
 
     def _classify_known(
