@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_local import Helper, ms, quiesce  # noqa: E402
-from plugin import OrchestratorPlugin  # noqa: E402
+from plugin import DeliveryOptions, OrchestratorPlugin  # noqa: E402
 from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 
 SMALL = bool(os.environ.get("BENCH_SMALL"))
@@ -48,6 +48,8 @@ STEADY_SECONDS = 3 if SMALL else 10
 STEADY_RATE = 100
 IDLE_EVENTS = 10 if SMALL else 30
 FANOUT = 100 if SMALL else 1_000
+#: The plugin's PutEvents requests in flight (BENCH_IN_FLIGHT; the plugin's default is 1).
+IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT") or 1)
 CASES = set((os.environ.get("BENCH_CASES") or "burst,steady,idle,fanout,fairness").split(","))
 
 
@@ -66,7 +68,8 @@ class PluginProducer(Producer):
 
     def __init__(self, outputs: Path, deployment: str) -> None:
         self.deployment = deployment
-        self.plugin = OrchestratorPlugin.from_outputs(outputs)
+        options = DeliveryOptions(requests_in_flight=IN_FLIGHT)
+        self.plugin = OrchestratorPlugin.from_outputs(outputs, options=options)
 
     def emit(self, i: int) -> None:
         self.plugin.emit(
