@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_local import Helper, ms, quiesce  # noqa: E402
+from emulator.launcher import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 from plugin import DeliveryOptions, OrchestratorPlugin  # noqa: E402
-from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 
 SMALL = bool(os.environ.get("BENCH_SMALL"))
 BURST = 200 if SMALL else 1_000

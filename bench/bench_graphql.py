@@ -35,7 +35,7 @@ import websockets
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
+from emulator.launcher import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 
 ROUNDS = 8
 SUBSCRIBERS = (1, 100)

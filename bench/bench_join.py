@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from websockets.asyncio.client import connect  # noqa: E402
 
+from emulator.launcher import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 from plugin import OrchestratorPlugin  # noqa: E402
-from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 
 EVENTS = 1_000 if os.environ.get("BENCH_SMALL") else 5_000
 DEPLOYMENT = "JOIN5000"

@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
+from emulator.launcher import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 
 SMALL = bool(os.environ.get("BENCH_SMALL"))
 FANOUT = 100 if SMALL else 1_000

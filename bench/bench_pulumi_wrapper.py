@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.local_stack import CLI, start_local_stack, stop_local_stack  # noqa: E402
+from emulator.launcher import CLI, start_local_stack, stop_local_stack  # noqa: E402
 from tests.test_plugin import pulumi_standin as standin  # noqa: E402
 
 RESOURCES = 300

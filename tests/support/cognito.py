@@ -1,55 +1,10 @@
-"""Signing in to a Cognito user pool (moto's, in process or behind the local stack) the way
-an administrator's script does: create the user once, set a permanent password, and run
-ADMIN_USER_PASSWORD_AUTH for real tokens."""
+"""Signing in to a Cognito user pool the way an administrator's script does.
+
+The code lives in :mod:`emulator.cognito_signin`, outside the tests, so benchmarks can get
+tokens without importing the tests' helpers; this module keeps the tests' import path."""
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any
+from emulator.cognito_signin import PASSWORD, ensure_user, join_groups, sign_in
 
-#: The password of every user the tests create.
-PASSWORD = "Corr3ct-Horse!"
-
-
-def ensure_user(
-    idp: Any, pool_id: str, username: str, email: str | None = None, groups: tuple[str, ...] = ()
-) -> bool:
-    """Create ``username`` with :data:`PASSWORD` (permanent) unless it exists, and add it to
-    ``groups`` (see :func:`join_groups`); True if created."""
-    try:
-        idp.admin_create_user(
-            UserPoolId=pool_id,
-            Username=username,
-            TemporaryPassword="Tmp-" + PASSWORD,
-            MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": "email", "Value": email}] if email else [],
-        )
-    except idp.exceptions.UsernameExistsException:
-        created = False
-    else:
-        idp.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=PASSWORD, Permanent=True)
-        created = True
-    join_groups(idp, pool_id, username, groups)
-    return created
-
-
-def join_groups(idp: Any, pool_id: str, username: str, groups: tuple[str, ...]) -> None:
-    """Add ``username`` to each of ``groups``, creating the groups that do not exist yet."""
-    for group in groups:
-        with contextlib.suppress(idp.exceptions.GroupExistsException):
-            idp.create_group(UserPoolId=pool_id, GroupName=group)
-        idp.admin_add_user_to_group(UserPoolId=pool_id, Username=username, GroupName=group)
-
-
-def sign_in(idp: Any, pool_id: str, client_id: str, username: str, create: bool = True) -> dict[str, str]:
-    """Real tokens for ``username`` (created first unless ``create`` is false):
-    ``IdToken``, ``AccessToken``, ``RefreshToken``, ..."""
-    if create:
-        ensure_user(idp, pool_id, username)
-    result: dict[str, str] = idp.admin_initiate_auth(
-        UserPoolId=pool_id,
-        ClientId=client_id,
-        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-        AuthParameters={"USERNAME": username, "PASSWORD": PASSWORD},
-    )["AuthenticationResult"]
-    return result
+__all__ = ["PASSWORD", "ensure_user", "join_groups", "sign_in"]
