@@ -62,7 +62,6 @@ LEASE_SECONDS = 60
 ROW_BYTES = 300_000
 
 _BATCH_BACKOFF = Backoff(base=0.01, cap=0.5)
-_ZERO = {"N": "0"}
 
 
 @dataclass(frozen=True)
@@ -156,18 +155,16 @@ class Inbox:
         try:
             reply = self._update(
                 Key=keys.lease(deployment_id),
-                UpdateExpression=(
-                    "SET #o = :me, #u = :until, wakes = if_not_exists(wakes, :zero), "
-                    "settled = if_not_exists(settled, :zero), held = if_not_exists(held, :zero), "
-                    "sentUpTo = if_not_exists(sentUpTo, :zero)"
-                ),
+                # Two attributes only: every further clause costs DynamoDB (and the local backend)
+                # work on the one request every delivery waits for. Absent counts are 0 to readers,
+                # and a release's condition accepts an absent ``wakes`` for 0.
+                UpdateExpression="SET #o = :me, #u = :until",
                 ConditionExpression="attribute_not_exists(#o) OR #u < :now",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
                 ExpressionAttributeValues={
                     ":me": {"S": owner},
                     ":until": {"N": str(now + self._lease_ms)},
                     ":now": {"N": str(now)},
-                    ":zero": _ZERO,
                 },
                 # The row as it was: whether a holder still named in it ran out of time (a takeover).
                 ReturnValues="ALL_OLD",
@@ -296,6 +293,8 @@ class Inbox:
         ``sent_up_to``: every ``seq`` up to it has been sent (recorded for the next holder).
         """
         values: dict[str, Any] = {":me": {"S": owner}, ":w": {"N": str(wakes)}, ":h": {"N": str(held)}}
+        # Nobody has bumped ``wakes`` since it read ``wakes`` (a claim does not create it: absent is 0).
+        unchanged = "(wakes = :w OR attribute_not_exists(wakes))" if wakes == 0 else "wakes = :w"
         mark = ""
         if sent_up_to is not None:
             values[":s"] = {"N": str(sent_up_to)}
@@ -304,7 +303,7 @@ class Inbox:
             self._update(
                 Key=keys.lease(deployment_id),
                 UpdateExpression=f"SET settled = :w, held = :h{mark} REMOVE #o, #u",
-                ConditionExpression="#o = :me AND wakes = :w",
+                ConditionExpression=f"#o = :me AND {unchanged}",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
                 ExpressionAttributeValues=values,
             )
