@@ -11,7 +11,7 @@ them over the local stack's HTTP port, under ``/_cloud-ws/faults/``.
   ``GET`` answers the current setting.
 
 The connection faults (stale, close, drop-idle) act on the gateway's
-connections and live with it in ``emulator.gateway``.
+connections; their routes are in ``emulator.fault_routes``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ What it reproduces, because our code (and our users' code) depends on it:
   connection older than 2 hours are closed with 1001 and ``$disconnect``.
 - The @connections Management API over HTTP, at the stage path, so boto3's
   ``apigatewaymanagementapi`` client works unchanged: POST sends, GET
-  describes, DELETE closes; unknown or closed connections answer 410 Gone.
+  describes, DELETE closes; unknown or closed connections answer 410 Gone
+  (``emulator.connections_api``).
 - ``$disconnect`` after every close, except for connections made stale.
 
 - One connection's frames are handled concurrently, as API Gateway may: up to
@@ -25,9 +26,13 @@ Known difference: a subprotocol the ``$connect`` handler returns is sent as-is.
 
 Fault injection (for tests and demos) lives under ``/_cloud-ws/``: make a
 connection stale (posts answer 410, client frames go nowhere, no
-``$disconnect``), close one with a chosen code, drop idle connections now;
-the faults that are not about one connection (429s, shuffled delivery) are
-in ``emulator.faults``.
+``$disconnect``), close one with a chosen code, drop idle connections now
+(``emulator.fault_routes``); the faults that are not about one connection
+(429s, shuffled delivery) are in ``emulator.faults``.
+
+This module is the WebSocket side, which owns the connections, and the app that
+puts the three together; ``LocalConnection``, ``close_frame_refusal`` and
+``GOING_AWAY`` (from ``emulator.connections``) stay importable from here.
 """
 
 from __future__ import annotations
@@ -35,35 +40,41 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from websockets.exceptions import ProtocolError
-from websockets.frames import Close
+from starlette.responses import Response
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketState
 
+from emulator.connections import GOING_AWAY, LocalConnection, close_frame_refusal
+from emulator.connections_api import ConnectionsApi
+from emulator.fault_routes import ConnectionFaultRoutes
 from emulator.faults import FaultRoutes, Faults
 from emulator.lambdas import LambdaRuntime
 from handlers import spec
 from handlers.log import get_logger
 
+__all__ = [
+    "GOING_AWAY",
+    "Gateway",
+    "GatewaySettings",
+    "LocalConnection",
+    "RefusedHandshakeFilter",
+    "close_frame_refusal",
+    "new_connection_id",
+    "new_request_id",
+]
+
 log = get_logger("emulator.gateway")
-
-GOING_AWAY = 1001
-
-#: A close frame's payload is at most 125 bytes, two of which hold the code.
-_MAX_CLOSE_REASON_BYTES = 123
 
 
 @dataclass(frozen=True)
@@ -80,54 +91,6 @@ class GatewaySettings:
     """Route invocations one connection may have running at once; further frames wait unread."""
 
 
-@dataclass
-class LocalConnection:
-    """One open WebSocket and what API Gateway knows about it."""
-
-    connection_id: str
-    websocket: WebSocket
-    source_ip: str
-    user_agent: str
-    connected_at: float = field(default_factory=time.time)
-    last_active_at: float = field(default_factory=time.time)
-    stale: bool = False
-    """API Gateway forgot it: posts answer 410, its frames go nowhere, no ``$disconnect``."""
-    closed: bool = False
-    close_code: int | None = None
-    close_reason: str = ""
-
-    def touch(self) -> None:
-        """Record data-frame activity in either direction (what the idle timeout watches)."""
-        self.last_active_at = time.time()
-
-    @property
-    def reachable(self) -> bool:
-        """Whether a post can be delivered."""
-        return not (self.stale or self.closed)
-
-
-def close_frame_refusal(code: Any, reason: str) -> str | None:
-    """Why a server cannot send a close frame with ``code`` and ``reason``, or None if it can.
-
-    websockets' own rule (``Close.check``): 1000-1003, 1007-1014 and 3000-4999.
-    1004 is reserved, and 1005, 1006 and 1015 only report a close that had no
-    code, no frame, or a failed TLS handshake: websockets refuses to send them.
-    The reason must fit a control frame (123 bytes of UTF-8).
-    """
-    if not isinstance(code, int) or isinstance(code, bool):
-        return "code must be an integer WebSocket close code"
-    try:
-        Close(code, reason).check()
-    except ProtocolError:
-        return (
-            f"close code {code} cannot be sent in a close frame: "
-            "use 1000-1003, 1007-1014 or 3000-4999 (1004 is reserved, 1005, 1006 and 1015 are never sent)"
-        )
-    if len(reason.encode("utf-8")) > _MAX_CLOSE_REASON_BYTES:
-        return f"reason must be at most {_MAX_CLOSE_REASON_BYTES} bytes of UTF-8"
-    return None
-
-
 def new_request_id() -> str:
     """A per-request id shaped like API Gateway's WebSocket ``requestId`` (``Fp3n2GqVIAMFZzw=``)."""
     return base64.b64encode(os.urandom(10)).decode()
@@ -138,17 +101,13 @@ def new_connection_id() -> str:
     return base64.urlsafe_b64encode(os.urandom(11)).decode()
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _error(status: int, error_type: str, message: str) -> Response:
-    """An error as API Gateway's REST-JSON protocol sends it, so botocore maps it to an exception."""
-    return JSONResponse({"message": message}, status_code=status, headers={"x-amzn-ErrorType": error_type})
-
-
 class Gateway:
-    """The emulated WebSocket API and its @connections endpoint, as one ASGI app."""
+    """The emulated WebSocket API and its @connections endpoint, as one ASGI app.
+
+    It owns the connections and the WebSocket side; the @connections routes
+    (:class:`~emulator.connections_api.ConnectionsApi`) and the control API's
+    connection routes (:class:`~emulator.fault_routes.ConnectionFaultRoutes`) act on them.
+    """
 
     def __init__(
         self,
@@ -161,6 +120,8 @@ class Gateway:
         self.lambdas = lambdas
         self.connections: dict[str, LocalConnection] = {}
         self.faults = faults if faults is not None else Faults()
+        self.connections_api = ConnectionsApi(self)
+        self.fault_routes = ConnectionFaultRoutes(self)
         self._extra_routes = extra_routes or []
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -369,112 +330,22 @@ class Gateway:
             except Exception:
                 log.exception("sweep failed")
 
-    # -- the @connections Management API ---------------------------------------------------------
-
-    async def post_to_connection(self, request: Request) -> Response:
-        """``POST /{stage}/@connections/{id}``: send the body as one message."""
-        if self.faults.take_throttle():
-            return _error(429, "LimitExceededException", "Too Many Requests")
-        conn = self.connections.get(request.path_params["connection_id"])
-        if conn is None or not conn.reachable:
-            return _error(410, "GoneException", "")
-        data = await request.body()
-        if len(data) > self.settings.message_bytes:
-            return _error(413, "PayloadTooLargeException", "Message too long")
-        try:
-            try:
-                await conn.websocket.send_text(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                await conn.websocket.send_bytes(data)
-        except (RuntimeError, OSError, WebSocketDisconnect):  # closed after our check
-            return _error(410, "GoneException", "")
-        conn.touch()
-        return Response(status_code=200)
-
-    async def get_connection(self, request: Request) -> Response:
-        """``GET /{stage}/@connections/{id}``: when it connected, when it was last active, who it is."""
-        conn = self.connections.get(request.path_params["connection_id"])
-        if conn is None or not conn.reachable:
-            return _error(410, "GoneException", "")
-        return JSONResponse(
-            {
-                # The wire names of API Gateway's REST-JSON model (botocore maps them).
-                "connectedAt": _iso(conn.connected_at),
-                "lastActiveAt": _iso(conn.last_active_at),
-                "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
-            }
-        )
-
-    async def delete_connection(self, request: Request) -> Response:
-        """``DELETE /{stage}/@connections/{id}``: close it (``$disconnect`` follows)."""
-        conn = self.connections.get(request.path_params["connection_id"])
-        if conn is None or not conn.reachable:
-            return _error(410, "GoneException", "")
-        await self.close(conn, 1000, "")
-        return Response(status_code=204)
-
-    # -- fault injection -------------------------------------------------------------------------
-
-    async def list_connections(self, request: Request) -> Response:
-        """``GET /_cloud-ws/connections``: what is open, for tests and debugging."""
-        return JSONResponse(
-            [
-                {
-                    "connectionId": c.connection_id,
-                    "connectedAt": _iso(c.connected_at),
-                    "lastActiveAt": _iso(c.last_active_at),
-                    "sourceIp": c.source_ip,
-                    "stale": c.stale,
-                }
-                for c in self.connections.values()
-            ]
-        )
-
-    async def make_stale(self, request: Request) -> Response:
-        """``POST /_cloud-ws/connections/{id}/stale``: API Gateway forgets it without ``$disconnect``."""
-        conn = self.connections.get(request.path_params["connection_id"])
-        if conn is None:
-            return JSONResponse({"error": "no such connection"}, status_code=404)
-        conn.stale = True
-        return JSONResponse({"connectionId": conn.connection_id, "stale": True})
+    # -- the control API (its routes are in emulator.fault_routes) -----------------------------
 
     async def close_connection(self, request: Request) -> Response:
-        """``POST /_cloud-ws/connections/{id}/close`` ``{"code": 1011}``: a server-side close."""
-        conn = self.connections.get(request.path_params["connection_id"])
-        if conn is None:
-            return JSONResponse({"error": "no such connection"}, status_code=404)
-        body = await _json_body(request)
-        code, reason = body.get("code", 1011), str(body.get("reason", ""))
-        refusal = close_frame_refusal(code, reason)
-        if refusal is not None:
-            return JSONResponse({"error": refusal}, status_code=400)
-        await self.close(conn, code, reason)
-        return JSONResponse({"connectionId": conn.connection_id, "closed": code})
-
-    async def drop_idle(self, request: Request) -> Response:
-        """``POST /_cloud-ws/faults/drop-idle`` ``{"idle_seconds": 0}``: run the idle timeout now."""
-        body = await _json_body(request)
-        idle = body.get("idle_seconds", 0)
-        if not isinstance(idle, int | float) or isinstance(idle, bool) or idle < 0:
-            return JSONResponse({"error": "idle_seconds must be a non-negative number"}, status_code=400)
-        return JSONResponse({"closed": await self.sweep(idle_seconds=float(idle))})
+        """``POST /_cloud-ws/connections/{id}/close``: see :meth:`ConnectionFaultRoutes.close_connection`."""
+        # Kept on the gateway for the callers (and tests) that drive the route through it.
+        return await self.fault_routes.close_connection(request)
 
     # -- the app ---------------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
         """Every route of the emulated API, the control API and any extra (dashboard) routes."""
-        stage = self.settings.stage
-        connection = f"/{stage}/@connections/{{connection_id}}"
         control = "/_cloud-ws"
         return [
-            WebSocketRoute(f"/{stage}", self.websocket_endpoint),
-            Route(connection, self.post_to_connection, methods=["POST"]),
-            Route(connection, self.get_connection, methods=["GET"]),
-            Route(connection, self.delete_connection, methods=["DELETE"]),
-            Route(f"{control}/connections", self.list_connections, methods=["GET"]),
-            Route(f"{control}/connections/{{connection_id}}/stale", self.make_stale, methods=["POST"]),
-            Route(f"{control}/connections/{{connection_id}}/close", self.close_connection, methods=["POST"]),
-            Route(f"{control}/faults/drop-idle", self.drop_idle, methods=["POST"]),
+            WebSocketRoute(f"/{self.settings.stage}", self.websocket_endpoint),
+            *self.connections_api.routes(self.settings.stage),
+            *self.fault_routes.routes(control),
             *FaultRoutes(self.faults).routes(f"{control}/faults"),
             *self._extra_routes,
         ]
@@ -493,17 +364,6 @@ class Gateway:
                     await self.close(conn, GOING_AWAY, "Server shutting down")
 
         return Starlette(routes=self.routes(), lifespan=lifespan)
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 class RefusedHandshakeFilter(logging.Filter):
