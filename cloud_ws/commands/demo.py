@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cloud_ws.connection import add_outputs_argument
 from handlers.authorization import PROJECT_PATTERN, is_valid_project
 from handlers.outputs import DASHBOARD_URL, PLUGIN_NEEDS, OutputsError, load_outputs
 from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
@@ -162,9 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "deployment_id", nargs="?", metavar="DEPLOYMENT_ID", help="deployment id (default: a new demo-xxxxxx)"
     )
-    parser.add_argument(
-        "--outputs", metavar="FILE", help="stack outputs file (default: .cloud-ws/outputs.json)"
-    )
+    add_outputs_argument(parser)
     low, high = playing_time_range()
     parser.add_argument(
         "--speed",

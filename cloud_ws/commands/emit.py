@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 
+from cloud_ws.connection import add_outputs_argument
 from cloud_ws.event_schemas import check_data
 from handlers.authorization import PROJECT_PATTERN, is_valid_project
 from handlers.outputs import OutputsError
@@ -44,9 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JSON",
         help='the event\'s data, a JSON object, e.g. \'{"status": "deploying"}\' (default: {})',
     )
-    parser.add_argument(
-        "--outputs", metavar="FILE", help="stack outputs file (default: .cloud-ws/outputs.json)"
-    )
+    add_outputs_argument(parser)
     parser.add_argument(
         "--timeout", type=float, default=10.0, metavar="SECONDS", help="how long to keep trying (default: 10)"
     )

@@ -1,7 +1,8 @@
 """``cloud-ws list``: the recent deployments the caller may watch, newest first, printed once.
 
 One ``list_deployments`` request over a WebSocket connection (the same
-connection, token and outputs as ``cloud-ws monitor``); the table shows each
+connection, token and outputs as ``cloud-ws monitor``:
+:mod:`cloud_ws.connection`); the table shows each
 deployment's status, attempt, layer, environment and the age of its latest
 event. ``--json`` prints the server's ``deployments`` objects as one JSON
 array instead.
@@ -15,13 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cloud_ws.commands.monitor import TOKEN_ENV, add_connection_arguments, build_client, explain_refusal
+from cloud_ws.connection import add_connection_arguments, build_client, explain_refusal, given_token
 from handlers.outputs import OutputsError
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     except (OutputsError, CloudWsError, ValueError, OSError) as exc:
-        message = explain_refusal(exc, args.token or os.environ.get(TOKEN_ENV))
+        message = explain_refusal(exc, given_token(args))
         print(f"cloud-ws list: {' '.join(message.split())}", file=sys.stderr)
         return 2
     if args.as_json:

@@ -16,6 +16,7 @@ import argparse
 import sys
 from typing import Any
 
+from cloud_ws.connection import add_outputs_argument
 from handlers import notify
 from handlers import outputs as contract
 
@@ -26,9 +27,7 @@ NEEDS = (contract.NOTIFICATION_BUS_NAME, contract.REGION)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cloud-ws notify``."""
     parser.add_argument("action", choices=["test"], help="test: send a sample outcome to what is configured")
-    parser.add_argument(
-        "--outputs", metavar="FILE", help="stack outputs file (default: .cloud-ws/outputs.json)"
-    )
+    add_outputs_argument(parser)
     parser.add_argument(
         "--project", default=notify.DEFAULT_PROJECT, help="the sample's project (filters match on it)"
     )

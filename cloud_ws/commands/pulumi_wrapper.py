@@ -43,6 +43,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from cloud_ws.connection import add_outputs_argument
 from handlers.outputs import OutputsError
 from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
 
@@ -82,9 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ID",
         help="deployment to report on (default: from the CI run, e.g. gh-<run id>-<attempt>; else a new one)",
     )
-    parser.add_argument(
-        "--outputs", metavar="FILE", help="stack outputs file (default: .cloud-ws/outputs.json)"
-    )
+    add_outputs_argument(parser)
     parser.add_argument("--project", help="cloud-ws project the deployment belongs to")
     parser.add_argument(
         "--stack-name",
