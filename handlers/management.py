@@ -271,7 +271,7 @@ class ManagementApi:
         result = FanOutResult()
         if not frames:
             return result
-        run = _FanOut(
+        run = _PostingLoop(
             self._poster,
             self._retry,
             self._rng,
@@ -297,8 +297,14 @@ class ManagementApi:
             return self._cleanup
 
 
-class _FanOut:
-    """The state of one fan-out, driven by one thread: no locks needed."""
+class _PostingLoop:
+    """One fan-out's posts, multiplexed on the calling thread by a selector loop.
+
+    It admits connection ids up to the concurrency, writes each one's frames on
+    kept-alive connections, reads replies as they become readable, and schedules
+    retries; its state is driven by one thread, so no locks are needed. (Not to be
+    confused with ``handlers.fanout.FanOut``, the broadcaster's fan-out of an event.)
+    """
 
     def __init__(
         self,
