@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloud_ws.text import duration
+from cloud_ws.text import format_duration
 from handlers import outputs as contract
 from handlers.outputs import OutputsError
 
@@ -220,7 +220,7 @@ def diagnose_token(token: str, now: datetime | None = None) -> str:
     except (OverflowError, ValueError, OSError):  # an exp past the calendar: far from expired
         when = None
     if when is not None and not isinstance(expires, bool) and when <= now:
-        ago = duration((now - when).total_seconds())
+        ago = format_duration((now - when).total_seconds())
         return (
             f"the token expired at {when:%Y-%m-%d %H:%M} UTC ({ago} ago); get a fresh one with"
             f" `cloud-ws token` (or your sign-in step) and pass it with --token or ${TOKEN_ENV}"

@@ -16,7 +16,7 @@ def parse_time(timestamp: str | None) -> datetime | None:
     return parse_timestamp(timestamp)
 
 
-def duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
     """Whole seconds, with minutes past a minute: ``"42s"``, ``"3m 07s"`` (``""`` when unknown)."""
     if seconds is None:
         return ""
@@ -24,13 +24,13 @@ def duration(seconds: float | None) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
 
 
-def duration_fine(seconds: float | None) -> str:
-    """A resource's duration: tenths under 10 s (most steps take a few), else as :func:`duration`."""
+def format_duration_fine(seconds: float | None) -> str:
+    """A resource's duration: tenths under 10 s (most steps take a few), else as :func:`format_duration`."""
     if seconds is None:
         return ""
-    return f"{seconds:.1f}s" if seconds < 10 else duration(seconds)
+    return f"{seconds:.1f}s" if seconds < 10 else format_duration(seconds)
 
 
-def clock(timestamp: str | None) -> str:
+def format_clock(timestamp: str | None) -> str:
     """``HH:MM:SS`` of an ISO timestamp (as sent), or blanks."""
     return parsed.strftime("%H:%M:%S") if (parsed := parse_time(timestamp)) else "--:--:--"
