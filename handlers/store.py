@@ -874,12 +874,13 @@ class Store:
         producers: Mapping[str, int],
         project: str,
     ) -> tuple[list[TransactWriteItemTypeDef], list[int]]:
-        """The counter update, then per event its history row and its identity row.
+        """The counter put, then per event its history row and its identity row.
 
         Returns the items and, per item, the index in ``chunk`` of the event it
         belongs to (-1 for the counter), so cancellation reasons map to events.
-        The counter item loses any ``ttl`` an older version gave it: it must
-        outlive every redelivery, or a re-run would start again at ``seq`` 1.
+        The counter item is written whole, without the ``ttl`` (and the folded
+        ``state``) an older version gave it: it must outlive every redelivery,
+        or a re-run would start again at ``seq`` 1.
         """
         ttl, identity_ttl = ttls
         updated_ms = state.epoch_ms(summary.get("updated_at")) or int(self._clock() * 1000)
@@ -887,31 +888,30 @@ class Store:
         started_at = head.pop("started_at", None)
         head[_LISTED_UNTIL] = ttl
         head["project"] = project
-        values: dict[str, AttributeValueTypeDef] = {
-            ":seq": _n(last + len(chunk)),
-            ":summary": _s(json.dumps(head, separators=(",", ":"))),
-            ":started": _s(started_at or ""),
-            ":producers": _s(json.dumps(producers, separators=(",", ":"))),
-            ":list": _s(keys.list_key(keys.list_shard(deployment_id))),
-            ":updated": _n(updated_ms),
-            ":project": _s(project),
+        counter: Item = {
+            **keys.counter(deployment_id),
+            "lastSeq": _n(last + len(chunk)),
+            "summary": _s(json.dumps(head, separators=(",", ":"))),
+            "startedAt": _s(started_at or ""),
+            "producers": _s(json.dumps(producers, separators=(",", ":"))),
+            "listKey": _s(keys.list_key(keys.list_shard(deployment_id))),
+            "updatedMs": _n(updated_ms),
+            "projectName": _s(project),
         }
+        values: dict[str, AttributeValueTypeDef] = {":project": _s(project)}
         if last:
             values[":last"] = _n(last)
         items: list[TransactWriteItemTypeDef] = [
             {
-                "Update": {
+                # A whole new item rather than an update: the holder knows every attribute, and
+                # DynamoDB charges the same, while an update expression of seven SETs and two
+                # REMOVEs costs the local backend twice the work of a put on every delivery.
+                "Put": {
                     "TableName": self._tables.events,
-                    "Key": keys.counter(deployment_id),
-                    "UpdateExpression": (
-                        "SET lastSeq = :seq, summary = :summary, startedAt = :started, "
-                        "producers = :producers, listKey = :list, updatedMs = :updated, "
-                        "projectName = :project REMOVE #ttl, #state"
-                    ),
+                    "Item": counter,
                     # The project is fixed once: a counter that names another refuses the write.
                     "ConditionExpression": ("lastSeq = :last" if last else "attribute_not_exists(lastSeq)")
                     + " AND (attribute_not_exists(projectName) OR projectName = :project)",
-                    "ExpressionAttributeNames": {"#ttl": _TTL, "#state": "state"},
                     "ExpressionAttributeValues": values,
                 }
             }
