@@ -1,12 +1,13 @@
 """The Python client's copies of the server's contract equal the server's: a drift fails here.
 
-The client package is installable alone, so it keeps its own copies of the
-protocol constants (``cloud_ws_client.protocol``, ``.messages``, ``.state``,
-``.auth``) and of the outputs keys it reads (``cloud_ws_client.outputs``). This
-test enumerates the server's side (``handlers.protocol``, ``handlers.spec``,
-``handlers.connect``, ``handlers.state``, ``handlers.outputs``) and holds every
-copy to it; ``conformance/protocol.json``, which the TypeScript client's tests
-read, is held to the server here too.
+The client package is installable alone, so it cannot import the server. Its
+protocol constants (re-exported by ``cloud_ws_client.protocol``, ``.messages``,
+``.state``, ``.auth``) are generated from ``conformance/protocol.json`` by
+tools/gen_protocol.py, as the TypeScript client's are; this test holds that JSON
+to the server's side (``handlers.protocol``, ``handlers.connect``,
+``handlers.state``, ``plugin.hooks``), so the one source cannot drift from the
+server. What is not in the JSON (the folding ranks, the outputs keys the client
+reads from ``cloud_ws_client.outputs``) is still a copy, held to the server here.
 """
 
 from __future__ import annotations

@@ -10,16 +10,30 @@
  * field before relying on it.
  */
 
-/** Subprotocol offered beside the token, and echoed back by the server. */
-export const SUBPROTOCOL = "cloud-ws";
-/** Prefix of the subprotocol entry that carries the token (`bearer.<jwt>`). */
-export const TOKEN_SUBPROTOCOL_PREFIX = "bearer.";
-/** What a deployment id must look like. */
-export const DEPLOYMENT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+import {
+  DEPLOYMENT_ID_PATTERN,
+  DEPLOYMENT_STATUSES as GENERATED_DEPLOYMENT_STATUSES,
+  ERROR_CODES as GENERATED_ERROR_CODES,
+  LOG_LEVELS as GENERATED_LOG_LEVELS,
+  MAX_REQUEST_ID_CHARS,
+  MESSAGE_SEPARATOR,
+  TERMINAL_STATUSES as GENERATED_TERMINAL_STATUSES,
+} from "./protocol.generated.js";
+
+// The protocol constants are generated from conformance/protocol.json (tools/gen_protocol.py),
+// the one source the server is tested against; this module re-exports them under their usual
+// names and types. SUBPROTOCOL is offered beside the token (`bearer.<jwt>`, TOKEN_SUBPROTOCOL_PREFIX)
+// and echoed back; MESSAGE_SEPARATOR separates the messages of one server frame.
+export {
+  DEFAULT_LIST_LIMIT,
+  DEPLOYMENT_ID_PATTERN,
+  MAX_LIST_LIMIT,
+  MESSAGE_SEPARATOR,
+  SUBPROTOCOL,
+  TOKEN_SUBPROTOCOL_PREFIX,
+} from "./protocol.generated.js";
 /** The longest request `id` the server echoes. */
-export const MAX_REQUEST_ID_LENGTH = 64;
-/** Separates the messages of one server frame (a batch of events travels in one post). */
-export const MESSAGE_SEPARATOR = "\n";
+export const MAX_REQUEST_ID_LENGTH = MAX_REQUEST_ID_CHARS;
 
 export type JsonPrimitive = string | number | boolean | null;
 export type JsonValue = JsonPrimitive | JsonValue[] | { [key: string]: JsonValue };
@@ -62,11 +76,6 @@ export interface ListDeploymentsRequest extends RequestId {
   limit?: number;
 }
 
-/** The server's default `limit` of `list_deployments`. */
-export const DEFAULT_LIST_LIMIT = 50;
-/** The largest `limit` the server accepts. */
-export const MAX_LIST_LIMIT = 200;
-
 export type ClientMessage = SubscribeRequest | UnsubscribeRequest | PingRequest | ListDeploymentsRequest;
 
 // -- server → client: acknowledgements and errors -----------------------------------------------
@@ -101,24 +110,8 @@ export interface PongMessage extends ReplyId {
   latest?: Record<string, number>;
 }
 
-/** Every `error.code` the server sends (checked against conformance/protocol.json by the tests). */
-export const ERROR_CODES = [
-  "invalid_json",
-  "invalid_message",
-  "message_too_large",
-  "message_too_deep",
-  "unknown_action",
-  "invalid_deployment_id",
-  "invalid_since",
-  "invalid_limit",
-  "invalid_id",
-  "too_many_subscriptions",
-  "forbidden",
-  "token_expired",
-  "unknown_connection",
-  "rate_limited",
-  "internal_error",
-] as const;
+/** Every `error.code` the server sends (generated from conformance/protocol.json). */
+export const ERROR_CODES = GENERATED_ERROR_CODES;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -135,18 +128,16 @@ export interface ErrorMessage extends ReplyId {
 
 // -- server → client: events --------------------------------------------------------------------
 
-export type DeploymentStatus = "pending" | "deploying" | "succeeded" | "failed" | "cancelled";
-export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = [
-  "pending",
-  "deploying",
-  "succeeded",
-  "failed",
-  "cancelled",
-];
-export const TERMINAL_STATUSES: readonly DeploymentStatus[] = ["succeeded", "failed", "cancelled"];
+/** A status of `deployment.status`: `pending`, `deploying`, or a terminal one. */
+export type DeploymentStatus = (typeof GENERATED_DEPLOYMENT_STATUSES)[number];
+export const DEPLOYMENT_STATUSES: readonly DeploymentStatus[] = GENERATED_DEPLOYMENT_STATUSES;
+/** The statuses after which nothing more happens: `succeeded`, `failed`, `cancelled`. */
+export type TerminalStatus = (typeof GENERATED_TERMINAL_STATUSES)[number];
+export const TERMINAL_STATUSES: readonly DeploymentStatus[] = GENERATED_TERMINAL_STATUSES;
 
-export type LogLevel = "debug" | "info" | "warning" | "error" | "critical";
-export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warning", "error", "critical"];
+/** The level of a `log.created`, lowest first: `debug`, `info`, `warning`, `error`, `critical`. */
+export type LogLevel = (typeof GENERATED_LOG_LEVELS)[number];
+export const LOG_LEVELS: readonly LogLevel[] = GENERATED_LOG_LEVELS;
 
 export interface DeploymentStatusData {
   status: DeploymentStatus;
@@ -287,7 +278,7 @@ export function isTruncated(data: unknown): data is TruncatedData {
   return isObject(data) && data["truncated"] === true;
 }
 
-export function isTerminalStatus(status: unknown): status is "succeeded" | "failed" | "cancelled" {
+export function isTerminalStatus(status: unknown): status is TerminalStatus {
   return typeof status === "string" && (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
 

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from cloud_ws_client._protocol_generated import SUBPROTOCOL as SUBPROTOCOL
+from cloud_ws_client._protocol_generated import TOKEN_SUBPROTOCOL_PREFIX as TOKEN_SUBPROTOCOL_PREFIX
 from cloud_ws_client.errors import AuthenticationError
 
 TokenProvider = Callable[[], str | Awaitable[str]]
@@ -30,10 +32,8 @@ TokenTransport = Literal["header", "query", "subprotocol"]
 """Where the handshake carries the token: ``Authorization: Bearer``, ``?token=``, or
 ``Sec-WebSocket-Protocol: cloud-ws, bearer.<jwt>`` (docs/protocol.md, Connecting)."""
 
-#: The subprotocol offered with the ``subprotocol`` transport; the server echoes it.
-SUBPROTOCOL = "cloud-ws"
-#: Prefix of the subprotocol entry that carries the token (``bearer.<jwt>``).
-TOKEN_SUBPROTOCOL_PREFIX = "bearer."
+# SUBPROTOCOL (offered with the ``subprotocol`` transport; the server echoes it) and
+# TOKEN_SUBPROTOCOL_PREFIX (``bearer.<jwt>``) come from conformance/protocol.json.
 
 
 async def resolve_token(source: TokenSource) -> str:

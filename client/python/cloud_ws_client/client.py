@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 from websockets.version import version as websockets_version
 
+from cloud_ws_client._protocol_generated import DEFAULT_LIST_LIMIT
 from cloud_ws_client.auth import TokenSource, TokenTransport, handshake, resolve_token, token_expiry
 from cloud_ws_client.backoff import backoff, process_exception
 from cloud_ws_client.errors import CloudWsError, ConnectError, RequestError
@@ -358,7 +359,7 @@ class CloudWebSocketClient:
         await self._send_all(self._protocol.unsubscribe(deployment_id))
 
     async def list_deployments(
-        self, limit: int = 50, *, timeout: float | None = None
+        self, limit: int = DEFAULT_LIST_LIMIT, *, timeout: float | None = None
     ) -> list[dict[str, Any]]:
         """The deployments the caller may watch, newest first (by their latest event).
 

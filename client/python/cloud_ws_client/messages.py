@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: ``deployment.status`` statuses after which nothing more happens. A copy of
-#: ``handlers.protocol.TERMINAL_STATUSES``: this package must not import the
-#: server code, and the three strings are part of the wire contract.
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+from cloud_ws_client._protocol_generated import MESSAGE_SEPARATOR
+from cloud_ws_client._protocol_generated import TERMINAL_STATUSES as TERMINAL_STATUSES
+
+# TERMINAL_STATUSES (``deployment.status`` statuses after which nothing more happens) and
+# MESSAGE_SEPARATOR are generated from conformance/protocol.json, as the server's are checked.
 
 
 class MalformedMessage(ValueError):
@@ -273,9 +274,9 @@ def split_frame(frame: str | bytes) -> list[str | bytes]:
     """
     lines: list[str | bytes]
     if isinstance(frame, bytes):
-        lines = [line for line in frame.split(b"\n") if line.strip()]
+        lines = [line for line in frame.split(MESSAGE_SEPARATOR.encode()) if line.strip()]
     else:
-        lines = [line for line in frame.split("\n") if line.strip()]
+        lines = [line for line in frame.split(MESSAGE_SEPARATOR) if line.strip()]
     return lines
 
 

@@ -21,6 +21,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from cloud_ws_client._protocol_generated import DEFAULT_LIST_LIMIT as DEFAULT_LIST_LIMIT
+from cloud_ws_client._protocol_generated import DEPLOYMENT_ID_PATTERN as DEPLOYMENT_ID_PATTERN
+from cloud_ws_client._protocol_generated import ERROR_CODES as ERROR_CODES
+from cloud_ws_client._protocol_generated import MAX_LIST_LIMIT as MAX_LIST_LIMIT
+from cloud_ws_client._protocol_generated import RECONNECT_ERROR_CODES as RECONNECT_ERROR_CODES
+from cloud_ws_client._protocol_generated import REFUSED_SUBSCRIPTION_CODES as REFUSED_SUBSCRIPTION_CODES
 from cloud_ws_client.messages import (
     Deployments,
     DeploymentSnapshot,
@@ -39,47 +45,10 @@ from cloud_ws_client.sequence import DeploymentSequence
 
 log = logging.getLogger("cloud_ws_client")
 
-# The constants below copy the server's (handlers.protocol): this package must not import
-# the server code. tests/test_client/test_contract.py holds them equal to it (and to
-# conformance/protocol.json, which the TypeScript client is checked against).
-
-#: The server's rule for deployment ids, checked before a frame is sent.
-DEPLOYMENT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# The protocol constants are generated from conformance/protocol.json (tools/gen_protocol.py),
+# the one source the server is tested against (tests/test_client/test_contract.py): this
+# package must not import the server code. Re-exported here under their usual names.
 _DEPLOYMENT_ID_RE = re.compile(DEPLOYMENT_ID_PATTERN)
-
-#: Every ``error.code`` the server sends (docs/protocol.md, Errors); a newer server's
-#: unknown code still arrives as an :class:`~cloud_ws_client.messages.ErrorMessage`.
-ERROR_CODES = frozenset(
-    {
-        "invalid_json",
-        "invalid_message",
-        "message_too_large",
-        "message_too_deep",
-        "unknown_action",
-        "invalid_deployment_id",
-        "invalid_since",
-        "invalid_limit",
-        "invalid_id",
-        "too_many_subscriptions",
-        "forbidden",
-        "token_expired",
-        "unknown_connection",
-        "rate_limited",
-        "internal_error",
-    }
-)
-
-#: Error codes after which only a new connection helps (docs/protocol.md, Errors).
-RECONNECT_ERROR_CODES = frozenset({"token_expired", "unknown_connection"})
-
-#: Refusals of a ``subscribe`` that asking again cannot change: the subscription is
-#: dropped, so it is not sent again on every new connection.
-REFUSED_SUBSCRIPTION_CODES = frozenset(
-    {"forbidden", "invalid_deployment_id", "invalid_since", "too_many_subscriptions", "invalid_id"}
-)
-
-#: The server's largest ``list_deployments`` limit (docs/protocol.md).
-MAX_LIST_LIMIT = 200
 
 #: Requests awaiting a reply that are remembered; past it the oldest are forgotten (a reply to
 #: one of them is then ignored). Replies to requests on a connection that closed never come.
@@ -208,7 +177,7 @@ class ClientProtocol:
         self._streams.pop(deployment_id, None)
         return self._request("unsubscribe", deployment_id)
 
-    def list_deployments(self, limit: int = 50) -> Outgoing:
+    def list_deployments(self, limit: int = DEFAULT_LIST_LIMIT) -> Outgoing:
         """Ask for the deployments the caller may watch, newest first; the reply is ``deployments``.
 
         Raises:

@@ -49,13 +49,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cloud_ws_client._protocol_generated import LOG_MESSAGE_CHARS as LOG_MESSAGE_CHARS
+from cloud_ws_client._protocol_generated import RECENT_LOGS as RECENT_LOGS
+from cloud_ws_client._protocol_generated import STACK_STATUS as STACK_STATUS
 from cloud_ws_client.messages import TERMINAL_STATUSES, DeploymentSnapshot, Event
 
 # The limits: the same numbers as the server's and conformance/state.json's "limits".
-#: How many of the attempt's latest log lines a state keeps (as the snapshot does).
-RECENT_LOGS = 50
-#: Largest log message kept in ``recent_logs``, in bytes of its JSON encoding (so at most as many characters).
-LOG_MESSAGE_CHARS = 500
+# RECENT_LOGS (log lines a state keeps, as the snapshot does) and LOG_MESSAGE_CHARS (largest log
+# message kept, in bytes of its JSON encoding) come from conformance/protocol.json.
 #: Largest stack ``error_message`` (and the attempt's), in bytes of its JSON encoding.
 ERROR_MESSAGE_BYTES = 1_000
 #: Largest stack name, in bytes of its JSON encoding.
@@ -80,14 +81,7 @@ _T = TypeVar("_T")
 _DEPLOYMENT_RANK = {"pending": 0, "deploying": 1, "succeeded": 2, "failed": 2, "cancelled": 2}
 _STACK_RANK = {"pending": 0, "deploying": 1, "deployed": 2, "failed": 2, "cancelled": 2}
 
-#: Stack status set by each stack event type.
-STACK_STATUS = {
-    "stack.started": "deploying",
-    "stack.progress": "deploying",
-    "stack.deployed": "deployed",
-    "stack.failed": "failed",
-    "stack.cancelled": "cancelled",
-}
+# STACK_STATUS (the stack status each stack event type sets) comes from conformance/protocol.json.
 
 
 def parse_timestamp(value: str | None) -> datetime | None:
