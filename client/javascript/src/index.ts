@@ -42,4 +42,55 @@ export {
   type StackStatus,
 } from "./state.js";
 export type { WebSocketConstructor, WebSocketLike } from "./websocket.js";
-export * from "./protocol.js";
+// The protocol's public part, listed on purpose (not `export *`): the message and event types
+// a handler receives or `send` takes, the helpers that narrow them, the error class a
+// `protocol` error carries, and the constants an application branches on. Wire internals
+// (the subprotocol, request-id and frame-separator limits, the frame parser) stay in
+// ./protocol.js and ./protocol.generated.js, where this package's own code and tests import them.
+export {
+  DEFAULT_LIST_LIMIT,
+  DEPLOYMENT_STATUSES,
+  ERROR_CODES,
+  isEventOf,
+  isTerminalStatus,
+  isTruncated,
+  isValidDeploymentId,
+  KNOWN_EVENT_TYPES,
+  LOG_LEVELS,
+  MAX_LIST_LIMIT,
+  ProtocolViolation,
+  TERMINAL_STATUSES,
+  type AnyDeploymentEvent,
+  type ClientMessage,
+  type DeploymentEvent,
+  type DeploymentsMessage,
+  type DeploymentStatus,
+  type DeploymentStatusData,
+  type DeploymentSummary,
+  type ErrorCode,
+  type ErrorMessage,
+  type EventDataMap,
+  type EventOf,
+  type JsonObject,
+  type JsonPrimitive,
+  type JsonValue,
+  type KnownEventType,
+  type ListDeploymentsRequest,
+  type LogCreatedData,
+  type LogLevel,
+  type PingRequest,
+  type PongMessage,
+  type ServerMessage,
+  type SnapshotMessage,
+  type StackData,
+  type StackDeployedData,
+  type StackFailedData,
+  type StackProgressData,
+  type StackStartedData,
+  type SubscribedMessage,
+  type SubscribeRequest,
+  type TerminalStatus,
+  type TruncatedData,
+  type UnsubscribedMessage,
+  type UnsubscribeRequest,
+} from "./protocol.js";

@@ -9,10 +9,9 @@ import {
   deadConnectionBound,
   DEFAULT,
   isEventOf,
-  parseServerMessage,
   ProtocolViolation,
-  splitFrame,
 } from "../src/index.js";
+import { parseServerMessage, splitFrame } from "../src/protocol.js";
 
 const tuning = { minReconnectionDelay: 100, maxReconnectionDelay: 1_000, reconnectionDelayGrowFactor: 2 };
 

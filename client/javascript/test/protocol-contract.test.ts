@@ -13,22 +13,25 @@ import { describe, test } from "node:test";
 import { FATAL_SUBSCRIBE_CODES, RECONNECT_CODES } from "../src/core.js";
 import {
   DEFAULT_LIST_LIMIT,
-  DEPLOYMENT_ID_PATTERN,
   DEPLOYMENT_STATUSES,
   ERROR_CODES,
   LOG_LEVELS,
   LOG_MESSAGE_CHARS,
   MAX_LIST_LIMIT,
+  RECENT_LOGS,
+  stackStatusOf,
+  TERMINAL_STATUSES,
+} from "../src/index.js";
+import * as publicSurface from "../src/index.js";
+import {
+  DEPLOYMENT_ID_PATTERN,
   MAX_REQUEST_ID_LENGTH,
   MESSAGE_SEPARATOR,
   parseServerMessage,
-  RECENT_LOGS,
   SUBPROTOCOL,
   splitFrame,
-  stackStatusOf,
-  TERMINAL_STATUSES,
   TOKEN_SUBPROTOCOL_PREFIX,
-} from "../src/index.js";
+} from "../src/protocol.js";
 import { REPO_ROOT } from "./support/stack.js";
 
 interface SharedConstants {
@@ -95,5 +98,55 @@ describe("conformance/protocol.json", () => {
   test("a frame splits on the shared separator", () => {
     const messages = [{ type: "pong" }, { type: "unsubscribed", deployment_id: "D1" }].map((m) => JSON.stringify(m));
     assert.deepEqual(splitFrame(messages.join(SHARED.message_separator)), messages);
+  });
+});
+
+describe("the package's public surface", () => {
+  test("index.ts exports a deliberate list of values, not everything protocol.ts has", () => {
+    // Adding a name here is a decision about the package's API: wire internals (the
+    // subprotocol, the frame parser, request-id limits) stay importable from ./protocol.js only.
+    assert.deepEqual(Object.keys(publicSurface).sort(), [
+      "CloudWebSocketClient",
+      "CognitoTokens",
+      "ClientProtocol",
+      "DEFAULT",
+      "DEFAULT_LIST_LIMIT",
+      "DEPLOYMENT_STATUSES",
+      "DeploymentSequence",
+      "DeploymentState",
+      "ERROR_CODES",
+      "KNOWN_EVENT_TYPES",
+      "LOG_LEVELS",
+      "LOG_MESSAGE_CHARS",
+      "MAX_LIST_LIMIT",
+      "MAX_PENDING_LISTS",
+      "ProtocolViolation",
+      "RECENT_LOGS",
+      "REFRESH_MARGIN_MS",
+      "RequestError",
+      "SignInError",
+      "SubscriptionError",
+      "TERMINAL_STATUSES",
+      "backoffDelay",
+      "buildHandshake",
+      "deadConnectionBound",
+      "epochMs",
+      "isEventOf",
+      "isTerminalStatus",
+      "isTruncated",
+      "isValidDeploymentId",
+      "logEntryOf",
+      "parseSnapshotData",
+      "replacementDelay",
+      "signInTarget",
+      "stackStatusOf",
+      "tokenExpiry",
+    ].sort());
+  });
+
+  test("the wire internals are not part of it", () => {
+    for (const name of ["SUBPROTOCOL", "TOKEN_SUBPROTOCOL_PREFIX", "MESSAGE_SEPARATOR", "parseServerMessage", "splitFrame"]) {
+      assert.equal(Object.hasOwn(publicSurface, name), false, name);
+    }
   });
 });

@@ -17,9 +17,9 @@ import {
   DeploymentState,
   epochMs,
   type JsonObject,
-  parseServerMessage,
   type SnapshotMessage,
 } from "../src/index.js";
+import { parseServerMessage } from "../src/protocol.js";
 import { cut, LIMITS } from "../src/state.js";
 import { REPO_ROOT } from "./support/stack.js";
 
