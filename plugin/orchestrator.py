@@ -154,7 +154,9 @@ class OrchestratorPlugin(LifecycleHooks):
                 event_type, deployment_id, data, producer=(self.producer_id, number), project=self.project
             )
             self._numbers[deployment_id] = number
-            accepted = self._sender.offer(envelope)
+            accepted, shed = self._sender.offer_quietly(envelope)
+        # Logged outside the lock: a logging handler may forward the warning to this plugin's hooks.
+        self._sender.report_shed(shed)
         return envelope.event_id if accepted else None
 
     def refused(self, hook: str, reason: str) -> None:

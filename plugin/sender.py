@@ -193,6 +193,17 @@ class Sender:
 
     def offer(self, envelope: Envelope) -> bool:
         """Queue ``envelope``; False if it was dropped at once (closed, or larger than the bound)."""
+        accepted, shed = self.offer_quietly(envelope)
+        self.report_shed(shed)
+        return accepted
+
+    def offer_quietly(self, envelope: Envelope) -> tuple[bool, list[Pending]]:
+        """Queue ``envelope`` without logging; whether it was kept, and what was shed to make room.
+
+        For a caller that holds a lock of its own: the warning about what was
+        shed goes through the orchestrator's logging, whose handlers may call
+        back into the plugin (:meth:`report_shed`, once that lock is released).
+        """
         size = envelope.size(self.event_bus_name, self.source)
         with self._lock:
             if self._state is not SenderState.RUNNING:
@@ -207,6 +218,10 @@ class Sender:
                 self._counts["dropped"] += len(shed)
                 if (was_empty and self._buffer) or (shed and self._flushers):
                     self._changed.notify_all()  # work for an idle thread, or a flush completed
+        return not any(item.envelope is envelope for item in shed), shed
+
+    def report_shed(self, shed: list[Pending]) -> None:
+        """Log (rate-limited) what :meth:`offer_quietly` shed."""
         if shed:
             self._drop_log.warning(
                 "event queue full or closed: dropped %s (%s) for deployment %s",
@@ -215,7 +230,6 @@ class Sender:
                 shed[-1].envelope.deployment_id,
                 count=len(shed),
             )
-        return not any(item.envelope is envelope for item in shed)
 
     def count_refused(self) -> None:
         """Record a hook call that could not make an event."""

@@ -360,12 +360,19 @@ def test_an_orchestrator_forwarding_its_logs_to_the_plugin_does_not_deadlock(
     """The plugin's own warnings may come back into its hooks: it never logs holding its lock."""
     plugin = bus.plugin(client=flaky, options=DeliveryOptions(max_queue_events=3, backoff_base=0.001))
 
+    forwarded: list[str] = []
+
     class Forward(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
+            forwarded.append(record.getMessage())
             plugin.log("D1", record.getMessage(), level=record.levelname)
 
     logger = logging.getLogger("cloud_ws.plugin")
-    handler = Forward()
+    handler = Forward(logging.WARNING)
+    # Whatever earlier tests left: the warnings must reach the handler, or nothing is tested.
+    level, disabled = logger.level, logger.disabled
+    logger.setLevel(logging.WARNING)
+    logger.disabled = False
     logger.addHandler(handler)
     try:
         flaky.fail_next({0: "MalformedDetail"})  # a warning from the sending thread
@@ -375,7 +382,10 @@ def test_an_orchestrator_forwarding_its_logs_to_the_plugin_does_not_deadlock(
         assert not worker.is_alive()
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.disabled = disabled
     assert plugin.stats.failed == 1
+    assert any("dropped" in line for line in forwarded)  # the queue-full warning came back in
 
 
 def test_a_malformed_reply_is_retried_not_fatal(bus: Bus, flaky: FlakyClient) -> None:
