@@ -29,12 +29,12 @@ import boto3
 from botocore.credentials import Credentials
 from moto import mock_aws
 
+from emulator.eventbridge import eventbridge_event
+from emulator.management_standin import ManagementStandIn
+from emulator.tables import create_tables
 from handlers import broadcaster
 from handlers.management import ManagementApi
 from handlers.runtime import get_runtime, reset_runtime
-from tests.support.events import eventbridge_event
-from tests.support.management_standin import ManagementStandIn
-from tests.support.moto_stack import create_tables
 
 REGION = "us-east-1"
 SUBSCRIBERS = 100
@@ -144,7 +144,7 @@ def fan_out_throughput() -> list[str]:
         # The stand-in runs in its own process so it does not compete with the
         # broadcaster for this interpreter's GIL (API Gateway is not in the Lambda either).
         server = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.management_standin", "--delay", str(DELAY)],
+            [sys.executable, "-m", "emulator.management_standin", "--delay", str(DELAY)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -83,7 +83,7 @@ def _pin_standin() -> None:
 def standin(delay: float) -> Iterator[str]:
     """A @connections stand-in in its own process (on its own CPUs); yields its endpoint."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.management_standin", "--delay", str(delay)],
+        [sys.executable, "-m", "emulator.management_standin", "--delay", str(delay)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

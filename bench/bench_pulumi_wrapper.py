@@ -1,6 +1,6 @@
 """What ``cloud-ws pulumi`` adds to a ``pulumi up``: wall time, with the endpoint reachable and not.
 
-The stand-in ``pulumi`` of the tests (tests/test_plugin/pulumi_standin.py) goes
+The stand-in ``pulumi`` the tests also use (emulator/pulumi_standin.py) goes
 through a 300-resource update (about 900 engine events, written to its
 ``--event-log`` at a realistic pace) three ways, ``RUNS`` times each, interleaved:
 
@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from emulator import pulumi_standin as standin  # noqa: E402
 from emulator.launcher import CLI, start_local_stack, stop_local_stack  # noqa: E402
-from tests.test_plugin import pulumi_standin as standin  # noqa: E402
 
 RESOURCES = 300
 RUNS = 5

@@ -16,6 +16,9 @@ from typing import Any
 from jose import jwt
 from moto.utilities.utils import load_resource
 
+# create_tables lives in the emulator so the benchmarks need not import the tests' helpers;
+# re-exported here (the redundant alias says so) for the tests that import it from this module.
+from emulator.tables import create_tables as create_tables
 from handlers import spec
 from tests.support.apigw import websocket_event
 from tests.support.cognito import ensure_user, sign_in
@@ -123,16 +126,6 @@ def counters_in_lockstep(store: Any, parties: int) -> Callable[[str], Any]:
 
     store.counter = counter_in_lockstep
     return real_counter
-
-
-def create_tables(client: Any, prefix: str = "cloud-ws-test") -> dict[str, str]:
-    """Create every table of the spec; returns env var → table name."""
-    names: dict[str, str] = {}
-    for table in spec.TABLES:
-        name = f"{prefix}-{table.role}"
-        client.create_table(**table.create_table_kwargs(name))
-        names[table.env_var] = name
-    return names
 
 
 @dataclass
