@@ -234,6 +234,10 @@ def subscribe(world: World, deployment_id: str, count: int) -> None:
                 "connectionId": {"S": connection_id},
                 "userId": {"S": "model"},
                 "subscribedAt": {"N": str(int(world.clock.time()))},
+                # What the broadcaster checks before each post (handlers.store.put_subscription):
+                # a grant covering every project, and a token that outlives the run.
+                "grants": {"L": [{"S": "*"}]},
+                "tokenExpiresAt": {"N": str(ttl)},
                 spec.TTL_ATTRIBUTE: {"N": str(ttl)},
             },
         )
