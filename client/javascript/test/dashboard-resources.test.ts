@@ -4,7 +4,7 @@
  * a running one's duration counting) and its own log lines, folded from the `resources`
  * entries of its `stack.progress` events; on a phone it fits the screen, a long name cut
  * on its one line with the whole name as its tooltip. Then the real producer: `cloud-ws
- * pulumi` driving the stand-in `pulumi` (tests/test_plugin/pulumi_standin.py) through an
+ * pulumi` driving the stand-in `pulumi` (emulator/pulumi_standin.py) through an
  * update, the panel following it live to every resource done, with pulumi's exit code.
  *
  * `CLOUD_WS_SHOW_RESOURCES=300` runs that update with 300 resources (issue 20's show); with
@@ -15,19 +15,15 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { after, before, describe, test } from "node:test";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import { join } from "node:path";
+import { describe, test } from "node:test";
+import type { Page } from "playwright-core";
 
-import { browserMissing, launchBrowser } from "./support/browser.js";
-import { deploymentId, LocalStack, PYTHON, REPO_ROOT, waitFor } from "./support/stack.js";
+import { ARTIFACTS, dashboardInChromium } from "./support/dashboard.js";
+import { deploymentId, PYTHON, REPO_ROOT, waitFor } from "./support/stack.js";
 
-const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const DIST = join(PACKAGE_ROOT, "dashboard", "dist");
-const ARTIFACTS = join(PACKAGE_ROOT, "artifacts");
 const DOC_SCREENSHOTS = join(REPO_ROOT, "docs", "screenshots");
 
 /** An iPhone 12–15's screen in CSS pixels, and its device pixel ratio. */
@@ -36,52 +32,15 @@ const PHONE = { width: 390, height: 844, scale: 2 };
 const RESOURCES = Number(process.env["CLOUD_WS_SHOW_RESOURCES"] ?? "40");
 const PACE = Number(process.env["CLOUD_WS_SHOW_PACE"] ?? "0.05");
 
-const missing = browserMissing();
-let stack: LocalStack;
-let browser: Browser;
+// The file's stack and Chromium, started before its tests and stopped after (screenshots go to ARTIFACTS).
+const dashboard = dashboardInChromium({ artifacts: true });
+const { missing } = dashboard;
 
-before(async () => {
-  if (missing !== null) {
-    return;
-  }
-  assert.ok(existsSync(join(DIST, "index.html")), "build the dashboard first (npm run build)");
-  mkdirSync(ARTIFACTS, { recursive: true });
-  [stack, browser] = await Promise.all([LocalStack.start(), launchBrowser()]);
-});
-
-after(async () => {
-  if (missing !== null) {
-    return;
-  }
-  await browser?.close();
-  const code = await stack?.stop();
-  assert.equal(code, 0, `cloud-ws local exited with ${code}`);
-});
-
-const problems = new WeakMap<Page, string[]>();
-
-async function phonePage(): Promise<Page> {
-  const context: BrowserContext = await browser.newContext({
-    viewport: { width: PHONE.width, height: PHONE.height },
-    deviceScaleFactor: PHONE.scale,
-    hasTouch: true,
-    isMobile: true,
+/** A page in a phone-sized, touch context; its errors are checked by `dashboard.closePage`. */
+function phonePage(): Promise<Page> {
+  return dashboard.newPage({
+    context: { viewport: { width: PHONE.width, height: PHONE.height }, deviceScaleFactor: PHONE.scale, hasTouch: true, isMobile: true },
   });
-  const page = await context.newPage();
-  const seen: string[] = [];
-  problems.set(page, seen);
-  page.on("pageerror", (error) => seen.push(error.message));
-  page.on("console", (message) => {
-    if (message.type() === "error" && !message.text().includes("WebSocket")) {
-      seen.push(`${message.text()} (${message.location().url})`);
-    }
-  });
-  return page;
-}
-
-async function closePage(page: Page): Promise<void> {
-  assert.deepEqual(problems.get(page), [], "the page reported errors");
-  await page.context().close();
 }
 
 /** A screenshot into artifacts/ (and docs/screenshots/ when asked and `toDocs`). */
@@ -107,7 +66,7 @@ async function rows(page: Page): Promise<string[][]> {
 
 /** Opens the page on a deployment with no events yet, once its (empty) snapshot arrived. */
 async function openEmpty(page: Page, deployment: string): Promise<void> {
-  await page.goto(`${stack.http}/dashboard/?deployment=${deployment}`);
+  await page.goto(`${dashboard.stack.http}/dashboard/?deployment=${deployment}`);
   await page.locator("#stats[data-snapshot-seq=\"0\"]").waitFor({ state: "attached", timeout: 60_000 });
 }
 
@@ -123,7 +82,7 @@ function showMonitors(deployment: string): [string, Promise<number | null>][] {
     return [];
   }
   mkdirSync(directory, { recursive: true });
-  const monitor = `${PYTHON} -m cloud_ws.cli monitor ${deployment} --outputs ${stack.outputsPath} --stack dev --until-complete`;
+  const monitor = `${PYTHON} -m cloud_ws.cli monitor ${deployment} --outputs ${dashboard.stack.outputsPath} --stack dev --until-complete`;
   const runs: [string, string[]][] = [
     ["live", ["script", "-q", "-e", "-c", `stty cols 100 rows 32; ${monitor}`, join(directory, "monitor-live.typescript")]],
     ["plain", ["sh", "-c", `${monitor} > ${join(directory, "monitor-plain.txt")} 2>&1`]],
@@ -149,7 +108,7 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
     // Open before the events: a page that starts from a later snapshot lists only what came after it.
     const page = await phonePage();
     await openEmpty(page, deployment);
-    await stack.putEvents(deployment, [
+    await dashboard.stack.putEvents(deployment, [
       { type: "deployment.status", data: { status: "deploying", current_layer: 1, total_layers: 1 } },
       { type: "stack.started", data: { stack_name: "network", layer: 1 } },
       { type: "stack.started", data: { stack_name: "dns", layer: 1 } },
@@ -210,7 +169,7 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
     assert.equal(await page.locator('#resources-rows tr[data-name="main"] .res-duration').textContent(), "2.4s");
 
     // Live: the next progress event's entries change their rows and add new ones.
-    await stack.putEvents(deployment, [
+    await dashboard.stack.putEvents(deployment, [
       {
         type: "stack.progress",
         data: {
@@ -235,14 +194,14 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
     await page.locator("#stack-panel-close").tap();
     assert.ok(await page.locator("#stack-panel").isHidden());
     assert.equal(await page.locator("#log-stack").inputValue(), "", "closing shows all log lines again");
-    await closePage(page);
+    await dashboard.closePage(page);
   });
 
   test(`cloud-ws pulumi through a ${RESOURCES}-resource update: the panel follows every resource live; pulumi's exit code`, { timeout: 300_000 }, async () => {
     const deployment = deploymentId("pulumi");
     const work = mkdtempSync(join(tmpdir(), "cloud-ws-resources-"));
     try {
-      // The stand-in pulumi and its scenario, from the Python tests' own module.
+      // The stand-in pulumi and its scenario, from the module the Python tests and benchmarks share.
       const setup = spawnSync(
         PYTHON,
         [
@@ -250,7 +209,7 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
           [
             "import json, sys",
             "from pathlib import Path",
-            "from tests.test_plugin import pulumi_standin as s",
+            "from emulator import pulumi_standin as s",
             "d, n, pace = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])",
             "fake = s.install(d / 'bin')",
             "env = s.scenario(d, events=s.update_events('dev', n, warning_at=n // 2), pace=pace, stdout=['Updating (dev)\\n'])",
@@ -275,7 +234,7 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
       const started = Date.now();
       const wrapper: ChildProcess = spawn(
         PYTHON,
-        ["-m", "cloud_ws.cli", "pulumi", "--outputs", stack.outputsPath, "--deployment-id", deployment, "--pulumi", pulumi, "--", "up", "--yes", "-s", "dev"],
+        ["-m", "cloud_ws.cli", "pulumi", "--outputs", dashboard.stack.outputsPath, "--deployment-id", deployment, "--pulumi", pulumi, "--", "up", "--yes", "-s", "dev"],
         { cwd: REPO_ROOT, env: { ...process.env, ...env, PYTHONUNBUFFERED: "1" }, stdio: ["ignore", "pipe", "pipe"] },
       );
       const output: string[] = [];
@@ -319,7 +278,7 @@ describe("a stack's resources in Chromium", { skip: missing ?? false }, () => {
       for (const [name, done] of monitors) {
         assert.equal(await done, 0, `cloud-ws monitor (${name}) exit code`);
       }
-      await closePage(page);
+      await dashboard.closePage(page);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
