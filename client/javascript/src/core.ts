@@ -30,6 +30,7 @@ import {
   type SubscribedMessage,
   type UnsubscribedMessage,
 } from "./protocol.js";
+import { RECONNECT_ERROR_CODES, REFUSED_SUBSCRIPTION_CODES } from "./protocol.generated.js";
 import { PendingRequests } from "./requests.js";
 import { DeploymentSequence } from "./sequence.js";
 
@@ -162,16 +163,10 @@ interface Subscription {
   answered: boolean;
 }
 
-/** Codes after which the subscription cannot succeed as asked: it is dropped. */
-export const FATAL_SUBSCRIBE_CODES = new Set([
-  "invalid_deployment_id",
-  "invalid_since",
-  "forbidden",
-  "too_many_subscriptions",
-  "invalid_id",
-]);
-/** Codes that a new connection (with a fresh token) fixes. */
-export const RECONNECT_CODES = new Set(["token_expired", "unknown_connection"]);
+/** Codes after which the subscription cannot succeed as asked: it is dropped (generated from conformance/protocol.json). */
+export const FATAL_SUBSCRIBE_CODES: ReadonlySet<string> = new Set<string>(REFUSED_SUBSCRIPTION_CODES);
+/** Codes that a new connection (with a fresh token) fixes (generated from conformance/protocol.json). */
+export const RECONNECT_CODES: ReadonlySet<string> = new Set<string>(RECONNECT_ERROR_CODES);
 
 export class ClientProtocol {
   readonly #host: ProtocolHost;

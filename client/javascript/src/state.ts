@@ -45,6 +45,12 @@
  */
 
 import { type AnyDeploymentEvent, type DeploymentStatus, type JsonObject, type JsonValue, type SnapshotMessage } from "./protocol.js";
+import {
+  LOG_MESSAGE_CHARS as GENERATED_LOG_MESSAGE_CHARS,
+  RECENT_LOGS as GENERATED_RECENT_LOGS,
+  STACK_STATUS as GENERATED_STACK_STATUS,
+  TERMINAL_STATUSES,
+} from "./protocol.generated.js";
 
 /**
  * The limits every implementation applies (the numbers of
@@ -71,10 +77,10 @@ export const LIMITS = Object.freeze({
   snapshot_bytes: 128 * 1024,
 });
 
-/** How many of the attempt's latest log lines the state keeps (the server's limit). */
-export const RECENT_LOGS = LIMITS.recent_logs;
-/** Longest message kept in `recent_logs`, in bytes of its JSON encoding (so at most as many characters). */
-export const LOG_MESSAGE_CHARS = LIMITS.log_message_bytes;
+/** How many of the attempt's latest log lines the state keeps (the server's limit; generated from conformance/protocol.json). */
+export const RECENT_LOGS: number = GENERATED_RECENT_LOGS;
+/** Longest message kept in `recent_logs`, in bytes of its JSON encoding (so at most as many characters; generated). */
+export const LOG_MESSAGE_CHARS: number = GENERATED_LOG_MESSAGE_CHARS;
 
 /** A stack's status in the state. */
 export type StackStatus = "pending" | "deploying" | "deployed" | "failed" | "cancelled";
@@ -134,17 +140,11 @@ export type FoldResult =
   /** It started a new attempt (fresh stacks, layer and logs), then was folded. */
   | "new-attempt";
 
-const TERMINAL = new Set<string>(["succeeded", "failed", "cancelled"]);
+const TERMINAL: ReadonlySet<string> = new Set<string>(TERMINAL_STATUSES);
 const DEPLOYMENT_RANK: Record<string, number> = { pending: 0, deploying: 1, succeeded: 2, failed: 2, cancelled: 2 };
 const STACK_RANK: Record<string, number> = { pending: 0, deploying: 1, deployed: 2, failed: 2, cancelled: 2 };
-/** The stack status each stack event type sets. */
-const STACK_STATUS: Record<string, StackStatus> = {
-  "stack.started": "deploying",
-  "stack.progress": "deploying",
-  "stack.deployed": "deployed",
-  "stack.failed": "failed",
-  "stack.cancelled": "cancelled",
-};
+/** The stack status each stack event type sets (generated from conformance/protocol.json; typed here, so a status outside StackStatus fails to compile). */
+const STACK_STATUS: Readonly<Record<string, StackStatus>> = GENERATED_STACK_STATUS;
 
 /** Whether an event type changes a stack (and which status it sets). */
 export function stackStatusOf(type: string): StackStatus | undefined {
