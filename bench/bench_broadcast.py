@@ -59,6 +59,12 @@ def _env(tables: dict[str, str], endpoint: str, concurrency: int) -> None:
     reset_runtime()
 
 
+#: What the broadcaster checks on a subscription row before each post, as
+#: handlers.store's put_subscription writes it: a grant covering every project, and a token
+#: that outlives the run. Without them the broadcaster (rightly) posts to no one.
+_SUBSCRIBER_TRUST = {"grants": {"L": [{"S": "*"}]}, "tokenExpiresAt": {"N": str(int(time.time()) + 86400)}}
+
+
 def _fill(ddb: object, tables: dict[str, str], total: int, target: str) -> None:
     """``total`` connections, SUBSCRIBERS of them on ``target``, the rest spread over 50 other deployments."""
     expires = str(int(time.time()) + 86400)
@@ -74,6 +80,7 @@ def _fill(ddb: object, tables: dict[str, str], total: int, target: str) -> None:
                         "deploymentId": {"S": deployment},
                         "connectionId": {"S": conn},
                         "ttl": {"N": expires},
+                        **_SUBSCRIBER_TRUST,
                     }
                 }
             }
@@ -235,7 +242,12 @@ def requests_per_event() -> list[str]:
 def _fill_subscribers(ddb: object, tables: dict[str, str], deployment_id: str, count: int) -> None:
     expires = str(int(time.time()) + 86400)
     for i in range(count):
-        item = {"deploymentId": {"S": deployment_id}, "connectionId": {"S": f"s{i}="}, "ttl": {"N": expires}}
+        item = {
+            "deploymentId": {"S": deployment_id},
+            "connectionId": {"S": f"s{i}="},
+            "ttl": {"N": expires},
+            **_SUBSCRIBER_TRUST,
+        }
         ddb.put_item(TableName=tables["SUBSCRIPTIONS_TABLE"], Item=item)  # type: ignore[attr-defined]
 
 
