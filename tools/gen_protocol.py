@@ -1,10 +1,14 @@
-"""Write each client's protocol constants from conformance/protocol.json, the one source.
+"""Write each client's protocol constants from conformance/protocol.json and state.json's limits.
 
 The server, the Python client and the TypeScript client share a handful of
 protocol constants (error codes, statuses, limits, the subprotocol...). They are
 written down once, in ``conformance/protocol.json``, which
-``tests/test_client/test_contract.py`` holds equal to the server's modules; this
-script turns that file into a constants module for each client:
+``tests/test_client/test_contract.py`` holds equal to the server's modules, and
+the state's limits (the caps every implementation applies to a deployment's
+state) in ``conformance/state.json``'s ``limits``, which
+``tests/test_conformance/test_state_vectors.py`` holds equal to the server's
+``handlers/state.py``; this script turns both into a constants module for each
+client (a limit is a constant named like its key, upper-cased):
 
 - ``client/python/cloud_ws_client/_protocol_generated.py``
 - ``client/javascript/src/protocol.generated.ts``
@@ -26,6 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "conformance" / "protocol.json"
+#: The second source: its ``limits`` object only (the rest are the state's test vectors).
+STATE_SOURCE = ROOT / "conformance" / "state.json"
 PYTHON_TARGET = ROOT / "client" / "python" / "cloud_ws_client" / "_protocol_generated.py"
 TYPESCRIPT_TARGET = ROOT / "client" / "javascript" / "src" / "protocol.generated.ts"
 
@@ -47,6 +53,18 @@ DESCRIPTIONS: dict[str, str] = {
     "recent_logs": "How many of the attempt's latest log lines a deployment's state keeps.",
     "log_message_chars": "Longest log message kept in recent_logs, in bytes of its JSON encoding.",
     "stack_status": "The stack status each stack event type sets.",
+    # conformance/state.json's limits (recent_logs is protocol.json's too, so it is described above).
+    "log_message_bytes": "Largest log message kept in recent_logs, in bytes of its JSON encoding.",
+    "error_message_bytes": "Largest error_message (a stack's, the attempt's), in bytes of its JSON encoding.",
+    "stack_name_bytes": "Largest stack name, in bytes of its JSON encoding.",
+    "environment_bytes": "Largest environment, in bytes of its JSON encoding.",
+    "level_bytes": "Largest log level, in bytes of its JSON encoding.",
+    "timestamp_bytes": "Largest timestamp kept, in bytes of its JSON encoding.",
+    "max_stacks": "Stacks an attempt keeps; events about further ones are counted in dropped_stack_events.",
+    "max_log_levels": "Distinct levels log_counts keeps besides OTHER_LEVEL, which counts the rest.",
+    "other_level": "The log_counts key that counts the lines of every level beyond MAX_LOG_LEVELS.",
+    "max_integer": "Largest integer every implementation reads exactly (2^53 - 1, JavaScript's safe max).",
+    "snapshot_bytes": "API Gateway's limit on one message, which a snapshot always fits in.",
 }
 
 #: Lists whose order means nothing: a frozenset in Python (a tuple for the others).
@@ -61,13 +79,34 @@ UNORDERED = frozenset(
 )
 
 
-def load(path: Path = SOURCE) -> dict[str, Any]:
-    """The shared constants, without the file's ``note``; every key must have a description."""
+def load_limits(path: Path = STATE_SOURCE) -> dict[str, Any]:
+    """The state's limits: the ``limits`` object of ``conformance/state.json``, in its order."""
+    limits = json.loads(path.read_text(encoding="utf-8"))["limits"]
+    if not isinstance(limits, dict):
+        raise TypeError(f"{path.name}: limits must be an object")
+    return dict(limits)
+
+
+def load(path: Path = SOURCE, state_path: Path = STATE_SOURCE) -> dict[str, Any]:
+    """The shared constants: the protocol's, without the file's ``note``, then the state's limits.
+
+    Every key must have a description. A limit named like a protocol constant
+    (``recent_logs``) must have its value, and is written once.
+    """
     data = json.loads(path.read_text(encoding="utf-8"))
     data.pop("note", None)
+    for key, value in load_limits(state_path).items():
+        if key in data and data[key] != value:
+            raise ValueError(
+                f"{key} is {data[key]!r} in {path.name} but {value!r} in {state_path.name}'s limits"
+            )
+        data.setdefault(key, value)
     unknown = sorted(set(data) - set(DESCRIPTIONS))
     if unknown:
-        raise ValueError(f"describe the new keys of {path.name} in DESCRIPTIONS: {', '.join(unknown)}")
+        raise ValueError(
+            f"describe the new keys of {path.name} or {state_path.name}'s limits in DESCRIPTIONS: "
+            f"{', '.join(unknown)}"
+        )
     return dict(data)
 
 
@@ -78,9 +117,11 @@ def _string(value: str) -> str:
 
 def _header(comment: str) -> list[str]:
     source = SOURCE.relative_to(ROOT).as_posix()
+    state = STATE_SOURCE.relative_to(ROOT).as_posix()
     script = Path(__file__).resolve().relative_to(ROOT).as_posix()
     return [
-        f"{comment} Generated by {script} from {source}: do not edit by hand.",
+        f"{comment} Generated by {script} from {source} and {state}'s",
+        f"{comment} limits: do not edit by hand.",
         f"{comment} Change the JSON, then run `python {script}`; a stale copy fails",
         f"{comment} tests/test_conformance/test_generated_protocol.py.",
     ]
@@ -110,7 +151,8 @@ def render_python(constants: Mapping[str, Any]) -> str:
     lines = [
         '"""The protocol constants the client shares with the server and the TypeScript client.',
         "",
-        "Generated by tools/gen_protocol.py from conformance/protocol.json: do not edit by hand.",
+        "Generated by tools/gen_protocol.py from conformance/protocol.json and conformance/state.json's",
+        "limits: do not edit by hand.",
         "Change the JSON, then run `python tools/gen_protocol.py`; a stale copy fails",
         "tests/test_conformance/test_generated_protocol.py.",
         '"""',

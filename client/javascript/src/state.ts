@@ -46,35 +46,47 @@
 
 import { type AnyDeploymentEvent, type DeploymentStatus, type JsonObject, type JsonValue, type SnapshotMessage } from "./protocol.js";
 import {
+  ENVIRONMENT_BYTES,
+  ERROR_MESSAGE_BYTES,
+  LEVEL_BYTES,
+  LOG_MESSAGE_BYTES,
   LOG_MESSAGE_CHARS as GENERATED_LOG_MESSAGE_CHARS,
+  MAX_INTEGER,
+  MAX_LOG_LEVELS,
+  MAX_STACKS,
+  OTHER_LEVEL,
   RECENT_LOGS as GENERATED_RECENT_LOGS,
+  SNAPSHOT_BYTES,
+  STACK_NAME_BYTES,
   STACK_STATUS as GENERATED_STACK_STATUS,
   TERMINAL_STATUSES,
+  TIMESTAMP_BYTES,
 } from "./protocol.generated.js";
 
 /**
- * The limits every implementation applies (the numbers of
- * `conformance/state.json`'s `limits`; the tests hold them equal). Sizes of
- * texts are bytes of their compact JSON encoding in UTF-8 (see {@link cut}).
+ * The limits every implementation applies: `conformance/state.json`'s
+ * `limits`, generated into ./protocol.generated.ts by tools/gen_protocol.py
+ * (a limit is the constant named like its key, upper-cased). Sizes of texts
+ * are bytes of their compact JSON encoding in UTF-8 (see {@link cut}).
  */
 export const LIMITS = Object.freeze({
   /** Log lines `recent_logs` keeps: the attempt's latest. */
-  recent_logs: 50,
-  log_message_bytes: 500,
-  error_message_bytes: 1_000,
-  stack_name_bytes: 128,
-  environment_bytes: 64,
-  level_bytes: 32,
-  timestamp_bytes: 64,
+  recent_logs: GENERATED_RECENT_LOGS as number,
+  log_message_bytes: LOG_MESSAGE_BYTES as number,
+  error_message_bytes: ERROR_MESSAGE_BYTES as number,
+  stack_name_bytes: STACK_NAME_BYTES as number,
+  environment_bytes: ENVIRONMENT_BYTES as number,
+  level_bytes: LEVEL_BYTES as number,
+  timestamp_bytes: TIMESTAMP_BYTES as number,
   /** Stacks an attempt keeps; events about further ones are counted in `dropped_stack_events`. */
-  max_stacks: 50,
+  max_stacks: MAX_STACKS as number,
   /** Levels `log_counts` keeps besides `other_level`, which counts the rest. */
-  max_log_levels: 8,
-  other_level: "other",
+  max_log_levels: MAX_LOG_LEVELS as number,
+  other_level: OTHER_LEVEL as string,
   /** Largest integer read (2^53 - 1: larger ones are not exact in every implementation). */
-  max_integer: Number.MAX_SAFE_INTEGER,
+  max_integer: MAX_INTEGER as number,
   /** API Gateway's limit on one message, which a snapshot always fits in. */
-  snapshot_bytes: 128 * 1024,
+  snapshot_bytes: SNAPSHOT_BYTES as number,
 });
 
 /** How many of the attempt's latest log lines the state keeps (the server's limit; generated from conformance/protocol.json). */

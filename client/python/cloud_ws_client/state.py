@@ -47,34 +47,31 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
+from cloud_ws_client._protocol_generated import ENVIRONMENT_BYTES as ENVIRONMENT_BYTES
+from cloud_ws_client._protocol_generated import ERROR_MESSAGE_BYTES as ERROR_MESSAGE_BYTES
+from cloud_ws_client._protocol_generated import LEVEL_BYTES as LEVEL_BYTES
 from cloud_ws_client._protocol_generated import LOG_MESSAGE_CHARS as LOG_MESSAGE_CHARS
+from cloud_ws_client._protocol_generated import MAX_INTEGER
+from cloud_ws_client._protocol_generated import MAX_LOG_LEVELS as MAX_LOG_LEVELS
+from cloud_ws_client._protocol_generated import MAX_STACKS as MAX_STACKS
+from cloud_ws_client._protocol_generated import OTHER_LEVEL as OTHER_LEVEL
 from cloud_ws_client._protocol_generated import RECENT_LOGS as RECENT_LOGS
+from cloud_ws_client._protocol_generated import STACK_NAME_BYTES as STACK_NAME_BYTES
 from cloud_ws_client._protocol_generated import STACK_STATUS as STACK_STATUS
+from cloud_ws_client._protocol_generated import TIMESTAMP_BYTES as TIMESTAMP_BYTES
 from cloud_ws_client.messages import TERMINAL_STATUSES, DeploymentSnapshot, Event
 
-# The limits: the same numbers as the server's and conformance/state.json's "limits".
-# RECENT_LOGS (log lines a state keeps, as the snapshot does) and LOG_MESSAGE_CHARS (largest log
-# message kept, in bytes of its JSON encoding) come from conformance/protocol.json.
-#: Largest stack ``error_message`` (and the attempt's), in bytes of its JSON encoding.
-ERROR_MESSAGE_BYTES = 1_000
-#: Largest stack name, in bytes of its JSON encoding.
-STACK_NAME_BYTES = 128
-#: Largest ``environment``, in bytes of its JSON encoding.
-ENVIRONMENT_BYTES = 64
-#: Largest log level, in bytes of its JSON encoding.
-LEVEL_BYTES = 32
-#: Largest timestamp kept, in bytes of its JSON encoding.
-TIMESTAMP_BYTES = 64
-#: Stacks an attempt keeps; events about further stack names are counted in ``dropped_stack_events``.
-MAX_STACKS = 50
-#: Distinct levels ``log_counts`` keeps besides :data:`OTHER_LEVEL`.
-MAX_LOG_LEVELS = 8
-#: The ``log_counts`` key counting the lines of every level beyond :data:`MAX_LOG_LEVELS`.
-OTHER_LEVEL = "other"
+# The limits (the same numbers as the server's) are generated from conformance/state.json's
+# "limits" and conformance/protocol.json by tools/gen_protocol.py: RECENT_LOGS (log lines a state
+# keeps, as the snapshot does), LOG_MESSAGE_CHARS (largest log message kept), ERROR_MESSAGE_BYTES,
+# STACK_NAME_BYTES, ENVIRONMENT_BYTES, LEVEL_BYTES and TIMESTAMP_BYTES (largest texts), all in bytes
+# of their JSON encoding; MAX_STACKS (stacks an attempt keeps; events about further stack names are
+# counted in ``dropped_stack_events``), MAX_LOG_LEVELS (distinct levels ``log_counts`` keeps besides
+# OTHER_LEVEL, the key counting the lines of every further level).
 #: Largest integer every implementation reads exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``).
-MAX_SAFE_INTEGER = 2**53 - 1
+MAX_SAFE_INTEGER: Final[int] = MAX_INTEGER
 
 _T = TypeVar("_T")
 
