@@ -256,6 +256,12 @@ class Delivery:
                         inboxed.add(event.identity)
             counter = self._store.counter_hint(deployment_id)
             plan = ordering.plan(pool.values(), counter.producers, self._now_ms(), self._gap)
+            if plan.held:
+                # The hint is what this container last wrote: another container may have stored the
+                # "missing" events since. Hold nothing behind a gap the counter does not confirm (a
+                # stale hint held a quiet deployment's next event for the whole gap, 5 s).
+                counter = self._store.refreshed_counter(deployment_id)
+                plan = ordering.plan(pool.values(), counter.producers, self._now_ms(), self._gap)
             # Held events of our own batch go to the inbox before anyone else may hold the lease.
             not_yet_inboxed = [event for event in plan.held if event.identity not in inboxed]
             if not_yet_inboxed:

@@ -196,6 +196,10 @@ class Store:
         """The counter this container wrote last for the deployment, else read (a checked guess)."""
         return self.event_log.counter_hint(deployment_id)
 
+    def refreshed_counter(self, deployment_id: str) -> Counter:
+        """The counter read now (strongly consistent), remembered as this container's hint."""
+        return self.event_log.refreshed_counter(deployment_id)
+
     def advance_state(self, deployment_id: str, stored: Sequence[SequencedEvent]) -> None:
         """Fold just-stored events into the container's cached state when they follow it directly."""
         self.event_log.advance_state(deployment_id, stored)

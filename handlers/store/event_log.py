@@ -172,6 +172,12 @@ class EventLog(Part):
             self._remember_counter(deployment_id, known)
         return known
 
+    def refreshed_counter(self, deployment_id: str) -> Counter:
+        """The counter read now (strongly consistent), remembered as this container's hint."""
+        known = self._read_counter(deployment_id)
+        self._remember_counter(deployment_id, known)
+        return known
+
     def advance_state(self, deployment_id: str, stored: Sequence[SequencedEvent]) -> None:
         """Fold just-stored events into the container's cached state when they follow it directly."""
         cached = self._states.get(deployment_id)

@@ -239,6 +239,23 @@ def test_two_producers_each_keep_their_own_order(stack: Stack) -> None:
         assert mine == [f"{producer}-D1-{n}" for n in range(1, 11)]
 
 
+def test_an_event_is_not_held_behind_a_gap_another_container_has_filled(stack: Stack) -> None:
+    """This container stored line 1 and remembers cursor 1; another container stored line 2 since:
+    line 3 is stored at once (the counter is read again before holding), not after the 5 s gap."""
+    (conn,) = stack.subscribed("D1", 1)
+    broadcaster.handler(_records([_numbered("D1", 1)]))
+    runtime = get_runtime()
+    other = Store(stack.ddb, runtime.config.tables, runtime.config.history_ttl_seconds)  # another container
+    other.append_events("D1", [parse_event(_numbered("D1", 2))])
+
+    result = broadcaster.handler(_records([_numbered("D1", 3)]))
+
+    assert result == {"batchItemFailures": []}
+    assert [m["seq"] for m in _messages(stack, conn)] == [1, 3]  # line 2 was the other's to send
+    assert _lines(stack, conn) == ["line 1", "line 3"]
+    assert Inbox(stack.ddb, stack.tables["EVENTS_TABLE"]).waiting("D1") == []
+
+
 # -- the drain lease --------------------------------------------------------------------------
 
 
