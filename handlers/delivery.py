@@ -245,6 +245,7 @@ class Delivery:
         pool: dict[str, DeploymentEvent] = {event.identity: event for event in own}
         inboxed: set[str] = set()
         rows: list[InboxRow] = []
+        confirmed = False  # the counter read since the lease was claimed
         wake_in: float | None = None
         while True:
             outcome.sessions += 1
@@ -256,11 +257,13 @@ class Delivery:
                         inboxed.add(event.identity)
             counter = self._store.counter_hint(deployment_id)
             plan = ordering.plan(pool.values(), counter.producers, self._now_ms(), self._gap)
-            if plan.held:
+            if plan.held and not confirmed:
                 # The hint is what this container last wrote: another container may have stored the
-                # "missing" events since. Hold nothing behind a gap the counter does not confirm (a
-                # stale hint held a quiet deployment's next event for the whole gap, 5 s).
+                # "missing" events before this one claimed the lease. Hold nothing behind a gap the
+                # counter does not confirm (a stale hint held a quiet deployment's next event for the
+                # whole gap, 5 s). Once read under the lease, the hint stays true: only the holder stores.
                 counter = self._store.refreshed_counter(deployment_id)
+                confirmed = True
                 plan = ordering.plan(pool.values(), counter.producers, self._now_ms(), self._gap)
             # Held events of our own batch go to the inbox before anyone else may hold the lease.
             not_yet_inboxed = [event for event in plan.held if event.identity not in inboxed]
