@@ -3,7 +3,7 @@
 :class:`ClientProtocol` knows which deployments are subscribed and where each
 stream stands; it turns API calls into frames to send and received frames into
 messages to deliver, in order and without duplicates. The connection code in
-:mod:`cloud_ws_client.client` only moves frames and keeps time, so everything
+:mod:`cloud_ws_client.connections` only moves frames and keeps time, so everything
 here is tested without sockets.
 
 Every request carries an ``id`` and every reply echoes it. API Gateway may
