@@ -73,6 +73,10 @@ one the ``local`` extra pins) and every function a fix replaces with the
 parameters it had there; any difference stops the local stack with a message
 that says which, and how to install the moto it was written for.
 
+**Upstream.** The two fixes of wrong answers (1 and 2) are written up as
+issues for moto in docs/upstream-moto.md; each patch goes once moto ships
+its fix.
+
 Everything else is moto's own code. ``tests/test_integration`` drives the
 patched backend; ``tests/test_emulator/test_moto_patches.py`` checks each
 property directly.
