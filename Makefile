@@ -15,7 +15,7 @@ JS_DIR := client/javascript
 # or when the lockfile changes, a rebuild when a source changes.
 JS_INSTALLED := $(JS_DIR)/node_modules/.installed
 JS_BUILT     := $(JS_DIR)/dashboard/dist/index.html
-JS_SOURCES   := $(wildcard $(JS_DIR)/src/*.ts $(JS_DIR)/dashboard/src/* $(JS_DIR)/scripts/*.mjs \
+JS_SOURCES   := $(wildcard $(JS_DIR)/src/*.ts $(JS_DIR)/dashboard/src/* $(JS_DIR)/dashboard/src/views/*.ts $(JS_DIR)/scripts/*.mjs \
                   $(JS_DIR)/tsconfig*.json $(JS_DIR)/dashboard/tsconfig.json)
 
 # pip's own output (and the build backends' warnings) goes to $(VENV)/install.log, shown
