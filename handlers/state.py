@@ -47,7 +47,14 @@ dashboard's model):
   them alike. The arithmetic is in ``docs/protocol.md`` ("Limits of the
   snapshot") and a test builds the worst case.
 
-Pure functions over JSON-shaped dictionaries; no I/O.
+Pure functions, no I/O. The state is typed (:class:`DeploymentState`, what a
+snapshot sends, and :class:`StoredState`, which adds the ``seq`` it was folded
+through), yet stays a plain JSON-shaped dictionary at run time, so what is
+sent and stored is the dictionary itself, byte for byte. The only ordering key
+is that ``seq``: it lives in the stored form (a checkpoint resumes from it)
+and never in a snapshot's ``data`` (the message carries it). The per-field
+``[time, seq]`` keys an older fold stored in-band as ``_keys`` are gone; a
+stored state that still has them loads without them (:func:`loads`).
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, cast
 
 #: Statuses of ``deployment.status`` after which the attempt is over.
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -98,26 +105,77 @@ SNAPSHOT_BYTES = 128 * 1024
 #: Largest integer every implementation reads exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``).
 MAX_SAFE_INTEGER = 2**53 - 1
 
-#: The fields a snapshot carries, in order (the stored form has ``seq`` besides).
-PUBLIC_FIELDS = (
-    "status",
-    "attempt",
-    "current_layer",
-    "total_layers",
-    "started_at",
-    "updated_at",
-    "environment",
-    "error_message",
-    "duration_seconds",
-    "stacks",
-    "dropped_stack_events",
-    "log_counts",
-    "recent_logs",
-)
-_STACK_FIELDS = ("status", "layer", "environment", "resource_count", "duration_seconds", "error_message")
+
+class StackState(TypedDict):
+    """One stack of the attempt (a snapshot sends its fields in this order)."""
+
+    status: str
+    """``pending`` < ``deploying`` < ``deployed`` / ``failed`` / ``cancelled``."""
+    layer: int | None
+    environment: str | None
+    resource_count: int | None
+    duration_seconds: int | float | None
+    error_message: str | None
 
 
-def initial() -> dict[str, Any]:
+class LogLine(TypedDict):
+    """One line of ``recent_logs``."""
+
+    level: str
+    message: str
+    stack_name: str | None
+    seq: int
+    timestamp: str | None
+
+
+class DeploymentState(TypedDict):
+    """What a snapshot sends as ``data`` (its fields in this order: :data:`PUBLIC_FIELDS`)."""
+
+    status: str
+    """``pending`` < ``deploying`` < ``succeeded`` / ``failed`` / ``cancelled``."""
+    attempt: int
+    current_layer: int | None
+    total_layers: int | None
+    started_at: str | None
+    updated_at: str | None
+    environment: str | None
+    error_message: str | None
+    duration_seconds: int | float | None
+    stacks: dict[str, StackState]
+    dropped_stack_events: int
+    log_counts: dict[str, int]
+    recent_logs: list[LogLine]
+
+
+class StoredState(DeploymentState):
+    """The folded state as kept and checkpointed: the public fields and the ``seq`` folded through.
+
+    ``seq`` is the fold's one ordering key (a later event wins, one at or
+    below it is a duplicate), so it travels with the state it orders; it is
+    not part of what a snapshot sends (:func:`public` leaves it out).
+    """
+
+    seq: int
+
+
+class Summary(TypedDict):
+    """One row of ``deployments`` (and the counter item's head, with ``started_at`` beside it)."""
+
+    deployment_id: str
+    status: str
+    attempt: int
+    current_layer: int | None
+    total_layers: int | None
+    updated_at: str | None
+    environment: str | None
+
+
+#: The fields a snapshot carries, in order (the stored form has ``seq`` besides): read off
+#: :class:`DeploymentState`, so the list and the type cannot disagree.
+PUBLIC_FIELDS: tuple[str, ...] = tuple(DeploymentState.__annotations__)
+
+
+def initial() -> StoredState:
     """The state of a deployment nobody has reported on (``seq`` 0)."""
     return {
         "status": "pending",
@@ -137,17 +195,41 @@ def initial() -> dict[str, Any]:
     }
 
 
-def public(state: Mapping[str, Any]) -> dict[str, Any]:
-    """What a snapshot sends as ``data``: the state without ``seq`` (the message carries it)."""
-    base = initial()
-    result = {name: copy.deepcopy(state.get(name, base[name])) for name in PUBLIC_FIELDS}
-    result["stacks"] = {
-        name: {field: stack.get(field) for field in _STACK_FIELDS} for name, stack in result["stacks"].items()
+def public(state: DeploymentState) -> DeploymentState:
+    """What a snapshot sends as ``data``: the state without ``seq`` (the message carries it).
+
+    A copy, its keys in :data:`PUBLIC_FIELDS` order and each stack's in
+    :class:`StackState`'s (the wire keeps the order it is given).
+    """
+    copied = copy.deepcopy(state)
+    return {
+        "status": copied["status"],
+        "attempt": copied["attempt"],
+        "current_layer": copied["current_layer"],
+        "total_layers": copied["total_layers"],
+        "started_at": copied["started_at"],
+        "updated_at": copied["updated_at"],
+        "environment": copied["environment"],
+        "error_message": copied["error_message"],
+        "duration_seconds": copied["duration_seconds"],
+        "stacks": {
+            name: {
+                "status": stack["status"],
+                "layer": stack["layer"],
+                "environment": stack["environment"],
+                "resource_count": stack["resource_count"],
+                "duration_seconds": stack["duration_seconds"],
+                "error_message": stack["error_message"],
+            }
+            for name, stack in copied["stacks"].items()
+        },
+        "dropped_stack_events": copied["dropped_stack_events"],
+        "log_counts": copied["log_counts"],
+        "recent_logs": copied["recent_logs"],
     }
-    return result
 
 
-def head(state: Mapping[str, Any]) -> dict[str, Any]:
+def head(state: StoredState) -> StoredState:
     """The deployment-level part of the state: ``stacks``, ``log_counts`` and ``recent_logs`` emptied.
 
     Small whatever the deployment's size (status, attempt, layers, dates,
@@ -155,17 +237,30 @@ def head(state: Mapping[str, Any]) -> dict[str, Any]:
     depends on stacks or logs, so folding further events into ``head(s)``
     gives the same deployment-level fields as folding them into ``s``.
     """
-    result = {name: copy.deepcopy(value) for name, value in state.items()}
-    result.update(stacks={}, dropped_stack_events=0, log_counts={}, recent_logs=[])
+    result = copy.deepcopy(state)
+    result.update({"stacks": {}, "dropped_stack_events": 0, "log_counts": {}, "recent_logs": []})
     return result
 
 
-def dumps(state: Mapping[str, Any]) -> str:
-    """The stored form (compact JSON)."""
+def from_head(fields: Mapping[str, Any]) -> StoredState:
+    """The initial state with the fields of a stored head (the counter item's), as they were stored.
+
+    The counter keeps only the deployment-level fields (:func:`head`'s point),
+    and folding further events into them gives the deployment-level fields
+    folding the whole state would. Names the state does not have (the row's
+    ``deployment_id``, say) are left out; values are taken as stored, since
+    the server wrote them from a fold.
+    """
+    base = initial()
+    return cast(StoredState, {**base, **{name: value for name, value in fields.items() if name in base}})
+
+
+def dumps(state: StoredState) -> str:
+    """The stored form (compact JSON, keys sorted): what a checkpoint holds, ``seq`` included."""
     return json.dumps(state, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
-def loads(stored: str | None) -> dict[str, Any]:
+def loads(stored: str | None) -> StoredState:
     """A stored state, or :func:`initial` when there is none (or it cannot be read).
 
     A state stored before fields were ordered by ``seq`` alone carries ``_keys``
@@ -184,7 +279,7 @@ def loads(stored: str | None) -> dict[str, Any]:
     return _bounded(raw)
 
 
-def epoch_ms(timestamp: Any) -> int | None:
+def epoch_ms(timestamp: object) -> int | None:
     """An ISO 8601 timestamp as epoch milliseconds (UTC when it names no zone); None if unreadable."""
     if not isinstance(timestamp, str) or not timestamp:
         return None
@@ -239,12 +334,12 @@ def cut(text: str, limit: int) -> str:
     return "".join(kept)
 
 
-def _text(value: Any, limit: int) -> str | None:
+def _text(value: object, limit: int) -> str | None:
     """A non-empty string cut to ``limit`` bytes, else None."""
     return cut(value, limit) or None if isinstance(value, str) and value else None
 
 
-def _count(value: Any) -> int | None:
+def _count(value: object) -> int | None:
     """An integer from 0 to :data:`MAX_SAFE_INTEGER`, else None.
 
     ``2.0`` counts as 2: JavaScript cannot tell them apart, and every
@@ -257,7 +352,7 @@ def _count(value: Any) -> int | None:
     return int(value) if 0 <= value <= MAX_SAFE_INTEGER else None
 
 
-def _seconds(value: Any) -> int | float | None:
+def _seconds(value: object) -> int | float | None:
     """A finite number of seconds, at least 0 (at most :data:`MAX_SAFE_INTEGER` when whole), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -269,23 +364,22 @@ def _seconds(value: Any) -> int | float | None:
 # -- folding -----------------------------------------------------------------------------------
 
 
-def fold(state: Mapping[str, Any], messages: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def fold(state: StoredState, messages: Iterable[Mapping[str, Any]]) -> StoredState:
     """The state after these events (wire messages with ``type``, ``seq``, ``data``, ``timestamp``).
 
     Events are taken in the order given; one whose ``seq`` is at or below the
     last folded is a duplicate and changes nothing. ``state`` itself is not
-    modified.
+    modified. The messages stay untyped mappings: they are whatever a
+    producer sent, and every field is checked as it is read.
     """
-    result = copy.deepcopy(dict(state))
-    result.pop("_keys", None)
-    for name, value in initial().items():
-        result.setdefault(name, value)
+    result = copy.deepcopy(state)
     for message in messages:
         _fold_one(result, message)
     return result
 
 
-def _fold_one(result: dict[str, Any], message: Mapping[str, Any]) -> None:
+def _fold_one(result: StoredState, message: Mapping[str, Any]) -> None:
+    """Fold one event into ``result`` in place (nothing if its ``seq`` is not past the state's)."""
     seq = _count(message.get("seq"))
     if seq is None or seq <= result["seq"]:
         return
@@ -312,66 +406,87 @@ def _fold_one(result: dict[str, Any], message: Mapping[str, Any]) -> None:
     if kind == "deployment.status":
         if status is not None and _DEPLOYMENT_RANK[status] >= _DEPLOYMENT_RANK[result["status"]]:
             result["status"] = status
-        outcome = {
-            "current_layer": _count(data.get("current_layer")),
-            "total_layers": _count(data.get("total_layers")),
-            "error_message": _text(data.get("error_message"), ERROR_MESSAGE_BYTES),
-            "duration_seconds": _seconds(data.get("duration_seconds")),
-        }
-        for field, value in outcome.items():
-            if value is not None:
-                result[field] = value
+        # A status without a field keeps the last known value.
+        current_layer = _count(data.get("current_layer"))
+        if current_layer is not None:
+            result["current_layer"] = current_layer
+        total_layers = _count(data.get("total_layers"))
+        if total_layers is not None:
+            result["total_layers"] = total_layers
+        error_message = _text(data.get("error_message"), ERROR_MESSAGE_BYTES)
+        if error_message is not None:
+            result["error_message"] = error_message
+        duration = _seconds(data.get("duration_seconds"))
+        if duration is not None:
+            result["duration_seconds"] = duration
     elif isinstance(kind, str) and kind in STACK_STATUS:
         _fold_stack(result, kind, data)
     elif kind == "log.created":
         _fold_log(result, data, seq, timestamp)
 
 
-def _new_attempt(state: dict[str, Any], timestamp: str | None) -> None:
+def _new_attempt(state: StoredState, timestamp: str | None) -> None:
+    """Start the next attempt in place: its stacks, layer, outcome and logs afresh."""
     state.update(
-        attempt=state["attempt"] + 1,
-        status="pending",
-        current_layer=None,
-        started_at=timestamp,
-        error_message=None,
-        duration_seconds=None,
-        stacks={},
-        dropped_stack_events=0,
-        log_counts={},
-        recent_logs=[],
+        {
+            "attempt": state["attempt"] + 1,
+            "status": "pending",
+            "current_layer": None,
+            "started_at": timestamp,
+            "error_message": None,
+            "duration_seconds": None,
+            "stacks": {},
+            "dropped_stack_events": 0,
+            "log_counts": {},
+            "recent_logs": [],
+        }
     )
 
 
-def _fold_stack(state: dict[str, Any], kind: str, data: Mapping[str, Any]) -> None:
+def _fold_stack(state: StoredState, kind: str, data: Mapping[str, Any]) -> None:
+    """Fold a ``stack.*`` event in place: the stack's status moves forward, given fields are kept."""
     name = _text(data.get("stack_name"), STACK_NAME_BYTES)
     if name is None:
         return
-    stacks: dict[str, dict[str, Any]] = state["stacks"]
+    stacks = state["stacks"]
     stack = stacks.get(name)
     if stack is None:
         if len(stacks) >= MAX_STACKS:
             state["dropped_stack_events"] += 1
             return
-        stack = stacks[name] = dict.fromkeys(_STACK_FIELDS)
-        stack["status"] = "pending"
+        stack = stacks[name] = {
+            "status": "pending",
+            "layer": None,
+            "environment": None,
+            "resource_count": None,
+            "duration_seconds": None,
+            "error_message": None,
+        }
     status = STACK_STATUS[kind]
     if _STACK_RANK[status] >= _STACK_RANK[stack["status"]]:
         stack["status"] = status
-    values = {
-        "layer": _count(data.get("layer")),
-        "environment": _text(data.get("environment"), ENVIRONMENT_BYTES),
-        "resource_count": _count(data.get("resource_count")),
-        "duration_seconds": _seconds(data.get("duration_seconds")),
-        "error_message": _text(data.get("error_message"), ERROR_MESSAGE_BYTES),
-    }
-    for field, value in values.items():
-        if value is not None:
-            stack[field] = value
+    # An event without a field keeps the stack's last known value.
+    layer = _count(data.get("layer"))
+    if layer is not None:
+        stack["layer"] = layer
+    environment = _text(data.get("environment"), ENVIRONMENT_BYTES)
+    if environment is not None:
+        stack["environment"] = environment
+    resource_count = _count(data.get("resource_count"))
+    if resource_count is not None:
+        stack["resource_count"] = resource_count
+    duration = _seconds(data.get("duration_seconds"))
+    if duration is not None:
+        stack["duration_seconds"] = duration
+    error_message = _text(data.get("error_message"), ERROR_MESSAGE_BYTES)
+    if error_message is not None:
+        stack["error_message"] = error_message
 
 
-def _fold_log(state: dict[str, Any], data: Mapping[str, Any], seq: int, timestamp: str | None) -> None:
+def _fold_log(state: StoredState, data: Mapping[str, Any], seq: int, timestamp: str | None) -> None:
+    """Fold a ``log.created`` in place: counted by level, kept among the latest lines."""
     level = _text(data.get("level"), LEVEL_BYTES) or "info"
-    counts: dict[str, int] = state["log_counts"]
+    counts = state["log_counts"]
     counted = level
     if (
         level not in counts
@@ -381,7 +496,7 @@ def _fold_log(state: dict[str, Any], data: Mapping[str, Any], seq: int, timestam
         counted = OTHER_LEVEL
     counts[counted] = counts.get(counted, 0) + 1
     message = data.get("message")
-    logs: list[dict[str, Any]] = state["recent_logs"]
+    logs = state["recent_logs"]
     logs.append(
         {
             "level": level,
@@ -397,8 +512,13 @@ def _fold_log(state: dict[str, Any], data: Mapping[str, Any], seq: int, timestam
 # -- reading a stored state --------------------------------------------------------------------
 
 
-def _bounded(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored state (of any version) with the current fields, each within the limits."""
+def _bounded(raw: Mapping[str, Any]) -> StoredState:
+    """A stored state (of any version) with the current fields, each within the limits.
+
+    ``raw`` is whatever JSON was stored, so it stays an untyped mapping and
+    every field is checked; names the state does not have (an old ``_keys``,
+    in the state or in a stack) are not carried over.
+    """
     result = initial()
     status = raw.get("status")
     result["status"] = status if isinstance(status, str) and status in _DEPLOYMENT_RANK else "pending"
@@ -459,6 +579,7 @@ def _bounded(raw: Mapping[str, Any]) -> dict[str, Any]:
                 "level": _text(line.get("level"), LEVEL_BYTES) or "info",
                 "message": cut(message, LOG_MESSAGE_CHARS) if isinstance(message, str) else "",
                 "stack_name": _text(line.get("stack_name"), STACK_NAME_BYTES),
+                # A whole number (``_count`` passed it), kept as it was stored.
                 "seq": line["seq"],
                 "timestamp": _text(line.get("timestamp"), TIMESTAMP_BYTES),
             }
@@ -466,14 +587,14 @@ def _bounded(raw: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def summary(deployment_id: str, state: Mapping[str, Any]) -> dict[str, Any]:
+def summary(deployment_id: str, state: DeploymentState) -> Summary:
     """One row of ``deployments``: the deployment at a glance."""
     return {
         "deployment_id": deployment_id,
-        "status": state.get("status", "pending"),
-        "attempt": state.get("attempt", 0),
-        "current_layer": state.get("current_layer"),
-        "total_layers": state.get("total_layers"),
-        "updated_at": state.get("updated_at"),
-        "environment": state.get("environment"),
+        "status": state["status"],
+        "attempt": state["attempt"],
+        "current_layer": state["current_layer"],
+        "total_layers": state["total_layers"],
+        "updated_at": state["updated_at"],
+        "environment": state["environment"],
     }

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from handlers.config import TableNames
 from handlers.events import DeploymentEvent, SequencedEvent
@@ -41,6 +41,8 @@ from handlers.store.subscriptions import Subscriber, SubscriberPage, Subscriptio
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+
+    from handlers import state
 
 __all__ = [
     "MAX_PRODUCERS_BYTES",
@@ -204,21 +206,21 @@ class Store:
         """Fold just-stored events into the container's cached state when they follow it directly."""
         self.event_log.advance_state(deployment_id, stored)
 
-    def checkpoint(self, deployment_id: str) -> tuple[int, dict[str, Any]]:
+    def checkpoint(self, deployment_id: str) -> tuple[int, state.StoredState]:
         """The latest checkpoint of the deployment's folded state: its ``seq`` and the state then."""
         return self.event_log.checkpoint(deployment_id)
 
     def put_checkpoint(
-        self, deployment_id: str, seq: int, folded: Mapping[str, Any], project: str | None = None
+        self, deployment_id: str, seq: int, folded: state.StoredState, project: str | None = None
     ) -> bool:
         """Store the state folded through ``seq`` unless a later checkpoint is there; True if stored."""
         return self.event_log.put_checkpoint(deployment_id, seq, folded, project)
 
-    def folded(self, deployment_id: str, seq: int) -> dict[str, Any]:
+    def folded(self, deployment_id: str, seq: int) -> state.StoredState:
         """The deployment's state folded through ``seq``: :meth:`EventLog.folded`."""
         return self.event_log.folded(deployment_id, seq)
 
-    def snapshot(self, deployment_id: str) -> tuple[int, dict[str, Any]]:
+    def snapshot(self, deployment_id: str) -> tuple[int, state.StoredState]:
         """The deployment's last ``seq`` and its state folded through it: :meth:`EventLog.snapshot`."""
         return self.event_log.snapshot(deployment_id)
 

@@ -76,16 +76,9 @@ class Counter:
     project: str | None = None
     """The deployment's project, fixed by its first stored event (None before it)."""
 
-    def head_state(self) -> dict[str, Any]:
+    def head_state(self) -> state.StoredState:
         """A state to fold further events into for the head (stacks and logs are not kept here)."""
-        folded = state.initial()
-        order = folded.get("_keys")  # a fold that orders fields by key: the head's come first
-        for name, value in self.head.items():
-            if name in folded and name != "_keys":
-                folded[name] = value
-                if isinstance(order, dict) and value is not None:
-                    order[name] = [None, 0]
-        return folded
+        return state.from_head(self.head)
 
 
 @dataclass(frozen=True)
@@ -147,7 +140,7 @@ class EventLog(Part):
         self._last_seq_hint: dict[str, Counter] = {}
         self._reuse_counter = reuse_counter
         # deployment id -> (seq, state folded through it) this container computed last.
-        self._states: OrderedDict[str, tuple[int, dict[str, Any]]] = OrderedDict()
+        self._states: OrderedDict[str, tuple[int, state.StoredState]] = OrderedDict()
 
     def last_seq(self, deployment_id: str) -> int:
         """The highest ``seq`` handed out for a deployment (0 before its first event)."""
@@ -194,7 +187,7 @@ class EventLog(Part):
         ]
         self._remember_state(deployment_id, stored[-1].seq, state.fold(cached[1], messages))
 
-    def checkpoint(self, deployment_id: str) -> tuple[int, dict[str, Any]]:
+    def checkpoint(self, deployment_id: str) -> tuple[int, state.StoredState]:
         """The latest checkpoint of the deployment's folded state: its ``seq`` and the state then."""
         item = self._db.get_item(
             TableName=self._tables.events,
@@ -208,7 +201,7 @@ class EventLog(Part):
         return _int(item, "upTo"), state.loads(_str(item, "state"))
 
     def put_checkpoint(
-        self, deployment_id: str, seq: int, folded: Mapping[str, Any], project: str | None = None
+        self, deployment_id: str, seq: int, folded: state.StoredState, project: str | None = None
     ) -> bool:
         """Store the state folded through ``seq`` unless a later checkpoint is there; True if stored.
 
@@ -237,7 +230,7 @@ class EventLog(Part):
             raise
         return True
 
-    def folded(self, deployment_id: str, seq: int) -> dict[str, Any]:
+    def folded(self, deployment_id: str, seq: int) -> state.StoredState:
         """The deployment's state folded through ``seq``: the container's cache, else checkpoint + history.
 
         Every ``seq`` up to the one asked for must be stored already.
@@ -253,7 +246,7 @@ class EventLog(Part):
         self._remember_state(deployment_id, seq, folded)
         return folded
 
-    def snapshot(self, deployment_id: str) -> tuple[int, dict[str, Any]]:
+    def snapshot(self, deployment_id: str) -> tuple[int, state.StoredState]:
         """The deployment's last ``seq`` and its state folded through it (what ``deployment.snapshot`` sends).
 
         The checkpoint is read first, then the counter (checkpoints are written
@@ -656,7 +649,7 @@ class EventLog(Part):
             self._last_seq_hint.clear()
         self._last_seq_hint[deployment_id] = counter
 
-    def _remember_state(self, deployment_id: str, seq: int, folded: dict[str, Any]) -> None:
+    def _remember_state(self, deployment_id: str, seq: int, folded: state.StoredState) -> None:
         self._states[deployment_id] = (seq, folded)
         self._states.move_to_end(deployment_id)
         while len(self._states) > _MAX_STATES:
@@ -686,7 +679,7 @@ def _json_object(item: Item, name: str) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _head_of(deployment_id: str, folded: Mapping[str, Any]) -> dict[str, Any]:
+def _head_of(deployment_id: str, folded: state.StoredState) -> dict[str, Any]:
     """The counter's head: the list's summary and when the attempt started."""
     return {**state.summary(deployment_id, folded), "started_at": folded.get("started_at")}
 
