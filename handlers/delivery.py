@@ -9,7 +9,7 @@ the others of the same batch). What happens then:
 2. **Drain.** Otherwise, until nothing is left: take this batch's events and
    the inbox's, order them (``handlers.ordering``: each producer's in the
    order it emitted them; those behind a gap wait), store them
-   (``Store.append_events``, up to 33 to a transaction), send them (AppSync
+   (``Store.append_events``, up to 49 to a transaction), send them (AppSync
    and the WebSocket fan-out, in ``seq`` order, while still holding the lease
    so the next chunk is never posted before this one).
 3. **Release**, unless more arrived meanwhile (then drain again), recording
@@ -114,12 +114,11 @@ class _Session:
     """One holder's hold of a deployment's lease."""
 
     owner: str
-    sent_up_to: int | None = None
+    sent_up_to: int
     """Every ``seq`` up to this one has been sent (the lease's mark, moved by this holder's sends)."""
 
     def sent(self, events: Sequence[SequencedEvent]) -> None:
-        if events:
-            self.sent_up_to = max(self.sent_up_to or 0, max(e.seq for e in events))
+        self.sent_up_to = max([self.sent_up_to, *(e.seq for e in events)])
 
 
 class Delivery:
@@ -201,8 +200,6 @@ class Delivery:
         sends them, in ``seq`` order, before anything newer. A holder that was
         only slow sends its own as well: subscribers drop the copies by ``seq``.
         """
-        if session.sent_up_to is None:
-            return
         last = self._store.counter(deployment_id).last_seq
         if last <= session.sent_up_to:
             return
@@ -318,7 +315,7 @@ class Delivery:
             # Some chunks were stored before the throttle: send them (nothing else would: the
             # records are acknowledged), keep the rest in the inbox, and back off: the lease is
             # given up and a wake message brings the deployment back after a pause.
-            self._after_store(deployment_id, partial, inboxed, session, outcome)
+            self._after_store(deployment_id, partial, session, outcome)
             done = {e.event.identity for e in partial.fresh + partial.unsent}
             done.update(e.identity for e, _ in partial.duplicates)
             done.update(e.identity for e in partial.rejected + partial.refused)
@@ -327,13 +324,12 @@ class Delivery:
                 self._inbox.put(deployment_id, rest)  # raises if throttled too: the records come back
                 inboxed.update(e.identity for e in rest)
             raise _Throttled(done) from exc
-        self._after_store(deployment_id, result, inboxed, session, outcome)
+        self._after_store(deployment_id, result, session, outcome)
 
     def _after_store(
         self,
         deployment_id: str,
         result: SequenceResult,
-        inboxed: set[str],
         session: _Session,
         outcome: DeliveryOutcome,
     ) -> None:

@@ -155,15 +155,9 @@ class SequencedEvent:
     @classmethod
     def from_message(cls, message: str) -> SequencedEvent:
         """A stored wire message as an event to send again (what a holder resends after a takeover)."""
+        # The wire message holds every field an event needs to be sent again (not how it was received).
         raw = json.loads(message)
-        event = DeploymentEvent(
-            type=str(raw["type"]),
-            deployment_id=str(raw["deployment_id"]),
-            event_id=str(raw["event_id"]),
-            data=dict(raw.get("data") or {}),
-            timestamp=str(raw.get("timestamp") or ""),
-        )
-        return cls(event, int(raw["seq"]), message)
+        return cls(DeploymentEvent.from_object(raw), int(raw["seq"]), message)
 
 
 def parse_event(event: Mapping[str, Any], received_ms: int | None = None) -> DeploymentEvent:

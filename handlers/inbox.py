@@ -84,9 +84,9 @@ class Lease:
     """The ``wakes`` value the last holder drained the inbox up to when it released."""
     held: int
     """Events the last holder left in the inbox, waiting behind a gap."""
-    sent_up_to: int | None = None
+    sent_up_to: int = 0
     """Every ``seq`` up to this one was sent by a holder that released or abandoned the lease
-    (None: never recorded, as on rows written before the mark existed)."""
+    (0 on a row without the mark: new, or written before the mark existed)."""
     took_over: bool = False
     """Claimed from a holder whose lease ran out: what it stored past ``sent_up_to`` may be unsent."""
 
@@ -114,7 +114,7 @@ def _lease(item: dict[str, Any] | None) -> Lease:
         wakes=number("wakes"),
         settled=number("settled"),
         held=number("held"),
-        sent_up_to=number("sentUpTo") if "sentUpTo" in item else None,
+        sent_up_to=number("sentUpTo"),
     )
 
 
@@ -181,8 +181,7 @@ class Inbox:
             wakes=old.wakes,
             settled=old.settled,
             held=old.held,
-            # A row without the mark (new, or written before it existed) starts it at 0.
-            sent_up_to=old.sent_up_to or 0,
+            sent_up_to=old.sent_up_to,
             took_over="owner" in before,
         )
 
@@ -285,27 +284,25 @@ class Inbox:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return rows
 
-    def release(
-        self, deployment_id: str, owner: str, wakes: int, held: int, sent_up_to: int | None = None
-    ) -> bool:
+    def release(self, deployment_id: str, owner: str, wakes: int, held: int, sent_up_to: int) -> bool:
         """Give the lease up if no work arrived since ``wakes`` was read; False when some did.
 
         ``sent_up_to``: every ``seq`` up to it has been sent (recorded for the next holder).
         """
-        values: dict[str, Any] = {":me": {"S": owner}, ":w": {"N": str(wakes)}, ":h": {"N": str(held)}}
         # Nobody has bumped ``wakes`` since it read ``wakes`` (a claim does not create it: absent is 0).
         unchanged = "(wakes = :w OR attribute_not_exists(wakes))" if wakes == 0 else "wakes = :w"
-        mark = ""
-        if sent_up_to is not None:
-            values[":s"] = {"N": str(sent_up_to)}
-            mark = ", sentUpTo = :s"
         try:
             self._update(
                 Key=keys.lease(deployment_id),
-                UpdateExpression=f"SET settled = :w, held = :h{mark} REMOVE #o, #u",
+                UpdateExpression="SET settled = :w, held = :h, sentUpTo = :s REMOVE #o, #u",
                 ConditionExpression=f"#o = :me AND {unchanged}",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":w": {"N": str(wakes)},
+                    ":h": {"N": str(held)},
+                    ":s": {"N": str(sent_up_to)},
+                },
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
@@ -313,23 +310,22 @@ class Inbox:
             raise
         return True
 
-    def abandon(self, deployment_id: str, owner: str, sent_up_to: int | None = None) -> None:
+    def abandon(self, deployment_id: str, owner: str, sent_up_to: int) -> None:
         """Give the lease up whatever waits (a hand-over, or a failure); the next holder reads the inbox.
 
         ``sent_up_to``: every ``seq`` up to it has been sent (recorded for the next holder).
         """
-        values: dict[str, Any] = {":me": {"S": owner}, ":one": {"N": "1"}}
-        mark = ""
-        if sent_up_to is not None:
-            values[":s"] = {"N": str(sent_up_to)}
-            mark = ", sentUpTo = :s"
         try:
             self._update(
                 Key=keys.lease(deployment_id),
-                UpdateExpression=f"SET held = :one{mark} REMOVE #o, #u",
+                UpdateExpression="SET held = :one, sentUpTo = :s REMOVE #o, #u",
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner", "#u": "until"},
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":one": {"N": "1"},
+                    ":s": {"N": str(sent_up_to)},
+                },
             )
         except ClientError as exc:
             if _code(exc) != "ConditionalCheckFailedException":
