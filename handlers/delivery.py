@@ -35,7 +35,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from handlers import ordering, spec
 from handlers.events import DeploymentEvent, SequencedEvent
@@ -158,7 +158,9 @@ class Delivery:
         """
         outcome = DeliveryOutcome(deployment_id)
         owner = uuid.uuid4().hex
-        own = list(events)
+        # The gap's clock starts here, not at the queue: see DeploymentEvent.arrived_ms.
+        arrived = self._now_ms()
+        own = [e if e.arrived_ms else replace(e, arrived_ms=arrived) for e in events]
         # A deployment this container just found held is most likely held still: go straight to
         # the inbox (a failed claim is a write too, on the lease row every invocation touches).
         lease = (

@@ -50,6 +50,10 @@ class DeploymentEvent:
     """The producer's time, clamped to no later than ``received_ms`` + :data:`MAX_CLOCK_AHEAD_MS`."""
     received_ms: int = 0
     """When the system first received the event (the delivery queue's ``SentTimestamp``), epoch ms."""
+    arrived_ms: int = 0
+    """When a broadcaster first had the event in hand (0 until then), epoch ms: the clock of a gap's
+    wait. Not ``received_ms``: under a backlog an event sits in the queue longer than a gap lasts,
+    and timing from the queue would skip every gap that concurrent batches open."""
     producer_id: str | None = None
     """The producer that numbered the event (``detail.producer_id``), if it did."""
     producer_seq: int | None = None
@@ -73,6 +77,7 @@ class DeploymentEvent:
                 "data": self.data,
                 "timestamp": self.timestamp,
                 "received_ms": self.received_ms,
+                "arrived_ms": self.arrived_ms,
                 "producer_id": self.producer_id,
                 "producer_seq": self.producer_seq,
                 "project": self.project,
@@ -96,6 +101,7 @@ class DeploymentEvent:
             data=dict(raw.get("data") or {}),
             timestamp=str(raw["timestamp"]),
             received_ms=int(raw.get("received_ms") or 0),
+            arrived_ms=int(raw.get("arrived_ms") or 0),
             producer_id=raw.get("producer_id"),
             producer_seq=raw.get("producer_seq"),
             project=str(raw.get("project") or DEFAULT_PROJECT),

@@ -11,7 +11,9 @@ predecessor. One that arrives ahead of it waits in the deployment's inbox.
 
 A gap must not stall a deployment for ever (the producer may have shed the
 missing event, or it may be stuck in a retry): once the first event waiting
-behind a gap has waited :data:`GAP_SECONDS`, the gap is skipped and the
+behind a gap has waited :data:`GAP_SECONDS` at the broadcaster (counted from
+``arrived_ms``, not from when the queue got it: under a backlog every event
+has sat in the queue longer than that), the gap is skipped and the
 missing event, should it still come, is stored when it arrives, after the
 ones that overtook it. Events of different producers, and events nobody
 numbered (any plain ``PutEvents``), keep no order among each other beyond the
@@ -88,7 +90,7 @@ def plan(
                 cursor = max(cursor, number)
                 continue
             behind = waiting[index:]
-            waited_since = min(e.received_ms for e in behind)
+            waited_since = min(_arrival(e) for e in behind)
             if now_ms - waited_since >= gap_ms:
                 lane.append(event)  # the gap timed out: skip it
                 cursor = number
@@ -106,6 +108,11 @@ def plan(
     ready = _merge(lanes)
     wake = None if wake_ms is None else max(0.0, (wake_ms - now_ms) / 1000)
     return Plan(ready, held, moved, wake)
+
+
+def _arrival(event: DeploymentEvent) -> int:
+    """When the event's wait behind a gap began: when a broadcaster first had it in hand."""
+    return event.arrived_ms or event.received_ms
 
 
 def _number(event: DeploymentEvent) -> int:

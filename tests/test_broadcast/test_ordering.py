@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, cast
 
 import boto3
@@ -184,41 +185,58 @@ def test_events_behind_a_gap_wait_in_the_inbox_and_a_wake_is_sent(
     assert Inbox(stack.ddb, stack.tables["EVENTS_TABLE"]).waiting("D1") == []
 
 
+def _age_the_inbox(stack: Stack, deployment_id: str) -> None:
+    """Rewrite the deployment's inbox as if its events reached the broadcaster GAP_SECONDS + 1 ago."""
+    long_ago = int((time.time() - ordering.GAP_SECONDS - 1) * 1000)
+    inbox = Inbox(stack.ddb, stack.tables["EVENTS_TABLE"])
+    rows = inbox.rows(deployment_id)
+    held = [event for row in rows for event in row.events]
+    assert held, "nothing waits in the inbox"
+    assert inbox.settle(rows, keep=set()) == []  # taken out, and put back as arrived long ago
+    inbox.put(deployment_id, [replace(event, arrived_ms=long_ago) for event in held])
+
+
+def _wake(deployment_id: str) -> dict[str, Any]:
+    body = json.dumps({spec.WAKE_KEY: {"deployment_id": deployment_id}})
+    return {"Records": [{"messageId": "w1", "receiptHandle": "rh", "body": body}]}
+
+
 def test_a_gap_that_timed_out_is_skipped_and_the_straggler_stored_after(stack: Stack) -> None:
     """Number 1 never comes in time: 2 and 3 go out once they waited GAP_SECONDS; 1, late, after them."""
     (conn,) = stack.subscribed("D1", 1)
-    long_ago = int((time.time() - ordering.GAP_SECONDS - 1) * 1000)
+    broadcaster.handler(_records([_numbered("D1", 2), _numbered("D1", 3)]))
+    assert _messages(stack, conn) == []
+    _age_the_inbox(stack, "D1")
 
-    broadcaster.handler(_records([_numbered("D1", 2), _numbered("D1", 3)], sent_ms=long_ago))
+    broadcaster.handler(_wake("D1"))
     broadcaster.handler(_records([_numbered("D1", 1)]))
 
     assert _lines(stack, conn) == ["line 2", "line 3", "line 1"]
     assert [m["seq"] for m in _messages(stack, conn)] == [1, 2, 3]
 
 
+def test_a_gap_waits_from_the_broadcaster_not_from_the_queue(stack: Stack) -> None:
+    """Under a backlog every record sat in the queue longer than a gap lasts: 2 and 3, queued long
+    ago, still wait for 1 (timing the gap from SentTimestamp stored 2, 3, 1)."""
+    (conn,) = stack.subscribed("D1", 1)
+    queued_long_ago = int((time.time() - ordering.GAP_SECONDS - 5) * 1000)
+
+    broadcaster.handler(_records([_numbered("D1", 2), _numbered("D1", 3)], sent_ms=queued_long_ago))
+    assert _messages(stack, conn) == []
+    broadcaster.handler(_records([_numbered("D1", 1)], sent_ms=queued_long_ago))
+
+    assert _lines(stack, conn) == ["line 1", "line 2", "line 3"]
+    assert Inbox(stack.ddb, stack.tables["EVENTS_TABLE"]).waiting("D1") == []
+
+
 def test_a_wake_message_drains_what_waited(stack: Stack) -> None:
     """A wake record for a deployment whose held events' gap timed out stores and sends them."""
     (conn,) = stack.subscribed("D1", 1)
-    long_ago = int((time.time() - ordering.GAP_SECONDS - 1) * 1000)
-    broadcaster.handler(_records([_numbered("D1", 2)], sent_ms=int(time.time() * 1000)))
+    broadcaster.handler(_records([_numbered("D1", 2)]))
     assert _messages(stack, conn) == []
-    # The held row's wait counts from when the queue got it: pretend it has waited long enough.
-    inbox = Inbox(stack.ddb, stack.tables["EVENTS_TABLE"])
-    (row,) = inbox.rows("D1")
-    (held,) = row.events
-    assert inbox.settle([row], keep=set()) == []  # taken out, and put back as received long ago
-    inbox.put("D1", [DeploymentEvent(**{**held.__dict__, "received_ms": long_ago})])
+    _age_the_inbox(stack, "D1")
 
-    wake = {
-        "Records": [
-            {
-                "messageId": "w1",
-                "receiptHandle": "rh",
-                "body": json.dumps({spec.WAKE_KEY: {"deployment_id": "D1"}}),
-            }
-        ]
-    }
-    assert broadcaster.handler(wake) == {"batchItemFailures": []}
+    assert broadcaster.handler(_wake("D1")) == {"batchItemFailures": []}
 
     assert _lines(stack, conn) == ["line 2"]
 
