@@ -410,6 +410,66 @@ def total(figures: dict[str, float], per_block: dict[str, int]) -> float:
     return sum(figures[name] * per_block[name] for name in WORKLOADS)
 
 
+PER_BLOCK = {"dynamodb": 4, "sqs": 4, "events": 8}
+
+
+def figure(result: dict[str, Any], kind: str, workload: str) -> float:
+    """One run's ms per round of ``workload`` (per block of the three for ``all``)."""
+    if workload == "all":
+        return total(result[kind], PER_BLOCK)
+    return float(result[kind][workload])
+
+
+def report(runs: dict[str, list[dict[str, Any]]], header: str) -> None:
+    """The tables: medians over repetitions, and ratios paired within each repetition.
+
+    A repetition's ratio divides a configuration's figure by the ``all`` run of the same
+    repetition (run minutes apart, under the same background load); the median of those
+    is the ratio reported, with its range over repetitions.
+    """
+
+    def median(config: str, kind: str, workload: str) -> float:
+        return statistics.median(figure(r, kind, workload) for r in runs[config])
+
+    def ratios(config: str, kind: str, workload: str) -> list[float]:
+        pairs = zip(runs[config], runs["all"], strict=True)
+        return [figure(r, kind, workload) / figure(a, kind, workload) for r, a in pairs]
+
+    def ratio(config: str, kind: str, workload: str) -> str:
+        values = ratios(config, kind, workload)
+        return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    print(header)
+    print("'all' workload = one block: 4 dynamodb rounds + 4 sqs rounds + 8 events rounds")
+    print("ratio = without / with, the median of per-repetition ratios (min-max)")
+    print()
+    print("per workload, every patch applied (median, min-max over repetitions):")
+    for workload in (*WORKLOADS, "all"):
+        unit = "block" if workload == "all" else f"round ({REQUESTS_PER_ROUND[workload]} requests)"
+        values = [figure(r, "cpu", workload) for r in runs["all"]]
+        print(
+            f"  {workload:9} server CPU {median('all', 'cpu', workload):8.2f} ms/{unit}"
+            f" [{min(values):.2f}-{max(values):.2f}], client wall {median('all', 'wall', workload):8.2f} ms"
+        )
+    print()
+    print(f"{'group':12} {'workload':9} {'CPU with':>9} {'without':>9} {'CPU ratio':>18}", end="")
+    print(f" {'wall with':>10} {'without':>9} {'wall ratio':>18}")
+    groups = [g for g in GROUPS if g in runs]
+    for group in groups:
+        workload = TARGET[group]
+        print(
+            f"{group:12} {workload:9} {median('all', 'cpu', workload):9.2f} {median(group, 'cpu', workload):9.2f}"
+            f" {ratio(group, 'cpu', workload):>18} {median('all', 'wall', workload):10.2f}"
+            f" {median(group, 'wall', workload):9.2f} {ratio(group, 'wall', workload):>18}"
+        )
+    print()
+    print("every group on every workload, server CPU ratio (without / with, median of repetitions):")
+    print(f"{'group':12} " + " ".join(f"{w:>9}" for w in (*WORKLOADS, "all")))
+    for group in groups:
+        values = [statistics.median(ratios(group, "cpu", w)) for w in (*WORKLOADS, "all")]
+        print(f"{group:12} " + " ".join(f"{v:9.2f}" for v in values))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -422,70 +482,40 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--without", choices=sorted(GROUPS), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
+    parser.add_argument(
+        "--groups", default=",".join(GROUPS), help="the groups to leave out in turn (default: all five)"
+    )
+    parser.add_argument("--report", type=Path, default=None, help="only report a --json file's runs")
     args = parser.parse_args()
     if args.serve:
         serve(args.without)
         return
+    if args.report is not None:
+        report(json.loads(args.report.read_text()), f"moto speed patches: the runs in {args.report}")
+        return
 
-    per_block = {"dynamodb": 4, "sqs": 4, "events": 8}
-    configs: list[str | None] = [None, *GROUPS]
+    chosen = [g for g in args.groups.split(",") if g]
+    unknown = set(chosen) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown groups {sorted(unknown)}; choose from {list(GROUPS)}")
+    configs: list[str | None] = [None, *chosen]
     runs: dict[str, list[dict[str, Any]]] = {str(c or "all"): [] for c in configs}
     started = time.monotonic()
     for rep in range(args.reps):
         order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
         for config in order:
-            result = run_config(config, args.blocks, per_block, args.backlog)
+            result = run_config(config, args.blocks, PER_BLOCK, args.backlog)
             name = "all" if config is None else f"-{config}"
             runs[str(config or "all")].append(result)
             cpu = " ".join(f"{w} {result['cpu'][w]:6.2f}" for w in WORKLOADS)
             print(f"rep {rep + 1} {name:13} server CPU ms/round: {cpu}", file=sys.stderr, flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(runs, indent=1))
-
-    def median(config: str, kind: str, workload: str) -> float:
-        values = []
-        for result in runs[config]:
-            if workload == "all":
-                values.append(total(result[kind], per_block))
-            else:
-                values.append(result[kind][workload])
-        return statistics.median(values)
-
-    def spread(config: str, kind: str, workload: str) -> str:
-        values = [total(r[kind], per_block) if workload == "all" else r[kind][workload] for r in runs[config]]
-        return f"{min(values):.2f}-{max(values):.2f}"
-
-    print(f"moto speed patches: {args.reps} reps x {args.blocks} blocks, backlog {args.backlog}, ", end="")
-    print(f"{(time.monotonic() - started) / 60:.1f} min; medians (min-max over reps)")
-    print("'all' workload = one block: 4 dynamodb rounds + 4 sqs rounds + 8 events rounds")
-    print()
-    print("per workload, every patch applied:")
-    for workload in (*WORKLOADS, "all"):
-        unit = "block" if workload == "all" else f"round ({REQUESTS_PER_ROUND[workload]} requests)"
-        print(
-            f"  {workload:9} server CPU {median('all', 'cpu', workload):8.2f} ms/{unit}"
-            f" [{spread('all', 'cpu', workload)}], client wall {median('all', 'wall', workload):8.2f} ms"
-        )
-    print()
-    header = f"{'group':12} {'workload':9} {'CPU with':>9} {'without':>9} {'ratio':>6}"
-    header += f" {'wall with':>10} {'without':>9} {'ratio':>6}"
-    print(header)
-    for group in GROUPS:
-        workload = TARGET[group]
-        with_cpu = median("all", "cpu", workload)
-        without_cpu = median(group, "cpu", workload)
-        with_wall = median("all", "wall", workload)
-        without_wall = median(group, "wall", workload)
-        print(
-            f"{group:12} {workload:9} {with_cpu:9.2f} {without_cpu:9.2f} {without_cpu / with_cpu:6.2f}"
-            f" {with_wall:10.2f} {without_wall:9.2f} {without_wall / with_wall:6.2f}"
-        )
-    print()
-    print("every group on every workload, server CPU ratio (without / all):")
-    print(f"{'group':12} " + " ".join(f"{w:>9}" for w in (*WORKLOADS, "all")))
-    for group in GROUPS:
-        ratios = [median(group, "cpu", w) / median("all", "cpu", w) for w in (*WORKLOADS, "all")]
-        print(f"{group:12} " + " ".join(f"{r:9.2f}" for r in ratios))
+    minutes = (time.monotonic() - started) / 60
+    report(
+        runs,
+        f"moto speed patches: {args.reps} reps x {args.blocks} blocks, backlog {args.backlog}, {minutes:.1f} min",
+    )
 
 
 if __name__ == "__main__":
