@@ -9,7 +9,7 @@
  * go is the caller's business (the dashboard binds them to one WebSocket origin, auth.ts).
  */
 
-import { tokenExpiry } from "./client.js";
+import { tokenExpiry } from "./lifetime.js";
 
 /** Refresh the ID token when it has less than this left (the client itself reconnects 60 s ahead of `exp`). */
 export const REFRESH_MARGIN_MS = 90_000;

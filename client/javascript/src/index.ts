@@ -1,30 +1,30 @@
-export {
-  CloudWebSocketClient,
-  DEFAULT,
-  RequestError,
-  SubscriptionError,
-  buildHandshake,
-  deadConnectionBound,
-  replacementDelay,
-  tokenExpiry,
-  type ClientError,
-  type ClientEvents,
-  type ClientTuning,
-  type CloseInfo,
-  type CloudWebSocketClientOptions,
-  type ConnectionState,
-  type GapInfo,
-  type HistoryResetInfo,
-  type OpenInfo,
-  type Provider,
-  type ReconnectInfo,
-  type StackOutputs,
-  type StateChange,
-  type TokenTransport,
-} from "./client.js";
+export { CloudWebSocketClient } from "./client.js";
 export { backoffDelay, type BackoffOptions } from "./backoff.js";
 export { CognitoTokens, REFRESH_MARGIN_MS, SignInError, signInTarget, type Fetch, type SignInTarget } from "./cognito.js";
-export { ClientProtocol, MAX_PENDING_LISTS, type ProtocolEvents, type ProtocolHost, type ProtocolTuning } from "./core.js";
+export {
+  ClientProtocol,
+  MAX_PENDING_LISTS,
+  RequestError,
+  SubscriptionError,
+  type ClientError,
+  type GapInfo,
+  type HistoryResetInfo,
+  type ProtocolEvents,
+  type ProtocolHost,
+  type ProtocolTuning,
+} from "./core.js";
+export {
+  type ClientEvents,
+  type CloseInfo,
+  type ConnectionState,
+  type OpenInfo,
+  type ReconnectInfo,
+  type StateChange,
+} from "./events.js";
+export { buildHandshake, type TokenTransport } from "./handshake.js";
+export { deadConnectionBound } from "./keepalive.js";
+export { replacementDelay, tokenExpiry } from "./lifetime.js";
+export { DEFAULT, type ClientTuning, type CloudWebSocketClientOptions, type Provider, type StackOutputs } from "./options.js";
 export { DeploymentSequence } from "./sequence.js";
 export {
   DeploymentState,
