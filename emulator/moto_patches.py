@@ -73,6 +73,11 @@ one the ``local`` extra pins) and every function a fix replaces with the
 parameters it had there; any difference stops the local stack with a message
 that says which, and how to install the moto it was written for.
 
+**Measured.** ``bench/bench_moto_patches.py`` runs the local stack's requests against moto
+with every fix and with every fix but one speed group (3-7), each in a fresh server: each
+group is kept because it saves at least 5 % of the server's CPU on the workload it targets
+(its figures are in the comment above it, and in docs/benchmarks.md).
+
 **Upstream.** The two fixes of wrong answers (1 and 2) are written up as
 issues for moto in docs/upstream-moto.md; each patch goes once moto ships
 its fix.
@@ -212,6 +217,9 @@ def apply() -> None:
         _APPLIED.add("serialize")
 
 
+# Measured (bench/bench_moto_patches.py, server CPU without / with, median of 16 paired runs):
+# 1.08x on the mixed workload (0.92-1.22; DynamoDB rounds 1.07-1.12x, SQS 1.06-1.08x). The
+# smallest gain of the five, and the closest to the 5 % a patch must earn to be kept.
 def _remember_member_keys() -> None:
     from moto.core import serialize  # noqa: PLC0415 - moto is imported only where it runs
 
@@ -274,6 +282,8 @@ def _remember_member_keys() -> None:
     serializer_class._serialize_structure_member = _serialize_structure_member
 
 
+# Measured (bench/bench_moto_patches.py, server CPU without / with, median of 6 paired runs):
+# 1.41x on the mixed workload (1.18-1.46): an SQS round 1.71x, a PutEvents 1.30x, DynamoDB 1.10x.
 def _fast_dispatch() -> None:
     from moto import backends  # noqa: PLC0415 - moto is imported only where it runs
     from moto.core import responses  # noqa: PLC0415
@@ -360,6 +370,9 @@ class _UpdateExpressionCache:
 EXPRESSION_CACHES: dict[str, Any] = {}
 
 
+# Measured (bench/bench_moto_patches.py, server CPU without / with, median of 6 paired runs):
+# 1.34x on the DynamoDB workload (1.13-1.41; 50.0 against 36.7 ms per round of a 21-item
+# conditional transaction, a conditional UpdateItem, a Query, a GetItem, a BatchWriteItem).
 def _cache_expressions(models: Any) -> None:
     from moto.dynamodb import comparisons  # noqa: PLC0415 - moto is imported only where it runs
     from moto.dynamodb import responses as responses_module  # noqa: PLC0415
@@ -378,6 +391,10 @@ def _cache_expressions(models: Any) -> None:
     EXPRESSION_CACHES.update(conditions=conditions, updates=updates)
 
 
+# Measured (bench/bench_moto_patches.py, server CPU without / with, median of 6 paired runs):
+# 12.8x on the SQS workload with 200 messages waiting (9.7-13.4x; 464 against 38 ms per round of
+# 10 SendMessage, a ReceiveMessage and a DeleteMessageBatch), 4.5x on a PutEvents of 10 entries
+# delivered to a queue drained between blocks. (wait_for_messages is a timing fix, not a speed-up.)
 def _fast_queue() -> None:
     from moto.sqs import models as sqs_models  # noqa: PLC0415 - moto is imported only where it runs
 
@@ -490,6 +507,8 @@ def _until_next_due(messages: list[Any], longest: float) -> float:
     return max(0.0, min(longest, (min(due) - now + 1.0) / 1000.0))
 
 
+# Measured (bench/bench_moto_patches.py, server CPU without / with, median of 6 paired runs):
+# 13.3x on a PutEvents of 10 entries through a rule to an SQS target (12.4-13.7x; 88 against 6.7 ms).
 def _cache_jsonpath() -> None:
     """moto's EventBridge imports ``jsonpath_ng.ext.parse`` on every call: cache what it returns.
 
