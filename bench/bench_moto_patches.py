@@ -41,7 +41,7 @@ position; the figures are medians over repetitions, and each group's ratio is
 (without it) / (all), on the workload the group targets (``all`` for the two
 that touch every request).
 
-Run (about 10 minutes on 2 cores)::
+Run (about 12 minutes on 2 cores; the -queue and -jsonpath servers take the longest)::
 
     .venv/bin/python bench/bench_moto_patches.py [--reps 5] [--blocks 12] [--backlog 200]
 
