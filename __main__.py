@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers import outputs
+from contract import outputs
 from pulumi_component import (
     WebSocketMonitoring,
     WebSocketMonitoringArgs,
@@ -137,7 +137,7 @@ def main() -> None:
     except WebSocketMonitoringArgsError as exc:
         raise config_error(exc) from exc
 
-    # The outputs contract (handlers.outputs): the component names each output after its key.
+    # The outputs contract (contract.outputs): the component names each output after its key.
     for key in outputs.REQUIRED:
         pulumi.export(key, getattr(monitoring, key))
     # Only when AppSync is enabled: consumers take an absent key for "no GraphQL API".

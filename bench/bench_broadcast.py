@@ -33,8 +33,8 @@ from emulator.eventbridge import eventbridge_event
 from emulator.management_standin import ManagementStandIn
 from emulator.tables import create_tables
 from handlers import broadcaster
-from handlers.management import ManagementApi
-from handlers.runtime import get_runtime, reset_runtime
+from server.management import ManagementApi
+from server.runtime import get_runtime, reset_runtime
 
 REGION = "us-east-1"
 SUBSCRIBERS = 100
@@ -60,7 +60,7 @@ def _env(tables: dict[str, str], endpoint: str, concurrency: int) -> None:
 
 
 #: What the broadcaster checks on a subscription row before each post, as
-#: handlers.store's put_subscription writes it: a grant covering every project, and a token
+#: server.store's put_subscription writes it: a grant covering every project, and a token
 #: that outlives the run. Without them the broadcaster (rightly) posts to no one.
 _SUBSCRIBER_TRUST = {"grants": {"L": [{"S": "*"}]}, "tokenExpiresAt": {"N": str(int(time.time()) + 86400)}}
 

@@ -2,8 +2,8 @@
 
 What runs for real, unchanged: ``handlers.broadcaster.handler`` (grouping,
 sequencing, fan-out, partial batch failures, fan-out tasks) with
-``handlers.store.Store`` on a boto3 DynamoDB client whose requests moto
-executes in-process (tables from ``handlers.spec.TABLES``), and every event
+``server.store.Store`` on a boto3 DynamoDB client whose requests moto
+executes in-process (tables from ``contract.spec.TABLES``), and every event
 built by the plugin's ``plugin.envelope.build_envelope``.
 
 What is modelled (``bench/cloudmodel/``, figures at the top of each module):
@@ -28,8 +28,9 @@ takes too long on 2 cores: moto's CPU per request), B_DEPLOYMENTS (1000),
 B_SECONDS (1), B_POLLERS (1000: the mapping already scaled), C_BURST (10000),
 C_OTHERS (100), C_SECONDS (20), DRAIN_SECONDS (30: how long after the last
 emission the model waits for stragglers), SCENARIOS ("a,b,c"), SEED (1),
-MAX_CONCURRENCY (1000), CLOUD_MODEL_CODE (a directory holding the handlers/
-and plugin/ to run, e.g. an export of an older commit; default this tree).
+MAX_CONCURRENCY (1000), CLOUD_MODEL_CODE (a directory holding the contract/,
+server/, handlers/ and plugin/ to run, e.g. an export of a commit from this
+layout on; default this tree).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE = Path(os.environ.get("CLOUD_MODEL_CODE", str(ROOT))).resolve()
 sys.path.insert(0, str(ROOT))
 if CODE != ROOT:
-    sys.path.insert(0, str(CODE))  # its handlers/ and plugin/ shadow this tree's
+    sys.path.insert(0, str(CODE))  # its packages shadow this tree's
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "model")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "model")
@@ -62,12 +63,13 @@ from moto.dynamodb.models import dynamodb_backends  # noqa: E402
 
 from bench.cloudmodel import apigw, clock, dynamodb, eventbridge, lambdas, sqs  # noqa: E402
 from bench.cloudmodel.clock import VirtualClock  # noqa: E402
+from contract import spec  # noqa: E402
 from emulator import moto_patches  # noqa: E402
-from handlers import broadcaster, spec  # noqa: E402
-from handlers.config import load_config  # noqa: E402
-from handlers.management import RetryPolicy  # noqa: E402
-from handlers.store import Store  # noqa: E402
+from handlers import broadcaster  # noqa: E402
 from plugin.envelope import build_envelope  # noqa: E402
+from server.config import load_config  # noqa: E402
+from server.management import RetryPolicy  # noqa: E402
+from server.store import Store  # noqa: E402
 
 A_RATES = [int(r) for r in os.environ.get("A_RATES", "300,500,1000").split(",") if r]
 A_SECONDS = float(os.environ.get("A_SECONDS", 10))
@@ -212,8 +214,8 @@ def build_world(rng: random.Random, initial_pollers: int) -> World:
 
 def install_seams() -> list[str]:
     """Point our modules' clocks (module references and bound defaults) and thread pools at the model."""
-    patched = clock.patch_time(["handlers.", "plugin."])
-    patched += clock.patch_defaults(["handlers."])
+    patched = clock.patch_time(["contract.", "server.", "handlers.", "plugin."])
+    patched += clock.patch_defaults(["contract.", "server.", "handlers."])
     # A batch's deployments run side by side in a thread pool: in the model, as tasks.
     if hasattr(broadcaster, "ThreadPoolExecutor"):
         broadcaster.ThreadPoolExecutor = clock.VirtualExecutor
@@ -234,7 +236,7 @@ def subscribe(world: World, deployment_id: str, count: int) -> None:
                 "connectionId": {"S": connection_id},
                 "userId": {"S": "model"},
                 "subscribedAt": {"N": str(int(world.clock.time()))},
-                # What the broadcaster checks before each post (handlers.store.put_subscription):
+                # What the broadcaster checks before each post (server.store.put_subscription):
                 # a grant covering every project, and a token that outlives the run.
                 "grants": {"L": [{"S": "*"}]},
                 "tokenExpiresAt": {"N": str(ttl)},

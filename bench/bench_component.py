@@ -9,7 +9,7 @@
      and the archive ships no ``.pyc``, so every cold start compiles our modules;
    - *bytecode*: the same with ``__pycache__`` present, i.e. what shipping
      compiled files for the exact runtime version would save.
-   ``handlers.cognito`` (python-jose) and ``requests`` are imported lazily by
+   ``server.cognito`` (python-jose) and ``requests`` are imported lazily by
    ``$connect`` on its first token and first JWKS fetch; they are shown apart.
    "boto3, archive on the path" checks that the archive shadows nothing boto3
    imports (it must equal boto3 alone).
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from packaging.requirements import Requirement
 
-from handlers import spec
+from contract import spec
 from pulumi_component.archive import build_archive
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "7"))
@@ -132,8 +132,8 @@ def main() -> None:
             (f"handlers.{r.module}", f"import handlers.{r.module}") for r in (*spec.ROUTES, spec.BROADCASTER)
         ]
         cases += [
-            ("+ handlers.cognito (jose)", "import handlers.connect, handlers.cognito"),
-            ("+ requests (JWKS fetch)", "import handlers.connect, handlers.cognito, requests"),
+            ("+ server.cognito (jose)", "import handlers.connect, server.cognito"),
+            ("+ requests (JWKS fetch)", "import handlers.connect, server.cognito, requests"),
         ]
         # Warm the bytecode copy once (as a runtime-matched .pyc would be).
         subprocess.run(

@@ -1,8 +1,8 @@
 """Cloud model: one event to N subscribers, time to the last delivery against API Gateway's throttle.
 
-What runs for real: the broadcaster's fan-out (``handlers.fanout.FanOut``:
+What runs for real: the broadcaster's fan-out (``server.fanout.FanOut``:
 shares of subscribers, hand-over to other invocations, retry rounds) and the
-lean poster (``handlers.management.ManagementApi``: SigV4-signed posts over
+lean poster (``server.management.ManagementApi``: SigV4-signed posts over
 kept-alive connections, 429s retried with backoff), against a stand-in for the
 @connections API in its own process that answers after 20 ms and applies the
 account's token bucket (10,000 posts/s, 5,000 burst, 429 beyond it).
@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 from botocore.credentials import Credentials  # noqa: E402
 
 from bench.model_store import ModelStore  # noqa: E402
-from handlers import spec  # noqa: E402
-from handlers.events import DeploymentEvent, SequencedEvent  # noqa: E402
-from handlers.fanout import FanOut, FanOutTask  # noqa: E402
-from handlers.management import ManagementApi  # noqa: E402
+from contract import spec  # noqa: E402
+from contract.events import DeploymentEvent, SequencedEvent  # noqa: E402
+from server.fanout import FanOut, FanOutTask  # noqa: E402
+from server.management import ManagementApi  # noqa: E402
 
 QUERY_MS = float(os.environ.get("QUERY_MS", 8))
 INVOKE_CALL_MS = float(os.environ.get("INVOKE_CALL_MS", 15))

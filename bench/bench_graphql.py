@@ -2,7 +2,7 @@
 
 Everything runs for real: `cloud-ws local` in its own process (moto, the emulator,
 the real handlers: the broadcaster stores each batch, fans it out over the
-WebSocket API, then publishes it through ``handlers.appsync`` to the local
+WebSocket API, then publishes it through ``server.appsync`` to the local
 GraphQL API, which fans it out to its real-time subscribers). The subscribers
 are plain ``websockets`` clients in this process: the WebSocket API's protocol
 for one path, AppSync's real-time protocol (``graphql-ws``) for the other, so

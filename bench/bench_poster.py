@@ -40,8 +40,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 
-from handlers.management import ManagementApi, RetryPolicy
-from handlers.poster import Endpoint, Poster, Signer
+from server.management import ManagementApi, RetryPolicy
+from server.poster import Endpoint, Poster, Signer
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -237,8 +237,8 @@ def imports() -> list[str]:
     print("\n3. Cold import (fresh interpreter, cumulative, best of 3)")
     rows = []
     for module, after, note in (
-        ("handlers.management", "", "the poster alone (standard library only at import)"),
-        ("handlers.management", "boto3", "the poster once boto3 is loaded, as in a handler container"),
+        ("server.management", "", "the poster alone (standard library only at import)"),
+        ("server.management", "boto3", "the poster once boto3 is loaded, as in a handler container"),
         ("botocore.session", "", "credentials, on the first post (the handlers' boto3 loads it anyway)"),
         ("boto3", "", "what posting imported before"),
     ):

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from botocore.credentials import Credentials
 
 from bench.model_store import ModelStore
-from handlers import spec
-from handlers.fanout import FanOut, FanOutTask
-from handlers.management import ManagementApi
+from contract import spec
+from server.fanout import FanOut, FanOutTask
+from server.management import ManagementApi
 
 
 def main() -> None:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 
-from handlers.store import Subscriber, SubscriberPage
+from server.store import Subscriber, SubscriberPage
 
 
 class ModelStore:
-    """What ``handlers.fanout.FanOut`` reads from the store, modelled."""
+    """What ``server.fanout.FanOut`` reads from the store, modelled."""
 
     def __init__(self, subscribers: int, query_seconds: float) -> None:
         self.subscribers = subscribers

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud_ws.text import format_duration
-from handlers import outputs as contract
-from handlers.outputs import OutputsError
+from contract import outputs as contract
+from contract.outputs import OutputsError
 
 if TYPE_CHECKING:
     from cloud_ws_client import CloudWebSocketClient

@@ -1,6 +1,6 @@
 """The embedded AWS-compatible backend: moto in server mode, provisioned like the cloud stack.
 
-Tables come from ``handlers.spec``; the EventBridge rule uses
+Tables come from ``contract.spec``; the EventBridge rule uses
 ``spec.event_pattern`` (the same one the Pulumi component deploys) and targets
 an SQS queue that the local stack drains into the broadcaster, which is how
 EventBridge's asynchronous Lambda invocation behaves: at least once, retried on
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config as BotoConfig
 
+from contract import spec
 from emulator.moto_process import bind_reusable
-from handlers import spec
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_idp.client import CognitoIdentityProviderClient

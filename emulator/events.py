@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from contract import spec
+from contract.log import get_logger
 from emulator.faults import ShuffleFault
-from handlers import spec
-from handlers.log import get_logger
 
 log = get_logger("emulator.events")
 

@@ -55,13 +55,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketState
 
+from contract import spec
+from contract.log import get_logger
 from emulator.connections import GOING_AWAY, LocalConnection, close_frame_refusal
 from emulator.connections_api import ConnectionsApi
 from emulator.fault_routes import ConnectionFaultRoutes
 from emulator.faults import FaultRoutes, Faults
 from emulator.lambdas import LambdaRuntime
-from handlers import spec
-from handlers.log import get_logger
 
 __all__ = [
     "GOING_AWAY",

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from contract.log import get_logger
 from emulator.lambdas import LambdaRuntime
-from handlers.log import get_logger
 
 log = get_logger("emulator.lambda_api")
 

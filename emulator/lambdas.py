@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import spec
-from handlers.log import get_logger
+from contract import spec
+from contract.log import get_logger
 
 log = get_logger("emulator.lambdas")
 

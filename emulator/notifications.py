@@ -21,8 +21,8 @@ from typing import Any
 
 import requests
 
-from handlers import notify
-from handlers.log import get_logger
+from contract import notifications as notify
+from contract.log import get_logger
 
 log = get_logger("emulator.notifications")
 

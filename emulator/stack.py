@@ -30,6 +30,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from contract import environment as names
+from contract import notifications as notify
+from contract import outputs as contract
+from contract import spec
 from emulator.backend import (
     DEV_PASSWORD,
     DEV_USERNAME,
@@ -47,10 +51,7 @@ from emulator.lambda_api import LambdaApi
 from emulator.lambdas import LambdaRuntime
 from emulator.notifications import Dispatcher, Provisioned
 from emulator.notifications import provision as provision_notifications
-from handlers import environment as names
-from handlers import notify, spec
-from handlers import outputs as contract
-from handlers.runtime import reset_runtime
+from server.runtime import reset_runtime
 
 #: Where the dashboard's built files are looked for (first that exists wins).
 DASHBOARD_DIRS = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers import spec
+from contract import spec
 
 
 def create_tables(client: Any, prefix: str = "cloud-ws-test") -> dict[str, str]:

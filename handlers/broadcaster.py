@@ -6,17 +6,17 @@ envelope, or a wake message the broadcaster sent itself. For each batch it
 
 1. parses every record (a record that can never be valid is logged and let
    go); the producer's ``timestamp`` is clamped to the time the queue
-   received the event (``handlers.events``);
+   received the event (``contract.events``);
 2. groups the events by deployment and hands each group, in a thread of its
-   own, to ``handlers.delivery``: the invocation that holds the deployment's
+   own, to ``server.delivery``: the invocation that holds the deployment's
    drain lease stores the events in their producer's emission order (the
    ``seq`` range, history and identities in one transaction: a redelivered
    ``event_id`` is neither stored nor sent again, one stored by a delivery
    whose fan-out did not complete is sent again with the same ``seq``), fans
    them out as multi-message frames over as many invocations as the
-   subscriber count needs (``handlers.fanout``), marks them sent and
+   subscriber count needs (``server.fanout``), marks them sent and
    publishes them to AppSync when that is configured, and notifies each
-   attempt's outcome once (``handlers.notify``); any other invocation
+   attempt's outcome once (``server.notify``); any other invocation
    leaves them in the deployment's inbox for the holder and moves on;
 3. sorts failures: DynamoDB throttling sends the deployment's records back
    (their visibility doubles with each receive), an event DynamoDB refuses
@@ -38,15 +38,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers import notify, protocol, spec
-from handlers.appsync import publisher_for
-from handlers.delivery import Delivery, DeliveryOutcome, wake_message
-from handlers.events import DeploymentEvent, InvalidEventError, SequencedEvent, parse_event
-from handlers.fanout import FanOut, FanOutSummary, FanOutTask, InvalidTaskError
-from handlers.inbox import Inbox
-from handlers.log import get_logger, inject_lambda_context
-from handlers.runtime import Runtime, get_runtime
-from handlers.store import ThrottledError
+from contract import protocol, spec
+from contract.events import DeploymentEvent, InvalidEventError, SequencedEvent, parse_event
+from contract.log import get_logger, inject_lambda_context
+from server import notify
+from server.appsync import publisher_for
+from server.delivery import Delivery, DeliveryOutcome, wake_message
+from server.fanout import FanOut, FanOutSummary, FanOutTask, InvalidTaskError
+from server.inbox import Inbox
+from server.runtime import Runtime, get_runtime
+from server.store import ThrottledError
 
 log = get_logger("broadcaster")
 

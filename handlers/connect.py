@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.apigw import LambdaResponse, WebSocketEvent, response
-from handlers.log import get_logger
-from handlers.runtime import get_runtime, lambda_entry
-from handlers.store import ConnectionRecord
+from contract.log import get_logger
+from server.apigw import LambdaResponse, WebSocketEvent, response
+from server.runtime import get_runtime, lambda_entry
+from server.store import ConnectionRecord
 
 log = get_logger("connect")
 
@@ -71,7 +71,7 @@ def find_token(event: WebSocketEvent) -> TokenSource:
 @lambda_entry("$connect")
 def handler(event: Mapping[str, Any], context: Any = None) -> LambdaResponse:
     """Authenticate the handshake and store the connection; 401 on any token problem."""
-    from handlers.cognito import JwksUnavailableError, TokenError  # noqa: PLC0415 - cold start
+    from server.cognito import JwksUnavailableError, TokenError  # noqa: PLC0415 - cold start
 
     ws = WebSocketEvent.from_lambda(event)
     runtime = get_runtime()

@@ -1,7 +1,7 @@
 """``$default``: every frame no other route took, which is always an error.
 
 API Gateway sends a frame here when it is not JSON, has no ``action``, or names
-an action without a route. The parse in ``handlers.messages`` answers the first
+an action without a route. The parse in ``server.messages`` answers the first
 two; this answers the last.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from handlers.messages import Request, message_handler
-from handlers.protocol import ErrorCode, ProtocolError
+from contract.protocol import ErrorCode, ProtocolError
+from server.messages import Request, message_handler
 
 KNOWN_ACTIONS = ("subscribe", "unsubscribe", "ping", "list_deployments")
 

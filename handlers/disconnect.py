@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from handlers.apigw import LambdaResponse, WebSocketEvent, response
-from handlers.log import get_logger
-from handlers.runtime import get_runtime, lambda_entry
+from contract.log import get_logger
+from server.apigw import LambdaResponse, WebSocketEvent, response
+from server.runtime import get_runtime, lambda_entry
 
 log = get_logger("disconnect")
 

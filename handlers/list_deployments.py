@@ -1,11 +1,11 @@
 """``list_deployments``: recent deployments the caller may watch, newest first.
 
 Only deployments whose project one of the caller's groups is granted are
-listed (``handlers.authorization``); the others are left out, not marked.
+listed (``contract.authorization``); the others are left out, not marked.
 
 Each deployment's counter item carries a summary of its state (status,
 attempt, layer, environment, time of its latest event), indexed by that time
-under one of a few shard keys (``handlers.keys``: no single index partition
+under one of a few shard keys (``contract.keys``: no single index partition
 takes every deployment's writes); a Query per shard, newest first, merged,
 gives the list without reading any deployment's events.
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from handlers import protocol
-from handlers.authorization import DEFAULT_PROJECT, granted, grants_of
-from handlers.messages import Request, live_connection, message_handler
+from contract import protocol
+from contract.authorization import DEFAULT_PROJECT, granted, grants_of
+from server.messages import Request, live_connection, message_handler
 
 ACTION = "list_deployments"
 

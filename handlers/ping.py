@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from handlers import protocol
-from handlers.messages import Request, check_token, message_handler
-from handlers.protocol import ErrorCode, ProtocolError
+from contract import protocol
+from contract.protocol import ErrorCode, ProtocolError
+from server.messages import Request, check_token, message_handler
 
 ACTION = "ping"
 

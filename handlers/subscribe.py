@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from handlers import protocol, spec, state
-from handlers.authorization import DEFAULT_PROJECT, forbidden_message, granted, grants_of
-from handlers.messages import Request, live_connection, message_handler
-from handlers.protocol import ErrorCode, ProtocolError
+from contract import protocol, spec, state
+from contract.authorization import DEFAULT_PROJECT, forbidden_message, granted, grants_of
+from contract.protocol import ErrorCode, ProtocolError
+from server.messages import Request, live_connection, message_handler
 
 ACTION = "subscribe"
 

@@ -19,7 +19,7 @@ runs it every few seconds. Each run
 A close that fails otherwise (429, 5xx, a timeout) leaves the row in the
 index: the next run, which reads the past ``lookback`` minutes again, retries it.
 Requests on such a connection meanwhile are answered ``token_expired``
-(``handlers.messages``) and the broadcaster posts nothing to it.
+(``server.messages``) and the broadcaster posts nothing to it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from handlers import spec
-from handlers.log import get_logger, invocation
-from handlers.runtime import Runtime, get_runtime
+from contract import spec
+from contract.log import get_logger, invocation
+from server.runtime import Runtime, get_runtime
 
 log = get_logger("sweeper")
 
@@ -77,7 +77,7 @@ class Sweeper:
     """Closes the connections whose token has expired; the clock, the waits and the closes are injected.
 
     Args:
-        store: the connections table (``handlers.store.Store``).
+        store: the connections table (``server.store.Store``).
         close: asks API Gateway to close one connection.
         leeway_seconds: the verifier's clock-skew leeway on ``exp``: requests on a
             connection are refused ``token_expired`` from ``exp + leeway`` on, and it
@@ -172,7 +172,7 @@ _clients: dict[str, Any] = {}
 def management_client(runtime: Runtime) -> Any:
     """boto3's @connections client for the stack's endpoint, built once per container.
 
-    ``handlers.management`` is the broadcaster's hot path and only POSTs; a
+    ``server.management`` is the broadcaster's hot path and only POSTs; a
     sweep closes a handful of connections a minute, which boto3's client
     (signing, retries, the error codes) does plainly.
 

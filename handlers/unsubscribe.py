@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from handlers import protocol
-from handlers.messages import Request, live_connection, message_handler
+from contract import protocol
+from server.messages import Request, live_connection, message_handler
 
 ACTION = "unsubscribe"
 

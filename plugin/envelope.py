@@ -16,8 +16,8 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from handlers import protocol, spec
-from handlers.authorization import PROJECT_PATTERN, is_valid_project
+from contract import protocol, spec
+from contract.authorization import PROJECT_PATTERN, is_valid_project
 
 #: One API Gateway WebSocket frame.
 FRAME_BYTES = spec.API_GATEWAY_LIMITS.frame_bytes

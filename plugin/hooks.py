@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
-from handlers.protocol import DEPLOYMENT_STATUSES, TERMINAL_STATUSES
+from contract.protocol import DEPLOYMENT_STATUSES, TERMINAL_STATUSES
 from plugin.ratelog import RateLimitedLog
 
 log = logging.getLogger("cloud_ws.plugin")

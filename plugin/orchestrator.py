@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import boto3
 from botocore.config import Config
 
-from handlers import outputs as contract
-from handlers.authorization import PROJECT_PATTERN, is_valid_project
-from handlers.spec import DEFAULT_EVENT_SOURCE
+from contract import outputs as contract
+from contract.authorization import PROJECT_PATTERN, is_valid_project
+from contract.spec import DEFAULT_EVENT_SOURCE
 from plugin.automation import AutomationAdapter
 from plugin.envelope import build_envelope
 from plugin.hooks import LifecycleHooks, never_raises
@@ -124,11 +124,11 @@ class OrchestratorPlugin(LifecycleHooks):
     ) -> Self:
         """Build the plugin from a stack's outputs: a mapping, a JSON file, or the default file.
 
-        Uses ``event_bus_name``, ``event_source``, ``region`` (``handlers.outputs.PLUGIN_NEEDS``)
+        Uses ``event_bus_name``, ``event_source``, ``region`` (``contract.outputs.PLUGIN_NEEDS``)
         and, when present, ``aws_endpoint_url`` (the local stack).
 
         Raises:
-            handlers.outputs.OutputsError: the outputs are missing, unreadable or
+            contract.outputs.OutputsError: the outputs are missing, unreadable or
                 lack one of those keys (the message names the file and the key).
         """
         values = contract.load_outputs(outputs, needs=contract.PLUGIN_NEEDS)

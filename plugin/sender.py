@@ -37,7 +37,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ParamValidationError
 
-from handlers import backoff
+from contract import backoff
 from plugin.buffer import EventBuffer, Pending
 from plugin.envelope import Envelope
 from plugin.ratelog import RateLimitedLog

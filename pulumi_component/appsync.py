@@ -4,7 +4,7 @@ Built by :class:`AppSyncGraphQL` under a parent component (``WebSocketMonitoring
 
 - ``aws.appsync.GraphQLApi`` with the Cognito user pool as default auth and
   ``AWS_IAM`` as an additional mode (the publisher), its schema read from the one
-  schema file (``handlers/schema.graphql``) that ``cloud-ws local`` serves too;
+  schema file (``contract/schema.graphql``) that ``cloud-ws local`` serves too;
 - a NONE data source and APPSYNC_JS unit resolvers for the two publish
   mutations (the result is the arguments, and AppSync fans it out);
 - a DynamoDB data source on the history table, with a role allowed only
@@ -31,8 +31,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers import protocol, state
-from handlers.appsync import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, SCHEMA_PATH
+from contract import protocol, state
+from contract.graphql import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, SCHEMA_PATH
 from pulumi_component import policy
 
 #: The mutations the backend publishes with (IAM only, see the schema's @aws_iam).
@@ -215,7 +215,7 @@ class AppSyncGraphQL:
             name: Prefix of every resource name (``{name}-graphql…``).
             parent: The component the resources belong to.
             user_pool_id: The Cognito pool whose tokens the API accepts (its default mode).
-            events_table_name: The history table (``handlers.spec.EVENTS``).
+            events_table_name: The history table (``contract.spec.EVENTS``).
             events_table_arn: Its ARN, for the data source role.
             subscribe_groups: ``SUBSCRIBE_GROUPS``: Cognito groups allowed to watch; empty: every user.
             log_retention_days: Retention of the API's log group.

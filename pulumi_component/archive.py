@@ -1,8 +1,9 @@
-"""The Lambda code archive: ``handlers/`` plus the pinned pure-Python libraries it imports.
+"""The Lambda code archive: our server packages plus the pinned pure-Python libraries they import.
 
 Every function of the stack runs from this one zip. It holds
 
-- the ``handlers`` package exactly as it is in this checkout (``.py`` files only);
+- the ``contract``, ``server`` and ``handlers`` packages (:data:`SOURCE_PACKAGES`)
+  exactly as they are in this checkout (``.py`` files only);
 - the libraries the handlers import that the Lambda Python runtime does not
   provide: python-jose (``$connect`` verifies Cognito JWTs with it) and requests
   (the JWKS fetch), with their dependencies, at the versions pinned in
@@ -58,8 +59,8 @@ FORBIDDEN_TOP_LEVEL = frozenset(
     {"boto3", "botocore", "s3transfer", "jmespath", "pulumi", "pulumi_aws", "moto", "cryptography"}
 )
 
-#: Package whose source is bundled as-is.
-HANDLERS_PACKAGE = "handlers"
+#: Packages whose source is bundled as-is: the contract, the server's insides, the entry points.
+SOURCE_PACKAGES = ("contract", "server", "handlers")
 
 _EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can hold
@@ -87,19 +88,19 @@ class LambdaArchive:
     """Bundled distribution → version."""
 
 
-def handlers_dir() -> Path:
-    """The directory of the ``handlers`` package this process imports."""
-    found = importlib.util.find_spec(HANDLERS_PACKAGE)
+def package_dir(package: str) -> Path:
+    """The directory of ``package`` as this process imports it."""
+    found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise ArchiveError(f"the {HANDLERS_PACKAGE!r} package is not importable")
+        raise ArchiveError(f"the {package!r} package is not importable")
     return Path(next(iter(found.submodule_search_locations)))
 
 
-def _handler_files(root: Path) -> Iterator[tuple[str, Path]]:
+def _package_files(package: str, root: Path) -> Iterator[tuple[str, Path]]:
     for path in sorted(root.rglob("*.py")):
         if "__pycache__" in path.parts:
             continue
-        yield f"{HANDLERS_PACKAGE}/{path.relative_to(root).as_posix()}", path
+        yield f"{package}/{path.relative_to(root).as_posix()}", path
 
 
 def _keep(relative: PurePosixPath) -> bool:
@@ -141,9 +142,15 @@ def _distribution_files(name: str, version: str) -> Iterator[tuple[str, Path]]:
         yield relative.as_posix(), Path(str(dist.locate_file(str(relative))))
 
 
-def archive_entries(handlers: Path | None = None) -> list[tuple[str, Path]]:
-    """Every (archive name, source file) pair, sorted by archive name."""
-    entries: dict[str, Path] = dict(_handler_files(handlers or handlers_dir()))
+def archive_entries(roots: Mapping[str, Path] | None = None) -> list[tuple[str, Path]]:
+    """Every (archive name, source file) pair, sorted by archive name.
+
+    ``roots`` names another directory for some of :data:`SOURCE_PACKAGES` (package → directory).
+    """
+    entries: dict[str, Path] = {}
+    for package in SOURCE_PACKAGES:
+        root = (roots or {}).get(package) or package_dir(package)
+        entries.update(_package_files(package, root))
     for name, version in BUNDLED.items():
         for archive_name, source in _distribution_files(name, version):
             if archive_name in entries:
@@ -170,7 +177,7 @@ def default_build_dir() -> Path:
     return Path(tempfile.gettempdir()) / "cloud-ws-build"
 
 
-def build_archive(build_dir: Path | None = None, handlers: Path | None = None) -> LambdaArchive:
+def build_archive(build_dir: Path | None = None, roots: Mapping[str, Path] | None = None) -> LambdaArchive:
     """Build the archive (or reuse an identical one) and return where it is.
 
     The file is named after its content hash and written atomically, so
@@ -179,7 +186,7 @@ def build_archive(build_dir: Path | None = None, handlers: Path | None = None) -
     Raises:
         ArchiveError: a bundled library is missing, at another version, or not pure Python.
     """
-    entries = archive_entries(handlers)
+    entries = archive_entries(roots)
     data = zip_bytes(entries)
     digest = hashlib.sha256(data).hexdigest()
     target_dir = build_dir or default_build_dir()

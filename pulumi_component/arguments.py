@@ -26,7 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from handlers import spec
+from contract import spec
 
 #: How the Pulumi program reads a configuration key (``pulumi.Config.get``, ``get_int``, ...).
 ConfigType = Literal["string", "integer", "number", "boolean", "list", "object"]

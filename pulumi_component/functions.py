@@ -1,7 +1,7 @@
 """The Lambda functions: each with its own log group, its own role and its least-privilege policy.
 
 All of them run the one shared code archive on arm64; their environment is the
-contract of ``handlers.environment``, read back by ``handlers.config``.
+contract of ``contract.environment``, read back by ``server.config``.
 """
 
 import functools
@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers import environment, spec
+from contract import environment, spec
 from pulumi_component import policy
 from pulumi_component._shared import child, render_json
 from pulumi_component.archive import build_archive

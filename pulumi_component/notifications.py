@@ -1,7 +1,7 @@
 """Notifications when nobody is watching: each attempt's outcome to an SNS topic and to webhooks.
 
 The broadcaster puts one ``deployment.outcome`` event per attempt on a
-notifications bus of its own (``handlers/notify.py``: exactly once, whatever
+notifications bus of its own (``server/notify.py``: exactly once, whatever
 is redelivered). Here, on that bus:
 
 - the SNS topic's rule, filtered by the configured projects and outcomes,
@@ -25,7 +25,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers import notify
+from contract import notifications as notify
 from pulumi_component import policy
 from pulumi_component._shared import child, render_json
 

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers import spec
+from contract import spec
 from pulumi_component import policy
 from pulumi_component._shared import child, render_json
 from pulumi_component.settings import Settings

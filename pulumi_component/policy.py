@@ -1,4 +1,4 @@
-"""IAM policy documents, built as data from ``handlers.spec``.
+"""IAM policy documents, built as data from ``contract.spec``.
 
 Each function gets exactly what its handler uses: the DynamoDB actions the spec
 lists for it, on the ARNs of those tables (and, for ``Query``, their indexes);
@@ -13,7 +13,7 @@ the ARNs are known.
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from handlers import spec
+from contract import spec
 
 PolicyDocument = dict[str, Any]
 Statement = dict[str, Any]
@@ -31,7 +31,7 @@ DEAD_LETTER_ACTIONS = ("sqs:SendMessage",)
 #: (ReceiveMessage, DeleteMessageBatch, GetQueueAttributes), plus what the
 #: broadcaster itself does: ChangeMessageVisibilityBatch on failed records so they
 #: come back in seconds, and SendMessage of wake messages (a drain handed over, a
-#: gap in a producer's numbers timing out: handlers/delivery.py). Batch calls are
+#: gap in a producer's numbers timing out: server/delivery.py). Batch calls are
 #: authorised by their single-message action.
 DELIVERY_QUEUE_ACTIONS = (
     "sqs:ChangeMessageVisibility",
@@ -59,7 +59,7 @@ def table_spec(role: str) -> spec.TableSpec:
         if table.role == role:
             return table
     known = ", ".join(t.role for t in spec.TABLES)
-    raise ValueError(f"handlers.spec route uses table role {role!r}, which is not one of: {known}")
+    raise ValueError(f"contract.spec route uses table role {role!r}, which is not one of: {known}")
 
 
 def index_arns(table_arn: str, table: spec.TableSpec) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar, Union
 
 import pulumi
 
-from handlers import notify
+from contract import notifications as notify
 
 # Re-exported (`as`): they were defined here before the table of arguments.py.
 from pulumi_component.arguments import ARG_NAMES as ARG_NAMES

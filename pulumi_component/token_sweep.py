@@ -4,7 +4,7 @@ A schedule rule on the account's default bus (scheduled rules live there)
 targets the sweeper function with a constant input, the run's horizon; Lambda
 lets EventBridge invoke the function only on behalf of that rule. The
 function itself, its role and its policy are built like every other
-(``functions.lambda_function`` from ``handlers.spec.SWEEPER``).
+(``functions.lambda_function`` from ``contract.spec.SWEEPER``).
 """
 
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers import spec
+from contract import spec
 from pulumi_component._shared import child, render_json
 
 

@@ -1,6 +1,6 @@
 """``WebSocketMonitoring``: the whole cloud side of cloud-ws as one Pulumi component.
 
-Everything it creates comes from ``handlers.spec`` (routes, tables, the event
+Everything it creates comes from ``contract.spec`` (routes, tables, the event
 pattern) and from the code in ``handlers/``, so the deployed stack and
 ``cloud-ws local`` are built from one description:
 
@@ -51,7 +51,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_aws as aws
 
-from handlers import environment, spec
+from contract import environment, spec
 from pulumi_component import gateway, pipeline, token_sweep
 from pulumi_component._shared import child
 from pulumi_component.appsync import AppSyncGraphQL

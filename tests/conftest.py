@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers import environment as names
-from handlers.runtime import reset_runtime
+from contract import environment as names
+from server.runtime import reset_runtime
 from tests.support.management_standin import ManagementStandIn
 from tests.support.moto_stack import REGION, CognitoPool, Stack, create_tables
 

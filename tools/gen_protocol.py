@@ -7,7 +7,7 @@ written down once, in ``conformance/protocol.json``, which
 the state's limits (the caps every implementation applies to a deployment's
 state) in ``conformance/state.json``'s ``limits``, which
 ``tests/test_conformance/test_state_vectors.py`` holds equal to the server's
-``handlers/state.py``; this script turns both into a constants module for each
+``contract/state.py``; this script turns both into a constants module for each
 client (a limit is a constant named like its key, upper-cased):
 
 - ``client/python/cloud_ws_client/_protocol_generated.py``

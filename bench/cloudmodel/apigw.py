@@ -1,8 +1,8 @@
 """API Gateway's @connections API for the cloud model: the account's token bucket and what each subscriber got.
 
-The fan-out (``handlers.fanout.FanOut``) posts through an object with
+The fan-out (``server.fanout.FanOut``) posts through an object with
 ``fan_out(connection_ids, frames, on_gone)`` returning a ``FanOutResult``;
-``ModelPoster`` is that object, modelled as ``handlers.management.ManagementApi``
+``ModelPoster`` is that object, modelled as ``server.management.ManagementApi``
 behaves: up to ``concurrency`` connections served at once, one connection's
 frames in order, each post ``POST_MS``; a 429 is retried with the same
 ``RetryPolicy`` (up to ``max_attempts`` attempts, then the connection counts as
@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bench.cloudmodel.clock import VirtualClock
-from handlers.management import FanOutResult, RetryPolicy
+from server.management import FanOutResult, RetryPolicy
 
 #: One post's round trip from Lambda to API Gateway (published measurements quoted in docs/delivery.md).
 POST_MS = 20.0

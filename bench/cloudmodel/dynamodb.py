@@ -3,7 +3,7 @@
 What is real: every request is executed by moto in-process (``moto.mock_aws``
 and a real boto3 client), so conditions, update expressions, projections and
 indexes behave as moto implements them, and the tables are created from
-``handlers.spec.TABLES``.
+``contract.spec.TABLES``.
 
 What is modelled, per request, in virtual time:
 
@@ -620,7 +620,7 @@ def _value_size(value: Mapping[str, Any]) -> int:
 
 
 def tables_from_spec(specs: Iterable[Any], names: Mapping[str, str]) -> list[TableInfo]:
-    """The capacity layer's view of ``handlers.spec`` tables (``names``: role -> physical name)."""
+    """The capacity layer's view of ``contract.spec`` tables (``names``: role -> physical name)."""
     infos: list[TableInfo] = []
     for table in specs:
         infos.append(

@@ -1,6 +1,6 @@
 """Lambda for the cloud model: containers with their own runtime, invocations in virtual time.
 
-A container is one ``handlers.runtime.Runtime`` (its own ``Store``, so its own
+A container is one ``server.runtime.Runtime`` (its own ``Store``, so its own
 counter hints, as on AWS) reused by one invocation at a time; a new one costs
 ``COLD_START_MS`` first. Every invocation adds ``INVOKE_OVERHEAD_MS``.
 Asynchronous invocations (the broadcaster's fan-out tasks) start
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.cloudmodel.clock import VirtualClock
-from handlers.runtime import Runtime
+from server.runtime import Runtime
 
 #: Per-invocation overhead of the Lambda service (the brief's figure).
 INVOKE_OVERHEAD_MS = 5.0

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cloud_ws.connection import add_outputs_argument
-from handlers.authorization import PROJECT_PATTERN, is_valid_project
-from handlers.outputs import DASHBOARD_URL, PLUGIN_NEEDS, OutputsError, load_outputs
-from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
+from contract.authorization import PROJECT_PATTERN, is_valid_project
+from contract.outputs import DASHBOARD_URL, PLUGIN_NEEDS, OutputsError, load_outputs
+from contract.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
 
 if TYPE_CHECKING:
     from plugin.hooks import LifecycleHooks

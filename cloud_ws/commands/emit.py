@@ -17,9 +17,9 @@ import time
 
 from cloud_ws.connection import add_outputs_argument
 from cloud_ws.event_schemas import check_data
-from handlers.authorization import PROJECT_PATTERN, is_valid_project
-from handlers.outputs import OutputsError
-from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id, is_valid_event_type
+from contract.authorization import PROJECT_PATTERN, is_valid_project
+from contract.outputs import OutputsError
+from contract.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id, is_valid_event_type
 
 #: Errors a retry within seconds cannot fix: a wrong bus, region or credentials.
 FINAL_ERRORS = frozenset(

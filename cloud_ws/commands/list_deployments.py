@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cloud_ws.connection import add_connection_arguments, build_client, explain_refusal, given_token
-from handlers.outputs import OutputsError
+from contract.outputs import OutputsError
 
 if TYPE_CHECKING:
     from cloud_ws_client import CloudWebSocketClient

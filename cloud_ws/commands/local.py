@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from handlers import notify
-from handlers.outputs import default_path
+from contract import notifications as notify
+from contract.outputs import default_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _access(raw: str | None) -> dict[str, list[str]] | None:
     """``--access``: the policy as the handlers read it (ValueError says what is wrong)."""
-    from handlers.authorization import AccessPolicy, AccessPolicyError  # noqa: PLC0415
+    from contract.authorization import AccessPolicy, AccessPolicyError  # noqa: PLC0415
 
     if raw is None:
         return None

@@ -17,8 +17,8 @@ import sys
 from typing import Any
 
 from cloud_ws.connection import add_outputs_argument
-from handlers import notify
-from handlers import outputs as contract
+from contract import notifications as notify
+from contract import outputs as contract
 
 #: What the command reads from the outputs.
 NEEDS = (contract.NOTIFICATION_BUS_NAME, contract.REGION)

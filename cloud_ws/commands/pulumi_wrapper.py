@@ -44,8 +44,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from cloud_ws.connection import add_outputs_argument
-from handlers.outputs import OutputsError
-from handlers.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
+from contract.outputs import OutputsError
+from contract.protocol import DEPLOYMENT_ID_PATTERN, is_valid_deployment_id
 
 if TYPE_CHECKING:
     from plugin import AutomationAdapter, OrchestratorPlugin

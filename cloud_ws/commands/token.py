@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     import boto3  # noqa: PLC0415
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
-    from handlers import outputs as contract  # noqa: PLC0415
+    from contract import outputs as contract  # noqa: PLC0415
 
     try:
         outputs = contract.load_outputs(

@@ -10,7 +10,7 @@ publisher depend on it:
   resolve it, else its type's, else only the default mode (Cognito). So users
   cannot call the ``@aws_iam`` publish mutations, and IAM cannot query.
 - The same per-deployment authorization as the WebSocket API
-  (``handlers.authorization``: the caller's groups must grant the deployment's
+  (``contract.authorization``: the caller's groups must grant the deployment's
   project) on queries and subscriptions; a subscription to a deployment nobody
   has reported on gets only events whose ``project`` its grants cover.
 - NONE-data-source publish mutations: the result is the arguments; every
@@ -55,13 +55,13 @@ from graphql import execute as graphql_execute
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from contract import protocol, state
+from contract.authorization import DEFAULT_PROJECT, granted, grants_of
+from contract.graphql import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT
+from contract.log import get_logger
 from emulator.graphql.auth import Authenticator, AuthError, Caller, SignedRequest
 from emulator.graphql.schema import COGNITO, AppSyncSchema, load_schema
-from handlers import protocol, state
-from handlers.appsync import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT
-from handlers.authorization import DEFAULT_PROJECT, granted, grants_of
-from handlers.log import get_logger
-from handlers.runtime import Runtime, get_runtime
+from server.runtime import Runtime, get_runtime
 
 log = get_logger("emulator.graphql")
 

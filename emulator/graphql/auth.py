@@ -1,7 +1,7 @@
 """Who is calling the local GraphQL API: a Cognito user (JWT) or an IAM principal (SigV4).
 
 A JWT is verified exactly as the WebSocket API's ``$connect`` verifies it, by
-the same :class:`handlers.cognito.CognitoJwtVerifier` (the handlers' runtime's
+the same :class:`server.cognito.CognitoJwtVerifier` (the handlers' runtime's
 instance, so the JWKS cache is shared). A SigV4 signature is recomputed with
 botocore's own signer from the local stack's credentials and compared in
 constant time, so a request the real AppSync would refuse for its signature is
@@ -23,7 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from emulator.graphql.schema import COGNITO, IAM
-from handlers.cognito import CognitoJwtVerifier, Identity, JwksUnavailableError, TokenError
+from server.cognito import CognitoJwtVerifier, Identity, JwksUnavailableError, TokenError
 
 #: How far a signature's ``X-Amz-Date`` may be from now (SigV4's rule).
 MAX_CLOCK_SKEW_SECONDS = 300

@@ -32,9 +32,9 @@ from graphql import DocumentNode, ExecutionResult, OperationType, subscribe
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from contract.log import get_logger
 from emulator.graphql.api import Context, GraphQLApi, format_result
 from emulator.graphql.auth import AuthError, Caller, SignedRequest
-from handlers.log import get_logger
 
 log = get_logger("emulator.graphql.realtime")
 

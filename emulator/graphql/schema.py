@@ -1,6 +1,6 @@
 """The cloud-ws GraphQL schema as AppSync reads it, built for graphql-core.
 
-``handlers/schema.graphql`` is written for AppSync, which knows ``AWSJSON`` and
+``contract/schema.graphql`` is written for AppSync, which knows ``AWSJSON`` and
 the ``@aws_*`` directives without declarations; graphql-core does not, so this
 module prepends AppSync's built-ins, gives ``AWSJSON`` AppSync's behaviour (a
 JSON document travelling as a string) and reads from the directives what the
@@ -27,7 +27,7 @@ from graphql import (
     get_directive_values,
 )
 
-from handlers.appsync import SCHEMA_PATH
+from contract.graphql import SCHEMA_PATH
 
 #: Authorization modes, named as AppSync names them.
 COGNITO = "AMAZON_COGNITO_USER_POOLS"

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from handlers.outputs import GRAPHQL_URL, OutputsError, load_outputs
+from contract.outputs import GRAPHQL_URL, OutputsError, load_outputs
 
 DEFAULT_PORT = 8443
 CERT_VALID_DAYS = 30

@@ -1,11 +1,11 @@
 import { util, extensions } from '@aws-appsync/utils';
 
 const SUBSCRIBE_GROUPS = __SUBSCRIBE_GROUPS__;
-// The stack's access policy (handlers.environment.ACCESS_POLICY): Cognito group -> project patterns,
+// The stack's access policy (contract.environment.ACCESS_POLICY): Cognito group -> project patterns,
 // `*` matching any run of characters; {} grants no group any project.
 const ACCESS_POLICY = __ACCESS_POLICY__;
 
-// The WebSocket API's rule (handlers.authorization.may_subscribe): a well-formed deployment id,
+// The WebSocket API's rule (contract.authorization.may_subscribe): a well-formed deployment id,
 // and, when SUBSCRIBE_GROUPS is set, membership of one of those Cognito groups.
 function authorize(ctx) {
   const id = ctx.args.deployment_id;
@@ -20,7 +20,7 @@ function authorize(ctx) {
   }
 }
 
-// The project patterns the caller's groups grant (handlers.authorization.grants_of).
+// The project patterns the caller's groups grant (contract.authorization.grants_of).
 function grantsOf(ctx) {
   const groups = (ctx.identity && ctx.identity.groups) || [];
   const grants = [];

@@ -2,7 +2,7 @@ import { util, authorize, grantsOf, granted, projectOf } from './authorize.js'; 
 
 // The deployment's snapshot as of its latest checkpoint: the state the broadcaster folds and
 // writes to the `D#state` row every few hundred events, on every status change and whenever the
-// deployment goes quiet (handlers/keys.py). `seq` says how far it reaches: deploymentEvents(since: seq)
+// deployment goes quiet (contract/keys.py). `seq` says how far it reaches: deploymentEvents(since: seq)
 // returns what came after.
 export function request(ctx) {
   authorize(ctx);

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from contract import spec
 from emulator.backend import BackendInfo
-from handlers import spec
 
 SAMPLE_BACKEND = BackendInfo(
     endpoint="http://127.0.0.1:8081",

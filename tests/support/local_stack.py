@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from contract import protocol
 from emulator import launcher
 from emulator.launcher import CLI, stop_local_stack
-from handlers import protocol
 from tests.support.events import TIMESTAMP, envelope
 
 __all__ = [

@@ -16,10 +16,11 @@ from typing import Any
 from jose import jwt
 from moto.utilities.utils import load_resource
 
+from contract import spec
+
 # create_tables lives in the emulator so the benchmarks need not import the tests' helpers;
 # re-exported here (the redundant alias says so) for the tests that import it from this module.
 from emulator.tables import create_tables as create_tables
-from handlers import spec
 from tests.support.apigw import websocket_event
 from tests.support.cognito import ensure_user, sign_in
 from tests.support.events import envelope, eventbridge_event
@@ -240,7 +241,7 @@ class Stack:
         moves, refused or not (``Store.take_frame_allowance``; tests/test_handlers/test_rate_limit.py
         checks it on its own).
         """
-        from handlers.store import Store
+        from server.store import Store
 
         result: dict[str, list[dict[str, Any]]] = {}
         for env_var, name in self.tables.items():

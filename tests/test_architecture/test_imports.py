@@ -1,15 +1,22 @@
-"""What the other packages may import from ``handlers/``, checked on every file's imports.
+"""The floor plan's import rules, checked on every file's imports.
 
-``handlers/`` is two things: the Lambda entry points with their insides (the store, the
-fan-out, the poster...), and the contract every part of the project shares with them (the
-wire protocol, the spec of routes and tables, the outputs file, the environment variables...).
+The server side is three packages, inner first (:data:`LAYERS`):
+
+- ``contract/``: what every part of the project shares (the wire protocol, the spec of routes
+  and tables, the outputs file, the environment variables, events, the state fold...). It
+  imports the standard library only.
+- ``server/``: the insides (the store, the drain lease and inbox, the fan-out, the poster...).
+  It imports the contract, never the entry points: no arrow runs back up.
+- ``handlers/``: the Lambda entry points, one module per function of ``contract.spec``, and
+  nothing else.
+
 The plugin, the Pulumi component, the CLI and the client build on the contract only, so the
 insides can change without touching them. The emulator and the benchmarks host or measure the
 Lambdas, so each names, below, the few insides it may use and why. No production package and
 no benchmark imports ``tests``: the tests' helpers change for the tests' sake.
 
 The check is static (``ast``): an import made at run time by name (emulator/lambdas.py loads
-each route's module with ``importlib`` from ``handlers.spec``) is not seen, which is why the
+each route's module with ``importlib`` from ``contract.spec``) is not seen, which is why the
 entry points the emulator runs are listed anyway.
 """
 
@@ -17,47 +24,20 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from handlers import spec
+from contract import spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The directories checked (each a "package" of the rules below), relative to the repository.
 PACKAGES = ("plugin", "pulumi_component", "emulator", "cloud_ws", "client/python", "bench")
 
-#: The contract: modules of ``handlers`` any package but the client may import, with why each
-#: is contract rather than insides. ``None`` allows the whole module; a set allows only those
-#: names, imported as ``from handlers.<module> import <name>``.
-CONTRACT: Mapping[str, frozenset[str] | None] = {
-    # The wire protocol (frames, messages, statuses, deployment ids): docs/protocol.md.
-    "protocol": None,
-    # Routes, tables, event pattern: what the cloud and the local stack both build.
-    "spec": None,
-    # The outputs file a stack writes and its one reader.
-    "outputs": None,
-    # The handlers' environment variable names, shared by their reader and their writers.
-    "environment": None,
-    # Deployment events as parsed and sequenced: the shapes every channel receives.
-    "events": None,
-    # The fold of events into a deployment's state (what deployment.snapshot carries).
-    "state": None,
-    # The one retry-wait rule of every retry loop (the plugin's sender retries too).
-    "backoff": None,
-    # Structured JSON logging, one format for every process.
-    "log": None,
-    # Where each kind of row lives in the events table: the table layout, not its access code.
-    "keys": None,
-    # Projects and the access policy's format (who may watch which deployment).
-    "authorization": None,
-    # Notification targets' format, the outcome event and its EventBridge pattern.
-    "notify": None,
-    # The publisher is insides, but the GraphQL schema's path and its query limits are the
-    # GraphQL API's contract (the AppSync component and the local API serve that schema).
-    "appsync": frozenset({"SCHEMA_PATH", "DEFAULT_EVENTS_LIMIT", "MAX_EVENTS_LIMIT"}),
-}
+#: The top-level packages of the server side, inner first: each may import those before it.
+LAYERS = ("contract", "server", "handlers")
 
 #: The Lambda entry points, from the spec: one module per function.
 ENTRY_POINTS = frozenset(function.module for function in spec.FUNCTIONS)
@@ -95,7 +75,7 @@ EXCEPTIONS: Mapping[str, Mapping[str, str]] = {
 }
 
 #: The client is its own distribution (client/python/pyproject.toml depends on websockets only):
-#: ``handlers`` is not installed beside it, so it may import nothing from it, not even the contract.
+#: the server side is not installed beside it, so it may import nothing of it, not even the contract.
 NO_HANDLERS = frozenset({"client/python"})
 
 
@@ -118,7 +98,7 @@ _TESTS_MODULE = re.compile(r"tests(\.[A-Za-z_]\w*)+")
 
 def imports(tree: ast.AST) -> Iterator[tuple[int, str, tuple[str, ...]]]:
     """(line, module, names) of every absolute import, wherever it sits (functions and
-    ``TYPE_CHECKING`` blocks included); ``from handlers import x`` counts as module ``handlers.x``.
+    ``TYPE_CHECKING`` blocks included); ``from server import x`` counts as module ``server.x``.
 
     A string constant naming a module of the tests counts too: a benchmark that runs
     ``python -m tests.support...`` in a subprocess depends on the tests as much as an import."""
@@ -130,9 +110,9 @@ def imports(tree: ast.AST) -> Iterator[tuple[int, str, tuple[str, ...]]]:
             for alias in node.names:
                 yield node.lineno, alias.name, ()
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "handlers":
+            if node.module in LAYERS:
                 for alias in node.names:
-                    yield node.lineno, f"handlers.{alias.name}", ()
+                    yield node.lineno, f"{node.module}.{alias.name}", ()
             else:
                 yield node.lineno, node.module, tuple(alias.name for alias in node.names)
 
@@ -142,19 +122,45 @@ def verdict(package: str, module: str, names: tuple[str, ...]) -> str | None:
     top, _, rest = module.partition(".")
     if top == "tests":
         return "the tests' helpers are for the tests (move what is shared out of tests/)"
-    if top != "handlers":
+    if top not in LAYERS:
         return None
     if package in NO_HANDLERS:
-        return "the client is a separate distribution without handlers/"
+        return "the client is a separate distribution without the server side"
+    if top == "contract":
+        return None
     inner = rest.partition(".")[0]
     if inner in EXCEPTIONS.get(package, {}):
         return None
-    if inner in CONTRACT:
-        allowed = CONTRACT[inner]
-        if allowed is None or (names and set(names) <= allowed):
+    return f"{top}.{inner or '(package)'} is not contract and {package} has no exception for it"
+
+
+def layer_verdict(layer: str, module: str) -> str | None:
+    """Why ``layer`` (one of :data:`LAYERS`) may not import ``module``; None when it may."""
+    top = module.partition(".")[0]
+    if top == "__future__" or top == layer:
+        return None
+    if top in LAYERS:
+        if LAYERS.index(top) < LAYERS.index(layer):
             return None
-        return f"only {', '.join(sorted(allowed))} of handlers.{inner} are contract"
-    return f"handlers.{inner or '(package)'} is not contract and {package} has no exception for it"
+        return f"{layer}/ may not import {top}/ (no arrow runs back up)"
+    if top in ("tests", "plugin", "pulumi_component", "emulator", "cloud_ws", "cloud_ws_client", "bench"):
+        return f"{layer}/ is bundled into the Lambdas and may not import {top}"
+    if layer == "contract" and top not in sys.stdlib_module_names:
+        return "the contract imports the standard library only"
+    return None
+
+
+def layer_violations(root: Path) -> list[Violation]:
+    """Every import of :data:`LAYERS` that breaks :func:`layer_verdict`."""
+    found: list[Violation] = []
+    for layer in LAYERS:
+        for path in sorted((root / layer).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for line, module, _ in sorted(imports(tree)):
+                why = layer_verdict(layer, module)
+                if why is not None:
+                    found.append(Violation(path.relative_to(root), line, module, why))
+    return found
 
 
 def violations(root: Path, packages: tuple[str, ...] = PACKAGES) -> list[Violation]:
@@ -173,51 +179,94 @@ def violations(root: Path, packages: tuple[str, ...] = PACKAGES) -> list[Violati
     return found
 
 
-def test_packages_import_only_the_contract_of_handlers_and_never_tests() -> None:
+def test_packages_import_only_the_contract_and_never_tests() -> None:
     found = violations(ROOT)
     assert not found, "forbidden imports:\n" + "\n".join(map(str, found))
 
 
+def test_the_contract_imports_the_standard_library_only_and_no_arrow_runs_back_up() -> None:
+    found = layer_violations(ROOT)
+    assert not found, "forbidden imports:\n" + "\n".join(map(str, found))
+
+
+def test_handlers_holds_the_entry_points_and_nothing_else() -> None:
+    modules = {p.stem for p in (ROOT / "handlers").glob("*.py")} - {"__init__"}
+    folders = {p.name for p in (ROOT / "handlers").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert modules == ENTRY_POINTS
+    assert folders == set()
+
+
 def test_every_package_has_its_rules_and_every_exception_names_a_real_module() -> None:
-    handlers = ROOT / "handlers"
-    modules = {p.stem for p in handlers.glob("*.py")} | {p.name for p in handlers.iterdir() if p.is_dir()}
+    modules = {
+        p.stem if p.is_file() else p.name
+        for layer in ("server", "handlers")
+        for p in (ROOT / layer).iterdir()
+        if (p.suffix == ".py" or p.is_dir()) and p.name != "__pycache__"
+    }
     assert set(EXCEPTIONS) | NO_HANDLERS == set(PACKAGES)
-    assert set(CONTRACT) <= modules
     assert {m for exceptions in EXCEPTIONS.values() for m in exceptions} <= modules
 
 
 def test_a_forbidden_import_is_reported_with_its_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "plugin").mkdir()
     (tmp_path / "plugin" / "sender.py").write_text(
-        "from handlers import protocol\n"
-        "from handlers.delivery import Delivery\n"
-        "from handlers.appsync import SCHEMA_PATH, AppSyncPublisher\n"
+        "from contract import protocol\n"
+        "from server.delivery import Delivery\n"
+        "from server.appsync import AppSyncPublisher\n"
         "from tests.support.events import envelope\n"
         'ARGV = ["python", "-m", "tests.support.management_standin"]\n',
         encoding="utf-8",
     )
     (tmp_path / "client" / "python").mkdir(parents=True)
     (tmp_path / "client" / "python" / "client.py").write_text(
-        "def f() -> None:\n    import handlers.protocol\n", encoding="utf-8"
+        "def f() -> None:\n    import contract.protocol\n", encoding="utf-8"
     )
     (tmp_path / "emulator").mkdir()
     (tmp_path / "emulator" / "lambdas.py").write_text(
-        "from handlers import connect, runtime\nfrom handlers.store import Store\n", encoding="utf-8"
+        "from handlers import connect\nfrom server.runtime import Runtime\nfrom server.store import Store\n",
+        encoding="utf-8",
     )
 
     found = [str(v) for v in violations(tmp_path, ("plugin", "client/python", "emulator"))]
 
     assert found == [
-        "plugin/sender.py:2: imports handlers.delivery: handlers.delivery is not contract "
+        "plugin/sender.py:2: imports server.delivery: server.delivery is not contract "
         "and plugin has no exception for it",
-        "plugin/sender.py:3: imports handlers.appsync: only DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, "
-        "SCHEMA_PATH of handlers.appsync are contract",
+        "plugin/sender.py:3: imports server.appsync: server.appsync is not contract "
+        "and plugin has no exception for it",
         "plugin/sender.py:4: imports tests.support.events: the tests' helpers are for the tests "
         "(move what is shared out of tests/)",
         "plugin/sender.py:5: imports tests.support.management_standin: the tests' helpers are for "
         "the tests (move what is shared out of tests/)",
-        "client/python/client.py:2: imports handlers.protocol: the client is a separate distribution "
-        "without handlers/",
-        "emulator/lambdas.py:2: imports handlers.store: handlers.store is not contract "
+        "client/python/client.py:2: imports contract.protocol: the client is a separate distribution "
+        "without the server side",
+        "emulator/lambdas.py:3: imports server.store: server.store is not contract "
         "and emulator has no exception for it",
+    ]
+
+
+def test_a_layer_importing_outward_or_a_third_party_contract_is_reported(tmp_path: Path) -> None:
+    for layer in LAYERS:
+        (tmp_path / layer).mkdir()
+    (tmp_path / "contract" / "spec.py").write_text(
+        "import json\nimport boto3\nfrom server.store import Store\n", encoding="utf-8"
+    )
+    (tmp_path / "server" / "fanout.py").write_text(
+        "import botocore\nfrom contract import spec\n"
+        "from handlers import broadcaster\nimport plugin.sender\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "handlers" / "connect.py").write_text(
+        "from contract import protocol\nfrom server.store import Store\n", encoding="utf-8"
+    )
+
+    found = [str(v) for v in layer_violations(tmp_path)]
+
+    assert found == [
+        "contract/spec.py:2: imports boto3: the contract imports the standard library only",
+        "contract/spec.py:3: imports server.store: contract/ may not import server/ (no arrow runs back up)",
+        "server/fanout.py:3: imports handlers.broadcaster: server/ may not import handlers/ "
+        "(no arrow runs back up)",
+        "server/fanout.py:4: imports plugin.sender: server/ is bundled into the Lambdas "
+        "and may not import plugin",
     ]

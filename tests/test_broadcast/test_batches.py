@@ -12,10 +12,11 @@ from typing import Any, cast
 import boto3
 import pytest
 
-from handlers import broadcaster, keys, spec
-from handlers.fanout import FanOutTask
-from handlers.runtime import Runtime, get_runtime, reset_runtime
-from handlers.store import Store
+from contract import keys, spec
+from handlers import broadcaster
+from server.fanout import FanOutTask
+from server.runtime import Runtime, get_runtime, reset_runtime
+from server.store import Store
 from tests.support.events import envelope, eventbridge_event
 from tests.support.moto_stack import REGION, AtomicRequests, Stack, counters_in_lockstep
 from tests.support.waiting import eventually_sync
@@ -105,7 +106,7 @@ def test_dynamodb_requests_per_event_stay_under_half_at_batches_of_ten(
     """A busy deployment's batch of ten: counter (once), transaction, Query, mark sent."""
     # Back to back whatever this machine's speed: a quiet second between two batches (a loaded
     # machine) would rightly add a checkpoint, and this test counts requests, not time.
-    monkeypatch.setattr("handlers.delivery.CHECKPOINT_IDLE_SECONDS", 3600.0)
+    monkeypatch.setattr("server.delivery.CHECKPOINT_IDLE_SECONDS", 3600.0)
     stack.subscribed("D1", 2)
     counting = _counting_store(stack)
 
@@ -170,7 +171,7 @@ def test_concurrent_batches_of_one_deployment_never_share_a_seq(
 ) -> None:
     """Four invocations race with batches of five on one deployment: 1..20, each seq exactly once,
     even when every drain lease has expired at once (each believes it holds the deployment)."""
-    monkeypatch.setattr("handlers.inbox.LEASE_SECONDS", -1.0)  # every claim succeeds: the worst case
+    monkeypatch.setattr("server.inbox.LEASE_SECONDS", -1.0)  # every claim succeeds: the worst case
     (conn,) = stack.subscribed("RACE", 1)
     runtime = get_runtime()
     config = runtime.config

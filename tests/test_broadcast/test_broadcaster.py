@@ -8,9 +8,10 @@ from typing import Any, cast
 
 import pytest
 
-from handlers import broadcaster, keys, state
-from handlers.runtime import get_runtime, reset_runtime
-from handlers.store import Counter, Store
+from contract import keys, state
+from handlers import broadcaster
+from server.runtime import get_runtime, reset_runtime
+from server.store import Counter, Store
 from tests.support.events import eventbridge_event
 from tests.support.moto_stack import AtomicRequests, Stack, counters_in_lockstep
 
@@ -146,7 +147,7 @@ def test_the_lease_records_what_was_sent_and_a_redelivery_after_it_is_a_duplicat
 def test_concurrent_invocations_never_share_a_seq(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight producers racing on one deployment get 1..8, each exactly once, even when every drain
     lease has expired at once (each of them believes it holds the deployment)."""
-    monkeypatch.setattr("handlers.inbox.LEASE_SECONDS", -1.0)  # every claim succeeds: the worst case
+    monkeypatch.setattr("server.inbox.LEASE_SECONDS", -1.0)  # every claim succeeds: the worst case
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
     runtime = get_runtime()

@@ -9,10 +9,12 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers import broadcaster, keys, notify, spec
-from handlers import environment as names
-from handlers.events import DeploymentEvent, SequencedEvent
-from handlers.runtime import get_runtime, reset_runtime
+from contract import environment as names
+from contract import keys, notifications, spec
+from contract.events import DeploymentEvent, SequencedEvent
+from handlers import broadcaster
+from server import notify
+from server.runtime import get_runtime, reset_runtime
 from tests.support.events import envelope, eventbridge_event
 from tests.support.moto_stack import Stack
 
@@ -31,7 +33,9 @@ def outbox(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Any:
         "QueueArn"
     ]
     events.put_rule(
-        Name="all-outcomes", EventBusName="notifications", EventPattern=json.dumps(notify.target_pattern())
+        Name="all-outcomes",
+        EventBusName="notifications",
+        EventPattern=json.dumps(notifications.target_pattern()),
     )
     events.put_targets(
         Rule="all-outcomes", EventBusName="notifications", Targets=[{"Id": "q", "Arn": queue_arn}]
@@ -68,8 +72,8 @@ def test_a_failed_attempt_is_notified_once_with_its_failing_stack(stack: Stack, 
     _failed_attempt()
 
     (message,) = outbox()
-    assert message["source"] == notify.SOURCE
-    assert message["detail-type"] == notify.DETAIL_TYPE
+    assert message["source"] == notifications.SOURCE
+    assert message["detail-type"] == notifications.DETAIL_TYPE
     detail = message["detail"]
     assert {k: detail[k] for k in ("deployment_id", "project", "environment", "outcome", "attempt")} == {
         "deployment_id": "D1",
@@ -168,28 +172,31 @@ def test_without_a_notifications_bus_nothing_is_claimed(stack: Stack) -> None:
 
 
 def test_target_patterns_filter_by_project_and_outcome() -> None:
-    """The pattern's filters and :func:`notify.matches` agree."""
-    pattern = notify.target_pattern(["alpha", "beta"], ["failed"])
+    """The pattern's filters and :func:`notifications.matches` agree."""
+    pattern = notifications.target_pattern(["alpha", "beta"], ["failed"])
     assert pattern == {
-        "source": [notify.SOURCE],
-        "detail-type": [notify.DETAIL_TYPE],
+        "source": [notifications.SOURCE],
+        "detail-type": [notifications.DETAIL_TYPE],
         "detail": {"project": ["alpha", "beta"], "outcome": ["failed"]},
     }
-    assert notify.target_pattern() == {"source": [notify.SOURCE], "detail-type": [notify.DETAIL_TYPE]}
-    assert notify.matches({"project": "alpha", "outcome": "failed"}, ["alpha", "beta"], ["failed"])
-    assert not notify.matches({"project": "alpha", "outcome": "succeeded"}, ["alpha"], ["failed"])
-    assert not notify.matches({"project": "gamma", "outcome": "failed"}, ["alpha"], [])
-    assert notify.matches({"project": "gamma", "outcome": "cancelled"})
+    assert notifications.target_pattern() == {
+        "source": [notifications.SOURCE],
+        "detail-type": [notifications.DETAIL_TYPE],
+    }
+    assert notifications.matches({"project": "alpha", "outcome": "failed"}, ["alpha", "beta"], ["failed"])
+    assert not notifications.matches({"project": "alpha", "outcome": "succeeded"}, ["alpha"], ["failed"])
+    assert not notifications.matches({"project": "gamma", "outcome": "failed"}, ["alpha"], [])
+    assert notifications.matches({"project": "gamma", "outcome": "cancelled"})
 
 
 def test_the_delivery_rule_never_matches_a_notification() -> None:
     """Notifications carry a source of their own, which the delivery rule's pattern does not name."""
-    assert notify.SOURCE not in spec.event_pattern()["source"]
+    assert notifications.SOURCE not in spec.event_pattern()["source"]
 
 
 def test_message_formatting() -> None:
     """Durations, several failed stacks, long errors cut, no environment or dashboard."""
-    assert [notify.format_duration(s) for s in (0, 42, 252, 3780)] == ["0s", "42s", "4m 12s", "1h 3m"]
+    assert [notifications.format_duration(s) for s in (0, 42, 252, 3780)] == ["0s", "42s", "4m 12s", "1h 3m"]
     folded = {
         "attempt": 2,
         "started_at": "2026-11-26T10:00:00Z",
@@ -200,23 +207,23 @@ def test_message_formatting() -> None:
             "net": {"status": "deployed", "layer": 1},
         },
     }
-    outcome = notify.outcome_of("D1", folded, status="failed", project="alpha")
+    outcome = notifications.outcome_of("D1", folded, status="failed", project="alpha")
     assert (outcome.failed_stack, outcome.failed_stacks, outcome.attempt) == ("db", 2, 2)
     assert outcome.error is not None
-    assert len(outcome.error) == notify.ERROR_CHARS
+    assert len(outcome.error) == notifications.ERROR_CHARS
     assert outcome.summary.startswith(
         "cloud-ws: deployment D1 failed (project alpha, attempt 2) after 42s. "
         "Stack db (and 1 more) failed: xxx"
     )
     assert outcome.dashboard_url is None
-    quoted = notify.outcome_of(
+    quoted = notifications.outcome_of(
         "D1",
         {"stacks": {"db": {"status": "failed", "error_message": 'bad "name" in C:\\x <y>'}}},
         status="failed",
     )
     assert "Stack db failed: bad 'name' in C:/x (y)." in quoted.summary
     assert 'bad "name"' in quoted.text
-    sample = notify.sample_outcome("http://127.0.0.1:8080/")
+    sample = notifications.sample_outcome("http://127.0.0.1:8080/")
     assert sample.summary.startswith("[sample] cloud-ws: deployment cloud-ws-notify-test failed")
     assert "database-rds" in sample.text
 
@@ -244,5 +251,5 @@ def test_the_project_comes_from_the_event(stack: Stack, outbox: Any) -> None:
 
     assert (outcome.project, outcome.attempt, outcome.environment) == ("alpha", 3, "prod")
     detail = json.loads(puts[0]["Detail"])
-    assert notify.matches(detail, ["alpha"], ["succeeded"])
-    assert not notify.matches(detail, ["beta"], [])
+    assert notifications.matches(detail, ["alpha"], ["succeeded"])
+    assert not notifications.matches(detail, ["beta"], [])

@@ -15,11 +15,13 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import broadcaster, keys, ordering, spec, state
-from handlers.events import DeploymentEvent, parse_event
-from handlers.inbox import Inbox
-from handlers.runtime import get_runtime, reset_runtime
-from handlers.store import Store
+from contract import keys, spec, state
+from contract.events import DeploymentEvent, parse_event
+from handlers import broadcaster
+from server import ordering
+from server.inbox import Inbox
+from server.runtime import get_runtime, reset_runtime
+from server.store import Store
 from tests.support.events import eventbridge_event
 from tests.support.moto_stack import REGION, AtomicRequests, Stack
 

@@ -20,7 +20,7 @@ import pytest
 from websockets.asyncio.server import serve
 
 from cloud_ws_client import ClientOptions, CloudWebSocketClient, Event, Message
-from handlers import keys, spec
+from contract import keys, spec
 from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack
 from tests.support.waiting import PATIENCE, eventually
 from tests.test_client.fakes import Gateway

@@ -4,8 +4,8 @@ The client package is installable alone, so it cannot import the server. Its
 protocol constants (re-exported by ``cloud_ws_client.protocol``, ``.messages``,
 ``.state``, ``.auth``) are generated from ``conformance/protocol.json`` by
 tools/gen_protocol.py, as the TypeScript client's are; this test holds that JSON
-to the server's side (``handlers.protocol``, ``handlers.connect``,
-``handlers.state``, ``plugin.hooks``), so the one source cannot drift from the
+to the server's side (``contract.protocol``, ``handlers.connect``,
+``contract.state``, ``plugin.hooks``), so the one source cannot drift from the
 server. What is not in the JSON (the folding ranks, the outputs keys the client
 reads from ``cloud_ws_client.outputs``) is still a copy, held to the server here.
 """
@@ -23,9 +23,10 @@ import cloud_ws_client
 from cloud_ws_client import auth, messages, state
 from cloud_ws_client import outputs as client_outputs
 from cloud_ws_client import protocol as client_protocol
-from handlers import connect, protocol
-from handlers import outputs as server_outputs
-from handlers import state as server_state
+from contract import outputs as server_outputs
+from contract import protocol
+from contract import state as server_state
+from handlers import connect
 from plugin.hooks import LOG_LEVELS
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / "conformance" / "protocol.json"
@@ -85,7 +86,7 @@ def test_every_error_code_the_server_can_send_is_known_to_the_client() -> None:
 
 
 def test_every_message_the_server_builds_parses_to_its_class() -> None:
-    """Each reply builder of handlers.protocol, through the client's parser: none falls back to Message."""
+    """Each reply builder of contract.protocol, through the client's parser: none falls back to Message."""
     built = {
         cloud_ws_client.Subscribed: protocol.subscribed("D1", 3, 2, "1"),
         cloud_ws_client.DeploymentSnapshot: protocol.snapshot("D1", 3, {"status": "deploying"}, "1"),
@@ -135,7 +136,7 @@ def test_the_folding_constants_are_the_servers() -> None:
 
 
 def test_the_outputs_keys_the_client_reads_are_the_contracts() -> None:
-    """Every key constant of cloud_ws_client.outputs is the handlers.outputs constant of the same name."""
+    """Every key constant of cloud_ws_client.outputs is the contract.outputs constant of the same name."""
     keys = [
         name
         for name, value in vars(client_outputs).items()

@@ -16,7 +16,7 @@ import pytest
 
 from cloud_ws_client import DeploymentSnapshot, DeploymentState, Event, parse_message
 from cloud_ws_client.sequence import DeploymentSequence
-from handlers import state as server_state
+from contract import state as server_state
 
 VECTORS = json.loads((Path(__file__).parents[2] / "conformance" / "state.json").read_text())
 CASES = VECTORS["cases"]

@@ -16,8 +16,8 @@ import pulumi
 import pytest
 from pulumi.runtime import settings
 
-from handlers import authorization, state
-from handlers.appsync import SCHEMA_PATH
+from contract import authorization, state
+from contract.graphql import SCHEMA_PATH
 from pulumi_component import appsync
 
 REGION = "eu-west-1"
@@ -489,7 +489,7 @@ def test_queries_refuse_a_deployment_of_an_ungranted_project(node_dir: Path) -> 
 def test_a_pattern_grants_what_it_grants_on_the_websocket_api(
     node_dir: Path, pattern: str, project: str
 ) -> None:
-    """The resolvers' ``granted`` is ``handlers.authorization.granted``: ``*`` any run, the rest literal."""
+    """The resolvers' ``granted`` is ``contract.authorization.granted``: ``*`` any run, the rest literal."""
     code = appsync.deployment_events_code([], {"team": [pattern]})
     items = [{**stored(1, "deployment.status", {"status": "deploying"}), "projectName": project}]
     result = run_js(node_dir, code, "response", _as(["team"], result={"items": items}))

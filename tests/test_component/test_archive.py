@@ -22,7 +22,7 @@ from moto.server import ThreadedMotoServer
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
-from handlers import spec
+from contract import spec
 from pulumi_component import archive
 from pulumi_component.archive import BUNDLED, ArchiveError, build_archive
 from tests.support.apigw import websocket_event
@@ -41,8 +41,8 @@ bundle, runtime = sys.argv[1], sys.argv[2]
 sys.path[:0] = [bundle, runtime]
 scenario = json.load(sys.stdin)
 
-from handlers import spec
-modules = ["handlers." + r.module for r in spec.FUNCTIONS] + ["handlers.cognito"]
+from contract import spec
+modules = ["handlers." + r.module for r in spec.FUNCTIONS] + ["server.cognito"]
 for name in modules:
     importlib.import_module(name)
 
@@ -197,7 +197,18 @@ def test_archive_runs_alone_beside_boto3(tmp_path: Path, moto_endpoint: str) -> 
     strays = {n: f for n, f in findings["files"].items() if f and not f.startswith(allowed)}
     assert strays == {}
     loaded_from = {n.split(".")[0]: f for n, f in findings["files"].items() if f}
-    for top in ("handlers", "jose", "rsa", "ecdsa", "pyasn1", "requests", "idna", "certifi"):
+    for top in (
+        "contract",
+        "server",
+        "handlers",
+        "jose",
+        "rsa",
+        "ecdsa",
+        "pyasn1",
+        "requests",
+        "idna",
+        "certifi",
+    ):
         assert loaded_from[top].startswith(str(bundle)), top
     for top in ("boto3", "urllib3", "six"):  # the runtime's own copies, compiled, shared with botocore
         assert loaded_from[top].startswith(str(runtime)), top
@@ -223,10 +234,12 @@ def test_archive_is_deterministic_and_holds_only_sources(tmp_path: Path) -> None
     assert not [n for n in names if n.endswith((".pyc", ".so", ".pyd")) or "__pycache__" in n]
     tops = {n.split("/")[0].removesuffix(".py") for n in names}
     assert not tops & archive.FORBIDDEN_TOP_LEVEL
-    handler_sources = sorted(
-        f"handlers/{p.relative_to(ROOT / 'handlers').as_posix()}" for p in (ROOT / "handlers").rglob("*.py")
-    )
-    assert [n for n in names if n.startswith("handlers/")] == handler_sources
+    for package in archive.SOURCE_PACKAGES:
+        sources = sorted(
+            f"{package}/{p.relative_to(ROOT / package).as_posix()}" for p in (ROOT / package).rglob("*.py")
+        )
+        assert sources, f"no sources found for {package}"
+        assert [n for n in names if n.startswith(f"{package}/")] == sources
     # charset-normalizer's compiled speed-ups are dropped; its pure-Python modules stay.
     assert "charset_normalizer/md.py" in names
     assert "charset_normalizer/cd.py" in names
@@ -295,7 +308,7 @@ def test_build_refuses_compiled_only_or_forbidden_code(
         archive.archive_entries()
 
 
-def test_handlers_must_be_importable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive, "HANDLERS_PACKAGE", "no_such_package_here")
-    with pytest.raises(ArchiveError, match="not importable"):
-        archive.handlers_dir()
+def test_source_packages_must_be_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive, "SOURCE_PACKAGES", ("handlers", "no_such_package_here"))
+    with pytest.raises(ArchiveError, match="'no_such_package_here' package is not importable"):
+        archive.archive_entries()

@@ -6,7 +6,7 @@ import re
 import runpy
 from typing import Any
 
-from handlers import spec
+from contract import spec
 from pulumi_component.settings import DEFAULTS
 from pulumi_component.websocket_monitoring import (
     DEAD_LETTER_RETENTION_SECONDS,

@@ -1,8 +1,8 @@
-"""The component's Lambda environments set only names of ``handlers.environment``."""
+"""The component's Lambda environments set only names of ``contract.environment``."""
 
 from __future__ import annotations
 
-from handlers import environment, spec
+from contract import environment, spec
 from tests.test_component.conftest import Deployment, deploy
 
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from handlers import spec
+import server.store as store_package
+from contract import spec
 from pulumi_component import policy
 from tests.test_component.conftest import REGION, Deployment, Registered
 
@@ -179,10 +180,10 @@ def test_roles_trust_only_lambda(dev: Deployment) -> None:
 def test_every_dynamodb_call_in_the_store_is_granted_somewhere() -> None:
     """A store method the spec forgot would fail with AccessDenied on AWS only; catch it here."""
     # The store is a package split by job (connections, subscriptions, event log): read every part.
-    parts = sorted((Path(spec.__file__).parent / "store").glob("*.py"))
+    parts = sorted(Path(store_package.__file__).parent.glob("*.py"))
     source = "\n".join(part.read_text() for part in parts)
     operations = set(re.findall(r"self\._db\.(\w+)\(", source))
-    assert operations, "no DynamoDB calls found: has handlers/store/ moved?"
+    assert operations, "no DynamoDB calls found: has server/store/ moved?"
     # TransactWriteItems is authorised on the items it carries (DynamoDB's "Using IAM with
     # DynamoDB transactions"): Put → PutItem, Update → UpdateItem, Delete → DeleteItem,
     # ConditionCheck → ConditionCheckItem. A condition on a Put or an Update needs nothing more.

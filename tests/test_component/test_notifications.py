@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from handlers import environment, notify
+from contract import environment
+from contract import notifications as notify
 from tests.test_component.conftest import ACCOUNT, REGION, Deployment, deploy
 
 NOTIFICATIONS = {

@@ -6,7 +6,7 @@ action exists, each resource ARN fits the action's resource types, each conditio
 and (with the community auditors) privilege-escalation and credential-exposure patterns. A
 finding fails the test unless ``ALLOWED`` names it, with the reason.
 
-The broadcaster's table grants come from ``handlers/spec.py`` (``BROADCASTER.tables``): the audit
+The broadcaster's table grants come from ``contract/spec.py`` (``BROADCASTER.tables``): the audit
 reads whatever the spec holds when it runs.
 """
 

@@ -10,10 +10,10 @@ import pulumi
 import pytest
 from moto.events.models import EventPattern
 
-from handlers import spec
-from handlers.config import load_config
-from handlers.outputs import GRAPHQL_REALTIME_URL, GRAPHQL_URL, REQUIRED_KEYS
+from contract import spec
+from contract.outputs import GRAPHQL_REALTIME_URL, GRAPHQL_URL, REQUIRED_KEYS
 from pulumi_component.archive import build_archive
+from server.config import load_config
 from tests.test_component.conftest import ACCOUNT, COMPONENT_TYPE, REGION, STACK_TYPE, Deployment, Registered
 
 OUTPUT_KEYS = REQUIRED_KEYS  # the outputs contract, as its consumers read it

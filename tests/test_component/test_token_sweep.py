@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from handlers import spec
-from handlers.config import load_config
+from contract import spec
+from server.config import load_config
 from tests.test_component.conftest import ACCOUNT, REGION, Deployment
 
 

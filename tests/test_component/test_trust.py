@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from handlers import environment, spec
+from contract import environment, spec
 from pulumi_component import WebSocketMonitoring, WebSocketMonitoringArgsError
 from pulumi_component.appsync import client_id_regex
 from pulumi_component.pipeline import DEAD_LETTER_AGE_ALARM_SECONDS

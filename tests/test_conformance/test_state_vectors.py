@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from handlers import protocol, state
+from contract import protocol, state
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "conformance" / "state.json").read_text("utf-8"))
 CASES: list[dict[str, Any]] = VECTORS["cases"]

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from contract import spec
 from emulator.backend import MotoBackend, client
 from emulator.events import DEFAULT_CONCURRENCY, EventSourceMapping
 from emulator.faults import ShuffleFault
-from handlers import spec
 from tests.support.waiting import eventually_sync
 
 QUEUE_URL = "http://127.0.0.1:1/000000000000/delivery"

@@ -18,8 +18,8 @@ from typing import Any
 import uvicorn
 from websockets.asyncio.client import connect
 
+from contract import spec
 from emulator.gateway import Gateway, GatewaySettings
-from handlers import spec
 from tests.support.waiting import eventually
 
 CONNECT = spec.route_for("$connect").function

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from cloud_ws.commands import local
+from contract import notifications as notify
 from emulator.notifications import TOPIC_TARGET, Dispatcher, Provisioned, webhook_target
-from handlers import notify
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloud_ws_client.outputs import read_outputs
+from contract import outputs as contract
 from emulator.stack import LocalSettings, _write_atomically, outputs_for
-from handlers import outputs as contract
 from plugin import OrchestratorPlugin
 from tests.support.local_backend import SAMPLE_BACKEND
 

@@ -21,8 +21,8 @@ import websockets
 from botocore.credentials import Credentials
 from gql import GraphQLRequest, gql
 
-from handlers.appsync import AppSyncPublisher
-from handlers.events import DeploymentEvent, SequencedEvent
+from contract.events import DeploymentEvent, SequencedEvent
+from server.appsync import AppSyncPublisher
 from tests.support.cognito import ensure_user
 from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack
 from tests.support.waiting import PATIENCE, eventually

@@ -73,7 +73,7 @@ async def test_plugin_events_reach_graphql_subscribers_with_their_seq(
         updates = asyncio.create_task(collect(session, ON_UPDATE, deployment_id, 4, "onDeploymentUpdated"))
         await graphql_stack.wait_subscriptions(before + 2)
 
-        # The broadcaster publishes each batch it stored (handlers.broadcaster → handlers.appsync).
+        # The broadcaster publishes each batch it stored (handlers.broadcaster → server.appsync).
         await asyncio.to_thread(play, graphql_stack.outputs, deployment_id)
 
         received = await asyncio.wait_for(events, 30)

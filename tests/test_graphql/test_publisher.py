@@ -8,9 +8,9 @@ import socket
 import pytest
 from botocore.credentials import Credentials
 
-from handlers import appsync
-from handlers.appsync import AppSyncPublisher, publisher_for, requests_for
-from handlers.config import load_config
+from server import appsync
+from server.appsync import AppSyncPublisher, publisher_for, requests_for
+from server.config import load_config
 from tests.support.scripted_http import Reply, ScriptedHttp
 from tests.test_graphql.conftest import sequenced
 
@@ -173,7 +173,7 @@ def test_module_import_stays_lean() -> None:
     import subprocess
     import sys
 
-    code = "import sys, handlers.appsync; print('boto3' in sys.modules, 'botocore' in sys.modules)"
+    code = "import sys, server.appsync; print('boto3' in sys.modules, 'botocore' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -1,4 +1,4 @@
-"""The access policy: which groups may watch which projects (``handlers.authorization``)."""
+"""The access policy: which groups may watch which projects (``contract.authorization``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from handlers.authorization import (
+from contract.authorization import (
     EVERYTHING,
     AccessPolicy,
     AccessPolicyError,
@@ -14,9 +14,9 @@ from handlers.authorization import (
     grants_of,
     is_valid_project,
 )
-from handlers.config import ConfigError, load_config
-from handlers.events import InvalidEventError, parse_event
+from contract.events import InvalidEventError, parse_event
 from plugin.envelope import EnvelopeError, build_envelope
+from server.config import ConfigError, load_config
 
 POLICY = AccessPolicy.parse('{"team-a": ["alpha", "web-*"], "sre": ["*"], "audit": ["a*z"], "none": []}')
 

@@ -1,4 +1,4 @@
-"""The one backoff rule (``handlers.backoff``) and the waits of the store's retries."""
+"""The one backoff rule (``contract.backoff``) and the waits of the store's retries."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from cloud_ws_client import backoff as client_backoff
-from handlers import backoff
-from handlers.backoff import Backoff
-from handlers.config import TableNames
-from handlers.management import RetryPolicy
-from handlers.store import Store
+from contract import backoff
+from contract.backoff import Backoff
+from server.config import TableNames
+from server.management import RetryPolicy
+from server.store import Store
 
 
 def test_the_ceiling_doubles_from_base_up_to_the_cap() -> None:

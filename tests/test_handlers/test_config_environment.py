@@ -1,4 +1,4 @@
-"""One spelling per environment variable: ``handlers.environment`` names every variable the
+"""One spelling per environment variable: ``contract.environment`` names every variable the
 handlers read, and the writers (the local stack, the tests) set only those."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from handlers import config, environment, spec
-from handlers.config import load_config
+from contract import environment, spec
+from server import config
+from server.config import load_config
 
 CONFIG_SOURCE = Path(config.__file__)
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+")
@@ -78,7 +79,7 @@ def test_every_name_the_configuration_reads_is_a_constant() -> None:
 
 
 def test_the_configuration_spells_no_name_itself() -> None:
-    """handlers/config.py names variables only through handlers.environment (or the spec's tables)."""
+    """server/config.py names variables only through contract.environment (or the spec's tables)."""
     tree = ast.parse(CONFIG_SOURCE.read_text(encoding="utf-8"))
     literals = [
         node.value

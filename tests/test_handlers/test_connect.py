@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk
 from moto.utilities.utils import load_resource
 
-from handlers.runtime import get_runtime
+from server.runtime import get_runtime
 from tests.support.moto_stack import Stack
 
 
@@ -190,7 +190,7 @@ def test_leeway_tolerates_small_clock_skew(stack: Stack) -> None:
 
 def test_token_use_can_be_restricted_to_id_tokens(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """COGNITO_TOKEN_USES=id refuses access tokens."""
-    from handlers.runtime import reset_runtime
+    from server.runtime import reset_runtime
 
     monkeypatch.setenv("COGNITO_TOKEN_USES", "id")
     reset_runtime()
@@ -228,7 +228,7 @@ def test_unknown_kid_refetches_once_then_waits_in_the_penalty_box(stack: Stack) 
 
 def test_unreachable_jwks_is_a_server_error_not_a_401(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """Clients must retry a 5xx, not give up as on a 401; nothing is stored."""
-    from handlers.runtime import reset_runtime
+    from server.runtime import reset_runtime
 
     monkeypatch.setenv("COGNITO_JWKS_URL", "http://127.0.0.1:9/jwks.json")
     reset_runtime()
@@ -242,7 +242,7 @@ def test_unreachable_jwks_is_a_server_error_not_a_401(stack: Stack, monkeypatch:
 
 def test_unexpected_failure_is_a_bare_500(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     """A storage failure never leaks an exception to API Gateway."""
-    from handlers.runtime import reset_runtime
+    from server.runtime import reset_runtime
 
     monkeypatch.setenv("CONNECTIONS_TABLE", "no-such-table")
     reset_runtime()

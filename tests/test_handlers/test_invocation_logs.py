@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from contract.log import get_logger, inject_lambda_context, invocation
 from emulator.lambdas import LambdaContext
 from handlers import broadcaster, disconnect
-from handlers.log import get_logger, inject_lambda_context, invocation
-from handlers.runtime import lambda_entry
+from server.runtime import lambda_entry
 from tests.support.logs import recorded
 
 
@@ -156,7 +156,7 @@ def test_the_emulator_gives_each_invocation_its_own_request_id() -> None:
 
 def test_fan_out_handoff_threads_log_with_the_invocation_ids(records: list[logging.LogRecord]) -> None:
     """The thread that hands shares to other invocations, and its dispatches, keep the ids."""
-    from handlers.fanout import FanOutSummary, FanOutTask, _Handoff
+    from server.fanout import FanOutSummary, FanOutTask, _Handoff
 
     def dispatch(task: FanOutTask) -> None:
         get_logger("test").info("handed", extra={"share": task.connection_ids[0]})

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk
 from moto.utilities.utils import load_resource
 
-from handlers.cognito import CognitoJwtVerifier, JwksCache, JwksUnavailableError, TokenError
-from handlers.runtime import get_runtime
+from server.cognito import CognitoJwtVerifier, JwksCache, JwksUnavailableError, TokenError
+from server.runtime import get_runtime
 from tests.support.moto_stack import Stack
 
 # -- aud as a list, and claims of the wrong JSON type ---------------------------------------------

@@ -17,10 +17,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
-from handlers import poster
-from handlers.management import FanOutResult, ManagementApi, PostOutcome, RetryPolicy
-from handlers.poster import Endpoint, Signer
-from handlers.runtime import get_runtime, reset_runtime
+from server import poster
+from server.management import FanOutResult, ManagementApi, PostOutcome, RetryPolicy
+from server.poster import Endpoint, Signer
+from server.runtime import get_runtime, reset_runtime
 from tests.support.logs import recorded
 from tests.support.management_standin import ManagementStandIn
 from tests.support.moto_stack import Stack

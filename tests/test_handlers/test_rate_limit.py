@@ -8,11 +8,11 @@ from typing import Any, cast
 
 import pytest
 
-from handlers import environment as names
-from handlers import spec
-from handlers.config import ConfigError, load_config
-from handlers.runtime import get_runtime, reset_runtime
-from handlers.store import Store
+from contract import environment as names
+from contract import spec
+from server.config import ConfigError, load_config
+from server.runtime import get_runtime, reset_runtime
+from server.store import Store
 from tests.support.moto_stack import AtomicRequests, Stack
 from tests.test_handlers.wire import replies
 

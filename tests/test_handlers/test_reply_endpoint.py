@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from contract.environment import MANAGEMENT_ENDPOINT
 from handlers import ping, subscribe
-from handlers.apigw import WebSocketEvent
-from handlers.environment import MANAGEMENT_ENDPOINT
-from handlers.management import ManagementApi
-from handlers.runtime import Runtime, reset_runtime
+from server.apigw import WebSocketEvent
+from server.management import ManagementApi
+from server.runtime import Runtime, reset_runtime
 from tests.support.apigw import STAGE, websocket_event
 from tests.support.moto_stack import REGION, Stack
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from handlers import spec
-from handlers.runtime import reset_runtime
+from contract import spec
+from server.runtime import reset_runtime
 from tests.support.moto_stack import Stack
 from tests.test_handlers.wire import posts, replies
 

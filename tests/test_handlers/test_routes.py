@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from handlers.runtime import reset_runtime
+from server.runtime import reset_runtime
 from tests.support.moto_stack import Stack
 from tests.test_handlers.wire import replies
 

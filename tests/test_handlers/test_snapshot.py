@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from handlers import broadcaster, state
-from handlers.runtime import reset_runtime
+from contract import state
+from handlers import broadcaster
+from server.runtime import reset_runtime
 from tests.support.events import eventbridge_event
 from tests.support.moto_stack import Stack
 from tests.test_handlers.wire import posts, replies

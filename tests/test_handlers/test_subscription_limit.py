@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any, cast
 
-from handlers.runtime import get_runtime
-from handlers.store import Store
+from server.runtime import get_runtime
+from server.store import Store
 from tests.support.moto_stack import AtomicRequests, Stack
 
 

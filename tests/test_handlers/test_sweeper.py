@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from handlers import spec, sweeper
-from handlers.runtime import get_runtime
+from contract import spec
+from handlers import sweeper
 from handlers.sweeper import CloseOutcome, Sweeper
+from server.runtime import get_runtime
 from tests.support.moto_stack import Stack
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from handlers import spec
+from contract import spec
 from tests.support import asyncapi
 from tests.support.local_stack import LocalStackProcess
 

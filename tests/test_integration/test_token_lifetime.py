@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 #: Seconds a token lives on this stack: long enough to connect and subscribe, short enough to wait out.
 LIFETIME = 15
-#: The verifier's clock-skew leeway (handlers.config): requests are refused from exp + LEEWAY on.
+#: The verifier's clock-skew leeway (server.config): requests are refused from exp + LEEWAY on.
 LEEWAY = 5
 #: The contract: the server closes a connection no later than this long after its token's exp.
 CLOSE_BOUND = 60

@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from handlers import spec
+from contract import spec
 from plugin import DeliveryOptions, OrchestratorPlugin
 from tests.support.waiting import PATIENCE
 
@@ -40,7 +40,7 @@ def plugin_aws(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def plugin_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """caplog wired to the plugin's logger directly: ``cloud_ws`` may not propagate to the root
-    (handlers.log turns propagation off when another suite imported it)."""
+    (contract.log turns propagation off when another suite imported it)."""
     logger = logging.getLogger("cloud_ws.plugin")
     logger.addHandler(caplog.handler)
     caplog.set_level(logging.INFO, logger="cloud_ws.plugin")

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from websockets.sync.client import connect
 
-from handlers.protocol import TERMINAL_STATUSES
+from contract.protocol import TERMINAL_STATUSES
 from plugin import OrchestratorPlugin
 from plugin.envelope import FRAME_BYTES
 from tests.support import asyncapi

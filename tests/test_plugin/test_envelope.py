@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from handlers import events, spec
+from contract import events, spec
 from plugin.envelope import (
     FRAME_BYTES,
     FRAME_DATA_BUDGET,

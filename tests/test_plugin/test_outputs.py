@@ -1,4 +1,4 @@
-"""The outputs contract (handlers.outputs): its reader, and how the plugin and the CLI surface it."""
+"""The outputs contract (contract.outputs): its reader, and how the plugin and the CLI surface it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from cloud_ws import cli
-from handlers import outputs as contract
-from handlers.outputs import OutputsError, load_outputs
+from contract import outputs as contract
+from contract.outputs import OutputsError, load_outputs
 from plugin import OrchestratorPlugin
 
 #: What `pulumi stack output --json` prints for a cloud stack: every required key, no local one.

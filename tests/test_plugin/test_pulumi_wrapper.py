@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from cloud_ws import cli
 from cloud_ws.commands import pulumi_wrapper
-from handlers.protocol import TERMINAL_STATUSES
+from contract.protocol import TERMINAL_STATUSES
 from plugin import AutomationAdapter
 from plugin.eventlog import EventLogTailer, LoggedEngineEvent, parse_engine_event, stack_of_urn
 from tests.support.local_stack import CLI, ROOT, LocalStackProcess, start_local_stack, stop_local_stack

@@ -2,7 +2,7 @@
 
 The document is checked against the AsyncAPI 3.0.0 document schema and for the
 links a reader relies on (operations → channel messages → payload schemas);
-every message builder of ``handlers.protocol`` and every event of
+every message builder of ``contract.protocol`` and every event of
 ``conformance/state.json`` must validate, and malformed messages must not.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from handlers import protocol, state
+from contract import protocol, state
+from contract.events import DeploymentEvent, InvalidEventError, parse_event
+from contract.protocol import ErrorCode, ProtocolError
 from handlers.default import KNOWN_ACTIONS
-from handlers.events import DeploymentEvent, InvalidEventError, parse_event
-from handlers.protocol import ErrorCode, ProtocolError
 from tests.support import asyncapi
 from tests.support.asyncapi import MessageValidationError
 
@@ -40,7 +40,7 @@ def schema(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def error_codes() -> set[str]:
-    """Every stable error code ``handlers.protocol`` defines."""
+    """Every stable error code ``contract.protocol`` defines."""
     return {value for name, value in vars(ErrorCode).items() if name.isupper() and isinstance(value, str)}
 
 
@@ -201,7 +201,7 @@ def builder_messages() -> Iterator[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize(("label", "message"), list(builder_messages()), ids=lambda v: str(v)[:60])
 def test_every_server_message_builder_output_validates(label: str, message: dict[str, Any]) -> None:
-    """What handlers/protocol.py (and DeploymentEvent.render) make is what the document describes."""
+    """What contract/protocol.py (and DeploymentEvent.render) make is what the document describes."""
     assert asyncapi.validate_server_message(message) == expected_name(message), label
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from handlers import events as server_events
-from handlers import spec, state
+from contract import events as server_events
+from contract import spec, state
 from plugin.envelope import build_envelope
 from tests.support import asyncapi, events
 

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from moto.utilities.utils import load_resource
 
-from handlers import protocol, spec
-from handlers.apigw import WebSocketEvent
-from handlers.cognito import JwksCache, TokenError
-from handlers.config import ConfigError, load_config
-from handlers.protocol import ErrorCode, ProtocolError
+from contract import protocol, spec
+from contract.protocol import ErrorCode, ProtocolError
+from server.apigw import WebSocketEvent
+from server.cognito import JwksCache, TokenError
+from server.config import ConfigError, load_config
 from tests.support import apigw
 
 LIMITS = {"max_bytes": 4096, "max_depth": 4}

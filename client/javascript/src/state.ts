@@ -2,7 +2,7 @@
  * A deployment's current state, folded from its events: what the server's
  * `deployment.snapshot` carries, computed the same way on the client.
  *
- * The rules are the project's (`handlers/state.py` on the server), written
+ * The rules are the project's (`contract/state.py` on the server), written
  * down once as data in `conformance/state.json`, which the tests run through
  * this class:
  *

@@ -14,7 +14,7 @@ import { deploymentId, LocalStack, waitFor } from "./support/stack.js";
 
 /** Seconds the stack's tokens live. */
 const LIFETIME = 15;
-/** The verifier's leeway on `exp` (handlers/config.py): requests are refused from `exp` + 5 s on. */
+/** The verifier's leeway on `exp` (server/config.py): requests are refused from `exp` + 5 s on. */
 const LEEWAY = 5;
 
 function jwt(claims: Record<string, unknown>): string {

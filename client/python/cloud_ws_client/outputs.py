@@ -15,7 +15,7 @@ from cloud_ws_client.auth import CognitoPasswordAuth
 #: ``emulator.backend.DEV_PASSWORD``, which this package must not import.
 LOCAL_DEV_PASSWORD = "Local-Dev-Passw0rd!"
 
-# The outputs keys this client reads: copies of ``handlers.outputs`` (the contract, with
+# The outputs keys this client reads: copies of ``contract.outputs`` (the contract, with
 # every key's meaning), which this package must not import; tests/test_client/test_contract.py
 # holds them equal.
 WEBSOCKET_URL = "websocket_url"
@@ -34,7 +34,7 @@ def read_outputs(
 ) -> dict[str, Any]:
     """The outputs as a dict, from a mapping (a parsed ``pulumi stack output --json``) or a JSON file.
 
-    The same rules as the server side's ``handlers.outputs.load_outputs``: each of
+    The same rules as the server side's ``contract.outputs.load_outputs``: each of
     ``needs`` must be a non-empty string, and the message names the file and the keys.
 
     Raises:

@@ -89,7 +89,7 @@ from cloud_ws.connection import (
     given_token,
 )
 from cloud_ws.text import parse_time
-from handlers.outputs import OutputsError
+from contract.outputs import OutputsError
 
 # What this module held before it was split, importable from here still (tests and scripts do).
 __all__ = [

@@ -2,7 +2,7 @@
  * The dashboard's picture of one deployment.
  *
  * Its state is the client's {@link DeploymentState}: the project's folding
- * rules (the server's `handlers/state.py`, checked against
+ * rules (the server's `contract/state.py`, checked against
  * `conformance/state.json`), so the page shows exactly what a
  * `deployment.snapshot` says — events in `seq` order, the later one wins
  * (a producer's clock orders nothing), status ranks, re-runs as attempts

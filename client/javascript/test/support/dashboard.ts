@@ -139,9 +139,9 @@ export function dashboardInChromium({ stackOptions = [], artifacts = false, expe
 
 /** Seconds the stack's tokens live. */
 export const LIFETIME = 15;
-/** The verifier's leeway on `exp` (handlers/config.py). */
+/** The verifier's leeway on `exp` (server/config.py). */
 export const LEEWAY = 5;
-/** The close code and reason of the client's planned reconnect ahead of `exp` (src/client.ts). */
+/** The close code and reason of the client's planned reconnect ahead of `exp` (src/connection.ts). */
 export const CLOSE_REFRESH = 4002;
 export const REFRESH_REASON = "refreshing the token before it expires";
 /** How late a frame posted just before `exp` may still arrive (same machine, one hop). */

@@ -28,7 +28,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from handlers.events import DeploymentEvent
+from contract.events import DeploymentEvent
 
 #: How long the events behind a missing one wait for it before the gap is skipped.
 GAP_SECONDS = 5.0

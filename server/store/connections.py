@@ -7,15 +7,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from handlers import spec
-from handlers.store.base import TTL as _TTL
-from handlers.store.base import Item, Part, TableAccess
-from handlers.store.base import error_code as _code
-from handlers.store.base import int_of as _int
-from handlers.store.base import number_value as _n
-from handlers.store.base import str_of as _str
-from handlers.store.base import string_value as _s
-from handlers.store.subscriptions import Subscriptions
+from contract import spec
+from server.store.base import TTL as _TTL
+from server.store.base import Item, Part, TableAccess
+from server.store.base import error_code as _code
+from server.store.base import int_of as _int
+from server.store.base import number_value as _n
+from server.store.base import str_of as _str
+from server.store.base import string_value as _s
+from server.store.subscriptions import Subscriptions
 
 
 @dataclass(frozen=True)

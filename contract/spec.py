@@ -258,7 +258,7 @@ ROUTES: tuple[RouteSpec, ...] = (
 )
 
 #: The broadcaster: drains the delivery queue (an SQS event source mapping), not an API route.
-#: On the events table (handlers/keys.py) it claims and releases a deployment's drain lease
+#: On the events table (contract/keys.py) it claims and releases a deployment's drain lease
 #: (UpdateItem), puts, reads and removes inbox rows (BatchWriteItem, Query), sequences in one
 #: transaction (TransactWriteItems: Update of the counter, Put of history rows, Delete of
 #: inbox rows), reads the counter and checkpoint (GetItem) and the history to fold a checkpoint

@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from handlers import protocol, spec
-from handlers.backoff import Backoff
-from handlers.events import SequencedEvent
-from handlers.log import get_logger
-from handlers.management import FanOutResult, ManagementApi
-from handlers.store import Store, SubscriberPage
+from contract import protocol, spec
+from contract.backoff import Backoff
+from contract.events import SequencedEvent
+from contract.log import get_logger
+from server.management import FanOutResult, ManagementApi
+from server.store import Store, SubscriberPage
 
 log = get_logger("fanout")
 

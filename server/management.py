@@ -37,9 +37,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 
-from handlers import backoff
-from handlers.log import get_logger
-from handlers.poster import (
+from contract import backoff
+from contract.log import get_logger
+from server.poster import (
     STALE_CONNECTION_ERRORS,
     TRANSPORT_ERRORS,
     Connection,
@@ -303,7 +303,7 @@ class _PostingLoop:
     It admits connection ids up to the concurrency, writes each one's frames on
     kept-alive connections, reads replies as they become readable, and schedules
     retries; its state is driven by one thread, so no locks are needed. (Not to be
-    confused with ``handlers.fanout.FanOut``, the broadcaster's fan-out of an event.)
+    confused with ``server.fanout.FanOut``, the broadcaster's fan-out of an event.)
     """
 
     def __init__(

@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from handlers import keys, spec, state
-from handlers.backoff import Backoff
-from handlers.events import DeploymentEvent, SequencedEvent
-from handlers.store.base import BATCH_BACKOFF as _BATCH_BACKOFF
-from handlers.store.base import THROTTLING_CODES, THROTTLING_REASONS, Item, Part, TableAccess
-from handlers.store.base import TTL as _TTL
-from handlers.store.base import error_code as _code
-from handlers.store.base import int_of as _int
-from handlers.store.base import number_value as _n
-from handlers.store.base import str_of as _str
-from handlers.store.base import string_value as _s
+from contract import keys, spec, state
+from contract.backoff import Backoff
+from contract.events import DeploymentEvent, SequencedEvent
+from server.store.base import BATCH_BACKOFF as _BATCH_BACKOFF
+from server.store.base import THROTTLING_CODES, THROTTLING_REASONS, Item, Part, TableAccess
+from server.store.base import TTL as _TTL
+from server.store.base import error_code as _code
+from server.store.base import int_of as _int
+from server.store.base import number_value as _n
+from server.store.base import str_of as _str
+from server.store.base import string_value as _s
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
@@ -72,7 +72,7 @@ class Counter:
     """The deployment-level part of its state through ``last_seq`` (the list's summary and
     ``started_at``): status, attempt, layers, dates, environment. Empty before any event."""
     producers: Mapping[str, int] = field(default_factory=dict)
-    """Each numbering producer's last stored ``producer_seq`` (see ``handlers.ordering``)."""
+    """Each numbering producer's last stored ``producer_seq`` (see ``server.ordering``)."""
     project: str | None = None
     """The deployment's project, fixed by its first stored event (None before it)."""
 
@@ -714,5 +714,5 @@ def _failed(reasons: Sequence[str], index: int) -> bool:
 
 def _identity_item(event_key: str, deployment_id: str, seq: int, ttl: int) -> Item:
     # Written once with its event and never rewritten: whether it was sent is the lease's
-    # ``sentUpTo`` mark (handlers.inbox), one attribute instead of a write per event.
+    # ``sentUpTo`` mark (server.inbox), one attribute instead of a write per event.
     return {"eventKey": _s(event_key), "deploymentId": _s(deployment_id), "seq": _n(seq), _TTL: _n(ttl)}

@@ -8,18 +8,18 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from handlers import spec
-from handlers.authorization import granted
-from handlers.store.base import BATCH_BACKOFF as _BATCH_BACKOFF
-from handlers.store.base import TTL as _TTL
-from handlers.store.base import Item, Part
-from handlers.store.base import error_code as _code
-from handlers.store.base import int_of as _int
-from handlers.store.base import number_value as _n
-from handlers.store.base import string_value as _s
+from contract import spec
+from contract.authorization import granted
+from server.store.base import BATCH_BACKOFF as _BATCH_BACKOFF
+from server.store.base import TTL as _TTL
+from server.store.base import Item, Part
+from server.store.base import error_code as _code
+from server.store.base import int_of as _int
+from server.store.base import number_value as _n
+from server.store.base import string_value as _s
 
 if TYPE_CHECKING:
-    from handlers.store.connections import ConnectionRecord
+    from server.store.connections import ConnectionRecord
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Subscriptions(Part):
 
         The row carries what the broadcaster checks before each post, without
         reading the connection: the project patterns the user's groups grant
-        (``handlers.authorization``) and when the connection's token expires.
+        (``contract.authorization``) and when the connection's token expires.
         """
         self._db.put_item(
             TableName=self._tables.subscriptions,

@@ -1,6 +1,6 @@
 """DynamoDB access: connections, subscriptions, event history and event identities.
 
-Every table layout comes from ``handlers.spec``. Items are written with the
+Every table layout comes from ``contract.spec``. Items are written with the
 low-level client (no boto3 resource layer: it is slower to import and turns
 numbers into Decimals); event messages are stored as their exact wire JSON so a
 replay sends byte-for-byte what the live broadcast sent.
@@ -8,11 +8,11 @@ replay sends byte-for-byte what the live broadcast sent.
 Expired rows: DynamoDB's TTL sweeper can lag by days, so every reader here
 treats an item whose ``ttl`` has passed as absent.
 
-The work is split by job: :mod:`handlers.store.connections` (connection rows,
-the sweeper's expiring list, the frame allowance), :mod:`handlers.store.subscriptions`
+The work is split by job: :mod:`server.store.connections` (connection rows,
+the sweeper's expiring list, the frame allowance), :mod:`server.store.subscriptions`
 (subscription rows and each connection's count of them) and
-:mod:`handlers.store.event_log` (counters, history, checkpoints, the deployments
-list); :mod:`handlers.store.base` holds what the three share. :class:`Store`
+:mod:`server.store.event_log` (counters, history, checkpoints, the deployments
+list); :mod:`server.store.base` holds what the three share. :class:`Store`
 is the one object the handlers use: it holds the three parts and answers for
 them, and every name this module exported before the split is still here.
 """
@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from handlers.config import TableNames
-from handlers.events import DeploymentEvent, SequencedEvent
-from handlers.store.base import THROTTLING_CODES, THROTTLING_REASONS, Item, TableAccess
-from handlers.store.connections import ConnectionRecord, Connections
-from handlers.store.event_log import (
+from contract.events import DeploymentEvent, SequencedEvent
+from server.config import TableNames
+from server.store.base import THROTTLING_CODES, THROTTLING_REASONS, Item, TableAccess
+from server.store.connections import ConnectionRecord, Connections
+from server.store.event_log import (
     MAX_PRODUCERS_BYTES,
     Counter,
     DeploymentRow,
@@ -37,12 +37,12 @@ from handlers.store.event_log import (
     SequencingError,
     ThrottledError,
 )
-from handlers.store.subscriptions import Subscriber, SubscriberPage, Subscriptions
+from server.store.subscriptions import Subscriber, SubscriberPage, Subscriptions
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-    from handlers import state
+    from contract import state
 
 __all__ = [
     "MAX_PRODUCERS_BYTES",

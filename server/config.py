@@ -11,9 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from handlers import environment as names
-from handlers import spec
-from handlers.authorization import AccessPolicy, AccessPolicyError
+from contract import environment as names
+from contract import spec
+from contract.authorization import AccessPolicy, AccessPolicyError
 
 
 class ConfigError(ValueError):
@@ -32,7 +32,7 @@ class TableNames:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    """How connect verifies Cognito JWTs (see ``handlers.cognito``)."""
+    """How connect verifies Cognito JWTs (see ``server.cognito``)."""
 
     issuer: str
     """Exact ``iss`` expected, ``https://cognito-idp.{region}.amazonaws.com/{pool_id}``."""

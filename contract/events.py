@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from handlers import protocol, spec, state
-from handlers.authorization import DEFAULT_PROJECT, PROJECT_PATTERN, is_valid_project
+from contract import protocol, spec, state
+from contract.authorization import DEFAULT_PROJECT, PROJECT_PATTERN, is_valid_project
 
 MAX_EVENT_ID_LENGTH = 128
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from handlers import spec
-from handlers.backoff import Backoff
-from handlers.config import TableNames
+from contract import spec
+from contract.backoff import Backoff
+from server.config import TableNames
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

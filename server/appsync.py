@@ -1,7 +1,7 @@
 """Publishes sequenced events to the AppSync GraphQL API, for GraphQL subscribers.
 
 After the broadcaster has stored a deployment's batch, it hands the
-:class:`~handlers.events.SequencedEvent` list to :meth:`AppSyncPublisher.publish`:
+:class:`~contract.events.SequencedEvent` list to :meth:`AppSyncPublisher.publish`:
 every event becomes one ``publishDeploymentEvent`` mutation (same ``seq`` as on
 the WebSocket API) and every ``deployment.status`` one ``publishDeploymentUpdate``
 too; AppSync fans them out to its subscribers itself.
@@ -25,29 +25,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from handlers import backoff
-from handlers.log import get_logger
+from contract import backoff
+from contract.log import get_logger
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
     from botocore.httpsession import URLLib3Session
 
-    from handlers.config import Config
-    from handlers.events import SequencedEvent
+    from contract.events import SequencedEvent
+    from server.config import Config
 
 log = get_logger("appsync")
-
-#: The one schema source: the AppSync API and `cloud-ws local` both read it.
-SCHEMA_PATH = Path(__file__).with_name("schema.graphql")
-
-#: ``deploymentEvents`` page size when ``limit`` is omitted, and the largest ``limit``. Both
-#: servers of the schema use these: the AppSync resolvers (pulumi_component/appsync.py) and the
-#: local API (emulator/graphql).
-DEFAULT_EVENTS_LIMIT = 100
-MAX_EVENTS_LIMIT = 1000
 
 #: Every field of the returned type is selected, because subscribers can only
 #: receive the fields the publishing mutation selected.

@@ -54,7 +54,7 @@ class ProtocolError(Exception):
     """A frame was refused; becomes an ``error`` message to the sender.
 
     ``request_id`` and ``deployment_id`` are filled in by the route plumbing
-    (``handlers.messages``) from the refused frame, when it carried well-formed
+    (``server.messages``) from the refused frame, when it carried well-formed
     ones, so every action raises with just its code, sentence and action.
     """
 

@@ -292,7 +292,7 @@ class Poster:
     """Signed POSTs to one endpoint over a pool of kept-alive connections.
 
     :meth:`send` and :meth:`receive` are separate so that one thread can keep
-    many posts in flight (see ``handlers.management``); :meth:`take` and
+    many posts in flight (see ``server.management``); :meth:`take` and
     :meth:`give` are thread-safe, a connection is used by one caller at a time.
     """
 

@@ -1,17 +1,17 @@
 """The handlers' environment variables: one name each, shared by their reader and their writers.
 
-``handlers.config`` reads them; the Pulumi component (``pulumi_component``) and
+``server.config`` reads them; the Pulumi component (``pulumi_component``) and
 ``cloud-ws local`` (``emulator.stack.handler_environment``) set them, and the
 tests set them too. Each writer uses these constants, so a renamed variable
 cannot leave one of them setting a name nobody reads.
 
-Standard library only (plus the dependency-free ``handlers.spec``): every
+Standard library only (plus the dependency-free ``contract.spec``): every
 Lambda cold start imports this module.
 """
 
 from __future__ import annotations
 
-from handlers import spec
+from contract import spec
 
 # -- set on every function by the component and by cloud-ws local --------------------------------
 
@@ -46,7 +46,7 @@ DEAD_LETTER_QUEUE_URL = "DEAD_LETTER_QUEUE_URL"
 APPSYNC_GRAPHQL_URL = "APPSYNC_GRAPHQL_URL"
 """The AppSync GraphQL endpoint sequenced events are published to; unset when AppSync is off."""
 NOTIFY_EVENT_BUS_NAME = "NOTIFY_EVENT_BUS_NAME"
-"""The notifications bus each attempt's outcome is put on (``handlers.notify``); unset: no notifications."""
+"""The notifications bus each attempt's outcome is put on (``server.notify``); unset: no notifications."""
 NOTIFY_DASHBOARD_URL = "NOTIFY_DASHBOARD_URL"
 """The dashboard's base URL, linked from notifications (``{url}/?deployment=ID``); unset: no link."""
 FANOUT_FUNCTION_NAME = "FANOUT_FUNCTION_NAME"
@@ -59,7 +59,7 @@ COGNITO_ISSUER = "COGNITO_ISSUER"
 COGNITO_JWKS_URL = "COGNITO_JWKS_URL"
 """Where the pool's signing keys are fetched; default ``{issuer}/.well-known/jwks.json``."""
 
-# -- tuning, with defaults in handlers.config (nothing sets them unless asked) -------------------
+# -- tuning, with defaults in server.config (nothing sets them unless asked) -------------------
 
 COGNITO_TOKEN_USES = "COGNITO_TOKEN_USES"
 """Accepted ``token_use`` values, comma-separated: ``id``, ``access`` or both (default both)."""

@@ -5,9 +5,9 @@ a batch (each in a thread of its own, so one busy deployment does not hold up
 the others of the same batch). What happens then:
 
 1. **Claim.** If another invocation holds the deployment's lease, the events
-   go into its inbox and this invocation is done (``handlers.inbox``).
+   go into its inbox and this invocation is done (``server.inbox``).
 2. **Drain.** Otherwise, until nothing is left: take this batch's events and
-   the inbox's, order them (``handlers.ordering``: each producer's in the
+   the inbox's, order them (``server.ordering``: each producer's in the
    order it emitted them; those behind a gap wait), store them
    (``Store.append_events``, up to 49 to a transaction), send them (AppSync
    and the WebSocket fan-out, in ``seq`` order, while still holding the lease
@@ -37,12 +37,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from handlers import ordering, spec
-from handlers.events import DeploymentEvent, SequencedEvent
-from handlers.fanout import FanOutSummary
-from handlers.inbox import Inbox, InboxRow, Lease
-from handlers.log import get_logger
-from handlers.store import SequenceResult, Store, ThrottledError
+from contract import spec
+from contract.events import DeploymentEvent, SequencedEvent
+from contract.log import get_logger
+from server import ordering
+from server.fanout import FanOutSummary
+from server.inbox import Inbox, InboxRow, Lease
+from server.store import SequenceResult, Store, ThrottledError
 
 log = get_logger("delivery")
 

@@ -15,14 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from handlers.apigw import LambdaResponse, response
-from handlers.config import Config, load_config
-from handlers.log import get_logger, invocation
-from handlers.management import ManagementApi, RetryPolicy
-from handlers.store import Store
+from contract.log import get_logger, invocation
+from server.apigw import LambdaResponse, response
+from server.config import Config, load_config
+from server.management import ManagementApi, RetryPolicy
+from server.store import Store
 
 if TYPE_CHECKING:
-    from handlers.cognito import CognitoJwtVerifier
+    from server.cognito import CognitoJwtVerifier
 
 log = get_logger("runtime")
 
@@ -43,7 +43,7 @@ class Runtime:
         """The JWT verifier (imported on first use: only ``$connect`` needs python-jose)."""
         with self._lock:
             if self._verifier is None:
-                from handlers.cognito import CognitoJwtVerifier  # noqa: PLC0415 - cold start
+                from server.cognito import CognitoJwtVerifier  # noqa: PLC0415 - cold start
 
                 self._verifier = CognitoJwtVerifier(self.config.auth)
             return self._verifier

@@ -28,8 +28,8 @@ from jose import JWTError, jwk, jwt
 from jose.backends.base import Key
 from jose.exceptions import JOSEError
 
-from handlers.config import AuthConfig
-from handlers.log import get_logger
+from contract.log import get_logger
+from server.config import AuthConfig
 
 ALGORITHM = "RS256"
 

@@ -1,6 +1,6 @@
 """Plumbing shared by the routes that carry client frames (subscribe, unsubscribe, ping, $default).
 
-Each route parses its frame with ``handlers.protocol``, runs its action, and
+Each route parses its frame with ``contract.protocol``, runs its action, and
 posts the replies to the sender through the @connections Management API, in
 order, exactly as on AWS. A refused frame gets one ``error`` reply; the
 connection stays open and nothing is stored. Every frame read as a JSON object
@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers import protocol
-from handlers.apigw import LambdaResponse, WebSocketEvent, response
-from handlers.log import get_logger
-from handlers.management import PostOutcome
-from handlers.protocol import ErrorCode, Frame, ProtocolError
-from handlers.runtime import Runtime, get_runtime, lambda_entry
-from handlers.store import ConnectionRecord
+from contract import protocol
+from contract.log import get_logger
+from contract.protocol import ErrorCode, Frame, ProtocolError
+from server.apigw import LambdaResponse, WebSocketEvent, response
+from server.management import PostOutcome
+from server.runtime import Runtime, get_runtime, lambda_entry
+from server.store import ConnectionRecord
 
 log = get_logger("messages")
 

@@ -11,7 +11,7 @@ the queue behind it. Instead:
 - the invocation that **claims the lease** (a conditional ``UpdateItem`` on
   the ``D#lease`` row) stores the deployment's events: its own, then those
   waiting in the inbox, in the producers' emission order
-  (``handlers.ordering``), many to a transaction;
+  (``server.ordering``), many to a transaction;
 - every other invocation **puts its events in the inbox** (one ``D#in#k``
   row per batch, holding the batch's events as a JSON list: a row write
   instead of one per event), bumps the lease's ``wakes`` count and is done in
@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from handlers import keys
-from handlers.backoff import Backoff
-from handlers.events import DeploymentEvent
-from handlers.log import get_logger
-from handlers.store import THROTTLING_CODES, ThrottledError
+from contract import keys
+from contract.backoff import Backoff
+from contract.events import DeploymentEvent
+from contract.log import get_logger
+from server.store import THROTTLING_CODES, ThrottledError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -119,7 +119,7 @@ def _lease(item: dict[str, Any] | None) -> Lease:
 
 
 class Inbox:
-    """The lease and inbox rows of every deployment (in the events table, see ``handlers.keys``)."""
+    """The lease and inbox rows of every deployment (in the events table, see ``contract.keys``)."""
 
     def __init__(
         self,
@@ -258,7 +258,7 @@ class Inbox:
         return _lease(item.get("Item"))
 
     def waiting(self, deployment_id: str) -> list[DeploymentEvent]:
-        """Every event in the deployment's inbox (any order; ``handlers.ordering`` orders them)."""
+        """Every event in the deployment's inbox (any order; ``server.ordering`` orders them)."""
         return [event for row in self.rows(deployment_id) for event in row.events]
 
     def rows(self, deployment_id: str) -> list[InboxRow]:
