@@ -26,6 +26,7 @@ __all__ = [
     "LocalStackProcess",
     "cloud_ws",
     "finish",
+    "monitor_stack",
     "start_local_stack",
     "stop_local_stack",
 ]
@@ -40,6 +41,21 @@ def cloud_ws(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def monitor_stack(outputs: Path, deployment_id: str, stack_name: str) -> subprocess.Popen[str]:
+    """`cloud-ws monitor <id> --until-complete --stack <name>`, once its first two lines are read.
+
+    Those lines say it is watching and that nothing was reported yet: the subscription is
+    stored, so every event put after this returns reaches it live.
+    """
+    watcher = cloud_ws(
+        "monitor", deployment_id, "--outputs", str(outputs), "--until-complete", "--stack", stack_name
+    )
+    assert watcher.stdout is not None
+    assert watcher.stdout.readline() == f"watching deployment {deployment_id}\n"
+    assert watcher.stdout.readline() == "#0 nothing reported yet\n"
+    return watcher
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[int, str, str]:

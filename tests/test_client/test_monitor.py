@@ -20,7 +20,7 @@ from cloud_ws import cli
 from cloud_ws.commands import monitor
 from cloud_ws_client import CloudWebSocketClient, DeploymentState, parse_message
 from tests.support import events
-from tests.support.local_stack import DEMO_SPEED, ROOT, LocalStackProcess, cloud_ws, finish
+from tests.support.local_stack import DEMO_SPEED, ROOT, LocalStackProcess, cloud_ws, finish, monitor_stack
 from tests.support.waiting import eventually, eventually_sync
 from tests.test_client.conftest import Tokens, deployment, options
 from tests.test_client.fakes import Gateway
@@ -581,12 +581,7 @@ async def test_an_event_that_overtakes_the_ack_folds_after_the_snapshot(gateway:
 def test_stack_option_follows_one_stack(stack: LocalStackProcess) -> None:
     """`--stack network`: that stack's events and log lines, and the deployment's own status."""
     dep = deployment()
-    watcher = cloud_ws(
-        "monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete", "--stack", "network"
-    )
-    assert watcher.stdout is not None
-    assert watcher.stdout.readline() == f"watching deployment {dep}\n"
-    assert watcher.stdout.readline() == "#0 nothing reported yet\n"
+    watcher = monitor_stack(stack.outputs_path, dep, "network")
     events: list[tuple[str, dict[str, Any]]] = [
         ("deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 1}),
         ("stack.started", {"stack_name": "network", "layer": 1}),

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from cloud_ws.commands import monitor
 from cloud_ws_client import CloudWebSocketClient, DeploymentState, Message, parse_message
-from tests.support.local_stack import LocalStackProcess, cloud_ws, finish
+from tests.support.local_stack import LocalStackProcess, finish, monitor_stack
 from tests.test_client.conftest import deployment
 
 LONG_NAME = "sg-ingress-from-the-transit-gateway-attachment-0123456789abcdef-" + "x" * 60
@@ -164,12 +164,7 @@ def test_the_plain_view_prints_a_line_per_resource_step_of_its_stack() -> None:
 def test_stack_option_shows_the_stacks_resources(stack: LocalStackProcess) -> None:
     """`cloud-ws monitor --stack app` against the local stack: its resources' steps, not another stack's."""
     dep = deployment()
-    watcher = cloud_ws(
-        "monitor", dep, "--outputs", str(stack.outputs_path), "--until-complete", "--stack", "app"
-    )
-    assert watcher.stdout is not None
-    assert watcher.stdout.readline() == f"watching deployment {dep}\n"
-    assert watcher.stdout.readline() == "#0 nothing reported yet\n"
+    watcher = monitor_stack(stack.outputs_path, dep, "app")
     events: list[tuple[str, dict[str, Any]]] = [
         ("deployment.status", {"status": "deploying", "current_layer": 1, "total_layers": 1}),
         ("stack.started", {"stack_name": "app", "layer": 1}),
