@@ -41,11 +41,19 @@ def test_logged_events_map_exactly_as_the_automation_apis_own(name: str) -> None
     """The same recorded log, parsed by plugin.eventlog and by pulumi.automation, makes the same events."""
     lines = [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
     ours, theirs = Recorder(environment="dev"), Recorder(environment="dev")
-    ours_adapter = AutomationAdapter(ours, "D1", "network", layer=1, progress_interval=0)
-    theirs_adapter = AutomationAdapter(theirs, "D1", "network", layer=1, progress_interval=0)
+    # One clock for both, moved only between engine events: a resource's duration is measured on
+    # the adapter's clock, and two readings of a real one would differ on a busy machine.
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    ours_adapter = AutomationAdapter(ours, "D1", "network", layer=1, progress_interval=0, clock=clock)
+    theirs_adapter = AutomationAdapter(theirs, "D1", "network", layer=1, progress_interval=0, clock=clock)
     for raw in lines:
         ours_adapter(parse_engine_event(raw))
         theirs_adapter(EngineEvent.from_json(raw))
+        now[0] += 0.25
     assert ours.events == theirs.events
     assert len(ours.events) > 5
 
