@@ -6,9 +6,9 @@ This benchmark starts that same server, in a fresh process per configuration
 (a patch cannot be undone in-process), with
 
 * ``all``: every patch, as ``cloud-ws local`` runs it;
-* ``-GROUP``: every patch except GROUP, one of the five speed groups
+* ``-GROUP``: every patch except GROUP, one of the six speed groups
   (``_cache_expressions``, ``_cache_jsonpath``, ``_fast_queue``,
-  ``_fast_dispatch``, ``_remember_member_keys``). The two correctness fixes
+  ``_fast_dispatch``, ``_remember_member_keys``, ``_query_one_partition``). The two correctness fixes
   (``_serialize``, ``_item_level_snapshots``) are always on.
 
 Against each server it drives, through boto3 clients with kept-alive
@@ -43,7 +43,10 @@ that touch every request).
 
 Run (about 12 minutes on 2 cores; the -queue and -jsonpath servers take the longest)::
 
-    .venv/bin/python bench/bench_moto_patches.py [--reps 5] [--blocks 12] [--backlog 200]
+    .venv/bin/python bench/bench_moto_patches.py [--reps 5] [--blocks 12] [--backlog 200] [--history 0]
+
+``--history N`` first writes N rows of other deployments' history (100 each) to the
+dynamodb workload's table, as a stack that has run a while holds them.
 
 ``--serve`` is internal (the server process).
 """
@@ -69,6 +72,7 @@ GROUPS: dict[str, str] = {
     "queue": "_fast_queue",
     "dispatch": "_fast_dispatch",
     "member_keys": "_remember_member_keys",
+    "partition": "_query_one_partition",
 }
 #: The workload each group is judged on.
 TARGET: dict[str, str] = {
@@ -77,6 +81,7 @@ TARGET: dict[str, str] = {
     "queue": "sqs",
     "dispatch": "all",
     "member_keys": "all",
+    "partition": "dynamodb",
 }
 WORKLOADS = ("dynamodb", "sqs", "events")
 REQUESTS_PER_ROUND = {"dynamodb": 5, "sqs": 12, "events": 1}
@@ -150,7 +155,7 @@ def serve(without: str | None) -> None:
 class Stack:
     """The resources the workloads use, on one server, and the workloads themselves."""
 
-    def __init__(self, port: int, backlog: int) -> None:
+    def __init__(self, port: int, backlog: int, history: int = 0) -> None:
         import boto3
         import urllib3
         from botocore.config import Config
@@ -179,6 +184,7 @@ class Stack:
                 AttributeDefinitions=attributes,
                 BillingMode="PAY_PER_REQUEST",
             )
+        self._history(history)
         dlq = self.sqs.create_queue(QueueName="bench-dlq")["QueueUrl"]
         dlq_arn = self._arn(dlq)
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})
@@ -200,6 +206,26 @@ class Stack:
             self.sqs.send_message_batch(QueueUrl=self.queue, Entries=entries)
         self._last = dict.fromkeys(range(20), 0)
         self._round = 0
+
+    def _history(self, rows: int) -> None:
+        """Other deployments' history, 100 rows each: what a stack that ran a while holds."""
+        for start in range(0, rows, 25):
+            self.db.batch_write_item(
+                RequestItems={
+                    "bench-events": [
+                        {
+                            "PutRequest": {
+                                "Item": {
+                                    "deploymentId": {"S": f"old-{n // 100:06d}"},
+                                    "seq": {"N": str(n % 100 + 1)},
+                                    "message": {"S": self._body(n)},
+                                }
+                            }
+                        }
+                        for n in range(start, min(rows, start + 25))
+                    ]
+                }
+            )
 
     def _arn(self, url: str) -> str:
         reply = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
@@ -360,7 +386,9 @@ class Stack:
             self.sqs.delete_message_batch(QueueUrl=self.target, Entries=entries)
 
 
-def run_config(without: str | None, blocks: int, per_block: dict[str, int], backlog: int) -> dict[str, Any]:
+def run_config(
+    without: str | None, blocks: int, per_block: dict[str, int], backlog: int, history: int = 0
+) -> dict[str, Any]:
     """One fresh server: warm up, then ``blocks`` blocks of each workload; CPU and wall ms per round."""
     command = [sys.executable, str(Path(__file__).resolve()), "--serve"]
     if without is not None:
@@ -371,7 +399,7 @@ def run_config(without: str | None, blocks: int, per_block: dict[str, int], back
         line = server.stdout.readline()
         if not line:
             raise RuntimeError(f"the server ({without=}) did not start")
-        stack = Stack(int(json.loads(line)["port"]), backlog)
+        stack = Stack(int(json.loads(line)["port"]), backlog, history)
         rounds = {"dynamodb": stack.dynamodb, "sqs": stack.sqs_round, "events": stack.events_round}
         for run in rounds.values():  # warm-up: every operation's first request (and the heap's freeze)
             for _ in range(3):
@@ -479,11 +507,17 @@ def main() -> None:
     parser.add_argument(
         "--backlog", type=int, default=200, help="messages waiting in the SQS workload's queue"
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="rows of other deployments' history written to the dynamodb workload's table first",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--without", choices=sorted(GROUPS), default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None, help="also write every run's figures here")
     parser.add_argument(
-        "--groups", default=",".join(GROUPS), help="the groups to leave out in turn (default: all five)"
+        "--groups", default=",".join(GROUPS), help="the groups to leave out in turn (default: all six)"
     )
     parser.add_argument("--report", type=Path, default=None, help="only report a --json file's runs")
     args = parser.parse_args()
@@ -504,7 +538,7 @@ def main() -> None:
     for rep in range(args.reps):
         order = configs[rep % len(configs) :] + configs[: rep % len(configs)]
         for config in order:
-            result = run_config(config, args.blocks, PER_BLOCK, args.backlog)
+            result = run_config(config, args.blocks, PER_BLOCK, args.backlog, args.history)
             name = "all" if config is None else f"-{config}"
             runs[str(config or "all")].append(result)
             cpu = " ".join(f"{w} {result['cpu'][w]:6.2f}" for w in WORKLOADS)
@@ -514,7 +548,8 @@ def main() -> None:
     minutes = (time.monotonic() - started) / 60
     report(
         runs,
-        f"moto speed patches: {args.reps} reps x {args.blocks} blocks, backlog {args.backlog}, {minutes:.1f} min",
+        f"moto speed patches: {args.reps} reps x {args.blocks} blocks, backlog {args.backlog}, "
+        f"history {args.history:,} rows, {minutes:.1f} min",
     )
 
 

@@ -298,3 +298,48 @@ def test_the_patches_refuse_a_moto_they_were_not_written_for(monkeypatch: pytest
         moto_patches.MotoMismatchError, match=r"has no moto\.sqs\.models\.SQSBackend\.send_message"
     ):
         moto_patches.check_moto()
+
+
+def test_a_query_answers_from_its_partition_as_moto_does(ddb: Any) -> None:
+    """A Query on the table's key reads only its partition (fix 9), and answers as moto did: in
+    range-key order either way, paged by Limit and ExclusiveStartKey, filtered, other keys unseen."""
+    for sk in (5, 1, 4, 2, 3):  # written out of order: the answer is in range-key order all the same
+        ddb.put_item(TableName="t", Item=_item("partition-a", sk, kind="odd" if sk % 2 else "even"))
+    for pk in ("partition-0", "partition-b", "partition-z"):
+        for sk in range(1, 4):
+            ddb.put_item(TableName="t", Item=_item(pk, sk))
+
+    def query(**extra: Any) -> dict[str, Any]:
+        reply: dict[str, Any] = ddb.query(
+            TableName="t",
+            KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={
+                ":p": {"S": "partition-a"},
+                ":a": {"N": "2"},
+                ":b": {"N": "5"},
+                **extra.pop("values", {}),
+            },
+            ConsistentRead=True,
+            **extra,
+        )
+        return reply
+
+    def numbers(reply: dict[str, Any]) -> list[int]:
+        return [int(item["sk"]["N"]) for item in reply["Items"]]
+
+    assert numbers(query()) == [2, 3, 4, 5]
+    assert numbers(query(ScanIndexForward=False)) == [5, 4, 3, 2]
+    first = query(Limit=2)
+    assert numbers(first) == [2, 3]
+    assert first["LastEvaluatedKey"] == {
+        "pk": {"S": "partition-a"},
+        "sk": {"N": "3"},
+    }
+    assert numbers(query(Limit=2, ExclusiveStartKey=first["LastEvaluatedKey"])) == [4, 5]
+    odd = query(FilterExpression="kind = :odd", values={":odd": {"S": "odd"}})
+    assert numbers(odd) == [3, 5]
+    assert odd["ScannedCount"] == 4
+    assert _rows(ddb, "partition-nothing") == []
+    # A Scan still sees every partition (it lists the table, as moto does).
+    scanned = {item["pk"]["S"] for item in ddb.scan(TableName="t")["Items"]}
+    assert {"partition-0", "partition-a", "partition-b", "partition-z"} <= scanned
