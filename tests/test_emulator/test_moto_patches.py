@@ -343,3 +343,72 @@ def test_a_query_answers_from_its_partition_as_moto_does(ddb: Any) -> None:
     # A Scan still sees every partition (it lists the table, as moto does).
     scanned = {item["pk"]["S"] for item in ddb.scan(TableName="t")["Items"]}
     assert {"partition-0", "partition-a", "partition-b", "partition-z"} <= scanned
+
+
+def test_an_index_query_answers_as_moto_does(ddb: Any) -> None:
+    """A Query on an index sorts only the items under the index key asked for (fix 9), and answers
+    as moto did: by the index's range key either way, ties by the table's key, paged, others unseen."""
+    ddb.create_table(
+        TableName="g",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "bucket", "AttributeType": "S"},
+            {"AttributeName": "at", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byAt",
+                "KeySchema": [
+                    {"AttributeName": "bucket", "KeyType": "HASH"},
+                    {"AttributeName": "at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    rows = [
+        ("c", 0, "one", 30),
+        ("a", 0, "one", 10),
+        ("b", 0, "one", 30),
+        ("a", 1, "two", 20),
+        ("d", 0, "one", 20),
+    ]
+    for pk, sk, bucket, at in rows:
+        item = {**_item(pk, sk), "bucket": {"S": bucket}, "at": {"N": str(at)}}
+        ddb.put_item(TableName="g", Item=item)
+    for n in range(50):  # items outside the index (no bucket), as history rows are
+        ddb.put_item(TableName="g", Item=_item("history", n + 1))
+
+    def query(**extra: Any) -> dict[str, Any]:
+        reply: dict[str, Any] = ddb.query(
+            TableName="g",
+            IndexName="byAt",
+            KeyConditionExpression="bucket = :b",
+            ExpressionAttributeValues={":b": {"S": "one"}},
+            **extra,
+        )
+        return reply
+
+    def keys_of(reply: dict[str, Any]) -> list[str]:
+        return [item["pk"]["S"] for item in reply["Items"]]
+
+    assert keys_of(query()) == ["a", "d", "b", "c"]  # by `at`; the tie at 30 by the table's key
+    assert keys_of(query(ScanIndexForward=False)) == ["c", "b", "d", "a"]
+    first = query(ScanIndexForward=False, Limit=2)
+    assert keys_of(first) == ["c", "b"]
+    rest = query(ScanIndexForward=False, Limit=2, ExclusiveStartKey=first["LastEvaluatedKey"])
+    assert keys_of(rest) == ["d", "a"]
+    assert (
+        keys_of(
+            ddb.query(
+                TableName="g",
+                IndexName="byAt",
+                KeyConditionExpression="bucket = :b",
+                ExpressionAttributeValues={":b": {"S": "nothing"}},
+            )
+        )
+        == []
+    )
