@@ -27,8 +27,11 @@ from tests.support.waiting import PATIENCE
 REGION = "us-east-1"
 BUS = "cloud-ws-plugin-test"
 
-#: Backoff in milliseconds so retry tests take no time.
-FAST = DeliveryOptions(backoff_base=0.001, backoff_max=0.005)
+#: Backoff in milliseconds so retry tests take no time. ``close()`` waits as long as every
+#: other wait of the suite: on a loaded machine building the first boto3 client alone can
+#: take seconds, and the default 5 s would turn that into a lost event and a failed test.
+#: Tests of the deadline itself pass their own timeout.
+FAST = DeliveryOptions(backoff_base=0.001, backoff_max=0.005, close_timeout=PATIENCE)
 
 
 @pytest.fixture
