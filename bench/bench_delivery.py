@@ -19,6 +19,11 @@ send) is called to the moment a client has the message.
 the hooks were called in (the local stack runs 5 delivery batches at once, as
 AWS's event source mapping does, so commit order would break it).
 
+The burst also prints what each process spent on CPU per event (the stack, its
+embedded backend, the producer, the clients; ``bench/cpu.py``) and the rate
+those figures allow on this machine's cores: on 2 shared cores that, not any
+one request, is what bounds a burst.
+
 Set BENCH_SMALL=1 for a quick run (fewer events and subscribers), and
 BENCH_CASES to a comma-separated subset of ``burst,steady,idle,fanout,fairness``
 to run only those (the default runs all five).
@@ -39,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_local import Helper, ms, quiesce  # noqa: E402
+from bench.cpu import CpuMeter, children, command  # noqa: E402
 from emulator.launcher import LocalStackProcess, start_local_stack, stop_local_stack  # noqa: E402
 from plugin import DeliveryOptions, OrchestratorPlugin  # noqa: E402
 
@@ -103,10 +109,20 @@ class RelayProducer(Producer):
 
 
 def measure(
-    clients: Helper, producer: Producer, events: int, subscribers: int, interval: float
+    clients: Helper,
+    producer: Producer,
+    events: int,
+    subscribers: int,
+    interval: float,
+    meter: CpuMeter | None = None,
 ) -> dict[str, Any]:
-    """Emit ``events`` (``interval`` apart, 0 for a burst) and wait until every subscriber has all."""
+    """Emit ``events`` (``interval`` apart, 0 for a burst) and wait until every subscriber has all.
+
+    With a ``meter``, what each process spent on CPU meanwhile is in the result's ``cpu`` line.
+    """
     clients.send({"cmd": "reset"})
+    if meter is not None:
+        meter.start()
     first = time.time()
     next_at = time.monotonic()
     for i in range(events):
@@ -118,8 +134,13 @@ def measure(
         producer.emit(i)
     result = clients.send({"cmd": "wait", "count": events * subscribers, "timeout": 300})
     assert result["received"] == events * subscribers, result
+    cpu = ""
+    if meter is not None:
+        meter.stop()
+        cpu = meter.per_event(events)
     p50, p99, worst = result["latencies"]
     return {
+        "cpu": cpu,
         "rate": events / (result["last_received"] - first),
         "p50": p50,
         "p99": p99,
@@ -179,7 +200,8 @@ def run_case(
         producer: Producer = PluginProducer(stack.outputs_path, deployment)
         try:
             measure(clients, producer, 1, subscribers, 0)  # warm the broadcaster's clients and pools
-            stack_result = measure(clients, producer, events, subscribers, interval)
+            meter = CpuMeter(stack_roles(stack) | {"producer": os.getpid(), "clients": clients.process.pid})
+            stack_result = measure(clients, producer, events, subscribers, interval, meter)
         finally:
             producer.close()
         clients.send({"cmd": "close"})
@@ -197,6 +219,15 @@ def run_case(
     finally:
         clients.send({"cmd": "close"})
         clients.stop()
+
+
+def stack_roles(stack: LocalStackProcess) -> dict[str, int]:
+    """The local stack's process and its embedded backend's (a child of it), by role."""
+    roles = {"stack": stack.process.pid}
+    for child in children(stack.process.pid):
+        if "moto_process" in command(child):
+            roles["backend"] = child
+    return roles
 
 
 def main() -> None:
@@ -236,6 +267,8 @@ def burst_case(stack: LocalStackProcess, port: int) -> None:
         f"   bare relay {r['rate']:,.0f} events/s, last at {r['last']:.2f} s, lag p50 {ms(r['p50'])} "
         f"max {ms(r['max'])}; ratio {s['rate'] / r['rate']:.2f}"
     )
+    if s["cpu"]:
+        print(f"   {s['cpu']}")
 
 
 def steady_case(stack: LocalStackProcess, port: int) -> None:
