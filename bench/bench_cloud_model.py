@@ -28,6 +28,8 @@ at 300/s took 6 minutes of wall time on 2 cores, at all three rates much
 longer), B_DEPLOYMENTS (1000: 12 minutes),
 B_SECONDS (1), B_POLLERS (1000: the mapping already scaled), C_BURST (10000),
 C_POLLERS (5: the mapping as AWS starts it; more stands for one already scaled),
+C_MIN_POLLERS (0; n: the component's ``deliveryMinPollers``, AWS's provisioned
+mode: 10 x n batches at a time from the start, 1,000 more a minute),
 C_OTHERS (100), C_SECONDS (20), DRAIN_SECONDS (30: how long after the last
 emission the model waits for stragglers), SCENARIOS ("a,b,c"), SEED (1),
 MAX_CONCURRENCY (1000), CLOUD_MODEL_CODE (a directory holding the contract/,
@@ -84,12 +86,15 @@ C_BURST = int(os.environ.get("C_BURST", 10_000))
 C_BURST_SECONDS = float(os.environ.get("C_BURST_SECONDS", 1))
 C_OTHERS = int(os.environ.get("C_OTHERS", 100))
 C_POLLERS = int(os.environ.get("C_POLLERS", 5))
+#: The component's ``deliveryMinPollers`` (AWS's provisioned mode); 0: standard mode.
+C_MIN_POLLERS = int(os.environ.get("C_MIN_POLLERS", 0))
 C_SECONDS = float(os.environ.get("C_SECONDS", 20))
 C_BURST_AT = float(os.environ.get("C_BURST_AT", 5))
 SCENARIOS = os.environ.get("SCENARIOS", "a,b,c").split(",")
 SEED = int(os.environ.get("SEED", 1))
-#: The mapping's ScalingConfig.MaximumConcurrency: pulumi_component/settings.py sets none by default,
-#: so AWS's own ceiling of 1,000 applies.
+#: The mapping's ScalingConfig.MaximumConcurrency. The component caps it at 50 by default
+#: (``deliveryMaxConcurrency``); the model defaults to AWS's own ceiling of 1,000, the load
+#: least kind to DynamoDB.
 MAX_CONCURRENCY = int(os.environ.get("MAX_CONCURRENCY", 1000))
 #: After the last emission, how long (virtual) the model waits for every delivery before it stops.
 DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", 30))
@@ -140,7 +145,7 @@ def _supported(fn: Callable[..., Any], wanted: Mapping[str, Any]) -> dict[str, A
     return {k: v for k, v in wanted.items() if k in accepted}
 
 
-def build_world(rng: random.Random, initial_pollers: int) -> World:
+def build_world(rng: random.Random, initial_pollers: int, per_minute: int = sqs.POLLERS_PER_MINUTE) -> World:
     """Tables in moto, the modelled services around them, and the broadcaster wired in."""
     virtual = VirtualClock()
     clock.activate(virtual)
@@ -210,7 +215,12 @@ def build_world(rng: random.Random, initial_pollers: int) -> World:
     service = lambdas.LambdaService(virtual, make_runtime, broadcaster.handler, poster, sqs_client)
     broadcaster.get_runtime = service.current_runtime  # type: ignore[attr-defined]  # the container's
     mapping = sqs.EventSourceMapping(
-        virtual, queue, lambda records: service.invoke({"Records": records}), MAX_CONCURRENCY, initial_pollers
+        virtual,
+        queue,
+        lambda records: service.invoke({"Records": records}),
+        MAX_CONCURRENCY,
+        initial_pollers,
+        per_minute,
     )
     return World(virtual, meter, db, queue, dlq, bus, account, service, mapping, raw)
 
@@ -461,12 +471,14 @@ def bound_lines(world: World) -> list[str]:
 # -- scenarios ------------------------------------------------------------------------------------
 
 
-def fresh(seed: int, initial_pollers: int) -> tuple[World, random.Random, Any]:
+def fresh(
+    seed: int, initial_pollers: int, per_minute: int = sqs.POLLERS_PER_MINUTE
+) -> tuple[World, random.Random, Any]:
     """A new world inside a new moto mock."""
     mock = mock_aws()
     mock.start()
     rng = random.Random(seed)
-    return build_world(rng, initial_pollers), rng, mock
+    return build_world(rng, initial_pollers, per_minute), rng, mock
 
 
 def scenario_a() -> None:
@@ -547,10 +559,19 @@ def scenario_c() -> None:
     print(
         f"\n(c) one deployment bursts {C_BURST:,} events over {C_BURST_SECONDS:.0f} s at t={C_BURST_AT:.0f} s, "
         f"while {C_OTHERS} others emit 1 event/s for {C_SECONDS:.0f} s (5 / 1 subscribers), "
-        f"the mapping starting at {min(C_POLLERS, MAX_CONCURRENCY)} pollers"
+        + (
+            f"the mapping in provisioned mode, {C_MIN_POLLERS} pollers kept ready "
+            f"({C_MIN_POLLERS * sqs.INVOKES_PER_POLLER} batches at a time, +{sqs.PROVISIONED_PER_MINUTE}/min)"
+            if C_MIN_POLLERS
+            else f"the mapping starting at {min(C_POLLERS, MAX_CONCURRENCY)} pollers"
+        )
     )
     started = time.perf_counter()
-    world, rng, mock = fresh(SEED + 2, min(C_POLLERS, MAX_CONCURRENCY))
+    if C_MIN_POLLERS:
+        initial, per_minute = C_MIN_POLLERS * sqs.INVOKES_PER_POLLER, sqs.PROVISIONED_PER_MINUTE
+    else:
+        initial, per_minute = C_POLLERS, sqs.POLLERS_PER_MINUTE
+    world, rng, mock = fresh(SEED + 2, min(initial, MAX_CONCURRENCY), per_minute)
     try:
         others = [f"DC{i:04d}" for i in range(C_OTHERS)]
         for deployment_id in others:

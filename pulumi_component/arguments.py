@@ -274,6 +274,28 @@ ARGUMENTS: tuple[Argument, ...] = (
         # A cap by default: see docs/delivery.md ("The real ceiling") and docs/security.md.
         default=50,
         config_key="deliveryMaxConcurrency",
+        setting_doc="None in provisioned mode (``delivery_min_pollers``), which AWS caps by pollers instead.",
+        setting="Checked[int] | None",
+    ),
+    Argument(
+        "delivery_min_pollers",
+        "int",
+        "Pollers kept ready for bursts (2 to 200; AWS's provisioned mode, billed).",
+        default_doc="none",
+        output=False,
+        config_key="deliveryMinPollers",
+        setting="int | None",
+        setting_doc="None: standard mode, capped by ``delivery_max_concurrency``.",
+    ),
+    Argument(
+        "delivery_max_pollers",
+        "int",
+        "Most pollers the mapping grows to in provisioned mode (2 to 2000).",
+        default_doc="delivery_min_pollers",
+        output=False,
+        config_key="deliveryMaxPollers",
+        setting="int | None",
+        setting_doc="Set exactly when ``delivery_min_pollers`` is (its value when not given).",
     ),
     Argument(
         "enable_appsync",

@@ -268,8 +268,23 @@ def feed_broadcaster(
         function_response_types=["ReportBatchItemFailures"],
         # Always a cap: uncapped, the mapping grows to 1,000 batches, an account's whole default
         # Lambda concurrency, and the route functions would be throttled (docs/delivery.md).
-        scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
-            maximum_concurrency=settings.delivery_max_concurrency
+        # Provisioned mode caps by pollers instead (AWS refuses both at once).
+        scaling_config=(
+            aws.lambda_.EventSourceMappingScalingConfigArgs(
+                maximum_concurrency=settings.delivery_max_concurrency
+            )
+            if settings.delivery_min_pollers is None
+            else None
+        ),
+        # Pollers kept ready: a burst on one deployment fills the shared queue, and a standard
+        # mapping starts with 5 batches; everyone else's events wait behind it while it scales.
+        provisioned_poller_config=(
+            aws.lambda_.EventSourceMappingProvisionedPollerConfigArgs(
+                minimum_pollers=settings.delivery_min_pollers,
+                maximum_pollers=settings.delivery_max_pollers,
+            )
+            if settings.delivery_min_pollers is not None
+            else None
         ),
         # Lambda checks at creation that the role may read the queue.
         opts=child(parent, depends_on=[broadcaster_policy]),

@@ -65,6 +65,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_ROUTE_TIMEOUT_SECONDS = 29
 #: Lambda's bounds on an SQS event source mapping's maximum concurrency.
 MAX_CONCURRENCY_RANGE = (2, 1000)
+#: Provisioned mode's pollers for an SQS mapping: AWS's minimum is 2 to 200; its maximum goes
+#: to 10,000 for SQS, but the pinned provider checks 2,000 (its Kafka bound).
+MIN_POLLERS_RANGE = (2, 200)
+MAX_POLLERS = 2000
 #: Lambda's memory bounds, in MB.
 MEMORY_RANGE_MB = (128, 10240)
 #: Lambda's longest timeout (the broadcaster is not behind API Gateway).
@@ -129,7 +133,12 @@ class Settings:
     log_level: str
     configure_api_gateway_account: bool
     broadcaster_timeout_seconds: Checked[int]
-    delivery_max_concurrency: Checked[int]
+    delivery_max_concurrency: Checked[int] | None
+    """None in provisioned mode (``delivery_min_pollers``), which AWS caps by pollers instead."""
+    delivery_min_pollers: int | None
+    """None: standard mode, capped by ``delivery_max_concurrency``."""
+    delivery_max_pollers: int | None
+    """Set exactly when ``delivery_min_pollers`` is (its value when not given)."""
     enable_appsync: bool
     route_reserved_concurrency: Checked[int]
     """``UNRESERVED`` (-1): no reservation."""
@@ -306,6 +315,33 @@ def _whole(merged: Mapping[str, Any], field: str, low: int, high: int | None) ->
     return _checked(merged[field], functools.partial(_check_whole, field, low, high))
 
 
+def _delivery_scaling(
+    given: Mapping[str, Any], merged: Mapping[str, Any]
+) -> tuple[Checked[int] | None, int | None, int | None]:
+    """``(max_concurrency, min_pollers, max_pollers)`` of the delivery mapping.
+
+    Standard mode (no ``delivery_min_pollers``): capped by ``delivery_max_concurrency``.
+    Provisioned mode: AWS refuses ``MaximumConcurrency`` beside pollers, so the cap is
+    ``delivery_max_pollers`` (a fixed pool of ``delivery_min_pollers`` when not given), and
+    a ``delivery_max_concurrency`` given too is an error rather than silently dropped.
+    """
+    if "delivery_min_pollers" not in given:
+        if "delivery_max_pollers" in given:
+            raise WebSocketMonitoringArgsError(
+                "delivery_max_pollers", "needs delivery_min_pollers (pollers are AWS's provisioned mode)"
+            )
+        return _whole(merged, "delivery_max_concurrency", *MAX_CONCURRENCY_RANGE), None, None
+    if "delivery_max_concurrency" in given:
+        raise WebSocketMonitoringArgsError(
+            "delivery_max_concurrency",
+            "cannot be set with delivery_min_pollers: AWS's provisioned mode takes no maximum "
+            "concurrency; cap it with delivery_max_pollers",
+        )
+    low = _check_whole("delivery_min_pollers", *MIN_POLLERS_RANGE, given["delivery_min_pollers"])
+    high = _check_whole("delivery_max_pollers", low, MAX_POLLERS, given.get("delivery_max_pollers", low))
+    return None, low, high
+
+
 def _event_bus(given: Mapping[str, Any]) -> tuple[bool, Checked[str]]:
     """``(create_event_bus, event_bus_name)``: a named bus is used as is, never created."""
     create_bus = given.get("create_event_bus")
@@ -409,7 +445,7 @@ def validate_args(args: Mapping[str, Any]) -> Settings:
     broadcaster_timeout_seconds = _whole(
         merged, "broadcaster_timeout_seconds", 1, MAX_FUNCTION_TIMEOUT_SECONDS
     )
-    delivery_max_concurrency = _whole(merged, "delivery_max_concurrency", *MAX_CONCURRENCY_RANGE)
+    delivery_max_concurrency, delivery_min_pollers, delivery_max_pollers = _delivery_scaling(given, merged)
     route_reserved_concurrency = _checked(
         merged["route_reserved_concurrency"],
         functools.partial(_check_reserved, "route_reserved_concurrency"),
@@ -461,6 +497,8 @@ def validate_args(args: Mapping[str, Any]) -> Settings:
         broadcaster_memory_size_mb=broadcaster_memory_size_mb,
         broadcaster_timeout_seconds=broadcaster_timeout_seconds,
         delivery_max_concurrency=delivery_max_concurrency,
+        delivery_min_pollers=delivery_min_pollers,
+        delivery_max_pollers=delivery_max_pollers,
         log_retention_days=log_retention_days,
         log_level=log_level,
         configure_api_gateway_account=configure_api_gateway_account,

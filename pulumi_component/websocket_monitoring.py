@@ -199,6 +199,10 @@ class WebSocketMonitoringArgs(TypedDict):
     """Broadcaster timeout in seconds (1 to 900); queue visibility is at least 6 times it. Default: 60."""
     delivery_max_concurrency: NotRequired[pulumi.Input[int]]
     """Most broadcaster invocations the delivery queue feeds at once (2 to 1000). Default: 50."""
+    delivery_min_pollers: NotRequired[int]
+    """Pollers kept ready for bursts (2 to 200; AWS's provisioned mode, billed). Default: none."""
+    delivery_max_pollers: NotRequired[int]
+    """Most pollers the mapping grows to in provisioned mode (2 to 2000). Default: delivery_min_pollers."""
     enable_appsync: NotRequired[bool]
     """Also serve the events as AppSync GraphQL subscriptions (outputs `graphql_url`...). Default: true."""
     route_reserved_concurrency: NotRequired[pulumi.Input[int]]

@@ -10,7 +10,8 @@ The mapping (Lambda "Configuring scaling behavior for SQS event source
 mappings"): 5 pollers at first, each long-polling for up to 10 messages with no
 batching window and invoking the function synchronously with what it got;
 while messages wait, up to 300 more pollers a minute (5 a second here), up to
-``MaximumConcurrency``. Records the function reports in ``batchItemFailures``
+``MaximumConcurrency`` (in provisioned mode: ``10 x MinimumPollers`` at first,
+1,000 more a minute). Records the function reports in ``batchItemFailures``
 stay in flight until their visibility ends; the others are deleted. A batch
 whose invocation raised comes back whole. The model never scales down (runs
 are short).
@@ -40,6 +41,11 @@ LONG_POLL_SECONDS = 20.0
 #: The mapping's scaling (AWS documentation): start, growth per minute, batch size.
 INITIAL_POLLERS = 5
 POLLERS_PER_MINUTE = 300
+#: Provisioned mode (``MinimumPollers``): AWS announced scaling of up to 1,000 concurrent
+#: invocations a minute; a poller runs up to 10 invocations at once (third-party guides; AWS
+#: leaves it unsaid), so the model starts ``10 x MinimumPollers`` batches at a time.
+PROVISIONED_PER_MINUTE = 1000
+INVOKES_PER_POLLER = 10
 BATCH_SIZE = 10
 
 
@@ -264,10 +270,12 @@ class EventSourceMapping:
         invoke: Invoke,
         max_concurrency: int,
         initial: int = INITIAL_POLLERS,
+        per_minute: int = POLLERS_PER_MINUTE,
     ) -> None:
         self.clock, self.queue, self.invoke = clock, queue, invoke
         self.max_concurrency = max_concurrency
         self.initial = min(initial, max_concurrency)
+        self.per_minute = per_minute
         self.pollers = 0
         self.busy = 0
         self.peak_busy = 0
@@ -293,7 +301,7 @@ class EventSourceMapping:
         self.clock.spawn(self._poll, name=f"poller-{self.pollers}")
 
     def _scale(self) -> None:
-        per_second = POLLERS_PER_MINUTE // 60
+        per_second = self.per_minute // 60
         while not self.stopping:
             self.clock.sleep(1.0)
             if self.queue.backlog() > 0 and self.pollers < self.max_concurrency:

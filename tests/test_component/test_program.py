@@ -469,6 +469,7 @@ def test_mapping_hands_the_broadcaster_batches_and_takes_back_only_failed_record
     assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
     # A cap by default: uncapped, the mapping could take an account's whole Lambda concurrency.
     assert mapping.inputs["scalingConfig"] == {"maximumConcurrency": 50}
+    assert "provisionedPollerConfig" not in mapping.inputs  # standard mode unless pollers are asked for
     # Lambda checks at creation that the function's role may read the queue.
     assert dev.named("cloud-ws-broadcaster-policy").urn in mapping.dependencies
 
@@ -488,6 +489,19 @@ def test_visibility_timeout_is_at_least_six_times_the_broadcaster_timeout(
     assert spec.DELIVERY.visibility_timeout_seconds >= 6 * spec.DELIVERY.function_timeout_seconds
     (mapping,) = longer.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
     assert mapping.inputs["scalingConfig"] == {"maximumConcurrency": 50}
+
+
+def test_pollers_kept_ready_put_the_mapping_in_provisioned_mode_capped_by_pollers() -> None:
+    """AWS refuses MaximumConcurrency beside pollers: the cap moves to MaximumPollers."""
+    from tests.test_component.conftest import deploy
+
+    fixed = deploy({"deliveryMinPollers": 5})
+    growing = deploy({"deliveryMinPollers": 5, "deliveryMaxPollers": 40})
+    for deployment, most in ((fixed, 5), (growing, 40)):
+        assert deployment.error is None
+        (mapping,) = deployment.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+        assert mapping.inputs["provisionedPollerConfig"] == {"minimumPollers": 5, "maximumPollers": most}
+        assert "scalingConfig" not in mapping.inputs
 
 
 def test_resources_of_earlier_stacks_keep_their_names_types_and_parent(dev: Deployment) -> None:
@@ -625,6 +639,19 @@ def test_stage_defaults_to_the_stack_name(bare: Deployment) -> None:
         ({"throttlingBurstLimit": "lots"}, "cloud-ws:throttlingBurstLimit", "not a valid 'int'"),
         ({"broadcasterTimeoutSeconds": 901}, "cloud-ws:broadcasterTimeoutSeconds", "between 1 and 900"),
         ({"deliveryMaxConcurrency": 1}, "cloud-ws:deliveryMaxConcurrency", "between 2 and 1000"),
+        ({"deliveryMinPollers": 1}, "cloud-ws:deliveryMinPollers", "between 2 and 200"),
+        ({"deliveryMinPollers": 201}, "cloud-ws:deliveryMinPollers", "between 2 and 200"),
+        (
+            {"deliveryMinPollers": 10, "deliveryMaxPollers": 5},
+            "cloud-ws:deliveryMaxPollers",
+            "between 10 and 2000",
+        ),
+        ({"deliveryMaxPollers": 20}, "cloud-ws:deliveryMaxPollers", "needs"),
+        (
+            {"deliveryMinPollers": 5, "deliveryMaxConcurrency": 50},
+            "cloud-ws:deliveryMaxConcurrency",
+            "provisioned mode takes no maximum concurrency",
+        ),
         ({"enableAppSync": "maybe"}, "cloud-ws:enableAppSync", "not a valid 'bool'"),
     ],
 )

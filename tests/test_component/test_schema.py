@@ -195,6 +195,16 @@ def test_component_refuses_bad_args_directly() -> None:
             "[delivery_max_concurrency] must be between 2 and 1000",
         ),
         ({**base, "event_bus_name": "b", "create_event_bus": True}, "[create_event_bus] cannot be true"),
+        ({**base, "delivery_min_pollers": 2.5}, "[delivery_min_pollers] must be a whole number"),
+        (
+            {**base, "delivery_min_pollers": 4, "delivery_max_pollers": 3},
+            "[delivery_max_pollers] must be between 4 and 2000",
+        ),
+        ({**base, "delivery_max_pollers": 8}, "[delivery_max_pollers] needs delivery_min_pollers"),
+        (
+            {**base, "delivery_min_pollers": 4, "delivery_max_concurrency": 50},
+            "[delivery_max_concurrency] cannot be set with delivery_min_pollers",
+        ),
         ({**base, "create_event_bus": "yes"}, "[create_event_bus] must be true or false"),
         ({**base, "runtime": "nodejs22.x"}, "[runtime] must be one of python3.12, python3.13"),
         ({**base, "subscribe_groups": "ops"}, "[subscribe_groups] must be a list"),
