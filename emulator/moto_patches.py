@@ -222,15 +222,33 @@ def check_moto(installed: str | None = None) -> None:
             raise MotoMismatchError(f"{module_name}.{path} no longer takes {parameters}; {install}")
 
 
+def serialize_dynamodb() -> None:
+    """Make moto's DynamoDB answer one request at a time (idempotent; part of :func:`apply`).
+
+    moto's models are not thread-safe: a transaction deep-copies its tables while
+    another thread's write changes them ("dictionary changed size during
+    iteration"). DynamoDB itself applies each request atomically. The tests' own
+    in-process moto (``mock_aws``), which the broadcaster calls from several
+    threads at once, needs this fix alone; the local stack's backend gets it with
+    the rest.
+    """
+    if "lock" in _APPLIED:
+        return
+    check_moto()
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415 - moto is imported only where it runs
+
+    _serialize(DynamoHandler)
+    _APPLIED.add("lock")
+
+
 def apply() -> None:
     """Check moto (:func:`check_moto`), then install every fix (idempotent)."""
     if not _APPLIED:
         check_moto()
+    serialize_dynamodb()
     if "dynamodb" not in _APPLIED:
         from moto.dynamodb import models  # noqa: PLC0415 - moto is imported only where it runs
-        from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
 
-        _serialize(DynamoHandler)
         _item_level_snapshots(models)
         _cache_expressions(models)
         _APPLIED.add("dynamodb")

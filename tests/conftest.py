@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from contract import environment as names
+from emulator import moto_patches
 from server.runtime import reset_runtime
 from tests.support.management_standin import ManagementStandIn
 from tests.support.moto_stack import REGION, CognitoPool, Stack, create_tables
@@ -29,6 +30,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    # The broadcaster calls DynamoDB from several threads; moto's models are not thread-safe,
+    # and DynamoDB applies each request atomically: one request at a time, as the local stack's.
+    moto_patches.serialize_dynamodb()
     with mock_aws():
         yield
 

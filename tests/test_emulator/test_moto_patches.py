@@ -412,3 +412,49 @@ def test_an_index_query_answers_as_moto_does(ddb: Any) -> None:
         )
         == []
     )
+
+
+def test_in_process_moto_answers_one_dynamodb_request_at_a_time(aws: None) -> None:
+    """The suite's own moto (``mock_aws``), called from several threads as the broadcaster does.
+
+    Unserialized, a transaction deep-copies its table while another thread writes
+    to it, and one of them fails ("dictionary changed size during iteration").
+    """
+    import boto3
+
+    db = boto3.client("dynamodb", region_name="us-east-1")
+    db.create_table(
+        TableName="t",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+    )
+    failures: list[BaseException] = []
+
+    def transactions() -> None:
+        for n in range(150):
+            try:
+                db.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": _item("tx", n)}}])
+            except Exception as exc:  # any failure is the finding
+                failures.append(exc)
+
+    def writes(name: str) -> None:
+        for n in range(300):
+            try:
+                db.put_item(TableName="t", Item=_item(name, n))
+            except Exception as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=transactions)] + [
+        threading.Thread(target=writes, args=(f"w{i}",)) for i in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(_rows(db, "tx")) == 150
+    assert all(len(_rows(db, f"w{i}")) == 300 for i in range(3))
