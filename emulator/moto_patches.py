@@ -243,9 +243,7 @@ def serialize_dynamodb() -> None:
 
 def apply() -> None:
     """Check moto (:func:`check_moto`), then install every fix (idempotent)."""
-    if not _APPLIED:
-        check_moto()
-    serialize_dynamodb()
+    serialize_dynamodb()  # first: it checks moto, once, before any fix is installed
     if "dynamodb" not in _APPLIED:
         from moto.dynamodb import models  # noqa: PLC0415 - moto is imported only where it runs
 

@@ -21,17 +21,41 @@ def ddb() -> Iterator[Any]:
     backend = MotoBackend()
     endpoint = backend.start()
     db = client("dynamodb", endpoint, "us-east-1", max_pool_connections=20)
-    db.create_table(
-        TableName="t",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-    )
+    _create_table(db, "t")
     yield db
     backend.stop()
+
+
+def _create_table(db: Any, name: str, index: tuple[str, str, str] | None = None) -> None:
+    """A table keyed by (pk S, sk N); ``index`` = (name, hash, range): a global index on (S, N)."""
+    attributes = [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "N"},
+    ]
+    extra: dict[str, Any] = {}
+    if index is not None:
+        index_name, hash_key, range_key = index
+        attributes += [
+            {"AttributeName": hash_key, "AttributeType": "S"},
+            {"AttributeName": range_key, "AttributeType": "N"},
+        ]
+        extra["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index_name,
+                "KeySchema": [
+                    {"AttributeName": hash_key, "KeyType": "HASH"},
+                    {"AttributeName": range_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ]
+    db.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=attributes,
+        **extra,
+    )
 
 
 def _rows(db: Any, pk: str) -> list[dict[str, Any]]:
@@ -348,27 +372,7 @@ def test_a_query_answers_from_its_partition_as_moto_does(ddb: Any) -> None:
 def test_an_index_query_answers_as_moto_does(ddb: Any) -> None:
     """A Query on an index sorts only the items under the index key asked for (fix 9), and answers
     as moto did: by the index's range key either way, ties by the table's key, paged, others unseen."""
-    ddb.create_table(
-        TableName="g",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-            {"AttributeName": "bucket", "AttributeType": "S"},
-            {"AttributeName": "at", "AttributeType": "N"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "byAt",
-                "KeySchema": [
-                    {"AttributeName": "bucket", "KeyType": "HASH"},
-                    {"AttributeName": "at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    _create_table(ddb, "g", ("byAt", "bucket", "at"))
     rows = [
         ("c", 0, "one", 30),
         ("a", 0, "one", 10),
@@ -423,15 +427,7 @@ def test_in_process_moto_answers_one_dynamodb_request_at_a_time(aws: None) -> No
     import boto3
 
     db = boto3.client("dynamodb", region_name="us-east-1")
-    db.create_table(
-        TableName="t",
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "N"},
-        ],
-    )
+    _create_table(db, "t")
     failures: list[BaseException] = []
 
     def transactions() -> None:
