@@ -9,12 +9,20 @@ history of a busy deployment needs that partition to itself.
 
 | row | ``deploymentId`` | ``seq`` | written |
 |---|---|---|---|
-| history | ``D`` | 1, 2, 3 … | once per event, in the sequencing transaction |
+| history | ``D`` | its last ``seq`` | a run of consecutive events, in the sequencing transaction |
 | counter | ``D`` | 0 | once per transaction; small (under 1 KB) and never expires |
 | checkpoint | ``D#state`` | 0 | the folded state, every few hundred events and when a drain ends |
 | drain lease | ``D#lease`` | 0 | who stores the deployment's events now, and a count of waiting work |
 | inbox | ``D#in#0`` … ``D#in#3`` | a hash of the event's identity | events waiting to be stored |
 | notified | ``D#notified`` | the attempt | once per attempt, when its outcome is notified |
+
+A history row holds the consecutive events one transaction stored (``firstSeq`` … its
+``seq``, their wire messages in ``messages``), up to :data:`HISTORY_ROW_EVENTS` events and
+about :data:`HISTORY_ROW_BYTES` of them: a deployment's history partition takes about 1,000
+write units a second and a transaction pays 2 per KB *of each item*, rounded up, so one row
+per event (a log line is a few hundred bytes) paid for a KB it did not use. Keyed by its last
+``seq``, the rows holding ``seq`` > S are exactly those with a key > S. Rows of an older
+version hold one event (``message``, ``seq``); readers take both.
 
 The deployment list's index key (``listKey``) is spread over
 :data:`LIST_SHARDS` values by a hash of the deployment id, so the index's
@@ -39,6 +47,16 @@ LIST_SHARDS = 16
 #: of 1,000 events a second is about 200 row writes a second (put, then delete), and several
 #: partition key values keep a larger one under a partition's 1,000 writes a second.
 INBOX_SHARDS = 4
+
+#: Most events one history row holds: as many as one transaction stores (DynamoDB's 100 items a
+#: transaction, two per event and the counter). Readers of ``seq`` S.. T query row keys up to
+#: T + HISTORY_ROW_EVENTS - 1: the last row they need may end that far past T.
+HISTORY_ROW_EVENTS = 49
+
+#: About how many bytes of messages one history row holds (an event larger than this gets a row
+#: of its own): well under DynamoDB's 400 KB item, so a row is never refused for its size, and
+#: large enough that rounding each row up to a whole KB costs next to nothing.
+HISTORY_ROW_BYTES = 64 * 1024
 
 _COUNTER_SEQ = {"N": "0"}
 

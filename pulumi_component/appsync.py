@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from contract import protocol, state
+from contract import keys, protocol, state
 from contract.graphql import DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, SCHEMA_PATH
 from pulumi_component import policy
 
@@ -90,8 +90,10 @@ def subscribe_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = 
 def deployment_events_code(groups: Sequence[str], access: Mapping[str, Sequence[str]] = NO_ACCESS) -> str:
     """``Query.deploymentEvents``: one ascending Query on the history table."""
     # Ints: JS number literals, and digits in the error message's string.
-    body = _DEPLOYMENT_EVENTS.replace("__DEFAULT_LIMIT__", str(DEFAULT_EVENTS_LIMIT)).replace(
-        "__MAX_LIMIT__", str(MAX_EVENTS_LIMIT)
+    body = (
+        _DEPLOYMENT_EVENTS.replace("__DEFAULT_LIMIT__", str(DEFAULT_EVENTS_LIMIT))
+        .replace("__MAX_LIMIT__", str(MAX_EVENTS_LIMIT))
+        .replace("__ROW_EVENTS__", str(keys.HISTORY_ROW_EVENTS))
     )
     return _with_authorize(body, groups, access)
 

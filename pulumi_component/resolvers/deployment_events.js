@@ -1,7 +1,9 @@
 import { util, authorize, grantsOf, granted, projectOf } from './authorize.js'; // lint-only
 
-// The replay AppSync lacks: seq has no gaps, so the first `limit` events after `since`
-// are seq since+1 .. since+limit of the history table (one Query, ascending).
+// The replay AppSync lacks: seq has no gaps, so the first `limit` events after `since` are seq
+// since+1 .. since+limit. A history row holds a run of consecutive events (`firstSeq` .. its
+// `seq`, at most __ROW_EVENTS__) and is keyed by its last one, so the rows holding them are keyed
+// since+1 .. since+limit+__ROW_EVENTS__-1: one ascending Query, at most `limit` rows.
 export function request(ctx) {
   authorize(ctx);
   const since = ctx.args.since === undefined || ctx.args.since === null ? 0 : ctx.args.since;
@@ -20,13 +22,21 @@ export function request(ctx) {
       expressionValues: util.dynamodb.toMapValues({
         ':d': ctx.args.deployment_id,
         ':first': since + 1,
-        ':last': since + limit,
+        ':last': since + limit + __ROW_EVENTS__ - 1,
       }),
     },
     consistentRead: true,
     scanIndexForward: true,
     limit: limit,
   };
+}
+
+// The wire messages a row holds, with their seq (a row an older version wrote holds one, `message`).
+function heldBy(item) {
+  if (item.messages) {
+    return item.messages.map((message, i) => ({ seq: item.firstSeq + i, message: message }));
+  }
+  return [{ seq: item.seq, message: item.message }];
 }
 
 export function response(ctx) {
@@ -37,8 +47,18 @@ export function response(ctx) {
   if (ctx.result.items.length > 0 && !granted(grantsOf(ctx), projectOf(ctx.result.items[0]))) {
     util.unauthorized();
   }
-  return ctx.result.items.map((item) => {
-    const event = JSON.parse(item.message);
+  const since = ctx.args.since === undefined || ctx.args.since === null ? 0 : ctx.args.since;
+  const limit = ctx.args.limit === undefined || ctx.args.limit === null ? __DEFAULT_LIMIT__ : ctx.args.limit;
+  const held = [];
+  for (const item of ctx.result.items) {
+    for (const entry of heldBy(item)) {
+      if (entry.seq > since && entry.seq <= since + limit) {
+        held.push(entry.message);
+      }
+    }
+  }
+  return held.map((message) => {
+    const event = JSON.parse(message);
     return {
       deployment_id: event.deployment_id,
       seq: event.seq,

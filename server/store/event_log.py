@@ -327,24 +327,50 @@ class EventLog(Part):
 
     def events_between(self, deployment_id: str, first: int, last: int) -> Iterator[str]:
         """Stored messages with ``first <= seq <= last``, in ``seq`` order."""
+        for _, message in self._history(deployment_id, first, last):
+            yield message
+
+    def _history(self, deployment_id: str, first: int, last: int) -> Iterator[tuple[int, str]]:
+        """``(seq, message)`` of the stored events with ``first <= seq <= last``, in ``seq`` order.
+
+        Rows are keyed by the last ``seq`` they hold, so the rows holding any
+        of them are those keyed ``first`` … ``last + HISTORY_ROW_EVENTS - 1``.
+        """
         if first > last:
             return
         kwargs: dict[str, Any] = {
             "TableName": self._tables.events,
             "KeyConditionExpression": "deploymentId = :d AND seq BETWEEN :a AND :b",
-            "ExpressionAttributeValues": {":d": _s(deployment_id), ":a": _n(first), ":b": _n(last)},
-            "ProjectionExpression": "message",
+            "ExpressionAttributeValues": {
+                ":d": _s(deployment_id),
+                ":a": _n(first),
+                ":b": _n(last + keys.HISTORY_ROW_EVENTS - 1),
+            },
+            "ProjectionExpression": "seq, firstSeq, messages, message",
             "ConsistentRead": True,
         }
         while True:
             page = self._db.query(**kwargs)
-            for item in page.get("Items", []):
-                message = _str(item, "message")
-                if message is not None:
-                    yield message
+            for row in page.get("Items", []):
+                for seq, message in _history_messages(row):
+                    if seq > last:
+                        return
+                    if seq >= first:
+                        yield seq, message
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _messages_at(self, deployment_id: str, seqs: Iterable[int]) -> dict[int, str]:
+        """The stored messages of these ``seq`` (those still stored), read in one range."""
+        wanted = set(seqs)
+        if not wanted:
+            return {}
+        return {
+            seq: message
+            for seq, message in self._history(deployment_id, min(wanted), max(wanted))
+            if seq in wanted
+        }
 
     def append_events(
         self,
@@ -400,8 +426,9 @@ class EventLog(Part):
         # Refused numbered events still move their producer's cursor (with the next write), so the
         # producer's later events do not wait out a gap for numbers that will never be stored.
         passed: list[DeploymentEvent] = []
+        packed = True
         while pending:
-            chunk = pending[: min(spec.DELIVERY.max_events_per_transaction, 99 // 2)]
+            chunk = pending[: min(spec.DELIVERY.max_events_per_transaction, keys.HISTORY_ROW_EVENTS)]
             known_counter = self._last_seq_hint.get(deployment_id)
             if known_counter is None:
                 known_counter = self._read_counter(deployment_id)
@@ -435,6 +462,7 @@ class EventLog(Part):
                 summary,
                 producers,
                 project,
+                packed,
             )
             try:
                 self._db.transact_write_items(TransactItems=items)
@@ -452,9 +480,12 @@ class EventLog(Part):
                     raise throttled from exc
                 if code != "TransactionCanceledException":
                     raise
-                invalid = {
-                    owners[i] for i, r in enumerate(reasons) if r == "ValidationError" and owners[i] >= 0
-                }
+                refused = [owners[i] for i, r in enumerate(reasons[: len(owners)]) if r == "ValidationError"]
+                if packed and any(len(held) > 1 for held in refused):
+                    # A row of several events was refused: store them a row each, to learn which.
+                    packed = False
+                    continue
+                invalid = {held[0] for held in refused if held}
                 if invalid:
                     bad = [chunk[i] for i in sorted(invalid)]
                     result.rejected.extend(bad)
@@ -466,7 +497,8 @@ class EventLog(Part):
                     raise SequencingError(
                         f"could not assign a seq for {deployment_id} after {attempts} attempts"
                     ) from exc
-                known = [e for i, e in enumerate(chunk) if _failed(reasons, owners.index(i) + 1)]
+                identities = len(owners) - len(chunk)  # the identity rows come last, in chunk order
+                known = [e for i, e in enumerate(chunk) if _failed(reasons, identities + i)]
                 if known:
                     self._classify_known(known, result, sent_up_to)
                     known_ids = {e.identity for e in known}
@@ -496,11 +528,13 @@ class EventLog(Part):
         summary: Mapping[str, Any],
         producers: Mapping[str, int],
         project: str,
-    ) -> tuple[list[TransactWriteItemTypeDef], list[int]]:
-        """The counter put, then per event its history row and its identity row.
+        packed: bool = True,
+    ) -> tuple[list[TransactWriteItemTypeDef], list[tuple[int, ...]]]:
+        """The counter put, the chunk's history rows (runs of events, ``packed``; else one each),
+        then per event its identity row.
 
-        Returns the items and, per item, the index in ``chunk`` of the event it
-        belongs to (-1 for the counter), so cancellation reasons map to events.
+        Returns the items and, per item, the indexes in ``chunk`` of the events
+        it holds (none for the counter), so cancellation reasons map to events.
         The counter item is written whole, without the ``ttl`` (and the folded
         ``state``) an older version gave it: it must outlive every redelivery,
         or a re-run would start again at ``seq`` 1.
@@ -539,19 +573,19 @@ class EventLog(Part):
                 }
             }
         ]
-        owners = [-1]
-        for i, (event, message) in enumerate(zip(chunk, messages, strict=True)):
-            seq = last + 1 + i
+        owners: list[tuple[int, ...]] = [()]
+        for run in _history_runs(messages, packed):
+            first, last_in_run = last + 1 + run[0], last + 1 + run[-1]
             items.append(
                 {
                     "Put": {
                         "TableName": self._tables.events,
                         "Item": {
                             "deploymentId": _s(deployment_id),
-                            "seq": _n(seq),
-                            "eventId": _s(event.event_id),
-                            "message": _s(message),
-                            # Not in the message: what AppSync's deploymentEvents resolver authorizes by.
+                            "seq": _n(last_in_run),
+                            "firstSeq": _n(first),
+                            "messages": {"L": [_s(messages[i]) for i in run]},
+                            # Not in the messages: what AppSync's deploymentEvents resolver authorizes by.
                             "projectName": _s(project),
                             _TTL: _n(ttl),
                         },
@@ -559,16 +593,18 @@ class EventLog(Part):
                     }
                 }
             )
+            owners.append(tuple(run))
+        for i, event in enumerate(chunk):
             items.append(
                 {
                     "Put": {
                         "TableName": self._tables.event_ids,
-                        "Item": _identity_item(event.identity, deployment_id, seq, identity_ttl),
+                        "Item": _identity_item(event.identity, deployment_id, last + 1 + i, identity_ttl),
                         "ConditionExpression": "attribute_not_exists(eventKey)",
                     }
                 }
             )
-            owners += [i, i]
+            owners.append((i,))
         return items, owners
 
     def _classify_known(
@@ -597,12 +633,7 @@ class EventLog(Part):
         if not unsent:
             return
         deployment_id = unsent[0][0].deployment_id
-        rows = self._batch_get(
-            self._tables.events,
-            [{"deploymentId": _s(deployment_id), "seq": _n(seq)} for _, seq in unsent],
-            "seq, message",
-        )
-        messages = {_int(row, "seq"): _str(row, "message") for row in rows}
+        messages = self._messages_at(deployment_id, (seq for _, seq in unsent))
         for event, seq in unsent:
             message = messages.get(seq)
             if message is None:  # the history row expired first: there is nothing left to resend
@@ -612,13 +643,8 @@ class EventLog(Part):
 
     def messages(self, deployment_id: str, seqs: Sequence[int]) -> list[str]:
         """The stored wire messages of these events, in ``seq`` order (expired ones are left out)."""
-        rows = self._batch_get(
-            self._tables.events,
-            [{"deploymentId": _s(deployment_id), "seq": _n(seq)} for seq in sorted(set(seqs))],
-            "seq, message",
-        )
-        found = {_int(row, "seq"): _str(row, "message") for row in rows}
-        return [m for _, m in sorted(found.items()) if m is not None]
+        found = self._messages_at(deployment_id, seqs)
+        return [found[seq] for seq in sorted(found)]
 
     def _batch_get(self, table: str, keys: list[Item], projection: str) -> list[Item]:
         """Consistent BatchGetItem of up to any number of keys (100 per request), unprocessed keys retried."""
@@ -705,6 +731,38 @@ def _wire(messages: Iterable[str]) -> Iterator[dict[str, Any]]:
             continue
         if isinstance(parsed, dict):
             yield parsed
+
+
+def _history_runs(messages: Sequence[str], packed: bool) -> Iterator[range]:
+    """Indexes of ``messages`` per history row: consecutive runs of about
+    :data:`keys.HISTORY_ROW_BYTES` (a larger message alone), or one each when not ``packed``."""
+    start, size = 0, 0
+    for i, message in enumerate(messages):
+        length = len(message.encode("utf-8"))
+        if i > start and (not packed or size + length > keys.HISTORY_ROW_BYTES):
+            yield range(start, i)
+            start, size = i, 0
+        size += length
+    if messages:
+        yield range(start, len(messages))
+
+
+def _history_messages(row: Item) -> Iterator[tuple[int, str]]:
+    """``(seq, message)`` of each event a history row holds, in ``seq`` order.
+
+    A row holds ``firstSeq`` … its ``seq`` in ``messages``; a row an older
+    version wrote holds the one event of its ``seq`` in ``message``.
+    """
+    packed = row.get("messages")
+    if packed is not None:
+        first = _int(row, "firstSeq")
+        for i, value in enumerate(packed.get("L", [])):
+            if "S" in value:
+                yield first + i, value["S"]
+        return
+    message = _str(row, "message")
+    if message is not None:
+        yield _int(row, "seq"), message
 
 
 def _failed(reasons: Sequence[str], index: int) -> bool:

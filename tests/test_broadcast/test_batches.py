@@ -197,7 +197,11 @@ def test_concurrent_batches_of_one_deployment_never_share_a_seq(
 
     assert results == [{"batchItemFailures": []}] * 4
     rows = [r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"] == "RACE"]
-    assert sorted(int(r["seq"]["N"]) for r in rows) == list(range(0, 21))  # the counter and 1..20
+    held = [  # every history row's seqs, from its first to its key: each of 1..20 in exactly one
+        seq for r in rows if "messages" in r for seq in range(int(r["firstSeq"]["N"]), int(r["seq"]["N"]) + 1)
+    ]
+    assert sorted(held) == list(range(1, 21))
+    assert [json.loads(m)["seq"] for m in runtime.store.events_between("RACE", 1, 20)] == list(range(1, 21))
     # Every seq reaches the subscriber; a holder that claims a lease run out of time also resends
     # what its predecessor stored past the lease's sent mark, so copies are allowed (dropped by seq).
     assert sorted(set(_seqs(stack, conn))) == list(range(1, 21))

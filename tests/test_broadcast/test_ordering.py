@@ -338,13 +338,17 @@ def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(stac
 
 
 class _Cancelling:
-    """DynamoDB whose next transactions are cancelled with the given per-item reason."""
+    """DynamoDB whose next transactions are cancelled with the given per-item reason: on the
+    counter, or (``refused``) on whichever item holds that event's message, as DynamoDB names the
+    item it cannot store."""
 
-    def __init__(self, client: Any, reason: str, times: int) -> None:
+    def __init__(self, client: Any, reason: str, times: int, refused: str | None = None) -> None:
         self._client = client
         self.reason = reason
         self.times = times
+        self.refused = refused
         self.transactions = 0
+        self.rows: list[int] = []  # events per history row of each transaction sent
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -355,7 +359,21 @@ class _Cancelling:
             self.times -= 1
             items = kwargs["TransactItems"]
             reasons: list[Any] = [{"Code": "None"} for _ in items]
-            reasons[1 if self.reason == "ValidationError" else 0] = {"Code": self.reason, "Message": "no"}
+            at = 0
+            if self.refused is not None:
+                holding = [
+                    i
+                    for i, item in enumerate(items)
+                    if any(
+                        json.loads(m["S"])["event_id"] == self.refused
+                        for m in item["Put"]["Item"].get("messages", {}).get("L", [])
+                    )
+                ]
+                if not holding:
+                    return self._client.transact_write_items(**kwargs)
+                at = holding[0]
+                self.rows.append(len(items[at]["Put"]["Item"]["messages"]["L"]))
+            reasons[at] = {"Code": self.reason, "Message": "no"}
             raise ClientError(
                 {
                     "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
@@ -406,16 +424,18 @@ def test_an_invalid_event_is_dead_lettered_at_once_and_the_rest_stored(
     stack: Stack, queues: tuple[Any, str, str]
 ) -> None:
     """ValidationError on one event: it goes to the dead-letter queue at once (redrivable), the
-    other events are stored and sent, and no record comes back to be retried."""
+    other events are stored and sent, and no record comes back to be retried. DynamoDB names the
+    row it refused, which holds both events: they are tried a row each to learn which one."""
     sqs, _, dead = queues
     (conn,) = stack.subscribed("D1", 1)
     runtime = get_runtime()
-    cancelling = _Cancelling(stack.ddb, "ValidationError", times=1)
+    cancelling = _Cancelling(stack.ddb, "ValidationError", times=100, refused=f"{PRODUCER}-D1-1")
     runtime.store = Store(cast(Any, cancelling), runtime.config.tables, runtime.config.history_ttl_seconds)
 
     result = broadcaster.handler(_records([_numbered("D1", 1), _numbered("D1", 2)]))
 
     assert result == {"batchItemFailures": []}
+    assert cancelling.rows == [2, 1]  # the row of both refused, then the event's own row
     assert _lines(stack, conn) == ["line 2"]
     (letter,) = sqs.receive_message(QueueUrl=dead, WaitTimeSeconds=0)["Messages"]
     redriven = parse_event(json.loads(letter["Body"]))

@@ -16,7 +16,7 @@ import pulumi
 import pytest
 from pulumi.runtime import settings
 
-from contract import authorization, state
+from contract import authorization, keys, state
 from contract.graphql import SCHEMA_PATH
 from pulumi_component import appsync
 
@@ -283,8 +283,9 @@ def run_js(directory: Path, code: str, phase: str, ctx: dict[str, Any]) -> dict[
     return result
 
 
-def stored(seq: int, type_: str, data: dict[str, Any]) -> dict[str, str]:
-    """A history item as DynamoDB hands it to the resolver (its ``message`` is the wire JSON)."""
+def stored(seq: int, type_: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A history item of one event, as an older version wrote it and DynamoDB hands it to the
+    resolver (its ``message`` is the wire JSON)."""
     message = {
         "type": type_,
         "deployment_id": "D1",
@@ -293,7 +294,7 @@ def stored(seq: int, type_: str, data: dict[str, Any]) -> dict[str, str]:
         "data": data,
         "timestamp": f"t{seq}",
     }
-    return {"message": json.dumps(message)}
+    return {"seq": seq, "message": json.dumps(message)}
 
 
 def test_every_resolver_is_valid_javascript(node_dir: Path, restricted: Built) -> None:
@@ -314,7 +315,7 @@ def test_deployment_events_queries_the_page_after_since(node_dir: Path, restrict
     assert request["query"]["expressionValues"] == {
         ":d": {"S": "D1"},
         ":first": {"N": "11"},
-        ":last": {"N": "15"},
+        ":last": {"N": str(15 + keys.HISTORY_ROW_EVENTS - 1)},  # the row holding 15 may end later
     }
     assert request["scanIndexForward"] is True
     assert request["consistentRead"] is True
@@ -330,6 +331,27 @@ def test_deployment_events_queries_the_page_after_since(node_dir: Path, restrict
             "timestamp": "t11",
             "data": '{"message":"hi"}',
         }
+    ]
+
+
+def test_deployment_events_takes_the_page_out_of_packed_rows(node_dir: Path, restricted: Built) -> None:
+    """Rows holding runs of events (9..12, 13..18): since 10, limit 5 → exactly seq 11..15, in order."""
+    del restricted
+    code = appsync.deployment_events_code(["ops"], {"ops": ["*"]})
+    ctx = {"args": {"deployment_id": "D1", "since": 10, "limit": 5}, "identity": {"groups": ["ops"]}}
+    rows = [
+        {
+            "seq": last,
+            "firstSeq": first,
+            "messages": [
+                stored(n, "log.created", {"message": f"line {n}"})["message"] for n in range(first, last + 1)
+            ],
+        }
+        for first, last in ((9, 12), (13, 18))
+    ]
+    events = run_js(node_dir, code, "response", {**ctx, "result": {"items": rows}})["value"]
+    assert [(e["seq"], json.loads(e["data"])["message"]) for e in events] == [
+        (n, f"line {n}") for n in range(11, 16)
     ]
 
 

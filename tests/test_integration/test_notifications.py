@@ -114,7 +114,8 @@ def _terminal_event(stack: LocalStackProcess) -> dict[str, Any]:
         ExpressionAttributeValues={":d": {"S": DEPLOYMENT}, ":zero": {"N": "0"}},
         ConsistentRead=True,
     )["Items"]
-    messages = [json.loads(row["message"]["S"]) for row in rows if "message" in row]
+    # A history row holds a run of events (``messages``), keyed by the last one's seq.
+    messages = [json.loads(m["S"]) for row in rows for m in row.get("messages", {}).get("L", [])]
     (failed,) = [
         m for m in messages if m["type"] == "deployment.status" and m["data"].get("status") == "failed"
     ]

@@ -16,7 +16,7 @@ export default [
       parserOptions: { project: './tsconfig.json', tsconfigRootDir: import.meta.dirname },
       // Filled in by pulumi_component/appsync.py (their types: placeholders.d.ts).
       globals: Object.fromEntries(
-        ['__SUBSCRIBE_GROUPS__', '__ACCESS_POLICY__', '__DEFAULT_LIMIT__', '__MAX_LIMIT__', '__MAX_FILTERS__', '__INITIAL__'].map(
+        ['__SUBSCRIBE_GROUPS__', '__ACCESS_POLICY__', '__DEFAULT_LIMIT__', '__MAX_LIMIT__', '__ROW_EVENTS__', '__MAX_FILTERS__', '__INITIAL__'].map(
           (name) => [name, 'readonly'],
         ),
       ),

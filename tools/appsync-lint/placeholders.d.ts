@@ -4,5 +4,6 @@ declare const __SUBSCRIBE_GROUPS__: string[];
 declare const __ACCESS_POLICY__: Record<string, string[]>;
 declare const __DEFAULT_LIMIT__: number;
 declare const __MAX_LIMIT__: number;
+declare const __ROW_EVENTS__: number;
 declare const __MAX_FILTERS__: number;
 declare const __INITIAL__: Record<string, unknown>;
