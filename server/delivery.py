@@ -288,10 +288,12 @@ class Delivery:
                 break
             if self._inbox.release(deployment_id, session.owner, wakes, len(plan.held), session.sent_up_to):
                 break
-            lease = self._inbox.read(deployment_id)  # more arrived: drain again
-            if lease.owner != session.owner:
+            # More arrived: mark how far the inbox is read (writers that see a wake pending past the
+            # mark leave theirs to this read without bumping again), then drain again.
+            marked = self._inbox.mark(deployment_id, session.owner)
+            if marked is None:
                 break  # held past its time and claimed by another: the new holder drains
-            wakes, read_inbox = lease.wakes, True
+            wakes, read_inbox = marked.wakes, True
         outcome.held = len(pool)
         if pool and wake_in is not None and not outcome.handed_over:
             self._wake(deployment_id, min(_MAX_DELAY_SECONDS, math.ceil(wake_in)))
