@@ -14,9 +14,9 @@ the queue behind it. Instead:
   (``server.ordering``), many to a transaction;
 - every other invocation **puts its events in the inbox** (one ``D#in#k``
   row per batch, holding the batch's events as a JSON list: a row write
-  instead of one per event), bumps the lease's ``wakes`` count and is done in
-  two requests, so the queue keeps draining and other deployments' events
-  are not held up;
+  instead of one per event), bumps the lease's ``wakes`` count (unless a
+  bump is already pending, below) and is done in two or three requests, so
+  the queue keeps draining and other deployments' events are not held up;
 - the holder **releases** only if ``wakes`` has not moved since it last read
   the inbox (a conditional ``UpdateItem``); otherwise it reads the inbox
   again. A writer puts its rows *before* it bumps ``wakes``, so every row is
