@@ -24,7 +24,8 @@ embedded backend, the producer, the clients; ``bench/cpu.py``) and the rate
 those figures allow on this machine's cores: on 2 shared cores that, not any
 one request, is what bounds a burst.
 
-Set BENCH_SMALL=1 for a quick run (fewer events and subscribers), and
+Set BENCH_SMALL=1 for a quick run (fewer events and subscribers), BENCH_BURST
+to another burst size (a longer one to profile the stack with), and
 BENCH_CASES to a comma-separated subset of ``burst,steady,idle,fanout,fairness``
 to run only those (the default runs all five).
 """
@@ -49,7 +50,7 @@ from emulator.launcher import LocalStackProcess, start_local_stack, stop_local_s
 from plugin import DeliveryOptions, OrchestratorPlugin  # noqa: E402
 
 SMALL = bool(os.environ.get("BENCH_SMALL"))
-BURST = 200 if SMALL else 1_000
+BURST = int(os.environ.get("BENCH_BURST") or (200 if SMALL else 1_000))
 STEADY_SECONDS = 3 if SMALL else 10
 STEADY_RATE = 100
 IDLE_EVENTS = 10 if SMALL else 30
