@@ -4,10 +4,6 @@
 a batch (each in a thread of its own, so one busy deployment does not hold up
 the others of the same batch). What happens then:
 
-0. **Quiet?** If nobody holds the lease, nothing waits and every event is
-   ready, one sequencing transaction stores them while checking just that
-   (``Inbox.free_check``), and they are sent: no claim, no release. Otherwise
-   nothing was stored, and:
 1. **Claim.** If another invocation holds the deployment's lease, the events
    go into its inbox and this invocation is done (``server.inbox``).
 2. **Drain.** Otherwise, until nothing is left: take this batch's events and
