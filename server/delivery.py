@@ -43,7 +43,7 @@ from contract.log import get_logger
 from server import ordering
 from server.fanout import FanOutSummary
 from server.inbox import Inbox, InboxRow, Lease
-from server.store import NotFreeError, SequenceResult, Store, ThrottledError
+from server.store import SequenceResult, Store, ThrottledError
 
 log = get_logger("delivery")
 
@@ -162,12 +162,13 @@ class Delivery:
         # The gap's clock starts here, not at the queue: see DeploymentEvent.arrived_ms.
         arrived = self._now_ms()
         own = [e if e.arrived_ms else replace(e, arrived_ms=arrived) for e in events]
-        busy = self._busy.get(deployment_id, 0.0) > self._clock()
-        if own and not busy and self._deliver_if_free(deployment_id, own, outcome):
-            return outcome
         # A deployment this container just found held is most likely held still: go straight to
         # the inbox (a failed claim is a write too, on the lease row every invocation touches).
-        lease = None if own and busy else self._claim(deployment_id, owner)
+        lease = (
+            None
+            if own and self._busy.get(deployment_id, 0.0) > self._clock()
+            else self._claim(deployment_id, owner)
+        )
         if lease is None:
             after = self._inbox.add(deployment_id, own) if own else self._inbox.wake(deployment_id)
             own = []
@@ -192,50 +193,6 @@ class Delivery:
             self._inbox.abandon(deployment_id, owner, session.sent_up_to)
             raise
         return outcome
-
-    def _deliver_if_free(
-        self, deployment_id: str, own: list[DeploymentEvent], outcome: DeliveryOutcome
-    ) -> bool:
-        """A quiet deployment's events, stored and sent without claiming the lease; False if not quiet.
-
-        Quiet: nobody holds the lease, nothing waits in the inbox, and every
-        event is ready (each producer's next, or unnumbered). One sequencing
-        transaction checks the lease as it stores (``Inbox.free_check``), so an
-        idle deployment's event costs one DynamoDB round trip before its
-        posts instead of three (claim, store, and a release after them). When
-        the counter had moved (another container stored last), the refusal
-        brings it back and the events are planned once more; anything else
-        refused (the lease, an identity already stored, a throttle) leaves
-        the events to the lease path, with nothing stored.
-        """
-        guard = self._inbox.free_check(deployment_id)
-        result: SequenceResult | None = None
-        for _ in range(2):
-            counter = self._store.counter_hint(deployment_id)
-            plan = ordering.plan(own, counter.producers, self._now_ms(), self._gap)
-            if plan.held or len(plan.ready) != len(own):
-                return False
-            try:
-                result = self._store.append_events(deployment_id, plan.ready, guard=guard, planned=counter)
-                break
-            except NotFreeError as refused:
-                if refused.stored:  # a redelivery: every event was stored before
-                    lease = self._inbox.read(deployment_id)
-                    if not lease.free(self._now_ms()):
-                        return False
-                    result = self._store.classify_stored(plan.ready, lease.sent_up_to)
-                    break
-                if self._store.counter_hint(deployment_id) == counter:
-                    return False  # refused for another reason than the counter
-        if result is None:
-            return False
-        outcome.claimed = True
-        session = _Session("", 0)
-        self._after_store(deployment_id, result, session, outcome)
-        if session.sent_up_to:
-            self._inbox.mark_sent(deployment_id, session.sent_up_to)
-        self._checkpoint(deployment_id, ending=True)
-        return True
 
     def _resend_past_mark(self, deployment_id: str, session: _Session, outcome: DeliveryOutcome) -> None:
         """Send again what was stored past the lease's mark, claimed from a holder that ran out of time.

@@ -222,51 +222,6 @@ class Inbox:
             return lease
         return self.wake(deployment_id, len(events))
 
-    def free_check(self, deployment_id: str) -> Any:
-        """A transaction item that holds only while nobody holds the lease and nothing waits.
-
-        Put in a quiet deployment's sequencing transaction instead of a claim
-        and a release around it: no holder (released, never claimed: a holder
-        that ran out of time is still named, and the claim path resends what it
-        left), nothing held back, and no wake since the last release (``wakes``
-        equal to ``settled``: a writer's rows are drained by whoever claims).
-        """
-        return {
-            "ConditionCheck": {
-                "TableName": self._table,
-                "Key": keys.lease(deployment_id),
-                "ConditionExpression": "attribute_not_exists(#o)"
-                " AND (attribute_not_exists(held) OR held = :zero)"
-                " AND (attribute_not_exists(wakes) OR wakes = settled)",
-                "ExpressionAttributeNames": {"#o": "owner"},
-                "ExpressionAttributeValues": {":zero": {"N": "0"}},
-            }
-        }
-
-    def mark_sent(self, deployment_id: str, sent_up_to: int) -> None:
-        """Record that every ``seq`` up to ``sent_up_to`` was sent, by a delivery that held no lease.
-
-        A redelivered event at or below the mark is then a duplicate, not
-        resent. Only on a free lease and forward (a holder records its own
-        mark when it releases); never fails the delivery.
-        """
-        try:
-            self._update(
-                Key=keys.lease(deployment_id),
-                UpdateExpression="SET sentUpTo = :s",
-                ConditionExpression=(
-                    "attribute_not_exists(#o) AND (attribute_not_exists(sentUpTo) OR sentUpTo < :s)"
-                ),
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":s": {"N": str(sent_up_to)}},
-            )
-        except ThrottledError:
-            # Without the mark a redelivery resends these events: copies that clients drop by seq.
-            log.warning("sent mark not recorded: throttled", extra={"deployment_id": deployment_id})
-        except ClientError as exc:
-            if _code(exc) != "ConditionalCheckFailedException":  # held, or a later mark: nothing to do
-                raise
-
     def mark(self, deployment_id: str, owner: str) -> Lease | None:
         """Record, as the holder, the ``wakes`` the inbox is about to be read up to; None if not the holder.
 

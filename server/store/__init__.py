@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from contract.events import DeploymentEvent, SequencedEvent
 from server.config import TableNames
@@ -33,7 +33,6 @@ from server.store.event_log import (
     Counter,
     DeploymentRow,
     EventLog,
-    NotFreeError,
     SequenceResult,
     SequencingError,
     ThrottledError,
@@ -55,7 +54,6 @@ __all__ = [
     "DeploymentRow",
     "EventLog",
     "Item",
-    "NotFreeError",
     "SequenceResult",
     "SequencingError",
     "Store",
@@ -244,27 +242,16 @@ class Store:
         events: Sequence[DeploymentEvent],
         *,
         sent_up_to: int | None = None,
-        guard: Any = None,
-        planned: Counter | None = None,
     ) -> SequenceResult:
         """Give a deployment's events the next ``seq`` range and store each exactly once.
 
-        See :meth:`EventLog.append_events` for how each round and each cancellation is handled,
-        and what ``guard`` (a quiet deployment's single transaction, planned against the
-        counter ``planned``) changes.
+        See :meth:`EventLog.append_events` for how each round and each cancellation is handled.
 
         Raises:
             SequencingError: the counter kept moving or conflicting for ``max_sequence_attempts`` rounds.
             ThrottledError: DynamoDB throttled the transaction.
-            NotFreeError: with ``guard``, the transaction did not hold; nothing was stored.
         """
-        return self.event_log.append_events(
-            deployment_id, events, sent_up_to=sent_up_to, guard=guard, planned=planned
-        )
-
-    def classify_stored(self, stored: Sequence[DeploymentEvent], sent_up_to: int | None) -> SequenceResult:
-        """Events stored before, as duplicates (``seq`` at most ``sent_up_to``) or unsent (resend them)."""
-        return self.event_log.classify_stored(stored, sent_up_to)
+        return self.event_log.append_events(deployment_id, events, sent_up_to=sent_up_to)
 
     def messages(self, deployment_id: str, seqs: Sequence[int]) -> list[str]:
         """The stored wire messages of these events, in ``seq`` order (expired ones are left out)."""

@@ -13,7 +13,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -54,14 +54,6 @@ _CONFLICT_BACKOFF = Backoff(base=0.005, cap=0.2)
 
 class SequencingError(RuntimeError):
     """Could not assign a ``seq`` after repeated write conflicts."""
-
-
-class NotFreeError(RuntimeError):
-    """A quiet deployment's transaction did not hold (the lease, the counter, an identity, a
-    throttle): nothing was stored, and the events take the drain lease's path."""
-
-    stored: bool = False
-    """Only because every one of the events was stored before (a redelivery)."""
 
 
 class ThrottledError(RuntimeError):
@@ -108,25 +100,14 @@ class SequenceResult:
     duplicates: list[tuple[DeploymentEvent, int]]
     """Stored and fanned out before (with their ``seq``): nothing to do."""
     rejected: list[DeploymentEvent] = field(default_factory=list)
-    """Refused by DynamoDB as invalid (``ValidationError``): never stored; to be dead-lettered."""
     refused: list[DeploymentEvent] = field(default_factory=list)
     """Claimed another project than the deployment's: never stored (logged by the caller)."""
+    """Refused by DynamoDB as invalid (``ValidationError``): never stored; to be dead-lettered."""
 
     @property
     def to_send(self) -> list[SequencedEvent]:
         """Every event to fan out, in ``seq`` order."""
         return sorted(self.fresh + self.unsent, key=lambda e: e.seq)
-
-
-@dataclass(frozen=True)
-class _ChunkWrite:
-    """One sequencing transaction, as built: its items, what they hold, and the counter it leaves."""
-
-    items: list[TransactWriteItemTypeDef]
-    owners: list[tuple[int, ...]]
-    messages: list[str]
-    summary: dict[str, Any]
-    producers: dict[str, int]
 
 
 class EventLog(Part):
@@ -397,15 +378,8 @@ class EventLog(Part):
         events: Sequence[DeploymentEvent],
         *,
         sent_up_to: int | None = None,
-        guard: TransactWriteItemTypeDef | None = None,
-        planned: Counter | None = None,
     ) -> SequenceResult:
         """Give a deployment's events the next ``seq`` range, in the order given, and store them exactly once.
-
-        With ``guard`` (a quiet deployment's events, stored without the drain
-        lease, planned against the counter ``planned``): one transaction that
-        also checks it, and :class:`NotFreeError`, with nothing stored, if
-        anything in it does not hold (:meth:`_append_if_free`). Otherwise:
 
         Each round is one TransactWriteItems: the counter moves from ``last``
         to ``last + n`` (guarded by ``lastSeq = last``), every event gets its
@@ -436,10 +410,7 @@ class EventLog(Part):
         Raises:
             SequencingError: the counter kept moving or conflicting for ``max_sequence_attempts`` rounds.
             ThrottledError: DynamoDB throttled the transaction.
-            NotFreeError: with ``guard``, the transaction did not hold.
         """
-        if guard is not None:
-            return self._append_if_free(deployment_id, events, guard, planned)
         pending: list[DeploymentEvent] = []
         seen: set[str] = set()
         for event in events:  # the same event twice in one batch: the first one counts
@@ -472,10 +443,27 @@ class EventLog(Part):
                     break
                 continue
             last = known_counter.last_seq
-            write = self._chunk_writes(
-                deployment_id, chunk, known_counter, passed, (ttl, identity_ttl), project, packed
+            messages = [event.render(last + 1 + i) for i, event in enumerate(chunk)]
+            head = state.fold(
+                known_counter.head_state(),
+                (
+                    {"type": e.type, "seq": last + 1 + i, "data": e.data, "timestamp": e.timestamp}
+                    for i, e in enumerate(chunk)
+                ),
             )
-            items, owners, messages = write.items, write.owners, write.messages
+            summary = _head_of(deployment_id, head)
+            producers = _moved_cursors(known_counter.producers, [*passed, *chunk])
+            items, owners = self._sequence_items(
+                deployment_id,
+                chunk,
+                messages,
+                last,
+                (ttl, identity_ttl),
+                summary,
+                producers,
+                project,
+                packed,
+            )
             try:
                 self._db.transact_write_items(TransactItems=items)
             except ClientError as exc:
@@ -515,15 +503,13 @@ class EventLog(Part):
                     self._classify_known(known, result, sent_up_to)
                     known_ids = {e.identity for e in known}
                     pending = [e for e in pending if e.identity not in known_ids]
-                if _failed(reasons, 0):  # someone else moved the counter: it came back with the refusal
-                    self._learn_counter(deployment_id, exc)
+                if _failed(reasons, 0):
+                    self._last_seq_hint.pop(deployment_id, None)  # someone else moved the counter
                 elif not known:
                     # TransactionConflict: another request holds one of these items right now.
                     self._wait(_CONFLICT_BACKOFF, attempts + 1)  # first wait under 10 ms
                 continue
-            self._remember_counter(
-                deployment_id, Counter(last + len(chunk), write.summary, write.producers, project)
-            )
+            self._remember_counter(deployment_id, Counter(last + len(chunk), summary, producers, project))
             passed = []
             result.fresh.extend(
                 SequencedEvent(event, last + 1 + i, message)
@@ -531,99 +517,6 @@ class EventLog(Part):
             )
             pending = pending[len(chunk) :]
         return result
-
-    def _chunk_writes(
-        self,
-        deployment_id: str,
-        chunk: Sequence[DeploymentEvent],
-        known: Counter,
-        passed: Sequence[DeploymentEvent],
-        ttls: tuple[int, int],
-        project: str,
-        packed: bool = True,
-        guard: TransactWriteItemTypeDef | None = None,
-    ) -> _ChunkWrite:
-        """What storing ``chunk`` right after ``known`` writes: the messages, the counter's new head and
-        cursors (``passed``: refused numbered events that still move their producer's cursor)."""
-        last = known.last_seq
-        messages = [event.render(last + 1 + i) for i, event in enumerate(chunk)]
-        head = state.fold(
-            known.head_state(),
-            (
-                {"type": e.type, "seq": last + 1 + i, "data": e.data, "timestamp": e.timestamp}
-                for i, e in enumerate(chunk)
-            ),
-        )
-        summary = _head_of(deployment_id, head)
-        producers = _moved_cursors(known.producers, [*passed, *chunk])
-        items, owners = self._sequence_items(
-            deployment_id, chunk, messages, last, ttls, summary, producers, project, packed, guard
-        )
-        return _ChunkWrite(items, owners, messages, summary, producers)
-
-    def _append_if_free(
-        self,
-        deployment_id: str,
-        events: Sequence[DeploymentEvent],
-        guard: TransactWriteItemTypeDef,
-        planned: Counter | None,
-    ) -> SequenceResult:
-        """Store ``events`` right after the counter this container knows, in one transaction that
-        also checks ``guard`` (the drain lease free and nothing waiting); :class:`NotFreeError`,
-        storing nothing, if any of it does not hold.
-
-        The quiet deployment's path: no lease to claim and release around one
-        transaction. The caller planned ``events`` (every one ready, in order)
-        against :meth:`counter_hint`; when the counter had moved, the refusal
-        brings the counter back and the hint is updated, so the caller may plan
-        and try once more without reading it.
-        """
-        known = planned if planned is not None else self.counter_hint(deployment_id)
-        project = known.project or (events[0].project if events else None)
-        if (
-            not events
-            or len(events) > min(spec.DELIVERY.max_events_per_transaction, keys.HISTORY_ROW_EVENTS)
-            or project is None
-            or any(e.project != project for e in events)
-            or len({e.identity for e in events}) != len(events)
-        ):
-            raise NotFreeError("not one transaction of one project's distinct events")
-        now = self._now()
-        ttls = (now + self._history_ttl, now + max(self._history_ttl, spec.IDENTITY_TTL_SECONDS))
-        write = self._chunk_writes(deployment_id, events, known, (), ttls, project, guard=guard)
-        try:
-            self._db.transact_write_items(TransactItems=write.items)
-        except ClientError as exc:
-            code = _code(exc)
-            if code not in THROTTLING_CODES and code != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-            if _failed(reasons, 0):
-                self._learn_counter(deployment_id, exc)
-            refused = NotFreeError(f"refused: {code} {reasons}")
-            identities = len(write.owners) - len(events)  # the identity rows come last
-            refused.stored = len(reasons) == len(write.owners) and all(
-                (r == "ConditionalCheckFailed") == (i >= identities) for i, r in enumerate(reasons)
-            )
-            raise refused from exc
-        last = known.last_seq
-        self._remember_counter(
-            deployment_id, Counter(last + len(events), write.summary, write.producers, project)
-        )
-        fresh = [
-            SequencedEvent(event, last + 1 + i, message)
-            for i, (event, message) in enumerate(zip(events, write.messages, strict=True))
-        ]
-        return SequenceResult(fresh, [], [])
-
-    def _learn_counter(self, deployment_id: str, refusal: ClientError) -> None:
-        """The counter as a refused transaction found it (its condition asks for the old item back)."""
-        reasons = refusal.response.get("CancellationReasons", [])
-        item = reasons[0].get("Item") if reasons else None
-        if item and self._reuse_counter:
-            self._remember_counter(deployment_id, _counter(cast(Item, item)))
-        else:
-            self._last_seq_hint.pop(deployment_id, None)
 
     def _sequence_items(
         self,
@@ -636,7 +529,6 @@ class EventLog(Part):
         producers: Mapping[str, int],
         project: str,
         packed: bool = True,
-        guard: TransactWriteItemTypeDef | None = None,
     ) -> tuple[list[TransactWriteItemTypeDef], list[tuple[int, ...]]]:
         """The counter put, the chunk's history rows (runs of events, ``packed``; else one each),
         then per event its identity row.
@@ -678,15 +570,10 @@ class EventLog(Part):
                     "ConditionExpression": ("lastSeq = :last" if last else "attribute_not_exists(lastSeq)")
                     + " AND (attribute_not_exists(projectName) OR projectName = :project)",
                     "ExpressionAttributeValues": values,
-                    # A refusal brings the counter back: no read before the next try.
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             }
         ]
         owners: list[tuple[int, ...]] = [()]
-        if guard is not None:
-            items.append(guard)
-            owners.append(())
         for run in _history_runs(messages, packed):
             first, last_in_run = last + 1 + run[0], last + 1 + run[-1]
             items.append(
@@ -719,13 +606,6 @@ class EventLog(Part):
             )
             owners.append((i,))
         return items, owners
-
-    def classify_stored(self, stored: Sequence[DeploymentEvent], sent_up_to: int | None) -> SequenceResult:
-        """Events stored by an earlier delivery, as duplicates (sent: ``seq`` at most ``sent_up_to``)
-        or unsent (to be sent again with their ``seq``)."""
-        result = SequenceResult([], [], [])
-        self._classify_known(stored, result, sent_up_to)
-        return result
 
     def _classify_known(
         self, known: Sequence[DeploymentEvent], result: SequenceResult, sent_up_to: int | None

@@ -309,14 +309,9 @@ def test_one_pending_wake_covers_the_writers_after_it_and_none_is_stranded(stack
     assert inbox.read("D1").free(int(time.time() * 1000))
 
 
-def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(stack: Stack) -> None:
     """Four invocations claim the lease at the same moment: one wins and stores all 20 events
     (its own and the inbox's), in emission order; the others only put theirs in the inbox."""
-    # The lease's own race: a quiet deployment's first events would be stored without it
-    # (test_broadcaster.py races that path).
-    monkeypatch.setattr("server.delivery.Delivery._deliver_if_free", lambda *_: False)
     (conn,) = stack.subscribed("RACE", 1)
     runtime = get_runtime()
     lock = threading.Lock()
@@ -401,7 +396,7 @@ class _Cancelling:
                     for i, item in enumerate(items)
                     if any(
                         json.loads(m["S"])["event_id"] == self.refused
-                        for m in item.get("Put", {}).get("Item", {}).get("messages", {}).get("L", [])
+                        for m in item["Put"]["Item"].get("messages", {}).get("L", [])
                     )
                 ]
                 if not holding:
@@ -434,8 +429,7 @@ def test_a_throttled_transaction_is_not_retried_as_a_conflict(stack: Stack) -> N
     result = broadcaster.handler(batch)
 
     assert len(result["batchItemFailures"]) == 2
-    # The quiet path's one try (no retry of its own), then the lease path's four.
-    assert cancelling.transactions == 5
+    assert cancelling.transactions == 4
     assert len(waits) == 3
     assert _messages(stack, conn) == []
     assert [r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"] == "D1"] == []
@@ -471,8 +465,7 @@ def test_an_invalid_event_is_dead_lettered_at_once_and_the_rest_stored(
     result = broadcaster.handler(_records([_numbered("D1", 1), _numbered("D1", 2)]))
 
     assert result == {"batchItemFailures": []}
-    # The quiet path's try, the lease path's row of both, then the event's own row: each refused.
-    assert cancelling.rows == [2, 2, 1]
+    assert cancelling.rows == [2, 1]  # the row of both refused, then the event's own row
     assert _lines(stack, conn) == ["line 2"]
     (letter,) = sqs.receive_message(QueueUrl=dead, WaitTimeSeconds=0)["Messages"]
     redriven = parse_event(json.loads(letter["Body"]))
@@ -592,8 +585,7 @@ def test_a_throttle_midway_sends_what_was_stored_and_keeps_the_rest_waiting(
     real = cancelling.transact_write_items
 
     def second_throttled(**kwargs: Any) -> Any:
-        # The quiet path's try is refused (the inbox holds events), then the lease path stores.
-        if cancelling.transactions == 2:
+        if cancelling.transactions == 1:
             cancelling.times = 4  # more than the store's own retries
         return real(**kwargs)
 
