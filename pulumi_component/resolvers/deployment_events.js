@@ -6,8 +6,7 @@ import { util, authorize, grantsOf, granted, projectOf } from './authorize.js'; 
 // since+1 .. since+limit+__ROW_EVENTS__-1: one ascending Query, at most `limit` rows.
 export function request(ctx) {
   authorize(ctx);
-  const since = ctx.args.since === undefined || ctx.args.since === null ? 0 : ctx.args.since;
-  const limit = ctx.args.limit === undefined || ctx.args.limit === null ? __DEFAULT_LIMIT__ : ctx.args.limit;
+  const { since, limit } = pageOf(ctx.args);
   if (since < 0) {
     util.error('since must not be negative', 'ValidationError');
   }
@@ -31,6 +30,14 @@ export function request(ctx) {
   };
 }
 
+// The page asked for, with its defaults: the request queries it, the response cuts the rows to it.
+function pageOf(args) {
+  return {
+    since: args.since === undefined || args.since === null ? 0 : args.since,
+    limit: args.limit === undefined || args.limit === null ? __DEFAULT_LIMIT__ : args.limit,
+  };
+}
+
 // The wire messages a row holds, with their seq (a row an older version wrote holds one, `message`).
 function heldBy(item) {
   if (item.messages) {
@@ -47,8 +54,7 @@ export function response(ctx) {
   if (ctx.result.items.length > 0 && !granted(grantsOf(ctx), projectOf(ctx.result.items[0]))) {
     util.unauthorized();
   }
-  const since = ctx.args.since === undefined || ctx.args.since === null ? 0 : ctx.args.since;
-  const limit = ctx.args.limit === undefined || ctx.args.limit === null ? __DEFAULT_LIMIT__ : ctx.args.limit;
+  const { since, limit } = pageOf(ctx.args);
   const held = [];
   for (const item of ctx.result.items) {
     for (const entry of heldBy(item)) {
