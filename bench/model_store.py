@@ -24,7 +24,7 @@ class ModelStore:
         self.queries = 0
 
     def subscriber_pages(
-        self, deployment_id: str, page_size: int, project: str | None = None
+        self, deployment_id: str, page_size: int, project: str | None = None, audience: str | None = None
     ) -> Iterator[SubscriberPage]:
         """The subscribers, ``page_size`` per modelled Query (every one granted ``project``)."""
         ttl = int(time.time()) + 3600

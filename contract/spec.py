@@ -226,7 +226,8 @@ ROUTES: tuple[RouteSpec, ...] = (
         tables={
             "connections": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
             "subscriptions": ("dynamodb:PutItem", "dynamodb:Query"),
-            "events": ("dynamodb:GetItem", "dynamodb:Query"),
+            # UpdateItem: the deployment's audience token on its lease row (server.store.subscriptions).
+            "events": ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"),
         },
     ),
     RouteSpec(
@@ -236,6 +237,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         tables={
             "subscriptions": ("dynamodb:DeleteItem",),
             "connections": ("dynamodb:GetItem", "dynamodb:UpdateItem"),
+            "events": ("dynamodb:UpdateItem",),  # the audience token, as subscribe
         },
     ),
     # pong tells the tail: the connection's subscriptions (by-connection index) and their counters.

@@ -98,8 +98,13 @@ _publishes: contextvars.ContextVar[list[Future[Any]] | None] = contextvars.Conte
 )
 
 
-def send(runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent]) -> FanOutSummary:
+def send(
+    runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent], audience: str | None = None
+) -> FanOutSummary:
     """Post stored events to every subscriber and start publishing them to AppSync.
+
+    ``audience``: the deployment's audience token as the lease holder read it
+    (the container's subscriber list kept under it spares a read).
 
     What was sent is recorded by the delivery's lease holder (the lease's ``sentUpTo``).
 
@@ -118,7 +123,7 @@ def send(runtime: Runtime, deployment_id: str, events: Sequence[SequencedEvent])
             future.result()  # called outside an invocation (tests): nothing would wait for it
         else:
             pending.append(future)
-    summary = fanout.broadcast(deployment_id, events)
+    summary = fanout.broadcast(deployment_id, events, audience=audience)
     # An attempt's outcome among them: notified once, whatever is resent (never raises).
     notify.after_send(runtime, deployment_id, events)
     return summary
@@ -144,7 +149,10 @@ def delivery_for(runtime: Runtime) -> Delivery:
             made = Delivery(
                 store,
                 Inbox(store.client, runtime.config.tables.events),
-                send=lambda deployment_id, events: send(runtime, deployment_id, events),
+                send=lambda deployment_id, events, audience: send(runtime, deployment_id, events, audience),
+                catch_up=lambda deployment_id, events, before, after: fanout_for(runtime).catch_up(
+                    deployment_id, events, before, after
+                ),
                 wake=lambda deployment_id, delay: _send_wake(runtime, deployment_id, delay),
                 dead_letter=lambda events: _dead_letter(runtime, events),
             )

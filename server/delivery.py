@@ -78,8 +78,11 @@ class _Throttled(Exception):
         """Identities of the events dealt with before the throttle (stored, found stored, set aside)."""
 
 
-Send = Callable[[str, Sequence[SequencedEvent]], FanOutSummary]
-"""Publishes a deployment's newly stored events to every channel (in ``seq`` order)."""
+Send = Callable[[str, Sequence[SequencedEvent], str | None], FanOutSummary]
+"""Publishes a deployment's newly stored events to every channel (in ``seq`` order); the third
+argument is the deployment's audience token as the holder read it (None: read the subscribers)."""
+CatchUp = Callable[[str, Sequence[SequencedEvent], str, str], FanOutSummary]
+"""Posts events sent under one audience token to the subscribers that joined before the next."""
 Wake = Callable[[str, int], None]
 """Asks for the deployment's inbox to be drained again in ``n`` seconds (a wake message)."""
 DeadLetter = Callable[[Sequence[DeploymentEvent]], None]
@@ -117,6 +120,11 @@ class _Session:
     owner: str
     sent_up_to: int
     """Every ``seq`` up to this one has been sent (the lease's mark, moved by this holder's sends)."""
+    audience: str = ""
+    """The deployment's audience token as this holder last read it (claim, mark)."""
+    since_audience: list[SequencedEvent] = field(default_factory=list)
+    """What this holder sent since it read ``audience``: a subscriber that joined after that read
+    may have read its history before these were stored."""
 
     def sent(self, events: Sequence[SequencedEvent]) -> None:
         self.sent_up_to = max([self.sent_up_to, *(e.seq for e in events)])
@@ -135,11 +143,18 @@ class Delivery:
         clock: Callable[[], float] = time.time,
         budget_seconds: float = DRAIN_BUDGET_SECONDS,
         gap_seconds: float = ordering.GAP_SECONDS,
+        catch_up: CatchUp | None = None,
     ) -> None:
-        """Wire the parts: the store, the inbox, and how to send, wake and dead-letter."""
+        """Wire the parts: the store, the inbox, and how to send, wake and dead-letter.
+
+        ``catch_up``: how to serve subscribers that joined while this holder sent
+        from a subscriber list kept under an older audience token. Without it,
+        every send reads the subscribers (no token is passed on).
+        """
         self._store = store
         self._inbox = inbox
-        self._send = send
+        self._catch_up = catch_up
+        self._send_to = send
         self._wake = wake
         self._dead_letter = dead_letter
         self._clock = clock
@@ -178,21 +193,61 @@ class Delivery:
             if lease is None:
                 return outcome
         outcome.claimed = True
-        session = _Session(owner, lease.sent_up_to)
+        session = _Session(owner, lease.sent_up_to, lease.audience)
         try:
             if lease.took_over:
                 self._resend_past_mark(deployment_id, session, outcome)
             self._drain(deployment_id, session, own, lease, outcome)
         except _Throttled:
             # Everything unsent waits in the inbox: pause, then drain again (the records are done).
+            self._confirm_audience_quietly(deployment_id, session, outcome)
             self._inbox.abandon(deployment_id, owner, session.sent_up_to)
             outcome.throttled = True
             self._wake(deployment_id, THROTTLE_PAUSE_SECONDS)
         except BaseException:
             # Whatever is in the inbox waits for the next holder; ours come back with the records.
+            self._confirm_audience_quietly(deployment_id, session, outcome)
             self._inbox.abandon(deployment_id, owner, session.sent_up_to)
             raise
         return outcome
+
+    def _send(self, deployment_id: str, session: _Session, events: Sequence[SequencedEvent]) -> FanOutSummary:
+        """Send as the session's holder: from the subscriber list kept under its audience token."""
+        if self._catch_up is None:
+            return self._send_to(deployment_id, events, None)
+        summary = self._send_to(deployment_id, events, session.audience)
+        session.since_audience.extend(events)
+        return summary
+
+    def _audience_moved(
+        self, deployment_id: str, session: _Session, audience: str, outcome: DeliveryOutcome
+    ) -> None:
+        """The token moved while we held the lease: serve whoever joined what we sent since the last read."""
+        if audience == session.audience:
+            return
+        if self._catch_up is not None and session.since_audience:
+            outcome.fanout.merge(
+                self._catch_up(deployment_id, session.since_audience, session.audience, audience)
+            )
+        session.audience = audience
+        session.since_audience = []
+
+    def _confirm_audience_quietly(
+        self, deployment_id: str, session: _Session, outcome: DeliveryOutcome
+    ) -> None:
+        """:meth:`_confirm_audience` on a failure's way out: what brought us here matters more."""
+        try:
+            self._confirm_audience(deployment_id, session, outcome)
+        except Exception:
+            log.exception(
+                "could not serve subscribers that joined during the drain",
+                extra={"deployment_id": deployment_id},
+            )
+
+    def _confirm_audience(self, deployment_id: str, session: _Session, outcome: DeliveryOutcome) -> None:
+        """Before giving the lease up without a release (which checks it): check the audience token."""
+        if self._catch_up is not None and session.since_audience:
+            self._audience_moved(deployment_id, session, self._inbox.read(deployment_id).audience, outcome)
 
     def _resend_past_mark(self, deployment_id: str, session: _Session, outcome: DeliveryOutcome) -> None:
         """Send again what was stored past the lease's mark, claimed from a holder that ran out of time.
@@ -213,7 +268,7 @@ class Delivery:
             extra={"deployment_id": deployment_id, "first": session.sent_up_to + 1, "last": last},
         )
         if resend:
-            outcome.fanout.merge(self._send(deployment_id, resend))
+            outcome.fanout.merge(self._send(deployment_id, session, resend))
             outcome.sent += [e.seq for e in resend]
             outcome.resent += [e.seq for e in resend]
         session.sent_up_to = last
@@ -282,17 +337,22 @@ class Delivery:
             pool = {event.identity: event for event in plan.held}
             wake_in = plan.wake_in_seconds
             if self._clock() - started >= self._budget:
+                self._confirm_audience(deployment_id, session, outcome)
                 self._inbox.abandon(deployment_id, session.owner, session.sent_up_to)
                 outcome.handed_over = True
                 self._wake(deployment_id, 0)
                 break
-            if self._inbox.release(deployment_id, session.owner, wakes, len(plan.held), session.sent_up_to):
+            if self._inbox.release(
+                deployment_id, session.owner, wakes, len(plan.held), session.sent_up_to, session.audience
+            ):
                 break
-            # More arrived: mark how far the inbox is read (writers that see a wake pending past the
-            # mark leave theirs to this read without bumping again), then drain again.
+            # More arrived (or a subscription changed): mark how far the inbox is read (writers that
+            # see a wake pending past the mark leave theirs to this read without bumping again), then
+            # serve any newcomer what was sent from the older list, and drain again.
             marked = self._inbox.mark(deployment_id, session.owner)
             if marked is None:
                 break  # held past its time and claimed by another: the new holder drains
+            self._audience_moved(deployment_id, session, marked.audience, outcome)
             wakes, read_inbox = marked.wakes, True
         outcome.held = len(pool)
         if pool and wake_in is not None and not outcome.handed_over:
@@ -358,7 +418,7 @@ class Delivery:
         outcome.resent += [e.seq for e in result.unsent]
         if not to_send:
             return
-        summary = self._send(deployment_id, to_send)
+        summary = self._send(deployment_id, session, to_send)
         session.sent(to_send)
         outcome.sent += [e.seq for e in to_send]
         outcome.fanout.merge(summary)

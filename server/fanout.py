@@ -206,19 +206,49 @@ class FanOut:
         removed = self._store.delete_connection(connection_id)
         log.info("gone connection removed", extra={"connection_id": connection_id, "subscriptions": removed})
 
-    def broadcast(self, deployment_id: str, events: Sequence[SequencedEvent]) -> FanOutSummary:
+    def broadcast(
+        self, deployment_id: str, events: Sequence[SequencedEvent], audience: str | None = None
+    ) -> FanOutSummary:
         """Post ``events`` (one deployment's, in ``seq`` order) to every live subscriber.
 
-        Returns once every page is posted or handed to a task, and every
-        connection that kept failing is handed to a retry.
+        ``audience``: the deployment's audience token as the lease holder last
+        read it; the subscriber list this container keeps under it is used
+        instead of a Query (``server.store.subscriptions``). Returns once every
+        page is posted or handed to a task, and every connection that kept
+        failing is handed to a retry.
         """
-        frames = pack(events)
-        seqs = tuple(e.seq for e in events)
-        summary = FanOutSummary(frames=len(frames))
         # Every stored event of a deployment carries its project (a claim of another is refused):
         # subscribers whose groups do not grant it get nothing, nor does an expired token.
         project = events[0].event.project if events else None
-        pages = self._store.subscriber_pages(deployment_id, self._query_page_size, project)
+        pages = self._store.subscriber_pages(deployment_id, self._query_page_size, project, audience=audience)
+        return self._post(deployment_id, events, pages)
+
+    def catch_up(
+        self, deployment_id: str, events: Sequence[SequencedEvent], before: str, after: str
+    ) -> FanOutSummary:
+        """Post ``events``, sent to the list kept under audience ``before``, to whoever joined since.
+
+        The lease holder calls this when the token moved from ``before`` to
+        ``after`` while it held the lease: a subscriber that joined then may
+        have read its history before these events were stored. The list is
+        read again (and kept under ``after``); the connections it holds that
+        the old list did not get ``events``. A connection that was also in the
+        old list got them already; one whose history read came later drops
+        them by ``seq``.
+        """
+        old = self._store.kept_audience(deployment_id, before)
+        project = events[0].event.project if events else None
+        pages = self._store.subscriber_pages(deployment_id, self._query_page_size, project, audience=after)
+        if old is None:  # nothing kept to compare with: everyone gets them again (clients drop by seq)
+            return self._post(deployment_id, events, pages)
+        return self._post(deployment_id, events, _newcomers(pages, old))
+
+    def _post(
+        self, deployment_id: str, events: Sequence[SequencedEvent], pages: Iterator[SubscriberPage]
+    ) -> FanOutSummary:
+        frames = pack(events)
+        seqs = tuple(e.seq for e in events)
+        summary = FanOutSummary(frames=len(frames))
         if self._dispatch is None:
             result = self._api.fan_out(self._ids(pages, summary), frames, on_gone=self._remove_gone)
             summary.add(result)
@@ -318,6 +348,12 @@ class FanOut:
                 "posts kept failing; clients catch up at their next ping",
                 extra={"deployment_id": task.deployment_id, "connections": len(ids), "attempts": attempt},
             )
+
+
+def _newcomers(pages: Iterator[SubscriberPage], known: frozenset[str]) -> Iterator[SubscriberPage]:
+    """The pages without the connections in ``known``."""
+    for page in pages:
+        yield SubscriberPage([s for s in page.subscribers if s.connection_id not in known], page.items_read)
 
 
 class _Handoff(threading.Thread):

@@ -59,6 +59,7 @@ from contract.backoff import Backoff
 from contract.events import DeploymentEvent
 from contract.log import get_logger
 from server.store import THROTTLING_CODES, ThrottledError
+from server.store.subscriptions import AUDIENCE_ATTRIBUTE
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -103,6 +104,8 @@ class Lease:
     seen: int = 0
     """The ``wakes`` value the holder named in ``seen_by`` marked before it last read the inbox."""
     seen_by: str | None = None
+    audience: str = ""
+    """The deployment's audience token: replaced by every subscribe and unsubscribe ('' before any)."""
 
     def free(self, now_ms: int) -> bool:
         """Whether nobody holds the lease (never claimed, released, or expired)."""
@@ -139,6 +142,7 @@ def _lease(item: dict[str, Any] | None) -> Lease:
         sent_up_to=number("sentUpTo"),
         seen=number("seen"),
         seen_by=text("seenBy"),
+        audience=text(AUDIENCE_ATTRIBUTE) or "",
     )
 
 
@@ -207,6 +211,7 @@ class Inbox:
             held=old.held,
             sent_up_to=old.sent_up_to,
             took_over="owner" in before,
+            audience=old.audience,
         )
 
     def add(self, deployment_id: str, events: Sequence[DeploymentEvent]) -> Lease:
@@ -338,25 +343,34 @@ class Inbox:
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return rows
 
-    def release(self, deployment_id: str, owner: str, wakes: int, held: int, sent_up_to: int) -> bool:
-        """Give the lease up if no work arrived since ``wakes`` was read; False when some did.
+    def release(
+        self, deployment_id: str, owner: str, wakes: int, held: int, sent_up_to: int, audience: str = ""
+    ) -> bool:
+        """Give the lease up if nothing changed since ``wakes`` and ``audience`` were read; False if it did.
 
         ``sent_up_to``: every ``seq`` up to it has been sent (recorded for the next holder).
+        A moved ``wakes`` means work arrived; a moved ``audience``, that a
+        subscription changed while the holder sent from a list read earlier
+        (it serves the newcomers before it lets go: ``server.delivery``).
         """
         # Nobody has bumped ``wakes`` since it read ``wakes`` (a claim does not create it: absent is 0).
         unchanged = "(wakes = :w OR attribute_not_exists(wakes))" if wakes == 0 else "wakes = :w"
+        same_audience = "attribute_not_exists(#a)" if not audience else "#a = :a"
+        values = {
+            ":me": {"S": owner},
+            ":w": {"N": str(wakes)},
+            ":h": {"N": str(held)},
+            ":s": {"N": str(sent_up_to)},
+        }
+        if audience:
+            values[":a"] = {"S": audience}
         try:
             self._update(
                 Key=keys.lease(deployment_id),
                 UpdateExpression="SET settled = :w, held = :h, sentUpTo = :s REMOVE #o, #u",
-                ConditionExpression=f"#o = :me AND {unchanged}",
-                ExpressionAttributeNames={"#o": "owner", "#u": "until"},
-                ExpressionAttributeValues={
-                    ":me": {"S": owner},
-                    ":w": {"N": str(wakes)},
-                    ":h": {"N": str(held)},
-                    ":s": {"N": str(sent_up_to)},
-                },
+                ConditionExpression=f"#o = :me AND {unchanged} AND {same_audience}",
+                ExpressionAttributeNames={"#o": "owner", "#u": "until", "#a": AUDIENCE_ATTRIBUTE},
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":

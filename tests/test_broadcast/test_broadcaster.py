@@ -236,8 +236,10 @@ def test_subscribers_are_read_page_by_page(stack: Stack, monkeypatch: pytest.Mon
     store = get_runtime().store
     real_pages = store.subscriber_pages
 
-    def counting(deployment_id: str, page_size: int, project: str | None = None) -> Any:
-        for page in real_pages(deployment_id, page_size, project):
+    def counting(
+        deployment_id: str, page_size: int, project: str | None = None, audience: str | None = None
+    ) -> Any:
+        for page in real_pages(deployment_id, page_size, project, audience):
             pages.append(len(page.subscribers))
             yield page
 
