@@ -216,7 +216,11 @@ class Delivery:
         if self._catch_up is None:
             return self._send_to(deployment_id, events, None)
         summary = self._send_to(deployment_id, events, session.audience)
-        session.since_audience.extend(events)
+        if summary.items_read == 0:
+            # Sent from a kept list (or to nobody): a subscriber that joins before we let go may have
+            # read its history before these were stored. A list read now, after the transaction,
+            # holds every subscription made before it, as it always did.
+            session.since_audience.extend(events)
         return summary
 
     def _audience_moved(

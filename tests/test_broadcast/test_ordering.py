@@ -280,33 +280,36 @@ def test_an_event_is_not_held_behind_a_gap_another_container_has_filled(stack: S
 
 
 def test_one_pending_wake_covers_the_writers_after_it_and_none_is_stranded(stack: Stack) -> None:
-    """Writers bump ``wakes`` until the holder marks how far it reads the inbox; after the mark, the
-    first writer bumps and the next ones find that wake pending and only read the lease. Every
-    row still reaches the holder, whose release fails until it has read them all."""
+    """The claim and every later mark record how far the holder reads the inbox; after each, the
+    first writer bumps ``wakes`` and the next ones find that wake pending and only read the lease.
+    Every row still reaches the holder, whose release fails until it has read them all."""
     inbox = Inbox(stack.ddb, stack.tables["EVENTS_TABLE"])
     events = [parse_event(_numbered("D1", n)) for n in range(1, 5)]
     claimed = inbox.claim("D1", "holder")
     assert claimed is not None
+    assert (inbox.read("D1").seen, inbox.read("D1").seen_by) == (0, "holder")  # the claim marks
 
-    inbox.add("D1", events[:1])
-    inbox.add("D1", events[1:2])  # the holder has not marked yet: both bump
-    assert inbox.read("D1").wakes == 2
+    inbox.add("D1", events[:1])  # the first writer after the claim bumps
+    inbox.add("D1", events[1:2])  # the next finds that wake pending: no write on the lease
+    assert inbox.read("D1").wakes == 1
     assert not inbox.release("D1", "holder", claimed.wakes, 0, 0)
     marked = inbox.mark("D1", "holder")
     assert marked is not None
-    assert (marked.wakes, marked.seen, marked.seen_by) == (2, 2, "holder")
+    assert (marked.wakes, marked.seen, marked.seen_by) == (1, 1, "holder")
     assert {e.identity for e in inbox.waiting("D1")} == {e.identity for e in events[:2]}
 
     inbox.add("D1", events[2:3])  # the first writer after the mark bumps
     inbox.add("D1", events[3:4])  # the next finds that wake pending: no write on the lease
-    assert inbox.read("D1").wakes == 3
+    assert inbox.read("D1").wakes == 2
     assert not inbox.release("D1", "holder", marked.wakes, 0, 0)  # so the holder cannot leave them
     again = inbox.mark("D1", "holder")
     assert again is not None
     assert {e.identity for e in inbox.waiting("D1")} == {e.identity for e in events}
     assert inbox.release("D1", "holder", again.wakes, 0, 0)
     assert inbox.mark("D1", "holder") is None  # released: no longer the holder's to mark
-    assert inbox.read("D1").free(int(time.time() * 1000))
+    left = inbox.read("D1")
+    assert left.free(int(time.time() * 1000))
+    assert (left.seen, left.seen_by) == (0, None)  # a mark means nothing once the lease is let go
 
 
 def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(stack: Stack) -> None:
