@@ -229,7 +229,8 @@ class Delivery:
         """The token moved while we held the lease: serve whoever joined what we sent since the last read."""
         if audience == session.audience:
             return
-        if self._catch_up is not None and session.since_audience:
+        if session.since_audience:  # only ever filled when there is a catch-up (``_send``)
+            assert self._catch_up is not None
             outcome.fanout.merge(
                 self._catch_up(deployment_id, session.since_audience, session.audience, audience)
             )
@@ -250,7 +251,7 @@ class Delivery:
 
     def _confirm_audience(self, deployment_id: str, session: _Session, outcome: DeliveryOutcome) -> None:
         """Before giving the lease up without a release (which checks it): check the audience token."""
-        if self._catch_up is not None and session.since_audience:
+        if session.since_audience:
             self._audience_moved(deployment_id, session, self._inbox.read(deployment_id).audience, outcome)
 
     def _resend_past_mark(self, deployment_id: str, session: _Session, outcome: DeliveryOutcome) -> None:

@@ -217,11 +217,7 @@ class FanOut:
         page is posted or handed to a task, and every connection that kept
         failing is handed to a retry.
         """
-        # Every stored event of a deployment carries its project (a claim of another is refused):
-        # subscribers whose groups do not grant it get nothing, nor does an expired token.
-        project = events[0].event.project if events else None
-        pages = self._store.subscriber_pages(deployment_id, self._query_page_size, project, audience=audience)
-        return self._post(deployment_id, events, pages)
+        return self._post(deployment_id, events, self._pages(deployment_id, events, audience))
 
     def catch_up(
         self, deployment_id: str, events: Sequence[SequencedEvent], before: str, after: str
@@ -237,11 +233,19 @@ class FanOut:
         them by ``seq``.
         """
         old = self._store.kept_audience(deployment_id, before)
-        project = events[0].event.project if events else None
-        pages = self._store.subscriber_pages(deployment_id, self._query_page_size, project, audience=after)
+        pages = self._pages(deployment_id, events, after)
         if old is None:  # nothing kept to compare with: everyone gets them again (clients drop by seq)
             return self._post(deployment_id, events, pages)
         return self._post(deployment_id, events, _newcomers(pages, old))
+
+    def _pages(
+        self, deployment_id: str, events: Sequence[SequencedEvent], audience: str | None
+    ) -> Iterator[SubscriberPage]:
+        """The subscribers ``events`` may be posted to (kept under ``audience``, or read)."""
+        # Every stored event of a deployment carries its project (a claim of another is refused):
+        # subscribers whose groups do not grant it get nothing, nor does an expired token.
+        project = events[0].event.project if events else None
+        return self._store.subscriber_pages(deployment_id, self._query_page_size, project, audience=audience)
 
     def _post(
         self, deployment_id: str, events: Sequence[SequencedEvent], pages: Iterator[SubscriberPage]

@@ -184,10 +184,6 @@ class Store:
         """A deployment's live subscribers, a page at a time: :meth:`Subscriptions.subscriber_pages`."""
         return self.subscriptions.subscriber_pages(deployment_id, page_size, project, audience)
 
-    def touch_audience(self, deployment_id: str) -> str:
-        """Give the deployment a new audience token: :meth:`Subscriptions.touch_audience`."""
-        return self.subscriptions.touch_audience(deployment_id)
-
     def kept_audience(self, deployment_id: str, audience: str) -> frozenset[str] | None:
         """The connections of the subscriber list kept under ``audience``; None when none is kept."""
         kept = self.subscriptions.audience.get(deployment_id, audience)

@@ -172,8 +172,8 @@ class Subscriptions(Part):
         )
         self.touch_audience(deployment_id)
 
-    def touch_audience(self, deployment_id: str) -> str:
-        """Give the deployment a new audience token (after its subscriptions changed); the token.
+    def touch_audience(self, deployment_id: str) -> None:
+        """Give the deployment a new audience token (after its subscriptions changed).
 
         Made after the subscription row is written or deleted and before the
         subscriber is sent any history: a lease holder that read the old token
@@ -181,15 +181,13 @@ class Subscriptions(Part):
         newcomer what it sent meanwhile) or gave up first, so the newcomer's
         history read comes after every event that holder stored.
         """
-        token = uuid.uuid4().hex
         self._db.update_item(
             TableName=self._tables.events,
             Key=keys.lease(deployment_id),
             UpdateExpression="SET #a = :t",
             ExpressionAttributeNames={"#a": AUDIENCE_ATTRIBUTE},
-            ExpressionAttributeValues={":t": _s(token)},
+            ExpressionAttributeValues={":t": _s(uuid.uuid4().hex)},
         )
-        return token
 
     def reserve_subscription(self, connection_id: str, deployment_id: str, limit: int) -> bool:
         """Count a deployment against the connection's limit, atomically; False when it is full.
