@@ -3,8 +3,11 @@
 What runs for real, unchanged: ``handlers.broadcaster.handler`` (grouping,
 sequencing, fan-out, partial batch failures, fan-out tasks) with
 ``server.store.Store`` on a boto3 DynamoDB client whose requests moto
-executes in-process (tables from ``contract.spec.TABLES``), and every event
-built by the plugin's ``plugin.envelope.build_envelope``.
+executes in-process (tables from ``contract.spec.TABLES``), every event
+built by the plugin's ``plugin.envelope.build_envelope``, and what each
+PutEvents request carries decided by the plugin's own buffer and packing
+(``plugin.buffer.EventBuffer.pop_request``, ``plugin.envelope.packed_entry``)
+in a model of its sending loop, one plugin per deployment (``ModelSender``).
 
 What is modelled (``bench/cloudmodel/``, figures at the top of each module):
 EventBridge (PutEvents, then a lognormal latency per entry), the SQS standard
@@ -32,7 +35,10 @@ C_MIN_POLLERS (0; n: the component's ``deliveryMinPollers``, AWS's provisioned
 mode: 10 x n batches at a time from the start, 1,000 more a minute),
 C_OTHERS (100), C_SECONDS (20), DRAIN_SECONDS (30: how long after the last
 emission the model waits for stragglers), SCENARIOS ("a,b,c"), SEED (1),
-MAX_CONCURRENCY (1000), CLOUD_MODEL_CODE (a directory holding the contract/,
+MAX_CONCURRENCY (1000), PRODUCER ("plugin"; "direct": each hook's entry on the
+bus at once, as the model ran before it modelled the plugin's loop),
+PLUGIN_IN_FLIGHT and PLUGIN_PACK_BACKLOG (the plugin's ``DeliveryOptions``
+defaults; "none": never pack), CLOUD_MODEL_CODE (a directory holding the contract/,
 server/, handlers/ and plugin/ to run, e.g. an export of a commit from this
 layout on; default this tree).
 """
@@ -47,7 +53,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +72,14 @@ from moto import mock_aws  # noqa: E402
 from moto.dynamodb.models import dynamodb_backends  # noqa: E402
 
 from bench.cloudmodel import apigw, clock, dynamodb, eventbridge, lambdas, sqs  # noqa: E402
-from bench.cloudmodel.clock import VirtualClock  # noqa: E402
+from bench.cloudmodel.clock import Signal, VirtualClock  # noqa: E402
 from contract import spec  # noqa: E402
 from emulator import moto_patches  # noqa: E402
 from handlers import broadcaster  # noqa: E402
+from plugin import envelope as plugin_envelope  # noqa: E402
+from plugin.buffer import EventBuffer, Pending  # noqa: E402
 from plugin.envelope import build_envelope  # noqa: E402
+from plugin.sender import DeliveryOptions  # noqa: E402
 from server.config import load_config  # noqa: E402
 from server.management import RetryPolicy  # noqa: E402
 from server.store import Store  # noqa: E402
@@ -98,6 +107,17 @@ SEED = int(os.environ.get("SEED", 1))
 MAX_CONCURRENCY = int(os.environ.get("MAX_CONCURRENCY", 1000))
 #: After the last emission, how long (virtual) the model waits for every delivery before it stops.
 DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", 30))
+#: How hooks reach the bus: "plugin" (the plugin's sending loop, with its own buffer and packing:
+#: ``ModelSender``) or "direct" (each hook's entry put on the bus the moment it is emitted, as
+#: this model did before it ran the plugin's loop: kinder than a real plugin, which sends one
+#: request at a time).
+PRODUCER = os.environ.get("PRODUCER", "plugin")
+_DEFAULT_OPTIONS = DeliveryOptions()
+#: The plugin's ``DeliveryOptions.requests_in_flight`` (its default unless set).
+PLUGIN_IN_FLIGHT = int(os.environ.get("PLUGIN_IN_FLIGHT", _DEFAULT_OPTIONS.requests_in_flight))
+#: The plugin's ``DeliveryOptions.pack_backlog`` (its default unless set; "none": never pack).
+_PACK = os.environ.get("PLUGIN_PACK_BACKLOG", str(getattr(_DEFAULT_OPTIONS, "pack_backlog", "none")))
+PLUGIN_PACK_BACKLOG = None if _PACK.lower() == "none" else int(_PACK)
 
 SOURCE = spec.DEFAULT_EVENT_SOURCE
 BUS = "cloud-ws-model"
@@ -120,6 +140,74 @@ class Emitted:
     """When the hook was called (virtual epoch seconds)."""
 
 
+class ModelSender:
+    """The plugin's sending loop in virtual time, on the plugin's own buffer and packing.
+
+    What runs for real: ``plugin.buffer.EventBuffer`` (its ``pop_request`` decides what one
+    PutEvents request carries, packed or not) and ``plugin.envelope.packed_entry``. What is
+    modelled: the thread (a task) and the request's round trip (``PUT_EVENTS_MS``): like
+    ``plugin.sender.Sender``, each round sends up to ``requests_in_flight`` requests at once
+    and packs when more than ``pack_backlog`` events wait.
+    """
+
+    def __init__(self, clock: VirtualClock, bus: eventbridge.EventBridge) -> None:
+        self.clock, self.bus = clock, bus
+        self.buffer = EventBuffer(_DEFAULT_OPTIONS.max_queue_events, _DEFAULT_OPTIONS.max_queue_bytes)
+        self.signal = Signal(clock)
+        self.seq = 0
+        self.closed = False
+        self.done = False
+        self.requests = 0
+        self.entries = 0
+        self.packed = 0
+        self.shed = 0
+
+    def offer(self, envelope: Any) -> None:
+        """A hook's event into the buffer (what ``Sender.offer`` does under its lock)."""
+        self.seq += 1
+        self.shed += len(self.buffer.push(Pending(self.seq, envelope, envelope.size(BUS, SOURCE))))
+        self.signal.notify_all()
+
+    def close(self) -> None:
+        """No more hooks: the loop sends what waits, then ends."""
+        self.closed = True
+        self.signal.notify_all()
+
+    def run(self) -> None:
+        options = _DEFAULT_OPTIONS
+        can_pack = hasattr(self.buffer, "pop_request")  # an older plugin: one entry per event
+        while True:
+            if not self.buffer:
+                if self.closed:
+                    self.done = True
+                    return
+                self.signal.wait(None)
+                continue
+            behind = PLUGIN_PACK_BACKLOG is not None and len(self.buffer) > PLUGIN_PACK_BACKLOG
+            for _ in range(PLUGIN_IN_FLIGHT):
+                if not self.buffer:
+                    break
+                if can_pack:
+                    pack = getattr(options, "pack_bytes", 0) if behind else 0
+                    request = self.buffer.pop_request(
+                        options.max_batch_entries, options.max_batch_bytes, pack
+                    )
+                else:
+                    request = [
+                        [item]
+                        for item in self.buffer.pop_batch(options.max_batch_entries, options.max_batch_bytes)
+                    ]
+                self.requests += 1
+                for entry in request:
+                    self.entries += 1
+                    if len(entry) == 1:
+                        self.bus.put(entry[0].envelope.entry(BUS, SOURCE))
+                    else:
+                        self.packed += 1
+                        self.bus.put(plugin_envelope.packed_entry([p.envelope for p in entry], BUS, SOURCE))
+            self.clock.sleep(eventbridge.PUT_EVENTS_MS / 1000)  # the round's requests, in flight together
+
+
 @dataclass
 class World:
     """Every modelled service of one scenario, wired to our code."""
@@ -137,6 +225,8 @@ class World:
     emitted: dict[str, Emitted] = field(default_factory=dict)
     subscribers: dict[str, list[str]] = field(default_factory=dict)
     numbering: str = ""
+    senders: dict[str, ModelSender] = field(default_factory=dict)
+    """One plugin per deployment (an orchestrator run each), when ``PRODUCER`` is "plugin"."""
 
 
 def _supported(fn: Callable[..., Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
@@ -277,7 +367,16 @@ def emit(world: World, deployment_id: str, seq: int, rng: random.Random) -> None
         detail = detail[:-1] + f',"producer_id":"{PRODUCER_ID}","producer_seq":{seq}}}'
         world.numbering = "added to the plugin's envelope by the bench"
     world.emitted[envelope.event_id] = Emitted(deployment_id, seq - 1, world.clock.time())
-    world.bus.put({**envelope.entry(BUS, SOURCE), "Detail": detail})
+    if PRODUCER == "plugin":
+        if detail != envelope.detail:
+            envelope = replace(envelope, detail=detail, detail_bytes=len(detail.encode("utf-8")))
+        sender = world.senders.get(deployment_id)
+        if sender is None:
+            sender = world.senders[deployment_id] = ModelSender(world.clock, world.bus)
+            world.clock.spawn(sender.run, name=f"plugin-{deployment_id}")
+        sender.offer(envelope)
+    else:
+        world.bus.put({**envelope.entry(BUS, SOURCE), "Detail": detail})
 
 
 def schedule(rates: Mapping[str, tuple[float, float, float]], rng: random.Random) -> list[tuple[float, str]]:
@@ -306,6 +405,10 @@ def run(world: World, times: list[tuple[float, str]], rng: random.Random) -> Non
             world.clock.sleep_until(begin + offset)
             counters[deployment_id] += 1
             emit(world, deployment_id, counters[deployment_id], rng)
+        for sender in world.senders.values():
+            sender.close()
+        while not all(sender.done for sender in world.senders.values()):
+            world.clock.sleep(0.01)
         world.bus.close()
         deadline = world.clock.time() + DRAIN_SECONDS
         while world.clock.time() < deadline:
@@ -453,6 +556,16 @@ def bound_lines(world: World) -> list[str]:
     )
     calls = {k.removeprefix("calls "): v for k, v in counts.items() if k.startswith("calls ")}
     lines.append(f"    DynamoDB calls: {calls}")
+    senders = world.senders.values()
+    if not senders:
+        lines.append("    producer: each hook's entry put on the bus at once (PRODUCER=direct)")
+    else:
+        lines.append(
+            f"    producers: {len(senders):,} plugins (one per deployment), {PLUGIN_IN_FLIGHT} request(s) in "
+            f"flight, pack_backlog {PLUGIN_PACK_BACKLOG}: {sum(x.seq for x in senders):,} events in "
+            f"{sum(x.requests for x in senders):,} PutEvents requests, {sum(x.entries for x in senders):,} "
+            f"entries ({sum(x.packed for x in senders):,} packed), {sum(x.shed for x in senders):,} shed"
+        )
     m = world.mapping
     lines.append(
         f"    mapping: {m.batches:,} batches, {m.records / max(1, m.batches):.1f} records/batch, pollers "

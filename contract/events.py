@@ -30,7 +30,7 @@ MAX_CLOCK_AHEAD_MS = 5_000
 
 #: ``domain.verb`` names the server sends itself: a producer's event may not take them,
 #: or clients would mistake it for the server's own message.
-RESERVED_TYPES = frozenset({"deployment.snapshot"})
+RESERVED_TYPES = frozenset({"deployment.snapshot", spec.PACKED_DETAIL_TYPE})
 
 
 class InvalidEventError(ValueError):
@@ -216,6 +216,57 @@ def parse_event(event: Mapping[str, Any], received_ms: int | None = None) -> Dep
         producer_seq=producer_seq,
         project=str(project),
     )
+
+
+def parse_events(
+    event: Mapping[str, Any], received_ms: int | None = None
+) -> tuple[list[DeploymentEvent], list[str]]:
+    """The events one EventBridge event carries: itself, or the members of a packed entry.
+
+    A packed entry (``detail-type`` :data:`~contract.spec.PACKED_DETAIL_TYPE`) holds
+    several events of one deployment, each the ``Detail`` of a single entry plus its
+    ``type`` (docs/protocol.md, "Packed entries"). Each member is validated as a single
+    event would be: a member that can never be valid is left out, and its reason is
+    returned beside the events that are, so one bad member does not sink the others.
+
+    Raises:
+        InvalidEventError: the event (or the pack as a whole) can never be valid.
+    """
+    if event.get("detail-type") != spec.PACKED_DETAIL_TYPE:
+        return [parse_event(event, received_ms)], []
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise InvalidEventError("detail must be a JSON object")
+    deployment_id = detail.get("deployment_id")
+    if not protocol.is_valid_deployment_id(deployment_id):
+        raise InvalidEventError(f"detail.deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}")
+    members = detail.get("events")
+    if not isinstance(members, list) or not 1 <= len(members) <= spec.PACKED_MAX_EVENTS:
+        raise InvalidEventError(f"detail.events must be a list of 1 to {spec.PACKED_MAX_EVENTS} events")
+    received = int(time.time() * 1000) if received_ms is None else received_ms
+    events: list[DeploymentEvent] = []
+    rejected: list[str] = []
+    for index, member in enumerate(members):
+        try:
+            events.append(_member(member, str(deployment_id), received))
+        except InvalidEventError as exc:
+            rejected.append(f"detail.events[{index}]: {exc}")
+    return events, rejected
+
+
+def _member(member: Any, deployment_id: str, received_ms: int) -> DeploymentEvent:
+    """One member of a packed entry, as the single event it stands for."""
+    if not isinstance(member, Mapping):
+        raise InvalidEventError("a packed event must be a JSON object")
+    if member.get("deployment_id") != deployment_id:
+        raise InvalidEventError("a packed event must name the pack's deployment_id")
+    # A member has no EventBridge id of its own to fall back on: without its event_id,
+    # every such member of the pack would share one duplicate key.
+    event_id = member.get("event_id")
+    if not (isinstance(event_id, str) and 0 < len(event_id) <= MAX_EVENT_ID_LENGTH):
+        raise InvalidEventError(f"a packed event needs an event_id of 1 to {MAX_EVENT_ID_LENGTH} characters")
+    single = {key: value for key, value in member.items() if key != "type"}
+    return parse_event({"detail-type": member.get("type"), "detail": single}, received_ms)
 
 
 def _producer(detail: Mapping[str, Any]) -> tuple[str | None, int | None]:

@@ -395,6 +395,20 @@ WAKE_KEY = "cloud_ws_wake"
 #: Marks the payload of an asynchronous fan-out invocation of the broadcaster.
 FANOUT_TASK_KEY = "cloud_ws_fanout"
 
+#: ``DetailType`` of a packed entry: one ``PutEvents`` entry carrying several numbered events of
+#: one deployment (docs/protocol.md, "Packed entries"). A producer that falls behind packs, so a
+#: burst of 10,000 events is about 70 queue messages, not 10,000: the queue's pollers (five
+#: at first) would otherwise spend seconds on the burst while every other deployment waits.
+PACKED_DETAIL_TYPE = "events.packed"
+
+#: Most bytes of a packed entry's ``Detail``: within one 64 KB chunk, the unit EventBridge and
+#: SQS bill by (an entry may be 256 KB; four such chunks would cost as four events).
+PACKED_MAX_BYTES = 63 * 1024
+
+#: Most events in one packed entry the broadcaster accepts (a 63 KB pack of the smallest events
+#: holds far fewer).
+PACKED_MAX_EVENTS = 500
+
 
 def select_route(body: str | None) -> str:
     """API Gateway's route selection on ``$request.body.action``.

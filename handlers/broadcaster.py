@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contract import protocol, spec
-from contract.events import DeploymentEvent, InvalidEventError, SequencedEvent, parse_event
+from contract.events import DeploymentEvent, InvalidEventError, SequencedEvent, parse_events
 from contract.log import get_logger, inject_lambda_context
 from server import notify
 from server.appsync import publisher_for
@@ -224,12 +224,15 @@ def handle_records(runtime: Runtime, records: Sequence[Any]) -> dict[str, Any]:
             if isinstance(wake, dict) and protocol.is_valid_deployment_id(wake.get("deployment_id")):
                 groups.setdefault(wake["deployment_id"], []).append((message_id, None))
                 continue
-            event = parse_event(body, _received_ms(record))
+            events, rejected = parse_events(body, _received_ms(record))
         except (InvalidEventError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Retrying cannot fix a malformed event: let it go (the record counts as done).
             log.warning("event rejected", extra={"reason": str(exc), "sqs_message_id": message_id})
             continue
-        groups.setdefault(event.deployment_id, []).append((message_id, event))
+        for reason in rejected:  # members of a packed entry that can never be valid
+            log.warning("event rejected", extra={"reason": reason, "sqs_message_id": message_id})
+        for event in events:
+            groups.setdefault(event.deployment_id, []).append((message_id, event))
 
     def one(deployment_id: str) -> BatchOutcome:
         events = [event for _, event in groups[deployment_id] if event is not None]
@@ -256,7 +259,7 @@ def handle_records(runtime: Runtime, records: Sequence[Any]) -> dict[str, Any]:
                 exc_info=outcome,
                 extra={"deployment_id": deployment_id},
             )
-        failed += [message_id for message_id, _ in items if message_id]
+        failed += dict.fromkeys(message_id for message_id, _ in items if message_id)  # a pack: one record
     if failed:
         _come_back_soon(runtime, records, failed, throttled)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
@@ -395,13 +398,20 @@ def run_task(runtime: Runtime, body: Any, context: Any) -> dict[str, Any]:
 
 
 def _single(runtime: Runtime, event: Mapping[str, Any]) -> dict[str, Any]:
-    """A bare EventBridge event (a direct rule target): broadcast it and say what happened."""
+    """A bare EventBridge event (a direct rule target): broadcast it and say what happened.
+
+    A packed entry is broadcast whole; the answer's ``seq`` is its first event's.
+    """
     try:
-        parsed = parse_event(event)
+        parsed, rejected = parse_events(event)
     except InvalidEventError as exc:
         log.warning("event rejected", extra={"reason": str(exc), "event_id": event.get("id")})
         return {"status": "rejected", "reason": str(exc)}
-    outcome = broadcast(runtime, parsed.deployment_id, [parsed])
+    for reason in rejected:
+        log.warning("event rejected", extra={"reason": reason, "event_id": event.get("id")})
+    if not parsed:
+        return {"status": "rejected", "reason": "; ".join(rejected)}
+    outcome = broadcast(runtime, parsed[0].deployment_id, parsed)
     summary = outcome.fanout
     if outcome.duplicates:
         return {"status": "duplicate", "seq": outcome.duplicates[0]}

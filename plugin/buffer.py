@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from plugin.envelope import Envelope
+from contract import spec
+from plugin.envelope import PACKED_OVERHEAD_BYTES, Envelope, packed_member_bytes
 
 #: Event types shed first when the buffer is full: commentary, not state.
 SHEDDABLE_TYPES = frozenset({"log.created", "stack.progress"})
@@ -78,18 +79,50 @@ class EventBuffer:
 
     def pop_batch(self, max_entries: int, max_bytes: int) -> list[Pending]:
         """Remove and return the oldest events that fit one PutEvents request (at least one)."""
-        batch: list[Pending] = []
+        return [item for entry in self.pop_request(max_entries, max_bytes) for item in entry]
+
+    def pop_request(self, max_entries: int, max_bytes: int, pack_bytes: int = 0) -> list[list[Pending]]:
+        """Remove the oldest events that fit one PutEvents request, as its entries (at least one event).
+
+        Without ``pack_bytes`` every event is an entry of its own. With it, consecutive
+        events of one deployment share a packed entry whose ``Detail`` stays within
+        ``pack_bytes`` (docs/protocol.md, "Packed entries"), so one request carries
+        hundreds of small events instead of ten.
+        """
+        entries: list[list[Pending]] = []
+        sizes: list[int] = []  # each entry's bytes toward the request limit
+        details: list[int] = []  # each entry's Detail bytes were it packed
         total = 0
-        while self._items and len(batch) < max_entries:
+        while self._items:
             item = next(iter(self._items.values()))
-            if batch and total + item.size > max_bytes:
+            member = packed_member_bytes(item.envelope)
+            if (
+                pack_bytes
+                and entries
+                and item.envelope.deployment_id == entries[-1][0].envelope.deployment_id
+                and len(entries[-1]) < spec.PACKED_MAX_EVENTS
+                and details[-1] + member <= pack_bytes
+            ):
+                # As a packed entry the request counts its Detail, the packed type and
+                # the fixed part of the first member's entry (source, bus, slack).
+                head = entries[-1][0]
+                fixed = head.size - head.envelope.detail_bytes - len(head.envelope.type)
+                grown = fixed + len(spec.PACKED_DETAIL_TYPE) + details[-1] + member
+                if total - sizes[-1] + grown <= max_bytes:
+                    entries[-1].append(self._remove(item))
+                    total += grown - sizes[-1]
+                    sizes[-1], details[-1] = grown, details[-1] + member
+                    continue
+            if len(entries) >= max_entries or (entries and total + item.size > max_bytes):
                 break
-            batch.append(self._remove(item))
+            entries.append([self._remove(item)])
+            sizes.append(item.size)
+            details.append(PACKED_OVERHEAD_BYTES + member)
             total += item.size
         first = self.first_seq()
         while self._sheddable and (first is None or self._sheddable[0] < first):
             self._sheddable.popleft()
-        return batch
+        return entries
 
     def drain(self) -> list[Pending]:
         """Remove and return everything, oldest first."""

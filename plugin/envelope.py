@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import Enum
@@ -128,6 +128,8 @@ def build_envelope(
     """
     if not protocol.is_valid_event_type(event_type):
         raise EnvelopeError(f"event type must be a domain.verb like 'stack.deployed', got {event_type!r:.80}")
+    if event_type == spec.PACKED_DETAIL_TYPE:
+        raise EnvelopeError(f"{event_type} names a packed entry; an event cannot take it")
     if not protocol.is_valid_deployment_id(deployment_id):
         raise EnvelopeError(
             f"deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}, got {deployment_id!r:.80}"
@@ -157,6 +159,36 @@ def build_envelope(
     )
     size = len(detail) - len(data_json) + data_bytes
     return Envelope(str(event_type), str(deployment_id), event_id, detail, size)
+
+
+def packed_entry(envelopes: Sequence[Envelope], event_bus_name: str, source: str) -> dict[str, str]:
+    """One PutEvents entry carrying ``envelopes``, consecutive events of one deployment.
+
+    The ``Detail`` is ``{"deployment_id": ..., "events": [...]}``, each member an
+    event's own ``Detail`` with its ``type`` added (docs/protocol.md, "Packed
+    entries"); the members' bytes are reused as they were serialized.
+    """
+    first = envelopes[0]
+    if any(envelope.deployment_id != first.deployment_id for envelope in envelopes):
+        raise ValueError("a packed entry carries the events of one deployment")
+    # Every detail is a JSON object written by build_envelope; the type matched a pattern
+    # that needs no escaping, so it is spliced in front of the object's first field.
+    members = ",".join(f'{{"type":"{envelope.type}",{envelope.detail[1:]}' for envelope in envelopes)
+    return {
+        "EventBusName": event_bus_name,
+        "Source": source,
+        "DetailType": spec.PACKED_DETAIL_TYPE,
+        "Detail": f'{{"deployment_id":"{first.deployment_id}","events":[{members}]}}',
+    }
+
+
+def packed_member_bytes(envelope: Envelope) -> int:
+    """Bytes ``envelope`` adds to a packed entry's ``Detail`` (its detail, its type, a comma)."""
+    return envelope.detail_bytes + len(envelope.type) + 10
+
+
+#: A packed entry's ``Detail`` around its members: the deployment id and the list.
+PACKED_OVERHEAD_BYTES = 128
 
 
 def fit_text(text: str, budget: int) -> str:

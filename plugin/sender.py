@@ -37,9 +37,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ParamValidationError
 
-from contract import backoff
+from contract import backoff, spec
 from plugin.buffer import EventBuffer, Pending
-from plugin.envelope import Envelope
+from plugin.envelope import Envelope, packed_entry
 from plugin.ratelog import RateLimitedLog
 
 log = logging.getLogger("cloud_ws.plugin")
@@ -50,6 +50,9 @@ PUT_EVENTS_MAX_BYTES = 256 * 1024
 
 #: Most PutEvents requests one plugin sends at once (botocore's connection pool holds 10).
 MAX_REQUESTS_IN_FLIGHT = 8
+
+#: The events one PutEvents entry carries: one, or several of one deployment (a packed entry).
+Entry = list[Pending]
 
 #: Per-entry error codes a retry cannot fix: the entry is dropped at once.
 POISON_ENTRY_CODES = frozenset({"InvalidArgument", "MalformedDetail", "ValidationException"})
@@ -88,6 +91,18 @@ class DeliveryOptions:
     lift that ceiling; the order subscribers see is unchanged, because the broadcaster
     stores a numbering producer's events in its emission order whatever order they reach
     the bus in, and :class:`~plugin.OrchestratorPlugin` numbers every event."""
+    pack_backlog: int | None = 10
+    """Events waiting past which consecutive events of one deployment share one entry (a
+    packed entry, docs/protocol.md). The default, one request's worth of entries, means
+    "behind": a sender that keeps up sends one entry per event, the plain envelope; one
+    that falls behind (a burst, a steady rate past one request per round trip) packs, so
+    a request carries hundreds of events instead of ten and the events reach the delivery
+    queue as a few messages instead of thousands, which the queue's pollers would
+    otherwise work through while every other deployment's events wait behind them, one
+    invocation and one inbox write each. ``None``: never pack."""
+    pack_bytes: int = spec.PACKED_MAX_BYTES
+    """Most bytes of a packed entry's ``Detail``: within one 64 KB chunk, the unit EventBridge
+    and SQS bill by."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_batch_entries <= PUT_EVENTS_MAX_ENTRIES:
@@ -100,6 +115,10 @@ class DeliveryOptions:
             raise ValueError("backoff_base and backoff_max must not be negative")
         if not 1 <= self.requests_in_flight <= MAX_REQUESTS_IN_FLIGHT:
             raise ValueError(f"requests_in_flight must be within 1..{MAX_REQUESTS_IN_FLIGHT}")
+        if self.pack_backlog is not None and self.pack_backlog < 0:
+            raise ValueError("pack_backlog must be None or not negative")
+        if not 1024 <= self.pack_bytes <= spec.PACKED_MAX_BYTES:
+            raise ValueError(f"pack_bytes must be within 1024..{spec.PACKED_MAX_BYTES}")
 
 
 @dataclass(frozen=True)
@@ -318,12 +337,15 @@ class Sender:
                     self._changed.wait_for(self._has_work)
                     if self._aborting() or not self._buffer:
                         break
-                    batches: list[list[Pending]] = []
+                    backlog = self.options.pack_backlog
+                    behind = backlog is not None and len(self._buffer) > backlog
+                    pack = self.options.pack_bytes if behind else 0
+                    batches: list[list[Entry]] = []
                     while self._buffer and len(batches) < width:
-                        batch = self._buffer.pop_batch(
-                            self.options.max_batch_entries, self.options.max_batch_bytes
+                        batch = self._buffer.pop_request(
+                            self.options.max_batch_entries, self.options.max_batch_bytes, pack
                         )
-                        self._inflight.update((item.seq, item) for item in batch)
+                        self._inflight.update((item.seq, item) for entry in batch for item in entry)
                         batches.append(batch)
                 others = [pool.submit(self._deliver, batch) for batch in batches[1:]] if pool else []
                 self._deliver(batches[0])
@@ -344,7 +366,7 @@ class Sender:
             if left:
                 log.warning("event sender stopped with %d events undelivered", len(left))
 
-    def _deliver(self, batch: list[Pending]) -> None:
+    def _deliver(self, batch: list[Entry]) -> None:
         """Send ``batch`` until every entry is settled, or the close deadline passes."""
         pending = batch
         failures = 0  # consecutive failed attempts: the backoff exponent
@@ -354,12 +376,17 @@ class Sender:
                 response = self._put(pending)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the bus is unreachable to us
                 if _is_poison_request(exc):
-                    if len(pending) == 1:
-                        self._settle_failed(pending[0], exc)
+                    # One bad entry must not sink its batch-mates, nor one bad event the
+                    # others of its packed entry: send them one by one.
+                    if len(pending) > 1:
+                        alone = [[entry] for entry in pending]
+                    elif len(pending[0]) > 1:
+                        alone = [[[item]] for item in pending[0]]
+                    else:
+                        self._settle_failed(pending[0][0], exc)
                         return
-                    # One bad entry must not sink its batch-mates: send them one by one.
-                    for item in pending:
-                        self._deliver([item])
+                    for request in alone:
+                        self._deliver(request)
                     return
                 failures += 1
                 outage += 1
@@ -369,55 +396,73 @@ class Sender:
             if outage:
                 log.info("event bus %s reachable again after %d failed attempts", self.event_bus_name, outage)
                 outage = 0
-            pending = self._settle(pending, response)
-            if pending:
+            pending, failing = self._settle(pending, response)
+            if failing:
                 failures += 1
                 with self._lock:
-                    self._counts["retried"] += len(pending)
+                    self._counts["retried"] += sum(len(entry) for entry in pending)
                 self._backoff(failures)
 
-    def _put(self, pending: list[Pending]) -> Mapping[str, Any]:
+    def _put(self, pending: list[Entry]) -> Mapping[str, Any]:
         with self._lock:
             self._counts["put_calls"] += 1
         if self._client is None:
             self._client = self._client_factory()
-        entries = [item.envelope.entry(self.event_bus_name, self.source) for item in pending]
+        entries = [
+            entry[0].envelope.entry(self.event_bus_name, self.source)
+            if len(entry) == 1
+            else packed_entry([item.envelope for item in entry], self.event_bus_name, self.source)
+            for entry in pending
+        ]
         response = self._client.put_events(Entries=entries)
         if not isinstance(response, Mapping) or not isinstance(response.get("Entries"), list):
             # Not what PutEvents returns: treated like a failed call, retried.
             raise TypeError(f"PutEvents returned {type(response).__name__} without an Entries list")
         return response
 
-    def _settle(self, pending: list[Pending], response: Mapping[str, Any]) -> list[Pending]:
-        """Count what EventBridge accepted and rejected; returns the entries to retry, in order."""
+    def _settle(self, pending: list[Entry], response: Mapping[str, Any]) -> tuple[list[Entry], bool]:
+        """Count what EventBridge accepted and rejected.
+
+        Returns the entries to send again, in order, and whether any of them failed
+        (and so waits out a backoff). A packed entry refused as malformed comes back
+        as its events, an entry each, so that only the bad one is given up on.
+        """
         results = response.get("Entries") or []
-        retry: list[Pending] = []
+        retry: list[Entry] = []
+        failing = False
         given_up: list[tuple[Pending, str]] = []
         with self._lock:
-            for index, item in enumerate(pending):
+            for index, entry in enumerate(pending):
                 result = results[index] if index < len(results) else None
                 if not isinstance(result, Mapping):
                     result = {"ErrorCode": "MissingResult", "ErrorMessage": "no result for this entry"}
                 code = result.get("ErrorCode")
                 if not code:
-                    self._counts["sent"] += 1
-                    del self._inflight[item.seq]
+                    self._counts["sent"] += len(entry)
+                    for item in entry:
+                        del self._inflight[item.seq]
                     continue
-                item.attempts += 1
                 reason = f"{code}: {result.get('ErrorMessage', '')}".rstrip(": ")
                 self._last_error, self._last_error_code = reason, str(code)
-                if code in POISON_ENTRY_CODES or item.attempts >= self.options.max_entry_attempts:
-                    self._counts["failed"] += 1
-                    del self._inflight[item.seq]
-                    given_up.append((item, reason))
+                if code in POISON_ENTRY_CODES and len(entry) > 1:
+                    retry += [[item] for item in entry]
+                    continue
+                failing = True
+                for item in entry:
+                    item.attempts += 1
+                if code in POISON_ENTRY_CODES or entry[0].attempts >= self.options.max_entry_attempts:
+                    self._counts["failed"] += len(entry)
+                    for item in entry:
+                        del self._inflight[item.seq]
+                        given_up.append((item, reason))
                 else:
-                    retry.append(item)
+                    retry.append(entry)
             self._changed.notify_all()
         # Logged after the lock is released: an orchestrator may forward its log
         # records to the plugin's own hooks, which take that lock.
         for item, reason in given_up:
             _log_failed(item, reason)
-        return retry
+        return retry, failing
 
     def _settle_failed(self, item: Pending, exc: Exception) -> None:
         reason = _describe(exc)

@@ -85,16 +85,26 @@ class Bus:
         return OrchestratorPlugin(self.name, source=self.source, **kwargs)
 
     def received(self, count: int) -> list[dict[str, Any]]:
-        """The first ``count`` events delivered to the queue (EventBridge JSON), in arrival order."""
+        """The first ``count`` events delivered to the queue (EventBridge JSON), in arrival order;
+        a packed entry's events one by one."""
         deadline = time.monotonic() + PATIENCE
-        while len(self._seen) < count and time.monotonic() < deadline:
+        while True:
+            singles = [single for event in self._seen for single in unpacked(event)]
+            if len(singles) >= count or time.monotonic() >= deadline:
+                break
             if not self._poll():
                 time.sleep(0.01)
-        assert len(self._seen) >= count, f"only {len(self._seen)} of {count} events arrived"
-        return self._seen[:count]
+        assert len(singles) >= count, f"only {len(singles)} of {count} events arrived"
+        return singles[:count]
 
     def everything(self) -> list[dict[str, Any]]:
-        """Every event delivered so far (after draining the queue)."""
+        """Every event delivered so far (after draining the queue), a packed entry's one by one."""
+        while self._poll():
+            pass
+        return [single for event in self._seen for single in unpacked(event)]
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every EventBridge event delivered so far, packed entries as they are."""
         while self._poll():
             pass
         return list(self._seen)
@@ -185,6 +195,17 @@ class PoisonClient(FlakyClient):
 def flaky(bus: Bus) -> FlakyClient:
     """A failure-injecting wrapper around a real (moto) EventBridge client."""
     return FlakyClient(boto3.client("events", region_name=REGION))
+
+
+def unpacked(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """An EventBridge event as the single events it carries (a packed entry's members, docs/protocol.md)."""
+    if event.get("detail-type") != spec.PACKED_DETAIL_TYPE:
+        return [event]
+    singles = []
+    for member in event["detail"]["events"]:
+        detail = {key: value for key, value in member.items() if key != "type"}
+        singles.append({**event, "detail-type": member["type"], "detail": detail})
+    return singles
 
 
 def details(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -438,7 +438,9 @@ def test_several_requests_in_flight_deliver_every_event_once_numbered_in_hook_or
     slow.fail_next({3: "ThrottlingException"})
     # Not started until close(): every request then holds 10 entries, the first one's 4th included.
     plugin = bus.plugin(
-        client=slow, options=DeliveryOptions(requests_in_flight=4, backoff_base=0.001), autostart=False
+        client=slow,
+        options=DeliveryOptions(requests_in_flight=4, backoff_base=0.001, pack_backlog=None),
+        autostart=False,
     )
     ids = _logs(plugin, 100)
 
