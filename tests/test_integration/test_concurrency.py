@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from plugin import OrchestratorPlugin
+from plugin import DeliveryOptions, OrchestratorPlugin
 from tests.support.local_stack import LocalStackProcess, start_local_stack, stop_local_stack
 
 BURST = 1_000
@@ -58,14 +58,19 @@ async def _collect(ws: ClientConnection, deployment_id: str, count: int, into: l
                 into.append(message)
 
 
-def _plugin(stack: LocalStackProcess) -> OrchestratorPlugin:
-    return OrchestratorPlugin.from_outputs(stack.outputs_path)
+def _plugin(stack: LocalStackProcess, options: DeliveryOptions | None = None) -> OrchestratorPlugin:
+    return OrchestratorPlugin.from_outputs(stack.outputs_path, options=options)
 
 
-async def test_a_burst_reaches_every_subscriber_in_emission_order(shuffled_stack: LocalStackProcess) -> None:
+# Packed (the plugin's default when it falls behind, as in a burst) and one event per entry, the
+# most messages and so the most interleavings: each must come out in emission order.
+@pytest.mark.parametrize("pack_backlog", [DeliveryOptions().pack_backlog, None], ids=["packed", "unpacked"])
+async def test_a_burst_reaches_every_subscriber_in_emission_order(
+    shuffled_stack: LocalStackProcess, pack_backlog: int | None
+) -> None:
     """1,000 log lines from one plugin, batches finishing shuffled: at each of 5 subscribers, seq
     order is the order the hooks were called in, with no gap."""
-    deployment = "ORDER1"
+    deployment = f"ORDER-{pack_backlog}"  # the stack is the module's: each run its own deployment
     subscribers = [await _subscriber(shuffled_stack, deployment) for _ in range(5)]
     received: list[list[dict[str, Any]]] = [[] for _ in subscribers]
     readers = [
@@ -74,7 +79,7 @@ async def test_a_burst_reaches_every_subscriber_in_emission_order(shuffled_stack
     ]
     await asyncio.sleep(0.3)  # the subscriptions are stored
 
-    with _plugin(shuffled_stack) as plugin:
+    with _plugin(shuffled_stack, DeliveryOptions(pack_backlog=pack_backlog)) as plugin:
         for n in range(BURST):
             plugin.log(deployment, f"line {n}", n=n)
         # Every line sent, however slow this machine: close() alone gives up after its
