@@ -158,7 +158,7 @@ def main() -> None:
             stats = healthy.stats
             notes.append(
                 f"healthy {mode}: {stats.sent}/{stats.accepted} sent in {stats.put_calls} PutEvents calls "
-                f"({stats.sent / max(stats.put_calls, 1):.1f} entries per call), {stats.dropped} dropped"
+                f"({stats.sent / max(stats.put_calls, 1):.1f} events per call, packed when the plugin fell behind), {stats.dropped} dropped"
             )
 
             down = OrchestratorPlugin(
