@@ -40,6 +40,21 @@ class Pending:
         return self.envelope.type in SHEDDABLE_TYPES
 
 
+def entry_bytes(entry: list[Pending]) -> int:
+    """Bytes one PutEvents entry carrying ``entry`` counts toward the request limit.
+
+    One event: its own size. Several (a packed entry): the packed ``Detail`` (each
+    member's detail and type, the list around them), the packed type, and the fixed
+    part of an entry (source, bus, slack) once.
+    """
+    if len(entry) == 1:
+        return entry[0].size
+    head = entry[0]
+    fixed = head.size - head.envelope.detail_bytes - len(head.envelope.type)
+    members = sum(packed_member_bytes(item.envelope) for item in entry)
+    return fixed + len(spec.PACKED_DETAIL_TYPE) + PACKED_OVERHEAD_BYTES + members
+
+
 class EventBuffer:
     """FIFO of :class:`Pending` bounded by count and bytes, shedding logs first."""
 

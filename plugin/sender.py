@@ -38,7 +38,7 @@ from typing import Any
 from botocore.exceptions import ClientError, ParamValidationError
 
 from contract import backoff, spec
-from plugin.buffer import EventBuffer, Pending
+from plugin.buffer import EventBuffer, Pending, entry_bytes
 from plugin.envelope import Envelope, packed_entry
 from plugin.ratelog import RateLimitedLog
 
@@ -372,21 +372,26 @@ class Sender:
         failures = 0  # consecutive failed attempts: the backoff exponent
         outage = 0  # of which whole requests failed (bus unreachable)
         while pending and not self._aborting():
+            requests = self._requests(pending)
+            if len(requests) > 1:
+                # A packed entry split into its events no longer fits one request.
+                for request in requests:
+                    self._deliver(request)
+                return
             try:
                 response = self._put(pending)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the bus is unreachable to us
                 if _is_poison_request(exc):
-                    # One bad entry must not sink its batch-mates, nor one bad event the
-                    # others of its packed entry: send them one by one.
+                    # One bad entry must not sink its batch-mates: send them one by one. A
+                    # packed entry alone is split into its events, sent as requests of
+                    # several: a request holding the bad one is then split again.
                     if len(pending) > 1:
-                        alone = [[entry] for entry in pending]
+                        for entry in pending:
+                            self._deliver([entry])
                     elif len(pending[0]) > 1:
-                        alone = [[[item]] for item in pending[0]]
+                        self._deliver([[item] for item in pending[0]])
                     else:
                         self._settle_failed(pending[0][0], exc)
-                        return
-                    for request in alone:
-                        self._deliver(request)
                     return
                 failures += 1
                 outage += 1
@@ -402,6 +407,23 @@ class Sender:
                 with self._lock:
                     self._counts["retried"] += sum(len(entry) for entry in pending)
                 self._backoff(failures)
+
+    def _requests(self, entries: list[Entry]) -> list[list[Entry]]:
+        """``entries`` as consecutive requests within the request limits (entries and bytes)."""
+        most, limit = self.options.max_batch_entries, self.options.max_batch_bytes
+        requests: list[list[Entry]] = []
+        current: list[Entry] = []
+        size = 0
+        for entry in entries:
+            grown = size + entry_bytes(entry)
+            if current and (len(current) >= most or grown > limit):
+                requests.append(current)
+                current, grown = [], entry_bytes(entry)
+            current.append(entry)
+            size = grown
+        if current:
+            requests.append(current)
+        return requests
 
     def _put(self, pending: list[Entry]) -> Mapping[str, Any]:
         with self._lock:

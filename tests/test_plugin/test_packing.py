@@ -12,6 +12,7 @@ from typing import Any
 from contract import spec
 from contract.events import parse_events
 from plugin import DeliveryOptions, OrchestratorPlugin
+from plugin.sender import PUT_EVENTS_MAX_BYTES
 from tests.support.waiting import PATIENCE
 from tests.test_plugin.conftest import Bus, FlakyClient, PoisonClient, details
 
@@ -116,6 +117,47 @@ def test_a_malformed_packed_entry_is_split_and_only_the_bad_event_is_given_up(bu
     assert plugin.stats.sent == 59
     assert plugin.stats.failed == 1
     assert client.requests[0][0]["DetailType"] == spec.PACKED_DETAIL_TYPE
+    # Split into requests of ten, and only the one holding the poison split again: not one
+    # request per event.
+    assert len(client.requests) < 25
     delivered = details(bus.everything())
     assert len(delivered) == 59
     assert all("poison" not in d["data"] for d in delivered)
+
+
+def test_a_packed_entry_refused_as_malformed_comes_back_as_its_events_in_requests_of_ten(bus: Bus) -> None:
+    """EventBridge refuses a pack entry by entry (MalformedDetail): its events are sent again one
+    entry each, in requests EventBridge takes (at most 10 entries), and none is given up on."""
+    client = FlakyClient(bus.events)
+    client.fail_next({0: "MalformedDetail"})
+    plugin = bus.plugin(client=client, options=DeliveryOptions(**FAST), autostart=False)
+    ids = _interleaved_logs(plugin, 60)
+
+    assert plugin.close(PATIENCE)
+
+    refused = json.loads(client.requests[0][0]["Detail"])["events"]
+    assert len(refused) > 10
+    assert plugin.stats.sent == 60
+    assert plugin.stats.failed == 0
+    assert all(len(request) <= 10 for request in client.requests)
+    resent = [entry for request in client.requests[1:] for entry in request]
+    assert [json.loads(e["Detail"])["event_id"] for e in resent[: len(refused)]] == [
+        member["event_id"] for member in refused
+    ]
+    assert sorted(d["event_id"] for d in details(bus.everything())) == sorted(ids)
+
+
+def test_a_packed_entry_counts_no_fewer_bytes_than_it_sends(bus: Bus) -> None:
+    """The request limit is kept on the bytes EventBridge counts: the packed entry's estimate
+    covers its Detail, DetailType and Source."""
+    client = FlakyClient(bus.events)
+    plugin = bus.plugin(client=client, options=DeliveryOptions(**FAST), autostart=False)
+    _interleaved_logs(plugin, 300)
+    assert plugin.close(PATIENCE)
+
+    for request in client.requests:
+        counted = sum(len(e["Detail"].encode()) + len(e["DetailType"]) + len(e["Source"]) for e in request)
+        assert counted <= PUT_EVENTS_MAX_BYTES
+        for entry in request:
+            if entry["DetailType"] == spec.PACKED_DETAIL_TYPE:
+                assert len(entry["Detail"].encode()) <= spec.PACKED_MAX_BYTES
