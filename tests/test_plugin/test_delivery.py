@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,10 @@ from plugin import DeliveryOptions, OrchestratorPlugin
 from plugin.sender import PUT_EVENTS_MAX_BYTES
 from tests.support.waiting import eventually_sync
 from tests.test_plugin.conftest import FAST, Bus, FlakyClient, PoisonClient, details
+
+#: Every event its own entry: what these tests check is how single entries fill requests and
+#: are retried (a plugin that falls behind packs instead: test_packing.py).
+ONE_PER_ENTRY = replace(FAST, pack_backlog=None)
 
 
 def _logs(plugin: OrchestratorPlugin, count: int, deployment_id: str = "D1") -> list[str]:
@@ -44,7 +49,7 @@ def test_an_event_reaches_the_rule_target_in_the_design_envelope(bus: Bus) -> No
 
 def test_25_events_take_3_put_events_calls(bus: Bus, flaky: FlakyClient) -> None:
     """Queued events are batched 10, 10, 5, and arrive in hook order."""
-    plugin = bus.plugin(client=flaky, autostart=False)
+    plugin = bus.plugin(client=flaky, options=ONE_PER_ENTRY, autostart=False)
     ids = _logs(plugin, 25)
 
     assert plugin.close(10)
@@ -73,7 +78,7 @@ def test_partial_failure_retries_only_the_failed_entries_with_the_same_event_id(
 ) -> None:
     """FailedEntryCount > 0: the failed entries alone are resent, byte for byte, before anything newer."""
     flaky.fail_next({2: "ThrottlingException", 5: "InternalFailure"})
-    plugin = bus.plugin(client=flaky, autostart=False)
+    plugin = bus.plugin(client=flaky, options=ONE_PER_ENTRY, autostart=False)
     ids = _logs(plugin, 13)
 
     assert plugin.close(10)
@@ -189,7 +194,7 @@ def test_submissions_only_move_forward(bus: Bus, flaky: FlakyClient) -> None:
     plans = [{0: "ThrottlingException"}, {3: "InternalFailure", 7: "ThrottlingException"}, {1: "X"}]
     for failures in plans:
         flaky.fail_next(failures)
-    plugin = bus.plugin(client=flaky, autostart=False)
+    plugin = bus.plugin(client=flaky, options=ONE_PER_ENTRY, autostart=False)
     ids = _logs(plugin, 40)
 
     assert plugin.close(10)
