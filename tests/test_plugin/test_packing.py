@@ -161,3 +161,11 @@ def test_a_packed_entry_counts_no_fewer_bytes_than_it_sends(bus: Bus) -> None:
         for entry in request:
             if entry["DetailType"] == spec.PACKED_DETAIL_TYPE:
                 assert len(entry["Detail"].encode()) <= spec.PACKED_MAX_BYTES
+
+
+def test_no_event_may_take_the_packed_type(bus: Bus) -> None:
+    """``events.packed`` names a packed entry: a hook asked to emit it is refused, nothing is sent."""
+    with bus.plugin(options=DeliveryOptions(**FAST)) as plugin:
+        assert plugin.emit(spec.PACKED_DETAIL_TYPE, "D1", {}) is None
+        assert plugin.stats.refused == 1
+    assert bus.entries() == []
