@@ -144,7 +144,7 @@ class DeliveryStats:
     put_calls: int
     """PutEvents requests made, including failed ones."""
     retried_entries: int
-    """Entries sent again after a failure."""
+    """Events sent again after a failure (each event of a packed entry counts)."""
     last_error: str | None
     """The most recent delivery error, for a person to read."""
     last_error_code: str | None
