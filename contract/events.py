@@ -183,12 +183,7 @@ def parse_event(event: Mapping[str, Any], received_ms: int | None = None) -> Dep
         raise InvalidEventError(f"detail-type must be a domain.verb event type, got {detail_type!r}")
     if detail_type in RESERVED_TYPES:
         raise InvalidEventError(f"{detail_type} is a message of the server's own; producers cannot emit it")
-    detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        raise InvalidEventError("detail must be a JSON object")
-    deployment_id = detail.get("deployment_id")
-    if not protocol.is_valid_deployment_id(deployment_id):
-        raise InvalidEventError(f"detail.deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}")
+    detail, deployment_id = _detail(event)
     data = detail.get("data", {})
     if not isinstance(data, dict):
         raise InvalidEventError("detail.data must be a JSON object")
@@ -234,12 +229,7 @@ def parse_events(
     """
     if event.get("detail-type") != spec.PACKED_DETAIL_TYPE:
         return [parse_event(event, received_ms)], []
-    detail = event.get("detail")
-    if not isinstance(detail, Mapping):
-        raise InvalidEventError("detail must be a JSON object")
-    deployment_id = detail.get("deployment_id")
-    if not protocol.is_valid_deployment_id(deployment_id):
-        raise InvalidEventError(f"detail.deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}")
+    detail, deployment_id = _detail(event)
     members = detail.get("events")
     if not isinstance(members, list) or not 1 <= len(members) <= spec.PACKED_MAX_EVENTS:
         raise InvalidEventError(f"detail.events must be a list of 1 to {spec.PACKED_MAX_EVENTS} events")
@@ -248,10 +238,21 @@ def parse_events(
     rejected: list[str] = []
     for index, member in enumerate(members):
         try:
-            events.append(_member(member, str(deployment_id), received))
+            events.append(_member(member, deployment_id, received))
         except InvalidEventError as exc:
             rejected.append(f"detail.events[{index}]: {exc}")
     return events, rejected
+
+
+def _detail(event: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The event's ``detail`` and the deployment it names, both checked."""
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise InvalidEventError("detail must be a JSON object")
+    deployment_id = detail.get("deployment_id")
+    if not protocol.is_valid_deployment_id(deployment_id):
+        raise InvalidEventError(f"detail.deployment_id must match {protocol.DEPLOYMENT_ID_PATTERN}")
+    return detail, str(deployment_id)
 
 
 def _member(member: Any, deployment_id: str, received_ms: int) -> DeploymentEvent:

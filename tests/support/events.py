@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 # the benchmarks build events without the tests' helpers; tests keep importing it from here.
 from emulator.eventbridge import eventbridge_event
 
-__all__ = ["FIXTURES", "TIMESTAMP", "deployment", "envelope", "eventbridge_event"]
+__all__ = ["FIXTURES", "TIMESTAMP", "deployment", "envelope", "eventbridge_event", "sqs_records"]
 
 FIXTURES: dict[str, Any] = json.loads(
     (Path(__file__).resolve().parents[1] / "fixtures" / "events.json").read_text()
@@ -40,3 +41,20 @@ def envelope(
 def deployment(name: str) -> list[tuple[str, dict[str, Any]]]:
     """The (detail-type, data) pairs of a sample deployment, in the order they are reported."""
     return [(type_, copy.deepcopy(data)) for type_, data in FIXTURES["deployments"][name]]
+
+
+def sqs_records(events: list[dict[str, Any]], sent_ms: int | None = None) -> dict[str, Any]:
+    """An SQS batch as the event source mapping hands it to the broadcaster: one record per
+    EventBridge event, all sent to the queue at ``sent_ms`` (now unless given)."""
+    sent = int(time.time() * 1000) if sent_ms is None else sent_ms
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": f"rh-{i}",
+                "body": json.dumps(event),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(sent)},
+            }
+            for i, event in enumerate(events)
+        ]
+    }

@@ -6,7 +6,6 @@ import json
 import random
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, cast
@@ -22,7 +21,7 @@ from server import ordering
 from server.inbox import Inbox
 from server.runtime import get_runtime, reset_runtime
 from server.store import Store
-from tests.support.events import eventbridge_event
+from tests.support.events import eventbridge_event, sqs_records
 from tests.support.moto_stack import REGION, AtomicRequests, Stack
 
 PRODUCER = "p1"
@@ -39,19 +38,7 @@ def _numbered(deployment_id: str, n: int, producer: str = PRODUCER, **data: Any)
     return eventbridge_event("log.created", detail)
 
 
-def _records(events: list[dict[str, Any]], sent_ms: int | None = None) -> dict[str, Any]:
-    sent = int(time.time() * 1000) if sent_ms is None else sent_ms
-    return {
-        "Records": [
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": f"rh-{i}",
-                "body": json.dumps(event),
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(sent)},
-            }
-            for i, event in enumerate(events)
-        ]
-    }
+_records = sqs_records
 
 
 def _messages(stack: Stack, conn: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from contract import spec
 from contract.events import InvalidEventError, parse_events
 from handlers import broadcaster
 from plugin.envelope import build_envelope, packed_entry
+from tests.support.events import sqs_records
 from tests.support.moto_stack import Stack
 
 PRODUCER = "p1"
@@ -50,18 +51,7 @@ def _pack(deployment_id: str, members: list[dict[str, Any]]) -> dict[str, Any]:
 def _records(events: list[dict[str, Any]]) -> dict[str, Any]:
     # Received "now" however slow this machine is: the 5 s gap timeout must not skip a number
     # that is on its way in a later batch.
-    sent = int(time.time() * 1000) + 600_000
-    return {
-        "Records": [
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": f"rh-{i}",
-                "body": json.dumps(event),
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(sent)},
-            }
-            for i, event in enumerate(events)
-        ]
-    }
+    return sqs_records(events, int(time.time() * 1000) + 600_000)
 
 
 def _messages(stack: Stack, conn: str) -> list[dict[str, Any]]:
