@@ -51,6 +51,12 @@ PUT_EVENTS_MAX_BYTES = 256 * 1024
 #: Most PutEvents requests one plugin sends at once (botocore's connection pool holds 10).
 MAX_REQUESTS_IN_FLIGHT = 8
 
+#: What the sender counts (:class:`DeliveryStats` reads them).
+_COUNTERS = (
+    *("accepted", "sent", "dropped", "failed", "abandoned", "refused"),  # what became of events
+    *("put_calls", "retried", "packed"),  # what the requests did
+)
+
 #: The events one PutEvents entry carries: one, or several of one deployment (a packed entry).
 Entry = list[Pending]
 
@@ -145,6 +151,9 @@ class DeliveryStats:
     """PutEvents requests made, including failed ones."""
     retried_entries: int
     """Events sent again after a failure (each event of a packed entry counts)."""
+    packed_entries: int
+    """Packed entries EventBridge accepted: each a moment the plugin had fallen behind and sent
+    several events of one deployment as one entry (0 for a plugin that always kept up)."""
     last_error: str | None
     """The most recent delivery error, for a person to read."""
     last_error_code: str | None
@@ -199,9 +208,7 @@ class Sender:
         self._inflight: dict[int, Pending] = {}
         self._next_seq = 0
         self._thread: threading.Thread | None = None
-        self._counts = dict.fromkeys(
-            ("accepted", "sent", "dropped", "failed", "abandoned", "refused", "put_calls", "retried"), 0
-        )
+        self._counts = dict.fromkeys(_COUNTERS, 0)
         self._last_error: str | None = None
         self._last_error_code: str | None = None
         self._outage_log = RateLimitedLog(log, interval=30.0)
@@ -315,6 +322,7 @@ class Sender:
                 in_flight=len(self._inflight),
                 put_calls=c["put_calls"],
                 retried_entries=c["retried"],
+                packed_entries=c["packed"],
                 last_error=self._last_error,
                 last_error_code=self._last_error_code,
             )
@@ -461,6 +469,8 @@ class Sender:
                 code = result.get("ErrorCode")
                 if not code:
                     self._counts["sent"] += len(entry)
+                    if len(entry) > 1:
+                        self._counts["packed"] += 1
                     for item in entry:
                         del self._inflight[item.seq]
                     continue

@@ -239,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
     if stats.undelivered or stats.queued or stats.in_flight or stats.refused:
         reason = stats.last_error or "delivery timed out"
         return _fail(f"{stats.accepted - stats.sent} of {stats.accepted} events not delivered: {reason}", 1)
-    print(f"{stats.sent} events delivered in {stats.put_calls} PutEvents calls.", file=out)
+    packed = f" ({stats.packed_entries} packed entries)" if stats.packed_entries else ""
+    print(f"{stats.sent} events delivered in {stats.put_calls} PutEvents calls{packed}.", file=out)
     return 0
 
 

@@ -49,6 +49,7 @@ def test_a_plugin_behind_packs_each_deployments_consecutive_events_into_one_entr
     packs = _packs(entries)
     assert packs
     assert len(entries) < 40
+    assert plugin.stats.packed_entries == len(packs)
     for pack in packs:
         members = pack["detail"]["events"]
         assert {member["deployment_id"] for member in members} == {pack["detail"]["deployment_id"]}
@@ -73,6 +74,7 @@ def test_a_plugin_that_keeps_up_sends_the_plain_envelope(bus: Bus) -> None:
 
     entries = bus.entries()
     assert [entry["detail-type"] for entry in entries] == ["log.created"] * 5
+    assert plugin.stats.packed_entries == 0
 
 
 def test_packing_can_be_turned_off(bus: Bus) -> None:
