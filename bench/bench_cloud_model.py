@@ -192,10 +192,10 @@ class ModelSender:
                     request = self.buffer.pop_request(
                         options.max_batch_entries, options.max_batch_bytes, pack
                     )
-                else:
+                else:  # an older plugin's buffer (CLOUD_MODEL_CODE): one entry per event
+                    pop_batch = getattr(self.buffer, "pop_batch")  # noqa: B009 - absent from this tree's buffer
                     request = [
-                        [item]
-                        for item in self.buffer.pop_batch(options.max_batch_entries, options.max_batch_bytes)
+                        [item] for item in pop_batch(options.max_batch_entries, options.max_batch_bytes)
                     ]
                 self.requests += 1
                 for entry in request:

@@ -92,10 +92,6 @@ class EventBuffer:
             self._sheddable.append(item.seq)
         return shed
 
-    def pop_batch(self, max_entries: int, max_bytes: int) -> list[Pending]:
-        """Remove and return the oldest events that fit one PutEvents request (at least one)."""
-        return [item for entry in self.pop_request(max_entries, max_bytes) for item in entry]
-
     def pop_request(self, max_entries: int, max_bytes: int, pack_bytes: int = 0) -> list[list[Pending]]:
         """Remove the oldest events that fit one PutEvents request, as its entries (at least one event).
 
