@@ -187,7 +187,10 @@ def test_concurrent_invocations_never_share_a_seq(stack: Stack, monkeypatch: pyt
     assert real_counter("RACE").last_seq == 8
     rows = [r for r in stack.snapshot()["EVENTS_TABLE"] if r["deploymentId"]["S"] == "RACE"]
     assert len(rows) == 9  # eight events and the counter
-    assert races["lost"] >= 7  # all but one lost the first round and retried
+    # The race happened: transactions lost and were retried. Not always all seven: a producer
+    # that reads the counter again before its first transaction (the holder re-reads once per
+    # hold) starts from the winner's seq and does not lose.
+    assert races["lost"] >= 1
 
 
 def test_losing_the_counter_race_retries_with_the_next_seq(stack: Stack) -> None:

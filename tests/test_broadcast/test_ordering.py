@@ -311,6 +311,7 @@ def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(stac
     )
     real_claim = Inbox.claim
     start_line = threading.Barrier(4)
+    finish_line = threading.Barrier(4)
     claims: list[bool] = []
 
     lined_up: set[str] = set()
@@ -319,12 +320,17 @@ def test_racing_invocations_leave_their_events_to_the_one_holding_the_lease(stac
         name = threading.current_thread().name
         # Only the first claim of each racer lines up: one that finds the lease released by the time
         # its events are in the inbox claims again at once (and must not wait for the others).
-        if name.startswith("racer") and name not in lined_up:
+        first = name.startswith("racer") and name not in lined_up
+        if first:
             lined_up.add(name)
             start_line.wait(timeout=10)
         lease = real_claim(self, deployment_id, owner)
         with lock:
             claims.append(lease is not None)
+        if first:
+            # Nobody goes on before every first claim is in: a winner quick enough to store and let
+            # go before a slow racer's first claim would otherwise hand that racer the lease too.
+            finish_line.wait(timeout=10)
         return lease
 
     Inbox.claim = claim_in_lockstep  # type: ignore[method-assign]
