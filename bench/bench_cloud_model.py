@@ -80,6 +80,8 @@ from plugin import envelope as plugin_envelope  # noqa: E402
 from plugin.buffer import EventBuffer, Pending  # noqa: E402
 from plugin.envelope import build_envelope  # noqa: E402
 from plugin.sender import DeliveryOptions  # noqa: E402
+from server import appsync  # noqa: E402
+from server.appsync import AppSyncPublisher  # noqa: E402
 from server.config import load_config  # noqa: E402
 from server.management import RetryPolicy  # noqa: E402
 from server.store import Store  # noqa: E402
@@ -118,6 +120,11 @@ PLUGIN_IN_FLIGHT = int(os.environ.get("PLUGIN_IN_FLIGHT", _DEFAULT_OPTIONS.reque
 #: The plugin's ``DeliveryOptions.pack_backlog`` (its default unless set; "none": never pack).
 _PACK = os.environ.get("PLUGIN_PACK_BACKLOG", str(getattr(_DEFAULT_OPTIONS, "pack_backlog", "none")))
 PLUGIN_PACK_BACKLOG = None if _PACK.lower() == "none" else int(_PACK)
+#: AppSync publishing (the component's ``enableAppSync``, on by default there): milliseconds one
+#: publish mutation takes, an estimate (no published figure); 0 (the default): AppSync off, as in
+#: every figure before this option.
+APPSYNC_MS = float(os.environ.get("APPSYNC_MS", 0))
+APPSYNC_URL = "https://model.appsync-api.us-east-1.amazonaws.com/graphql"
 
 SOURCE = spec.DEFAULT_EVENT_SOURCE
 BUS = "cloud-ws-model"
@@ -208,6 +215,35 @@ class ModelSender:
             self.clock.sleep(eventbridge.PUT_EVENTS_MS / 1000)  # the round's requests, in flight together
 
 
+class ModelPublisher(AppSyncPublisher):
+    """A container's AppSync publisher: our real one (``server.appsync.AppSyncPublisher``: its
+    mutations, waves and retries), each mutation taking ``APPSYNC_MS``, and one batch at a time
+    per container, as the broadcaster's one publishing thread per container runs them."""
+
+    def __init__(self, clock: VirtualClock, log: dict[str, float]) -> None:
+        super().__init__(APPSYNC_URL, "us-east-1", sleep=clock.sleep)
+        self.clock, self.log = clock, log
+        self.busy = False
+        self.free = Signal(clock)
+        self.mutations = 0
+
+    def publish(self, events: Any) -> None:
+        while self.busy:  # the container's single publishing thread
+            self.free.wait(None)
+        self.busy = True
+        try:
+            super().publish(events)
+        finally:
+            self.busy = False
+            self.free.notify_all()
+
+    def _send(self, request: Any) -> None:
+        self.clock.sleep(APPSYNC_MS / 1000)
+        self.mutations += 1
+        if request.field == "publishDeploymentEvent":
+            self.log.setdefault(f"{request.deployment_id}/{request.seq}", self.clock.time())
+
+
 @dataclass
 class World:
     """Every modelled service of one scenario, wired to our code."""
@@ -225,6 +261,10 @@ class World:
     emitted: dict[str, Emitted] = field(default_factory=dict)
     subscribers: dict[str, list[str]] = field(default_factory=dict)
     numbering: str = ""
+    publishers: dict[int, ModelPublisher] = field(default_factory=dict)
+    """One per container (by its config's id), when ``APPSYNC_MS`` is set."""
+    published: dict[str, float] = field(default_factory=dict)
+    """``deployment/seq`` -> when its publish mutation completed."""
     senders: dict[str, ModelSender] = field(default_factory=dict)
     """One plugin per deployment (an orchestrator run each), when ``PRODUCER`` is "plugin"."""
 
@@ -273,6 +313,8 @@ def build_world(rng: random.Random, initial_pollers: int, per_minute: int = sqs.
         "DELIVERY_QUEUE_URL": QUEUE_URL,
         "AWS_REGION": "us-east-1",
     }
+    if APPSYNC_MS:
+        env["APPSYNC_GRAPHQL_URL"] = APPSYNC_URL
     config = load_config(env)
     poster = apigw.ModelPoster(
         virtual,
@@ -298,9 +340,21 @@ def build_world(rng: random.Random, initial_pollers: int, per_minute: int = sqs.
                 },
             ),
         )
-        runtime = lambdas.ModelRuntime(config, store)
+        own = config
+        if APPSYNC_MS:
+            # A config of its own per container: the broadcaster finds the container's publisher by it.
+            own = replace(config)
+            publishers[id(own)] = ModelPublisher(virtual, published)
+        runtime = lambdas.ModelRuntime(own, store)
         runtime.model = service
         return runtime
+
+    publishers: dict[int, ModelPublisher] = {}
+    published: dict[str, float] = {}
+    if APPSYNC_MS:
+        # The container's publisher, found by its config; each publish a task of the clock.
+        setattr(broadcaster, "publisher_for", lambda own: publishers.get(id(own)))  # noqa: B010
+        setattr(broadcaster, "_PUBLISHING", clock.VirtualExecutor())  # noqa: B010
 
     service = lambdas.LambdaService(virtual, make_runtime, broadcaster.handler, poster, sqs_client)
     broadcaster.get_runtime = service.current_runtime  # type: ignore[attr-defined]  # the container's
@@ -312,17 +366,32 @@ def build_world(rng: random.Random, initial_pollers: int, per_minute: int = sqs.
         initial_pollers,
         per_minute,
     )
-    return World(virtual, meter, db, queue, dlq, bus, account, service, mapping, raw)
+    return World(
+        virtual,
+        meter,
+        db,
+        queue,
+        dlq,
+        bus,
+        account,
+        service,
+        mapping,
+        raw,
+        publishers=publishers,
+        published=published,
+    )
 
 
 def install_seams() -> list[str]:
     """Point our modules' clocks (module references and bound defaults) and thread pools at the model."""
     patched = clock.patch_time(["contract.", "server.", "handlers.", "plugin."])
     patched += clock.patch_defaults(["contract.", "server.", "handlers."])
-    # A batch's deployments run side by side in a thread pool: in the model, as tasks.
-    if hasattr(broadcaster, "ThreadPoolExecutor"):
-        broadcaster.ThreadPoolExecutor = clock.VirtualExecutor
-        patched.append("handlers.broadcaster.ThreadPoolExecutor")
+    # A batch's deployments run side by side in a thread pool, and the AppSync publisher sends a
+    # batch's mutations on one: in the model, as tasks.
+    for module, name in ((broadcaster, "handlers.broadcaster"), (appsync, "server.appsync")):
+        if hasattr(module, "ThreadPoolExecutor"):
+            setattr(module, "ThreadPoolExecutor", clock.VirtualExecutor)  # noqa: B010
+            patched.append(f"{name}.ThreadPoolExecutor")
 
     return patched
 
@@ -518,6 +587,27 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
+def appsync_lines(world: World) -> list[str]:
+    """Hook -> AppSync publish, per event (when ``APPSYNC_MS`` models AppSync)."""
+    if not world.publishers:
+        return ["    AppSync: not modelled (APPSYNC_MS=0)"]
+    hooks: dict[str, float] = {}
+    for deployment_id, connections in world.subscribers.items():
+        for receipt in world.account.received.get(connections[0], []) if connections else []:
+            source = world.emitted.get(receipt.event_id)
+            if source is not None:
+                hooks[f"{deployment_id}/{receipt.seq}"] = source.hook
+    lags = [at - hooks[key] for key, at in world.published.items() if key in hooks]
+    mutations = sum(p.mutations for p in world.publishers.values())
+    return [
+        f"    AppSync ({APPSYNC_MS:.0f} ms a mutation, batches one at a time per container, "
+        f"{getattr(next(iter(world.publishers.values())), 'concurrency', 1)} mutations at a time): {mutations:,} "
+        f"mutations by {len(world.publishers)} containers, {len(world.published):,} events published; hook -> "
+        f"published p50 {percentile(lags, 50) * 1000:,.0f} ms, p99 {percentile(lags, 99) * 1000:,.0f} ms, "
+        f"max {max(lags, default=0) * 1000:,.0f} ms"
+    ]
+
+
 def partition_kind(partition: dynamodb.Partition) -> str:
     """Names a partition by what lives on it (our key layouts, old and new)."""
     table, index, key = partition
@@ -556,6 +646,7 @@ def bound_lines(world: World) -> list[str]:
     )
     calls = {k.removeprefix("calls "): v for k, v in counts.items() if k.startswith("calls ")}
     lines.append(f"    DynamoDB calls: {calls}")
+    lines += appsync_lines(world)
     senders = world.senders.values()
     if not senders:
         lines.append("    producer: each hook's entry put on the bus at once (PRODUCER=direct)")

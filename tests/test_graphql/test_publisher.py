@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
+from typing import Any
 
 import pytest
 from botocore.credentials import Credentials
@@ -178,3 +181,59 @@ def test_module_import_stays_lean() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "False"]
+
+
+class SlowAppSync(ScriptedAppSync):
+    """Answers every mutation after ``delay`` seconds and records how many were in flight at once."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__([])
+        self.in_flight = 0
+        self.most = 0
+        self._count = threading.Lock()
+        handler = self.server.RequestHandlerClass
+        original = handler.do_POST  # type: ignore[attr-defined]
+        outer = self
+
+        def do_post(request: Any) -> None:
+            with outer._count:
+                outer.in_flight += 1
+                outer.most = max(outer.most, outer.in_flight)
+            time.sleep(delay)
+            try:
+                original(request)
+            finally:
+                with outer._count:
+                    outer.in_flight -= 1
+
+        handler.do_POST = do_post  # type: ignore[attr-defined]
+
+
+def test_a_batch_goes_several_mutations_at_a_time_and_its_updates_in_order_after() -> None:
+    """20 events with 2 status changes, 4 at a time: at most 4 in flight, more than 1, every event
+    published once; the first mutation alone; the updates last, in seq order."""
+    statuses = {8: "deploying", 15: "succeeded"}
+    batch = [
+        sequenced("D1", seq, "deployment.status", {"status": statuses[seq]})
+        if seq in statuses
+        else sequenced("D1", seq)
+        for seq in range(1, 21)
+    ]
+    server = SlowAppSync(0.05)
+    with server:
+        sender = AppSyncPublisher(
+            server.url, "us-east-1", credentials=Credentials("local", "local"), concurrency=4
+        )
+        sender.publish(batch)
+
+    assert sender.published == 22
+    assert sender.dropped == 0
+    assert 1 < server.most <= 4
+    fields = [body["query"].split("(")[0].split()[-1] for body in server.received]
+    assert fields[0] == "PublishDeploymentEvent"
+    assert server.received[0]["variables"]["seq"] == 1
+    events = [b["variables"]["seq"] for b in server.received if "type" in b["variables"]]
+    assert sorted(events) == list(range(1, 21))
+    updates = [b["variables"]["status"] for b in server.received if "status" in b["variables"]]
+    assert updates == ["deploying", "succeeded"]
+    assert fields[-2:] == ["PublishDeploymentUpdate", "PublishDeploymentUpdate"]
