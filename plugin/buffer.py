@@ -49,10 +49,14 @@ def entry_bytes(entry: list[Pending]) -> int:
     """
     if len(entry) == 1:
         return entry[0].size
-    head = entry[0]
-    fixed = head.size - head.envelope.detail_bytes - len(head.envelope.type)
     members = sum(packed_member_bytes(item.envelope) for item in entry)
-    return fixed + len(spec.PACKED_DETAIL_TYPE) + PACKED_OVERHEAD_BYTES + members
+    return _packed_frame(entry[0]) + PACKED_OVERHEAD_BYTES + members
+
+
+def _packed_frame(head: Pending) -> int:
+    """A packed entry's bytes besides its ``Detail``: the packed type, and the fixed part of an
+    entry (source, bus, slack) taken from its first event's size."""
+    return head.size - head.envelope.detail_bytes - len(head.envelope.type) + len(spec.PACKED_DETAIL_TYPE)
 
 
 class EventBuffer:
@@ -114,11 +118,8 @@ class EventBuffer:
                 and len(entries[-1]) < spec.PACKED_MAX_EVENTS
                 and details[-1] + member <= pack_bytes
             ):
-                # As a packed entry the request counts its Detail, the packed type and
-                # the fixed part of the first member's entry (source, bus, slack).
-                head = entries[-1][0]
-                fixed = head.size - head.envelope.detail_bytes - len(head.envelope.type)
-                grown = fixed + len(spec.PACKED_DETAIL_TYPE) + details[-1] + member
+                # As a packed entry the request counts its Detail and its frame (entry_bytes).
+                grown = _packed_frame(entries[-1][0]) + details[-1] + member
                 if total - sizes[-1] + grown <= max_bytes:
                     entries[-1].append(self._remove(item))
                     total += grown - sizes[-1]
